@@ -1,0 +1,69 @@
+"""The one command-line entry point, ``qlstm``, with a subcommand per pipeline stage.
+
+Each stage module exposes ``register(subparsers)``, which adds its parser (with ``--help`` text
+for every option) and sets ``func`` to a callable ``func(args) -> int``. The list below is
+explicit: nothing is discovered by scanning folders. Stage modules import their heavy
+dependencies (torch, hls4ml, onnx) inside ``func``, so ``qlstm --help`` stays fast.
+
+Errors the user can fix are raised as :class:`qlstm.errors.QlstmError` and printed here as one
+line, ``qlstm <stage>: error: <message>``, with a non-zero exit status and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from qlstm import __version__
+from qlstm.errors import QlstmError
+
+#: (module, description) of every subcommand, in pipeline order.
+STAGES: tuple[str, ...] = (
+    "qlstm.data.cli",
+    "qlstm.train.cli",
+    "qlstm.quantize.cli",
+    "qlstm.export.cli",
+    "qlstm.hls.cli",
+    "qlstm.firmware_sim.cli",
+    "qlstm.predict",
+    "qlstm.report.cli",
+    "qlstm.pipeline",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qlstm",
+        description=(
+            "Take an LSTM/GRU predictor of superconducting-magnet voltage from data to FPGA firmware: "
+            "data -> train -> quantize -> export -> hls -> firmware simulation -> report. "
+            "Run `qlstm <command> --help` for each command's options."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"qlstm {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for name in STAGES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except QlstmError as exc:
+        print(f"qlstm {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"qlstm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Magnet-voltage data: synthetic generator, loaders, windowing, splits, normalisation."""

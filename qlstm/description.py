@@ -1,0 +1,395 @@
+"""The model description: the single, self-describing input of every stage after training.
+
+A run folder holds ``model.json`` (this description) beside ``weights.npz``. The description
+says what the network is (architecture), how its inputs were normalised, and - for a quantised
+run - the fixed-point type of every quantisation point *as the hls4ml firmware computes it*.
+``hls/`` and ``firmware_sim/`` read nothing else; ``quantize/`` writes it.
+
+Weights (``weights.npz``) use PyTorch's layout and gate order, one set per recurrent layer ``i``:
+
+=====================  ===============  ==========================================
+key                    shape            meaning
+=====================  ===============  ==========================================
+``rnn{i}.weight_ih``   (G*H, n_in)      input kernel; LSTM gates i,f,g,o; GRU r,z,n
+``rnn{i}.weight_hh``   (G*H, H)         recurrent kernel
+``rnn{i}.bias_ih``     (G*H,)           input bias
+``rnn{i}.bias_hh``     (G*H,)           recurrent bias
+``head.weight``        (k, H_last)      Dense head
+``head.bias``          (k,)
+=====================  ===============  ==========================================
+
+with ``G = 4`` for LSTM and ``3`` for GRU. In a quantised run every array lies exactly on the
+grid of its fixed-point type (float64 values ``mantissa * 2**-frac``).
+
+The hls4ml LSTM/GRU kernels (``nnet_recurrent.h``, static variant) fix the dataflow these
+types describe, per recurrent layer:
+
+* ``weight``/``recurrent_weight``/``bias``/``recurrent_bias``: the kernel and bias arrays;
+* ``accum``: the two dense products ``W x + b`` and ``U h + b_r`` (accumulated at this type),
+  their sum, and the outputs of the sigmoid/tanh lookup tables;
+* ``table``: size and type of the lookup tables (sigmoid over [-8, 8), tanh over [-4, 4));
+* ``state``: hls4ml's ``res_T``: the hidden state ``h`` *and* the cell state ``c`` of an LSTM
+  are both stored at this type every step, and it is the layer's output type.
+
+The Dense head has ``weight``, ``bias``, ``accum`` and ``result`` (the network output).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from qlstm import __version__
+from qlstm.errors import QlstmError
+from qlstm.fixedpoint import FixedType
+from qlstm.io import atomic_write_bytes, atomic_write_text
+
+FORMAT = "qlstm-model/1"
+DESCRIPTION_FILE = "model.json"
+WEIGHTS_FILE = "weights.npz"
+
+Cell = Literal["lstm", "gru"]
+GATES = {"lstm": 4, "gru": 3}
+#: Input half-ranges of hls4ml's lookup tables (``nnet_activation.h``): sigmoid covers
+#: [-8, 8), tanh [-4, 4). Fixed by the templates; recorded so a reader need not know that.
+SIGMOID_RANGE = 8.0
+TANH_RANGE = 4.0
+
+
+def _check_keys(cls: type, data: dict[str, Any], where: str) -> None:
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise QlstmError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    from dataclasses import MISSING
+
+    missing = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING} - set(
+        data
+    )
+    if missing:
+        raise QlstmError(f"{where}: missing key(s) {', '.join(sorted(missing))}")
+
+
+# ====================================================================== architecture
+@dataclass(frozen=True)
+class RecurrentLayer:
+    """One recurrent layer; every layer but the last returns the whole sequence."""
+
+    cell: Cell
+    units: int
+
+    def __post_init__(self) -> None:
+        if self.cell not in GATES:
+            raise QlstmError(f"unknown recurrent cell {self.cell!r}; choose lstm or gru")
+        if not 1 <= self.units <= 1024:
+            raise QlstmError(f"recurrent layer units {self.units} outside 1-1024")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What the network computes, independent of numbers: (N, L, C) -> (N, k)."""
+
+    input_channels: int
+    history: int  # L
+    horizon: int  # k
+    layers: tuple[RecurrentLayer, ...]
+    dropout: float = 0.0  # training only; the exported/firmware model has none
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.history <= 128:
+            raise QlstmError(f"history L={self.history} outside 1-128")
+        if not 1 <= self.horizon <= 32:
+            raise QlstmError(f"horizon k={self.horizon} outside 1-32")
+        if self.input_channels < 1:
+            raise QlstmError(f"input_channels={self.input_channels} must be >= 1")
+        if not self.layers:
+            raise QlstmError("at least one recurrent layer is required")
+        if not 0.0 <= self.dropout < 1.0:
+            raise QlstmError(f"dropout {self.dropout} outside [0, 1)")
+
+    def n_in(self, i: int) -> int:
+        return self.input_channels if i == 0 else self.layers[i - 1].units
+
+    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        shapes: dict[str, tuple[int, ...]] = {}
+        for i, layer in enumerate(self.layers):
+            g = GATES[layer.cell] * layer.units
+            shapes[f"rnn{i}.weight_ih"] = (g, self.n_in(i))
+            shapes[f"rnn{i}.weight_hh"] = (g, layer.units)
+            shapes[f"rnn{i}.bias_ih"] = (g,)
+            shapes[f"rnn{i}.bias_hh"] = (g,)
+        shapes["head.weight"] = (self.horizon, self.layers[-1].units)
+        shapes["head.bias"] = (self.horizon,)
+        return shapes
+
+    def n_parameters(self) -> int:
+        return sum(math.prod(s) for s in self.weight_shapes().values())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Architecture:
+        _check_keys(cls, d, "architecture")
+        layers = tuple(RecurrentLayer(**layer) for layer in d["layers"])
+        return cls(**{**d, "layers": layers})
+
+
+# ====================================================================== normalisation
+@dataclass(frozen=True)
+class Normalisation:
+    """Min-max scaling to [0, 1] per channel, fitted on the training events only.
+
+    ``normalised = (raw - lo) / (hi - lo)``. Channel ``target_channel`` is the predicted one.
+    """
+
+    lo: tuple[float, ...]
+    hi: tuple[float, ...]
+    channel_names: tuple[str, ...]
+    target_channel: int = 0
+    units: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.lo) != len(self.hi) or len(self.lo) != len(self.channel_names):
+            raise QlstmError("normalisation: lo, hi and channel_names must have one entry per channel")
+        if any(h <= lo for lo, h in zip(self.lo, self.hi, strict=True)):
+            raise QlstmError(
+                "normalisation: every channel needs hi > lo (a constant channel cannot be scaled)"
+            )
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        """(..., C) raw values -> normalised float32-compatible float64."""
+        lo, hi = np.asarray(self.lo), np.asarray(self.hi)
+        return (np.asarray(raw, dtype=np.float64) - lo) / (hi - lo)
+
+    def invert_target(self, y: np.ndarray) -> np.ndarray:
+        lo, hi = self.lo[self.target_channel], self.hi[self.target_channel]
+        return np.asarray(y, dtype=np.float64) * (hi - lo) + lo
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Normalisation:
+        _check_keys(cls, d, "normalisation")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+# ====================================================================== quantisation
+@dataclass(frozen=True)
+class TableSpec:
+    """A sigmoid/tanh lookup table of hls4ml: ``size`` entries stored as ``type``."""
+
+    size: int
+    type: FixedType
+
+    def __post_init__(self) -> None:
+        if self.size < 2 or self.size & (self.size - 1):
+            raise QlstmError(f"activation table size {self.size} must be a power of two >= 2")
+
+
+@dataclass(frozen=True)
+class RecurrentQuant:
+    """Fixed-point types of one LSTM/GRU layer, named as hls4ml's layer config names them."""
+
+    weight: FixedType
+    recurrent_weight: FixedType
+    bias: FixedType
+    recurrent_bias: FixedType
+    accum: FixedType
+    state: FixedType  # hls4ml res_T: h and (LSTM) c, and the layer output
+    table: TableSpec
+
+
+@dataclass(frozen=True)
+class DenseQuant:
+    weight: FixedType
+    bias: FixedType
+    accum: FixedType
+    result: FixedType
+
+
+@dataclass(frozen=True)
+class Quantisation:
+    """Every quantisation point of the firmware dataflow."""
+
+    input: FixedType
+    layers: tuple[RecurrentQuant, ...]
+    dense: DenseQuant
+    #: Brevitas/PTQ bookkeeping: how the integer bits were chosen (free text, for humans).
+    method: str = "ptq"
+    bits: int = 16
+
+    def points(self) -> dict[str, FixedType]:
+        """Flat, named view of every fixed-point type (for reports and checks)."""
+        out = {"input": self.input}
+        for i, q in enumerate(self.layers):
+            for name in ("weight", "recurrent_weight", "bias", "recurrent_bias", "accum", "state"):
+                out[f"rnn{i}.{name}"] = getattr(q, name)
+            out[f"rnn{i}.table"] = q.table.type
+        for name in ("weight", "bias", "accum", "result"):
+            out[f"head.{name}"] = getattr(self.dense, name)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return _types_to_json(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Quantisation:
+        _check_keys(cls, d, "quantisation")
+
+        def ft(v: Any) -> FixedType:
+            return FixedType.from_ap(v)
+
+        def rq(x: dict[str, Any]) -> RecurrentQuant:
+            _check_keys(RecurrentQuant, x, "quantisation.layers[]")
+            t = x["table"]
+            _check_keys(TableSpec, t, "quantisation.layers[].table")
+            return RecurrentQuant(
+                **{k: ft(v) for k, v in x.items() if k != "table"},
+                table=TableSpec(int(t["size"]), ft(t["type"])),
+            )
+
+        _check_keys(DenseQuant, d["dense"], "quantisation.dense")
+        return cls(
+            input=ft(d["input"]),
+            layers=tuple(rq(x) for x in d["layers"]),
+            dense=DenseQuant(**{k: ft(v) for k, v in d["dense"].items()}),
+            method=d.get("method", "ptq"),
+            bits=int(d.get("bits", 16)),
+        )
+
+
+def _types_to_json(obj: Any) -> Any:
+    """asdict() turns FixedType into dicts; write them as ap_fixed strings instead."""
+    if isinstance(obj, dict):
+        if set(obj) == {"width", "integer", "signed", "rounding", "overflow"}:
+            return FixedType(**obj).describe()
+        return {k: _types_to_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_types_to_json(v) for v in obj]
+    return obj
+
+
+# ====================================================================== the description
+@dataclass(frozen=True)
+class ModelDescription:
+    """Everything a later stage needs to rebuild the model, besides the weight arrays."""
+
+    architecture: Architecture
+    normalisation: Normalisation
+    quantisation: Quantisation | None = None
+    #: Where the data came from (path as given, sha256) and the event split, for reports.
+    data: dict[str, Any] = field(default_factory=dict)
+    qlstm_version: str = __version__
+    format: str = FORMAT
+
+    @property
+    def quantised(self) -> bool:
+        return self.quantisation is not None
+
+    def with_quantisation(self, q: Quantisation | None) -> ModelDescription:
+        if q is not None and len(q.layers) != len(self.architecture.layers):
+            raise QlstmError("quantisation has a different number of layers than the architecture")
+        return replace(self, quantisation=q)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "format": self.format,
+            "qlstm_version": self.qlstm_version,
+            "architecture": asdict(self.architecture),
+            "normalisation": asdict(self.normalisation),
+            "quantisation": None if self.quantisation is None else self.quantisation.to_dict(),
+            "data": self.data,
+        }
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "model description") -> ModelDescription:
+        if d.get("format") != FORMAT:
+            raise QlstmError(f"{where}: not a {FORMAT} file (format={d.get('format')!r})")
+        _check_keys(cls, d, where)
+        q = d.get("quantisation")
+        return cls(
+            architecture=Architecture.from_dict(d["architecture"]),
+            normalisation=Normalisation.from_dict(d["normalisation"]),
+            quantisation=None if q is None else Quantisation.from_dict(q),
+            data=d.get("data", {}),
+            qlstm_version=d.get("qlstm_version", "?"),
+        )
+
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON: caches (e.g. compiled C simulations) key on it."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def save(run_dir: Path, desc: ModelDescription, weights: dict[str, np.ndarray]) -> None:
+    """Write ``model.json`` and ``weights.npz`` atomically, after checking the weight shapes."""
+    check_weights(desc, weights)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v, dtype=np.float64) for k, v in weights.items()})
+    atomic_write_bytes(run_dir / WEIGHTS_FILE, buf.getvalue())
+    atomic_write_text(run_dir / DESCRIPTION_FILE, json.dumps(desc.to_dict(), indent=2) + "\n")
+
+
+def load(run_dir: Path) -> tuple[ModelDescription, dict[str, np.ndarray]]:
+    """Read a run folder's description and weights; a clear error if either is missing/corrupt."""
+    run_dir = Path(run_dir)
+    dpath, wpath = run_dir / DESCRIPTION_FILE, run_dir / WEIGHTS_FILE
+    if not dpath.is_file():
+        raise QlstmError(
+            f"{run_dir}: no {DESCRIPTION_FILE}; not a qlstm run folder (train or quantize first)"
+        )
+    try:
+        desc = ModelDescription.from_dict(json.loads(dpath.read_text()), where=str(dpath))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise QlstmError(f"{dpath}: corrupt model description ({exc})") from None
+    if not wpath.is_file():
+        raise QlstmError(f"{run_dir}: no {WEIGHTS_FILE}; the run holds no trained model")
+    try:
+        with np.load(wpath, allow_pickle=False) as z:
+            weights = {k: z[k] for k in z.files}
+    except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError, EOFError ...
+        raise QlstmError(
+            f"{wpath}: corrupt or truncated weights file ({type(exc).__name__}: {exc})"
+        ) from None
+    check_weights(desc, weights, where=str(wpath))
+    return desc, weights
+
+
+def check_weights(desc: ModelDescription, weights: dict[str, np.ndarray], where: str = "weights") -> None:
+    expected = desc.architecture.weight_shapes()
+    if set(weights) != set(expected):
+        missing, extra = set(expected) - set(weights), set(weights) - set(expected)
+        raise QlstmError(
+            f"{where}: weight names do not match the architecture (missing {sorted(missing)}, extra {sorted(extra)})"
+        )
+    for k, shape in expected.items():
+        if tuple(np.shape(weights[k])) != shape:
+            raise QlstmError(f"{where}: {k} has shape {np.shape(weights[k])}, expected {shape}")
+        if not np.all(np.isfinite(weights[k])):
+            raise QlstmError(f"{where}: {k} holds NaN or inf")
+    q = desc.quantisation
+    if q is None:
+        return
+    for i in range(len(desc.architecture.layers)):
+        lq = q.layers[i]
+        for key, t in (
+            ("weight_ih", lq.weight),
+            ("weight_hh", lq.recurrent_weight),
+            ("bias_ih", lq.bias),
+            ("bias_hh", lq.recurrent_bias),
+        ):
+            _check_on_grid(weights[f"rnn{i}.{key}"], t, f"{where}: rnn{i}.{key}")
+    _check_on_grid(weights["head.weight"], q.dense.weight, f"{where}: head.weight")
+    _check_on_grid(weights["head.bias"], q.dense.bias, f"{where}: head.bias")
+
+
+def _check_on_grid(a: np.ndarray, t: FixedType, where: str) -> None:
+    a = np.asarray(a, dtype=np.float64)
+    if not np.array_equal(t.quantize(a), a):
+        raise QlstmError(f"{where} is not representable as {t.describe()}")

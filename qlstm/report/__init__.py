@@ -1,0 +1,1 @@
+"""Latency/resource estimates and run reports."""

@@ -1,0 +1,1 @@
+"""Fixed-point quantisation with Brevitas (imported as ``qlstm.quantize``)."""

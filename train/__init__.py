@@ -1,0 +1,1 @@
+"""Float LSTM/GRU predictors in PyTorch (imported as ``qlstm.train``)."""
