@@ -1,0 +1,208 @@
+"""The latency/resource estimator: calibration points, monotonicity, budget search, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from qlstm.hls import estimate as est
+from qlstm.hls.targets import TARGETS, Resources, Target
+
+from qlstm.description import (
+    Architecture,
+    DenseQuant,
+    ModelDescription,
+    Normalisation,
+    Quantisation,
+    RecurrentLayer,
+    RecurrentQuant,
+    TableSpec,
+)
+from qlstm.errors import QlstmError
+from qlstm.fixedpoint import FixedType
+
+
+def make_desc(
+    channels: int, history: int, units, horizon: int = 1, cell: str = "lstm", bits=None, acc_bits=None
+):
+    units = (units,) if isinstance(units, int) else tuple(units)
+    arch = Architecture(channels, history, horizon, tuple(RecurrentLayer(cell, u) for u in units))
+    norm = Normalisation((0.0,) * channels, (1.0,) * channels, tuple(f"c{i}" for i in range(channels)))
+    desc = ModelDescription(arch, norm)
+    if bits is None:
+        return desc
+    w, acc = FixedType(bits, 1), FixedType(acc_bits or 2 * bits, 6)
+    layer = RecurrentQuant(w, w, w, w, acc, FixedType(bits, 2), TableSpec(1024, FixedType(bits, 1, False)))
+    q = Quantisation(w, (layer,) * len(units), DenseQuant(w, w, acc, FixedType(bits, 2)), "qat", bits)
+    return desc.with_quantisation(q)
+
+
+# ---------------------------------------------------------------- calibration (docs/estimator.md)
+#: Khoda et al., MLST 4 (2023) 025004 (arXiv:2207.00559): LSTM(20) over 20 steps of 6 features,
+#: hls4ml default ap_fixed<16,6>, 200 MHz, lowest reuse factor: about 1.5-1.7 us.
+KHODA_BAND_US = (1.5, 1.7)
+#: The estimator's stated error on that point (docs/estimator.md): within 15 % of the band.
+STATED_ERROR = 0.15
+
+
+@pytest.mark.parametrize("static", [True, False], ids=["static", "non-static"])
+def test_calibration_khoda_lstm20(static):
+    desc = make_desc(6, 20, 20, horizon=5)
+    e = est.estimate(desc, est.HlsSettings(TARGETS["ku060"], 5.0, 1, "latency", static))
+    lo, hi = KHODA_BAND_US
+    assert lo * (1 - STATED_ERROR) <= e.latency_us <= hi * (1 + STATED_ERROR)
+    if static:
+        assert e.ii_cycles == e.latency_cycles  # one cell instance: the next window waits
+    else:
+        assert e.ii_cycles == 1  # unrolled time loop: a new window every RF cycles
+
+
+def test_non_static_costs_history_times_the_cell():
+    desc = make_desc(6, 20, 20, horizon=5)
+    s = est.estimate(desc, est.HlsSettings(TARGETS["ku060"], 5.0, 1, "latency", True))
+    n = est.estimate(desc, est.HlsSettings(TARGETS["ku060"], 5.0, 1, "latency", False))
+    cell_s, cell_n = s.layers[0].usage, n.layers[0].usage
+    assert cell_n.dsp == 20 * cell_s.dsp and cell_n.lut == 20 * cell_s.lut
+
+
+def test_dsp_count_is_the_multiplier_count_at_16_bits():
+    """At RF=1, 16-bit operands and 18-bit accumulators: one DSP48E1 per product (kernel,
+    recurrent kernel, 3H element-wise, head); 32-bit accumulators need 2-4 per element-wise one."""
+    desc = make_desc(6, 20, 20, horizon=5, bits=16, acc_bits=18)
+    e = est.estimate(desc, est.HlsSettings(TARGETS["zynq7045"], 5.0, 1))
+    assert e.usage.dsp == 6 * 80 + 20 * 80 + 3 * 20 + 20 * 5
+    wide = est.estimate(
+        make_desc(6, 20, 20, horizon=5, bits=16), est.HlsSettings(TARGETS["zynq7045"], 5.0, 1)
+    )
+    assert wide.usage.dsp == 6 * 80 + 20 * 80 + 2 * 20 * 2 + 20 * 4 + 20 * 5
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "family", "dsp"),
+    [(8, 8, "zynq7", 0), (10, 10, "zynq7", 0), (16, 16, "zynq7", 1), (25, 18, "zynq7", 1),
+     (26, 18, "zynq7", 2), (27, 18, "kintexu", 1), (32, 32, "kintexu", 4)],
+    ids=["8x8-lut", "10x10-lut", "16x16", "25x18-e1", "26x18-e1", "27x18-e2", "32x32-e2"],
+)  # fmt: skip
+def test_dsp_mapping_rule(a, b, family, dsp):
+    assert est._dsp_per_mult(a, b, est.FAMILY_DELAYS[family]) == dsp
+
+
+def test_zero_weights_remove_multipliers():
+    desc = make_desc(1, 8, 8, bits=16)
+    shapes = desc.architecture.weight_shapes()
+    w = {k: np.full(s, 0.25) for k, s in shapes.items()}
+    base = est.estimate(desc, est.HlsSettings(TARGETS["zynq7045"], 5.0, 1), w)
+    w["rnn0.weight_hh"][:16] = 0.0
+    fewer = est.estimate(desc, est.HlsSettings(TARGETS["zynq7045"], 5.0, 1), w)
+    assert base.usage.dsp - fewer.usage.dsp == 16 * 8
+
+
+# ---------------------------------------------------------------- monotonicity
+MODELS = {
+    "paper-8b": make_desc(1, 16, 128, bits=8),
+    "compact-16b": make_desc(1, 16, 16, bits=16),
+    "stacked-gru": make_desc(2, 8, (16, 8), horizon=4, cell="gru", bits=12),
+}
+
+
+@pytest.mark.parametrize("strategy", ["latency", "resource"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_monotone_in_reuse_factor(name, strategy):
+    desc = MODELS[name]
+    rfs = est.valid_reuse_factors(desc)[:12]
+    assert len(rfs) >= 3
+    runs = [est.estimate(desc, est.HlsSettings(TARGETS["zynq7045"], 5.0, rf, strategy)) for rf in rfs]
+    for a, b in zip(runs, runs[1:], strict=False):
+        assert b.latency_cycles >= a.latency_cycles, (a.settings.reuse, b.settings.reuse)
+        assert b.usage.dsp <= a.usage.dsp, (a.settings.reuse, b.settings.reuse)
+    if strategy == "resource":  # fabric falls too once the weights leave the multiplier inputs
+        assert runs[-1].usage.lut < runs[0].usage.lut
+
+
+def test_slower_clock_fewer_cycles_but_not_faster():
+    desc = MODELS["compact-16b"]
+    fast = est.estimate(desc, est.HlsSettings(TARGETS["zynq7045"], 5.0, 1))
+    slow = est.estimate(desc, est.HlsSettings(TARGETS["zynq7045"], 10.0, 1))
+    assert slow.latency_cycles <= fast.latency_cycles
+    assert slow.latency_us >= fast.latency_us
+
+
+def test_history_scales_latency_linearly():
+    a = est.estimate(make_desc(1, 8, 16), est.HlsSettings(TARGETS["zynq7045"], 5.0, 1))
+    b = est.estimate(make_desc(1, 16, 16), est.HlsSettings(TARGETS["zynq7045"], 5.0, 1))
+    assert b.layers[0].cycles == 2 * a.layers[0].cycles
+
+
+# ---------------------------------------------------------------- reuse factors
+def test_valid_reuse_factors_match_hls4ml_rule():
+    from hls4ml.backends import get_backend
+
+    backend = get_backend("Vivado")
+    for n_in, n_out in [(6, 80), (20, 80), (1, 512), (128, 512)]:
+        ours = [r for r in range(1, 200) if est.valid_reuse_factor(n_in, n_out, r)]
+        theirs = [r for r in backend.get_valid_reuse_factors(n_in, n_out) if r < 200]
+        assert ours == theirs
+
+
+def test_invalid_reuse_factor_names_valid_values():
+    with pytest.raises(QlstmError, match=r"reuse factor 3 is not valid.*valid values: 1, 2"):
+        est.estimate(make_desc(6, 20, 20), est.HlsSettings(TARGETS["ku060"], 5.0, 3))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"clock_ns": 0.0}, "must be > 0"),
+        ({"reuse": 0}, "reuse factor 0"),
+        ({"strategy": "fast"}, "unknown strategy"),
+    ],
+    ids=["clock", "reuse", "strategy"],
+)
+def test_bad_settings(kwargs, match):
+    base = {"target": TARGETS["zynq7020"], "clock_ns": 5.0}
+    with pytest.raises(QlstmError, match=match):
+        est.HlsSettings(**{**base, **kwargs})
+
+
+# ---------------------------------------------------------------- budget search
+def test_budget_search_picks_smallest_that_meets():
+    desc = MODELS["compact-16b"]
+    res = est.search_budget(desc, TARGETS["zynq7045"], 5.0, 5.0)
+    assert res.chosen is not None and res.chosen.latency_us <= 5.0 and res.chosen.fits
+    meeting = [e for e in res.candidates if e.fits and e.latency_us <= 5.0]
+    assert res.chosen.peak_utilisation == min(e.peak_utilisation for e in meeting)
+    assert "meets 5 us" in res.verdict
+
+
+def test_budget_search_reports_the_miss():
+    desc = MODELS["compact-16b"]
+    runs = [
+        est.estimate(desc, est.HlsSettings(TARGETS["zynq7045"], 5.0, r, s))
+        for r in est.valid_reuse_factors(desc)
+        for s in ("latency", "resource")
+    ]
+    fastest = min(e.latency_us for e in runs if e.fits)
+    res = est.search_budget(desc, TARGETS["zynq7045"], 5.0, fastest / 2)
+    assert res.chosen is None
+    assert f"{fastest - fastest / 2:.3f} us" in res.verdict and "over budget" in res.verdict
+
+
+def test_budget_search_nothing_fits():
+    tiny = Target.custom("xc7z010clg400-1", Resources(100, 100, 2, 0))
+    res = est.search_budget(MODELS["compact-16b"], tiny, 5.0, 100.0)
+    assert res.chosen is None and "NO configuration fits" in res.verdict
+
+
+def test_every_printed_line_says_estimate():
+    e = est.estimate(MODELS["compact-16b"], est.HlsSettings(TARGETS["zynq7045"], 5.0, 1))
+    for line in e.lines():
+        if any(ch.isdigit() for ch in line) and not line.strip().startswith("note"):
+            assert "estimate" in line.lower(), line
+    assert e.to_dict()["kind"] == "estimate"
+
+
+def test_float_description_assumes_default_precision():
+    e = est.estimate(make_desc(1, 4, 4), est.HlsSettings(TARGETS["zynq7020"], 7.0, 1))
+    assert any("ap_fixed<16,6>" in n for n in e.notes)
+    assert dataclasses.asdict(e.usage)["dsp"] > 0
