@@ -1,16 +1,46 @@
-"""``qlstm export``: export ONNX / QONNX files"""
+"""``qlstm export``: write a run folder's model as ONNX (float) or QONNX (quantised)"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from qlstm.errors import QlstmError
+HELP = "export a run folder's model as ONNX (float) or QONNX (quantised)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export ONNX / QONNX files", description="export ONNX / QONNX files")
+    p = sub.add_parser(
+        "export",
+        help=HELP,
+        description=(
+            f"{HELP}. ONNX: standard LSTM/GRU operators and a Gemm head, float32, dynamic batch. "
+            "QONNX: the hls4ml firmware dataflow unrolled over the L time steps, every fixed-point "
+            "type a Quant node, lookup-table sigmoid/tanh. The file is checked and executed once "
+            "before it is written; its metadata holds L, k, channels, normalisation and types."
+        ),
+    )
+    p.add_argument(
+        "run_dir", type=Path, metavar="RUN_DIR", help="run folder holding model.json and weights.npz"
+    )
+    p.add_argument(
+        "--format",
+        choices=("onnx", "qonnx"),
+        default=None,
+        help="onnx (float model) or qonnx (needs a quantised run); default: qonnx for a quantised "
+        "run, onnx otherwise",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output file; its folder must exist (default: RUN_DIR/model.onnx or RUN_DIR/model.qonnx.onnx)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise QlstmError("`qlstm export` is not implemented yet (issue 7)")
+    from qlstm.export.api import export
+
+    out = export(args.run_dir, args.format, args.out)
+    print(out)
+    return 0

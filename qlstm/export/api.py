@@ -1,0 +1,101 @@
+"""Export a run folder to ONNX (float) or QONNX (quantised), then prove the file executes.
+
+``export(run_dir, fmt, out)`` builds the graph from ``model.json`` + ``weights.npz``, checks it
+(``onnx.checker`` with full checking for ONNX; structural checking for QONNX, whose ``Quant``
+op has no ONNX schema), runs it once on a few windows (onnxruntime; QONNX after
+:func:`qlstm.export.lower.lower_quant`) and only then writes it atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qlstm import description
+from qlstm.description import ModelDescription
+from qlstm.errors import QlstmError
+from qlstm.export.graph import INPUT_NAME, check_out, read_metadata, save_model, weights_sha256
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "qonnx")
+#: File names inside a run folder, used by ``qlstm predict --backend onnx``.
+DEFAULT_FILES = {"onnx": "model.onnx", "qonnx": "model.qonnx.onnx"}
+
+
+def default_format(desc: ModelDescription) -> str:
+    return "qonnx" if desc.quantised else "onnx"
+
+
+def build_model(desc: ModelDescription, weights: dict[str, np.ndarray], fmt: str) -> Any:
+    """The ModelProto of ``desc`` in ``fmt``, checked and with the weights hash in its metadata."""
+    import onnx
+    from onnx import helper
+
+    if fmt not in FORMATS:
+        raise QlstmError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if fmt == "qonnx":
+        from qlstm.export import qonnx_export
+
+        if not desc.quantised:
+            raise QlstmError(
+                "--format qonnx needs a quantised run (model.json has no quantisation); "
+                "run `qlstm quantize` first or export --format onnx"
+            )
+        model = qonnx_export.build(desc, weights)
+        onnx.checker.check_model(model)
+    else:
+        from qlstm.export import float_onnx
+
+        if desc.quantised:
+            log.info("exporting a quantised run as float ONNX: on-grid weights, float arithmetic")
+        model = float_onnx.build(desc, weights)
+        onnx.checker.check_model(model, full_check=True)
+    props = read_metadata(model) | {"qlstm.weights_sha256": weights_sha256(weights)}
+    helper.set_model_props(model, props)
+    return model
+
+
+def session(model: Any) -> Any:
+    """An onnxruntime session for an exported model (QONNX files are lowered first)."""
+    import onnxruntime as ort
+
+    from qlstm.export.lower import lower_quant
+
+    if any(o.domain == "qonnx.custom_op.general" for o in model.opset_import):
+        model = lower_quant(model)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def run_session(sess: Any, x: np.ndarray, batch: int = 2048) -> np.ndarray:
+    """(N, L, C) windows -> (N, k) float64, in batches."""
+    x = np.asarray(x, dtype=np.float32)
+    outs = [sess.run(None, {INPUT_NAME: x[s : s + batch]})[0] for s in range(0, len(x), batch)]
+    return np.concatenate(outs).astype(np.float64)
+
+
+def export(run_dir: Path, fmt: str | None = None, out: Path | None = None) -> Path:
+    """Write ``run_dir``'s model as ``fmt`` to ``out`` (default: inside ``run_dir``)."""
+    run_dir = Path(run_dir)
+    desc, weights = description.load(run_dir)
+    fmt = fmt or default_format(desc)
+    out = Path(out) if out is not None else run_dir / DEFAULT_FILES[fmt]
+    check_out(out)
+    model = build_model(desc, weights, fmt)
+    a = desc.architecture
+    probe = np.random.default_rng(0).uniform(0.0, 1.0, (4, a.history, a.input_channels))
+    y = run_session(session(model), probe)
+    if y.shape != (4, a.horizon) or not np.all(np.isfinite(y)):
+        raise RuntimeError(
+            f"exported {fmt} graph produced {y.shape} / non-finite output"
+        )  # a bug, not user input
+    save_model(model, out)
+    log.info("wrote %s (%s, %d nodes)", out, fmt, len(model.graph.node))
+    return out

@@ -1,0 +1,330 @@
+"""The quantised model as QONNX: the hls4ml firmware dataflow, unrolled over the L time steps.
+
+Every quantisation point of the description (:class:`qlstm.description.Quantisation`) is a
+QONNX ``Quant`` node (domain ``qonnx.custom_op.general``) with scale ``2**-frac``, the type's
+width, signedness and rounding mode, placed exactly where the hls4ml C++ assigns to a narrower
+``ap_fixed`` (``nnet_recurrent.h`` ``lstm_static``/``gru_static`` with ``pytorch_order``,
+``nnet_dense_latency.h``):
+
+* dense products ``W x``: each product is cast to ``accum`` (a ``Quant`` per product when
+  ``accum`` has fewer fractional bits than the product, else one ``MatMul``), the bias is cast
+  to ``accum`` and the sum is held at ``accum``;
+* gate pre-activations ``Wx + b + Uh + b_r`` at ``accum``;
+* sigmoid/tanh as hls4ml's lookup tables: index ``trunc(v N / 2R) + N/2`` clipped, computed
+  with ``Mul/Abs/Floor/Sign/Add/Clip/Cast`` and read with ``Gather`` from the table constant
+  (``Quant`` at the table type), the result cast to ``accum``;
+* LSTM ``c = (state)(g i + c f)``, ``h = (state)(o tanh(c))`` (tanh indexed from the state
+  type); GRU ``n`` branch ``(accum)(r (U_n h + b_rn))`` and ``h = (state)(n (1 - z) + h z)``;
+* the Dense head: products and bias at ``accum``, output cast to ``result``.
+
+Arithmetic between ``Quant`` nodes is float64 (each ``Quant`` output is cast back to double),
+which is exact while the operands' widths fit 53 bits (checked: ``qlstm.float64_exact`` in the
+metadata). ``Quant`` saturates; hls4ml's default ``AP_WRAP`` wraps: the two agree whenever no
+value overflows its type, which a sensibly quantised model guarantees (wrapping in firmware is
+itself a bug). ``AP_SAT_ZERO`` has no ``Quant`` form either and agrees under the same condition.
+
+qonnx 1.0's ``Quant`` returns float32, so ``qonnx.core.onnx_exec.execute_onnx`` is exact only
+for types of at most 24 bits; :mod:`qlstm.export.lower` runs the file in onnxruntime in double.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from qlstm.description import ModelDescription, RecurrentQuant
+from qlstm.errors import QlstmError
+from qlstm.export.graph import INPUT_NAME, OUTPUT_NAME, QONNX_DOMAIN, GraphBuilder, make_model
+from qlstm.export.tables import index_scale, table
+from qlstm.fixedpoint import FixedType
+
+log = logging.getLogger(__name__)
+
+#: ap_fixed rounding mode -> (QONNX Quant rounding_mode, offset added first in LSBs).
+#: QONNX's modes (qonnx ``resolve_rounding_mode``): FLOOR, CEIL, ROUND (half to even), DOWN
+#: (toward zero), HALF_UP (ties away from zero), HALF_DOWN (ties toward zero). The two ap modes
+#: with ties toward an infinity are a half-LSB offset then FLOOR/CEIL, which is exact.
+QUANT_ROUNDING = {
+    "AP_TRN": ("FLOOR", 0.0),
+    "AP_TRN_ZERO": ("DOWN", 0.0),
+    "AP_RND": ("FLOOR", 0.5),
+    "AP_RND_ZERO": ("HALF_DOWN", 0.0),
+    "AP_RND_MIN_INF": ("CEIL", -0.5),
+    "AP_RND_INF": ("HALF_UP", 0.0),
+    "AP_RND_CONV": ("ROUND", 0.0),
+}
+
+
+@dataclass
+class _Q:
+    """Graph-building context: the builder plus one set of Quant parameters per type."""
+
+    g: GraphBuilder
+    params: dict[FixedType, list[str]] = field(default_factory=dict)
+
+    def _params(self, t: FixedType) -> list[str]:
+        if t not in self.params:
+            tag = t.ap().replace("ap_", "").replace("<", "_").replace(">", "").replace(",", "_")
+            self.params[t] = [
+                self.g.const(f"{tag}.scale", t.lsb, np.float32),
+                self.g.const(f"{tag}.zeropt", 0.0, np.float32),
+                self.g.const(f"{tag}.bitwidth", float(t.width), np.float32),
+            ]
+        return self.params[t]
+
+    def quant(self, x: str, t: FixedType, base: str) -> str:
+        """``(t) x`` as Quant (float32 out, per qonnx) followed by a Cast back to double."""
+        from onnx import TensorProto
+
+        mode, offset = QUANT_ROUNDING[t.rounding]
+        g = self.g
+        if offset:
+            x = g.op("Add", [x, g.const(f"{base}.half_lsb", offset * t.lsb)], f"{base}.pre_round")
+        q = g.op(
+            "Quant",
+            [x, *self._params(t)],
+            f"{base}.q",
+            domain=QONNX_DOMAIN,
+            signed=int(t.signed),
+            narrow=int(t.signed and t.overflow == "AP_SAT_SYM"),
+            rounding_mode=mode,
+        )
+        return self.g.op("Cast", [q], base, to=TensorProto.DOUBLE)
+
+
+def _dense(q: _Q, x: str, x_t: FixedType, w: str, w_t: FixedType, b: str, acc: FixedType, base: str) -> str:
+    """hls4ml ``dense_latency``: ``acc = (acc)b + sum_i (acc)(x_i w_ij)``, last axis of ``x``.
+
+    ``w`` is (n_in, n_out). When ``acc`` keeps every fractional bit of a product the per-product
+    casts only matter on overflow, so one MatMul is exact; otherwise each product is cast.
+    """
+    g = q.g
+    if acc.frac >= x_t.frac + w_t.frac:
+        s = g.op("MatMul", [x, w], f"{base}.matmul")
+    else:
+        xe = g.op("Unsqueeze", [x, g.const(f"{base}.axis", [-1], np.int64)], f"{base}.x_col")
+        prods = q.quant(g.op("Mul", [xe, w], f"{base}.products"), acc, f"{base}.products_acc")
+        s = g.op("ReduceSum", [prods, g.const(f"{base}.axis", [-2], np.int64)], f"{base}.sum", keepdims=0)
+    return q.quant(g.op("Add", [s, b], f"{base}.add_bias"), acc, f"{base}.acc")
+
+
+def _lut(q: _Q, v: str, kind: str, tab: str, size: int, acc: FixedType, base: str) -> str:
+    """hls4ml table activation of ``v``: ``(acc) table[clip(trunc(v N/2R) + N/2, 0, N-1)]``."""
+    from onnx import TensorProto
+
+    g = q.g
+    scaled = g.op("Mul", [v, g.const(f"{base}.scale", index_scale(kind, size))], f"{base}.scaled")
+    trunc = g.op(
+        "Mul",
+        [
+            g.op("Sign", [scaled], f"{base}.sign"),
+            g.op("Floor", [g.op("Abs", [scaled], f"{base}.abs")], f"{base}.floor_abs"),
+        ],
+        f"{base}.trunc",
+    )
+    idx = g.op("Add", [trunc, g.const(f"{base}.half", size / 2.0)], f"{base}.offset")
+    idx = g.op(
+        "Clip",
+        [idx, g.const(f"{base}.lo", 0.0), g.const(f"{base}.hi", size - 1.0)],
+        f"{base}.clip",
+    )
+    idx = g.op("Cast", [idx], f"{base}.index", to=TensorProto.INT64)
+    val = g.op("Gather", [tab, idx], f"{base}.table", axis=0)
+    return q.quant(val, acc, f"{base}.acc")
+
+
+def _split(g: GraphBuilder, x: str, parts: int, units: int, base: str) -> list[str]:
+    return g.op_multi(
+        "Split",
+        [x, g.const(f"{base}.sizes", [units] * parts, np.int64)],
+        [f"{base}.{k}" for k in range(parts)],
+        axis=-1,
+    )
+
+
+def _layer_consts(
+    q: _Q, weights: dict[str, np.ndarray], i: int, lq: RecurrentQuant
+) -> tuple[str, str, str, str, dict[str, str]]:
+    """Quantised weights (transposed to (n_in, G*H)), biases cast to accum, and tables."""
+    g = q.g
+    w = q.quant(g.const(f"rnn{i}.weight_ih", weights[f"rnn{i}.weight_ih"].T), lq.weight, f"rnn{i}.W")
+    u = q.quant(
+        g.const(f"rnn{i}.weight_hh", weights[f"rnn{i}.weight_hh"].T), lq.recurrent_weight, f"rnn{i}.U"
+    )
+    b = q.quant(
+        q.quant(g.const(f"rnn{i}.bias_ih", weights[f"rnn{i}.bias_ih"]), lq.bias, f"rnn{i}.b"),
+        lq.accum,
+        f"rnn{i}.b_acc",
+    )
+    br = q.quant(
+        q.quant(g.const(f"rnn{i}.bias_hh", weights[f"rnn{i}.bias_hh"]), lq.recurrent_bias, f"rnn{i}.b_r"),
+        lq.accum,
+        f"rnn{i}.b_r_acc",
+    )
+    tabs = {
+        kind: q.quant(
+            g.const(f"rnn{i}.{kind}_table_raw", table(kind, lq.table)), lq.table.type, f"rnn{i}.{kind}_table"
+        )
+        for kind in ("sigmoid", "tanh")
+    }
+    return w, u, b, br, tabs
+
+
+def _lstm_step(
+    q: _Q,
+    ax: str,
+    h: str | None,
+    c: str | None,
+    u: str,
+    br: str,
+    lq: RecurrentQuant,
+    units: int,
+    tabs: dict[str, str],
+    base: str,
+) -> tuple[str, str]:
+    g, acc, st, n = q.g, lq.accum, lq.state, lq.table.size
+    ah = br if h is None else _dense(q, h, st, u, lq.recurrent_weight, br, acc, f"{base}.Uh")
+    pre = q.quant(g.op("Add", [ax, ah], f"{base}.pre_sum"), acc, f"{base}.pre")
+    pi, pf, pg, po = _split(g, pre, 4, units, f"{base}.pre_gate")
+    ifo = g.op("Concat", [pi, pf, po], f"{base}.pre_ifo", axis=-1)
+    gi, gf, go = _split(
+        g, _lut(q, ifo, "sigmoid", tabs["sigmoid"], n, acc, f"{base}.sigm"), 3, units, f"{base}.ifo"
+    )
+    gg = _lut(q, pg, "tanh", tabs["tanh"], n, acc, f"{base}.g")
+    new = g.op("Mul", [gg, gi], f"{base}.g_i")
+    if c is not None:
+        new = g.op("Add", [new, g.op("Mul", [c, gf], f"{base}.c_f")], f"{base}.c_sum")
+    c_new = q.quant(new, st, f"{base}.c")
+    tc = _lut(q, c_new, "tanh", tabs["tanh"], n, acc, f"{base}.tanh_c")
+    h_new = q.quant(g.op("Mul", [go, tc], f"{base}.o_tanh_c"), st, f"{base}.h")
+    return h_new, c_new
+
+
+def _gru_step(
+    q: _Q,
+    ax: str,
+    h: str | None,
+    u: str,
+    br: str,
+    lq: RecurrentQuant,
+    units: int,
+    tabs: dict[str, str],
+    base: str,
+) -> str:
+    g, acc, st, n = q.g, lq.accum, lq.state, lq.table.size
+    ah = br if h is None else _dense(q, h, st, u, lq.recurrent_weight, br, acc, f"{base}.Uh")
+    xr, xz, xn = _split(g, ax, 3, units, f"{base}.x_gate")
+    hr, hz, hn = _split(g, ah, 3, units, f"{base}.h_gate")
+    pre = q.quant(
+        g.op(
+            "Add",
+            [
+                g.op("Concat", [xr, xz], f"{base}.x_rz", axis=-1),
+                g.op("Concat", [hr, hz], f"{base}.h_rz", axis=-1),
+            ],
+            f"{base}.pre_sum",
+        ),
+        acc,
+        f"{base}.pre_rz",
+    )
+    r, z = _split(g, _lut(q, pre, "sigmoid", tabs["sigmoid"], n, acc, f"{base}.sigm"), 2, units, f"{base}.rz")
+    r_hn = q.quant(g.op("Mul", [r, hn], f"{base}.r_hn_prod"), acc, f"{base}.r_hn")
+    pre_n = q.quant(g.op("Add", [xn, r_hn], f"{base}.pre_n_sum"), acc, f"{base}.pre_n")
+    nn_ = _lut(q, pre_n, "tanh", tabs["tanh"], n, acc, f"{base}.n")
+    one_minus_z = g.op("Sub", [g.const(f"{base}.one", 1.0), z], f"{base}.one_minus_z")
+    new = g.op("Mul", [nn_, one_minus_z], f"{base}.n_1mz")
+    if h is not None:
+        new = g.op("Add", [new, g.op("Mul", [h, z], f"{base}.h_z")], f"{base}.h_sum")
+    return q.quant(new, st, f"{base}.h")
+
+
+def float64_exact(desc: ModelDescription) -> bool:
+    """Whether every product and sum between Quant nodes is exact in float64 (53 bits)."""
+    q = desc.quantisation
+    assert q is not None
+    a = desc.architecture
+    need = []
+    x_t = q.input
+    for i, lq in enumerate(q.layers):
+        n_in, h = a.n_in(i), a.layers[i].units
+        need.append(x_t.width + lq.weight.width + n_in.bit_length())
+        need.append(lq.state.width + lq.recurrent_weight.width + h.bit_length())
+        need.append(2 * lq.accum.width + 2)
+        need.append(lq.state.width + lq.accum.width + 2)
+        x_t = lq.state
+    need.append(x_t.width + q.dense.weight.width + a.layers[-1].units.bit_length())
+    return max(need) <= 53
+
+
+def build(desc: ModelDescription, weights: dict[str, np.ndarray]) -> Any:
+    """The QONNX ModelProto of a quantised description (see the module docstring)."""
+    from onnx import TensorProto
+
+    qz = desc.quantisation
+    if qz is None:
+        raise QlstmError(
+            "QONNX export needs a quantised run (model.json has no quantisation); run quantize first"
+        )
+    for name, t in qz.points().items():
+        if t.rounding not in QUANT_ROUNDING:  # pragma: no cover - every ap mode is mapped
+            raise QlstmError(f"{name}: rounding {t.rounding} has no QONNX form")
+    a = desc.architecture
+    g = GraphBuilder()
+    q = _Q(g)
+    x = q.quant(g.op("Cast", [INPUT_NAME], "x_double", to=TensorProto.DOUBLE), qz.input, "x_q")
+    x_t = qz.input
+    seq = x  # (N, L, n_in)
+    h: str | None = None
+    for i, (layer, lq) in enumerate(zip(a.layers, qz.layers, strict=True)):
+        w, u, b, br, tabs = _layer_consts(q, weights, i, lq)
+        ax_all = _dense(q, seq, x_t, w, lq.weight, b, lq.accum, f"rnn{i}.Wx")  # (N, L, G*H)
+        h, c, outs = None, None, []
+        for t in range(a.history):
+            ax = g.op(
+                "Gather", [ax_all, g.const(f"rnn{i}.t{t}.index", t, np.int64)], f"rnn{i}.t{t}.Wx", axis=1
+            )
+            base = f"rnn{i}.t{t}"
+            if layer.cell == "lstm":
+                h, c = _lstm_step(q, ax, h, c, u, br, lq, layer.units, tabs, base)
+            else:
+                h = _gru_step(q, ax, h, u, br, lq, layer.units, tabs, base)
+            outs.append(h)
+        if i < len(a.layers) - 1:
+            one = g.const(f"rnn{i}.time_axis", [1], np.int64)
+            seq = g.op(
+                "Concat", [g.op("Unsqueeze", [o, one], f"{o}.seq") for o in outs], f"rnn{i}.sequence", axis=1
+            )
+        x_t = lq.state
+    d = qz.dense
+    hw = q.quant(g.const("head.weight", weights["head.weight"].T), d.weight, "head.W")
+    hb = q.quant(q.quant(g.const("head.bias", weights["head.bias"]), d.bias, "head.b"), d.accum, "head.b_acc")
+    assert h is not None
+    acc = _dense(q, h, x_t, hw, d.weight, hb, d.accum, "head")
+    res = q.quant(acc, d.result, "head.result")
+    g.nodes.append(_identity(res))
+    exact = float64_exact(desc)
+    if not exact:
+        log.warning("some products exceed 53 bits: the QONNX graph's float64 arithmetic may round")
+    wraps = sorted(k for k, t in qz.points().items() if t.overflow in ("AP_WRAP", "AP_SAT_ZERO"))
+    meta = {
+        "qlstm.float64_exact": json.dumps(exact),
+        "qlstm.overflow_note": (
+            "Quant saturates; these types wrap (AP_WRAP) or zero (AP_SAT_ZERO) in the firmware, "
+            f"so the file matches it only where they do not overflow: {', '.join(wraps) or 'none'}"
+        ),
+        "qlstm.execution": (
+            "qonnx execute_onnx (Quant outputs float32: exact for types <= 24 bits), or "
+            "qlstm.export.lower.lower_quant() then onnxruntime in float64"
+        ),
+    }
+    return make_model(g, desc, "qonnx", TensorProto.FLOAT, TensorProto.DOUBLE, meta, qonnx=True)
+
+
+def _identity(x: str) -> Any:
+    from onnx import helper
+
+    return helper.make_node("Identity", [x], [OUTPUT_NAME], name="output")

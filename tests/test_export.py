@@ -1,0 +1,218 @@
+"""qlstm.export: float ONNX vs PyTorch, QONNX vs the firmware arithmetic, recurrence, metadata, CLI.
+
+References live in tests/test_export_reference.py: ``torch_reference`` (nn.LSTM/nn.GRU in
+float64) and ``firmware_reference`` (integer mantissas through qlstm.fixedpoint.cast).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from test_export_reference import (
+    ARCHS,
+    description,
+    firmware_reference,
+    quantised,
+    random_weights,
+    torch_reference,
+)
+
+from qlstm import description as desc_io
+from qlstm.cli import main
+from qlstm.errors import QlstmError
+from qlstm.export import backend
+from qlstm.export.api import export
+from qlstm.export.graph import IR_VERSION
+
+BITS = (6, 8, 16)
+
+
+def held_out_like(n: int, history: int, channels: int, seed: int) -> np.ndarray:
+    """Windows shaped like normalised magnet voltage: slow random walks inside [0, 1]."""
+    rng = np.random.default_rng(seed)
+    steps = rng.normal(0.0, 0.03, (n, history, channels)).cumsum(axis=1)
+    start = rng.uniform(0.2, 0.8, (n, 1, channels))
+    return np.clip(start + steps, 0.0, 1.0).astype(np.float32)
+
+
+def float_run(tmp_path, arch: str, seed: int = 3):
+    d = description(ARCHS[arch])
+    w = random_weights(d, seed)
+    run = tmp_path / f"{arch}_float"
+    desc_io.save(run, d, w)
+    return run, d, w
+
+
+def quant_run(tmp_path, arch: str, bits: int, seed: int = 3):
+    d = description(ARCHS[arch])
+    dq, wq = quantised(d, random_weights(d, seed), bits)
+    run = tmp_path / f"{arch}_q{bits}"
+    desc_io.save(run, dq, wq)
+    return run, dq, wq
+
+
+# ---------------------------------------------------------------------------- float ONNX
+@pytest.mark.parametrize("arch", list(ARCHS), ids=list(ARCHS))
+def test_float_onnx_matches_pytorch(tmp_path, arch):
+    run, d, w = float_run(tmp_path, arch)
+    path = export(run, "onnx")
+    assert path == run / "model.onnx"
+    model = onnx.load_model(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    assert model.ir_version == IR_VERSION <= 13  # onnxruntime 1.31 refuses IR 14
+    x = held_out_like(300, d.architecture.history, d.architecture.input_channels, seed=11)
+    y = backend.predict(run, x)
+    ref = torch_reference(d, w, x)
+    assert y.shape == (300, d.architecture.horizon)
+    np.testing.assert_allclose(y, ref, rtol=0, atol=1e-5)
+    # dynamic batch: a single window and an odd batch give the same rows
+    np.testing.assert_array_equal(backend.predict(run, x[:1]), y[:1])
+    np.testing.assert_array_equal(backend.predict(run, x[:37]), y[:37])
+
+
+# ---------------------------------------------------------------------------- QONNX
+@pytest.mark.parametrize("bits", BITS, ids=[f"{b}bit" for b in BITS])
+@pytest.mark.parametrize("arch", list(ARCHS), ids=list(ARCHS))
+def test_qonnx_matches_firmware_arithmetic(tmp_path, arch, bits):
+    run, dq, wq = quant_run(tmp_path, arch, bits)
+    path = export(run, "qonnx")
+    assert path == run / "model.qonnx.onnx"
+    model = onnx.load_model(str(path))
+    onnx.checker.check_model(model)
+    quants = [n for n in model.graph.node if n.op_type == "Quant"]
+    assert quants and all(n.domain == "qonnx.custom_op.general" for n in quants)
+    x = held_out_like(400, dq.architecture.history, dq.architecture.input_channels, seed=12)
+    y = backend.predict(run, x)
+    ref = firmware_reference(dq, wq, x)
+    lsb = dq.quantisation.dense.result.lsb
+    lsbs = np.abs(y - ref) / lsb
+    print(f"{arch} {bits} bit: exact agreement {np.mean(lsbs == 0):.2%}, max {lsbs.max():g} LSB")
+    assert lsbs.max() <= 1
+    # the arithmetic allows exactness (no type overflows on these windows): demand it
+    np.testing.assert_array_equal(y, ref)
+
+
+@pytest.mark.parametrize("arch", list(ARCHS), ids=list(ARCHS))
+def test_graph_holds_the_recurrence(tmp_path, arch):
+    """Fails if the recurrence is dropped (the Brevitas dynamo trap): recurrent operator or
+    unrolled steps present, and the output depends on the first time step."""
+    run, d, _ = float_run(tmp_path, arch)
+    qrun, dq, _ = quant_run(tmp_path, arch, 8)
+    layers = d.architecture.layers
+    float_ops = [n.op_type for n in onnx.load_model(str(export(run, "onnx"))).graph.node]
+    assert float_ops.count("LSTM") + float_ops.count("GRU") == len(layers)
+    qnodes = {n.name for n in onnx.load_model(str(export(qrun, "qonnx"))).graph.node}
+    for i in range(len(layers)):
+        for t in range(d.architecture.history):
+            assert f"rnn{i}.t{t}.h.q" in qnodes, f"layer {i} step {t} missing"
+    x = held_out_like(64, d.architecture.history, d.architecture.input_channels, seed=13)
+    x2 = x.copy()
+    x2[:, 0, :] = 1.0 - x2[:, 0, :]
+    for r in (run, qrun):
+        assert np.any(backend.predict(r, x) != backend.predict(r, x2)), f"{r.name}: x[:, 0] ignored"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["lstm", "gru"])
+def test_qonnx_file_executes_in_qonnx(tmp_path, arch, monkeypatch):
+    """qonnx's own execute_onnx gives the same numbers (types <= 24 bits). qonnx 1.0 builds its
+    one-node models with onnx's default IR version 14, which onnxruntime 1.31 refuses; the
+    patch below only lowers that version number."""
+    import qonnx.core.onnx_exec as ox
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    make = ox.qonnx_make_model
+
+    def make_ir(graph, **kw):
+        m = make(graph, **kw)
+        m.ir_version = IR_VERSION
+        return m
+
+    monkeypatch.setattr(ox, "qonnx_make_model", make_ir)
+    d = description(ARCHS[arch], history=4)
+    dq, wq = quantised(d, random_weights(d, 5), 8)
+    run = tmp_path / "q"
+    desc_io.save(run, dq, wq)
+    model = onnx.load_model(str(export(run, "qonnx")))
+    n = 6
+    for vi in (*model.graph.input, *model.graph.output):
+        vi.type.tensor_type.shape.dim[0].dim_value = n
+    x = held_out_like(n, 4, 2, seed=14)
+    y = ox.execute_onnx(ModelWrapper(model).transform(InferShapes()), {"x": x})["y"]
+    np.testing.assert_array_equal(y, backend.predict(run, x))
+    np.testing.assert_array_equal(y, firmware_reference(dq, wq, x))
+
+
+# ---------------------------------------------------------------------------- metadata
+@pytest.mark.parametrize("fmt", ["onnx", "qonnx"])
+def test_metadata_says_how_to_use_the_file(tmp_path, fmt):
+    run, dq, wq = quant_run(tmp_path, "stacked_lstm", 8)
+    meta = {
+        p.key: p.value for p in onnx.load_model(str(export(run, fmt, tmp_path / f"m.{fmt}"))).metadata_props
+    }
+    assert meta["qlstm.history_L"] == "12" and meta["qlstm.horizon_k"] == "3"
+    assert json.loads(meta["qlstm.channels"]) == ["U_res", "I"]
+    assert json.loads(meta["qlstm.normalisation"]) == {"lo": [-0.5, -1.0], "hi": [0.7, 1.4]}
+    assert json.loads(meta["qlstm.description"]) == json.loads(json.dumps(dq.to_dict()))
+    assert meta["qlstm.version"]
+    if fmt == "qonnx":
+        types = json.loads(meta["qlstm.fixed_point_types"])
+        assert types == {k: t.describe() for k, t in dq.quantisation.points().items()}
+        assert json.loads(meta["qlstm.float64_exact"]) is True
+
+
+# ---------------------------------------------------------------------------- backend
+def test_backend_reexports_stale_file_and_checks_shape(tmp_path):
+    run, d, w = float_run(tmp_path, "gru")
+    x = held_out_like(20, 12, 2, seed=15)
+    y1 = backend.predict(run, x)  # exports model.onnx on first use
+    assert (run / "model.onnx").is_file()
+    w2 = {k: v * 0.5 for k, v in w.items()}
+    desc_io.save(run, d, w2)
+    np.testing.assert_allclose(backend.predict(run, x), torch_reference(d, w2, x), rtol=0, atol=1e-5)
+    assert not np.allclose(y1, torch_reference(d, w2, x))
+    with pytest.raises(QlstmError, match=r"expects \(N, 12, 2\)"):
+        backend.predict(run, x[:, :5])
+
+
+# ---------------------------------------------------------------------------- CLI
+def test_cli_writes_file(tmp_path, capsys):
+    run, _, _ = quant_run(tmp_path, "gru", 6)
+    out = tmp_path / "exported.qonnx.onnx"
+    assert main(["export", str(run), "--format", "qonnx", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert out.is_file()
+    assert main(["export", str(run)]) == 0  # default: qonnx beside the run
+    assert (run / "model.qonnx.onnx").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "qonnx"], "needs a quantised run"),
+        (["--out", "{tmp}/missing/m.onnx"], "does not exist"),
+        (["--out", "{tmp}"], "is a folder"),
+    ],
+    ids=["qonnx-of-float-run", "missing-out-dir", "out-is-dir"],
+)
+def test_cli_bad_input_one_line_nothing_written(tmp_path, capsys, args, message):
+    run, _, _ = float_run(tmp_path, "lstm")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    code = main(["export", str(run), *[a.format(tmp=tmp_path) for a in args]])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and message in err and err.startswith("qlstm export: error:")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_cli_rejects_unknown_format_and_missing_run(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(tmp_path), "--format", "tflite"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "nope")]) == 2
+    assert "not a qlstm run folder" in capsys.readouterr().err
