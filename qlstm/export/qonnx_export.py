@@ -60,7 +60,7 @@ QUANT_ROUNDING = {
 
 
 @dataclass
-class _Q:
+class QuantWriter:
     """Graph-building context: the builder plus one set of Quant parameters per type."""
 
     g: GraphBuilder
@@ -96,7 +96,9 @@ class _Q:
         return self.g.op("Cast", [q], base, to=TensorProto.DOUBLE)
 
 
-def _dense(q: _Q, x: str, x_t: FixedType, w: str, w_t: FixedType, b: str, acc: FixedType, base: str) -> str:
+def _dense(
+    q: QuantWriter, x: str, x_t: FixedType, w: str, w_t: FixedType, b: str, acc: FixedType, base: str
+) -> str:
     """hls4ml ``dense_latency``: ``acc = (acc)b + sum_i (acc)(x_i w_ij)``, last axis of ``x``.
 
     ``w`` is (n_in, n_out). When ``acc`` keeps every fractional bit of a product the per-product
@@ -112,7 +114,7 @@ def _dense(q: _Q, x: str, x_t: FixedType, w: str, w_t: FixedType, b: str, acc: F
     return q.quant(g.op("Add", [s, b], f"{base}.add_bias"), acc, f"{base}.acc")
 
 
-def _lut(q: _Q, v: str, kind: str, tab: str, size: int, acc: FixedType, base: str) -> str:
+def _lut(q: QuantWriter, v: str, kind: str, tab: str, size: int, acc: FixedType, base: str) -> str:
     """hls4ml table activation of ``v``: ``(acc) table[clip(trunc(v N/2R) + N/2, 0, N-1)]``."""
     from onnx import TensorProto
 
@@ -147,7 +149,7 @@ def _split(g: GraphBuilder, x: str, parts: int, units: int, base: str) -> list[s
 
 
 def _layer_consts(
-    q: _Q, weights: dict[str, np.ndarray], i: int, lq: RecurrentQuant
+    q: QuantWriter, weights: dict[str, np.ndarray], i: int, lq: RecurrentQuant
 ) -> tuple[str, str, str, str, dict[str, str]]:
     """Quantised weights (transposed to (n_in, G*H)), biases cast to accum, and tables."""
     g = q.g
@@ -175,7 +177,7 @@ def _layer_consts(
 
 
 def _lstm_step(
-    q: _Q,
+    q: QuantWriter,
     ax: str,
     h: str | None,
     c: str | None,
@@ -205,7 +207,7 @@ def _lstm_step(
 
 
 def _gru_step(
-    q: _Q,
+    q: QuantWriter,
     ax: str,
     h: str | None,
     u: str,
@@ -274,7 +276,7 @@ def build(desc: ModelDescription, weights: dict[str, np.ndarray]) -> Any:
             raise QlstmError(f"{name}: rounding {t.rounding} has no QONNX form")
     a = desc.architecture
     g = GraphBuilder()
-    q = _Q(g)
+    q = QuantWriter(g)
     x = q.quant(g.op("Cast", [INPUT_NAME], "x_double", to=TensorProto.DOUBLE), qz.input, "x_q")
     x_t = qz.input
     seq = x  # (N, L, n_in)
