@@ -1,0 +1,210 @@
+"""The run report: every section present, figures consistent with the runs' metrics.json,
+a self-contained HTML, bad input refused with one line and nothing written."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qlstm import description
+from qlstm.cli import main
+from qlstm.description import DenseQuant, Quantisation, RecurrentQuant, TableSpec
+from qlstm.fixedpoint import FixedType
+from qlstm.report import build as rb
+
+SECTIONS = (
+    "## Data",
+    "## Accuracy: float vs PTQ vs QAT vs firmware",
+    "## Predicted vs true before a quench",
+    "## Latency and resources per target (ESTIMATES)",
+    "## Comparison with the paper (Table 6) and with the hls4ml RNN results",
+    "## Bit-exactness: firmware_sim vs the hls4ml C simulation",
+)
+
+
+def fake_quantised_run(float_run: Path, out: Path, bits: int, method: str, rmse: list[float]) -> Path:
+    """A quantised run folder as quantize/ writes it: weights on their grids, parent.json,
+    metrics.json (the report only reads these files)."""
+    desc, weights = description.load(float_run)
+    w = FixedType(bits, 2, rounding="AP_RND", overflow="AP_SAT")
+    acc = FixedType(min(2 * bits, 32), 8)
+    layers = tuple(
+        RecurrentQuant(w, w, w, w, acc, FixedType(bits, 2), TableSpec(1024, FixedType(bits, 1, False)))
+        for _ in desc.architecture.layers
+    )
+    q = Quantisation(FixedType(bits, 1), layers, DenseQuant(w, w, acc, FixedType(bits, 2)), method, bits)
+    description.save(out, desc.with_quantisation(q), {k: w.quantize(v) for k, v in weights.items()})
+    (out / "parent.json").write_text(json.dumps({"float_run": str(float_run.resolve())}))
+    (out / "metrics.json").write_text(json.dumps({"test": {"model": {"rmse_per_step": rmse}}}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("report")
+    data = root / "events.npz"
+    assert main(["data", "generate", "--short", "--out", str(data)]) == 0
+    cfg = root / "cfg.yaml"
+    cfg.write_text(
+        "history: 4\nhorizon: 2\nmodel: {layers: [4]}\ntraining: {epochs: 1}\n"
+        "data: {max_train_windows: 2000, max_eval_windows: 500}\n"
+    )
+    float_run = root / "float"
+    args = ["train", "--data", str(data), "--config", str(cfg), "--out", str(float_run), "--no-progress"]
+    assert main([*args, "--threads", "1"]) == 0
+    qat = fake_quantised_run(float_run, root / "qat8", 8, "qat", [0.011, 0.013])
+    ptq = fake_quantised_run(float_run, root / "ptq8", 8, "ptq", [0.021, 0.023])
+    sweep = root / "sweep.csv"
+    sweep.write_text(
+        "method,bits,rmse\nfloat,8,0.01\nptq,8,0.021\nqat,8,0.012\nptq,16,0.0105\nqat,16,0.0101\n"
+    )
+    return {"root": root, "float": float_run, "qat": qat, "ptq": ptq, "sweep": sweep}
+
+
+def test_report_sections_and_figures(runs, tmp_path):
+    out = tmp_path / "rep"
+    argv = [
+        "report",
+        str(runs["qat"]),
+        "--out",
+        str(out),
+        "--also",
+        str(runs["ptq"]),
+        "--sweep",
+        str(runs["sweep"]),
+    ]
+    assert main(argv) == 0
+    md = (out / "report.md").read_text()
+    for s in SECTIONS:
+        assert s in md, s
+    # figures consistent with metrics.json: the float run's RMSE per step and the quantised runs'
+    fm = json.loads((runs["float"] / "metrics.json").read_text())
+    for key, name in (("model", "float"), ("persistence", "persistence"), ("linear_ar", "linear AR")):
+        vals = fm["test"][key]["rmse_per_step"]
+        row = next(line for line in md.splitlines() if line.startswith(f"| {name} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[2:4] == [f"{v:.4g}" for v in vals]
+        assert cells[1] == f"{np.sqrt(np.mean(np.square(vals))):.4g}"
+    assert re.search(r"\| QAT 8-bit \| [^|]+ \| 0\.011 \| 0\.013 \|", md)
+    assert re.search(r"\| PTQ 8-bit \| [^|]+ \| 0\.021 \| 0\.023 \|", md)
+    assert "| ptq | 0.021 | 0.0105 |" in md  # the sweep table, bits 8 and 16
+    # paper Table 6 rows and the estimate labels
+    for label in (
+        "932 us",
+        "82.7 us",
+        "15.96 us",
+        "1.5-1.7 us",
+        "### Latency targets",
+        "<= 2.5 us",
+        "<= 1 us",
+    ):
+        assert label in md
+    lat = md.split("## Latency and resources")[1].split("## Comparison")[0]
+    assert "ESTIMATE" in lat
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rmse_per_step"]["QAT 8-bit"] == [0.011, 0.013]
+    for fig in re.findall(r"\(figures/([\w.]+)\)", md):
+        assert (out / "figures" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_html_is_self_contained(runs, tmp_path):
+    out = tmp_path / "rep"
+    assert main(["report", str(runs["qat"]), "--out", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    imgs = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
+    assert len(imgs) >= 2
+    assert all(base64.b64decode(i)[:4] == b"\x89PNG" for i in imgs)
+    assert "src='figures" not in html and "<script" not in html
+    for s in SECTIONS:
+        assert s.removeprefix("## ").split(" (")[0] in html
+
+
+def test_report_refuses_float_run(runs, tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert main(["report", str(runs["float"]), "--out", str(out)]) == 2
+    assert "not a quantised run" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_report_refuses_missing_parent(runs, tmp_path, capsys):
+    q = tmp_path / "q"
+    desc, w = description.load(runs["qat"])
+    description.save(q, desc, w)
+    assert main(["report", str(q), "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err
+    assert "parent.json: not found" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "rep").exists()
+
+
+def test_report_refuses_existing_folder(runs, tmp_path, capsys):
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    assert main(["report", str(runs["qat"]), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "x"
+
+
+def test_bad_sweep_csv(runs, tmp_path, capsys):
+    bad = tmp_path / "sweep.csv"
+    bad.write_text("foo,bar\n1,2\n")
+    assert main(["report", str(runs["qat"]), "--out", str(tmp_path / "r"), "--sweep", str(bad)]) == 2
+    assert "no bits/width column" in capsys.readouterr().err
+
+
+def test_estimate_cli(runs, tmp_path, capsys):
+    js = tmp_path / "e.json"
+    argv = [
+        "report",
+        "estimate",
+        str(runs["qat"]),
+        "--target",
+        "zynq7045",
+        "--clock-ns",
+        "5",
+        "--json",
+        str(js),
+    ]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "estimated latency" in text and "ESTIMATE" in text
+    d = json.loads(js.read_text())
+    assert d["kind"] == "estimate" and d["clock_ns"] == 5.0
+    assert main([*argv[:-2], "--budget-us", "0.001"]) == 0
+    assert "NO configuration meets 0.001 us" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [(["--target", "virtex9"], "unknown target"), (["--part", "xc7a35t"], "give its capacity"),
+     (["--target", "zynq7020", "--reuse", "7"], "reuse factor 7 is not valid"),
+     (["--target", "zynq7020", "--clock-ns", "-1"], "must be > 0")],
+    ids=["target", "part-capacity", "reuse", "clock"],
+)  # fmt: skip
+def test_estimate_cli_bad_input(runs, capsys, extra, match):
+    assert main(["report", "estimate", str(runs["qat"]), *extra]) == 2
+    err = capsys.readouterr().err
+    assert match in err and len(err.strip().splitlines()) == 1
+
+
+def test_compare_outputs_counts_lsb():
+    a = np.array([[0.5, 0.25], [0.125, 0.0]])
+    b = a.copy()
+    b[1, 1] = 2 * 2.0**-6
+    r = rb.compare_outputs(a, b, 2.0**-6)
+    assert r == {
+        "available": True,
+        "windows": 2,
+        "outputs": 4,
+        "equal": 3,
+        "max_diff_lsb": 2.0,
+        "bit_exact": False,
+    }
