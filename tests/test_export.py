@@ -35,7 +35,7 @@ def held_out_like(n: int, history: int, channels: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     steps = rng.normal(0.0, 0.03, (n, history, channels)).cumsum(axis=1)
     start = rng.uniform(0.2, 0.8, (n, 1, channels))
-    return np.clip(start + steps, 0.0, 1.0).astype(np.float32)
+    return np.clip(start + steps, 0.0, 1.0)
 
 
 def float_run(tmp_path, arch: str, seed: int = 3):

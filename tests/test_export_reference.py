@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from qlstm.firmware_sim.tables import lookup
 
 from qlstm.description import (
     Architecture,
@@ -21,7 +22,6 @@ from qlstm.description import (
     RecurrentQuant,
     TableSpec,
 )
-from qlstm.export.tables import index_scale, table
 from qlstm.fixedpoint import FixedType, cast
 
 ARCHS = {
@@ -118,10 +118,8 @@ def _dense(xm, xf, w, wt, b, bt, acc):
 
 
 def _lut(m, frac, kind, spec, acc):
-    n = spec.size
-    idx = np.fix(m * 2.0**-frac * index_scale(kind, n)).astype(np.int64) + n // 2
-    tab = spec.type.to_int(table(kind, spec))
-    return cast(tab[np.clip(idx, 0, n - 1)], spec.type.frac, acc)
+    """(acc) table[index]: index and table by qlstm.firmware_sim.tables (integer C++ mirror)."""
+    return cast(lookup(kind, m, frac, spec), spec.type.frac, acc)
 
 
 def _align(a, fa, b, fb):
@@ -131,7 +129,7 @@ def _align(a, fa, b, fb):
 
 def firmware_reference(desc: ModelDescription, weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     q = desc.quantisation
-    xm = q.input.to_int(np.asarray(x, dtype=np.float32).astype(np.float64))
+    xm = q.input.to_int(np.asarray(x, dtype=np.float64))
     xt = q.input
     for i, (layer, lq) in enumerate(zip(desc.architecture.layers, q.layers, strict=True)):
         acc, st, h_units = lq.accum, lq.state, layer.units

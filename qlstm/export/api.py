@@ -75,8 +75,11 @@ def session(model: Any) -> Any:
 
 
 def run_session(sess: Any, x: np.ndarray, batch: int = 2048) -> np.ndarray:
-    """(N, L, C) windows -> (N, k) float64, in batches."""
-    x = np.asarray(x, dtype=np.float32)
+    """(N, L, C) windows -> (N, k) float64, in batches (input cast to the file's input type:
+    float32 for float ONNX, float64 for QONNX, which quantises the input as hls4ml's bridge does
+    from double)."""
+    dtype = np.float64 if sess.get_inputs()[0].type == "tensor(double)" else np.float32
+    x = np.asarray(x, dtype=dtype)
     outs = [sess.run(None, {INPUT_NAME: x[s : s + batch]})[0] for s in range(0, len(x), batch)]
     return np.concatenate(outs).astype(np.float64)
 

@@ -97,7 +97,7 @@ def metadata(desc: ModelDescription, kind: str) -> dict[str, str]:
         "qlstm.normalisation": json.dumps({"lo": list(n.lo), "hi": list(n.hi)}),
         "qlstm.layers": json.dumps([f"{layer.cell}{layer.units}" for layer in a.layers]),
         "qlstm.usage": (
-            f"input '{INPUT_NAME}': (N, {a.history}, {a.input_channels}) float32 windows, each channel "
+            f"input '{INPUT_NAME}': (N, {a.history}, {a.input_channels}) windows, each channel "
             "normalised as (raw - lo) / (hi - lo); output "
             f"'{OUTPUT_NAME}': (N, {a.horizon}) normalised target channel at t+1..t+{a.horizon}; "
             "raw = y * (hi - lo) + lo of the target channel"

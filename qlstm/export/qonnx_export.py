@@ -277,7 +277,7 @@ def build(desc: ModelDescription, weights: dict[str, np.ndarray]) -> Any:
     a = desc.architecture
     g = GraphBuilder()
     q = QuantWriter(g)
-    x = q.quant(g.op("Cast", [INPUT_NAME], "x_double", to=TensorProto.DOUBLE), qz.input, "x_q")
+    x = q.quant(INPUT_NAME, qz.input, "x_q")
     x_t = qz.input
     seq = x  # (N, L, n_in)
     h: str | None = None
@@ -323,7 +323,7 @@ def build(desc: ModelDescription, weights: dict[str, np.ndarray]) -> Any:
             "qlstm.export.lower.lower_quant() then onnxruntime in float64"
         ),
     }
-    return make_model(g, desc, "qonnx", TensorProto.FLOAT, TensorProto.DOUBLE, meta, qonnx=True)
+    return make_model(g, desc, "qonnx", TensorProto.DOUBLE, TensorProto.DOUBLE, meta, qonnx=True)
 
 
 def _identity(x: str) -> Any:
