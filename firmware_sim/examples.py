@@ -1,0 +1,100 @@
+"""Random quantised models for tests and benchmarks (weights on their grids, chosen types).
+
+:func:`random_model` builds a :class:`~qlstm.description.ModelDescription` with a quantisation
+and weights drawn uniformly within ``weight_range`` and rounded to the weight types' grids; it is
+what the bit-exactness tests and ``benchmarks/bench_firmware.py`` feed to both the simulator and
+the compiled C simulation. Nothing here is trained: use a real run folder for realistic models.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qlstm.description import (
+    Architecture,
+    DenseQuant,
+    ModelDescription,
+    Normalisation,
+    Quantisation,
+    RecurrentLayer,
+    RecurrentQuant,
+    TableSpec,
+)
+from qlstm.fixedpoint import FixedType
+
+
+def uniform_quantisation(
+    n_layers: int,
+    *,
+    width: int = 16,
+    integer: int = 6,
+    accum: FixedType | None = None,
+    state: FixedType | None = None,
+    table: TableSpec | None = None,
+    rounding: str = "AP_TRN",
+    overflow: str = "AP_WRAP",
+) -> Quantisation:
+    """One type ``ap_fixed<width, integer, rounding, overflow>`` everywhere, unless overridden.
+
+    The default accumulator keeps every product exact (``2 * frac`` fractional bits) and is as
+    wide as qlstm allows.
+    """
+    t = FixedType(width, integer, True, rounding, overflow)
+    if accum is None:
+        frac = min(2 * t.frac, 32 - integer - 4)
+        accum = FixedType(min(32, frac + integer + 4), integer + 4, True, rounding, overflow)
+    state = state or t
+    table = table or TableSpec(1024, FixedType(18, 8))
+    lq = RecurrentQuant(
+        weight=t, recurrent_weight=t, bias=t, recurrent_bias=t, accum=accum, state=state, table=table
+    )
+    return Quantisation(
+        input=t,
+        layers=tuple(lq for _ in range(n_layers)),
+        dense=DenseQuant(weight=t, bias=t, accum=accum, result=t),
+        method="random",
+        bits=width,
+    )
+
+
+def random_model(
+    cells: tuple[str, ...] = ("lstm",),
+    units: tuple[int, ...] = (8,),
+    *,
+    history: int = 8,
+    channels: int = 1,
+    horizon: int = 1,
+    quantisation: Quantisation | None = None,
+    weight_range: float = 0.5,
+    seed: int = 0,
+) -> tuple[ModelDescription, dict[str, np.ndarray]]:
+    """A quantised model with random weights on the grids of ``quantisation`` (default 16 bits)."""
+    arch = Architecture(
+        input_channels=channels,
+        history=history,
+        horizon=horizon,
+        layers=tuple(RecurrentLayer(c, u) for c, u in zip(cells, units, strict=True)),
+    )
+    q = quantisation or uniform_quantisation(len(cells))
+    norm = Normalisation(
+        lo=tuple(0.0 for _ in range(channels)),
+        hi=tuple(1.0 for _ in range(channels)),
+        channel_names=tuple(f"ch{i}" for i in range(channels)),
+    )
+    desc = ModelDescription(architecture=arch, normalisation=norm, quantisation=q)
+    rng = np.random.default_rng(seed)
+    weights: dict[str, np.ndarray] = {}
+    for name, shape in arch.weight_shapes().items():
+        if name.startswith("head."):
+            t = q.dense.weight if name.endswith("weight") else q.dense.bias
+        else:
+            lq = q.layers[int(name[3 : name.index(".")])]
+            key = name.split(".", 1)[1]
+            t = {
+                "weight_ih": lq.weight,
+                "weight_hh": lq.recurrent_weight,
+                "bias_ih": lq.bias,
+                "bias_hh": lq.recurrent_bias,
+            }[key]
+        weights[name] = t.quantize(rng.uniform(-weight_range, weight_range, size=shape))
+    return desc, weights

@@ -1,0 +1,290 @@
+"""Exact integer kernels of the hls4ml firmware: dense products, lookup activations, overflow log.
+
+Values are integer mantissas in ``int64`` arrays; a mantissa array always comes with the number of
+fractional bits it carries. ``ap_fixed`` products and sums are exact (the C++ result types widen),
+so they are plain integer products and sums after aligning the binary points; the only lossy
+step is an assignment to a narrower type, which is :func:`qlstm.fixedpoint.cast` - nothing here
+rounds or saturates by itself.
+
+:func:`dense` mirrors ``nnet::dense_latency`` (``nnet_dense_latency.h``)::
+
+    mult[index] = product(cache, weights[index]);   // accum_t mult[]: each product cast
+    acc[iacc] = (typename CONFIG_T::accum_t)biases[iacc];
+    acc[jj] += mult[index];                          // ii = 0 .. n_in-1, accum_t each time
+    res[ires] = cast<data_T, res_T, CONFIG_T>(acc[ires]);
+
+Matrix products run in float64 BLAS when every partial sum provably stays below 2**53 (then they
+are exact), else in int64 (exact below 2**63, or modulo 2**64, which is still exact for a
+wrapping accumulator). A saturating accumulator depends on the order of the partial sums; it is
+summed in the C++ order, but only for the rows whose partial sums can leave the range at all.
+When products need rounding to the accumulator (``accum.frac < data.frac + weight.frac``) they
+are rounded one by one, as the C++ does, in blocks of rows: exact but much slower.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qlstm.description import TableSpec
+from qlstm.errors import QlstmError
+from qlstm.fixedpoint import FixedType, cast, shift_round, would_overflow
+
+from . import tables
+
+#: Largest partial sum (in magnitude) for which float64 products and sums are exact.
+_F64_EXACT = 1 << 53
+#: Largest magnitude we let int64 arithmetic reach (one bit of headroom for a final addition).
+_I64_SAFE = 1 << 62
+#: Elements of one (rows, n_in, n_out) block when products are rounded one by one.
+_BLOCK = 1 << 22
+#: Input widths up to this get a direct "mantissa -> activation" table (2**20 int64 = 8 MiB).
+_DIRECT_LUT_BITS = 20
+
+
+def max_abs(t: FixedType) -> int:
+    """Largest mantissa magnitude of type ``t``."""
+    return max(-t.min_int, t.max_int)
+
+
+def check_int64(bound: int, what: str) -> None:
+    """Refuse an intermediate whose magnitude could reach int64's limit (types too wide)."""
+    if bound >= _I64_SAFE:
+        raise QlstmError(
+            f"{what}: the fixed-point types are too wide for exact int64 simulation "
+            f"(intermediates need {int(bound).bit_length() + 1} bits > 63); narrow the types"
+        )
+
+
+def align(m: np.ndarray, frac: int, to_frac: int) -> np.ndarray:
+    """Mantissas ``m`` (``frac`` fractional bits) rewritten with ``to_frac >= frac`` bits (exact)."""
+    return m if to_frac == frac else np.left_shift(m, to_frac - frac)
+
+
+# ====================================================================== overflow log
+@dataclass
+class OverflowEntry:
+    """Where a cast hit its overflow mode: element count, steps involved, first window seen."""
+
+    count: int = 0
+    total: int = 0
+    steps: set[int] = field(default_factory=set)
+    first_window: int | None = None
+
+
+class Recorder:
+    """Collects overflow events per named quantisation point (used by ``qlstm firmware check``)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, OverflowEntry] = {}
+        self.window_offset = 0  # index of the first window of the chunk being simulated
+
+    def note(self, name: str, mask: np.ndarray, step: int | None = None) -> None:
+        e = self.entries.setdefault(name, OverflowEntry())
+        mask = np.asarray(mask, dtype=bool)
+        e.total += mask.size
+        n = int(mask.sum())
+        if not n:
+            return
+        e.count += n
+        if step is not None:
+            e.steps.add(step)
+        if e.first_window is None:
+            rows = np.nonzero(mask.reshape(mask.shape[0], -1).any(axis=1))[0] if mask.ndim else [0]
+            e.first_window = self.window_offset + int(rows[0])
+
+
+def cast_noted(
+    m: np.ndarray, frac: int, dst: FixedType, rec: Recorder | None, name: str, step: int | None = None
+) -> np.ndarray:
+    """:func:`cast`, noting the elements that hit ``dst``'s overflow mode when recording."""
+    if rec is not None:
+        rec.note(name, would_overflow(m, frac, dst), step)
+    return cast(m, frac, dst)
+
+
+# ====================================================================== exact matrix product
+def exact_matmul(x: np.ndarray, w: np.ndarray, bound: int, modular_ok: bool, what: str) -> np.ndarray:
+    """``x @ w`` for int64 mantissas, exactly; ``bound`` >= every partial sum's magnitude.
+
+    float64 BLAS while ``bound < 2**53``; int64 otherwise (exact below 2**63, and congruent modulo
+    2**64 beyond, which is enough when ``modular_ok``: the result is then wrapped to fewer bits).
+    """
+    if bound < _F64_EXACT:
+        return (x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+    if bound >= _I64_SAFE and not modular_ok:
+        check_int64(bound, what)
+    return x @ w
+
+
+# ====================================================================== dense
+@dataclass(frozen=True)
+class Dense:
+    """One ``dense_latency`` call: kernel (n_in, n_out) and bias as mantissas, and its types."""
+
+    name: str
+    w: np.ndarray  # (n_in, n_out) int64 mantissas of w_t (hls4ml layout: w[ii * n_out + jj])
+    w_t: FixedType
+    b_acc: np.ndarray  # (n_out,) (accum_t)biases, mantissas of acc_t
+    b_overflow: np.ndarray  # (n_out,) bool: where that bias cast overflowed
+    x_t: FixedType
+    acc_t: FixedType
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        w: np.ndarray,
+        w_t: FixedType,
+        b: np.ndarray,
+        b_t: FixedType,
+        x_t: FixedType,
+        acc_t: FixedType,
+    ) -> Dense:
+        """From real-valued kernel (n_in, n_out) and bias on their grids."""
+        w_m = w_t.to_int(w)
+        b_m = b_t.to_int(b)
+        if not (np.array_equal(w_t.to_float(w_m), w) and np.array_equal(b_t.to_float(b_m), b)):
+            raise QlstmError(f"{name}: weights are not on the grid of their fixed-point types")
+        return cls(
+            name=name,
+            w=np.ascontiguousarray(w_m),
+            w_t=w_t,
+            b_acc=cast(b_m, b_t.frac, acc_t),
+            b_overflow=would_overflow(b_m, b_t.frac, acc_t),
+            x_t=x_t,
+            acc_t=acc_t,
+        )
+
+    @property
+    def n_in(self) -> int:
+        return self.w.shape[0]
+
+    @property
+    def shift(self) -> int:
+        """Bits to shift an exact product left to reach the accumulator's grid (< 0: rounding)."""
+        return self.acc_t.frac - (self.x_t.frac + self.w_t.frac)
+
+    def product_bound(self) -> int:
+        """Largest ``sum_ii |x_ii * w_ii,jj|`` over outputs, in product mantissa units."""
+        col = np.abs(self.w).sum(axis=0)
+        return max_abs(self.x_t) * int(col.max(initial=0))
+
+    def __call__(self, x: np.ndarray, rec: Recorder | None = None, step: int | None = None) -> np.ndarray:
+        """(rows, n_in) mantissas of ``x_t`` -> (rows, n_out) mantissas of ``acc_t``."""
+        if rec is not None:
+            rec.note(
+                f"{self.name}.bias", np.broadcast_to(self.b_overflow, (x.shape[0], self.b_acc.size)), step
+            )
+        if self.shift >= 0 and self._products_fit():
+            out, ideal = self._exact_products(x)
+        else:
+            out, ideal = self._rounded_products(x)
+        if rec is not None:
+            rec.note(f"{self.name}.accum", out != ideal, step)
+        return out
+
+    def _products_fit(self) -> bool:
+        """Every single product fits the accumulator (so casting it is the identity) or wraps."""
+        if self.acc_t.overflow == "AP_WRAP":
+            return True
+        wmax = int(np.abs(self.w).max(initial=0))
+        p = (max_abs(self.x_t) * wmax) << self.shift
+        return p <= self.acc_t.max_int and -p >= self.acc_t.min_int
+
+    def _exact_products(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Products land exactly on the accumulator grid: one matrix product, then the sum's casts."""
+        acc = self.acc_t
+        wrap = acc.overflow == "AP_WRAP"
+        bound = self.product_bound()
+        if not wrap:
+            check_int64((bound << self.shift) + max_abs(acc), f"{self.name} accumulation")
+        total = np.left_shift(exact_matmul(x, self.w, bound, wrap, self.name), self.shift)
+        ideal = self.b_acc + total
+        if wrap:  # the sum is taken modulo 2**width: the order of the partial sums is irrelevant
+            return cast(ideal, acc.frac, acc), ideal
+        # saturating: only rows whose partial sums can leave the range need the C++ order
+        xp, xn = np.maximum(x, 0), np.minimum(x, 0)
+        wp, wn = np.maximum(self.w, 0), np.minimum(self.w, 0)
+        b = bound
+        hi = self.b_acc + np.left_shift(
+            exact_matmul(xp, wp, b, False, self.name) + exact_matmul(xn, wn, b, False, self.name), self.shift
+        )
+        lo = self.b_acc + np.left_shift(
+            exact_matmul(xp, wn, b, False, self.name) + exact_matmul(xn, wp, b, False, self.name), self.shift
+        )
+        risky = ((hi > acc.max_int) | (lo < acc.min_int)).any(axis=1)
+        out = ideal.copy()
+        if risky.any():
+            rows = np.nonzero(risky)[0]
+            terms = np.left_shift(x[rows][:, :, None] * self.w[None], self.shift)
+            out[rows] = self._accumulate(terms)
+        return out, ideal
+
+    def _rounded_products(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each product cast to the accumulator (rounding and overflow), in blocks of rows."""
+        acc = self.acc_t
+        pfrac = self.x_t.frac + self.w_t.frac
+        wmax = int(np.abs(self.w).max(initial=0))
+        check_int64(max_abs(self.x_t) * wmax, f"{self.name} product")
+        check_int64(
+            self.n_in * max_abs(self.x_t) * wmax + (self.n_in + 1) * max_abs(acc), f"{self.name} accumulation"
+        )
+        n_out = self.w.shape[1]
+        rows = max(1, _BLOCK // max(1, self.n_in * n_out))
+        out = np.empty((x.shape[0], n_out), dtype=np.int64)
+        ideal = np.empty_like(out)
+        for s in range(0, x.shape[0], rows):
+            prod = x[s : s + rows, :, None] * self.w[None]  # data[ii] * weights[index], exact
+            terms = cast(prod, pfrac, acc)  # mult[index] = (accum_t) product
+            ideal[s : s + rows] = self.b_acc + shift_round(prod, -self.shift, acc.rounding).sum(axis=1)
+            out[s : s + rows] = self._accumulate(terms)
+        return out, ideal
+
+    def _accumulate(self, terms: np.ndarray) -> np.ndarray:
+        """``acc = bias; acc += terms[:, ii]`` for ii in order, each sum cast to the accumulator."""
+        acc = self.acc_t
+        total = self.b_acc + terms.sum(axis=1)
+        if acc.overflow == "AP_WRAP":
+            return cast(total, acc.frac, acc)
+        hi = self.b_acc + np.maximum(terms, 0).sum(axis=1)
+        lo = self.b_acc + np.minimum(terms, 0).sum(axis=1)
+        if not ((hi > acc.max_int) | (lo < acc.min_int)).any():
+            return total
+        out = np.broadcast_to(self.b_acc, total.shape).copy()
+        for ii in range(terms.shape[1]):
+            out = cast(out + terms[:, ii, :], acc.frac, acc)
+        return out
+
+
+# ====================================================================== lookup activations
+class Activation:
+    """``nnet::sigmoid``/``nnet::tanh`` from ``in_t`` mantissas to ``res_T`` (``out_t``) mantissas.
+
+    ``res[ii] = (res_T)table[index]``: the table entry (``table_t``) cast to the result type. For
+    inputs of up to 20 bits the whole map mantissa -> result is tabulated once, so a lookup is
+    one gather; wider inputs compute the index each time.
+    """
+
+    def __init__(self, kind: str, spec: TableSpec, in_t: FixedType, out_t: FixedType) -> None:
+        self.kind, self.spec, self.in_t, self.out_t = kind, spec, in_t, out_t
+        tab = tables.table(kind, spec)  # type: ignore[arg-type]
+        self.table_out = cast(tab, spec.type.frac, out_t)  # (res_T) table[index]
+        self.table_overflow = would_overflow(tab, spec.type.frac, out_t)
+        self.direct: np.ndarray | None = None
+        if in_t.width <= _DIRECT_LUT_BITS:
+            m = np.arange(in_t.min_int, in_t.max_int + 1, dtype=np.int64)
+            self.direct = self.table_out[tables.table_index(kind, m, in_t.frac, spec)]  # type: ignore[arg-type]
+
+    def index(self, m: np.ndarray) -> np.ndarray:
+        return tables.table_index(self.kind, m, self.in_t.frac, self.spec)  # type: ignore[arg-type]
+
+    def __call__(self, m: np.ndarray) -> np.ndarray:
+        if self.direct is not None:
+            return self.direct[m - self.in_t.min_int]
+        return self.table_out[self.index(m)]
+
+    def overflowed(self, m: np.ndarray) -> np.ndarray:
+        """Where the table entry looked up did not fit the result type."""
+        return self.table_overflow[self.index(m)]

@@ -1,0 +1,354 @@
+"""The firmware ``hls/`` generates, simulated bit for bit and vectorised over windows.
+
+The specification is hls4ml 1.3.0's ``nnet_recurrent.h`` (``lstm_stack``/``gru_stack`` calling
+``lstm_static``/``gru_static``, io_parallel, latency strategy), ``nnet_dense_latency.h`` and
+``nnet_activation.h``, configured by :mod:`qlstm.hls.graph`: PyTorch gate order, separate input
+and recurrent biases, ``pytorch_order = true`` for the GRU, one table spec per layer for both its
+sigmoid and tanh. Types per recurrent layer (hls4ml's names): data ``data_T`` (the network input
+type for the first layer, the previous layer's ``res_T`` after that), ``accum_t``, ``res_T``
+(the description's ``state``: ``h`` and the LSTM ``c``), ``table_t``.
+
+One time step of an LSTM layer (``lstm_static``), with the casts where the C++ assigns::
+
+    tmpres       = dense(x_t)            -> accum_t       W x + b_ih   (dense_latency)
+    tmpres_state = dense(h)              -> accum_t       U h + b_hh
+    inputacc     = tmpres + tmpres_state -> accum_t       gates i, f, g, o
+    tmpres_ifo   = sigmoid(inputacc_ifo) -> accum_t       (accum_t) sigmoid_table[index]
+    tmpres_c     = tanh(inputacc_c)      -> accum_t
+    s_state      = g * i + s_state * f   -> res_T         exact products and sum, one cast
+    s_actstate   = tanh(s_state)         -> accum_t       index from res_T
+    h_state      = o * s_actstate        -> res_T
+
+and of a GRU layer (``gru_static``, ``pytorch_order``)::
+
+    tmpres, tmpres_state_zr = dense(x_t), dense(h)            -> accum_t   gates r, z, n
+    tmpres_zr      = sigmoid(tmpres[:2H] + tmpres_state_zr[:2H]) (sum cast to accum_t first)
+    tmpres_state_h = r * tmpres_state_zr[2H:]                 -> accum_t
+    tmpres_h       = tanh(tmpres[2H:] + tmpres_state_h)       (sum cast to accum_t first)
+    h_state        = (res_T)(n * (1 - z) + h * z)
+
+The states start at zero for every window (``reset_state`` on the first step). Every layer but
+the last passes its whole ``h`` sequence on; the Dense head maps the last ``h`` to the outputs
+(``dense_latency`` then ``(res_T) acc``). Inputs arrive as doubles and are converted to the input
+type as the hls4ml bridge does (``convert_data``: ``input_t(double)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qlstm.description import ModelDescription, check_weights
+from qlstm.errors import QlstmError
+from qlstm.fixedpoint import FixedType, would_overflow
+
+from .kernels import Activation, Dense, OverflowEntry, Recorder, align, cast_noted, check_int64, max_abs
+
+#: Windows simulated together; bounds memory (a few (chunk, 4H) int64 arrays) and keeps caches warm.
+DEFAULT_CHUNK = 2048
+
+
+def _amax(a: np.ndarray) -> int:
+    return int(np.abs(a).max(initial=0))
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """A recurrent layer prepared for simulation: kernels, activations and types."""
+
+    index: int
+    cell: str
+    units: int
+    x_t: FixedType
+    acc_t: FixedType
+    state_t: FixedType
+    ih: Dense
+    hh: Dense
+    sigmoid: Activation  # accum_t -> accum_t
+    tanh: Activation  # accum_t -> accum_t
+    tanh_state: Activation | None  # res_T -> accum_t (LSTM: tanh of the cell state)
+    return_sequences: bool
+
+    @property
+    def name(self) -> str:
+        return f"rnn{self.index}"
+
+
+@dataclass
+class Run:
+    """The result of simulating a batch of windows.
+
+    ``y`` (N, k) float64 and ``y_m`` its mantissas (``types["head"]``). With ``trace``,
+    ``mantissas[name]`` holds every intermediate (see :meth:`Firmware.trace_names`) and
+    ``types[name]`` its fixed-point type. With ``record``, ``overflows`` lists every quantisation
+    point that hit its overflow mode.
+    """
+
+    y: np.ndarray
+    y_m: np.ndarray
+    types: dict[str, FixedType]
+    mantissas: dict[str, np.ndarray] = field(default_factory=dict)
+    overflows: dict[str, OverflowEntry] = field(default_factory=dict)
+
+    def values(self) -> dict[str, np.ndarray]:
+        """The traced intermediates as exact float64 values."""
+        return {k: self.types[k].to_float(m) for k, m in self.mantissas.items()}
+
+
+class Firmware:
+    """The firmware of a quantised description, ready to simulate batches of windows."""
+
+    def __init__(self, desc: ModelDescription, weights: dict[str, np.ndarray]) -> None:
+        q = desc.quantisation
+        if q is None:
+            raise QlstmError(
+                "the model is not quantised: the firmware simulation needs a quantised run (qlstm quantize)"
+            )
+        check_weights(desc, weights)
+        self.desc = desc
+        arch = desc.architecture
+        w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
+        layers = []
+        x_t = q.input
+        for i, (layer, lq) in enumerate(zip(arch.layers, q.layers, strict=True)):
+            name = f"rnn{i}"
+            acc, st = lq.accum, lq.state
+            ih = Dense.build(
+                f"{name}.x_acc", w[f"{name}.weight_ih"].T, lq.weight, w[f"{name}.bias_ih"], lq.bias, x_t, acc
+            )
+            hh = Dense.build(
+                f"{name}.h_acc", w[f"{name}.weight_hh"].T, lq.recurrent_weight, w[f"{name}.bias_hh"],
+                lq.recurrent_bias, st, acc,
+            )  # fmt: skip
+            lay = _Layer(
+                index=i,
+                cell=layer.cell,
+                units=layer.units,
+                x_t=x_t,
+                acc_t=acc,
+                state_t=st,
+                ih=ih,
+                hh=hh,
+                sigmoid=Activation("sigmoid", lq.table, acc, acc),
+                tanh=Activation("tanh", lq.table, acc, acc),
+                tanh_state=Activation("tanh", lq.table, st, acc) if layer.cell == "lstm" else None,
+                return_sequences=i != len(arch.layers) - 1,
+            )
+            self._check_elementwise(lay)
+            layers.append(lay)
+            x_t = st
+        self.layers: tuple[_Layer, ...] = tuple(layers)
+        self.head = Dense.build(
+            "head.acc", w["head.weight"].T, q.dense.weight, w["head.bias"], q.dense.bias, x_t, q.dense.accum
+        )
+        self.result_t = q.dense.result
+        self.input_t = q.input
+
+    # ------------------------------------------------------------------ checks
+    @staticmethod
+    def _check_elementwise(lay: _Layer) -> None:
+        """The cell's elementwise products and sums must stay exact in int64."""
+        a, s = lay.acc_t, lay.state_t
+        sig, th = _amax(lay.sigmoid.table_out), _amax(lay.tanh.table_out)
+        check_int64(2 * max_abs(a), f"{lay.name} gate sum")
+        if lay.cell == "lstm":
+            common = max(2 * a.frac, s.frac + a.frac)
+            t1 = (th * sig) << (common - 2 * a.frac)
+            t2 = (max_abs(s) * sig) << (common - s.frac - a.frac)
+            check_int64(t1 + t2, f"{lay.name} cell state update")
+            check_int64(sig * _amax(lay.tanh_state.table_out), f"{lay.name} hidden state")  # type: ignore[union-attr]
+        else:
+            check_int64(sig * max_abs(a), f"{lay.name} reset-gate product")
+            common = max(2 * a.frac, s.frac + a.frac)
+            one = 1 << a.frac if a.frac >= 0 else 0
+            t1 = (th * (one + sig)) << (common - 2 * a.frac)
+            t2 = (max_abs(s) * sig) << (common - s.frac - a.frac)
+            check_int64(t1 + t2, f"{lay.name} hidden state update")
+
+    def _check_x(self, x: np.ndarray) -> np.ndarray:
+        arch = self.desc.architecture
+        x = np.asarray(x)
+        if x.ndim != 3 or x.shape[1:] != (arch.history, arch.input_channels):
+            raise QlstmError(
+                f"inputs have shape {x.shape}; this model takes (N, {arch.history}, {arch.input_channels})"
+            )
+        if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
+            raise QlstmError(f"inputs must be numbers, got dtype {x.dtype}")
+        x = x.astype(np.float64, copy=False)
+        if not np.all(np.isfinite(x)):
+            raise QlstmError("inputs hold NaN or inf")
+        return x
+
+    # ------------------------------------------------------------------ simulation
+    def trace_names(self) -> dict[str, FixedType]:
+        """Every traced tensor and its type.
+
+        ``input`` (N, L, C); per layer ``rnn{i}.x_acc``/``h_acc`` (the two dense products,
+        (N, L, G*H)), ``preact`` (gate inputs), ``gates`` (activated), LSTM ``c``/``tanh_c`` and
+        GRU ``r_h`` ((N, L, H)), ``h`` (N, L, H); ``rnn{i}`` the layer output as hls4ml traces
+        it ((N, L, H), or (N, H) for the last layer); ``head.acc`` and ``head`` (N, k).
+        """
+        out = {"input": self.input_t}
+        for lay in self.layers:
+            a, s = lay.acc_t, lay.state_t
+            out.update({f"{lay.name}.{k}": a for k in ("x_acc", "h_acc", "preact", "gates")})
+            if lay.cell == "lstm":
+                out[f"{lay.name}.c"] = s
+                out[f"{lay.name}.tanh_c"] = a
+            else:
+                out[f"{lay.name}.r_h"] = a
+            out[f"{lay.name}.h"] = s
+            out[lay.name] = s
+        out["head.acc"] = self.head.acc_t
+        out["head"] = self.result_t
+        return out
+
+    def run(
+        self, x: np.ndarray, *, trace: bool = False, record: bool = False, chunk: int = DEFAULT_CHUNK
+    ) -> Run:
+        """Simulate (N, L, C) normalised float inputs; see :class:`Run`."""
+        x = self._check_x(x)
+        rec = Recorder() if record else None
+        ys, parts = [], []
+        for s in range(0, x.shape[0], max(1, chunk)):
+            if rec is not None:
+                rec.window_offset = s
+            tr: dict[str, np.ndarray] | None = {} if trace else None
+            ys.append(self._run_chunk(x[s : s + chunk], tr, rec))
+            if tr is not None:
+                parts.append(tr)
+        n, k = x.shape[0], self.desc.architecture.horizon
+        y_m = np.concatenate(ys) if ys else np.zeros((0, k), dtype=np.int64)
+        types = self.trace_names()
+        mantissas: dict[str, np.ndarray] = {}
+        if trace:
+            for name in types:
+                mantissas[name] = (
+                    np.concatenate([p[name] for p in parts]) if parts else np.zeros((n, 0), dtype=np.int64)
+                )
+        return Run(
+            y=self.result_t.to_float(y_m),
+            y_m=y_m,
+            types=types,
+            mantissas=mantissas,
+            overflows=rec.entries if rec is not None else {},
+        )
+
+    def predict(self, x: np.ndarray, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+        """(N, L, C) float -> (N, k) float64, exactly the C simulation's outputs."""
+        return self.run(x, chunk=chunk).y
+
+    def _run_chunk(self, x: np.ndarray, tr: dict[str, np.ndarray] | None, rec: Recorder | None) -> np.ndarray:
+        if rec is not None:
+            # input_t(double): convert_data in the hls4ml bridge
+            rec.note("input", _to_int_overflowed(x, self.input_t))
+        seq = self.input_t.to_int(x)
+        if tr is not None:
+            tr["input"] = seq
+        h = seq
+        for lay in self.layers:
+            h = self._layer(lay, seq, tr, rec)
+            seq = h
+        last = h if h.ndim == 2 else h[:, -1]
+        acc = self.head(last, rec)
+        y = cast_noted(acc, self.head.acc_t.frac, self.result_t, rec, "head.result")
+        if tr is not None:
+            tr["head.acc"], tr["head"] = acc, y
+        return y
+
+    def _layer(
+        self, lay: _Layer, seq: np.ndarray, tr: dict[str, np.ndarray] | None, rec: Recorder | None
+    ) -> np.ndarray:
+        n, steps, n_in = seq.shape
+        hsz, g = lay.units, (4 if lay.cell == "lstm" else 3) * lay.units
+        a, s = lay.acc_t, lay.state_t
+        # The input product of every step at once: it does not depend on the recurrence.
+        xa = lay.ih(seq.reshape(n * steps, n_in), rec).reshape(n, steps, g)
+        h = np.zeros((n, hsz), dtype=np.int64)
+        c = np.zeros((n, hsz), dtype=np.int64)
+        hs = np.empty((n, steps, hsz), dtype=np.int64)
+        keep = (
+            {}
+            if tr is None
+            else {k: np.empty((n, steps, g), dtype=np.int64) for k in ("h_acc", "preact", "gates")}
+        )
+        if tr is not None:
+            extra = ("c", "tanh_c") if lay.cell == "lstm" else ("r_h",)
+            keep.update({k: np.empty((n, steps, hsz), dtype=np.int64) for k in extra})
+        nm = lay.name
+        for t in range(steps):
+            ha = lay.hh(h, rec, t)
+            if lay.cell == "lstm":
+                pre = cast_noted(
+                    xa[:, t] + ha, a.frac, a, rec, f"{nm}.preact", t
+                )  # inputacc_ifo / inputacc_c
+                act = np.empty_like(pre)
+                act[:, : 2 * hsz] = lay.sigmoid(pre[:, : 2 * hsz])  # i, f
+                act[:, 2 * hsz : 3 * hsz] = lay.tanh(pre[:, 2 * hsz : 3 * hsz])  # g (tmpres_c)
+                act[:, 3 * hsz :] = lay.sigmoid(pre[:, 3 * hsz :])  # o
+                if rec is not None:
+                    self._note_tables(lay, pre, rec, t)
+                i_, f_, g_, o_ = (act[:, k * hsz : (k + 1) * hsz] for k in range(4))
+                # s_state = tmpres_c * i + s_state * f  (exact products and sum, then res_T)
+                common = max(2 * a.frac, s.frac + a.frac)
+                cs = align(g_ * i_, 2 * a.frac, common) + align(c * f_, s.frac + a.frac, common)
+                c = cast_noted(cs, common, s, rec, f"{nm}.c", t)
+                tc = lay.tanh_state(c)  # type: ignore[misc]  # s_actstate: tanh(res_T) -> accum_t
+                if rec is not None:
+                    rec.note(f"{nm}.tanh_c", lay.tanh_state.overflowed(c), t)  # type: ignore[union-attr]
+                h = cast_noted(o_ * tc, 2 * a.frac, s, rec, f"{nm}.h", t)  # h_state = o * s_actstate
+                if tr is not None:
+                    keep["c"][:, t], keep["tanh_c"][:, t] = c, tc
+            else:
+                zr_pre = cast_noted(xa[:, t, : 2 * hsz] + ha[:, : 2 * hsz], a.frac, a, rec, f"{nm}.preact", t)
+                zr = lay.sigmoid(zr_pre)  # tmpres_zr: r, z
+                r, z = zr[:, :hsz], zr[:, hsz:]
+                rh = cast_noted(r * ha[:, 2 * hsz :], 2 * a.frac, a, rec, f"{nm}.r_h", t)  # tmpres_state_h
+                n_pre = cast_noted(xa[:, t, 2 * hsz :] + rh, a.frac, a, rec, f"{nm}.preact", t)  # inputacc_h
+                n_act = lay.tanh(n_pre)  # tmpres_h
+                if rec is not None:
+                    rec.note(f"{nm}.gates", lay.sigmoid.overflowed(zr_pre), t)
+                    rec.note(f"{nm}.gates", lay.tanh.overflowed(n_pre), t)
+                # h_state = (res_T)(tmpres_h * (1 - z) + h_state * z); 1 is an ap_fixed<32,32>, and
+                # accum_t has frac >= 0 (FixedType has integer <= width), so 1 - z is exact at frac(a)
+                common = max(2 * a.frac, s.frac + a.frac)
+                one_minus_z = (1 << a.frac) - z
+                hs_ = align(n_act * one_minus_z, 2 * a.frac, common) + align(h * z, s.frac + a.frac, common)
+                h = cast_noted(hs_, common, s, rec, f"{nm}.h", t)
+                pre = np.concatenate([zr_pre, n_pre], axis=1) if tr is not None else zr_pre
+                act = np.concatenate([zr, n_act], axis=1) if tr is not None else zr
+                if tr is not None:
+                    keep["r_h"][:, t] = rh
+            hs[:, t] = h
+            if tr is not None:
+                keep["h_acc"][:, t], keep["preact"][:, t], keep["gates"][:, t] = ha, pre, act
+        if tr is not None:
+            tr[f"{nm}.x_acc"] = xa
+            for k, v in keep.items():
+                tr[f"{nm}.{k}"] = v
+            tr[f"{nm}.h"] = hs
+            tr[nm] = hs if lay.return_sequences else hs[:, -1]
+        return hs if lay.return_sequences else hs[:, -1]
+
+    @staticmethod
+    def _note_tables(lay: _Layer, pre: np.ndarray, rec: Recorder, t: int) -> None:
+        hsz = lay.units
+        rec.note(f"{lay.name}.gates", lay.sigmoid.overflowed(pre[:, : 2 * hsz]), t)
+        rec.note(f"{lay.name}.gates", lay.tanh.overflowed(pre[:, 2 * hsz : 3 * hsz]), t)
+        rec.note(f"{lay.name}.gates", lay.sigmoid.overflowed(pre[:, 3 * hsz :]), t)
+
+
+def _to_int_overflowed(x: np.ndarray, t: FixedType) -> np.ndarray:
+    """Where converting reals to ``t`` hits the overflow mode (not just rounding).
+
+    The values are rounded on ``t``'s grid into a wider saturating type; a value outside ``t``'s
+    range (or pinned at the wider type's limits) overflowed.
+    """
+    width = min(t.width + 8, 32)
+    wide = FixedType(width, width - t.frac, t.signed, t.rounding, "AP_SAT")
+    m = wide.to_int(x)
+    mask = would_overflow(m, t.frac, t)
+    if width > t.width:
+        mask |= (m == wide.min_int) | (m == wide.max_int)
+    return mask
