@@ -56,6 +56,7 @@ class Inputs:
     data_info: dict[str, Any]
     others: list[Path] = field(default_factory=list)  # further quantised runs (PTQ vs QAT)
     sweep_csv: Path | None = None
+    firmware_check_file: Path | None = None
 
 
 # ----------------------------------------------------------------------------- reading
@@ -111,19 +112,18 @@ def load_inputs(qrun: Path, others: list[Path] | None = None, sweep_csv: Path | 
     )
 
 
-def test_windows(inp: Inputs) -> tuple[np.ndarray, np.ndarray, Any, Any] | None:
+def rebuild_test(float_run: Path) -> tuple[np.ndarray, np.ndarray, Any, Any] | None:
     """The float run's test windows (x, y), its normalisation and test events, rebuilt exactly
-    as training built them (same config, same data); None if that is not possible here."""
-    try:
-        from qlstm.train.config import load_config
-        from qlstm.train.dataset import load_source, prepare, split
-    except ImportError as exc:  # pragma: no cover - train is part of the package
-        log.warning("cannot rebuild the test windows: %s", exc)
-        return None
-    cfg = load_config(inp.float_run / "config.yaml")
-    path = Path(inp.data_info["path"]) if inp.data_info.get("source") == "file" else None
+    as training built them (same config, same data); None if the data file is not there."""
+    from qlstm.train.config import load_config
+    from qlstm.train.dataset import load_source, prepare, split
+
+    float_run = Path(float_run)
+    info = read_json(float_run / "data.json")
+    cfg = load_config(float_run / "config.yaml")
+    path = Path(info["path"]) if info.get("source") == "file" else None
     if path is not None and not path.is_absolute() and not path.is_file():
-        path = inp.float_run.parent / path  # data.json holds the path as given to `qlstm train`
+        path = float_run.parent / path  # data.json holds the path as given to `qlstm train`
     if path is not None and not path.is_file():
         log.warning("data file %s of the float run is not there; skipping recomputed figures", path)
         return None
@@ -496,8 +496,9 @@ def section_targets(inp: Inputs) -> list[Block]:
 
 
 def firmware_check(inp: Inputs, x: np.ndarray | None, max_windows: int = 200) -> dict[str, Any]:
-    """firmware_sim vs csim on test windows: exact equality of the outputs."""
-    path = inp.qrun / FIRMWARE_CHECK_FILE
+    """firmware_sim vs csim on test windows: exact equality of the outputs (``firmware_check.json``
+    of the pipeline's firmware step when given, else computed here if both backends exist)."""
+    path = inp.firmware_check_file or inp.qrun / FIRMWARE_CHECK_FILE
     if path.is_file():
         return read_json(path)
     if x is None:
@@ -539,7 +540,7 @@ def section_bitexact(check: dict[str, Any]) -> list[Block]:
 
 # ----------------------------------------------------------------------------- the report
 def build(inp: Inputs, budget_us: float = DEFAULT_BUDGET_US) -> tuple[list[Block], dict[str, Any]]:
-    tw = test_windows(inp)
+    tw = rebuild_test(inp.float_run)
     x_eval = None
     fw_pred = None
     if tw is not None:
@@ -589,9 +590,11 @@ def write_report(
     budget_us: float | None = None,
     others: list[Path] | None = None,
     sweep_csv: Path | None = None,
+    firmware_check_file: Path | None = None,
 ) -> Path:
     """Write ``report.md``, ``report.html``, ``figures/`` and ``summary.json`` into ``out``."""
     inp = load_inputs(Path(qrun), others, sweep_csv)
+    inp.firmware_check_file = firmware_check_file
     blocks, summary = build(inp, DEFAULT_BUDGET_US if budget_us is None else budget_us)
     out = Path(out)
     with staged_dir(out, overwrite=overwrite) as stage:

@@ -1,0 +1,100 @@
+"""`qlstm run`: config validation, named resumable steps, --from/--to, refusal of foreign folders."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qlstm import pipeline
+from qlstm.cli import main
+from qlstm.config import merge
+from qlstm.errors import QlstmError
+
+TINY = {
+    "data": {"events": 6, "samples": 1200},
+    "train": {
+        "history": 4,
+        "horizon": 2,
+        "model": {"layers": [4]},
+        "training": {"epochs": 1},
+        "data": {"max_train_windows": 1000, "max_eval_windows": 300},
+    },
+    "quantize": {"bits": 8, "methods": ["ptq"], "deploy": "ptq"},
+    "firmware": {"windows": 40},
+}
+
+
+def tiny_config(**overrides) -> pipeline.RunConfig:
+    return merge(pipeline.RunConfig(), {**TINY, **overrides})
+
+
+def test_default_config_loads_and_names_every_step():
+    cfg = pipeline.load_run_config(None)
+    assert cfg.quantize.deploy in cfg.quantize.methods
+    assert pipeline.STEP_NAMES == ("data", "train", "quantize", "export", "hls", "firmware", "report")
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [("quantize: {bitz: 8}\n", "unknown key.*bitz"), ("quantize: {methods: [ptq], deploy: qat}\n", "deploy"),
+     ("train: {history: 500}\n", "history L=500"), ("hls: {strategy: fast}\n", "not one of")],
+    ids=["unknown-key", "deploy", "train-section", "literal"],
+)  # fmt: skip
+def test_bad_config(tmp_path, capsys, text, match):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert main(["run", "--config", str(path), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    import re
+
+    assert re.search(match, err), err
+    assert not (tmp_path / "r").exists()
+
+
+def test_refuses_foreign_folder(tmp_path):
+    (tmp_path / "mine.txt").write_text("precious")
+    with pytest.raises(QlstmError, match="not a `qlstm run` folder"):
+        pipeline.execute(tiny_config(), tmp_path, echo=lambda m: None)
+    assert (tmp_path / "mine.txt").read_text() == "precious"
+
+
+def test_from_needs_the_earlier_steps(tmp_path):
+    with pytest.raises(QlstmError, match="step data has not been run"):
+        pipeline.execute(tiny_config(), tmp_path / "r", start="train", echo=lambda m: None)
+
+
+def test_to_before_from_refused(tmp_path):
+    with pytest.raises(QlstmError, match="comes before"):
+        pipeline.execute(tiny_config(), tmp_path / "r", start="quantize", stop="train", echo=lambda m: None)
+
+
+@pytest.mark.slow
+def test_steps_resume_and_rerun_on_change(tmp_path):
+    root = tmp_path / "r"
+    log: list[str] = []
+    run = pipeline.execute(tiny_config(), root, stop="quantize", echo=log.append)
+    assert [m.split()[1] for m in log if m.endswith("...")] == ["data", "train", "quantize"]
+    for step in ("data", "train", "quantize"):
+        done = json.loads((root / step / pipeline.DONE).read_text())
+        assert done["key"] == run.keys[step] and done["outputs"] == run.outputs[step]
+    assert not (root / "export").exists()
+    mtime = (root / "train" / "float" / "weights.npz").stat().st_mtime_ns
+
+    log.clear()  # same config: nothing re-runs
+    pipeline.execute(tiny_config(), root, stop="quantize", echo=log.append)
+    assert all("up to date" in m for m in log) and len(log) == 3
+    assert (root / "train" / "float" / "weights.npz").stat().st_mtime_ns == mtime
+
+    log.clear()  # a changed quantize section re-runs quantize only
+    changed = tiny_config(quantize={"bits": 6, "methods": ["ptq"], "deploy": "ptq"})
+    run = pipeline.execute(changed, root, stop="quantize", echo=log.append)
+    assert [m.split()[1] for m in log if "up to date" in m] == ["data", "train"]
+    assert run.outputs["quantize"]["deploy"].endswith("ptq6")
+    assert not (root / "quantize" / "ptq8").exists()  # the stale result is gone
+
+    log.clear()  # --from train forces train and what follows
+    pipeline.execute(changed, root, start="train", stop="quantize", echo=log.append)
+    assert [m.split()[1] for m in log if m.endswith("...")] == ["train", "quantize"]
+    assert "reused" in log[0]
