@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import re
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -139,6 +140,8 @@ def _split_unit(header: str) -> tuple[str, str]:
 def _read_table(path: Path, table, units_of, wanted):
     """Shared CSV/Parquet logic on a pyarrow table whose column ``names`` are channel names."""
     names = table.column_names
+    if table.num_rows == 0:
+        raise QlstmError(f"{path}: empty file (a header but no data rows)")
     if "time_s" not in names:
         raise QlstmError(f"{path}: missing column time_s (columns: {', '.join(names) or 'none'})")
     available = [n for n in names if n not in RESERVED]
@@ -204,6 +207,8 @@ def _read_parquet(path: Path, wanted):
 
 
 def _read_npz(path: Path, wanted):
+    if not zipfile.is_zipfile(path):
+        raise QlstmError(f"{path}: not a readable NPZ file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

@@ -24,7 +24,8 @@ whatever ``n_events`` is), on the grid ``t = n * dt``, ``n = 0 .. T-1``:
   - precursor: the resistive transition before the quench, ``U_th exp(-(t_q - t)/tau)``, which
     reaches the detection threshold ``U_th`` on the last sample (``quench_index = T - 1``);
   - noise: white Gaussian measurement noise;
-  - ADC: rounding to the converter's step and clipping to its range.
+  - ADC: rounding to the converter's step ``(high - low) / 2**bits`` and clipping to its
+    ``2**bits`` codes (``low`` .. ``high - step``).
 
 * ``I`` (optional second channel): the current plus noise, rounded to its logger's resolution.
 """
@@ -76,7 +77,10 @@ class SyntheticConfig:
     spike_rate_per_h: float = 0.5  #: flux-jump rate on plateaus, 1/h
     spike_rate_ramp_per_h: float = 20.0  #: flux-jump rate while the current ramps, 1/h
     spike_amplitude_v: float = 5e-3  #: median spike height, V (log-normal, sigma 0.5; random sign)
-    spike_decay_s: float = 2.0  #: spike decay time constant, s
+    spike_decay_s: float = 4.0  #: spike decay time constant, s
+    spike_ring_period_s: float = (
+        4.0  #: period of the ringing a flux jump excites in the converter loop, s (0: none)
+    )
     quench_threshold_v: float = 0.1  #: precursor voltage at the quench (detection threshold), V
     precursor_tau_s: tuple[float, float] = (20.0, 120.0)  #: precursor growth time constant, s
     adc_bits: int = 12  #: U_res converter resolution, bits
@@ -212,7 +216,10 @@ def components(cfg: SyntheticConfig, index: int) -> dict[str, np.ndarray]:
     impulses[onsets] = heights
     if cfg.spike_decay_s > 0:
         klen = max(1, int(np.ceil(10 * cfg.spike_decay_s / dt)))
-        kernel = np.exp(-np.arange(klen) * dt / cfg.spike_decay_s)
+        tk = np.arange(klen) * dt
+        kernel = np.exp(-tk / cfg.spike_decay_s)
+        if cfg.spike_ring_period_s > 0:
+            kernel *= np.cos(2 * np.pi * tk / cfg.spike_ring_period_s)
         spikes = np.convolve(impulses, kernel)[:n]
     else:
         spikes = impulses
@@ -224,7 +231,8 @@ def components(cfg: SyntheticConfig, index: int) -> dict[str, np.ndarray]:
     u_analog = resistive + inductive + drift + spikes + precursor + noise
     lo, hi = cfg.adc_range_v
     step = cfg.adc_step_v
-    codes = np.clip(np.rint(u_analog / step), np.ceil(lo / step), np.floor(hi / step))
+    lowest = np.ceil(lo / step)  # 2**adc_bits codes: lowest .. lowest + 2**bits - 1 (like two's complement)
+    codes = np.clip(np.rint(u_analog / step), lowest, lowest + 2**cfg.adc_bits - 1)
     u_res = codes * step
 
     i_meas = current + r_cur.normal(0.0, cfg.current_noise_a, n)
