@@ -1,20 +1,146 @@
-"""``qlstm quantize``: fixed-point quantisation (PTQ or Brevitas QAT)"""
+"""``qlstm quantize``: fixed-point quantisation of a float run (PTQ or Brevitas QAT), or a sweep."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
 
 from qlstm.errors import QlstmError
+
+log = logging.getLogger(__name__)
+
+#: CLI option -> QuantizeConfig field (the options override the config file).
+_WIDTH_OPTIONS = (
+    "input_bits",
+    "weight_bits",
+    "bias_bits",
+    "state_bits",
+    "accum_bits",
+    "result_bits",
+    "table_bits",
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "quantize",
         help="fixed-point quantisation (PTQ or Brevitas QAT)",
-        description="fixed-point quantisation (PTQ or Brevitas QAT)",
+        description=(
+            "Choose an ap_fixed type for every quantisation point of a float run's firmware (PTQ from "
+            "ranges profiled on its training windows, or Brevitas quantisation-aware fine-tuning) and "
+            "write a quantised run folder, or sweep bit widths (CSV + PNG of test RMSE)."
+        ),
     )
+    p.add_argument("run_dir", type=Path, help="float run folder written by `qlstm train`")
+    p.add_argument("--out", type=Path, required=True, help="quantised run folder (or sweep folder)")
+    p.add_argument("--bits", type=int, help="width of every type not set otherwise (default 8)")
+    p.add_argument(
+        "--method", choices=("ptq", "qat"), help="post-training or quantisation-aware (default ptq)"
+    )
+    p.add_argument("--sweep", help="comma-separated widths, e.g. 6,8,10,12,14,16: PTQ and QAT at each")
+    for opt in _WIDTH_OPTIONS:
+        p.add_argument(f"--{opt.replace('_', '-')}", type=int, help=f"width of the {opt[:-5]} types")
+    p.add_argument("--table-size", type=int, help="entries of each sigmoid/tanh table (power of two)")
+    p.add_argument("--headroom", type=int, help="extra integer bits for input, states, output (default 0)")
+    p.add_argument("--accum-headroom", type=int, help="extra integer bits for accumulators (default 1)")
+    p.add_argument("--rounding", help="rounding mode of non-accumulator types (default AP_RND_CONV)")
+    p.add_argument("--overflow", help="overflow mode of non-accumulator types (default AP_SAT)")
+    p.add_argument(
+        "--type",
+        action="append",
+        default=[],
+        metavar="POINT=TYPE",
+        help="force one point's type, e.g. rnn0.state=ap_fixed<12,3,AP_RND_CONV,AP_SAT> (repeatable)",
+    )
+    p.add_argument("--epochs", type=int, help="QAT epochs (default 8)")
+    p.add_argument("--config", type=Path, help="YAML file with a `quantize:` section (QuantizeConfig fields)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
+def _settings(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
+    from qlstm.quantize.policy import QuantizeConfig
+
+    from qlstm.config import from_mapping, read_yaml
+
+    data: dict[str, Any] = {}
+    where = "quantize options"
+    if args.config is not None:
+        raw = read_yaml(args.config)
+        if "quantize" not in raw or not isinstance(raw["quantize"], dict):
+            raise QlstmError(f"{args.config}: no `quantize:` section")
+        data = dict(raw["quantize"])
+        where = f"{args.config}: quantize"
+    types = data.pop("types", None) or {}
+    if not isinstance(types, dict):
+        raise QlstmError(f"{where}.types must map point names to ap_fixed types")
+    for item in args.type:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise QlstmError(f"--type {item!r}: expected POINT=TYPE")
+        types[name.strip()] = text.strip()
+    for opt in (
+        "bits",
+        "method",
+        "table_size",
+        "headroom",
+        "accum_headroom",
+        "rounding",
+        "overflow",
+        *_WIDTH_OPTIONS,
+    ):
+        v = getattr(args, opt)
+        if v is not None:
+            data[opt] = v
+    if args.epochs is not None:
+        data["qat"] = {**data.get("qat", {}), "epochs": args.epochs}
+    cfg = from_mapping(QuantizeConfig, data, where)
+    return cfg, {str(k): str(v) for k, v in types.items()}
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise QlstmError(f"--sweep {text!r}: expected comma-separated integers, e.g. 6,8,10") from None
+    if not widths:
+        raise QlstmError("--sweep: no widths given")
+    return widths
+
+
 def run(args: argparse.Namespace) -> int:
-    raise QlstmError("`qlstm quantize` is not implemented yet (issue 4)")
+    from qlstm.quantize import core
+
+    cfg, types = _settings(args)
+    progress = not args.no_progress and sys.stderr.isatty()
+    if args.sweep:
+        if types:
+            raise QlstmError("--type cannot be combined with --sweep")
+        methods = (args.method,) if args.method else ("ptq", "qat")
+        rows = core.sweep(args.run_dir, args.out, _widths(args.sweep), cfg, methods, args.overwrite, progress)
+        cols = list(rows[0])
+        print(" ".join(f"{c:>11}" for c in cols))
+        for r in rows:
+            print(" ".join(f"{r[c]:>11.4g}" if isinstance(r[c], float) else f"{r[c]:>11}" for c in cols))
+        print(f"wrote {args.out / 'sweep.csv'} and {args.out / 'sweep.png'}")
+        return 0
+    metrics = core.quantize_run(args.run_dir, args.out, cfg, types, args.overwrite, progress)
+    t, f = metrics["test"], metrics["float_test"]
+    print(
+        json.dumps(
+            {
+                "method": cfg.method,
+                "bits": cfg.bits,
+                "test_rmse": t["rmse"],
+                "float_rmse": f["rmse"],
+                "ratio": metrics["rmse_ratio_to_float"],
+            }
+        )
+    )
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,301 @@
+"""The quantize stage: float run folder in, quantised run folder (or a bit-width sweep) out.
+
+Steps (each a function of the previous outputs): :func:`load_float_run` -> :func:`run_windows`
+(the very windows the float run was trained and tested on, rebuilt from its ``config.yaml`` and
+``data.json``) -> ``QuantNet.profile`` on the training windows -> :func:`~qlstm.quantize.policy.
+choose_types` (PTQ) -> optionally :func:`~qlstm.quantize.qat.fine_tune` -> :func:`evaluate` with
+the firmware forward -> :func:`write_run` through :func:`qlstm.io.staged_dir`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qlstm.quantize.model import QuantNet, predict_array
+from qlstm.quantize.policy import QuantizeConfig, choose_types
+
+from qlstm import description
+from qlstm.config import to_mapping
+from qlstm.description import Architecture, DenseQuant, ModelDescription, Quantisation, RecurrentQuant
+from qlstm.errors import QlstmError
+from qlstm.fixedpoint import FixedType
+from qlstm.io import atomic_path, atomic_write_bytes, atomic_write_text, staged_dir
+
+log = logging.getLogger(__name__)
+
+PARENT_FILE = "parent.json"
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = "config.yaml"
+DATA_FILE = "data.json"
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Normalised windows of the float run: x (N, L, C), y (N, k) per split."""
+
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+
+
+def load_float_run(run_dir: Path) -> tuple[ModelDescription, dict[str, np.ndarray]]:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise QlstmError(f"{run_dir}: run folder not found")
+    desc, weights = description.load(run_dir)
+    if desc.quantised:
+        raise QlstmError(f"{run_dir}: already a quantised run; quantize its float parent instead")
+    return desc, weights
+
+
+def run_windows(run_dir: Path, desc: ModelDescription) -> Windows:
+    """Rebuild the float run's train/val/test windows from its config.yaml and data.json."""
+    from qlstm.train.config import load_config
+    from qlstm.train.dataset import prepare
+
+    run_dir = Path(run_dir)
+    cfg_path, data_path = run_dir / CONFIG_FILE, run_dir / DATA_FILE
+    for p in (cfg_path, data_path):
+        if not p.is_file():
+            raise QlstmError(f"{run_dir}: no {p.name}; cannot rebuild the training windows of this run")
+    info = json.loads(data_path.read_text())
+    source = Path(info["path"]) if info.get("source") == "file" else None
+    if source is not None and not source.is_file():
+        raise QlstmError(f"{data_path}: data file {source} not found")
+    prep = prepare(load_config(cfg_path), source)
+    if info.get("sha256") and prep.info.get("sha256") != info.get("sha256"):
+        raise QlstmError(
+            f"{data_path}: data file {source} changed since the float run was trained (sha256 differs)"
+        )
+    if prep.norm != desc.normalisation:
+        raise QlstmError(
+            f"{run_dir}: the rebuilt data give another normalisation than model.json; data changed?"
+        )
+    return Windows((prep.train.x, prep.train.y), (prep.val.x, prep.val.y), (prep.test.x, prep.test.y))
+
+
+def rmse_metrics(pred: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    err = np.asarray(pred, dtype=np.float64) - np.asarray(y, dtype=np.float64)
+    return {
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "rmse_per_step": [float(v) for v in np.sqrt(np.mean(err**2, axis=0))],
+        "max_abs_error": float(np.max(np.abs(err))) if err.size else 0.0,
+        "windows": int(len(err)),
+    }
+
+
+def apply_type_overrides(q: Quantisation, types: dict[str, str]) -> Quantisation:
+    """Replace named points (``rnn0.state``, ``head.accum``, ``input``, ``rnn1.table`` ...)."""
+    if not types:
+        return q
+    known = q.points()
+    layers = [dict(vars(lq)) for lq in q.layers]
+    dense = dict(vars(q.dense))
+    inp = q.input
+    for name, text in types.items():
+        if name not in known:
+            raise QlstmError(f"unknown quantisation point {name!r}; known: {', '.join(known)}")
+        t = FixedType.from_ap(text)
+        if name == "input":
+            inp = t
+        elif name.startswith("head."):
+            dense[name.split(".")[1]] = t
+        else:
+            layer, role = name.split(".")
+            i = int(layer[3:])
+            if role == "table":
+                layers[i]["table"] = replace(layers[i]["table"], type=t)
+            else:
+                layers[i][role] = t
+    return replace(
+        q, input=inp, layers=tuple(RecurrentQuant(**lq) for lq in layers), dense=DenseQuant(**dense)
+    )
+
+
+def quantize_model(
+    arch: Architecture,
+    weights: dict[str, np.ndarray],
+    win: Windows,
+    cfg: QuantizeConfig,
+    types: dict[str, str] | None = None,
+    progress: bool = False,
+) -> tuple[Quantisation, dict[str, np.ndarray], dict[str, Any]]:
+    """PTQ (and QAT if ``cfg.method == 'qat'``): the types, on-grid weights and metrics."""
+    float_net = QuantNet(arch, weights)
+    prof = float_net.profile(win.train[0])
+    q = apply_type_overrides(choose_types(arch, prof, cfg, cfg.method), types or {})
+    extra: dict[str, Any] = {"profile_max_abs": prof.max_abs}
+    if cfg.method == "qat":
+        from qlstm.quantize.qat import fine_tune
+
+        res = fine_tune(arch, weights, q, win.train, win.val, cfg.qat, progress=progress)
+        q, qweights = res.quant, res.weights
+        extra["qat"] = {"history": res.history, "best_epoch": res.best_epoch, "seconds": res.seconds}
+    else:
+        qweights = QuantNet(arch, weights, q).quantised_weights(q)
+    return q, qweights, extra
+
+
+def evaluate(
+    arch: Architecture,
+    weights: dict[str, np.ndarray],
+    qweights: dict[str, np.ndarray],
+    q: Quantisation,
+    win: Windows,
+) -> dict[str, Any]:
+    x, y = win.test
+    float_m = rmse_metrics(predict_array(QuantNet(arch, weights), x), y)
+    quant_m = rmse_metrics(predict_array(QuantNet(arch, qweights, q), x), y)
+    return {
+        "test": quant_m,
+        "float_test": float_m,
+        "rmse_ratio_to_float": quant_m["rmse"] / float_m["rmse"] if float_m["rmse"] > 0 else None,
+    }
+
+
+def _config_yaml(cfg: QuantizeConfig, types: dict[str, str]) -> str:
+    import yaml
+
+    data = {"quantize": to_mapping(cfg)}
+    if types:
+        data["quantize"]["types"] = dict(types)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def write_run(
+    stage: Path,
+    parent: Path,
+    desc: ModelDescription,
+    q: Quantisation,
+    qweights: dict[str, np.ndarray],
+    metrics: dict[str, Any],
+    cfg: QuantizeConfig,
+    types: dict[str, str],
+) -> None:
+    """Fill ``stage`` (a staging folder) with a complete quantised run folder."""
+    import torch
+    from qlstm.train.model import from_weights
+
+    qdesc = desc.with_quantisation(q)
+    description.save(stage, qdesc, qweights)
+    buf = io.BytesIO()
+    torch.save(from_weights(desc.architecture, qweights).state_dict(), buf)
+    atomic_write_bytes(stage / "checkpoint.pt", buf.getvalue())
+    atomic_write_text(
+        stage / PARENT_FILE,
+        json.dumps({"path": str(Path(parent).resolve()), "fingerprint": desc.fingerprint()}, indent=2) + "\n",
+    )
+    if (Path(parent) / DATA_FILE).is_file():
+        atomic_write_text(stage / DATA_FILE, (Path(parent) / DATA_FILE).read_text())
+    atomic_write_text(stage / CONFIG_FILE, _config_yaml(cfg, types))
+    full = {
+        "method": q.method,
+        "bits": q.bits,
+        **metrics,
+        "types": {k: t.describe() for k, t in q.points().items()},
+    }
+    atomic_write_text(stage / METRICS_FILE, json.dumps(full, indent=2) + "\n")
+
+
+def quantize_run(
+    run_dir: Path,
+    out: Path,
+    cfg: QuantizeConfig,
+    types: dict[str, str] | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    win: Windows | None = None,
+) -> dict[str, Any]:
+    """``qlstm quantize RUN_DIR --out QRUN_DIR``: returns the metrics written."""
+    desc, weights = load_float_run(run_dir)
+    _refuse_existing(out, overwrite)
+    win = win if win is not None else run_windows(run_dir, desc)
+    q, qweights, extra = quantize_model(desc.architecture, weights, win, cfg, types, progress)
+    metrics = {**evaluate(desc.architecture, weights, qweights, q, win), **extra}
+    with staged_dir(out, overwrite=overwrite) as stage:
+        write_run(stage, run_dir, desc, q, qweights, metrics, cfg, types or {})
+    return metrics
+
+
+def _refuse_existing(out: Path, overwrite: bool) -> None:
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise QlstmError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise QlstmError(f"{out} already exists and is not empty; choose another folder or pass --overwrite")
+
+
+def sweep(
+    run_dir: Path,
+    out: Path,
+    widths: tuple[int, ...],
+    cfg: QuantizeConfig,
+    methods: tuple[str, ...] = ("ptq", "qat"),
+    overwrite: bool = False,
+    progress: bool = False,
+    win: Windows | None = None,
+) -> list[dict[str, Any]]:
+    """Test RMSE against bit width for float, PTQ and QAT: ``sweep.csv``, ``sweep.png`` and one
+    quantised run folder per (method, width) in ``out``."""
+    desc, weights = load_float_run(run_dir)
+    for w in widths:
+        replace(cfg, bits=w)  # validates every width before any work
+    _refuse_existing(out, overwrite)
+    win = win if win is not None else run_windows(run_dir, desc)
+    arch = desc.architecture
+    float_rmse = rmse_metrics(predict_array(QuantNet(arch, weights), win.test[0]), win.test[1])["rmse"]
+    rows = []
+    with staged_dir(out, overwrite=overwrite) as stage:
+        for w in widths:
+            row: dict[str, Any] = {"bits": w, "float_rmse": float_rmse}
+            for method in methods:
+                c = replace(cfg, bits=w, method=method)
+                q, qweights, extra = quantize_model(arch, weights, win, c, None, progress)
+                metrics = {**evaluate(arch, weights, qweights, q, win), **extra}
+                write_run(stage / f"{method}_{w}", run_dir, desc, q, qweights, metrics, c, {})
+                row[f"{method}_rmse"] = metrics["test"]["rmse"]
+                log.info(
+                    "%s %d bits: test RMSE %.4g (float %.4g)", method, w, row[f"{method}_rmse"], float_rmse
+                )
+            rows.append(row)
+        write_csv(rows, stage / "sweep.csv")
+        plot_sweep(rows, methods, f"{Path(run_dir).name}: test RMSE vs bit width", stage / "sweep.png")
+    return rows
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def plot_sweep(rows: list[dict[str, Any]], methods: tuple[str, ...], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bits = [r["bits"] for r in rows]
+    ax.axhline(rows[0]["float_rmse"], color="k", ls="--", label="float")
+    for m in methods:
+        ax.plot(bits, [r[f"{m}_rmse"] for r in rows], "o-", label=m.upper())
+    ax.set_xlabel("bit width (--bits)")
+    ax.set_ylabel("test RMSE (normalised)")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,149 @@
+"""Quantisation-aware fine-tuning with Brevitas fixed-point quantisers.
+
+Choice: a cell assembled from Brevitas quantisers (``QuantIdentity`` with power-of-two scales from
+``brevitas.quant.fixed_point``), not Brevitas' ``QuantLSTM``. ``QuantLSTM`` quantises its own set
+of points (its gate accumulators and activation outputs, with Brevitas' float sigmoid/tanh), which
+is not the hls4ml dataflow: hls4ml keeps ``h`` and ``c`` at one ``state`` type, adds the two dense
+products at ``accum`` and takes activations from truncating lookup tables. Assembling the cell
+from quantisers puts one quantiser at exactly each point of :class:`qlstm.description.Quantisation`,
+so the trained scales *are* the firmware types (:func:`qlstm.quantize.brevitas_bridge.read_type`)
+and the module's eval mode is the exact firmware forward.
+
+Training starts from the float run's weights and the PTQ types; every point's power-of-two scale
+is a learned Brevitas parameter (straight-through gradients for rounding and for the lookup
+tables). Early stopping on the validation MSE of the QAT forward, with the starting point (PTQ)
+as epoch 0, so QAT never returns a model worse on validation than the one it started from.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from qlstm.quantize.brevitas_bridge import quantiser
+from qlstm.quantize.model import QuantNet, _key
+from qlstm.quantize.policy import QatConfig
+from torch import nn
+
+from qlstm.description import Architecture, Quantisation
+from qlstm.errors import QlstmError
+
+log = logging.getLogger(__name__)
+
+
+def attach(model: QuantNet, q: Quantisation) -> None:
+    """Give ``model`` a Brevitas quantiser at every quantisation point of ``q`` (types as start)."""
+    model.quant = q
+    model.quantisers = nn.ModuleDict(
+        {
+            _key(name): quantiser(t, f"QAT point {name}")
+            for name, t in q.points().items()
+            if not name.endswith(".table")
+        }
+    )
+
+
+@dataclass
+class QatResult:
+    quant: Quantisation
+    weights: dict[str, np.ndarray]
+    history: list[dict[str, float | None]]
+    best_epoch: int
+    seconds: float
+
+
+def _val_mse(model: QuantNet, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for s in range(0, len(x), batch):
+            total += float(((model.qat_forward(x[s : s + batch]) - y[s : s + batch]) ** 2).sum())
+    return total / (len(x) * y.shape[1])
+
+
+def fine_tune(
+    arch: Architecture,
+    weights: dict[str, np.ndarray],
+    start: Quantisation,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    cfg: QatConfig,
+    progress: bool = False,
+) -> QatResult:
+    """Fine-tune the float ``weights`` under quantisation ``start``; returns learned types and
+    weights on their grids."""
+    from tqdm import tqdm
+
+    if len(train[0]) == 0 or len(val[0]) == 0:
+        raise QlstmError("QAT needs training and validation windows; the run has none")
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = QuantNet(arch, weights, start)
+    attach(model, start)
+    xt = torch.from_numpy(np.asarray(train[0], dtype=np.float64))
+    yt = torch.from_numpy(np.asarray(train[1], dtype=np.float64))
+    if cfg.max_train_windows and len(xt) > cfg.max_train_windows:
+        keep = torch.randperm(len(xt), generator=gen)[: cfg.max_train_windows]
+        xt, yt = xt[keep], yt[keep]
+    xv = torch.from_numpy(np.asarray(val[0], dtype=np.float64))
+    yv = torch.from_numpy(np.asarray(val[1], dtype=np.float64))
+    n = len(xt)
+    steps = math.ceil(n / cfg.batch_size)
+    total = steps * cfg.epochs
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total))
+    )
+    best = _val_mse(model, xv, yv)
+    history: list[dict[str, float | None]] = [{"epoch": 0, "train_mse": None, "val_mse": best}]
+    best_state, best_epoch, bad = copy.deepcopy(model.state_dict()), 0, 0
+    start_time = time.perf_counter()
+    bar = tqdm(
+        total=total,
+        disable=not progress,
+        unit="batch",
+        desc=f"qat {start.bits}b",
+        dynamic_ncols=True,
+        leave=False,
+    )
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            perm = torch.randperm(n, generator=gen)
+            running = 0.0
+            for b in range(steps):
+                idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                loss = ((model(xt[idx]) - yt[idx]) ** 2).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                sched.step()
+                running += float(loss) * len(idx)
+                bar.update(1)
+                if b % 20 == 0:
+                    bar.set_postfix(
+                        epoch=epoch, loss=f"{float(loss):.3g}", best_val=f"{best:.3g}", refresh=False
+                    )
+            val_mse = _val_mse(model, xv, yv)
+            history.append({"epoch": epoch, "train_mse": running / n, "val_mse": val_mse})
+            log.info("QAT epoch %d: train MSE %.3g, validation MSE %.3g", epoch, running / n, val_mse)
+            if not math.isfinite(val_mse):
+                raise QlstmError(f"QAT diverged at epoch {epoch} (validation loss {val_mse}); lower qat.lr")
+            if val_mse < best:
+                best, best_state, best_epoch, bad = val_mse, copy.deepcopy(model.state_dict()), epoch, 0
+            else:
+                bad += 1
+                if bad >= cfg.patience:
+                    break
+    finally:
+        bar.close()
+    model.load_state_dict(best_state)
+    q = model.current_quantisation()
+    return QatResult(q, model.quantised_weights(q), history, best_epoch, time.perf_counter() - start_time)
