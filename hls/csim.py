@@ -1,0 +1,409 @@
+"""The compiled hls4ml C simulation of a quantised model: the oracle the rest is tested against.
+
+:func:`build_csim` writes the hls4ml project of a quantised description, compiles its C
+simulation with g++ (the ``build_lib.sh`` that hls4ml's ``compile()`` runs) and returns a
+:class:`CSim` whose :meth:`CSim.predict` and :meth:`CSim.trace` call the compiled library through
+ctypes, exactly as ``ModelGraph.predict`` / ``ModelGraph.trace`` do (inputs converted from double
+to the input type inside the C++, outputs converted back to double).
+
+Compiled libraries are cached by content hash under ``$QLSTM_CACHE/csim`` (default
+``~/.cache/qlstm/csim``). The key covers what decides the generated C++: the architecture and the
+quantisation of the description (not its data provenance or normalisation, which the firmware
+never sees), the exact weights, the :class:`~qlstm.hls.graph.HlsOptions`, the hls4ml version,
+the g++ version and this module's format number. The FPGA part and clock are not in the key:
+they do not change the C++ of the kernels, so every target shares one compiled simulation.
+A second call - in this process or another - loads the cached library without compiling.
+
+The library is compiled with hls4ml's tracing hooks for every layer; they cost one branch per
+layer while tracing is off, and let :meth:`CSim.trace` return every layer's output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qlstm.description import ModelDescription, check_weights
+from qlstm.errors import QlstmError
+from qlstm.io import atomic_write_text
+
+from .graph import HEAD_NAME, PROJECT_NAME, HlsOptions, build_model_graph, rnn_name
+from .targets import TARGETS, check_part
+
+log = logging.getLogger(__name__)
+
+#: Bump when the generated project changes for the same inputs (invalidates every cache entry).
+CSIM_FORMAT = "qlstm-csim/1"
+MANIFEST = "csim.json"
+DEFAULT_PART = TARGETS["zynq7020"].part
+DEFAULT_CLOCK_NS = TARGETS["zynq7020"].clock_ns
+
+
+def cache_root() -> Path:
+    """``$QLSTM_CACHE/csim`` or ``~/.cache/qlstm/csim``."""
+    base = os.environ.get("QLSTM_CACHE")
+    root = Path(base) / "csim" if base else Path.home() / ".cache" / "qlstm" / "csim"
+    return root.expanduser()
+
+
+def gxx() -> str:
+    """Path of g++, or a one-line error (exit code 3: a missing tool)."""
+    path = shutil.which("g++")
+    if path is None:
+        raise QlstmError("g++ not found on PATH; the hls4ml C simulation needs a C++ compiler", exit_code=3)
+    return path
+
+
+def _gxx_version(path: str) -> str:
+    out = subprocess.run(
+        [path, "-dumpfullversion", "-dumpversion"], capture_output=True, text=True, check=False
+    )
+    return out.stdout.strip() or "unknown"
+
+
+def weights_sha256(weights: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(weights):
+        a = np.ascontiguousarray(weights[k], dtype=np.float64)
+        h.update(f"{k}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def firmware_fingerprint(desc: ModelDescription) -> str:
+    """sha256 of what decides the firmware: architecture and quantisation (not data provenance)."""
+    d = desc.to_dict()
+    keep = {"architecture": d["architecture"], "quantisation": d["quantisation"]}
+    keep["architecture"].pop("dropout", None)  # training only
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
+
+
+def cache_key(desc: ModelDescription, weights: dict[str, np.ndarray], opts: HlsOptions, gxx_path: str) -> str:
+    import hls4ml
+
+    payload = {
+        "format": CSIM_FORMAT,
+        "firmware": firmware_fingerprint(desc),
+        "weights": weights_sha256(weights),
+        "options": opts.to_dict(),
+        "hls4ml": hls4ml.__version__,
+        "gxx": _gxx_version(gxx_path),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+# ====================================================================== compiling
+_ERROR_RE = re.compile(r"\berror\b", re.IGNORECASE)
+
+
+def first_compiler_error(output: str) -> str:
+    """The first line of compiler output that reports an error (or the last line as a fallback)."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    for ln in lines:
+        if _ERROR_RE.search(ln):
+            return ln
+    return lines[-1] if lines else "no output"
+
+
+def compile_project(project_dir: Path) -> Path:
+    """Run the project's ``build_lib.sh`` (g++); return the shared library it made.
+
+    A failed compile raises a one-line :class:`QlstmError` with the compiler's first error.
+    """
+    gxx()
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        ["bash", "build_lib.sh"], cwd=project_dir, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise QlstmError(
+            f"C simulation failed to compile in {project_dir}: {first_compiler_error(proc.stdout + proc.stderr)}"
+        )
+    libs = sorted((project_dir / "firmware").glob(f"{PROJECT_NAME}-*.so"))
+    if len(libs) != 1:
+        raise QlstmError(f"{project_dir}: expected one compiled library, found {[p.name for p in libs]}")
+    log.info("compiled %s in %.1f s", libs[0], time.perf_counter() - t0)
+    return libs[0]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (another process building the same entry waits for it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+#: hls4ml 1.3.0's non-static ``nnet::lstm`` passes the ``accum_t`` arrays to ``nnet::dense<data_T,
+#: res_T>``, which does not compile unless input, state and accumulator types are all equal (the
+#: ``if (use_static)`` in ``lstm_stack`` is not ``if constexpr``, so both branches are
+#: instantiated; hls4ml issue #1166). We give it the template arguments ``lstm_static`` uses.
+#: For ``static=True`` (the default) the patched function is never called.
+_LSTM_PATCH = (
+    (
+        "nnet::dense<data_T, res_T, typename CONFIG_T::mult_config1>(data, tmpres, param, param_b);",
+        "nnet::dense<data_T, typename CONFIG_T::accum_t, typename CONFIG_T::mult_config1>(data, tmpres, param, param_b);",
+    ),
+    (
+        "nnet::dense<data_T, res_T, typename CONFIG_T::mult_config2>(h_newstate, tmpres_state, param_r, param_br);",
+        "nnet::dense<res_T, typename CONFIG_T::accum_t, typename CONFIG_T::mult_config2>(h_newstate, tmpres_state, param_r,\n"
+        "                                                                                    param_br);",
+    ),
+)
+
+
+def patch_recurrent_header(project_dir: Path) -> None:
+    """Apply :data:`_LSTM_PATCH` to the project's copy of ``nnet_recurrent.h`` (exactly once each)."""
+    path = Path(project_dir) / "firmware" / "nnet_utils" / "nnet_recurrent.h"
+    text = path.read_text()
+    for old, new in _LSTM_PATCH:
+        if text.count(old) != 1:
+            raise RuntimeError(f"{path}: expected one occurrence of {old!r}; hls4ml templates changed")
+        text = text.replace(old, new)
+    path.write_text(text)
+
+
+def write_project(
+    desc: ModelDescription,
+    weights: dict[str, np.ndarray],
+    opts: HlsOptions,
+    out_dir: Path,
+    *,
+    part: str,
+    clock_ns: float,
+    trace: bool,
+) -> None:
+    """Write the hls4ml project into ``out_dir`` (which must exist and be empty)."""
+    model = build_model_graph(
+        desc, weights, opts, output_dir=str(out_dir), part=part, clock_ns=clock_ns, trace=trace
+    )
+    model.write()
+    patch_recurrent_header(out_dir)
+    from .verify import check_project_types
+
+    check_project_types(out_dir, desc)
+
+
+# ====================================================================== the simulation
+@dataclass(frozen=True)
+class _LayerOut:
+    name: str
+    shape: tuple[int, ...]
+
+
+class _TraceData(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("data", ctypes.c_void_p)]
+
+
+class CSim:
+    """A compiled hls4ml C simulation: ``predict`` and ``trace`` on (N, L, C) normalised inputs.
+
+    Not thread-safe: the kernels keep their recurrent state in C++ ``static`` variables.
+    """
+
+    def __init__(self, desc: ModelDescription, lib_path: Path, project_dir: Path, key: str) -> None:
+        self.desc = desc
+        self.lib_path = Path(lib_path)
+        self.project_dir = Path(project_dir)
+        self.key = key
+        arch = desc.architecture
+        self._in_size = arch.history * arch.input_channels
+        self._k = arch.horizon
+        outs = []
+        for i, layer in enumerate(arch.layers):
+            seq = i != len(arch.layers) - 1
+            outs.append(_LayerOut(rnn_name(i), (arch.history, layer.units) if seq else (layer.units,)))
+        outs.append(_LayerOut(HEAD_NAME, (arch.horizon,)))
+        self.layer_outputs: tuple[_LayerOut, ...] = tuple(outs)
+        self._lib = ctypes.CDLL(str(self.lib_path))
+        self._fn = getattr(self._lib, f"{PROJECT_NAME}_double")
+        self._fn.restype = None
+        self._fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+
+    def __repr__(self) -> str:
+        return f"CSim(key={self.key}, project_dir={self.project_dir})"
+
+    def _check_x(self, x: np.ndarray) -> np.ndarray:
+        arch = self.desc.architecture
+        x = np.asarray(x)
+        if x.ndim != 3 or x.shape[1:] != (arch.history, arch.input_channels):
+            raise QlstmError(
+                f"inputs have shape {x.shape}; this model takes (N, {arch.history}, {arch.input_channels})"
+            )
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if not np.all(np.isfinite(x)):
+            raise QlstmError("inputs hold NaN or inf")
+        return x.reshape(x.shape[0], self._in_size)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """(N, L, C) float -> (N, k) float64, one call of the top function per window."""
+        xf = self._check_x(x)
+        n = xf.shape[0]
+        y = np.zeros((n, self._k), dtype=np.float64)
+        xp, yp = xf.ctypes.data, y.ctypes.data
+        xs, ys = xf.strides[0], y.strides[0]
+        for i in range(n):
+            self._fn(xp + i * xs, yp + i * ys)
+        return y
+
+    def trace(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every layer's output (hls4ml's trace): ``{"rnn0": (N, L, H) or (N, H), ..., "head": (N, k)}``.
+
+        Values are the fixed-point outputs converted to double, so they are exact.
+        """
+        xf = self._check_x(x)
+        n = xf.shape[0]
+        lib = self._lib
+        lib.allocate_trace_storage.argtypes = [ctypes.c_size_t]
+        lib.allocate_trace_storage.restype = None
+        lib.free_trace_storage.argtypes = []
+        lib.free_trace_storage.restype = None
+        lib.collect_trace_output.argtypes = [ctypes.POINTER(_TraceData)]
+        lib.collect_trace_output.restype = None
+        out = {lo.name: np.zeros((n, *lo.shape), dtype=np.float64) for lo in self.layer_outputs}
+        sizes = {lo.name: int(np.prod(lo.shape)) for lo in self.layer_outputs}
+        y = np.zeros((n, self._k), dtype=np.float64)
+        slots = (_TraceData * len(self.layer_outputs))()
+        lib.allocate_trace_storage(ctypes.sizeof(ctypes.c_double))
+        try:
+            for i in range(n):
+                self._fn(xf.ctypes.data + i * xf.strides[0], y.ctypes.data + i * y.strides[0])
+                lib.collect_trace_output(slots)
+                for slot in slots:
+                    name = slot.name.decode()
+                    if name not in out:
+                        raise RuntimeError(f"C simulation traced an unexpected layer {name!r}")
+                    buf = (ctypes.c_double * sizes[name]).from_address(slot.data)
+                    out[name][i] = np.frombuffer(buf, dtype=np.float64).reshape(out[name].shape[1:])
+        finally:
+            lib.free_trace_storage()
+        if not np.array_equal(out[HEAD_NAME], y):
+            raise RuntimeError("traced head output differs from the returned prediction")
+        return out
+
+
+# ====================================================================== entry point
+def build_csim(
+    desc: ModelDescription,
+    weights: dict[str, np.ndarray],
+    *,
+    io_type: str = "io_parallel",
+    strategy: str = "latency",
+    reuse: int = 1,
+    static: bool = True,
+    part: str = DEFAULT_PART,
+    clock_ns: float = DEFAULT_CLOCK_NS,
+    backend: str = "Vivado",
+    out_dir: Path | None = None,
+) -> CSim:
+    """Compile (or load from the cache) the C simulation of a quantised description.
+
+    ``out_dir``: where to keep the compiled project; by default the cache entry itself
+    (``CSim.project_dir``). With ``out_dir`` the cache entry is copied there (the folder must
+    not exist or be empty). Every precision comes from ``desc.quantisation``; generated headers are
+    checked against it before compiling.
+    """
+    if desc.quantisation is None:
+        raise QlstmError(
+            "the model is not quantised; run `qlstm quantize` first (hls needs fixed-point types)"
+        )
+    check_weights(desc, weights)
+    opts = HlsOptions(io_type=io_type, strategy=strategy, reuse=reuse, static=static, backend=backend)
+    part = check_part(part)
+    if not clock_ns > 0:
+        raise QlstmError(f"clock period must be > 0 ns, got {clock_ns}")
+    from .graph import check_reuse
+
+    check_reuse(desc, opts.reuse)
+    gxx_path = gxx()
+    key = cache_key(desc, weights, opts, gxx_path)
+    root = cache_root()
+    entry = root / key
+    with _locked(root / f"{key}.lock"):
+        manifest = entry / MANIFEST
+        if not manifest.is_file():
+            _build_entry(desc, weights, opts, entry, part=part, clock_ns=clock_ns, key=key)
+        else:
+            log.info("C simulation %s found in the cache", key)
+        lib = entry / json.loads(manifest.read_text())["library"]
+    project = entry
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        if out_dir.exists() and any(out_dir.iterdir()):
+            raise QlstmError(f"{out_dir} already exists and is not empty; choose another folder")
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging.", dir=out_dir.parent))
+        try:
+            shutil.copytree(entry, stage, dirs_exist_ok=True)
+            if out_dir.exists():
+                out_dir.rmdir()
+            os.replace(stage, out_dir)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        project, lib = out_dir, out_dir / lib.relative_to(entry)
+    return CSim(desc, lib, project, key)
+
+
+def _build_entry(
+    desc: ModelDescription,
+    weights: dict[str, np.ndarray],
+    opts: HlsOptions,
+    entry: Path,
+    *,
+    part: str,
+    clock_ns: float,
+    key: str,
+) -> None:
+    """Write and compile a cache entry in a staging folder, then rename it into place."""
+    import hls4ml
+
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{entry.name}.staging.", dir=entry.parent))
+    try:
+        t0 = time.perf_counter()
+        write_project(desc, weights, opts, stage, part=part, clock_ns=clock_ns, trace=True)
+        lib = compile_project(stage)
+        seconds = time.perf_counter() - t0
+        atomic_write_text(
+            stage / MANIFEST,
+            json.dumps(
+                {
+                    "format": CSIM_FORMAT,
+                    "key": key,
+                    "library": str(lib.relative_to(stage)),
+                    "options": opts.to_dict(),
+                    "hls4ml": hls4ml.__version__,
+                    "firmware_fingerprint": firmware_fingerprint(desc),
+                    "build_seconds": round(seconds, 2),
+                    "note": "C-simulation cache entry; part and clock here are not meaningful",
+                },
+                indent=2,
+            )
+            + "\n",
+        )
+        if entry.exists():  # an incomplete entry (no manifest) from an interrupted run
+            shutil.rmtree(entry)
+        os.replace(stage, entry)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise

@@ -1,0 +1,307 @@
+"""The model description as an hls4ml layer list and configuration, with every type explicit.
+
+hls4ml's PyTorch front end converts one recurrent layer and keeps only its last step, so qlstm
+builds the layer list itself - the same dictionaries hls4ml's converters produce - and hands it
+to ``ModelGraph.from_layer_list``. That path supports ``return_sequences``, so stacked layers
+(LSTM -> LSTM -> Dense) and GRUs work.
+
+Layout and gate order (checked against ``hls4ml/converters/pytorch/recurrent.py`` and
+``nnet_recurrent.h``):
+
+* kernels are transposed from PyTorch's ``(G*H, n_in)`` to hls4ml/Keras ``(n_in, G*H)``; the
+  dense kernels index ``w[i_in * n_out + i_out]``;
+* LSTM gates stay in PyTorch order i, f, g, o, which is the order ``lstm_static`` slices;
+* GRU gates stay in PyTorch order r, z, n with ``pytorch_order = true`` and the reset gate
+  applied after the recurrent product (``apply_reset_gate='after'``), as PyTorch does;
+* both biases are kept separately (``pytorch=True``): ``W x + b_ih`` and ``U h + b_hh``;
+* the Dense head kernel is transposed to ``(H, k)``.
+
+Layer names in the generated project are ``x`` (input), ``rnn0``, ``rnn1``, ... and ``head``,
+the same names as the description's weight keys, so traces read naturally.
+
+No precision is given a model-wide default: a quantisation point missing here makes hls4ml
+raise instead of silently using ``ap_fixed<16,6>``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from qlstm.description import GATES, ModelDescription
+from qlstm.errors import QlstmError
+from qlstm.fixedpoint import FixedType
+
+#: Name of the HLS top function (and of the generated ``<name>.cpp``, ``<name>_bridge.cpp``).
+PROJECT_NAME = "qlstm"
+INPUT_NAME = "x"
+HEAD_NAME = "head"
+
+IO_TYPES = ("io_parallel", "io_stream")
+STRATEGIES = ("latency", "resource")
+BACKENDS = ("Vivado", "Vitis")
+
+
+def rnn_name(i: int) -> str:
+    return f"rnn{i}"
+
+
+@dataclass(frozen=True)
+class HlsOptions:
+    """Implementation choices that change the generated C++ (and so the C simulation).
+
+    The part and the clock do not change the C++ of the kernels; they live in :class:`Target`.
+    """
+
+    io_type: str = "io_parallel"
+    strategy: str = "latency"
+    reuse: int = 1
+    static: bool = True
+    backend: str = "Vivado"
+
+    def __post_init__(self) -> None:
+        io = {"parallel": "io_parallel", "stream": "io_stream"}.get(self.io_type, self.io_type)
+        if io not in IO_TYPES:
+            raise QlstmError(f"unknown io type {self.io_type!r}; choose parallel or stream")
+        strategy = str(self.strategy).lower()
+        if strategy not in STRATEGIES:
+            raise QlstmError(f"unknown strategy {self.strategy!r}; choose {' or '.join(STRATEGIES)}")
+        backend = {b.lower(): b for b in BACKENDS}.get(str(self.backend).lower())
+        if backend is None:
+            raise QlstmError(f"unknown backend {self.backend!r}; choose vivado or vitis")
+        if isinstance(self.reuse, bool) or not isinstance(self.reuse, int | np.integer) or self.reuse < 1:
+            raise QlstmError(f"reuse factor must be an integer >= 1, got {self.reuse!r}")
+        object.__setattr__(self, "io_type", io)
+        object.__setattr__(self, "strategy", strategy)
+        object.__setattr__(self, "backend", backend)
+        object.__setattr__(self, "reuse", int(self.reuse))
+        object.__setattr__(self, "static", bool(self.static))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ====================================================================== reuse factors
+def _rf_valid(n_in: int, n_out: int, rf: int) -> bool:
+    """hls4ml's rule (``FPGABackend._validate_reuse_factor``) for a dense product n_in -> n_out."""
+    multfactor = min(n_in, rf)
+    multiplier_limit = -(-(n_in * n_out) // multfactor)
+    ok = (multiplier_limit % n_out == 0) or rf >= n_in
+    ok = ok and (rf % n_in == 0 or rf < n_in)
+    return ok and (n_in * n_out) % rf == 0
+
+
+def products(desc: ModelDescription) -> dict[str, tuple[int, int]]:
+    """Every matrix-vector product of the network, ``name -> (n_in, n_out)``."""
+    arch = desc.architecture
+    out: dict[str, tuple[int, int]] = {}
+    for i, layer in enumerate(arch.layers):
+        g = GATES[layer.cell] * layer.units
+        out[f"{rnn_name(i)} input kernel"] = (arch.n_in(i), g)
+        out[f"{rnn_name(i)} recurrent kernel"] = (layer.units, g)
+    out[f"{HEAD_NAME} kernel"] = (arch.layers[-1].units, arch.horizon)
+    return out
+
+
+def valid_reuse_factors(desc: ModelDescription) -> list[int]:
+    """Reuse factors that every product of the network accepts (one ``--reuse`` applies to all)."""
+    prods = list(products(desc).values())
+    limit = min(n_in * n_out for n_in, n_out in prods)
+    return [rf for rf in range(1, limit + 1) if all(_rf_valid(a, b, rf) for a, b in prods)]
+
+
+def check_reuse(desc: ModelDescription, reuse: int) -> None:
+    """Refuse a reuse factor hls4ml would silently replace by the "closest" valid one."""
+    bad = [f"{name} ({a}x{b})" for name, (a, b) in products(desc).items() if not _rf_valid(a, b, reuse)]
+    if bad:
+        valid = valid_reuse_factors(desc)
+        raise QlstmError(
+            f"reuse factor {reuse} does not divide the {', '.join(bad)} product as hls4ml requires; "
+            f"valid values for this model: {', '.join(map(str, valid))}"
+        )
+
+
+# ====================================================================== layer list + config
+def layer_list(desc: ModelDescription, weights: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """The hls4ml layer dictionaries for ``desc`` (what a converter's parser would return)."""
+    arch = desc.architecture
+    f64 = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
+    layers: list[dict[str, Any]] = [
+        {"name": INPUT_NAME, "class_name": "InputLayer", "input_shape": [arch.history, arch.input_channels]}
+    ]
+    prev = INPUT_NAME
+    last = len(arch.layers) - 1
+    for i, layer in enumerate(arch.layers):
+        name = rnn_name(i)
+        d: dict[str, Any] = {
+            "name": name,
+            "class_name": layer.cell.upper(),
+            "inputs": [prev],
+            "n_timesteps": arch.history,
+            "n_in": arch.n_in(i),
+            "n_out": layer.units,
+            "return_sequences": i != last,
+            "return_state": False,
+            "pass_initial_states": False,
+            "direction": "forward",
+            "time_major": False,
+            "activation": "tanh",
+            "recurrent_activation": "sigmoid",
+            "pytorch": True,
+            "weight_data": np.ascontiguousarray(f64[f"{name}.weight_ih"].T),
+            "recurrent_weight_data": np.ascontiguousarray(f64[f"{name}.weight_hh"].T),
+            "bias_data": f64[f"{name}.bias_ih"].copy(),
+            "recurrent_bias_data": f64[f"{name}.bias_hh"].copy(),
+        }
+        if layer.cell == "gru":
+            d["apply_reset_gate"] = "after"
+        layers.append(d)
+        prev = name
+    layers.append(
+        {
+            "name": HEAD_NAME,
+            "class_name": "Dense",
+            "inputs": [prev],
+            "n_in": arch.layers[-1].units,
+            "n_out": arch.horizon,
+            "use_bias": True,
+            "weight_data": np.ascontiguousarray(f64["head.weight"].T),
+            "bias_data": f64["head.bias"].copy(),
+        }
+    )
+    return layers
+
+
+def _p(t: FixedType) -> str:
+    return t.describe()
+
+
+def hls_config(
+    desc: ModelDescription,
+    opts: HlsOptions,
+    *,
+    output_dir: str,
+    part: str,
+    clock_ns: float,
+    trace: bool,
+) -> dict[str, Any]:
+    """The hls4ml configuration dict: every precision named per layer, no model-wide default."""
+    q = desc.quantisation
+    if q is None:
+        raise QlstmError(
+            "the model is not quantised; run `qlstm quantize` first (hls needs fixed-point types)"
+        )
+    if len(q.layers) != len(desc.architecture.layers):
+        raise QlstmError("quantisation has a different number of layers than the architecture")
+    by_name: dict[str, Any] = {INPUT_NAME: {"Precision": {"result": _p(q.input)}, "Trace": trace}}
+    for i, lq in enumerate(q.layers):
+        by_name[rnn_name(i)] = {
+            "Precision": {
+                "weight": _p(lq.weight),
+                "recurrent_weight": _p(lq.recurrent_weight),
+                "bias": _p(lq.bias),
+                "recurrent_bias": _p(lq.recurrent_bias),
+                "accum": _p(lq.accum),
+                "result": _p(lq.state),
+            },
+            # hls4ml reads the table type of a recurrent layer from the `table_t` layer key
+            # (a `table` entry under Precision is silently ignored and ap_fixed<18,8> leaks in).
+            "table_t": _p(lq.table.type),
+            "TableSize": lq.table.size,
+            "Static": opts.static,
+            "ReuseFactor": opts.reuse,
+            "RecurrentReuseFactor": opts.reuse,
+            "Strategy": opts.strategy.capitalize(),
+            "Trace": trace,
+        }
+    by_name[HEAD_NAME] = {
+        "Precision": {
+            "weight": _p(q.dense.weight),
+            "bias": _p(q.dense.bias),
+            "accum": _p(q.dense.accum),
+            "result": _p(q.dense.result),
+        },
+        "ReuseFactor": opts.reuse,
+        "Strategy": opts.strategy.capitalize(),
+        "Trace": trace,
+    }
+    return {
+        "OutputDir": output_dir,
+        "ProjectName": PROJECT_NAME,
+        "Backend": opts.backend,
+        "Part": part,
+        "ClockPeriod": clock_ns,
+        "ClockUncertainty": "12.5%",
+        "IOType": opts.io_type,
+        "TraceOutput": trace,
+        "HLSConfig": {
+            "Model": {
+                "ReuseFactor": opts.reuse,
+                "Strategy": opts.strategy.capitalize(),
+                "BramFactor": 1_000_000_000,
+            },
+            "LayerName": by_name,
+        },
+        "WriterConfig": {
+            "Namespace": None,
+            # Weights compiled into the headers: the project (and the C-sim library) is
+            # self-contained and relocatable; nothing is read from WEIGHTS_DIR at run time.
+            "WriteWeightsTxt": False,
+            "WriteTar": False,
+            "TBOutputStream": "both",
+        },
+    }
+
+
+def build_model_graph(
+    desc: ModelDescription,
+    weights: dict[str, np.ndarray],
+    opts: HlsOptions,
+    *,
+    output_dir: str,
+    part: str,
+    clock_ns: float,
+    trace: bool,
+) -> Any:
+    """An hls4ml ``ModelGraph`` for ``desc`` (not yet written or compiled)."""
+    check_reuse(desc, opts.reuse)
+    from hls4ml.model import ModelGraph  # heavy import, only when building
+
+    cfg = hls_config(desc, opts, output_dir=output_dir, part=part, clock_ns=clock_ns, trace=trace)
+    return ModelGraph.from_layer_list(cfg, layer_list(desc, weights))
+
+
+# ====================================================================== generated types
+_TYPEDEF_RE = re.compile(r"^\s*typedef\s+(?P<type>[^;]+?)\s+(?P<name>\w+)\s*;", re.MULTILINE)
+
+
+def expected_layer_types(desc: ModelDescription) -> dict[str, dict[str, tuple[FixedType, ...] | FixedType]]:
+    """For each hls4ml layer: the description's type of every role the kernels use."""
+    q = desc.quantisation
+    assert q is not None
+    out: dict[str, dict[str, Any]] = {INPUT_NAME: {"result": q.input}}
+    for i, lq in enumerate(q.layers):
+        out[rnn_name(i)] = {
+            "weight": lq.weight,
+            "recurrent_weight": lq.recurrent_weight,
+            "bias": lq.bias,
+            "recurrent_bias": lq.recurrent_bias,
+            "accum": lq.accum,
+            "result": lq.state,
+            "table": lq.table.type,
+        }
+    out[HEAD_NAME] = {
+        "weight": q.dense.weight,
+        "bias": q.dense.bias,
+        "accum": q.dense.accum,
+        "result": q.dense.result,
+    }
+    return out
+
+
+def parse_typedefs(text: str) -> dict[str, str]:
+    """``typedef T name;`` lines of a C++ header, ``name -> T`` (top level and inside structs)."""
+    return {m["name"]: " ".join(m["type"].split()) for m in _TYPEDEF_RE.finditer(text)}
