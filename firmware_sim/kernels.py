@@ -33,14 +33,15 @@ from qlstm.fixedpoint import FixedType, cast, shift_round, would_overflow
 
 from . import tables
 
-#: Largest partial sum (in magnitude) for which float64 products and sums are exact.
+#: Largest partial sum (in magnitude) for which float64 / float32 products and sums are exact.
 _F64_EXACT = 1 << 53
+_F32_EXACT = 1 << 24
 #: Largest magnitude we let int64 arithmetic reach (one bit of headroom for a final addition).
 _I64_SAFE = 1 << 62
 #: Elements of one (rows, n_in, n_out) block when products are rounded one by one.
 _BLOCK = 1 << 22
-#: Input widths up to this get a direct "mantissa -> activation" table (2**20 int64 = 8 MiB).
-_DIRECT_LUT_BITS = 20
+#: Input widths up to this get a direct "mantissa -> activation" table (2**16 int64 = 512 KiB).
+_DIRECT_LUT_BITS = 16
 
 
 def max_abs(t: FixedType) -> int:
@@ -95,24 +96,50 @@ class Recorder:
             e.first_window = self.window_offset + int(rows[0])
 
 
+def fast_cast(m: np.ndarray, frac: int, dst: FixedType) -> np.ndarray:
+    """``cast(m, frac, dst)``, skipping the overflow step when every value is already in range.
+
+    ``cast`` is ``overflow(shift_round(...))``; the overflow step is the identity on in-range
+    values, and checking the range (min and max) is cheaper than applying it.
+    """
+    r = m if frac == dst.frac else shift_round(m, frac - dst.frac, dst.rounding)
+    if r.size and (int(r.min()) < dst.min_int or int(r.max()) > dst.max_int):
+        return cast(r, dst.frac, dst)
+    return r
+
+
 def cast_noted(
     m: np.ndarray, frac: int, dst: FixedType, rec: Recorder | None, name: str, step: int | None = None
 ) -> np.ndarray:
     """:func:`cast`, noting the elements that hit ``dst``'s overflow mode when recording."""
     if rec is not None:
         rec.note(name, would_overflow(m, frac, dst), step)
-    return cast(m, frac, dst)
+    return fast_cast(m, frac, dst)
 
 
 # ====================================================================== exact matrix product
-def exact_matmul(x: np.ndarray, w: np.ndarray, bound: int, modular_ok: bool, what: str) -> np.ndarray:
+def exact_matmul(
+    x: np.ndarray,
+    w: np.ndarray,
+    bound: int,
+    modular_ok: bool,
+    what: str,
+    colsum: int | None = None,
+    w_float: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """``x @ w`` for int64 mantissas, exactly; ``bound`` >= every partial sum's magnitude.
 
-    float64 BLAS while ``bound < 2**53``; int64 otherwise (exact below 2**63, and congruent modulo
-    2**64 beyond, which is enough when ``modular_ok``: the result is then wrapped to fewer bits).
+    float32 BLAS when the partial sums of *these* rows stay below 2**24 (``colsum``: the largest
+    column sum of ``|w|``, to bound them from ``max |x|``), float64 while ``bound < 2**53``; int64
+    otherwise (exact below 2**63, and congruent modulo 2**64 beyond, which is enough when
+    ``modular_ok``: the result is then wrapped to fewer bits). ``w_float``: ``w`` already
+    converted to (float32, float64).
     """
+    w32, w64 = w_float if w_float is not None else (w.astype(np.float32), w.astype(np.float64))
+    if colsum is not None and x.size and max(-int(x.min()), int(x.max())) * colsum < _F32_EXACT:
+        return (x.astype(np.float32) @ w32).astype(np.int64)
     if bound < _F64_EXACT:
-        return (x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+        return (x.astype(np.float64) @ w64).astype(np.int64)
     if bound >= _I64_SAFE and not modular_ok:
         check_int64(bound, what)
     return x @ w
@@ -130,6 +157,8 @@ class Dense:
     b_overflow: np.ndarray  # (n_out,) bool: where that bias cast overflowed
     x_t: FixedType
     acc_t: FixedType
+    colsum: int  # largest column sum of |w|: bounds |x @ w| by max|x| * colsum
+    w_float: tuple[np.ndarray, np.ndarray]  # w as float32 and float64 for BLAS
 
     @classmethod
     def build(
@@ -155,6 +184,8 @@ class Dense:
             b_overflow=would_overflow(b_m, b_t.frac, acc_t),
             x_t=x_t,
             acc_t=acc_t,
+            colsum=int(np.abs(w_m).sum(axis=0).max(initial=0)),
+            w_float=(w_m.astype(np.float32), w_m.astype(np.float64)),
         )
 
     @property
@@ -168,8 +199,7 @@ class Dense:
 
     def product_bound(self) -> int:
         """Largest ``sum_ii |x_ii * w_ii,jj|`` over outputs, in product mantissa units."""
-        col = np.abs(self.w).sum(axis=0)
-        return max_abs(self.x_t) * int(col.max(initial=0))
+        return max_abs(self.x_t) * self.colsum
 
     def __call__(self, x: np.ndarray, rec: Recorder | None = None, step: int | None = None) -> np.ndarray:
         """(rows, n_in) mantissas of ``x_t`` -> (rows, n_out) mantissas of ``acc_t``."""
@@ -193,33 +223,53 @@ class Dense:
         p = (max_abs(self.x_t) * wmax) << self.shift
         return p <= self.acc_t.max_int and -p >= self.acc_t.min_int
 
+    @property
+    def modular(self) -> bool:
+        """Products land exactly on a wrapping accumulator's grid: the result is the exact sum
+        modulo ``2**width``, whatever the order (see :meth:`exact_sum`)."""
+        return self.shift >= 0 and self.acc_t.overflow == "AP_WRAP"
+
+    def exact_sum(self, x: np.ndarray) -> np.ndarray:
+        """``bias + sum(products)`` on the accumulator grid, before any overflow (exact products).
+
+        For a wrapping accumulator the result equals the C++ one after a single final cast, and
+        congruent sums can be added before that cast (int64 wraps modulo 2**64 too).
+        """
+        bound = self.product_bound()
+        if self.acc_t.overflow != "AP_WRAP":
+            check_int64((bound << self.shift) + max_abs(self.acc_t), f"{self.name} accumulation")
+        total = exact_matmul(x, self.w, bound, self.modular, self.name, self.colsum, self.w_float)
+        return align(total, 0, self.shift) + self.b_acc
+
     def _exact_products(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Products land exactly on the accumulator grid: one matrix product, then the sum's casts."""
         acc = self.acc_t
-        wrap = acc.overflow == "AP_WRAP"
-        bound = self.product_bound()
-        if not wrap:
-            check_int64((bound << self.shift) + max_abs(acc), f"{self.name} accumulation")
-        total = np.left_shift(exact_matmul(x, self.w, bound, wrap, self.name), self.shift)
-        ideal = self.b_acc + total
-        if wrap:  # the sum is taken modulo 2**width: the order of the partial sums is irrelevant
-            return cast(ideal, acc.frac, acc), ideal
-        # saturating: only rows whose partial sums can leave the range need the C++ order
-        xp, xn = np.maximum(x, 0), np.minimum(x, 0)
+        ideal = self.exact_sum(x)
+        if acc.overflow == "AP_WRAP":  # modulo 2**width: the order of the partial sums is irrelevant
+            return fast_cast(ideal, acc.frac, acc), ideal
+        # saturating: only rows whose partial sums can leave the range need the C++ order; first a
+        # per-row bound from max |x|, then exact bounds from the positive and negative parts
+        out = ideal.copy()
+        xmax = np.abs(x).max(axis=1, initial=0)
+        reach = np.left_shift(xmax * self.colsum, self.shift) + int(np.abs(self.b_acc).max(initial=0))
+        cand = np.nonzero((reach > acc.max_int) | (-reach < acc.min_int))[0]
+        if cand.size == 0:
+            return out, ideal
+        xc = x[cand]
+        xp, xn = np.maximum(xc, 0), np.minimum(xc, 0)
         wp, wn = np.maximum(self.w, 0), np.minimum(self.w, 0)
-        b = bound
+        b, nm = self.product_bound(), self.name
         hi = self.b_acc + np.left_shift(
-            exact_matmul(xp, wp, b, False, self.name) + exact_matmul(xn, wn, b, False, self.name), self.shift
+            exact_matmul(xp, wp, b, False, nm) + exact_matmul(xn, wn, b, False, nm), self.shift
         )
         lo = self.b_acc + np.left_shift(
-            exact_matmul(xp, wn, b, False, self.name) + exact_matmul(xn, wp, b, False, self.name), self.shift
+            exact_matmul(xp, wn, b, False, nm) + exact_matmul(xn, wp, b, False, nm), self.shift
         )
-        risky = ((hi > acc.max_int) | (lo < acc.min_int)).any(axis=1)
-        out = ideal.copy()
-        if risky.any():
-            rows = np.nonzero(risky)[0]
-            terms = np.left_shift(x[rows][:, :, None] * self.w[None], self.shift)
-            out[rows] = self._accumulate(terms)
+        rows = cand[((hi > acc.max_int) | (lo < acc.min_int)).any(axis=1)]
+        block = max(1, _BLOCK // max(1, self.w.size))
+        for s in range(0, rows.size, block):
+            r = rows[s : s + block]
+            out[r] = self._accumulate(np.left_shift(x[r][:, :, None] * self.w[None], self.shift))
         return out, ideal
 
     def _rounded_products(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -262,9 +312,12 @@ class Dense:
 class Activation:
     """``nnet::sigmoid``/``nnet::tanh`` from ``in_t`` mantissas to ``res_T`` (``out_t``) mantissas.
 
-    ``res[ii] = (res_T)table[index]``: the table entry (``table_t``) cast to the result type. For
-    inputs of up to 20 bits the whole map mantissa -> result is tabulated once, so a lookup is
-    one gather; wider inputs compute the index each time.
+    ``res[ii] = (res_T)table[index]``: the table entry (``table_t``) cast to the result type, with
+    the index of :func:`qlstm.firmware_sim.tables.table_index`. Two faster, equivalent forms:
+    inputs of up to 16 bits tabulate the whole map mantissa -> result once (one gather); wider
+    inputs, when the table has at least 16 (sigmoid) / 8 (tanh) entries and the C ``int`` index
+    cannot wrap, compute ``data * table_size / 16`` as one shift with truncation toward zero and
+    let the gather clamp the index.
     """
 
     def __init__(self, kind: str, spec: TableSpec, in_t: FixedType, out_t: FixedType) -> None:
@@ -273,9 +326,18 @@ class Activation:
         self.table_out = cast(tab, spec.type.frac, out_t)  # (res_T) table[index]
         self.table_overflow = would_overflow(tab, spec.type.frac, out_t)
         self.direct: np.ndarray | None = None
+        self.shift: int | None = None  # data_round = trunc0(m / 2**shift) (or m << -shift)
+        n_bits = spec.size.bit_length() - 1
+        d_bits = 4 if kind == "sigmoid" else 3  # '/ 16' for sigmoid, '/ 8' for tanh
         if in_t.width <= _DIRECT_LUT_BITS:
             m = np.arange(in_t.min_int, in_t.max_int + 1, dtype=np.int64)
-            self.direct = self.table_out[tables.table_index(kind, m, in_t.frac, spec)]  # type: ignore[arg-type]
+            self.direct = self.table_out[self.index(m)]
+        elif n_bits >= d_bits:
+            shift = in_t.frac - (n_bits - d_bits)
+            largest = max_abs(in_t) >> shift if shift >= 0 else max_abs(in_t) << -shift
+            if largest + spec.size < (1 << 31):  # the C int never wraps
+                self.shift = shift
+        self.half = spec.size // 2
 
     def index(self, m: np.ndarray) -> np.ndarray:
         return tables.table_index(self.kind, m, self.in_t.frac, self.spec)  # type: ignore[arg-type]
@@ -283,7 +345,13 @@ class Activation:
     def __call__(self, m: np.ndarray) -> np.ndarray:
         if self.direct is not None:
             return self.direct[m - self.in_t.min_int]
-        return self.table_out[self.index(m)]
+        if self.shift is None:
+            return self.table_out[self.index(m)]
+        k = self.shift
+        # truncation toward zero: add 2**k - 1 to negative values before the (floor) shift
+        r = np.right_shift(m + (np.right_shift(m, 63) & ((1 << k) - 1)), k) if k > 0 else np.left_shift(m, -k)
+        r += self.half
+        return np.take(self.table_out, r, mode="clip")  # the two index clamps
 
     def overflowed(self, m: np.ndarray) -> np.ndarray:
         """Where the table entry looked up did not fit the result type."""

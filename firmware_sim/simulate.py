@@ -43,10 +43,30 @@ from qlstm.description import ModelDescription, check_weights
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType, would_overflow
 
-from .kernels import Activation, Dense, OverflowEntry, Recorder, align, cast_noted, check_int64, max_abs
+from .kernels import (
+    Activation,
+    Dense,
+    OverflowEntry,
+    Recorder,
+    align,
+    cast_noted,
+    check_int64,
+    fast_cast,
+    max_abs,
+)
 
 #: Windows simulated together; bounds memory (a few (chunk, 4H) int64 arrays) and keeps caches warm.
 DEFAULT_CHUNK = 2048
+
+
+def _gate_order(cell: str, units: int) -> np.ndarray:
+    """Row order of the stored kernels: LSTM gates i, f, o, g (the sigmoid gates contiguous, as
+    ``tmpres_ifo``); GRU r, z, n unchanged. Traces are returned in PyTorch order."""
+    idx = np.arange((4 if cell == "lstm" else 3) * units)
+    if cell == "lstm":
+        i, f, g, o = np.split(idx, 4)
+        return np.concatenate([i, f, o, g])
+    return idx
 
 
 def _amax(a: np.ndarray) -> int:
@@ -114,11 +134,18 @@ class Firmware:
         for i, (layer, lq) in enumerate(zip(arch.layers, q.layers, strict=True)):
             name = f"rnn{i}"
             acc, st = lq.accum, lq.state
+            perm = _gate_order(layer.cell, layer.units)  # LSTM kernels stored as i, f, o, g
             ih = Dense.build(
-                f"{name}.x_acc", w[f"{name}.weight_ih"].T, lq.weight, w[f"{name}.bias_ih"], lq.bias, x_t, acc
+                f"{name}.x_acc",
+                w[f"{name}.weight_ih"][perm].T,
+                lq.weight,
+                w[f"{name}.bias_ih"][perm],
+                lq.bias,
+                x_t,
+                acc,
             )
             hh = Dense.build(
-                f"{name}.h_acc", w[f"{name}.weight_hh"].T, lq.recurrent_weight, w[f"{name}.bias_hh"],
+                f"{name}.h_acc", w[f"{name}.weight_hh"][perm].T, lq.recurrent_weight, w[f"{name}.bias_hh"][perm],
                 lq.recurrent_bias, st, acc,
             )  # fmt: skip
             lay = _Layer(
@@ -262,71 +289,79 @@ class Firmware:
     ) -> np.ndarray:
         n, steps, n_in = seq.shape
         hsz, g = lay.units, (4 if lay.cell == "lstm" else 3) * lay.units
-        a, s = lay.acc_t, lay.state_t
+        a, s, nm = lay.acc_t, lay.state_t, lay.name
+        # Wrapping accumulators with exact products: tmpres, tmpres_state and their sum are all
+        # taken modulo 2**width, so one cast of the exact sum gives the same gate inputs.
+        fused = tr is None and rec is None and lay.ih.modular and lay.hh.modular
+        flat = seq.reshape(n * steps, n_in)
         # The input product of every step at once: it does not depend on the recurrence.
-        xa = lay.ih(seq.reshape(n * steps, n_in), rec).reshape(n, steps, g)
+        xa = (lay.ih.exact_sum(flat) if fused else lay.ih(flat, rec)).reshape(n, steps, g)
         h = np.zeros((n, hsz), dtype=np.int64)
         c = np.zeros((n, hsz), dtype=np.int64)
         hs = np.empty((n, steps, hsz), dtype=np.int64)
-        keep = (
-            {}
-            if tr is None
-            else {k: np.empty((n, steps, g), dtype=np.int64) for k in ("h_acc", "preact", "gates")}
-        )
+        keep: dict[str, np.ndarray] = {}
         if tr is not None:
             extra = ("c", "tanh_c") if lay.cell == "lstm" else ("r_h",)
+            keep = {k: np.empty((n, steps, g), dtype=np.int64) for k in ("h_acc", "preact", "gates")}
             keep.update({k: np.empty((n, steps, hsz), dtype=np.int64) for k in extra})
-        nm = lay.name
+        common = max(2 * a.frac, s.frac + a.frac)  # binary point of the state-update sums
         for t in range(steps):
-            ha = lay.hh(h, rec, t)
-            if lay.cell == "lstm":
-                pre = cast_noted(
-                    xa[:, t] + ha, a.frac, a, rec, f"{nm}.preact", t
-                )  # inputacc_ifo / inputacc_c
-                act = np.empty_like(pre)
-                act[:, : 2 * hsz] = lay.sigmoid(pre[:, : 2 * hsz])  # i, f
-                act[:, 2 * hsz : 3 * hsz] = lay.tanh(pre[:, 2 * hsz : 3 * hsz])  # g (tmpres_c)
-                act[:, 3 * hsz :] = lay.sigmoid(pre[:, 3 * hsz :])  # o
-                if rec is not None:
-                    self._note_tables(lay, pre, rec, t)
-                i_, f_, g_, o_ = (act[:, k * hsz : (k + 1) * hsz] for k in range(4))
-                # s_state = tmpres_c * i + s_state * f  (exact products and sum, then res_T)
-                common = max(2 * a.frac, s.frac + a.frac)
-                cs = align(g_ * i_, 2 * a.frac, common) + align(c * f_, s.frac + a.frac, common)
+            lstm = lay.cell == "lstm"
+            ns = g if lstm else 2 * hsz  # gates summed before their activation (ifo+c, or zr)
+            if fused:
+                raw = lay.hh.exact_sum(h)
+                ha = None
+                pre = fast_cast(xa[:, t, :ns] + raw[:, :ns], a.frac, a)
+                ha_n = None if lstm else fast_cast(raw[:, ns:], a.frac, a)
+            else:
+                ha = lay.hh(h, rec, t)  # tmpres_state
+                pre = cast_noted(xa[:, t, :ns] + ha[:, :ns], a.frac, a, rec, f"{nm}.preact", t)  # inputacc
+                ha_n = ha[:, ns:]
+            if lstm:
+                sig = lay.sigmoid(pre[:, : 3 * hsz])  # tmpres_ifo: i, f, o
+                g_ = lay.tanh(pre[:, 3 * hsz :])  # tmpres_c
+                i_, f_, o_ = sig[:, :hsz], sig[:, hsz : 2 * hsz], sig[:, 2 * hsz :]
+                # s_state = tmpres_c * i + s_state * f: exact products and sum, then res_T
+                cs = align(g_ * i_, 2 * a.frac, common)
+                cs += align(c * f_, s.frac + a.frac, common)
                 c = cast_noted(cs, common, s, rec, f"{nm}.c", t)
-                tc = lay.tanh_state(c)  # type: ignore[misc]  # s_actstate: tanh(res_T) -> accum_t
-                if rec is not None:
-                    rec.note(f"{nm}.tanh_c", lay.tanh_state.overflowed(c), t)  # type: ignore[union-attr]
+                tc = lay.tanh_state(c)  # type: ignore[misc]  # s_actstate = tanh(res_T) -> accum_t
                 h = cast_noted(o_ * tc, 2 * a.frac, s, rec, f"{nm}.h", t)  # h_state = o * s_actstate
+                if rec is not None:
+                    rec.note(f"{nm}.gates", lay.sigmoid.overflowed(pre[:, : 3 * hsz]), t)
+                    rec.note(f"{nm}.gates", lay.tanh.overflowed(pre[:, 3 * hsz :]), t)
+                    rec.note(f"{nm}.tanh_c", lay.tanh_state.overflowed(c), t)  # type: ignore[union-attr]
                 if tr is not None:
                     keep["c"][:, t], keep["tanh_c"][:, t] = c, tc
+                    keep["preact"][:, t] = pre
+                    keep["gates"][:, t] = np.concatenate([sig, g_], axis=1)
             else:
-                zr_pre = cast_noted(xa[:, t, : 2 * hsz] + ha[:, : 2 * hsz], a.frac, a, rec, f"{nm}.preact", t)
+                zr_pre = pre[:, : 2 * hsz]
                 zr = lay.sigmoid(zr_pre)  # tmpres_zr: r, z
                 r, z = zr[:, :hsz], zr[:, hsz:]
-                rh = cast_noted(r * ha[:, 2 * hsz :], 2 * a.frac, a, rec, f"{nm}.r_h", t)  # tmpres_state_h
+                rh = cast_noted(r * ha_n, 2 * a.frac, a, rec, f"{nm}.r_h", t)  # tmpres_state_h
                 n_pre = cast_noted(xa[:, t, 2 * hsz :] + rh, a.frac, a, rec, f"{nm}.preact", t)  # inputacc_h
                 n_act = lay.tanh(n_pre)  # tmpres_h
+                # h_state = (res_T)(tmpres_h * (1 - z) + h_state * z); 1 is an ap_fixed<32,32>, and
+                # accum_t has frac >= 0 (FixedType has integer <= width), so 1 - z is exact at frac(a)
+                hs_ = align(n_act * ((1 << a.frac) - z), 2 * a.frac, common)
+                hs_ += align(h * z, s.frac + a.frac, common)
+                h = cast_noted(hs_, common, s, rec, f"{nm}.h", t)
                 if rec is not None:
                     rec.note(f"{nm}.gates", lay.sigmoid.overflowed(zr_pre), t)
                     rec.note(f"{nm}.gates", lay.tanh.overflowed(n_pre), t)
-                # h_state = (res_T)(tmpres_h * (1 - z) + h_state * z); 1 is an ap_fixed<32,32>, and
-                # accum_t has frac >= 0 (FixedType has integer <= width), so 1 - z is exact at frac(a)
-                common = max(2 * a.frac, s.frac + a.frac)
-                one_minus_z = (1 << a.frac) - z
-                hs_ = align(n_act * one_minus_z, 2 * a.frac, common) + align(h * z, s.frac + a.frac, common)
-                h = cast_noted(hs_, common, s, rec, f"{nm}.h", t)
-                pre = np.concatenate([zr_pre, n_pre], axis=1) if tr is not None else zr_pre
-                act = np.concatenate([zr, n_act], axis=1) if tr is not None else zr
                 if tr is not None:
                     keep["r_h"][:, t] = rh
+                    keep["preact"][:, t] = np.concatenate([zr_pre, n_pre], axis=1)
+                    keep["gates"][:, t] = np.concatenate([zr, n_act], axis=1)
             hs[:, t] = h
             if tr is not None:
-                keep["h_acc"][:, t], keep["preact"][:, t], keep["gates"][:, t] = ha, pre, act
+                keep["h_acc"][:, t] = ha
         if tr is not None:
-            tr[f"{nm}.x_acc"] = xa
+            back = np.argsort(_gate_order(lay.cell, lay.units))  # stored order -> PyTorch order
+            tr[f"{nm}.x_acc"] = xa[:, :, back]
             for k, v in keep.items():
-                tr[f"{nm}.{k}"] = v
+                tr[f"{nm}.{k}"] = v[:, :, back] if v.shape[2] == g else v
             tr[f"{nm}.h"] = hs
             tr[nm] = hs if lay.return_sequences else hs[:, -1]
         return hs if lay.return_sequences else hs[:, -1]

@@ -1,0 +1,41 @@
+"""The ``firmware`` backend of ``qlstm predict``: the bit-exact simulation of a quantised run.
+
+``predict(run_dir, x)`` returns exactly what the compiled hls4ml C simulation of the run returns
+(the network output type converted to double); ``trace(run_dir, x)`` returns every
+intermediate of the firmware (see :meth:`qlstm.firmware_sim.simulate.Firmware.trace_names`), as
+exact float64 values, for finding where the firmware and the float model part ways.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from qlstm import description
+from qlstm.errors import QlstmError
+
+from .simulate import Firmware
+
+
+def load_firmware(run_dir: Path) -> Firmware:
+    """The firmware of a quantised run folder (``model.json`` + ``weights.npz``)."""
+    run_dir = Path(run_dir)
+    desc, weights = description.load(run_dir)
+    if not desc.quantised:
+        raise QlstmError(
+            f"{run_dir}: not a quantised run; the firmware backend needs the output of `qlstm quantize`"
+        )
+    return Firmware(desc, weights)
+
+
+def predict(run_dir: Path, x: np.ndarray) -> np.ndarray:
+    """(N, L, C) normalised windows -> (N, k) float64, bit-identical to the C simulation."""
+    return load_firmware(run_dir).predict(x)
+
+
+def trace(run_dir: Path, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Every intermediate per step and layer (float64, exact): ``rnn{i}.x_acc``, ``h_acc``,
+    ``preact``, ``gates``, ``c``/``tanh_c`` (LSTM) or ``r_h`` (GRU), ``h``; ``rnn{i}`` and
+    ``head`` as hls4ml's trace names them."""
+    return load_firmware(run_dir).run(x, trace=True).values()
