@@ -32,12 +32,22 @@ ROOT_MARKER = "qlstm-run.json"
 
 
 # ----------------------------------------------------------------------------- configuration
+#: The default `train` section: the compact model (configs/run_default.yaml repeats it).
+COMPACT_TRAIN: dict[str, Any] = {
+    "history": 16,
+    "horizon": 4,
+    "model": {"cell": "lstm", "layers": [16]},
+    "training": {"epochs": 20, "batch_size": 256, "lr": 0.002, "patience": 20},
+    "data": {"max_train_windows": 60000, "max_eval_windows": 10000},
+}
+
+
 @dataclass(frozen=True)
 class DataSection:
     """Synthetic events (``qlstm data generate``); modelled on the paper, not CERN data."""
 
-    events: int = 12
-    samples: int = 9000  # per event, at 0.4 s
+    events: int = 20
+    samples: int = 9000  # per event, at 0.4 s (1 h before the quench)
     seed: int = 0
     channels: tuple[str, ...] = ("U_res",)
 
@@ -48,7 +58,7 @@ class QuantizeSection:
     methods: tuple[Literal["ptq", "qat"], ...] = ("ptq", "qat")
     #: the quantised run taken on to hls/firmware/report (one of ``methods``)
     deploy: Literal["ptq", "qat"] = "qat"
-    qat_epochs: int | None = None  # None: quantize's default
+    qat_epochs: int | None = 5  # None: quantize's default
     sweep: tuple[int, ...] = ()  # widths of the PTQ/QAT sweep (empty: no sweep)
 
 
@@ -74,7 +84,7 @@ class ReportSection:
 class RunConfig:
     data: DataSection = field(default_factory=DataSection)
     #: a `qlstm train` config (see configs/ and train/config.py); validated by train itself
-    train: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=lambda: dict(COMPACT_TRAIN))
     quantize: QuantizeSection = field(default_factory=QuantizeSection)
     hls: HlsSection = field(default_factory=HlsSection)
     firmware: FirmwareSection = field(default_factory=FirmwareSection)
@@ -88,8 +98,13 @@ class RunConfig:
 
 
 def load_run_config(path: Path | None) -> RunConfig:
-    path = DEFAULT_CONFIG if path is None else Path(path)
-    cfg = from_mapping(RunConfig, read_yaml(path), where=str(path))
+    """``path``, or configs/run_default.yaml when there (a source checkout), else the built-in
+    defaults, which are the same settings."""
+    if path is None and not DEFAULT_CONFIG.is_file():
+        cfg = RunConfig()
+    else:
+        path = DEFAULT_CONFIG if path is None else Path(path)
+        cfg = from_mapping(RunConfig, read_yaml(path), where=str(path))
     from qlstm.train.config import load_config  # the train section is validated by train itself
 
     load_config(None, cfg.train)

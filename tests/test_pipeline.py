@@ -31,6 +31,7 @@ def tiny_config(**overrides) -> pipeline.RunConfig:
 
 def test_default_config_loads_and_names_every_step():
     cfg = pipeline.load_run_config(None)
+    assert cfg == pipeline.RunConfig()  # the YAML and the built-in defaults agree
     assert cfg.quantize.deploy in cfg.quantize.methods
     assert pipeline.STEP_NAMES == ("data", "train", "quantize", "export", "hls", "firmware", "report")
 

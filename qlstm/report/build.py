@@ -161,6 +161,9 @@ def _plot_per_step(series: dict[str, list[float]]) -> bytes:
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, vals in series.items():
         ax.plot(range(1, len(vals) + 1), vals, marker="o", ms=3, label=name)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("step ahead k")
     ax.set_ylabel("test RMSE (normalised)")
     ax.set_yscale("log")
@@ -295,9 +298,13 @@ def section_accuracy(inp: Inputs, tw, fw_pred: np.ndarray | None) -> tuple[list[
         Heading("Accuracy: float vs PTQ vs QAT vs firmware"),
         Para(
             "Test RMSE in normalised units, per step ahead (first 8 shown), on the held-out events. "
-            "Float and baselines from the float run's `metrics.json`, quantised runs from theirs, "
-            "firmware_sim recomputed here on the same test windows. "
-            f"{inp.fmetrics.get('verdict', '')}."
+            "Float and baselines from the float run's `metrics.json`, quantised runs from theirs"
+            + (
+                f", firmware_sim recomputed here on the same {len(fw_pred):,} test windows. "
+                if fw_pred is not None
+                else " (firmware_sim not available here). "
+            )
+            + f"Float: {inp.fmetrics.get('verdict', 'no verdict in metrics.json')}."
         ),
         Table(header, tuple(rows)),
     ]
