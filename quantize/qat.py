@@ -125,11 +125,11 @@ def fine_tune(
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
                 sched.step()
-                running += float(loss) * len(idx)
+                running += float(loss.detach()) * len(idx)
                 bar.update(1)
                 if b % 20 == 0:
                     bar.set_postfix(
-                        epoch=epoch, loss=f"{float(loss):.3g}", best_val=f"{best:.3g}", refresh=False
+                        epoch=epoch, loss=f"{float(loss.detach()):.3g}", best_val=f"{best:.3g}", refresh=False
                     )
             val_mse = _val_mse(model, xv, yv)
             history.append({"epoch": epoch, "train_mse": running / n, "val_mse": val_mse})
