@@ -1,20 +1,200 @@
-"""``qlstm predict``: run a model on windows or a recording with a chosen backend"""
+"""``qlstm predict``: run a run folder's model on windows or a recording with a chosen backend.
+
+Every backend is a function ``predict(run_dir, x) -> y`` taking normalised windows x (N, L, C)
+and returning (N, k) float64, listed in :data:`BACKENDS` as ``"module:function"`` and imported
+only when asked for, so two backends can be compared on the same input without the others
+being installed or built.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
 
 from qlstm.errors import QlstmError
+
+#: backend name -> "module:function"; the explicit list of what ``--backend`` accepts.
+BACKENDS: dict[str, str] = {
+    "float": "qlstm.train.backend:predict",
+    "quant": "qlstm.quantize.backend:predict",
+    "onnx": "qlstm.export.backend:predict",
+    "csim": "qlstm.hls.backend:predict",
+    "firmware": "qlstm.firmware_sim.backend:predict",
+}
+
+
+def get_backend(name: str, attr: str | None = None) -> Callable[[Path, np.ndarray], np.ndarray]:
+    """The function of backend ``name`` (``attr`` e.g. ``"trace"`` instead of ``predict``)."""
+    if name not in BACKENDS:
+        raise QlstmError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    module_name, func = BACKENDS[name].split(":")
+    func = attr or func
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise QlstmError(f"backend {name!r} is not available: {module_name} is not there yet") from None
+        raise
+    fn = getattr(module, func, None)
+    if not callable(fn):
+        raise QlstmError(f"backend {name!r} is not available: {module_name} has no {func}()")
+    return fn
+
+
+def check_inputs(x: np.ndarray, history: int, channels: int, where: str) -> np.ndarray:
+    """``x`` must be finite (N, L, C) numbers matching the run; returned as float64."""
+    if x.dtype.kind not in "fiu":
+        raise QlstmError(f"{where}: holds {x.dtype} values, expected numbers")
+    if x.ndim != 3 or x.shape[1:] != (history, channels):
+        raise QlstmError(
+            f"{where}: shape {x.shape}, expected (N, L={history}, C={channels}) windows for this run"
+        )
+    if x.shape[0] == 0:
+        raise QlstmError(f"{where}: holds no windows (N = 0)")
+    x = x.astype(np.float64)
+    if not np.all(np.isfinite(x)):
+        raise QlstmError(f"{where}: holds NaN or inf")
+    return x
+
+
+def run_backend(name: str, run_dir: Path, x: np.ndarray) -> np.ndarray:
+    """Run backend ``name`` and check it returned (N, k) for the run."""
+    from qlstm import description
+
+    desc, _ = description.load(run_dir)
+    a = desc.architecture
+    x = check_inputs(x, a.history, a.input_channels, "inputs")
+    y = np.asarray(get_backend(name)(Path(run_dir), x), dtype=np.float64)
+    if y.shape != (x.shape[0], a.horizon):
+        raise RuntimeError(f"backend {name} returned shape {y.shape}, expected {(x.shape[0], a.horizon)}")
+    return y
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         help="run a model on windows or a recording with a chosen backend",
-        description="run a model on windows or a recording with a chosen backend",
+        description=(
+            "Run a run folder's model on normalised windows (--inputs X.npy, shape (N, L, C)) or on a "
+            "recording (--data FILE: windowed and normalised with the run's normalisation, L and k, "
+            "and scored with RMSE/MAE per step ahead against persistence)."
+        ),
     )
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder written by train or quantize")
+    p.add_argument(
+        "--backend",
+        choices=tuple(BACKENDS),
+        default="float",
+        help="float: PyTorch float64; quant: quantised model; onnx: onnxruntime on the exported "
+        "model; csim: compiled hls4ml C simulation; firmware: bit-exact NumPy firmware simulator "
+        "(default float)",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--inputs", type=Path, metavar="X.npy", help="normalised windows, float array (N, L, C)")
+    src.add_argument(
+        "--data",
+        type=Path,
+        metavar="FILE",
+        help="a recording (.csv .h5 .hdf5 .parquet .npz) to window and score",
+    )
+    p.add_argument("--out", type=Path, metavar="Y.npy", help="write the predictions (N, k) float64 here")
+    p.add_argument("--stride", type=int, default=1, help="--data: window stride (default 1)")
+    p.add_argument(
+        "--max-windows",
+        type=int,
+        metavar="N",
+        help="--data: raise the stride so that at most about N windows are scored",
+    )
+    p.add_argument("--metrics", type=Path, metavar="FILE.json", help="--data: also write the metrics as JSON")
     p.set_defaults(func=run)
 
 
+def _load_npy(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise QlstmError(f"--inputs {path}: file not found")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:  # ValueError (pickled / not .npy), OSError, EOFError
+        first = str(exc).split(". ")[0]
+        raise QlstmError(
+            f"--inputs {path}: not a readable .npy array ({type(exc).__name__}: {first})"
+        ) from None
+
+
+def _windows_from_data(run_dir: Path, path: Path, stride: int, max_windows: int | None):
+    import math
+
+    from qlstm import description
+    from qlstm.data import load_events, make_windows
+
+    if stride < 1 or (max_windows is not None and max_windows < 1):
+        raise QlstmError("--stride and --max-windows must be >= 1")
+    if not path.is_file():
+        raise QlstmError(f"--data {path}: file not found")
+    desc, _ = description.load(run_dir)
+    a, norm = desc.architecture, desc.normalisation
+    es = load_events(path, channels=list(norm.channel_names))
+    span = a.history + a.horizon
+    possible = sum(max(0, len(e.t) - span + 1) for e in es.events)
+    if possible == 0:
+        raise QlstmError(f"--data {path}: no event has the {span} samples one window of L + k needs")
+    if max_windows is not None:
+        stride = max(stride, math.ceil(possible / max_windows))
+    w = make_windows(es, norm, history=a.history, horizon=a.horizon, stride=stride)
+    return w.x, w.y
+
+
 def run(args: argparse.Namespace) -> int:
-    raise QlstmError("`qlstm predict` is not implemented yet (issue 3)")
+    from qlstm.io import atomic_path, atomic_write_text
+
+    if args.out is not None and args.out.suffix != ".npy":
+        raise QlstmError(f"--out {args.out}: must end in .npy")
+    if args.data is None and args.metrics is not None:
+        raise QlstmError("--metrics needs --data (targets to score against)")
+    if args.inputs is not None:
+        x, y_true = _load_npy(args.inputs), None
+        where = f"--inputs {args.inputs}"
+    else:
+        x, y_true = _windows_from_data(args.run_dir, args.data, args.stride, args.max_windows)
+        where = f"--data {args.data}"
+    try:
+        y = run_backend(args.backend, args.run_dir, x)
+    except QlstmError as exc:
+        msg = str(exc)
+        raise QlstmError(
+            f"{where}: {msg[len('inputs: ') :]}" if msg.startswith("inputs: ") else msg
+        ) from None
+    if args.out is not None:
+        with atomic_path(args.out) as tmp:
+            np.save(tmp, y)
+    if y_true is not None:
+        from qlstm.train import metrics as M
+
+        scores = {
+            "backend": args.backend,
+            "windows": int(len(y)),
+            "model": M.errors(y, y_true),
+            "persistence": M.errors(M.persistence(x, y.shape[1]), y_true),
+        }
+        print(f"{args.backend} backend on {args.data}: {len(y)} windows, normalised units")
+        print(f"{'step':>4} {'RMSE':>11} {'MAE':>11} {'persist.':>11}")
+        for j in range(y.shape[1]):
+            print(
+                f"{j + 1:>4} {scores['model']['rmse_per_step'][j]:11.6f} {scores['model']['mae_per_step'][j]:11.6f} "
+                f"{scores['persistence']['rmse_per_step'][j]:11.6f}"
+            )
+        print(
+            f"{'all':>4} {scores['model']['rmse']:11.6f} {scores['model']['mae']:11.6f} {scores['persistence']['rmse']:11.6f}"
+        )
+        if args.metrics is not None:
+            atomic_write_text(args.metrics, json.dumps(scores, indent=2) + "\n")
+    if args.out is not None:
+        print(f"wrote {args.out} ({y.shape[0]} x {y.shape[1]} predictions)")
+    elif y_true is None:
+        print(f"{y.shape[0]} predictions computed; pass --out Y.npy to keep them")
+    return 0

@@ -1,0 +1,126 @@
+"""The training configuration: one typed, frozen dataclass read from YAML (unknown keys are errors).
+
+A config file holds any subset of these keys; missing ones take the defaults below. See
+``configs/*.yaml`` for documented examples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from qlstm.config import from_mapping, read_yaml
+from qlstm.description import Architecture, RecurrentLayer
+from qlstm.errors import QlstmError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the events come from and how many training windows are cut from them."""
+
+    #: ``synthetic``: qlstm.data.generate (used when ``--data`` is not given);
+    #: ``sine``: sin(pi t) sampled ``sine_samples`` times on [0, ``sine_t_max``], split in time;
+    #: ``--data FILE`` always overrides this with the recording in FILE.
+    source: Literal["synthetic", "sine"] = "synthetic"
+    events: int = 50  # synthetic: number of events
+    hours: float = 24.0  # synthetic: duration of each event
+    seed: int = 0  # synthetic generator seed
+    channels: tuple[str, ...] = ("U_res",)  # input channels; the first is predicted
+    sine_samples: int = 10_000
+    sine_t_max: float = 100.0
+    test_fraction: float = 0.3  # share of events held out for the final metrics
+    val_fraction: float = 0.15  # share of events (out of the training share) for early stopping
+    split_seed: int = 0
+    stride: int = 1  # window stride for training windows (raised automatically, see below)
+    #: At most this many training windows: the stride is raised until the windows fit, so a
+    #: 50-event, 24 h set (~10 M windows) stays trainable on a 2-core CPU.
+    max_train_windows: int = 200_000
+    #: At most this many validation / test windows (evenly strided over the held-out events).
+    max_eval_windows: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.events < 3 and self.source == "synthetic":
+            raise QlstmError(f"data.events={self.events}: need at least 3 (train, val, test)")
+        if self.hours <= 0:
+            raise QlstmError(f"data.hours={self.hours} must be > 0")
+        if not self.channels:
+            raise QlstmError("data.channels must name at least one channel")
+        if not 0 < self.test_fraction < 1 or not 0 < self.val_fraction < 1:
+            raise QlstmError("data.test_fraction and data.val_fraction must lie in (0, 1)")
+        if self.stride < 1 or self.max_train_windows < 1 or self.max_eval_windows < 1:
+            raise QlstmError("data.stride, data.max_train_windows and data.max_eval_windows must be >= 1")
+        if self.sine_samples < 100 or self.sine_t_max <= 0:
+            raise QlstmError("data.sine_samples must be >= 100 and data.sine_t_max > 0")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    cell: Literal["lstm", "gru"] = "lstm"
+    layers: tuple[int, ...] = (32,)  # units of each stacked recurrent layer
+    dropout: float = 0.0  # between recurrent layers, training only
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 3e-3
+    #: ``cosine``: cosine decay to lr/100 over all epochs; ``plateau``: halve when the
+    #: validation loss stalls for 2 epochs; ``none``: constant.
+    lr_schedule: Literal["cosine", "plateau", "none"] = "cosine"
+    patience: int = 5  # early stopping: epochs without a validation improvement
+    seed: int = 0
+    grad_clip: float = 1.0  # max gradient norm (0 = off)
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise QlstmError("training.epochs, training.batch_size and training.patience must be >= 1")
+        if self.lr <= 0 or self.grad_clip < 0 or self.weight_decay < 0:
+            raise QlstmError("training.lr must be > 0; grad_clip and weight_decay >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    history: int = 16  # L, input steps
+    horizon: int = 1  # k, predicted steps
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.history <= 128:
+            raise QlstmError(f"history L={self.history} outside 1-128")
+        if not 1 <= self.horizon <= 32:
+            raise QlstmError(f"horizon k={self.horizon} outside 1-32")
+
+    def architecture(self) -> Architecture:
+        return Architecture(
+            input_channels=len(self.data.channels),
+            history=self.history,
+            horizon=self.horizon,
+            layers=tuple(RecurrentLayer(self.model.cell, u) for u in self.model.layers),
+            dropout=self.model.dropout,
+        )
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The config in ``path`` (defaults if None) with ``overrides`` merged in, validated."""
+    data = read_yaml(path) if path is not None else {}
+    where = str(path) if path is not None else "config"
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict):
+            data.setdefault(key, {})
+            if not isinstance(data[key], dict):
+                raise QlstmError(f"{where}: {key} must be a mapping")
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    try:
+        cfg = from_mapping(TrainConfig, data, where)
+        cfg.architecture()  # validates units, dropout against the description's limits
+    except QlstmError as exc:
+        msg = str(exc)
+        raise QlstmError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+    return cfg

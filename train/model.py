@@ -1,0 +1,122 @@
+"""The float predictor: stacked single-layer LSTM/GRU modules and a Dense head, in PyTorch.
+
+Each recurrent layer is its own ``nn.LSTM``/``nn.GRU`` with ``num_layers=1`` (the shape hls4ml
+converts layer by layer); every layer but the last returns its whole sequence to the next, and
+the head maps the last layer's final hidden state to the ``k`` predicted steps. Dropout acts
+between recurrent layers during training only, so a one-layer model has none.
+
+:func:`to_weights` / :func:`from_weights` convert to and from the model description's weight
+layout (``rnn{i}.weight_ih`` ... ``head.bias``, see :mod:`qlstm.description`), which is PyTorch's
+own layout and gate order, so the mapping is a renaming.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from qlstm.description import Architecture, check_weights
+from qlstm.errors import QlstmError
+
+_CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+#: description key suffix -> PyTorch parameter name of a one-layer nn.LSTM/nn.GRU
+_PARAM_NAMES = {
+    "weight_ih": "weight_ih_l0",
+    "weight_hh": "weight_hh_l0",
+    "bias_ih": "bias_ih_l0",
+    "bias_hh": "bias_hh_l0",
+}
+
+
+class Predictor(nn.Module):
+    """(N, L, C) normalised history -> (N, k) normalised target at t+1..t+k."""
+
+    def __init__(self, arch: Architecture) -> None:
+        super().__init__()
+        self.arch = arch
+        self.rnns = nn.ModuleList()
+        n_in = arch.input_channels
+        for layer in arch.layers:
+            self.rnns.append(_CELLS[layer.cell](n_in, layer.units, num_layers=1, batch_first=True))
+            n_in = layer.units
+        self.dropout = nn.Dropout(arch.dropout)
+        self.head = nn.Linear(n_in, arch.horizon)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for i, rnn in enumerate(self.rnns):
+            if i > 0:
+                h = self.dropout(h)
+            h, _ = rnn(h)
+        return self.head(h[:, -1, :])
+
+
+def to_weights(model: Predictor) -> dict[str, np.ndarray]:
+    """The model's parameters in the description's layout (float64 copies)."""
+    out: dict[str, np.ndarray] = {}
+    for i, rnn in enumerate(model.rnns):
+        params = dict(rnn.named_parameters())
+        for key, torch_name in _PARAM_NAMES.items():
+            out[f"rnn{i}.{key}"] = params[torch_name].detach().cpu().double().numpy().copy()
+    out["head.weight"] = model.head.weight.detach().cpu().double().numpy().copy()
+    out["head.bias"] = model.head.bias.detach().cpu().double().numpy().copy()
+    return out
+
+
+def state_dict_to_weights(arch: Architecture, state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """A :class:`Predictor` state_dict (e.g. from ``checkpoint.pt``) in the description's layout."""
+    expected = {
+        f"rnns.{i}.{t}": f"rnn{i}.{k}" for i in range(len(arch.layers)) for k, t in _PARAM_NAMES.items()
+    }
+    expected |= {"head.weight": "head.weight", "head.bias": "head.bias"}
+    if set(state) != set(expected):
+        raise QlstmError(
+            "checkpoint does not match the architecture "
+            f"(missing {sorted(set(expected) - set(state))}, extra {sorted(set(state) - set(expected))})"
+        )
+    return {expected[k]: v.detach().cpu().double().numpy().copy() for k, v in state.items()}
+
+
+def from_weights(arch: Architecture, weights: dict[str, np.ndarray]) -> Predictor:
+    """A :class:`Predictor` holding ``weights`` (description layout), in eval mode.
+
+    The arrays are stored as float32, which is exact for weights trained in float32 and for
+    fixed-point weights of up to 24 significant bits.
+    """
+    from qlstm.description import ModelDescription, Normalisation
+
+    probe = ModelDescription(arch, Normalisation((0.0,), (1.0,), ("x",)))
+    check_weights(probe, weights)
+    model = Predictor(arch)
+    with torch.no_grad():
+        for i, rnn in enumerate(model.rnns):
+            params = dict(rnn.named_parameters())
+            for key, torch_name in _PARAM_NAMES.items():
+                params[torch_name].copy_(torch.from_numpy(np.asarray(weights[f"rnn{i}.{key}"])))
+        model.head.weight.copy_(torch.from_numpy(np.asarray(weights["head.weight"])))
+        model.head.bias.copy_(torch.from_numpy(np.asarray(weights["head.bias"])))
+    return model.eval()
+
+
+def predict_array(model: Predictor, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """Run ``model`` on (N, L, C) windows in batches, in float64; returns (N, k) float64.
+
+    Float64 makes this the reference the quantised backends are compared against: its own
+    rounding error (~1e-16) is far below any fixed-point LSB.
+    """
+    model = model.eval()
+    ref = next(model.parameters())
+    dtype_model = model if ref.dtype == torch.float64 else _double_copy(model)
+    out = np.empty((x.shape[0], model.arch.horizon), dtype=np.float64)
+    with torch.no_grad():
+        for s in range(0, x.shape[0], batch_size):
+            xb = torch.from_numpy(np.asarray(x[s : s + batch_size], dtype=np.float64))
+            out[s : s + batch_size] = dtype_model(xb).numpy()
+    return out
+
+
+def _double_copy(model: Predictor) -> Predictor:
+    twin = Predictor(model.arch)
+    twin.load_state_dict(model.state_dict())
+    return twin.double().eval()

@@ -1,0 +1,280 @@
+"""Training a float predictor and writing its self-describing run folder.
+
+:func:`train_run` is the whole stage: prepare windows (:mod:`qlstm.train.dataset`), fit with Adam,
+a learning-rate schedule and early stopping on the validation events (:func:`fit`), measure the
+best model against persistence and a linear AR model on the test events
+(:mod:`qlstm.train.metrics`), and write the run folder through :func:`qlstm.io.staged_dir`, so a
+failed or interrupted run leaves nothing behind that looks complete.
+
+Training is deterministic on CPU for a given seed and thread count: seeded initialisation,
+shuffling and dropout, and ``torch.use_deterministic_algorithms`` during the fit.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import math
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from qlstm.train import metrics as M
+from qlstm.train.config import TrainConfig, TrainingConfig
+from qlstm.train.dataset import Prepared, WindowSet, prepare
+from qlstm.train.model import Predictor, from_weights, predict_array, to_weights
+from torch import nn
+
+from qlstm import description
+from qlstm.config import to_mapping
+from qlstm.description import ModelDescription
+from qlstm.errors import QlstmError
+from qlstm.io import atomic_path, atomic_write_bytes, atomic_write_text, staged_dir
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+CURVE_FILE = "training_curve.png"
+DATA_FILE = "data.json"
+
+
+@dataclass(frozen=True)
+class FitResult:
+    model: Predictor  # the best model (lowest validation MSE), in eval mode
+    history: list[dict[str, float]]  # per epoch: epoch, train_mse, val_mse, lr
+    best_epoch: int
+    stopped_early: bool
+    seconds: float
+
+
+def _evaluate(model: Predictor, w: WindowSet, batch_size: int = 4096) -> float:
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for s in range(0, len(w), batch_size):
+            xb = torch.from_numpy(w.x[s : s + batch_size])
+            yb = torch.from_numpy(w.y[s : s + batch_size])
+            total += float(((model(xb) - yb) ** 2).sum())
+    return total / (len(w) * w.y.shape[1])
+
+
+def fit(
+    model: Predictor, train: WindowSet, val: WindowSet, t: TrainingConfig, progress: bool = False
+) -> FitResult:
+    """Adam + schedule + early stopping on ``val``; returns the best model found."""
+    from tqdm import tqdm
+
+    if len(train) == 0 or len(val) == 0:
+        raise QlstmError("no training or validation windows: the events are too short for L + k")
+    gen = torch.Generator().manual_seed(t.seed)
+    xt, yt = torch.from_numpy(train.x), torch.from_numpy(train.y)
+    n = len(train)
+    steps = math.ceil(n / t.batch_size)
+    total = steps * t.epochs
+    opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    if t.lr_schedule == "cosine":
+        sched: Any = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total))
+        )
+    elif t.lr_schedule == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1)
+    else:
+        sched = None
+    loss_fn = nn.MSELoss()
+    history: list[dict[str, float]] = []
+    best, best_state, best_epoch, bad = math.inf, copy.deepcopy(model.state_dict()), 0, 0
+    stopped_early = False
+    start = time.perf_counter()
+    bar = tqdm(total=total, disable=not progress, unit="batch", desc="train", dynamic_ncols=True, leave=False)
+    try:
+        for epoch in range(1, t.epochs + 1):
+            model.train()
+            perm = torch.randperm(n, generator=gen)
+            running = 0.0
+            for b in range(steps):
+                idx = perm[b * t.batch_size : (b + 1) * t.batch_size]
+                loss = loss_fn(model(xt[idx]), yt[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if t.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                opt.step()
+                if t.lr_schedule == "cosine":
+                    sched.step()
+                lv = loss.item()
+                running += lv * len(idx)
+                bar.update(1)
+                if b % 20 == 0:
+                    bar.set_postfix(epoch=epoch, loss=f"{lv:.3g}", best_val=f"{best:.3g}", refresh=False)
+            val_mse = _evaluate(model, val)
+            if t.lr_schedule == "plateau":
+                sched.step(val_mse)
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_mse": running / n,
+                    "val_mse": val_mse,
+                    "lr": opt.param_groups[0]["lr"],
+                }
+            )
+            log.info("epoch %d: train MSE %.3g, validation MSE %.3g", epoch, running / n, val_mse)
+            if not math.isfinite(val_mse):
+                raise QlstmError(
+                    f"training diverged at epoch {epoch} (validation loss {val_mse}); lower training.lr"
+                )
+            if val_mse < best:
+                best, best_state, best_epoch, bad = val_mse, copy.deepcopy(model.state_dict()), epoch, 0
+            else:
+                bad += 1
+                if bad >= t.patience:
+                    stopped_early = epoch < t.epochs
+                    break
+    finally:
+        bar.close()
+    model.load_state_dict(best_state)
+    return FitResult(model.eval(), history, best_epoch, stopped_early, time.perf_counter() - start)
+
+
+def plot_curve(history: list[dict[str, float]], best_epoch: int, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.semilogy(ep, [h["train_mse"] for h in history], "o-", label="training MSE (with dropout)")
+    ax.semilogy(ep, [h["val_mse"] for h in history], "s-", label="validation MSE")
+    ax.axvline(best_epoch, color="grey", ls="--", lw=1, label=f"best epoch {best_epoch}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MSE (normalised units)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+
+
+def _config_text(cfg: TrainConfig) -> str:
+    return yaml.safe_dump(to_mapping(cfg), sort_keys=False)
+
+
+def _same_run(out: Path, cfg: TrainConfig, prep_info: dict[str, Any]) -> bool:
+    """``out`` is a complete run of exactly this config on exactly this data."""
+    try:
+        same_cfg = (out / CONFIG_FILE).read_text() == _config_text(cfg)
+        old = json.loads((out / DATA_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    keys = ("source", "sha256", "synthetic", "samples", "t_max")
+    return (
+        same_cfg
+        and all(old.get(k) == prep_info.get(k) for k in keys)
+        and all((out / f).is_file() for f in (METRICS_FILE, description.WEIGHTS_FILE, CHECKPOINT_FILE))
+    )
+
+
+def train_run(
+    cfg: TrainConfig,
+    out: Path,
+    data_path: Path | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Train ``cfg`` and write the run folder ``out``; returns the metrics written to metrics.json.
+
+    A folder that already holds this exact run (same config and data) is kept and its metrics
+    returned; a non-empty folder holding anything else is refused unless ``overwrite``.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise QlstmError(f"--out {out}: exists and is not a folder")
+    nonempty = out.is_dir() and any(out.iterdir())
+    if nonempty and not overwrite and not (out / CONFIG_FILE).is_file():
+        raise QlstmError(
+            f"{out} already exists and is not a qlstm run; choose another folder or pass --overwrite"
+        )
+    arch = cfg.architecture()
+    prep = prepare(cfg, data_path)
+    if nonempty and not overwrite:
+        if _same_run(out, cfg, prep.info):
+            log.info("%s already holds this run; nothing to do", out)
+            return json.loads((out / METRICS_FILE).read_text())
+        raise QlstmError(
+            f"{out} already holds a different run (other config or data); choose another folder or pass --overwrite"
+        )
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        torch.manual_seed(cfg.training.seed)
+        model = Predictor(arch)
+        result = fit(model, prep.train, prep.val, cfg.training, progress=progress)
+    finally:
+        torch.use_deterministic_algorithms(prev_det)
+    weights = to_weights(result.model)
+    metrics = evaluate(prep, weights, cfg, result)
+    desc = ModelDescription(architecture=arch, normalisation=prep.norm, data=prep.info)
+    with staged_dir(out, overwrite=overwrite) as stage:
+        description.save(stage, desc, weights)
+        buf = io.BytesIO()
+        torch.save(result.model.state_dict(), buf)
+        atomic_write_bytes(stage / CHECKPOINT_FILE, buf.getvalue())
+        atomic_write_text(stage / CONFIG_FILE, _config_text(cfg))
+        atomic_write_text(stage / DATA_FILE, json.dumps(prep.info, indent=2) + "\n")
+        atomic_write_text(stage / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+        title = (
+            f"{out.name}: {cfg.model.cell.upper()}{list(cfg.model.layers)}, L={cfg.history}, k={cfg.horizon}, "
+            f"test RMSE {metrics['test']['model']['rmse']:.3g}"
+        )
+        plot_curve(result.history, result.best_epoch, title, stage / CURVE_FILE)
+    return metrics
+
+
+def evaluate(
+    prep: Prepared, weights: dict[str, np.ndarray], cfg: TrainConfig, result: FitResult
+) -> dict[str, Any]:
+    """metrics.json: test metrics of the saved weights (exactly what the float backend computes)."""
+    arch = cfg.architecture()
+    model = from_weights(arch, weights)
+    test = M.compare(
+        predict_array(model, prep.test.x),
+        prep.test.x,
+        prep.test.y,
+        M.LinearAR.fit(prep.train.x, prep.train.y),
+    )
+    scale = prep.norm.hi[prep.norm.target_channel] - prep.norm.lo[prep.norm.target_channel]
+    ch = prep.norm.target_channel
+    return {
+        "verdict": M.verdict(test),
+        "test": test,
+        "raw_units": {
+            "channel": prep.norm.channel_names[ch],
+            "unit": prep.norm.units[ch] if prep.norm.units else "",
+            "scale": scale,
+            "model_rmse": test["model"]["rmse"] * scale,
+            "model_mse": test["model"]["mse"] * scale**2,
+        },
+        "n_parameters": arch.n_parameters(),
+        "training": {
+            "epochs_run": len(result.history),
+            "best_epoch": result.best_epoch,
+            "best_val_mse": min(h["val_mse"] for h in result.history),
+            "stopped_early": result.stopped_early,
+            "seconds": result.seconds,
+            "train_windows": len(prep.train),
+            "threads": torch.get_num_threads(),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            "history": result.history,
+        },
+    }
