@@ -74,6 +74,20 @@ def session(model: Any) -> Any:
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
+def batch_size(desc: ModelDescription) -> int:
+    """Windows per onnxruntime call: about 2**20 elements in the largest per-product tensor of
+    a QONNX graph (N, n_in, G*H), which is both memory-safe and faster (cache) than big batches
+    (measured: 128-cell LSTM, 16-bit, 11.6 s per 1000 windows at 16 per call, 18.3 s at 1024)."""
+    a = desc.architecture
+    if not desc.quantised:
+        return 4096
+    per_window = max(
+        max(a.history * a.n_in(i), layer.units) * layer.units * (4 if layer.cell == "lstm" else 3)
+        for i, layer in enumerate(a.layers)
+    )
+    return int(np.clip((1 << 20) // per_window, 1, 4096))
+
+
 def run_session(sess: Any, x: np.ndarray, batch: int = 2048) -> np.ndarray:
     """(N, L, C) windows -> (N, k) float64, in batches (input cast to the file's input type:
     float32 for float ONNX, float64 for QONNX, which quantises the input as hls4ml's bridge does

@@ -15,7 +15,7 @@ import numpy as np
 
 from qlstm import description
 from qlstm.errors import QlstmError
-from qlstm.export.api import DEFAULT_FILES, default_format, export, run_session, session
+from qlstm.export.api import DEFAULT_FILES, batch_size, default_format, export, run_session, session
 from qlstm.export.graph import read_metadata, weights_sha256
 
 _SESSIONS: dict[tuple[str, int, int], Any] = {}
@@ -68,4 +68,4 @@ def predict(run_dir: Path, x: np.ndarray) -> np.ndarray:
     if key not in _SESSIONS:
         _SESSIONS.clear()
         _SESSIONS[key] = session(onnx.load_model(str(path)))
-    return run_session(_SESSIONS[key], x)
+    return run_session(_SESSIONS[key], x, batch_size(desc))

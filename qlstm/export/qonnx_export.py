@@ -245,20 +245,31 @@ def _gru_step(
 
 
 def float64_exact(desc: ModelDescription) -> bool:
-    """Whether every product and sum between Quant nodes is exact in float64 (53 bits)."""
+    """Whether every product and sum between Quant nodes is exact in float64 (53 bits).
+
+    Bounds: a dense sum needs ``width_x + width_w + bits(n + 1)`` bits; a table output lies in
+    [-1, 1] on the grid of ``min(table.frac, accum.frac)`` (``lf``), so a gate product needs
+    about ``2 lf + 2`` bits, the state update ``max(2 lf, state.frac + lf) + max(1, state.integer)
+    + 2``, and the GRU's ``r * (U_n h + b)`` ``lf + 2 + accum.width``.
+    """
     q = desc.quantisation
     assert q is not None
     a = desc.architecture
     need = []
     x_t = q.input
     for i, lq in enumerate(q.layers):
-        n_in, h = a.n_in(i), a.layers[i].units
-        need.append(x_t.width + lq.weight.width + n_in.bit_length())
-        need.append(lq.state.width + lq.recurrent_weight.width + h.bit_length())
-        need.append(2 * lq.accum.width + 2)
-        need.append(lq.state.width + lq.accum.width + 2)
-        x_t = lq.state
-    need.append(x_t.width + q.dense.weight.width + a.layers[-1].units.bit_length())
+        acc, st = lq.accum, lq.state
+        lf = min(lq.table.type.frac, acc.frac)
+        need.append(x_t.width + lq.weight.width + (a.n_in(i) + 1).bit_length())
+        need.append(st.width + lq.recurrent_weight.width + (a.layers[i].units + 1).bit_length())
+        need.append(acc.width + max(a.n_in(i), a.layers[i].units, 1).bit_length() + 1)
+        need.append(max(2 * lf, st.frac + lf) + max(1, st.integer) + 2)
+        if a.layers[i].cell == "gru":
+            need.append(lf + 2 + acc.width)
+        x_t = st
+    d = q.dense
+    need.append(x_t.width + d.weight.width + (a.layers[-1].units + 1).bit_length())
+    need.append(d.accum.width + (a.layers[-1].units + 1).bit_length())
     return max(need) <= 53
 
 
