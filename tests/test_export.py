@@ -209,10 +209,17 @@ def test_cli_bad_input_one_line_nothing_written(tmp_path, capsys, args, message)
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
-def test_cli_rejects_unknown_format_and_missing_run(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["export", str(tmp_path), "--format", "tflite"])
-    assert exc.value.code == 2
-    assert "invalid choice" in capsys.readouterr().err
-    assert main(["export", str(tmp_path / "nope")]) == 2
-    assert "not a qlstm run folder" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{run}", "--format", "tflite"], "--format 'tflite': choose one of onnx, qonnx"),
+        (["{tmp}/nope"], "not a qlstm run folder"),
+    ],
+    ids=["unknown-format", "missing-run"],
+)
+def test_cli_rejects_unknown_format_and_missing_run(tmp_path, capsys, args, message):
+    run, _, _ = float_run(tmp_path, "lstm")
+    assert main(["export", *[a.format(run=run, tmp=tmp_path) for a in args]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not list(run.glob("*.onnx"))

@@ -100,6 +100,8 @@ def run_session(sess: Any, x: np.ndarray, batch: int = 2048) -> np.ndarray:
 
 def export(run_dir: Path, fmt: str | None = None, out: Path | None = None) -> Path:
     """Write ``run_dir``'s model as ``fmt`` to ``out`` (default: inside ``run_dir``)."""
+    if fmt is not None and fmt not in FORMATS:
+        raise QlstmError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     run_dir = Path(run_dir)
     desc, weights = description.load(run_dir)
     fmt = fmt or default_format(desc)

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--format",
-        choices=("onnx", "qonnx"),
+        metavar="{onnx,qonnx}",
         default=None,
         help="onnx (float model) or qonnx (needs a quantised run); default: qonnx for a quantised "
         "run, onnx otherwise",
