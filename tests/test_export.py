@@ -1,7 +1,9 @@
-"""qlstm.export: float ONNX vs PyTorch, QONNX vs the firmware arithmetic, recurrence, metadata, CLI.
+"""qlstm.export: float ONNX vs PyTorch, QONNX vs the quant and firmware backends, recurrence,
+metadata, CLI.
 
-References live in tests/test_export_reference.py: ``torch_reference`` (nn.LSTM/nn.GRU in
-float64) and ``firmware_reference`` (integer mantissas through qlstm.fixedpoint.cast).
+References: the float model is qlstm.train.model (PyTorch, float64); the quantised model is the
+``quant`` backend (qlstm.quantize.backend) and the ``firmware`` backend (qlstm.firmware_sim, the
+bit-exact simulation of the hls4ml C++).
 """
 
 from __future__ import annotations
@@ -11,14 +13,10 @@ import json
 import numpy as np
 import onnx
 import pytest
-from test_export_reference import (
-    ARCHS,
-    description,
-    firmware_reference,
-    quantised,
-    random_weights,
-    torch_reference,
-)
+from qlstm.firmware_sim import backend as firmware
+from qlstm.quantize import backend as quant
+from qlstm.train.model import from_weights, predict_array
+from test_export_reference import ARCHS, description, quantised, random_weights
 
 from qlstm import description as desc_io
 from qlstm.cli import main
@@ -28,6 +26,11 @@ from qlstm.export.api import export
 from qlstm.export.graph import IR_VERSION
 
 BITS = (6, 8, 16)
+
+
+def torch_reference(desc, weights, x):
+    """The float model (qlstm.train.model.Predictor) in float64."""
+    return predict_array(from_weights(desc.architecture, weights), x)
 
 
 def held_out_like(n: int, history: int, channels: int, seed: int) -> np.ndarray:
@@ -86,13 +89,13 @@ def test_qonnx_matches_firmware_arithmetic(tmp_path, arch, bits):
     assert quants and all(n.domain == "qonnx.custom_op.general" for n in quants)
     x = held_out_like(400, dq.architecture.history, dq.architecture.input_channels, seed=12)
     y = backend.predict(run, x)
-    ref = firmware_reference(dq, wq, x)
     lsb = dq.quantisation.dense.result.lsb
-    lsbs = np.abs(y - ref) / lsb
-    print(f"{arch} {bits} bit: exact agreement {np.mean(lsbs == 0):.2%}, max {lsbs.max():g} LSB")
-    assert lsbs.max() <= 1
-    # the arithmetic allows exactness (no type overflows on these windows): demand it
-    np.testing.assert_array_equal(y, ref)
+    for name, ref in (("quant", quant.predict(run, x)), ("firmware", firmware.predict(run, x))):
+        lsbs = np.abs(y - ref) / lsb
+        print(f"{arch} {bits} bit vs {name}: exact {np.mean(lsbs == 0):.2%}, max {lsbs.max():g} LSB")
+        assert lsbs.max() <= 1
+        # the arithmetic allows exactness (no type overflows on these windows): demand it
+        np.testing.assert_array_equal(y, ref, err_msg=name)
 
 
 @pytest.mark.parametrize("arch", list(ARCHS), ids=list(ARCHS))
@@ -144,7 +147,7 @@ def test_qonnx_file_executes_in_qonnx(tmp_path, arch, monkeypatch):
     x = held_out_like(n, 4, 2, seed=14)
     y = ox.execute_onnx(ModelWrapper(model).transform(InferShapes()), {"x": x})["y"]
     np.testing.assert_array_equal(y, backend.predict(run, x))
-    np.testing.assert_array_equal(y, firmware_reference(dq, wq, x))
+    np.testing.assert_array_equal(y, firmware.predict(run, x))
 
 
 # ---------------------------------------------------------------------------- metadata
