@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import resource
 import sys
 import time
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from qlstm.train.metrics import table
     from qlstm.train.trainer import train_run
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
     wall0, cpu0 = time.perf_counter(), time.process_time()

@@ -214,6 +214,7 @@ def test_synthetic_file_source(tmp_path):
     m = train_run(cfg, tmp_path / "run", path)
     data = json.loads((tmp_path / "run" / "data.json").read_text())
     assert data["source"] == "file" and len(data["sha256"]) == 64
+    assert Path(data["path"]) == path.resolve()
     assert sorted(data["split"]["train"] + data["split"]["val"] + data["split"]["test"]) == sorted(es.names)
     assert len(data["split"]["test"]) == 1 and len(data["split"]["val"]) == 1
     assert len(m["test"]["model"]["rmse_per_step"]) == 3

@@ -79,7 +79,8 @@ def load_source(cfg: TrainConfig, data_path: Path | None) -> tuple[EventSet, dic
         if not data_path.is_file():
             raise QlstmError(f"--data {data_path}: file not found")
         es = load_events(data_path, channels=list(d.channels))
-        info = {"source": "file", "path": str(data_path), "sha256": sha256_file(data_path)}
+        # absolute, so later stages find the file whatever their working folder
+        info = {"source": "file", "path": str(data_path.resolve()), "sha256": sha256_file(data_path)}
     elif d.source == "sine":
         es = sine_events(d.sine_samples, d.sine_t_max)
         info = {"source": "sine", "samples": d.sine_samples, "t_max": d.sine_t_max}

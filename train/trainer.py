@@ -144,17 +144,34 @@ def fit(
     return FitResult(model.eval(), history, best_epoch, stopped_early, time.perf_counter() - start)
 
 
-def plot_curve(history: list[dict[str, float]], best_epoch: int, title: str, path: Path) -> None:
+def plot_curve(
+    history: list[dict[str, float]],
+    best_epoch: int,
+    title: str,
+    path: Path,
+    baselines: dict[str, float] | None = None,
+    dropout: bool = False,
+) -> None:
+    """Training and validation MSE per epoch, with the baselines' validation MSE as lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     ep = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.semilogy(ep, [h["train_mse"] for h in history], "o-", label="training MSE (with dropout)")
+    ax.semilogy(
+        ep,
+        [h["train_mse"] for h in history],
+        "o-",
+        label="training MSE" + (" (with dropout)" if dropout else ""),
+    )
     ax.semilogy(ep, [h["val_mse"] for h in history], "s-", label="validation MSE")
+    for (name, v), style in zip((baselines or {}).items(), (":", "-."), strict=False):
+        ax.axhline(v, color="black", ls=style, lw=1, label=f"{name}, validation MSE")
     ax.axvline(best_epoch, color="grey", ls="--", lw=1, label=f"best epoch {best_epoch}")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE (normalised units)")
     ax.set_title(title, fontsize=9)
@@ -237,7 +254,13 @@ def train_run(
             f"{out.name}: {cfg.model.cell.upper()}{list(cfg.model.layers)}, L={cfg.history}, k={cfg.horizon}, "
             f"test RMSE {metrics['test']['model']['rmse']:.3g}"
         )
-        plot_curve(result.history, result.best_epoch, title, stage / CURVE_FILE)
+        ar = M.LinearAR.fit(prep.train.x, prep.train.y)
+        yv = prep.val.y.astype(np.float64)
+        base = {
+            "persistence": float(np.mean((M.persistence(prep.val.x, cfg.horizon) - yv) ** 2)),
+            "linear AR": float(np.mean((ar.predict(prep.val.x) - yv) ** 2)),
+        }
+        plot_curve(result.history, result.best_epoch, title, stage / CURVE_FILE, base, cfg.model.dropout > 0)
     return metrics
 
 
