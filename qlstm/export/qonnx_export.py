@@ -20,8 +20,10 @@ width, signedness and rounding mode, placed exactly where the hls4ml C++ assigns
 Arithmetic between ``Quant`` nodes is float64 (each ``Quant`` output is cast back to double),
 which is exact while the operands' widths fit 53 bits (checked: ``qlstm.float64_exact`` in the
 metadata). ``Quant`` saturates; hls4ml's default ``AP_WRAP`` wraps: the two agree whenever no
-value overflows its type, which a sensibly quantised model guarantees (wrapping in firmware is
-itself a bug). ``AP_SAT_ZERO`` has no ``Quant`` form either and agrees under the same condition.
+value overflows its type (``qlstm firmware check`` finds overflows on data). ``AP_SAT_ZERO`` has
+no ``Quant`` form either and agrees under the same condition. Measured on a real 8-bit run whose
+accumulator was narrowed until it wrapped: 0.08 % of outputs still agree, so the metadata names
+every wrapping type.
 
 qonnx 1.0's ``Quant`` returns float32, so ``qonnx.core.onnx_exec.execute_onnx`` is exact only
 for types of at most 24 bits; :mod:`qlstm.export.lower` runs the file in onnxruntime in double.
@@ -65,6 +67,14 @@ class QuantWriter:
 
     g: GraphBuilder
     params: dict[FixedType, list[str]] = field(default_factory=dict)
+    consts: dict[tuple[str, float, str], str] = field(default_factory=dict)
+
+    def scalar(self, base: str, value: float, dtype: str = "float64") -> str:
+        """One shared scalar initializer per (name, value, dtype)."""
+        key = (base, float(value), dtype)
+        if key not in self.consts:
+            self.consts[key] = self.g.const(base, value, np.dtype(dtype))
+        return self.consts[key]
 
     def _params(self, t: FixedType) -> list[str]:
         if t not in self.params:
@@ -76,6 +86,13 @@ class QuantWriter:
             ]
         return self.params[t]
 
+    def axes(self, axis: int) -> str:
+        """A shared one-element int64 ``axes`` input."""
+        key = ("axes", float(axis), "int64")
+        if key not in self.consts:
+            self.consts[key] = self.g.const(f"axes_{axis}".replace("-", "m"), [axis], np.int64)
+        return self.consts[key]
+
     def quant(self, x: str, t: FixedType, base: str) -> str:
         """``(t) x`` as Quant (float32 out, per qonnx) followed by a Cast back to double."""
         from onnx import TensorProto
@@ -83,7 +100,7 @@ class QuantWriter:
         mode, offset = QUANT_ROUNDING[t.rounding]
         g = self.g
         if offset:
-            x = g.op("Add", [x, g.const(f"{base}.half_lsb", offset * t.lsb)], f"{base}.pre_round")
+            x = g.op("Add", [x, self.scalar("half_lsb", offset * t.lsb)], f"{base}.pre_round")
         q = g.op(
             "Quant",
             [x, *self._params(t)],
@@ -108,9 +125,9 @@ def _dense(
     if acc.frac >= x_t.frac + w_t.frac:
         s = g.op("MatMul", [x, w], f"{base}.matmul")
     else:
-        xe = g.op("Unsqueeze", [x, g.const(f"{base}.axis", [-1], np.int64)], f"{base}.x_col")
+        xe = g.op("Unsqueeze", [x, q.axes(-1)], f"{base}.x_col")
         prods = q.quant(g.op("Mul", [xe, w], f"{base}.products"), acc, f"{base}.products_acc")
-        s = g.op("ReduceSum", [prods, g.const(f"{base}.axis", [-2], np.int64)], f"{base}.sum", keepdims=0)
+        s = g.op("ReduceSum", [prods, q.axes(-2)], f"{base}.sum", keepdims=0)
     return q.quant(g.op("Add", [s, b], f"{base}.add_bias"), acc, f"{base}.acc")
 
 
@@ -119,7 +136,7 @@ def _lut(q: QuantWriter, v: str, kind: str, tab: str, size: int, acc: FixedType,
     from onnx import TensorProto
 
     g = q.g
-    scaled = g.op("Mul", [v, g.const(f"{base}.scale", index_scale(kind, size))], f"{base}.scaled")
+    scaled = g.op("Mul", [v, q.scalar(f"{kind}_index_scale", index_scale(kind, size))], f"{base}.scaled")
     trunc = g.op(
         "Mul",
         [
@@ -128,24 +145,19 @@ def _lut(q: QuantWriter, v: str, kind: str, tab: str, size: int, acc: FixedType,
         ],
         f"{base}.trunc",
     )
-    idx = g.op("Add", [trunc, g.const(f"{base}.half", size / 2.0)], f"{base}.offset")
-    idx = g.op(
-        "Clip",
-        [idx, g.const(f"{base}.lo", 0.0), g.const(f"{base}.hi", size - 1.0)],
-        f"{base}.clip",
-    )
+    idx = g.op("Add", [trunc, q.scalar("table_middle", size / 2.0)], f"{base}.offset")
+    idx = g.op("Clip", [idx, q.scalar("zero", 0.0), q.scalar("table_last", size - 1.0)], f"{base}.clip")
     idx = g.op("Cast", [idx], f"{base}.index", to=TensorProto.INT64)
     val = g.op("Gather", [tab, idx], f"{base}.table", axis=0)
     return q.quant(val, acc, f"{base}.acc")
 
 
-def _split(g: GraphBuilder, x: str, parts: int, units: int, base: str) -> list[str]:
-    return g.op_multi(
-        "Split",
-        [x, g.const(f"{base}.sizes", [units] * parts, np.int64)],
-        [f"{base}.{k}" for k in range(parts)],
-        axis=-1,
-    )
+def _split(q: QuantWriter, x: str, parts: int, units: int, base: str) -> list[str]:
+    """``parts`` blocks of ``units`` along the last axis."""
+    key = ("split", float(parts * 100_000 + units), "int64")
+    if key not in q.consts:
+        q.consts[key] = q.g.const(f"split_{parts}x{units}", [units] * parts, np.int64)
+    return q.g.op_multi("Split", [x, q.consts[key]], [f"{base}.{k}" for k in range(parts)], axis=-1)
 
 
 def _layer_consts(
@@ -191,10 +203,10 @@ def _lstm_step(
     g, acc, st, n = q.g, lq.accum, lq.state, lq.table.size
     ah = br if h is None else _dense(q, h, st, u, lq.recurrent_weight, br, acc, f"{base}.Uh")
     pre = q.quant(g.op("Add", [ax, ah], f"{base}.pre_sum"), acc, f"{base}.pre")
-    pi, pf, pg, po = _split(g, pre, 4, units, f"{base}.pre_gate")
+    pi, pf, pg, po = _split(q, pre, 4, units, f"{base}.pre_gate")
     ifo = g.op("Concat", [pi, pf, po], f"{base}.pre_ifo", axis=-1)
     gi, gf, go = _split(
-        g, _lut(q, ifo, "sigmoid", tabs["sigmoid"], n, acc, f"{base}.sigm"), 3, units, f"{base}.ifo"
+        q, _lut(q, ifo, "sigmoid", tabs["sigmoid"], n, acc, f"{base}.sigm"), 3, units, f"{base}.ifo"
     )
     gg = _lut(q, pg, "tanh", tabs["tanh"], n, acc, f"{base}.g")
     new = g.op("Mul", [gg, gi], f"{base}.g_i")
@@ -219,8 +231,8 @@ def _gru_step(
 ) -> str:
     g, acc, st, n = q.g, lq.accum, lq.state, lq.table.size
     ah = br if h is None else _dense(q, h, st, u, lq.recurrent_weight, br, acc, f"{base}.Uh")
-    xr, xz, xn = _split(g, ax, 3, units, f"{base}.x_gate")
-    hr, hz, hn = _split(g, ah, 3, units, f"{base}.h_gate")
+    xr, xz, xn = _split(q, ax, 3, units, f"{base}.x_gate")
+    hr, hz, hn = _split(q, ah, 3, units, f"{base}.h_gate")
     pre = q.quant(
         g.op(
             "Add",
@@ -233,11 +245,11 @@ def _gru_step(
         acc,
         f"{base}.pre_rz",
     )
-    r, z = _split(g, _lut(q, pre, "sigmoid", tabs["sigmoid"], n, acc, f"{base}.sigm"), 2, units, f"{base}.rz")
+    r, z = _split(q, _lut(q, pre, "sigmoid", tabs["sigmoid"], n, acc, f"{base}.sigm"), 2, units, f"{base}.rz")
     r_hn = q.quant(g.op("Mul", [r, hn], f"{base}.r_hn_prod"), acc, f"{base}.r_hn")
     pre_n = q.quant(g.op("Add", [xn, r_hn], f"{base}.pre_n_sum"), acc, f"{base}.pre_n")
     nn_ = _lut(q, pre_n, "tanh", tabs["tanh"], n, acc, f"{base}.n")
-    one_minus_z = g.op("Sub", [g.const(f"{base}.one", 1.0), z], f"{base}.one_minus_z")
+    one_minus_z = g.op("Sub", [q.scalar("one", 1.0), z], f"{base}.one_minus_z")
     new = g.op("Mul", [nn_, one_minus_z], f"{base}.n_1mz")
     if h is not None:
         new = g.op("Add", [new, g.op("Mul", [h, z], f"{base}.h_z")], f"{base}.h_sum")
@@ -297,9 +309,7 @@ def build(desc: ModelDescription, weights: dict[str, np.ndarray]) -> Any:
         ax_all = _dense(q, seq, x_t, w, lq.weight, b, lq.accum, f"rnn{i}.Wx")  # (N, L, G*H)
         h, c, outs = None, None, []
         for t in range(a.history):
-            ax = g.op(
-                "Gather", [ax_all, g.const(f"rnn{i}.t{t}.index", t, np.int64)], f"rnn{i}.t{t}.Wx", axis=1
-            )
+            ax = g.op("Gather", [ax_all, q.scalar("step", t, "int64")], f"rnn{i}.t{t}.Wx", axis=1)
             base = f"rnn{i}.t{t}"
             if layer.cell == "lstm":
                 h, c = _lstm_step(q, ax, h, c, u, br, lq, layer.units, tabs, base)
@@ -307,7 +317,7 @@ def build(desc: ModelDescription, weights: dict[str, np.ndarray]) -> Any:
                 h = _gru_step(q, ax, h, u, br, lq, layer.units, tabs, base)
             outs.append(h)
         if i < len(a.layers) - 1:
-            one = g.const(f"rnn{i}.time_axis", [1], np.int64)
+            one = q.axes(1)
             seq = g.op(
                 "Concat", [g.op("Unsqueeze", [o, one], f"{o}.seq") for o in outs], f"rnn{i}.sequence", axis=1
             )
