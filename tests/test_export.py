@@ -24,6 +24,7 @@ from qlstm.errors import QlstmError
 from qlstm.export import backend
 from qlstm.export.api import export
 from qlstm.export.graph import IR_VERSION
+from qlstm.export.lower import lower_quant
 
 BITS = (6, 8, 16)
 
@@ -84,7 +85,8 @@ def test_qonnx_matches_firmware_arithmetic(tmp_path, arch, bits):
     path = export(run, "qonnx")
     assert path == run / "model.qonnx.onnx"
     model = onnx.load_model(str(path))
-    onnx.checker.check_model(model)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.checker.check_model(lower_quant(model), full_check=True)
     quants = [n for n in model.graph.node if n.op_type == "Quant"]
     assert quants and all(n.domain == "qonnx.custom_op.general" for n in quants)
     x = held_out_like(400, dq.architecture.history, dq.architecture.input_channels, seed=12)
