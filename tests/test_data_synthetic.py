@@ -130,7 +130,7 @@ def test_spike_count_matches_rate_and_ramps_raise_it():
 
 
 def test_spike_shape_and_amplitude():
-    cfg = SyntheticConfig.short(n_events=1, spike_rate_per_h=200.0, spike_rate_ramp_per_h=200.0)
+    cfg = SyntheticConfig.short(n_events=1, spike_rate_per_h=60.0, spike_rate_ramp_per_h=60.0)
     c = components(cfg, 0)
     s, on = c["spikes"], c["spike_onsets"]
     n = np.arange(4)

@@ -231,3 +231,38 @@ def test_windows_never_cross_the_split():
 def test_split_refuses(kwargs, match):
     with pytest.raises(QlstmError, match=match):
         split_events(_es([5, 5], channels=1), **kwargs)
+
+
+# ---------------------------------------------------------------- baselines
+def test_persistence_repeats_last_target_value():
+    from qlstm.data.baselines import persistence
+
+    x = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
+    np.testing.assert_array_equal(persistence(x, 3, target_channel=1), [[5, 5, 5], [11, 11, 11]])
+
+
+def test_linear_ar_recovers_a_noiseless_ar2_process():
+    from qlstm.data.baselines import LinearAR, rmse
+
+    n = 400
+    z = np.zeros(n)
+    z[:2] = [0.3, 0.5]
+    for i in range(2, n):  # damped oscillation around 0.4: exactly AR(2) with an intercept
+        z[i] = 0.4 + 1.6 * (z[i - 1] - 0.4) - 0.8 * (z[i - 2] - 0.4)
+    es = EventSet((Event("ar2", np.arange(n) * 0.4, z[:, None]),), ("U_res",), ("V",), 0.4, "ar2")
+    norm = Normalisation((0.0,), (1.0,), ("U_res",))
+    w = make_windows(es, norm, history=4, horizon=1)
+    model = LinearAR.fit(w)
+    assert rmse(model.predict(w.x), w.y) < 1e-6  # float32 windows: exact up to their rounding
+    with pytest.raises(QlstmError, match="fitted on \\(4, 1\\)"):
+        model.predict(w.x[:, :3])
+
+
+def test_linear_ar_beats_persistence_on_synthetic_data():
+    from qlstm.data.baselines import LinearAR, persistence, rmse
+
+    es = generate(SyntheticConfig.short())
+    sp = split_events(es, val_fraction=0.0)
+    norm = fit_normalisation(sp.train)
+    tr, te = (make_windows(p, norm, history=16, horizon=2) for p in (sp.train, sp.test))
+    assert rmse(LinearAR.fit(tr).predict(te.x), te.y) < 0.9 * rmse(persistence(te.x, 2), te.y)

@@ -83,6 +83,8 @@ def _select(path: Path, available: list[str], wanted: tuple[str, ...] | None) ->
         if not available:
             raise QlstmError(f"{path}: no channel column (only {', '.join(RESERVED)} found)")
         return available
+    if not wanted:
+        raise QlstmError(f"{path}: no channel selected (channels in file: {', '.join(available) or 'none'})")
     missing = [c for c in wanted if c not in available]
     if missing:
         raise QlstmError(

@@ -71,16 +71,14 @@ class SyntheticConfig:
     inductance_h: float = 0.2  #: magnet self-inductance L, H (600 A correctors: 0.01 - 1 H)
     inductive_fraction: float = 0.05  #: fraction f of L dI/dt left by the compensation (5 mV while ramping)
     resistance_ohm: float = 2e-6  #: residual resistance in the measured span, ohm (1.1 mV at 550 A)
-    noise_std_v: float = 2e-4  #: white measurement noise, V (standard deviation)
+    noise_std_v: float = 1e-4  #: white measurement noise, V (standard deviation)
     drift_offset_v: float = 1e-3  #: standard deviation of the per-event voltage offset, V
     drift_rate_v_per_h: float = 2e-4  #: standard deviation of the per-event drift slope, V/h
-    spike_rate_per_h: float = 0.5  #: flux-jump rate on plateaus, 1/h
-    spike_rate_ramp_per_h: float = 20.0  #: flux-jump rate while the current ramps, 1/h
+    spike_rate_per_h: float = 2.0  #: flux-jump rate on plateaus, 1/h
+    spike_rate_ramp_per_h: float = 30.0  #: flux-jump rate while the current ramps, 1/h
     spike_amplitude_v: float = 5e-3  #: median spike height, V (log-normal, sigma 0.5; random sign)
-    spike_decay_s: float = 4.0  #: spike decay time constant, s
-    spike_ring_period_s: float = (
-        4.0  #: period of the ringing a flux jump excites in the converter loop, s (0: none)
-    )
+    spike_decay_s: float = 6.0  #: spike decay time constant, s
+    spike_ring_period_s: float = 4.0  #: period of the converter-loop ringing a spike excites, s (0: none)
     quench_threshold_v: float = 0.1  #: precursor voltage at the quench (detection threshold), V
     precursor_tau_s: tuple[float, float] = (20.0, 120.0)  #: precursor growth time constant, s
     adc_bits: int = 12  #: U_res converter resolution, bits
