@@ -228,3 +228,32 @@ def test_cli_rejects_unknown_format_and_missing_run(tmp_path, capsys, args, mess
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not list(run.glob("*.onnx"))
+
+
+@pytest.mark.parametrize("arch", list(ARCHS), ids=list(ARCHS))
+def test_trace_equals_firmware_trace(tmp_path, arch):
+    """Every intermediate of the QONNX graph equals the firmware simulation's, name by name."""
+    run, dq, _ = quant_run(tmp_path, arch, 8)
+    x = held_out_like(16, dq.architecture.history, dq.architecture.input_channels, seed=16)
+    ours, theirs = backend.trace(run, x), firmware.trace(run, x)
+    assert set(ours) == set(theirs)
+    for name in theirs:
+        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
+    np.testing.assert_array_equal(ours["head"], backend.predict(run, x))
+
+
+def test_float_trace_and_unwritable_run_folder(tmp_path, monkeypatch, caplog):
+    run, d, w = float_run(tmp_path, "stacked_lstm")
+    x = held_out_like(5, 12, 2, seed=17)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(backend, "export", refuse)
+    y = backend.predict(run, x)  # built in memory, nothing written
+    assert "in-memory export" in caplog.text
+    assert not (run / "model.onnx").exists()
+    np.testing.assert_allclose(y, torch_reference(d, w, x), rtol=0, atol=1e-5)
+    t = backend.trace(run, x)
+    assert {k: v.shape for k, v in t.items()} == {"rnn0": (5, 12, 6), "rnn1": (5, 5), "head": (5, 3)}
+    np.testing.assert_array_equal(t["head"], y)
