@@ -30,19 +30,28 @@ def register(sub: argparse._SubParsersAction) -> None:
             "--config, then the individual options."
         ),
     )
-    g.add_argument("--out", required=True, type=Path, help="output file (.csv .parquet .h5 .hdf5 .npz)")
-    g.add_argument("--events", type=int, help="number of events (default 50; --short: 6)")
+    g.add_argument(
+        "--out", required=True, type=Path, metavar="FILE", help="output file (.csv .parquet .h5 .hdf5 .npz)"
+    )
+    g.add_argument("--events", type=int, metavar="N", help="number of events (default 50; --short: 6)")
     length = g.add_mutually_exclusive_group()
-    length.add_argument("--hours", type=float, help="length of each event in hours (default 24)")
-    length.add_argument("--samples", type=int, help="length of each event in samples (default 216000)")
-    g.add_argument("--seed", type=int, help="random seed (default 0); the same seed gives identical files")
-    g.add_argument("--channels", help="comma-separated channels: U_res or U_res,I (default U_res)")
+    length.add_argument("--hours", type=float, metavar="H", help="length of each event in hours (default 24)")
+    length.add_argument(
+        "--samples", type=int, metavar="S", help="length of each event in samples (default 216000)"
+    )
+    g.add_argument(
+        "--seed", type=int, metavar="S", help="random seed (default 0); the same seed gives identical files"
+    )
+    g.add_argument(
+        "--channels", metavar="LIST", help="comma-separated channels: U_res or U_res,I (default U_res)"
+    )
     g.add_argument(
         "--short", action="store_true", help="tiny test configuration: 6 events x 3,000 samples (20 min each)"
     )
     g.add_argument(
         "--config",
         type=Path,
+        metavar="YAML",
         help="YAML file of generator parameters (SyntheticConfig fields, at top level or under 'synthetic:')",
     )
     g.set_defaults(func=run_generate)
@@ -55,10 +64,19 @@ def register(sub: argparse._SubParsersAction) -> None:
             "sampling, ranges and filled gaps, and optionally write a PNG of the first events."
         ),
     )
-    i.add_argument("file", type=Path, help="event file (.csv .parquet .h5 .hdf5 .npz)")
-    i.add_argument("--png", type=Path, help="write a PNG of the first events with their quench markers")
-    i.add_argument("--plot-events", type=int, default=4, help="number of events in the PNG (default 4)")
-    i.add_argument("--channels", help="comma-separated channels to load (default: all in the file)")
+    i.add_argument("file", type=Path, metavar="FILE", help="event file (.csv .parquet .h5 .hdf5 .npz)")
+    i.add_argument(
+        "--png",
+        type=Path,
+        metavar="OUT.png",
+        help="write a PNG of the first events with their quench markers",
+    )
+    i.add_argument(
+        "--plot-events", type=int, default=4, metavar="N", help="number of events in the PNG (default 4)"
+    )
+    i.add_argument(
+        "--channels", metavar="LIST", help="comma-separated channels to load (default: all in the file)"
+    )
     i.add_argument(
         "--fill-gaps",
         action="store_true",

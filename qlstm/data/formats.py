@@ -101,24 +101,33 @@ def _numeric(path: Path, name: str, a: np.ndarray) -> np.ndarray:
 
 def _group_long(
     path: Path,
-    event: np.ndarray | None,
+    event: np.ndarray | tuple[np.ndarray, list[str]] | None,
     time: np.ndarray,
     cols: list[np.ndarray],
     quench: np.ndarray | None,
 ) -> list[tuple[str, np.ndarray, np.ndarray, int | None]]:
-    """Split long-format columns into events (in order of first appearance, rows kept in file order)."""
+    """Split long-format columns into events (in order of first appearance, rows kept in file order).
+
+    ``event`` is the event column, or ``(codes, labels)`` of a dictionary-encoded one.
+    """
     if len(time) == 0:
         raise QlstmError(f"{path}: empty file (a header but no data rows)")
     x = np.stack(cols, axis=1) if cols else np.empty((len(time), 0))
     if event is None:
         groups = [(path.stem, np.arange(len(time)))]
     else:
-        event = np.asarray(event).astype(str)
-        uniq, first, inverse = np.unique(event, return_index=True, return_inverse=True)
+        if isinstance(event, tuple):
+            inverse, labels = event
+        else:
+            uniq, inverse = np.unique(np.asarray(event).astype(str), return_inverse=True)
+            labels = [str(u) for u in uniq]
+        inverse = np.asarray(inverse, dtype=np.int64).ravel()
+        first = np.full(len(labels), len(inverse))
+        np.minimum.at(first, inverse, np.arange(len(inverse)))
         order = np.argsort(inverse, kind="stable")
-        bounds = np.cumsum(np.bincount(inverse, minlength=len(uniq)))
+        bounds = np.cumsum(np.bincount(inverse, minlength=len(labels)))
         rows = np.split(order, bounds[:-1])
-        groups = [(str(uniq[g]), rows[g]) for g in np.argsort(first)]
+        groups = [(labels[g], rows[g]) for g in np.argsort(first) if first[g] < len(inverse)]
     raw = []
     for name, idx in groups:
         q = None
@@ -152,9 +161,15 @@ def _read_table(path: Path, table, units_of, wanted):
     def col(name: str) -> np.ndarray:
         return table.column(name).to_numpy(zero_copy_only=False)
 
-    event = col("event") if "event" in names else None
-    if event is not None and table.column("event").null_count:
-        raise QlstmError(f"{path}: column event has empty cells")
+    event = None
+    if "event" in names:
+        if table.column("event").null_count:
+            raise QlstmError(f"{path}: column event has empty cells")
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        enc = pc.cast(table.column("event"), pa.string()).combine_chunks().dictionary_encode()
+        event = (enc.indices.to_numpy(zero_copy_only=False), [str(v) for v in enc.dictionary.to_pylist()])
     quench = None
     if "quench" in names:
         if table.column("quench").null_count:
