@@ -241,6 +241,7 @@ def test_empty_file_refused(tmp_path, ext):
         ("event,time_s,U_res,quench\na,0,1,2\na,0.4,1,0\n", "only 0 and 1"),
         ("event,time_s,quench\na,0,0\n", "no channel column"),
         ("event,time_s,U_res\na,0,1\n", r"1 sample\(s\), fewer than the minimum 2"),
+        ("time_s,U_res [V],U_res [mV]\n0,1,2\n0.4,1,2\n", "duplicated column\\(s\\) U_res"),
     ],
     ids=[
         "header-only",
@@ -251,6 +252,7 @@ def test_empty_file_refused(tmp_path, ext):
         "quench-not-01",
         "no-channel",
         "one-sample",
+        "duplicated-column",
     ],
 )
 def test_bad_csv_content(tmp_path, content, match):

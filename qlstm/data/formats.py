@@ -151,6 +151,9 @@ def _split_unit(header: str) -> tuple[str, str]:
 def _read_table(path: Path, table, units_of, wanted):
     """Shared CSV/Parquet logic on a pyarrow table whose column ``names`` are channel names."""
     names = table.column_names
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise QlstmError(f"{path}: duplicated column(s) {', '.join(dup)}")
     if table.num_rows == 0:
         raise QlstmError(f"{path}: empty file (a header but no data rows)")
     if "time_s" not in names:
