@@ -119,7 +119,7 @@ def check_reuse(desc: ModelDescription, reuse: int) -> None:
     if bad:
         valid = valid_reuse_factors(desc)
         raise QlstmError(
-            f"reuse factor {reuse} does not divide the {', '.join(bad)} product as hls4ml requires; "
+            f"reuse factor {reuse} does not fit the {', '.join(bad)} products as hls4ml requires; "
             f"valid values for this model: {', '.join(map(str, valid))}"
         )
 

@@ -1,0 +1,245 @@
+"""A complete hls4ml project for a Vivado/Vitis user: ``qlstm hls QRUN_DIR --out PRJ_DIR``.
+
+The folder holds what hls4ml writes (``build_prj.tcl`` + ``project.tcl`` with the part and the
+clock, ``firmware/`` with the weights compiled into headers, the test bench) plus:
+
+* ``tb_data/tb_input_features.dat`` - real held-out windows (the run's test split, or the
+  user's ``--tb-inputs``), already on the input type's grid and exact in float32, because
+  hls4ml's test bench reads them as ``float`` before converting to ``input_t``;
+* ``tb_data/tb_output_predictions.dat`` - the C simulation's outputs for those windows, so
+  ``csim_design`` and ``cosim_design`` run unchanged and their logs can be diffed exactly;
+* ``qlstm_hls.json`` - target (part, clock, device resources), options, the type of every
+  quantisation point, and where the numbers came from;
+* with ``--csim``: ``csim_predictions.npy`` on all held-out windows and their RMSE.
+
+The C simulation itself is compiled once per model and options in the content-hash cache
+(:mod:`qlstm.hls.csim`); the project's ``firmware/`` sources are checked to be identical to the
+compiled ones (apart from hls4ml's tracing hooks), so what is synthesised is what was simulated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qlstm import description
+from qlstm.description import ModelDescription
+from qlstm.errors import QlstmError
+from qlstm.io import atomic_path, atomic_write_text, staged_dir
+
+from .csim import CSim, build_csim, write_project
+from .graph import PROJECT_NAME, HlsOptions, check_reuse, valid_reuse_factors
+from .targets import Target
+from .verify import check_project_types
+
+log = logging.getLogger(__name__)
+
+PROJECT_FORMAT = "qlstm-hls-project/1"
+METADATA = "qlstm_hls.json"
+TB_INPUTS = "tb_data/tb_input_features.dat"
+TB_OUTPUTS = "tb_data/tb_output_predictions.dat"
+CSIM_PREDICTIONS = "csim_predictions.npy"
+
+_TRACE_BLOCK = re.compile(r"#ifndef __SYNTHESIS__\n(?:\s*nnet::save_layer_output<[^\n]*\n)+#endif\n")
+
+
+def firmware_sha256(project_dir: Path) -> str:
+    """Hash of the sources under ``firmware/`` (no compiled library; tracing hooks removed)."""
+    fw = Path(project_dir) / "firmware"
+    h = hashlib.sha256()
+    for path in sorted(p for p in fw.rglob("*") if p.is_file() and p.suffix != ".so"):
+        data = path.read_bytes()
+        if path.name == f"{PROJECT_NAME}.cpp":
+            data = _TRACE_BLOCK.sub("", data.decode()).encode()
+        h.update(str(path.relative_to(fw)).encode() + b"\0" + data + b"\0")
+    return h.hexdigest()
+
+
+# ====================================================================== windows
+def heldout_windows(run_dir: Path, desc: ModelDescription) -> tuple[np.ndarray, np.ndarray, str]:
+    """The test-split windows (x, y) of a quantised run, rebuilt from its float parent."""
+    run_dir = Path(run_dir)
+    parent_file = run_dir / "parent.json"
+    if not parent_file.is_file():
+        raise QlstmError(
+            f"{run_dir}: no parent.json, so its held-out windows cannot be rebuilt; pass --tb-inputs X.npy"
+        )
+    try:
+        parent = Path(json.loads(parent_file.read_text())["path"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise QlstmError(f"{parent_file}: corrupt ({exc})") from None
+    if not parent.is_dir():
+        raise QlstmError(f"{parent_file}: float run {parent} not found; pass --tb-inputs X.npy")
+    from qlstm.quantize.core import run_windows
+
+    x, y = run_windows(parent, desc).test
+    if len(x) == 0:
+        raise QlstmError(f"{parent}: the test split holds no windows; pass --tb-inputs X.npy")
+    return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), f"test split of {parent}"
+
+
+def load_inputs(path: Path, desc: ModelDescription) -> np.ndarray:
+    """``--tb-inputs X.npy``: (N, L, C) finite numbers matching the model."""
+    path = Path(path)
+    if not path.is_file():
+        raise QlstmError(f"--tb-inputs {path}: file not found")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except Exception as exc:  # ValueError, OSError, EOFError ...
+        raise QlstmError(f"--tb-inputs {path}: not a readable .npy file ({type(exc).__name__})") from None
+    a = desc.architecture
+    if x.dtype.kind not in "fiu" or x.ndim != 3 or x.shape[1:] != (a.history, a.input_channels) or not len(x):
+        raise QlstmError(
+            f"--tb-inputs {path}: holds {x.dtype} {x.shape}; expected (N>0, {a.history}, {a.input_channels}) numbers"
+        )
+    x = x.astype(np.float64)
+    if not np.all(np.isfinite(x)):
+        raise QlstmError(f"--tb-inputs {path}: holds NaN or inf")
+    return x
+
+
+def testbench_inputs(x: np.ndarray, desc: ModelDescription, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` windows spread over ``x``, on the input grid and exact in float32 (see module doc)."""
+    idx = np.unique(np.linspace(0, len(x) - 1, num=min(count, len(x))).round().astype(int))
+    q = desc.quantisation.input  # type: ignore[union-attr]
+    xt = q.quantize(x[idx]).astype(np.float32).astype(np.float64)
+    return xt, idx
+
+
+def _dat(rows: np.ndarray) -> str:
+    """One window per line, values space-separated, each printed exactly (repr round-trips)."""
+    return "".join(" ".join(repr(float(v)) for v in row) + "\n" for row in rows.reshape(len(rows), -1))
+
+
+# ====================================================================== the project
+def _output_folder(out: Path, overwrite: bool) -> None:
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise QlstmError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise QlstmError(
+                f"{out} already exists and is not empty; choose another folder or pass --overwrite"
+            )
+        if not (out / METADATA).is_file():
+            raise QlstmError(
+                f"{out} holds something other than a qlstm hls project; refusing to overwrite it"
+            )
+
+
+def generate(
+    run_dir: Path,
+    out: Path,
+    target: Target,
+    opts: HlsOptions,
+    *,
+    tb_inputs: Path | None = None,
+    tb_count: int = 100,
+    csim: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Write the project folder ``out`` for the quantised run ``run_dir``; return its metadata."""
+    run_dir, out = Path(run_dir), Path(out)
+    if not run_dir.is_dir():
+        raise QlstmError(f"{run_dir}: run folder not found")
+    desc, weights = description.load(run_dir)
+    if desc.quantisation is None:
+        raise QlstmError(
+            f"{run_dir}: not a quantised run (no quantisation in model.json); run qlstm quantize"
+        )
+    if not (isinstance(tb_count, int) and tb_count >= 1):
+        raise QlstmError(f"--tb-count must be an integer >= 1, got {tb_count!r}")
+    check_reuse(desc, opts.reuse)
+    _output_folder(out, overwrite)
+
+    y_eval: np.ndarray | None = None
+    if tb_inputs is not None:
+        x_eval, source = load_inputs(tb_inputs, desc), f"--tb-inputs {tb_inputs}"
+    else:
+        x_eval, y_eval, source = heldout_windows(run_dir, desc)
+
+    sim = build_csim(desc, weights, part=target.part, clock_ns=target.clock_ns, **opts.to_dict())
+    x_tb, idx = testbench_inputs(x_eval, desc, tb_count)
+    y_tb = sim.predict(x_tb)
+
+    meta: dict[str, Any] = {
+        "format": PROJECT_FORMAT,
+        "run": str(run_dir.resolve()),
+        "model_fingerprint": desc.fingerprint(),
+        "top_function": PROJECT_NAME,
+        "target": {
+            "name": target.name,
+            "part": target.part,
+            "clock_ns": target.clock_ns,
+            "clock_mhz": target.clock_mhz,
+            "family": target.family,
+            "resources": asdict(target.resources),
+        },
+        "options": opts.to_dict(),
+        "valid_reuse_factors": valid_reuse_factors(desc),
+        "hls4ml": _hls4ml_version(),
+        "testbench": {
+            "windows": len(x_tb),
+            "source": source,
+            "indices": idx.tolist(),
+            "inputs": TB_INPUTS,
+            "expected_outputs": TB_OUTPUTS,
+            "expected_from": "C simulation (inputs quantised to the input type, exact in float32)",
+        },
+        "csim": {"cache_key": sim.key, "library": str(sim.lib_path)},
+    }
+    if csim:
+        meta["csim"].update(_evaluate(sim, x_eval, y_eval, run_dir))
+
+    with staged_dir(out, overwrite=overwrite) as stage:
+        write_project(desc, weights, opts, stage, part=target.part, clock_ns=target.clock_ns, trace=False)
+        fw = firmware_sha256(stage)
+        if fw != firmware_sha256(sim.project_dir):
+            raise RuntimeError("project firmware differs from the compiled C simulation's firmware")
+        meta["firmware_sha256"] = fw
+        meta["types"] = {k: v for k, v in check_project_types(stage, desc).items() if "(" not in k}
+        atomic_write_text(stage / TB_INPUTS, _dat(x_tb))
+        atomic_write_text(stage / TB_OUTPUTS, _dat(y_tb))
+        cfg_yml = stage / "hls4ml_config.yml"
+        if cfg_yml.is_file():  # hls4ml records the staging folder as OutputDir
+            atomic_write_text(cfg_yml, cfg_yml.read_text().replace(str(stage), str(out.resolve())))
+        if csim:
+            with atomic_path(stage / CSIM_PREDICTIONS) as tmp:
+                np.save(tmp, meta["csim"].pop("_predictions"))
+            meta["csim"]["predictions"] = CSIM_PREDICTIONS
+        atomic_write_text(stage / METADATA, json.dumps(meta, indent=2) + "\n")
+    log.info("wrote hls4ml project %s for %s (%s)", out, target.name, target.part)
+    return meta
+
+
+def _evaluate(sim: CSim, x: np.ndarray, y: np.ndarray | None, run_dir: Path) -> dict[str, Any]:
+    """C simulation on every held-out window; RMSE against the targets and the quantised model's."""
+    pred = sim.predict(x)
+    res: dict[str, Any] = {"windows": len(x), "_predictions": pred}
+    if y is None:
+        return res
+    err = pred - y
+    res["rmse"] = float(np.sqrt(np.mean(err**2)))
+    res["rmse_per_step"] = [float(v) for v in np.sqrt(np.mean(err**2, axis=0))]
+    metrics = Path(run_dir) / "metrics.json"
+    try:
+        quant_rmse = float(json.loads(metrics.read_text())["test"]["rmse"])
+    except (OSError, ValueError, KeyError, TypeError):
+        quant_rmse = None
+    if quant_rmse:
+        res["quantised_model_rmse"] = quant_rmse
+        res["rmse_ratio_to_quantised"] = res["rmse"] / quant_rmse
+    return res
+
+
+def _hls4ml_version() -> str:
+    import hls4ml
+
+    return hls4ml.__version__
