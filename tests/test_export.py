@@ -22,7 +22,7 @@ from qlstm import description as desc_io
 from qlstm.cli import main
 from qlstm.errors import QlstmError
 from qlstm.export import backend
-from qlstm.export.api import export
+from qlstm.export.api import export, run_session, session
 from qlstm.export.graph import IR_VERSION
 from qlstm.export.lower import lower_quant
 
@@ -150,6 +150,22 @@ def test_qonnx_file_executes_in_qonnx(tmp_path, arch, monkeypatch):
     y = ox.execute_onnx(ModelWrapper(model).transform(InferShapes()), {"x": x})["y"]
     np.testing.assert_array_equal(y, backend.predict(run, x))
     np.testing.assert_array_equal(y, firmware.predict(run, x))
+
+
+@pytest.mark.slow
+def test_qonnx_file_survives_qonnx_cleanup(tmp_path):
+    """What FINN/qonnx users do first: cleanup (constant folding, renaming) keeps the numbers."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    d = description(ARCHS["gru"], history=3)
+    dq, wq = quantised(d, random_weights(d, 6), 8)
+    run = tmp_path / "q"
+    desc_io.save(run, dq, wq)
+    cleaned = cleanup_model(ModelWrapper(onnx.load_model(str(export(run, "qonnx"))))).model
+    assert any(n.op_type == "Quant" for n in cleaned.graph.node)
+    x = held_out_like(8, 3, 2, seed=18)
+    np.testing.assert_array_equal(run_session(session(cleaned), x), firmware.predict(run, x))
 
 
 # ---------------------------------------------------------------------------- metadata

@@ -18,7 +18,7 @@ import numpy as np
 from qlstm import description
 from qlstm.description import ModelDescription
 from qlstm.errors import QlstmError
-from qlstm.export.graph import INPUT_NAME, check_out, read_metadata, save_model, weights_sha256
+from qlstm.export.graph import check_out, read_metadata, save_model, weights_sha256
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +93,9 @@ def run_session(sess: Any, x: np.ndarray, batch: int = 2048) -> np.ndarray:
     """(N, L, C) windows -> (N, k) float64, in batches (input cast to the file's input type:
     float32 for float ONNX, float64 for QONNX, which quantises the input as hls4ml's bridge does
     from double)."""
-    dtype = np.float64 if sess.get_inputs()[0].type == "tensor(double)" else np.float32
-    x = np.asarray(x, dtype=dtype)
-    outs = [sess.run(None, {INPUT_NAME: x[s : s + batch]})[0] for s in range(0, len(x), batch)]
+    inp = sess.get_inputs()[0]  # "x" in our files; tools such as qonnx's cleanup rename it
+    x = np.asarray(x, dtype=np.float64 if inp.type == "tensor(double)" else np.float32)
+    outs = [sess.run(None, {inp.name: x[s : s + batch]})[0] for s in range(0, len(x), batch)]
     return np.concatenate(outs).astype(np.float64)
 
 

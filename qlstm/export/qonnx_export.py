@@ -93,13 +93,19 @@ class QuantWriter:
             self.consts[key] = self.g.const(f"axes_{axis}".replace("-", "m"), [axis], np.int64)
         return self.consts[key]
 
-    def quant(self, x: str, t: FixedType, base: str) -> str:
-        """``(t) x`` as Quant (float32 out, per qonnx) followed by a Cast back to double."""
+    def quant(self, x: str, t: FixedType, base: str, on_grid: bool = False) -> str:
+        """``(t) x`` as Quant (float32 out, per qonnx) followed by a Cast back to double.
+
+        ``on_grid``: ``x`` is a constant already on ``t``'s grid (weights, biases and tables are,
+        see :func:`qlstm.description.check_weights`), so any rounding is the identity and the
+        half-LSB offset node is left out (it would be the only constant-foldable standard node,
+        and qonnx 1.0's constant folding cannot run with onnxruntime 1.31).
+        """
         from onnx import TensorProto
 
         mode, offset = QUANT_ROUNDING[t.rounding]
         g = self.g
-        if offset:
+        if offset and not on_grid:
             x = g.op("Add", [x, self.scalar("half_lsb", offset * t.lsb)], f"{base}.pre_round")
         q = g.op(
             "Quant",
@@ -165,23 +171,28 @@ def _layer_consts(
 ) -> tuple[str, str, str, str, dict[str, str]]:
     """Quantised weights (transposed to (n_in, G*H)), biases cast to accum, and tables."""
     g = q.g
-    w = q.quant(g.const(f"rnn{i}.weight_ih", weights[f"rnn{i}.weight_ih"].T), lq.weight, f"rnn{i}.W")
+    w = q.quant(g.const(f"rnn{i}.weight_ih", weights[f"rnn{i}.weight_ih"].T), lq.weight, f"rnn{i}.W", True)
     u = q.quant(
-        g.const(f"rnn{i}.weight_hh", weights[f"rnn{i}.weight_hh"].T), lq.recurrent_weight, f"rnn{i}.U"
+        g.const(f"rnn{i}.weight_hh", weights[f"rnn{i}.weight_hh"].T), lq.recurrent_weight, f"rnn{i}.U", True
     )
     b = q.quant(
-        q.quant(g.const(f"rnn{i}.bias_ih", weights[f"rnn{i}.bias_ih"]), lq.bias, f"rnn{i}.b"),
+        q.quant(g.const(f"rnn{i}.bias_ih", weights[f"rnn{i}.bias_ih"]), lq.bias, f"rnn{i}.b", True),
         lq.accum,
         f"rnn{i}.b_acc",
     )
     br = q.quant(
-        q.quant(g.const(f"rnn{i}.bias_hh", weights[f"rnn{i}.bias_hh"]), lq.recurrent_bias, f"rnn{i}.b_r"),
+        q.quant(
+            g.const(f"rnn{i}.bias_hh", weights[f"rnn{i}.bias_hh"]), lq.recurrent_bias, f"rnn{i}.b_r", True
+        ),
         lq.accum,
         f"rnn{i}.b_r_acc",
     )
     tabs = {
         kind: q.quant(
-            g.const(f"rnn{i}.{kind}_table_raw", table(kind, lq.table)), lq.table.type, f"rnn{i}.{kind}_table"
+            g.const(f"rnn{i}.{kind}_table_raw", table(kind, lq.table)),
+            lq.table.type,
+            f"rnn{i}.{kind}_table",
+            True,
         )
         for kind in ("sigmoid", "tanh")
     }
@@ -323,8 +334,10 @@ def build(desc: ModelDescription, weights: dict[str, np.ndarray]) -> Any:
             )
         x_t = lq.state
     d = qz.dense
-    hw = q.quant(g.const("head.weight", weights["head.weight"].T), d.weight, "head.W")
-    hb = q.quant(q.quant(g.const("head.bias", weights["head.bias"]), d.bias, "head.b"), d.accum, "head.b_acc")
+    hw = q.quant(g.const("head.weight", weights["head.weight"].T), d.weight, "head.W", True)
+    hb = q.quant(
+        q.quant(g.const("head.bias", weights["head.bias"]), d.bias, "head.b", True), d.accum, "head.b_acc"
+    )
     assert h is not None
     acc = _dense(q, h, x_t, hw, d.weight, hb, d.accum, "head")
     res = q.quant(acc, d.result, "head.result")
