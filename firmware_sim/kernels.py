@@ -229,7 +229,12 @@ class Dense:
         modulo ``2**width``, whatever the order (see :meth:`exact_sum`)."""
         return self.shift >= 0 and self.acc_t.overflow == "AP_WRAP"
 
-    def exact_sum(self, x: np.ndarray) -> np.ndarray:
+    @property
+    def int64_exact(self) -> bool:
+        """:meth:`exact_sum` never wraps int64 (so its values are the true sums)."""
+        return (self.product_bound() << max(self.shift, 0)) + max_abs(self.acc_t) < _I64_SAFE
+
+    def exact_sum(self, x: np.ndarray, bias: bool = True) -> np.ndarray:
         """``bias + sum(products)`` on the accumulator grid, before any overflow (exact products).
 
         For a wrapping accumulator the result equals the C++ one after a single final cast, and
@@ -238,8 +243,10 @@ class Dense:
         bound = self.product_bound()
         if self.acc_t.overflow != "AP_WRAP":
             check_int64((bound << self.shift) + max_abs(self.acc_t), f"{self.name} accumulation")
-        total = exact_matmul(x, self.w, bound, self.modular, self.name, self.colsum, self.w_float)
-        return align(total, 0, self.shift) + self.b_acc
+        total = align(
+            exact_matmul(x, self.w, bound, self.modular, self.name, self.colsum, self.w_float), 0, self.shift
+        )
+        return total + self.b_acc if bias else total
 
     def _exact_products(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Products land exactly on the accumulator grid: one matrix product, then the sum's casts."""

@@ -59,6 +59,16 @@ from .kernels import (
 DEFAULT_CHUNK = 2048
 
 
+def _reach(x: np.ndarray, d: Dense) -> int:
+    """Bound on ``|x @ w|`` in accumulator units, from the largest ``|x|`` of these rows."""
+    xmax = max(-int(x.min()), int(x.max())) if x.size else 0
+    return (xmax * d.colsum) << d.shift
+
+
+def _within(bound: int, t: FixedType) -> bool:
+    return -bound >= t.min_int and bound <= t.max_int
+
+
 def _gate_order(cell: str, units: int) -> np.ndarray:
     """Row order of the stored kernels: LSTM gates i, f, o, g (the sigmoid gates contiguous, as
     ``tmpres_ifo``); GRU r, z, n unchanged. Traces are returned in PyTorch order."""
@@ -293,9 +303,19 @@ class Firmware:
         # Wrapping accumulators with exact products: tmpres, tmpres_state and their sum are all
         # taken modulo 2**width, so one cast of the exact sum gives the same gate inputs.
         fused = tr is None and rec is None and lay.ih.modular and lay.hh.modular
+        lstm = lay.cell == "lstm"
+        ns = g if lstm else 2 * hsz  # gates summed before their activation (i, f, o, g; or r, z)
         flat = seq.reshape(n * steps, n_in)
         # The input product of every step at once: it does not depend on the recurrence.
-        xa = (lay.ih.exact_sum(flat) if fused else lay.ih(flat, rec)).reshape(n, steps, g)
+        if fused:
+            # tmpres + tmpres_state = W x + b_ih + U h + b_hh, one cast of the exact sum; the
+            # cast is the identity (skipped) when a bound shows the sum stays in range.
+            xa = lay.ih.exact_sum(flat).reshape(n, steps, g)
+            xa[:, :, :ns] += lay.hh.b_acc[:ns]
+            exact64 = lay.ih.int64_exact and lay.hh.int64_exact
+            xa_max = int(np.abs(xa[:, :, :ns]).max(initial=0)) if exact64 else None
+        else:
+            xa = lay.ih(flat, rec).reshape(n, steps, g)
         h = np.zeros((n, hsz), dtype=np.int64)
         c = np.zeros((n, hsz), dtype=np.int64)
         hs = np.empty((n, steps, hsz), dtype=np.int64)
@@ -306,13 +326,13 @@ class Firmware:
             keep.update({k: np.empty((n, steps, hsz), dtype=np.int64) for k in extra})
         common = max(2 * a.frac, s.frac + a.frac)  # binary point of the state-update sums
         for t in range(steps):
-            lstm = lay.cell == "lstm"
-            ns = g if lstm else 2 * hsz  # gates summed before their activation (ifo+c, or zr)
             if fused:
-                raw = lay.hh.exact_sum(h)
+                raw = lay.hh.exact_sum(h, bias=False)
                 ha = None
-                pre = fast_cast(xa[:, t, :ns] + raw[:, :ns], a.frac, a)
-                ha_n = None if lstm else fast_cast(raw[:, ns:], a.frac, a)
+                pre = xa[:, t, :ns] + raw[:, :ns]
+                if xa_max is None or not _within(xa_max + _reach(h, lay.hh), a):
+                    pre = fast_cast(pre, a.frac, a)
+                ha_n = None if lstm else fast_cast(raw[:, ns:] + lay.hh.b_acc[ns:], a.frac, a)
             else:
                 ha = lay.hh(h, rec, t)  # tmpres_state
                 pre = cast_noted(xa[:, t, :ns] + ha[:, :ns], a.frac, a, rec, f"{nm}.preact", t)  # inputacc
