@@ -180,7 +180,10 @@ def test_metadata_says_how_to_use_the_file(tmp_path, fmt):
     assert json.loads(meta["qlstm.normalisation"]) == {"lo": [-0.5, -1.0], "hi": [0.7, 1.4]}
     assert json.loads(meta["qlstm.description"]) == json.loads(json.dumps(dq.to_dict()))
     assert meta["qlstm.version"]
+    verified = json.loads(meta["qlstm.verified"])
+    assert verified["ok"] is True and verified["windows"] == 256
     if fmt == "qonnx":
+        assert verified["exact_fraction"] == 1.0
         types = json.loads(meta["qlstm.fixed_point_types"])
         assert types == {k: t.describe() for k, t in dq.quantisation.points().items()}
         assert json.loads(meta["qlstm.float64_exact"]) is True
@@ -204,8 +207,10 @@ def test_backend_reexports_stale_file_and_checks_shape(tmp_path):
 def test_cli_writes_file(tmp_path, capsys):
     run, _, _ = quant_run(tmp_path, "gru", 6)
     out = tmp_path / "exported.qonnx.onnx"
-    assert main(["export", str(run), "--format", "qonnx", "--out", str(out)]) == 0
-    assert capsys.readouterr().out.strip() == str(out)
+    assert main(["export", str(run), "--format", "qonnx", "--out", str(out), "--verify", "40"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == str(out)
+    assert printed[1].startswith("verified on 40 windows: 100.00% exact, max 0 LSB vs qlstm.firmware_sim")
     assert out.is_file()
     assert main(["export", str(run)]) == 0  # default: qonnx beside the run
     assert (run / "model.qonnx.onnx").is_file()
@@ -273,3 +278,22 @@ def test_float_trace_and_unwritable_run_folder(tmp_path, monkeypatch, caplog):
     t = backend.trace(run, x)
     assert {k: v.shape for k, v in t.items()} == {"rnn0": (5, 12, 6), "rnn1": (5, 5), "head": (5, 3)}
     np.testing.assert_array_equal(t["head"], y)
+
+
+def test_export_refuses_a_file_that_does_not_match(tmp_path, capsys):
+    """A wrapping accumulator that overflows: Quant saturates, the firmware wraps; the mismatch
+    is found by the verification and nothing is written."""
+    from dataclasses import replace
+
+    from qlstm.fixedpoint import FixedType
+
+    d = description(ARCHS["lstm"])
+    dq, wq = quantised(d, random_weights(d, 3), 8)
+    q = dq.quantisation
+    narrow = replace(q.layers[0], accum=FixedType(8, -1))  # ap_fixed<8,-1>: |x| < 1/4, wraps
+    run = tmp_path / "wraps"
+    desc_io.save(run, dq.with_quantisation(replace(q, layers=(narrow,))), wq)
+    assert main(["export", str(run), "--format", "qonnx"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "does not match its reference" in err and "AP_WRAP" in err
+    assert not list(run.glob("*.onnx")) and not list(run.glob(".*tmp*"))

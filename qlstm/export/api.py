@@ -9,6 +9,7 @@ atomically.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -99,23 +100,98 @@ def run_session(sess: Any, x: np.ndarray, batch: int = 2048) -> np.ndarray:
     return np.concatenate(outs).astype(np.float64)
 
 
-def export(run_dir: Path, fmt: str | None = None, out: Path | None = None) -> Path:
-    """Write ``run_dir``'s model as ``fmt`` to ``out`` (default: inside ``run_dir``)."""
+#: Tolerance of the float ONNX file against the PyTorch float64 model (float32 arithmetic).
+FLOAT_ATOL = 1e-5
+
+
+def verification_windows(desc: ModelDescription, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` windows shaped like normalised magnet voltage: slow random walks inside [0, 1]."""
+    a = desc.architecture
+    rng = np.random.default_rng(seed)
+    steps = rng.normal(0.0, 0.03, (n, a.history, a.input_channels)).cumsum(axis=1)
+    return np.clip(rng.uniform(0.2, 0.8, (n, 1, a.input_channels)) + steps, 0.0, 1.0)
+
+
+def verify(
+    desc: ModelDescription, weights: dict[str, np.ndarray], model: Any, x: np.ndarray
+) -> dict[str, Any]:
+    """Run ``model`` on ``x`` and compare with what it claims to be.
+
+    Float ONNX: the PyTorch model (:mod:`qlstm.train.model`, float64), within
+    :data:`FLOAT_ATOL`. QONNX: the bit-exact firmware simulation
+    (:mod:`qlstm.firmware_sim`); agreement is stated in LSBs of the output type and must be
+    exact unless a type overflows (Quant saturates where ``AP_WRAP`` wraps).
+    """
+    y = run_session(session(model), x)
+    quantised = any(o.domain == "qonnx.custom_op.general" for o in model.opset_import)
+    if quantised:
+        from qlstm.firmware_sim.simulate import Firmware
+
+        ref = Firmware(desc, weights).predict(x)
+        lsb = desc.quantisation.dense.result.lsb  # type: ignore[union-attr]
+        diff = np.abs(y - ref) / lsb
+        result = {
+            "reference": "qlstm.firmware_sim (bit-exact hls4ml firmware)",
+            "windows": len(x),
+            "exact_fraction": float(np.mean(diff == 0)),
+            "max_lsb": float(diff.max()),
+            "ok": bool(np.all(diff == 0)),
+        }
+    else:
+        from qlstm.train.model import from_weights, predict_array
+
+        ref = predict_array(from_weights(desc.architecture, weights), x)
+        err = float(np.abs(y - ref).max())
+        result = {
+            "reference": "qlstm.train.model (PyTorch, float64)",
+            "windows": len(x),
+            "max_abs_diff": err,
+            "tolerance": FLOAT_ATOL,
+            "ok": err <= FLOAT_ATOL,
+        }
+    return result
+
+
+def summary(result: dict[str, Any]) -> str:
+    """One-line summary of a :func:`verify` result."""
+    if "exact_fraction" in result:
+        return (
+            f"{result['windows']} windows: {result['exact_fraction']:.2%} exact, "
+            f"max {result['max_lsb']:g} LSB vs {result['reference']}"
+        )
+    return (
+        f"{result['windows']} windows: max |diff| {result['max_abs_diff']:.2e} "
+        f"(tolerance {result['tolerance']:g}) vs {result['reference']}"
+    )
+
+
+def export(run_dir: Path, fmt: str | None = None, out: Path | None = None, verify_windows: int = 256) -> Path:
+    """Write ``run_dir``'s model as ``fmt`` to ``out`` (default: inside ``run_dir``).
+
+    The file is first executed on ``verify_windows`` held-out-like windows and compared with its
+    reference (:func:`verify`); the result is stored in its metadata (``qlstm.verified``), and a
+    file that does not match is not written.
+    """
+    from onnx import helper
+
     if fmt is not None and fmt not in FORMATS:
         raise QlstmError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if verify_windows < 1:
+        raise QlstmError(f"--verify {verify_windows}: at least one window is needed (the file is always run)")
     run_dir = Path(run_dir)
     desc, weights = description.load(run_dir)
     fmt = fmt or default_format(desc)
     out = Path(out) if out is not None else run_dir / DEFAULT_FILES[fmt]
     check_out(out)
     model = build_model(desc, weights, fmt)
-    a = desc.architecture
-    probe = np.random.default_rng(0).uniform(0.0, 1.0, (4, a.history, a.input_channels))
-    y = run_session(session(model), probe)
-    if y.shape != (4, a.horizon) or not np.all(np.isfinite(y)):
-        raise RuntimeError(
-            f"exported {fmt} graph produced {y.shape} / non-finite output"
-        )  # a bug, not user input
+    result = verify(desc, weights, model, verification_windows(desc, verify_windows))
+    if not result["ok"]:
+        hint = " (a type overflows: QONNX Quant saturates where AP_WRAP wraps; see `qlstm firmware check`)"
+        raise QlstmError(
+            f"{run_dir}: the exported {fmt} file does not match its reference on {summary(result)}, "
+            f"so it was not written{hint if fmt == 'qonnx' else ''}"
+        )
+    helper.set_model_props(model, read_metadata(model) | {"qlstm.verified": json.dumps(result)})
     save_model(model, out)
-    log.info("wrote %s (%s, %d nodes)", out, fmt, len(model.graph.node))
+    log.info("wrote %s (%s, %d nodes), verified: %s", out, fmt, len(model.graph.node), result)
     return out

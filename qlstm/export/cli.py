@@ -35,12 +35,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="output file; its folder must exist (default: RUN_DIR/model.onnx or RUN_DIR/model.qonnx.onnx)",
     )
+    p.add_argument(
+        "--verify",
+        type=int,
+        default=256,
+        metavar="N",
+        help="run the file on N held-out-like windows and compare it with its reference before "
+        "writing it: float ONNX with the PyTorch model (max |diff| <= 1e-5), QONNX with the "
+        "bit-exact firmware simulation (exact); stored in the metadata as qlstm.verified "
+        "(default 256)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from qlstm.export.api import export
+    import json
 
-    out = export(args.run_dir, args.format, args.out)
+    import onnx
+
+    from qlstm.export.api import export, summary
+
+    out = export(args.run_dir, args.format, args.out, args.verify)
+    meta = {p.key: p.value for p in onnx.load_model(str(out), load_external_data=False).metadata_props}
     print(out)
+    print(f"verified on {summary(json.loads(meta['qlstm.verified']))}")
     return 0
