@@ -1,10 +1,10 @@
-"""Export a run folder to ONNX (float) or QONNX (quantised), then prove the file executes.
+"""Export a run folder to ONNX (float) or QONNX (quantised), and prove the file computes the model.
 
 ``export(run_dir, fmt, out)`` builds the graph from ``model.json`` + ``weights.npz``, checks it
-(``onnx.checker`` with full checking; for QONNX the custom ``Quant`` nodes are skipped by the
-checker, and the lowered graph passes it too, see the tests), runs it once on a few windows
-(onnxruntime; QONNX after :func:`qlstm.export.lower.lower_quant`) and only then writes it
-atomically.
+(``onnx.checker`` with full checking; the checker skips QONNX's custom ``Quant`` nodes, and the
+lowered graph passes it too, see the tests), runs it on held-out-like windows (onnxruntime;
+QONNX after :func:`qlstm.export.lower.lower_quant`), compares it with its reference
+(:func:`verify`) and only then writes it atomically, with the verification in its metadata.
 """
 
 from __future__ import annotations
