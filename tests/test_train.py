@@ -425,3 +425,29 @@ def test_sine_config_reaches_test_mse_below_1e4(tmp_path):
     m = train_run(cfg, tmp_path / "sine")
     assert m["raw_units"]["model_mse"] < 1e-4
     assert m["test"]["model"]["mse"] <= m["raw_units"]["model_mse"]  # normalised range 1 < raw range 2
+
+
+@pytest.mark.parametrize(
+    "arch", [ARCHS["lstm1"], ARCHS["lstm2-2ch"], ARCHS["gru1"]], ids=["lstm1", "lstm2-2ch", "gru1"]
+)
+def test_training_standardisation_folds_exactly_into_the_saved_weights(arch):
+    """A model trained on standardised data equals the plain model of its folded weights (float64
+    arithmetic; the only difference is rounding the folded weights to float32)."""
+    torch.manual_seed(3)
+    c = arch.input_channels
+    rng = np.random.default_rng(4)
+    model = Predictor(
+        arch,
+        in_shift=rng.random(c) * 0.3,
+        in_scale=1.0 / (0.02 + rng.random(c) * 0.05),
+        out_shift=0.15,
+        out_scale=0.02,
+    ).eval()
+    x = 0.1 + 0.05 * rng.random((9, arch.history, c))
+    folded = to_weights(model)
+    assert folded["rnn0.weight_ih"].shape == arch.weight_shapes()["rnn0.weight_ih"]
+    np.testing.assert_allclose(
+        predict_array(from_weights(arch, folded), x), predict_array(model, x), rtol=0, atol=1e-6
+    )
+    plain = Predictor(arch)
+    assert not plain.standardised and to_weights(plain)["rnn0.weight_ih"].dtype == np.float64

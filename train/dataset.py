@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from qlstm.train.config import TrainConfig
+from qlstm.train.metrics import LinearAR
 
 from qlstm.config import to_mapping
 from qlstm.data import (
@@ -56,6 +57,8 @@ class Prepared:
     test: WindowSet
     #: what ``data.json`` records: source, file + sha256, split event names, L, k, strides.
     info: dict[str, Any]
+    #: the linear AR baseline, least squares on all training windows
+    ar: LinearAR
 
 
 def sine_events(samples: int, t_max: float) -> EventSet:
@@ -127,8 +130,8 @@ def split(es: EventSet, cfg: TrainConfig) -> tuple[EventSet, EventSet, EventSet]
 def windows(
     es: EventSet, norm: Normalisation, cfg: TrainConfig, max_windows: int, stride: int, seed: int, what: str
 ) -> WindowSet:
-    """Windows of ``es`` with the stride raised until at most ~``max_windows`` remain; any excess
-    (one per event at most) is dropped at random with ``seed``."""
+    """Evenly strided windows of ``es`` (validation, test): the stride is raised until at most
+    ~``max_windows`` remain; any excess (one per event at most) is dropped at random with ``seed``."""
     span = cfg.history + cfg.horizon
     for ev in es.events:
         if len(ev.t) < span:
@@ -148,12 +151,94 @@ def windows(
     )
 
 
+def _event_windows(es: EventSet, i: int, norm: Normalisation, cfg: TrainConfig, stride: int):
+    one = EventSet((es.events[i],), es.channel_names, es.units, es.dt, es.source)
+    return make_windows(one, norm, history=cfg.history, horizon=cfg.horizon, stride=stride)
+
+
+def training_windows(es: EventSet, norm: Normalisation, cfg: TrainConfig) -> tuple[WindowSet, LinearAR]:
+    """At most ``data.max_train_windows`` training windows, and the linear AR baseline fitted by
+    least squares on ALL training windows (at ``data.stride``), so the baseline is the best linear
+    predictor the training data allow, whatever subset the network is trained on.
+
+    The subset is drawn at random (seed ``training.seed``). With ``data.active_fraction`` > 0 that
+    share of it comes from the "active" windows (the top decile by largest step between
+    consecutive target-channel samples in history + targets: flux jumps, ramp corners, the quench
+    precursor), which a uniform draw of a few % of ~10 M windows would mostly miss; the rest is
+    uniform. Validation and test windows are never reweighted.
+    """
+    d, tc = cfg.data, norm.target_channel
+    span = cfg.history + cfg.horizon
+    for ev in es.events:
+        if len(ev.t) < span:
+            raise QlstmError(
+                f"training event {ev.name!r} has {len(ev.t)} samples, fewer than history + horizon = {span}"
+            )
+    ar = _ARAccumulator(cfg.history * len(es.channel_names), cfg.horizon)
+    activity = []
+    for i in range(len(es.events)):  # pass 1: AR normal equations and window activity, per event
+        w = _event_windows(es, i, norm, cfg, d.stride)
+        ar.add(w.x, w.y)
+        seq = np.concatenate([w.x[:, :, tc], w.y], axis=1)
+        activity.append(np.abs(np.diff(seq, axis=1)).max(axis=1))
+    counts = np.array([len(a) for a in activity])
+    act = np.concatenate(activity)
+    rng = np.random.default_rng(cfg.training.seed)
+    n = min(d.max_train_windows, act.size)
+    if n == act.size:
+        chosen = np.arange(act.size)
+    else:
+        n_act = int(round(d.active_fraction * n))
+        active = np.flatnonzero(act > np.quantile(act, 0.9)) if n_act else np.empty(0, dtype=int)
+        pick_act = rng.choice(active, min(n_act, active.size), replace=False) if active.size else active
+        rest = np.setdiff1d(np.arange(act.size), pick_act, assume_unique=True)
+        chosen = np.sort(np.concatenate([pick_act, rng.choice(rest, n - pick_act.size, replace=False)]))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    xs, ys = [], []
+    for i in range(len(es.events)):  # pass 2: gather the chosen windows, event by event
+        sel = chosen[(chosen >= offsets[i]) & (chosen < offsets[i + 1])] - offsets[i]
+        if sel.size:
+            w = _event_windows(es, i, norm, cfg, d.stride)
+            xs.append(w.x[sel])
+            ys.append(w.y[sel])
+    x = np.ascontiguousarray(np.concatenate(xs), dtype=np.float32)
+    y = np.ascontiguousarray(np.concatenate(ys), dtype=np.float32)
+    log.info(
+        "training: %d of %d windows (stride %d, active share %.2f) from %d events; AR on all %d",
+        len(x), act.size, d.stride, d.active_fraction, len(es.events), act.size,
+    )  # fmt: skip
+    return WindowSet(x, y, d.stride), ar.solve()
+
+
+class _ARAccumulator:
+    """Least squares ``y ~ [x_flat, 1] @ W`` from normal equations summed over chunks (float64)."""
+
+    def __init__(self, n_features: int, horizon: int) -> None:
+        self.ata = np.zeros((n_features + 1, n_features + 1))
+        self.aty = np.zeros((n_features + 1, horizon))
+        self.n = 0
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        for s in range(0, len(x), 65536):
+            a = np.concatenate(
+                [x[s : s + 65536].reshape(-1, self.ata.shape[0] - 1), np.ones((min(65536, len(x) - s), 1))],
+                axis=1,
+            ).astype(np.float64)
+            self.ata += a.T @ a
+            self.aty += a.T @ y[s : s + 65536].astype(np.float64)
+            self.n += len(a)
+
+    def solve(self) -> LinearAR:
+        coef, *_ = np.linalg.lstsq(self.ata, self.aty, rcond=None)
+        return LinearAR(coef)
+
+
 def prepare(cfg: TrainConfig, data_path: Path | None) -> Prepared:
     es, info = load_source(cfg, data_path)
     tr, va, te = split(es, cfg)
     norm = fit_normalisation(tr, target_channel=0)
     d = cfg.data
-    train = windows(tr, norm, cfg, d.max_train_windows, d.stride, cfg.training.seed, "training")
+    train, ar = training_windows(tr, norm, cfg)
     val = windows(va, norm, cfg, d.max_eval_windows, 1, cfg.training.seed + 1, "validation")
     test = windows(te, norm, cfg, d.max_eval_windows, 1, cfg.training.seed + 2, "test")
     info = {
@@ -171,4 +256,4 @@ def prepare(cfg: TrainConfig, data_path: Path | None) -> Prepared:
         "stride": {"train": train.stride, "val": val.stride, "test": test.stride},
         "windows": {"train": len(train), "val": len(val), "test": len(test)},
     }
-    return Prepared(norm=norm, train=train, val=val, test=test, info=info)
+    return Prepared(norm=norm, train=train, val=val, test=test, info=info, ar=ar)

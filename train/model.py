@@ -30,11 +30,35 @@ _PARAM_NAMES = {
 
 
 class Predictor(nn.Module):
-    """(N, L, C) normalised history -> (N, k) normalised target at t+1..t+k."""
+    """(N, L, C) normalised history -> (N, k) normalised target at t+1..t+k.
 
-    def __init__(self, arch: Architecture) -> None:
+    ``in_shift``/``in_scale`` (per channel) and ``out_shift``/``out_scale`` are a fixed affine
+    standardisation used during training only: the network sees ``(x - in_shift) * in_scale``
+    and its head output is mapped back by ``* out_scale + out_shift``. Both are affine, so
+    :func:`to_weights` folds them exactly into ``rnn0``'s input kernel and bias and into the head;
+    the saved model is the plain architecture on the min-max normalised data.
+    """
+
+    def __init__(
+        self,
+        arch: Architecture,
+        in_shift: np.ndarray | None = None,
+        in_scale: np.ndarray | None = None,
+        out_shift: float = 0.0,
+        out_scale: float = 1.0,
+    ) -> None:
         super().__init__()
         self.arch = arch
+        c = arch.input_channels
+        shift = np.zeros(c) if in_shift is None else np.asarray(in_shift, dtype=np.float64)
+        scale = np.ones(c) if in_scale is None else np.asarray(in_scale, dtype=np.float64)
+        if shift.shape != (c,) or scale.shape != (c,) or not np.all(scale > 0) or not out_scale > 0:
+            raise ValueError("standardisation: one shift and one positive scale per input channel")
+        # not persistent: they are folded into the weights, never saved separately
+        self.register_buffer("in_shift", torch.tensor(shift, dtype=torch.float32), persistent=False)
+        self.register_buffer("in_scale", torch.tensor(scale, dtype=torch.float32), persistent=False)
+        self.out_shift, self.out_scale = float(out_shift), float(out_scale)
+        self._fold = (shift, scale, self.out_shift, self.out_scale)
         self.rnns = nn.ModuleList()
         n_in = arch.input_channels
         for layer in arch.layers:
@@ -43,17 +67,28 @@ class Predictor(nn.Module):
         self.dropout = nn.Dropout(arch.dropout)
         self.head = nn.Linear(n_in, arch.horizon)
 
+    @property
+    def standardised(self) -> bool:
+        shift, scale, oshift, oscale = self._fold
+        return bool(np.any(shift != 0) or np.any(scale != 1) or oshift != 0 or oscale != 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x
+        h = (x - self.in_shift.to(x.dtype)) * self.in_scale.to(x.dtype) if self.standardised else x
         for i, rnn in enumerate(self.rnns):
             if i > 0:
                 h = self.dropout(h)
             h, _ = rnn(h)
-        return self.head(h[:, -1, :])
+        y = self.head(h[:, -1, :])
+        return y * self.out_scale + self.out_shift if self.standardised else y
 
 
 def to_weights(model: Predictor) -> dict[str, np.ndarray]:
-    """The model's parameters in the description's layout (float64 copies)."""
+    """The model's parameters in the description's layout, with any training standardisation
+    folded in (float64 arrays holding float32 values, so a checkpoint can hold them exactly).
+
+    Folding: ``W (x - m) s + b = (W s) x + (b - (W s) m)`` for ``rnn0``'s input kernel, and
+    ``(V h + c) t + u = (t V) h + (t c + u)`` for the head.
+    """
     out: dict[str, np.ndarray] = {}
     for i, rnn in enumerate(model.rnns):
         params = dict(rnn.named_parameters())
@@ -61,7 +96,14 @@ def to_weights(model: Predictor) -> dict[str, np.ndarray]:
             out[f"rnn{i}.{key}"] = params[torch_name].detach().cpu().double().numpy().copy()
     out["head.weight"] = model.head.weight.detach().cpu().double().numpy().copy()
     out["head.bias"] = model.head.bias.detach().cpu().double().numpy().copy()
-    return out
+    if model.standardised:
+        shift, scale, oshift, oscale = model._fold
+        w = out["rnn0.weight_ih"] * scale[None, :]
+        out["rnn0.weight_ih"] = w
+        out["rnn0.bias_ih"] = out["rnn0.bias_ih"] - w @ shift
+        out["head.weight"] = out["head.weight"] * oscale
+        out["head.bias"] = out["head.bias"] * oscale + oshift
+    return {k: v.astype(np.float32).astype(np.float64) for k, v in out.items()}
 
 
 def state_dict_to_weights(arch: Architecture, state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -117,6 +159,7 @@ def predict_array(model: Predictor, x: np.ndarray, batch_size: int = 4096) -> np
 
 
 def _double_copy(model: Predictor) -> Predictor:
-    twin = Predictor(model.arch)
+    shift, scale, oshift, oscale = model._fold
+    twin = Predictor(model.arch, shift, scale, oshift, oscale)
     twin.load_state_dict(model.state_dict())
     return twin.double().eval()

@@ -235,17 +235,18 @@ def train_run(
     torch.use_deterministic_algorithms(True)
     try:
         torch.manual_seed(cfg.training.seed)
-        model = Predictor(arch)
+        model = Predictor(arch, **standardisation(prep.train) if cfg.training.standardise else {})
         result = fit(model, prep.train, prep.val, cfg.training, progress=progress)
     finally:
         torch.use_deterministic_algorithms(prev_det)
-    weights = to_weights(result.model)
+    weights = to_weights(result.model)  # standardisation folded in
+    final = from_weights(arch, weights)  # the plain model the run folder holds
     metrics = evaluate(prep, weights, cfg, result)
     desc = ModelDescription(architecture=arch, normalisation=prep.norm, data=prep.info)
     with staged_dir(out, overwrite=overwrite) as stage:
         description.save(stage, desc, weights)
         buf = io.BytesIO()
-        torch.save(result.model.state_dict(), buf)
+        torch.save(final.state_dict(), buf)
         atomic_write_bytes(stage / CHECKPOINT_FILE, buf.getvalue())
         atomic_write_text(stage / CONFIG_FILE, _config_text(cfg))
         atomic_write_text(stage / DATA_FILE, json.dumps(prep.info, indent=2) + "\n")
@@ -254,7 +255,7 @@ def train_run(
             f"{out.name}: {cfg.model.cell.upper()}{list(cfg.model.layers)}, L={cfg.history}, k={cfg.horizon}, "
             f"test RMSE {metrics['test']['model']['rmse']:.3g}"
         )
-        ar = M.LinearAR.fit(prep.train.x, prep.train.y)
+        ar = prep.ar
         yv = prep.val.y.astype(np.float64)
         base = {
             "persistence": float(np.mean((M.persistence(prep.val.x, cfg.horizon) - yv) ** 2)),
@@ -262,6 +263,16 @@ def train_run(
         }
         plot_curve(result.history, result.best_epoch, title, stage / CURVE_FILE, base, cfg.model.dropout > 0)
     return metrics
+
+
+def standardisation(train: WindowSet) -> dict[str, Any]:
+    """Mean and 1/std of the training inputs (per channel) and targets, for :class:`Predictor`."""
+    x = train.x.reshape(-1, train.x.shape[2]).astype(np.float64)
+    y = train.y.astype(np.float64)
+    sx, sy = x.std(axis=0), float(y.std())
+    if np.any(sx == 0) or sy == 0:  # a constant channel: nothing to standardise
+        return {}
+    return {"in_shift": x.mean(axis=0), "in_scale": 1.0 / sx, "out_shift": float(y.mean()), "out_scale": sy}
 
 
 def evaluate(
@@ -274,7 +285,7 @@ def evaluate(
         predict_array(model, prep.test.x),
         prep.test.x,
         prep.test.y,
-        M.LinearAR.fit(prep.train.x, prep.train.y),
+        prep.ar,
     )
     scale = prep.norm.hi[prep.norm.target_channel] - prep.norm.lo[prep.norm.target_channel]
     ch = prep.norm.target_channel
