@@ -83,7 +83,7 @@ def weights_sha256(weights: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def metadata(desc: ModelDescription, kind: str) -> dict[str, str]:
+def metadata(desc: ModelDescription, kind: str, dtype: str = "float32") -> dict[str, str]:
     """What a user needs to apply the file alone: shapes, channels, normalisation, types."""
     a, n = desc.architecture, desc.normalisation
     meta = {
@@ -97,7 +97,7 @@ def metadata(desc: ModelDescription, kind: str) -> dict[str, str]:
         "qlstm.normalisation": json.dumps({"lo": list(n.lo), "hi": list(n.hi)}),
         "qlstm.layers": json.dumps([f"{layer.cell}{layer.units}" for layer in a.layers]),
         "qlstm.usage": (
-            f"input '{INPUT_NAME}': (N, {a.history}, {a.input_channels}) windows, each channel "
+            f"input '{INPUT_NAME}': (N, {a.history}, {a.input_channels}) {dtype} windows, each channel "
             "normalised as (raw - lo) / (hi - lo); output "
             f"'{OUTPUT_NAME}': (N, {a.horizon}) normalised target channel at t+1..t+{a.horizon}; "
             "raw = y * (hi - lo) + lo of the target channel"
@@ -121,7 +121,7 @@ def make_model(
     qonnx: bool = False,
 ) -> Any:
     """Assemble a ModelProto with pinned IR version/opset and the qlstm metadata."""
-    from onnx import helper
+    from onnx import TensorProto, helper
 
     a = desc.architecture
     graph = helper.make_graph(
@@ -138,7 +138,8 @@ def make_model(
         graph, opset_imports=opsets, producer_name="qlstm", producer_version=__version__
     )
     model.ir_version = IR_VERSION
-    meta = metadata(desc, kind) | (extra_meta or {})
+    dtype = "float64" if in_type == TensorProto.DOUBLE else "float32"
+    meta = metadata(desc, kind, dtype) | (extra_meta or {})
     helper.set_model_props(model, meta)
     return model
 

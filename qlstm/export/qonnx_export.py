@@ -353,8 +353,11 @@ def build(desc: ModelDescription, weights: dict[str, np.ndarray]) -> Any:
             f"so the file matches it only where they do not overflow: {', '.join(wraps) or 'none'}"
         ),
         "qlstm.execution": (
-            "qonnx execute_onnx (Quant outputs float32: exact for types <= 24 bits), or "
-            "qlstm.export.lower.lower_quant() then onnxruntime in float64"
+            "onnxruntime after lowering Quant to standard ops in float64 (exact): "
+            "qlstm.export.api.run_session(qlstm.export.api.session(model), x); or qonnx "
+            "execute_onnx with a fixed batch size (Quant outputs float32: exact for types <= 24 "
+            "bits; qonnx 1.0 builds one-node models at onnx's default IR version, 14 with onnx "
+            "1.23, which onnxruntime 1.31 refuses)"
         ),
     }
     return make_model(g, desc, "qonnx", TensorProto.DOUBLE, TensorProto.DOUBLE, meta, qonnx=True)
