@@ -26,6 +26,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -329,31 +330,35 @@ def build_csim(
     check_weights(desc, weights)
     opts = HlsOptions(io_type=io_type, strategy=strategy, reuse=reuse, static=static, backend=backend)
     part = check_part(part)
-    if not clock_ns > 0:
+    if not (isinstance(clock_ns, int | float) and math.isfinite(clock_ns) and clock_ns > 0):
         raise QlstmError(f"clock period must be > 0 ns, got {clock_ns}")
     from .graph import check_reuse
 
     check_reuse(desc, opts.reuse)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+            raise QlstmError(f"{out_dir} already exists and is not an empty folder; choose another folder")
     gxx_path = gxx()
     key = cache_key(desc, weights, opts, gxx_path)
     root = cache_root()
     entry = root / key
     with _locked(root / f"{key}.lock"):
-        manifest = entry / MANIFEST
-        if not manifest.is_file():
+        lib = _cached_library(entry)
+        if lib is None:
             _build_entry(desc, weights, opts, entry, part=part, clock_ns=clock_ns, key=key)
+            lib = _cached_library(entry)
+            if lib is None:
+                raise RuntimeError(f"{entry}: cache entry incomplete right after building it")
         else:
             log.info("C simulation %s found in the cache", key)
-        lib = entry / json.loads(manifest.read_text())["library"]
     project = entry
     if out_dir is not None:
-        out_dir = Path(out_dir)
-        if out_dir.exists() and any(out_dir.iterdir()):
-            raise QlstmError(f"{out_dir} already exists and is not empty; choose another folder")
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging.", dir=out_dir.parent))
         try:
             shutil.copytree(entry, stage, dirs_exist_ok=True)
+            os.chmod(stage, 0o755)
             if out_dir.exists():
                 out_dir.rmdir()
             os.replace(stage, out_dir)
@@ -362,6 +367,16 @@ def build_csim(
             raise
         project, lib = out_dir, out_dir / lib.relative_to(entry)
     return CSim(desc, lib, project, key)
+
+
+def _cached_library(entry: Path) -> Path | None:
+    """The compiled library of a complete cache entry, or None (absent, interrupted or corrupt)."""
+    try:
+        manifest = json.loads((entry / MANIFEST).read_text())
+        lib = entry / manifest["library"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return lib if manifest.get("format") == CSIM_FORMAT and lib.is_file() else None
 
 
 def _build_entry(
@@ -403,6 +418,7 @@ def _build_entry(
         )
         if entry.exists():  # an incomplete entry (no manifest) from an interrupted run
             shutil.rmtree(entry)
+        os.chmod(stage, 0o755)  # mkdtemp made it private; the cache may be shared
         os.replace(stage, entry)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)

@@ -7,6 +7,7 @@ folder under pytest's tmp dir (``QLSTM_CACHE``) and shared by the tests that nee
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -308,3 +309,31 @@ def test_failed_compile_shows_first_compiler_error(tmp_path, monkeypatch):
     assert "qlstm.cpp" in msg and "error" in msg and "this_is_not_cpp" in msg
     leftovers = [p for p in (tmp_path / "csim").iterdir() if not p.name.endswith(".lock")]
     assert leftovers == []  # the staging folder was removed, no partial cache entry
+
+
+@pytest.mark.slow
+def test_out_dir_gets_a_working_copy_of_the_compiled_project(float_sims, tmp_path):
+    desc, w, sim = float_sims("lstm")
+    copy = build_csim(desc, w, out_dir=tmp_path / "copy")  # a cache hit: no compile
+    assert copy.project_dir == tmp_path / "copy" and copy.key == sim.key
+    assert copy.lib_path.is_file() and (copy.project_dir / "firmware" / "parameters.h").is_file()
+    x = random_windows(desc, 8, seed=5)
+    np.testing.assert_array_equal(copy.predict(x), sim.predict(x))
+    with pytest.raises(QlstmError, match="not an empty folder"):
+        build_csim(desc, w, out_dir=tmp_path / "copy")
+
+
+def test_incomplete_or_corrupt_cache_entries_are_not_used(tmp_path):
+    entry = tmp_path / "entry"
+    assert csim_mod._cached_library(entry) is None  # absent
+    (entry / "firmware").mkdir(parents=True)
+    (entry / csim_mod.MANIFEST).write_text("{not json")
+    assert csim_mod._cached_library(entry) is None  # corrupt manifest
+    lib = entry / "firmware" / "qlstm-x.so"
+    manifest = {"format": csim_mod.CSIM_FORMAT, "library": "firmware/qlstm-x.so"}
+    (entry / csim_mod.MANIFEST).write_text(json.dumps(manifest))
+    assert csim_mod._cached_library(entry) is None  # library missing
+    lib.write_bytes(b"\x7fELF")
+    assert csim_mod._cached_library(entry) == lib
+    (entry / csim_mod.MANIFEST).write_text(json.dumps({**manifest, "format": "qlstm-csim/0"}))
+    assert csim_mod._cached_library(entry) is None  # older format
