@@ -144,20 +144,41 @@ def quantize_model(
 
 
 def evaluate(
-    arch: Architecture,
+    desc: ModelDescription,
     weights: dict[str, np.ndarray],
     qweights: dict[str, np.ndarray],
     q: Quantisation,
     win: Windows,
+    cfg: QuantizeConfig,
 ) -> dict[str, Any]:
+    """Test metrics of the float and the quantised model, and the agreement of this module's
+    firmware forward with the firmware_sim simulator on the first ``cfg.agreement_windows``."""
+    from qlstm.firmware_sim.simulate import Firmware
+
+    arch = desc.architecture
     x, y = win.test
+    ours = QuantNet(arch, qweights, q)
+    fw = Firmware(desc.with_quantisation(q), qweights)
+    pred = predict_array(ours, x) if cfg.eval_backend == "quant" else fw.predict(x)
     float_m = rmse_metrics(predict_array(QuantNet(arch, weights), x), y)
-    quant_m = rmse_metrics(predict_array(QuantNet(arch, qweights, q), x), y)
-    return {
+    quant_m = rmse_metrics(pred, y)
+    out: dict[str, Any] = {
         "test": quant_m,
         "float_test": float_m,
         "rmse_ratio_to_float": quant_m["rmse"] / float_m["rmse"] if float_m["rmse"] > 0 else None,
+        "eval_backend": cfg.eval_backend,
     }
+    n = min(cfg.agreement_windows, len(x))
+    if n:
+        a = pred[:n] if cfg.eval_backend == "quant" else predict_array(ours, x[:n])
+        b = fw.predict(x[:n]) if cfg.eval_backend == "quant" else pred[:n]
+        lsbs = np.abs(a - b) / q.dense.result.lsb
+        out["agreement_with_firmware_sim"] = {
+            "windows": n,
+            "exact_fraction": float(np.mean(a == b)),
+            "max_lsb": float(lsbs.max()),
+        }
+    return out
 
 
 def _config_yaml(cfg: QuantizeConfig, types: dict[str, str]) -> str:
@@ -218,7 +239,7 @@ def quantize_run(
     _refuse_existing(out, overwrite)
     win = win if win is not None else run_windows(run_dir, desc)
     q, qweights, extra = quantize_model(desc.architecture, weights, win, cfg, types, progress)
-    metrics = {**evaluate(desc.architecture, weights, qweights, q, win), **extra}
+    metrics = {**evaluate(desc, weights, qweights, q, win, cfg), **extra}
     with staged_dir(out, overwrite=overwrite) as stage:
         write_run(stage, run_dir, desc, q, qweights, metrics, cfg, types or {})
     return metrics
@@ -258,7 +279,7 @@ def sweep(
             for method in methods:
                 c = replace(cfg, bits=w, method=method)
                 q, qweights, extra = quantize_model(arch, weights, win, c, None, progress)
-                metrics = {**evaluate(arch, weights, qweights, q, win), **extra}
+                metrics = {**evaluate(desc, weights, qweights, q, win, c), **extra}
                 write_run(stage / f"{method}_{w}", run_dir, desc, q, qweights, metrics, c, {})
                 row[f"{method}_rmse"] = metrics["test"]["rmse"]
                 log.info(

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 import torch
-from qlstm.firmware_sim import tables
+from qlstm.firmware_sim import kernels, tables
 
 from qlstm.description import TableSpec
 from qlstm.errors import QlstmError
@@ -35,16 +35,25 @@ from qlstm.fixedpoint import FixedType
 _BLOCK = 1 << 22
 
 
-def cast(x: torch.Tensor, t: FixedType) -> torch.Tensor:
-    """``(t) x``: real float64 values converted to ``t`` (rounding, then overflow), no gradient."""
-    return torch.from_numpy(t.quantize(x.detach().cpu().numpy()))
+def cast(x: torch.Tensor, t: FixedType, src_frac: int | None = None) -> torch.Tensor:
+    """``(t) x``: real float64 values converted to ``t`` (rounding, then overflow), no gradient.
+
+    With ``src_frac`` (the values are known to lie on the grid ``2**-src_frac``) the cast runs on
+    integer mantissas (:func:`qlstm.firmware_sim.kernels.fast_cast`, i.e. ``fixedpoint.cast``),
+    and is skipped altogether when no rounding is needed and every value is in range."""
+    if src_frac is None:
+        return torch.from_numpy(t.quantize(x.detach().cpu().numpy()))
+    if src_frac <= t.frac and x.numel() and float(x.min()) >= t.min_value and float(x.max()) <= t.max_value:
+        return x.detach()
+    r = kernels.fast_cast(mantissa(x, src_frac, check=False), src_frac, t)
+    return torch.from_numpy(r.astype(np.float64) * t.lsb)
 
 
-def mantissa(x: torch.Tensor, frac: int) -> np.ndarray:
+def mantissa(x: torch.Tensor, frac: int, check: bool = True) -> np.ndarray:
     """Integer mantissas of values known to lie on the grid ``2**-frac``."""
-    m = np.ldexp(x.detach().cpu().numpy(), frac)
+    m = x.detach().cpu().numpy() * (2.0**frac)  # exact: a power-of-two scaling
     out = m.astype(np.int64)
-    if not np.array_equal(out, m):  # pragma: no cover - a programming error, not user input
+    if check and not np.array_equal(out, m):  # pragma: no cover - a programming error
         raise AssertionError(f"values are not on the 2**-{frac} grid")
     return out
 
@@ -60,8 +69,9 @@ def check_exact(bound: float, frac: int, what: str) -> None:
 
 def lut(kind: str, x: torch.Tensor, x_type: FixedType, spec: TableSpec) -> torch.Tensor:
     """hls4ml's ``sigmoid``/``tanh`` of values of type ``x_type``: the table entry (``spec.type``)."""
-    m = mantissa(x, x_type.frac)
-    return torch.from_numpy(spec.type.to_float(tables.lookup(kind, m, x_type.frac, spec)))  # type: ignore[arg-type]
+    m = mantissa(x, x_type.frac, check=False)
+    table = tables.lookup(kind, m, x_type.frac, spec)  # type: ignore[arg-type]
+    return torch.from_numpy(table.astype(np.float64) * spec.type.lsb)
 
 
 def _max_abs(x: torch.Tensor) -> float:
@@ -84,7 +94,7 @@ def dense(
         check_exact(n_in * xmax * wmax + _max_abs(b_acc), frac, "dense accumulation")
         total = b_acc + x @ w.T
         if acc.overflow == "AP_WRAP":
-            return cast(total, acc)
+            return cast(total, acc, acc.frac)
         xp, xn = x.clamp(min=0), x.clamp(max=0)
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         hi = b_acc + xp @ wp.T + xn @ wn.T  # every partial sum is <= hi
@@ -100,7 +110,7 @@ def dense(
     rows = max(1, _BLOCK // max(1, n_in * w.shape[0]))
     parts = []
     for s in range(0, x.shape[0], rows):
-        terms = cast(x[s : s + rows, :, None] * w.T[None], acc)  # mult[] = (accum_t)(data * weight)
+        terms = cast(x[s : s + rows, :, None] * w.T[None], acc, pfrac)  # mult[] = (accum_t)(data*weight)
         parts.append(_accumulate(b_acc, terms, acc))
     return torch.cat(parts) if parts else torch.zeros(0, w.shape[0], dtype=torch.float64)
 
@@ -109,12 +119,12 @@ def _accumulate(b_acc: torch.Tensor, terms: torch.Tensor, acc: FixedType) -> tor
     """``acc = bias; acc += terms[:, ii]`` for ii in order, each sum cast to ``acc``; terms on its grid."""
     total = b_acc + terms.sum(dim=1)
     if acc.overflow == "AP_WRAP":
-        return cast(total, acc)  # modular: the order does not matter
+        return cast(total, acc, acc.frac)  # modular: the order does not matter
     hi = b_acc + terms.clamp(min=0).sum(dim=1)
     lo = b_acc + terms.clamp(max=0).sum(dim=1)
     if not bool(((hi > acc.max_value) | (lo < acc.min_value)).any()):
         return total
     out = b_acc.expand(terms.shape[0], -1).clone()
     for ii in range(terms.shape[1]):
-        out = cast(out + terms[:, ii, :], acc)
+        out = cast(out + terms[:, ii, :], acc, acc.frac)
     return out

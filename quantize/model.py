@@ -205,7 +205,7 @@ class QuantNet(nn.Module):
                 seq_t = q.layers[i].state
             d = q.dense
             acc = fxp.dense(seq[:, -1], seq_t, wq["head.weight"], d.weight, wq["head.bias"], d.accum)
-            return fxp.cast(acc, d.result)
+            return fxp.cast(acc, d.result, d.accum.frac)
 
     # ------------------------------------------------------------------ profiling
     def profile(self, x: np.ndarray, batch_size: int = 2048) -> Profile:
@@ -266,7 +266,7 @@ def firmware_layer(
     c = torch.zeros(n, hdim, dtype=torch.float64)
 
     def act(kind: str, v: torch.Tensor, t: FixedType) -> torch.Tensor:
-        return fxp.cast(fxp.lut(kind, v, t, tab), acc)  # res[ii] = (res_T)table[index], res_T = accum_t
+        return fxp.cast(fxp.lut(kind, v, t, tab), acc, tab.type.frac)  # res = (res_T)table[index]
 
     eff = min(tab.type.frac, acc.frac)  # activation outputs lie on this grid
     tmax = max(abs(tab.type.min_value), tab.type.max_value)
@@ -275,7 +275,7 @@ def firmware_layer(
         tmpres = fxp.dense(seq[:, t], seq_t, w_ih, lq.weight, b_ih, acc)
         tmpres_state = fxp.dense(h, st, w_hh, lq.recurrent_weight, b_hh, acc)
         if cell == "lstm":
-            inputacc = fxp.cast(tmpres + tmpres_state, acc)
+            inputacc = fxp.cast(tmpres + tmpres_state, acc, acc.frac)
             i_, f_, g_, o_ = inputacc.split(hdim, dim=1)
             si, sf, so = act("sigmoid", i_, acc), act("sigmoid", f_, acc), act("sigmoid", o_, acc)
             tg = act("tanh", g_, acc)
@@ -283,24 +283,24 @@ def firmware_layer(
             fxp.check_exact(
                 tmax * tmax + st.max_value * tmax + 1, eff + max(eff, st.frac), "LSTM cell update"
             )
-            c = fxp.cast(tg * si + c * sf, st)
+            c = fxp.cast(tg * si + c * sf, st, eff + max(eff, st.frac))
             # h_state = tmpres_ifo[o] * tanh(s_state)
-            h = fxp.cast(so * act("tanh", c, st), st)
+            h = fxp.cast(so * act("tanh", c, st), st, 2 * eff)
         else:
-            rz = fxp.cast(tmpres[:, : 2 * hdim] + tmpres_state[:, : 2 * hdim], acc)
+            rz = fxp.cast(tmpres[:, : 2 * hdim] + tmpres_state[:, : 2 * hdim], acc, acc.frac)
             zr = act("sigmoid", rz, acc)
             r, z = zr[:, :hdim], zr[:, hdim:]
             # tmpres_state_h = tmpres_zr[r] * tmpres_state_zr[n]  (pytorch_order), cast to accum
             fxp.check_exact(
                 tmax * max(abs(acc.min_value), acc.max_value), eff + acc.frac, "GRU reset product"
             )
-            rh = fxp.cast(r * tmpres_state[:, 2 * hdim :], acc)
-            nh = act("tanh", fxp.cast(tmpres[:, 2 * hdim :] + rh, acc), acc)
+            rh = fxp.cast(r * tmpres_state[:, 2 * hdim :], acc, eff + acc.frac)
+            nh = act("tanh", fxp.cast(tmpres[:, 2 * hdim :] + rh, acc, acc.frac), acc)
             # h = (res_T)(tmpres_h * (1 - z) + h_state * z)
             fxp.check_exact(
                 2 * tmax * (tmax + 1) + st.max_value * tmax, eff + max(eff, st.frac), "GRU update"
             )
-            h = fxp.cast(nh * (1 - z) + h * z, st)
+            h = fxp.cast(nh * (1 - z) + h * z, st, eff + max(eff, st.frac))
         outs.append(h)
     return torch.stack(outs, dim=1)
 

@@ -94,6 +94,11 @@ class QuantizeConfig:
     accum_rounding: str = "AP_TRN"
     accum_overflow: str = "AP_WRAP"
     layers: tuple[LayerBits, ...] = ()
+    #: Test metrics from this module's firmware forward (``quant``) or from the firmware_sim
+    #: simulator (``firmware``: the same numbers, tested bit-identical, several times faster).
+    eval_backend: Literal["quant", "firmware"] = "quant"
+    #: Test windows run through both backends to record their agreement in metrics.json (0: off).
+    agreement_windows: int = 1000
     qat: QatConfig = field(default_factory=QatConfig)
 
     def __post_init__(self) -> None:
@@ -114,6 +119,8 @@ class QuantizeConfig:
         for name, w in widths.items():
             if w is not None and not MIN_WIDTH <= w <= MAX_WIDTH:
                 raise QlstmError(f"{name}={w}: bit width outside {MIN_WIDTH}-{MAX_WIDTH}")
+        if self.agreement_windows < 0:
+            raise QlstmError("agreement_windows must be >= 0")
         if self.headroom < 0 or self.accum_headroom < 0:
             raise QlstmError("headroom and accum_headroom must be >= 0")
         sizes = [s for s in [self.table_size] + [lb.table_size for lb in self.layers] if s is not None]
