@@ -3,7 +3,7 @@
 Builds a random 16-bit quantised LSTM(128) -> Dense(1) with L = 16, 1 channel (the paper's best
 network; ``--accum exact``: an accumulator wide enough to hold every product, ``narrow``:
 hls4ml-style ``ap_fixed<16,6>`` accumulator whose products are rounded one by one), compiles its
-C simulation in a fresh cache, runs the same windows through
+C simulation (in a fresh cache, or in ``$QLSTM_CACHE`` if set), runs the same windows through
 
 * ``qlstm.firmware_sim`` (vectorised NumPy; BLAS limited to ``--threads``),
 * the compiled hls4ml C simulation (``CSim.predict``, one window per call, one core),
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk", type=int, default=512, help="windows simulated together")
     p.add_argument("--threads", type=int, default=1, help="BLAS / torch threads (the C simulation uses one)")
     args = p.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows up when piped
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)  # before NumPy loads BLAS
 
@@ -83,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         f"firmware_sim:       {n / t_fw:12,.0f} windows/s  ({t_fw:.2f} s; peak NumPy memory {peak / 2**20:,.0f} MiB)"
     )
 
-    with tempfile.TemporaryDirectory(prefix="qlstm-bench-fw-") as cache:
-        os.environ["QLSTM_CACHE"] = cache
+    with tempfile.TemporaryDirectory(prefix="qlstm-bench-fw-") as tmp:
+        # a fresh cache unless QLSTM_CACHE is set (then a previous run's compile is reused)
+        os.environ.setdefault("QLSTM_CACHE", tmp)
         from qlstm.hls.csim import build_csim
 
         t0 = time.perf_counter()
@@ -123,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         f"PyTorch float64:    {n / t_f64:12,.0f} windows/s  (firmware_sim is {t_f64 / t_fw:.2f}x its speed)"
     )
     dev = float(np.max(np.abs(fw.result_t.to_float(y_fw)[:, 0] - y_f64[:, 0])))
-    print(f"largest |firmware - float64| on these windows: {dev:.3g} ({dev / fw.result_t.lsb:.1f} LSB)")
+    print(
+        f"largest |firmware - float64| on these windows: {dev:.3g} ({dev / fw.result_t.lsb:.1f} LSB)",
+        flush=True,
+    )
     return 0 if exact else 1
 
 

@@ -210,7 +210,7 @@ class Dense:
         if self.shift >= 0 and self._products_fit():
             out, ideal = self._exact_products(x)
         else:
-            out, ideal = self._rounded_products(x)
+            out, ideal = self._rounded_products(x, need_ideal=rec is not None)
         if rec is not None:
             rec.note(f"{self.name}.accum", out != ideal, step)
         return out
@@ -279,8 +279,9 @@ class Dense:
             out[r] = self._accumulate(np.left_shift(x[r][:, :, None] * self.w[None], self.shift))
         return out, ideal
 
-    def _rounded_products(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each product cast to the accumulator (rounding and overflow), in blocks of rows."""
+    def _rounded_products(self, x: np.ndarray, need_ideal: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Each product cast to the accumulator (rounding and overflow), in blocks of rows; with
+        ``need_ideal`` also the sum an unbounded accumulator would hold (for the overflow log)."""
         acc = self.acc_t
         pfrac = self.x_t.frac + self.w_t.frac
         wmax = int(np.abs(self.w).max(initial=0))
@@ -291,11 +292,12 @@ class Dense:
         n_out = self.w.shape[1]
         rows = max(1, _BLOCK // max(1, self.n_in * n_out))
         out = np.empty((x.shape[0], n_out), dtype=np.int64)
-        ideal = np.empty_like(out)
+        ideal = np.empty_like(out) if need_ideal else out
         for s in range(0, x.shape[0], rows):
             prod = x[s : s + rows, :, None] * self.w[None]  # data[ii] * weights[index], exact
-            terms = cast(prod, pfrac, acc)  # mult[index] = (accum_t) product
-            ideal[s : s + rows] = self.b_acc + shift_round(prod, -self.shift, acc.rounding).sum(axis=1)
+            terms = fast_cast(prod, pfrac, acc)  # mult[index] = (accum_t) product
+            if need_ideal:
+                ideal[s : s + rows] = self.b_acc + shift_round(prod, -self.shift, acc.rounding).sum(axis=1)
             out[s : s + rows] = self._accumulate(terms)
         return out, ideal
 
@@ -304,7 +306,7 @@ class Dense:
         acc = self.acc_t
         total = self.b_acc + terms.sum(axis=1)
         if acc.overflow == "AP_WRAP":
-            return cast(total, acc.frac, acc)
+            return fast_cast(total, acc.frac, acc)
         hi = self.b_acc + np.maximum(terms, 0).sum(axis=1)
         lo = self.b_acc + np.minimum(terms, 0).sum(axis=1)
         if not ((hi > acc.max_int) | (lo < acc.min_int)).any():
