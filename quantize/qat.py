@@ -92,6 +92,9 @@ def fine_tune(
         xt, yt = xt[keep], yt[keep]
     xv = torch.from_numpy(np.asarray(val[0], dtype=np.float64))
     yv = torch.from_numpy(np.asarray(val[1], dtype=np.float64))
+    if cfg.max_val_windows and len(xv) > cfg.max_val_windows:
+        keep = torch.randperm(len(xv), generator=gen)[: cfg.max_val_windows]
+        xv, yv = xv[keep], yv[keep]
     n = len(xt)
     steps = math.ceil(n / cfg.batch_size)
     total = steps * cfg.epochs

@@ -82,6 +82,8 @@ def test_ptq_covers_profiled_range_with_fewest_integer_bits_and_weights_on_grid(
         assert fewer.max_value < m, f"{name}: {t} is not the narrowest cover of {m}"
         if role == "accum":
             assert t.overflow == "AP_WRAP" and t.rounding == "AP_TRN"
+        elif name in ("input", "head.result"):
+            assert t.width == min(bits + 4, 32)
         else:
             assert t.width == bits
     # accumulators hold every product exactly while they fit in 32 bits
@@ -110,7 +112,7 @@ def test_per_role_and_per_layer_widths():
     assert [lq.weight.width for lq in q.layers] == [6, 8]
     assert {lq.state.width for lq in q.layers} == {12}
     assert {lq.accum.width for lq in q.layers} | {q.dense.accum.width} == {20}
-    assert q.input.width == 8 and q.dense.result.width == 8
+    assert q.input.width == 12 and q.dense.result.width == 12
 
 
 # ---------------------------------------------------------------------------------- Brevitas
