@@ -36,8 +36,8 @@ ROOT_MARKER = "qlstm-run.json"
 COMPACT_TRAIN: dict[str, Any] = {
     "history": 16,
     "horizon": 4,
-    "model": {"cell": "lstm", "layers": [16]},
-    "training": {"epochs": 20, "batch_size": 256, "lr": 0.002, "patience": 20},
+    "model": {"cell": "lstm", "layers": [32]},
+    "training": {"epochs": 20, "batch_size": 64, "lr": 0.003, "patience": 20},
     "data": {"max_train_windows": 60000, "max_eval_windows": 10000},
 }
 
@@ -58,7 +58,7 @@ class QuantizeSection:
     methods: tuple[Literal["ptq", "qat"], ...] = ("ptq", "qat")
     #: the quantised run taken on to hls/firmware/report (one of ``methods``)
     deploy: Literal["ptq", "qat"] = "qat"
-    qat_epochs: int | None = 5  # None: quantize's default
+    qat_epochs: int | None = 3  # None: quantize's default
     sweep: tuple[int, ...] = ()  # widths of the PTQ/QAT sweep (empty: no sweep)
 
 
