@@ -103,9 +103,10 @@ class QuantizeConfig:
     accum_rounding: str = "AP_TRN"
     accum_overflow: str = "AP_WRAP"
     layers: tuple[LayerBits, ...] = ()
-    #: Test metrics from this module's firmware forward (``quant``) or from the firmware_sim
-    #: simulator (``firmware``: the same numbers, tested bit-identical, several times faster).
-    eval_backend: Literal["quant", "firmware"] = "quant"
+    #: Test metrics from the firmware_sim simulator (``firmware``, default: ~10x faster on a
+    #: 128-cell model) or from this module's firmware forward (``quant``); the two are tested
+    #: bit-identical and every run re-checks them on ``agreement_windows`` test windows.
+    eval_backend: Literal["quant", "firmware"] = "firmware"
     #: Test windows run through both backends to record their agreement in metrics.json (0: off).
     agreement_windows: int = 1000
     qat: QatConfig = field(default_factory=QatConfig)
