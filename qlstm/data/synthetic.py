@@ -18,9 +18,10 @@ whatever ``n_events`` is), on the grid ``t = n * dt``, ``n = 0 .. T-1``:
   - ``R I``: residual resistance (joints, leads) inside the measured span;
   - ``f L dI/dt``: the part of the inductive voltage the compensation leaves (fraction ``f``);
   - drift: offset plus a linear slope (electronics and temperature), random per event;
-  - spikes: flux jumps, exponentially decaying pulses of random sign, Poisson in time with a
-    low rate on plateaus and a higher rate while the current ramps (flux jumps happen when the
-    field changes);
+  - spikes: flux jumps of random sign, Poisson in time with a low rate on plateaus and a
+    higher rate while the current ramps (flux jumps happen when the field changes); each one
+    a decaying oscillation ``exp(-t/decay) cos(2 pi t/period)``, the ringing of the power
+    converter's regulation loop (``spike_ring_period_s = 0``: a plain exponential decay);
   - precursor: the resistive transition before the quench, ``U_th exp(-(t_q - t)/tau)``, which
     reaches the detection threshold ``U_th`` on the last sample (``quench_index = T - 1``);
   - noise: white Gaussian measurement noise;
