@@ -48,13 +48,19 @@ OVERFLOW_MODES = ("AP_WRAP", "AP_SAT", "AP_SAT_ZERO", "AP_SAT_SYM")
 #: Widths accepted anywhere in qlstm (ap_fixed itself allows more; our int64 arithmetic does not).
 MIN_WIDTH, MAX_WIDTH = 2, 32
 
-#: QONNX ``Quant`` / Brevitas rounding-mode names for the modes that have one. Modes missing here
-#: have no QONNX equivalent; asking for one is an error rather than a silent approximation.
-_QONNX_ROUNDING = {
-    "AP_TRN": "FLOOR",
-    "AP_RND_CONV": "ROUND",
-    "AP_TRN_ZERO": "ROUND_TO_ZERO",
-    "AP_RND": "HALF_UP",
+#: QONNX ``Quant`` rounding mode for each ap_fixed rounding mode, with an offset (in LSBs) to
+#: add before the Quant node where QONNX has no exact equivalent. qonnx's names
+#: (``intquant.resolve_rounding_mode``): ROUND = half-to-even, HALF_UP = ties away from zero,
+#: HALF_DOWN = ties toward zero, DOWN = toward zero, FLOOR, CEIL. ``AP_RND`` (ties toward +inf)
+#: is FLOOR(x + 1/2) and ``AP_RND_MIN_INF`` (ties toward -inf) is CEIL(x - 1/2).
+QONNX_ROUNDING: dict[str, tuple[str, float]] = {
+    "AP_TRN": ("FLOOR", 0.0),
+    "AP_TRN_ZERO": ("DOWN", 0.0),
+    "AP_RND": ("FLOOR", 0.5),
+    "AP_RND_ZERO": ("HALF_DOWN", 0.0),
+    "AP_RND_MIN_INF": ("CEIL", -0.5),
+    "AP_RND_INF": ("HALF_UP", 0.0),
+    "AP_RND_CONV": ("ROUND", 0.0),
 }
 
 _AP_RE = re.compile(
@@ -170,19 +176,21 @@ class FixedType:
     def qonnx_quant_attributes(self) -> dict[str, Any]:
         """Inputs and attributes of a QONNX ``Quant`` node representing this type.
 
-        ``Quant(x, scale, zero_point, bitwidth)`` with scale ``2**-frac``. QONNX ``Quant`` only
-        knows saturating overflow, so a wrapping type is described by its saturating
-        equivalent: callers must make sure no overflow happens (see :func:`would_overflow`).
+        ``Quant(x + offset_lsb * scale, scale, zero_point, bitwidth)`` with scale ``2**-frac``;
+        ``offset_lsb`` is non-zero for the two rounding modes QONNX lacks (see
+        :data:`QONNX_ROUNDING`). QONNX ``Quant`` only knows saturating overflow, so a wrapping
+        type is described by its saturating equivalent: callers must make sure no overflow
+        happens (see :func:`would_overflow`) or say that it may.
         """
-        if self.rounding not in _QONNX_ROUNDING:
-            raise QlstmError(f"{self.describe()}: rounding {self.rounding} has no QONNX Quant equivalent")
+        mode, offset = QONNX_ROUNDING[self.rounding]
         return {
             "scale": float(self.lsb),
             "zero_point": 0.0,
             "bitwidth": float(self.width),
             "signed": int(self.signed),
             "narrow": int(self.overflow == "AP_SAT_SYM" and self.signed),
-            "rounding_mode": _QONNX_ROUNDING[self.rounding],
+            "rounding_mode": mode,
+            "offset_lsb": offset,
         }
 
     @property

@@ -14,8 +14,8 @@ from qonnx.custom_op.general.quant import quant as qonnx_quant
 
 from qlstm.export.graph import IR_VERSION, OPSET, QONNX_DOMAIN, GraphBuilder
 from qlstm.export.lower import lower_quant
-from qlstm.export.qonnx_export import QUANT_ROUNDING, QuantWriter
-from qlstm.fixedpoint import ROUNDING_MODES, FixedType
+from qlstm.export.qonnx_export import QuantWriter
+from qlstm.fixedpoint import QONNX_ROUNDING, ROUNDING_MODES, FixedType
 
 TYPES = [(6, 2, True), (8, 3, False), (5, -1, True)]
 
@@ -57,7 +57,7 @@ def test_quant_equals_fixedtype_saturating(mode, spec):
         np.testing.assert_array_equal(_run_quant(t, x), t.quantize(x), err_msg=t.describe())
 
 
-@pytest.mark.parametrize("mode", sorted({m for m, _ in QUANT_ROUNDING.values()}))
+@pytest.mark.parametrize("mode", sorted({m for m, _ in QONNX_ROUNDING.values()}))
 def test_lowering_equals_qonnx_int_quant(mode):
     x = np.arange(-70, 71) * 0.25  # ties at .5 and beyond the 6-bit range
     for signed, narrow in ((1, 0), (1, 1), (0, 0)):

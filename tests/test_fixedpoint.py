@@ -153,9 +153,20 @@ def test_qonnx_attributes():
         "signed": 1,
         "narrow": 0,
         "rounding_mode": "ROUND",
+        "offset_lsb": 0.0,
     }
-    with pytest.raises(QlstmError, match="no QONNX"):
-        FixedType(8, 3, rounding="AP_RND_INF").qonnx_quant_attributes()
+
+
+@pytest.mark.parametrize("rounding", ROUNDING_MODES)
+def test_qonnx_rounding_matches_qonnx_int_quant(rounding):
+    """QONNX's own rounding functions, fed x + offset, reproduce every ap_fixed mode on ties."""
+    from qonnx.custom_op.general.intquant import resolve_rounding_mode
+
+    t = FixedType(8, 8, rounding=rounding)
+    a = t.qonnx_quant_attributes()
+    x = QUARTERS / 4.0
+    got = resolve_rounding_mode(a["rounding_mode"])(x + a["offset_lsb"] * a["scale"])
+    assert_array_equal(got.astype(np.int64), EXPECTED_ROUNDING[rounding])
 
 
 def test_fits_int64_product():

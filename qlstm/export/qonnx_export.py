@@ -42,25 +42,15 @@ from qlstm.description import ModelDescription, RecurrentQuant
 from qlstm.errors import QlstmError
 from qlstm.export.graph import INPUT_NAME, OUTPUT_NAME, QONNX_DOMAIN, GraphBuilder, make_model
 from qlstm.export.tables import index_scale, table
-from qlstm.fixedpoint import FixedType
+from qlstm.fixedpoint import QONNX_ROUNDING, FixedType
 
 log = logging.getLogger(__name__)
+
 
 #: ap_fixed rounding mode -> (QONNX Quant rounding_mode, offset added first in LSBs).
 #: QONNX's modes (qonnx ``resolve_rounding_mode``): FLOOR, CEIL, ROUND (half to even), DOWN
 #: (toward zero), HALF_UP (ties away from zero), HALF_DOWN (ties toward zero). The two ap modes
 #: with ties toward an infinity are a half-LSB offset then FLOOR/CEIL, which is exact.
-QUANT_ROUNDING = {
-    "AP_TRN": ("FLOOR", 0.0),
-    "AP_TRN_ZERO": ("DOWN", 0.0),
-    "AP_RND": ("FLOOR", 0.5),
-    "AP_RND_ZERO": ("HALF_DOWN", 0.0),
-    "AP_RND_MIN_INF": ("CEIL", -0.5),
-    "AP_RND_INF": ("HALF_UP", 0.0),
-    "AP_RND_CONV": ("ROUND", 0.0),
-}
-
-
 @dataclass
 class QuantWriter:
     """Graph-building context: the builder plus one set of Quant parameters per type."""
@@ -103,7 +93,7 @@ class QuantWriter:
         """
         from onnx import TensorProto
 
-        mode, offset = QUANT_ROUNDING[t.rounding]
+        mode, offset = QONNX_ROUNDING[t.rounding]
         g = self.g
         if offset and not on_grid:
             x = g.op("Add", [x, self.scalar("half_lsb", offset * t.lsb)], f"{base}.pre_round")
@@ -306,7 +296,7 @@ def build(desc: ModelDescription, weights: dict[str, np.ndarray]) -> Any:
             "QONNX export needs a quantised run (model.json has no quantisation); run quantize first"
         )
     for name, t in qz.points().items():
-        if t.rounding not in QUANT_ROUNDING:  # pragma: no cover - every ap mode is mapped
+        if t.rounding not in QONNX_ROUNDING:  # pragma: no cover - every ap mode is mapped
             raise QlstmError(f"{name}: rounding {t.rounding} has no QONNX form")
     a = desc.architecture
     g = GraphBuilder()
