@@ -10,7 +10,7 @@ compiles its C simulation in a fresh cache folder, and prints:
   ``ModelGraph.predict`` on the same compiled library in the same run (the reference); the
   ratio is machine-independent.
 
-    .venv/bin/python benchmarks/bench_csim.py [--units 128] [--history 16] [--bits 16] [--windows 2000]
+    .venv/bin/python benchmarks/bench_csim.py [--units 128] [--history 16] [--bits 16] [--windows 200]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--horizon", type=int, default=1, help="horizon k")
     p.add_argument("--bits", type=int, default=16, help="fixed-point width of the test model")
     p.add_argument("--cell", default="lstm", choices=("lstm", "gru"))
-    p.add_argument("--windows", type=int, default=2000, help="windows to simulate")
+    p.add_argument("--windows", type=int, default=200, help="windows to simulate")
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="qlstm-bench-csim-") as cache:

@@ -318,10 +318,10 @@ def build_csim(
 ) -> CSim:
     """Compile (or load from the cache) the C simulation of a quantised description.
 
-    ``out_dir``: where to keep the compiled project; by default the cache entry itself
-    (``CSim.project_dir``). With ``out_dir`` the cache entry is copied there (the folder must
-    not exist or be empty). Every precision comes from ``desc.quantisation``; generated headers are
-    checked against it before compiling.
+    ``CSim.project_dir`` is the compiled hls4ml project in the cache; with ``out_dir`` its sources
+    are also copied there for inspection (the folder must not exist or be empty; the library
+    stays in the cache, where it reads its weights). Every precision comes from
+    ``desc.quantisation``; the generated headers are checked against it before compiling.
     """
     if desc.quantisation is None:
         raise QlstmError(
@@ -357,7 +357,7 @@ def build_csim(
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging.", dir=out_dir.parent))
         try:
-            shutil.copytree(entry, stage, dirs_exist_ok=True)
+            shutil.copytree(entry, stage, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.so", MANIFEST))
             os.chmod(stage, 0o755)
             if out_dir.exists():
                 out_dir.rmdir()
@@ -365,7 +365,7 @@ def build_csim(
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
-        project, lib = out_dir, out_dir / lib.relative_to(entry)
+        project = out_dir
     return CSim(desc, lib, project, key)
 
 
@@ -389,23 +389,29 @@ def _build_entry(
     clock_ns: float,
     key: str,
 ) -> None:
-    """Write and compile a cache entry in a staging folder, then rename it into place."""
+    """Write and compile a cache entry in place (the caller holds its lock).
+
+    In place, because the library reads its weights from the absolute ``WEIGHTS_DIR`` that
+    ``build_lib.sh`` compiles in. The manifest is written last: an entry without one (an
+    interrupted or failed build) is removed and built again.
+    """
     import hls4ml
 
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{entry.name}.staging.", dir=entry.parent))
+    if entry.exists():
+        shutil.rmtree(entry)
+    entry.mkdir(parents=True)
     try:
         t0 = time.perf_counter()
-        write_project(desc, weights, opts, stage, part=part, clock_ns=clock_ns, trace=True)
-        lib = compile_project(stage)
+        write_project(desc, weights, opts, entry, part=part, clock_ns=clock_ns, trace=True)
+        lib = compile_project(entry)
         seconds = time.perf_counter() - t0
         atomic_write_text(
-            stage / MANIFEST,
+            entry / MANIFEST,
             json.dumps(
                 {
                     "format": CSIM_FORMAT,
                     "key": key,
-                    "library": str(lib.relative_to(stage)),
+                    "library": str(lib.relative_to(entry)),
                     "options": opts.to_dict(),
                     "hls4ml": hls4ml.__version__,
                     "firmware_fingerprint": firmware_fingerprint(desc),
@@ -416,10 +422,6 @@ def _build_entry(
             )
             + "\n",
         )
-        if entry.exists():  # an incomplete entry (no manifest) from an interrupted run
-            shutil.rmtree(entry)
-        os.chmod(stage, 0o755)  # mkdtemp made it private; the cache may be shared
-        os.replace(stage, entry)
     except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(entry, ignore_errors=True)
         raise

@@ -247,9 +247,11 @@ def hls_config(
         },
         "WriterConfig": {
             "Namespace": None,
-            # Weights compiled into the headers: the project (and the C-sim library) is
-            # self-contained and relocatable; nothing is read from WEIGHTS_DIR at run time.
-            "WriteWeightsTxt": False,
+            # hls4ml's default: the C simulation reads the weights from firmware/weights/*.txt
+            # (at WEIGHTS_DIR, an absolute path compiled in by build_lib.sh) instead of compiling
+            # ap_fixed initialisers of every weight, which takes g++ many minutes for a 128-cell
+            # LSTM. Synthesis uses the same values from the headers.
+            "WriteWeightsTxt": True,
             "WriteTar": False,
             "TBOutputStream": "both",
         },

@@ -316,7 +316,9 @@ def test_out_dir_gets_a_working_copy_of_the_compiled_project(float_sims, tmp_pat
     desc, w, sim = float_sims("lstm")
     copy = build_csim(desc, w, out_dir=tmp_path / "copy")  # a cache hit: no compile
     assert copy.project_dir == tmp_path / "copy" and copy.key == sim.key
-    assert copy.lib_path.is_file() and (copy.project_dir / "firmware" / "parameters.h").is_file()
+    assert copy.lib_path == sim.lib_path  # the library stays in the cache
+    assert (copy.project_dir / "firmware" / "parameters.h").is_file()
+    assert not list(copy.project_dir.rglob("*.so"))
     x = random_windows(desc, 8, seed=5)
     np.testing.assert_array_equal(copy.predict(x), sim.predict(x))
     with pytest.raises(QlstmError, match="not an empty folder"):

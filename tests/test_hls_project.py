@@ -155,6 +155,7 @@ def test_pipeline_heldout_windows_and_vivado_style_testbench(tmp_path, hls_cache
             "-std=c++14",
             "-Ifirmware/ap_types",
             "-Ifirmware",
+            '-DWEIGHTS_DIR="firmware/weights"',  # Vivado copies them next to its csim build
             "qlstm_test.cpp",
             "firmware/qlstm.cpp",
             "-o",
