@@ -245,7 +245,7 @@ def _random_precision_model(data) -> tuple[ModelDescription, dict[str, np.ndarra
     return desc, w, float(2 ** (integer - 1))
 
 
-@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_bit_exact_on_random_precisions(data):
     desc, w, scale = _random_precision_model(data)
