@@ -14,7 +14,7 @@ from qlstm.train import backend
 from qlstm.train.config import load_config
 from qlstm.train.dataset import WindowSet, prepare
 from qlstm.train.model import Predictor, from_weights, predict_array, to_weights
-from qlstm.train.trainer import fit, train_run
+from qlstm.train.trainer import fit, lstsq_head, train_run
 
 from qlstm import description
 from qlstm.cli import main
@@ -130,7 +130,11 @@ def test_loss_decreases_on_a_tiny_set():
     torch.manual_seed(0)
     cfg = load_config(
         None,
-        {"history": 6, "model": {"layers": [6]}, "training": {"epochs": 6, "lr": 0.01, "batch_size": 32}},
+        {
+            "history": 6,
+            "model": {"layers": [6]},
+            "training": {"epochs": 6, "lr": 0.01, "batch_size": 32, "head_init": "random"},
+        },
     )
     train, val = _tiny_windows()
     res = fit(Predictor(cfg.architecture()), train, val, cfg.training)
@@ -451,3 +455,27 @@ def test_training_standardisation_folds_exactly_into_the_saved_weights(arch):
     )
     plain = Predictor(arch)
     assert not plain.standardised and to_weights(plain)["rnn0.weight_ih"].dtype == np.float64
+
+
+def test_lstsq_head_is_the_least_squares_readout():
+    """lstsq_head reaches the least-squares optimum of the head (checked against a float64 fit
+    of the same features), and training starts from it as epoch 0."""
+    torch.manual_seed(0)
+    arch = Architecture(1, 6, 2, (RecurrentLayer("lstm", 5),))
+    train, val = _tiny_windows()
+    train = WindowSet(train.x, np.concatenate([train.y, train.y**2], axis=1), 1)
+    model = Predictor(arch)
+    random_head = float(np.mean((predict_array(model, train.x) - train.y) ** 2))
+    mse = lstsq_head(model, train)
+    with torch.no_grad():
+        h, _ = model.double().rnns[0](torch.from_numpy(train.x).double())
+    a = np.c_[h[:, -1, :].numpy(), np.ones(len(train))]
+    coef, *_ = np.linalg.lstsq(a, train.y.astype(np.float64), rcond=None)
+    optimum = float(np.mean((a @ coef - train.y) ** 2))
+    ours = float(np.mean((predict_array(model, train.x) - train.y) ** 2))
+    assert optimum <= ours <= optimum * (1 + 1e-3) and ours < 0.1 * random_head
+    assert abs(mse - ours) <= 1e-3 * ours
+    cfg = load_config(None, {"history": 6, "horizon": 2, "model": {"layers": [5]}, "training": {"epochs": 1}})
+    val = WindowSet(val.x, np.concatenate([val.y, val.y**2], axis=1), 1)
+    res = fit(Predictor(arch), train, val, cfg.training)
+    assert res.history[0]["epoch"] == 0 and res.history[0]["lr"] == 0.0

@@ -67,10 +67,50 @@ def _evaluate(model: Predictor, w: WindowSet, batch_size: int = 4096) -> float:
     return total / (len(w) * w.y.shape[1])
 
 
+def lstsq_head(
+    model: Predictor, train: WindowSet, max_rows: int = 100_000, seed: int = 0, ridge: float = 0.0
+) -> float:
+    """Set the head to the least-squares readout of the targets from the last layer's final
+    hidden states (centred features, float64), on at most ``max_rows`` training windows;
+    returns the fit's MSE on those windows (normalised units)."""
+    n = len(train)
+    rows = (
+        np.arange(n)
+        if n <= max_rows
+        else np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
+    )
+    model.eval()
+    feats = []
+    with torch.no_grad():
+        for s in range(0, rows.size, 8192):
+            h = torch.from_numpy(train.x[rows[s : s + 8192]])
+            h = (h - model.in_shift) * model.in_scale if model.standardised else h
+            for rnn in model.rnns:
+                h, _ = rnn(h)
+            feats.append(h[:, -1, :].double().numpy())
+    f = np.concatenate(feats)
+    y = (train.y[rows].astype(np.float64) - model.out_shift) / model.out_scale
+    fm, ym = f.mean(axis=0), y.mean(axis=0)
+    fc = f - fm
+    if ridge > 0:  # ridge relative to the mean feature variance: keeps the head weights moderate
+        g = fc.T @ fc
+        w = np.linalg.solve(g + ridge * np.trace(g) / len(g) * np.eye(len(g)), fc.T @ (y - ym))
+    else:
+        w, *_ = np.linalg.lstsq(fc, y - ym, rcond=None)  # (H, k)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.from_numpy(w.T.copy()))
+        model.head.bias.copy_(torch.from_numpy(ym - fm @ w))
+    resid = fc @ w - (y - ym)
+    return float(np.mean(resid**2)) * model.out_scale**2
+
+
 def fit(
     model: Predictor, train: WindowSet, val: WindowSet, t: TrainingConfig, progress: bool = False
 ) -> FitResult:
-    """Adam + schedule + early stopping on ``val``; returns the best model found."""
+    """Adam + schedule + early stopping on ``val``; returns the best model found.
+
+    With ``head_init: lstsq`` the head starts as the least-squares readout; that starting point
+    is epoch 0 of the history and competes for "best" like every epoch."""
     from tqdm import tqdm
 
     if len(train) == 0 or len(val) == 0:
@@ -92,8 +132,13 @@ def fit(
     loss_fn = nn.MSELoss()
     history: list[dict[str, float]] = []
     best, best_state, best_epoch, bad = math.inf, copy.deepcopy(model.state_dict()), 0, 0
-    stopped_early = False
     start = time.perf_counter()
+    if t.head_init == "lstsq":
+        fit_mse = lstsq_head(model, train, seed=t.seed, ridge=t.head_ridge)
+        best, best_state = _evaluate(model, val), copy.deepcopy(model.state_dict())
+        history.append({"epoch": 0, "train_mse": fit_mse, "val_mse": best, "lr": 0.0})
+        log.info("epoch 0 (least-squares head): validation MSE %.3g", best)
+    stopped_early = False
     bar = tqdm(total=total, disable=not progress, unit="batch", desc="train", dynamic_ncols=True, leave=False)
     try:
         for epoch in range(1, t.epochs + 1):
@@ -235,7 +280,7 @@ def train_run(
     torch.use_deterministic_algorithms(True)
     try:
         torch.manual_seed(cfg.training.seed)
-        model = Predictor(arch, **standardisation(prep.train) if cfg.training.standardise else {})
+        model = Predictor(arch, **standardisation(prep.train, cfg.training.standardise))
         result = fit(model, prep.train, prep.val, cfg.training, progress=progress)
     finally:
         torch.use_deterministic_algorithms(prev_det)
@@ -265,14 +310,19 @@ def train_run(
     return metrics
 
 
-def standardisation(train: WindowSet) -> dict[str, Any]:
-    """Mean and 1/std of the training inputs (per channel) and targets, for :class:`Predictor`."""
+def standardisation(train: WindowSet, mode: str) -> dict[str, Any]:
+    """Mean and 1/std of the training inputs (per channel) and, for ``both``, of the targets."""
+    if mode == "none":
+        return {}
     x = train.x.reshape(-1, train.x.shape[2]).astype(np.float64)
     y = train.y.astype(np.float64)
     sx, sy = x.std(axis=0), float(y.std())
     if np.any(sx == 0) or sy == 0:  # a constant channel: nothing to standardise
         return {}
-    return {"in_shift": x.mean(axis=0), "in_scale": 1.0 / sx, "out_shift": float(y.mean()), "out_scale": sy}
+    out = {"in_shift": x.mean(axis=0), "in_scale": 1.0 / sx}
+    if mode == "both":
+        out |= {"out_shift": float(y.mean()), "out_scale": sy}
+    return out
 
 
 def evaluate(
@@ -301,7 +351,7 @@ def evaluate(
         },
         "n_parameters": arch.n_parameters(),
         "training": {
-            "epochs_run": len(result.history),
+            "epochs_run": sum(h["epoch"] > 0 for h in result.history),
             "best_epoch": result.best_epoch,
             "best_val_mse": min(h["val_mse"] for h in result.history),
             "stopped_early": result.stopped_early,
