@@ -131,7 +131,14 @@ def quantize_model(
     float_net = QuantNet(arch, weights)
     prof = float_net.profile(win.train[0])
     q = apply_type_overrides(choose_types(arch, prof, cfg, cfg.method), types or {})
-    extra: dict[str, Any] = {"profile_max_abs": prof.max_abs}
+    points = q.points()
+    extra: dict[str, Any] = {
+        "profile_max_abs": prof.max_abs,
+        # points whose profiled range the chosen type cannot hold (they saturate or wrap)
+        "points_out_of_range": sorted(
+            k for k, v in prof.max_abs.items() if k in points and v > points[k].max_value
+        ),
+    }
     if cfg.method == "qat":
         from qlstm.quantize.qat import fine_tune
 
