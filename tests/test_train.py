@@ -475,7 +475,15 @@ def test_lstsq_head_is_the_least_squares_readout():
     ours = float(np.mean((predict_array(model, train.x) - train.y) ** 2))
     assert optimum <= ours <= optimum * (1 + 1e-3) and ours < 0.1 * random_head
     assert abs(mse - ours) <= 1e-3 * ours
-    cfg = load_config(None, {"history": 6, "horizon": 2, "model": {"layers": [5]}, "training": {"epochs": 1}})
+    cfg = load_config(
+        None,
+        {
+            "history": 6,
+            "horizon": 2,
+            "model": {"layers": [5]},
+            "training": {"epochs": 1, "head_init": "lstsq"},
+        },
+    )
     val = WindowSet(val.x, np.concatenate([val.y, val.y**2], axis=1), 1)
     res = fit(Predictor(arch), train, val, cfg.training)
     assert res.history[0]["epoch"] == 0 and res.history[0]["lr"] == 0.0
