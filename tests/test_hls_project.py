@@ -138,12 +138,16 @@ def test_pipeline_heldout_windows_and_vivado_style_testbench(tmp_path, hls_cache
     run, qrun, prj = tmp_path / "run", tmp_path / "qrun", tmp_path / "prj"
     assert main(["train", "--config", str(cfg), "--out", str(run), "--no-progress", "--threads", "1"]) == 0
     assert main(["quantize", str(run), "--out", str(qrun), "--bits", "16", "--no-progress"]) == 0
-    assert _hls(qrun, "--target", "zynq7045", "--out", prj, "--csim", "--tb-count", 30) == 0
+    assert (
+        _hls(qrun, "--target", "zynq7045", "--out", prj, "--csim", "--csim-windows", 100, "--tb-count", 30)
+        == 0
+    )
     meta = json.loads((prj / METADATA).read_text())
     assert meta["testbench"]["source"].startswith("test split of")
     c = meta["csim"]
-    assert c["windows"] > 30 and c["rmse"] > 0
-    # the C simulation agrees with the quantised model's own evaluation on the same windows
+    assert c["windows"] == 100 < c["of_windows"] and c["rmse"] > 0
+    assert np.load(prj / "csim_predictions.npy").shape == (100, 2)
+    # the criterion: C-sim RMSE within 5 % of the quantised model's, on the same windows
     assert abs(c["rmse_ratio_to_quantised"] - 1.0) < 0.05
     x = np.loadtxt(prj / TB_INPUTS, ndmin=2)
     assert x.shape == (30, 6)
@@ -205,6 +209,7 @@ def small_run(tmp_path):
         (["--reuse", "3"], "reuse factor 3 does not fit .* valid values for this model: 1, 2, 4$"),
         (["--reuse", "0"], "reuse factor must be an integer >= 1"),
         (["--tb-count", "0"], "--tb-count must be an integer >= 1"),
+        (["--csim", "--csim-windows", "0"], "--csim-windows must be an integer >= 1"),
     ],
     ids=[
         "unknown-target",
@@ -218,6 +223,7 @@ def small_run(tmp_path):
         "reuse-invalid",
         "reuse-zero",
         "tb-count-zero",
+        "csim-windows-zero",
     ],
 )
 def test_bad_options_one_line_no_output(small_run, tmp_path, monkeypatch, capsys, args, message):
@@ -295,6 +301,7 @@ def test_help_documents_every_option(capsys):
         "--tb-inputs",
         "--tb-count",
         "--csim",
+        "--csim-windows",
         "--overwrite",
         "--static",
     ):
