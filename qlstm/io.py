@@ -18,10 +18,21 @@ from pathlib import Path
 from qlstm.errors import QlstmError
 
 
+def _umask() -> int:
+    """The process umask (there is no way to read it without setting it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp/mkdtemp create 0600/0700 entries; finished outputs get the usual umask-derived modes.
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -47,6 +58,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -71,6 +83,7 @@ def staged_dir(final: Path, overwrite: bool = False) -> Iterator[Path]:
         )
     final.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.staging.", dir=final.parent))
+    os.chmod(stage, 0o777 & ~_umask())
     try:
         yield stage
         if final.exists():

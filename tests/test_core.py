@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -185,6 +187,21 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
         np.save(tmp, np.ones(3))
     np.testing.assert_array_equal(np.load(target), np.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["out.npy"]
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        with atomic_path(tmp_path / "b.npy") as tmp:
+            np.save(tmp, np.zeros(1))
+        with staged_dir(tmp_path / "run") as stage:
+            atomic_write_text(stage / "c.txt", "y")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b.npy").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == 0o755
 
 
 def test_staged_dir(tmp_path):
