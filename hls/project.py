@@ -1,7 +1,8 @@
 """A complete hls4ml project for a Vivado/Vitis user: ``qlstm hls QRUN_DIR --out PRJ_DIR``.
 
 The folder holds what hls4ml writes (``build_prj.tcl`` + ``project.tcl`` with the part and the
-clock, ``firmware/`` with the weights compiled into headers, the test bench) plus:
+clock, ``firmware/`` with the weights in headers for synthesis and in ``.txt`` files for the C
+simulation, the test bench) plus:
 
 * ``tb_data/tb_input_features.dat`` - real held-out windows (the run's test split, or the
   user's ``--tb-inputs``), already on the input type's grid and exact in float32, because
@@ -10,7 +11,8 @@ clock, ``firmware/`` with the weights compiled into headers, the test bench) plu
   ``csim_design`` and ``cosim_design`` run unchanged and their logs can be diffed exactly;
 * ``qlstm_hls.json`` - target (part, clock, device resources), options, the type of every
   quantisation point, and where the numbers came from;
-* with ``--csim``: ``csim_predictions.npy`` on all held-out windows and their RMSE.
+* with ``--csim``: ``csim_predictions.npy`` on up to ``--csim-windows`` held-out windows, their
+  RMSE and the quantised model's on the same windows.
 
 The C simulation itself is compiled once per model and options in the content-hash cache
 (:mod:`qlstm.hls.csim`); the project's ``firmware/`` sources are checked to be identical to the

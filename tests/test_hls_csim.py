@@ -339,3 +339,15 @@ def test_incomplete_or_corrupt_cache_entries_are_not_used(tmp_path):
     assert csim_mod._cached_library(entry) == lib
     (entry / csim_mod.MANIFEST).write_text(json.dumps({**manifest, "format": "qlstm-csim/0"}))
     assert csim_mod._cached_library(entry) is None  # older format
+
+
+@pytest.mark.slow
+def test_non_static_recurrent_kernels_compile_and_agree(csim_cache):
+    """hls4ml's non-static nnet::lstm does not compile with mixed types unpatched (issue #1166);
+    patched, it computes exactly what the static kernels compute."""
+    desc, w = random_model(("lstm", "gru"), (5, 4), history=5, horizon=2, bits=12, seed=2)
+    x = random_windows(desc, 50, seed=3)
+    static = build_csim(desc, w)
+    dynamic = build_csim(desc, w, static=False)
+    assert "use_static = false" in (dynamic.project_dir / "firmware" / "parameters.h").read_text()
+    np.testing.assert_array_equal(dynamic.predict(x), static.predict(x))
