@@ -37,8 +37,8 @@ COMPACT_TRAIN: dict[str, Any] = {
     "history": 16,
     "horizon": 4,
     "model": {"cell": "lstm", "layers": [32]},
-    "training": {"epochs": 20, "batch_size": 64, "lr": 0.003, "patience": 20},
-    "data": {"max_train_windows": 60000, "max_eval_windows": 10000},
+    "training": {"epochs": 15, "batch_size": 64, "lr": 0.003, "patience": 15, "head_init": "random"},
+    "data": {"max_train_windows": 40000, "max_eval_windows": 10000},
 }
 
 

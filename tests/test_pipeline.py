@@ -17,7 +17,7 @@ TINY = {
         "history": 4,
         "horizon": 2,
         "model": {"layers": [4]},
-        "training": {"epochs": 1},
+        "training": {"epochs": 1, "head_init": "random"},
         "data": {"max_train_windows": 1000, "max_eval_windows": 300},
     },
     "quantize": {"bits": 8, "methods": ["ptq"], "deploy": "ptq"},
@@ -99,3 +99,26 @@ def test_steps_resume_and_rerun_on_change(tmp_path):
     pipeline.execute(changed, root, start="train", stop="quantize", echo=log.append)
     assert [m.split()[1] for m in log if m.endswith("...")] == ["train", "quantize"]
     assert "reused" in log[0]
+
+
+@pytest.mark.slow
+def test_run_end_to_end_tiny(tmp_path, capsys):
+    """The whole chain on a tiny config through the CLI: report written, firmware_sim bit-exact
+    against the C simulation, headline figures printed from the report's summary."""
+    import yaml
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "quantize": {"bits": 8, "methods": ["ptq"], "deploy": "ptq"}}))
+    root = tmp_path / "r"
+    assert main(["run", "--config", str(cfg), "--out", str(root)]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((root / "report" / "summary.json").read_text())
+    assert summary["bit_exact"]["available"] and summary["bit_exact"]["bit_exact"]
+    assert summary["bit_exact"]["windows"] == 40
+    assert (root / "report" / "report.html").stat().st_size > 10_000
+    assert (root / "export" / "model.qonnx.onnx").is_file()
+    assert f"report: {root / 'report' / 'report.md'}" in out and "BIT-EXACT" in out
+    check = json.loads((root / "firmware" / "firmware_check.json").read_text())
+    assert check == summary["bit_exact"]
+    assert main(["run", "--config", str(cfg), "--out", str(root)]) == 0  # everything up to date
+    assert capsys.readouterr().out.count("up to date") == len(pipeline.STEP_NAMES)
