@@ -133,8 +133,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"test events, {t['windows']} windows, normalised units:")
     print(table(t))
     ru = m["raw_units"]
+    unit = f" {ru['unit']}^2" if ru["unit"] not in ("", "1") else ""
     print(
-        f"test MSE {t['model']['mse']:.3g} (normalised), {ru['model_mse']:.3g} {ru['unit']}^2 ({ru['channel']})"
+        f"test MSE {t['model']['mse']:.3g} (normalised), {ru['model_mse']:.3g}{unit} in {ru['channel']}'s own units"
     )
     print(m["verdict"])
     print(f"wrote {args.out}")
