@@ -44,11 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--clock-ns",
         type=float,
+        metavar="NS",
         help="clock period in ns (default: the target's; 5.0 for --part)",
     )
     p.add_argument(
         "--reuse",
         type=int,
+        metavar="R",
         default=1,
         help="reuse factor of every layer (default 1); invalid values list the valid ones",
     )
@@ -70,18 +72,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=True,
         help="one recurrent cell instance reused over time steps (hls4ml's static; default on)",
     )
-    p.add_argument("--out", type=Path, help="project folder to create (default QRUN_DIR/hls_<target>)")
+    p.add_argument(
+        "--out", type=Path, metavar="PRJ_DIR", help="project folder to create (default QRUN_DIR/hls_<target>)"
+    )
     p.add_argument(
         "--tb-inputs",
         type=Path,
         metavar="X.npy",
         help="test-bench windows (N, L, C) in the normalised space (default: the run's held-out test split)",
     )
-    p.add_argument("--tb-count", type=int, default=100, help="number of test-bench windows (default 100)")
+    p.add_argument(
+        "--tb-count", type=int, default=100, metavar="N", help="number of test-bench windows (default 100)"
+    )
     p.add_argument(
         "--csim",
         action="store_true",
-        help="also run the C simulation on every held-out window: csim_predictions.npy and its RMSE",
+        help="also run the C simulation on held-out windows (see --csim-windows): csim_predictions.npy, "
+        "its RMSE and the quantised model's on the same windows",
     )
     p.add_argument(
         "--csim-windows",
