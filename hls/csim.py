@@ -109,15 +109,17 @@ def cache_key(desc: ModelDescription, weights: dict[str, np.ndarray], opts: HlsO
 
 
 # ====================================================================== compiling
+_GCC_ERROR_RE = re.compile(r":\d+(?::\d+)?: (?:fatal )?error: ")
 _ERROR_RE = re.compile(r"\berror\b", re.IGNORECASE)
 
 
 def first_compiler_error(output: str) -> str:
-    """The first line of compiler output that reports an error (or the last line as a fallback)."""
+    """g++'s first ``file:line:col: error:`` line; else the first line naming an error; else the last."""
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-    for ln in lines:
-        if _ERROR_RE.search(ln):
-            return ln
+    for pattern in (_GCC_ERROR_RE, _ERROR_RE):
+        for ln in lines:
+            if pattern.search(ln):
+                return ln
     return lines[-1] if lines else "no output"
 
 

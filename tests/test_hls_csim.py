@@ -351,3 +351,20 @@ def test_non_static_recurrent_kernels_compile_and_agree(csim_cache):
     dynamic = build_csim(desc, w, static=False)
     assert "use_static = false" in (dynamic.project_dir / "firmware" / "parameters.h").read_text()
     np.testing.assert_array_equal(dynamic.predict(x), static.predict(x))
+
+
+def test_first_compiler_error_skips_context_lines():
+    out = (
+        "In file included from firmware/qlstm.cpp:4:\n"
+        "firmware/parameters.h: In instantiation of 'void f() [with error_t = int]':\n"
+        "firmware/qlstm.cpp:12:5: warning: unused variable 'x' [-Wunused-variable]\n"
+        "firmware/qlstm.cpp:33:5: error: 'this_is_not_cpp' was not declared in this scope\n"
+        "firmware/qlstm.cpp:34:5: error: expected ';' before '}' token\n"
+    )
+    assert csim_mod.first_compiler_error(out) == (
+        "firmware/qlstm.cpp:33:5: error: 'this_is_not_cpp' was not declared in this scope"
+    )
+    assert csim_mod.first_compiler_error("ld: cannot find -lfoo\ncollect2: error: ld returned 1") == (
+        "collect2: error: ld returned 1"
+    )
+    assert csim_mod.first_compiler_error("") == "no output"
