@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qlstm.quantize.model import QuantNet, predict_array
+from qlstm.quantize.model import Profile, QuantNet, predict_array
 from qlstm.quantize.policy import QuantizeConfig, choose_types
 
 from qlstm import description
@@ -126,10 +126,11 @@ def quantize_model(
     cfg: QuantizeConfig,
     types: dict[str, str] | None = None,
     progress: bool = False,
+    prof: Profile | None = None,
 ) -> tuple[Quantisation, dict[str, np.ndarray], dict[str, Any]]:
-    """PTQ (and QAT if ``cfg.method == 'qat'``): the types, on-grid weights and metrics."""
-    float_net = QuantNet(arch, weights)
-    prof = float_net.profile(win.train[0])
+    """PTQ (and QAT if ``cfg.method == 'qat'``): the types, on-grid weights and metrics.
+    ``prof``: the float model's ranges on ``win.train`` if already profiled."""
+    prof = prof if prof is not None else QuantNet(arch, weights).profile(win.train[0])
     q = apply_type_overrides(choose_types(arch, prof, cfg, cfg.method), types or {})
     points = q.points()
     extra: dict[str, Any] = {
@@ -157,6 +158,7 @@ def evaluate(
     q: Quantisation,
     win: Windows,
     cfg: QuantizeConfig,
+    float_m: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Test metrics of the float and the quantised model, and the agreement of this module's
     firmware forward with the firmware_sim simulator on the first ``cfg.agreement_windows``."""
@@ -167,7 +169,8 @@ def evaluate(
     ours = QuantNet(arch, qweights, q)
     fw = Firmware(desc.with_quantisation(q), qweights)
     pred = predict_array(ours, x) if cfg.eval_backend == "quant" else fw.predict(x)
-    float_m = rmse_metrics(predict_array(QuantNet(arch, weights), x), y)
+    if float_m is None:
+        float_m = rmse_metrics(predict_array(QuantNet(arch, weights), x), y)
     quant_m = rmse_metrics(pred, y)
     out: dict[str, Any] = {
         "test": quant_m,
@@ -278,15 +281,17 @@ def sweep(
     _refuse_existing(out, overwrite)
     win = win if win is not None else run_windows(run_dir, desc)
     arch = desc.architecture
-    float_rmse = rmse_metrics(predict_array(QuantNet(arch, weights), win.test[0]), win.test[1])["rmse"]
+    float_m = rmse_metrics(predict_array(QuantNet(arch, weights), win.test[0]), win.test[1])
+    float_rmse = float_m["rmse"]
+    prof = QuantNet(arch, weights).profile(win.train[0])  # the same for every width
     rows = []
     with staged_dir(out, overwrite=overwrite) as stage:
         for w in widths:
             row: dict[str, Any] = {"bits": w, "float_rmse": float_rmse}
             for method in methods:
                 c = replace(cfg, bits=w, method=method)
-                q, qweights, extra = quantize_model(arch, weights, win, c, None, progress)
-                metrics = {**evaluate(desc, weights, qweights, q, win, c), **extra}
+                q, qweights, extra = quantize_model(arch, weights, win, c, None, progress, prof)
+                metrics = {**evaluate(desc, weights, qweights, q, win, c, float_m), **extra}
                 write_run(stage / f"{method}_{w}", run_dir, desc, q, qweights, metrics, c, {})
                 row[f"{method}_rmse"] = metrics["test"]["rmse"]
                 log.info(
