@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     import tracemalloc
 
     import numpy as np
+
     from qlstm.firmware_sim.examples import random_model, uniform_quantisation
     from qlstm.firmware_sim.simulate import Firmware
-
     from qlstm.fixedpoint import FixedType
 
     n = args.windows
@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bit-exact on {n_cs} windows: {'yes' if exact else f'NO, {mism} mismatching outputs'}")
 
     import torch
+
     from qlstm.train.model import from_weights, predict_array
 
     torch.set_num_threads(args.threads)

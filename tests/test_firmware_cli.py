@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
-from qlstm.firmware_sim import backend
-from qlstm.firmware_sim.examples import random_model, uniform_quantisation
-from qlstm.firmware_sim.simulate import Firmware
 
 from qlstm.cli import main
 from qlstm.description import save
 from qlstm.errors import QlstmError
+from qlstm.firmware_sim import backend
+from qlstm.firmware_sim.examples import random_model, uniform_quantisation
+from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import FixedType
 
 

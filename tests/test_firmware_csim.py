@@ -18,9 +18,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
-from qlstm.firmware_sim import backend
-from qlstm.firmware_sim.examples import random_model, uniform_quantisation
-from qlstm.firmware_sim.simulate import Firmware
 
 from qlstm.description import (
     Architecture,
@@ -33,6 +30,9 @@ from qlstm.description import (
     TableSpec,
     save,
 )
+from qlstm.firmware_sim import backend
+from qlstm.firmware_sim.examples import random_model, uniform_quantisation
+from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedType
 
 pytestmark = [

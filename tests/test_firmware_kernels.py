@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
+
+from qlstm.description import TableSpec
+from qlstm.errors import QlstmError
 from qlstm.firmware_sim.examples import random_model, uniform_quantisation
 from qlstm.firmware_sim.kernels import Dense, exact_matmul, fast_cast
 from qlstm.firmware_sim.reference import float_trace
 from qlstm.firmware_sim.simulate import Firmware
-
-from qlstm.description import TableSpec
-from qlstm.errors import QlstmError
 from qlstm.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedType, cast
 
 

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
-from qlstm.firmware_sim import tables
-from qlstm.firmware_sim.kernels import Activation
 
 from qlstm.description import TableSpec
 from qlstm.errors import QlstmError
+from qlstm.firmware_sim import tables
+from qlstm.firmware_sim.kernels import Activation
 from qlstm.fixedpoint import FixedType
 
 SPEC = TableSpec(1024, FixedType(18, 8))
