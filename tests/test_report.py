@@ -69,6 +69,7 @@ def runs(tmp_path_factory):
     return {"root": root, "float": float_run, "qat": qat, "ptq": ptq, "sweep": sweep}
 
 
+@pytest.mark.slow  # compiles the hls4ml C simulation for the bit-exactness section
 def test_report_sections_and_figures(runs, tmp_path):
     out = tmp_path / "rep"
     argv = [
@@ -115,6 +116,7 @@ def test_report_sections_and_figures(runs, tmp_path):
         assert (out / "figures" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_html_is_self_contained(runs, tmp_path):
     out = tmp_path / "rep"
     assert main(["report", str(runs["qat"]), "--out", str(out)]) == 0

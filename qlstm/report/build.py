@@ -600,10 +600,12 @@ def write_report(
     firmware_check_file: Path | None = None,
 ) -> Path:
     """Write ``report.md``, ``report.html``, ``figures/`` and ``summary.json`` into ``out``."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:  # refuse before the slow part
+        raise QlstmError(f"{out} already exists and is not empty; choose another folder or pass --overwrite")
     inp = load_inputs(Path(qrun), others, sweep_csv)
     inp.firmware_check_file = firmware_check_file
     blocks, summary = build(inp, DEFAULT_BUDGET_US if budget_us is None else budget_us)
-    out = Path(out)
     with staged_dir(out, overwrite=overwrite) as stage:
         for b in blocks:
             if isinstance(b, Figure):
