@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     import torch
+
     from qlstm.quantize import core
     from qlstm.quantize.policy import QatConfig, QuantizeConfig
 

@@ -64,9 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _settings(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
-    from qlstm.quantize.policy import QuantizeConfig
-
     from qlstm.config import from_mapping, read_yaml
+    from qlstm.quantize.policy import QuantizeConfig
 
     data: dict[str, Any] = {}
     where = "quantize options"

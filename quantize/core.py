@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qlstm.quantize.model import Profile, QuantNet, predict_array
-from qlstm.quantize.policy import QuantizeConfig, choose_types
 
 from qlstm import description
 from qlstm.config import to_mapping
@@ -27,6 +25,8 @@ from qlstm.description import Architecture, DenseQuant, ModelDescription, Quanti
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
 from qlstm.io import atomic_path, atomic_write_bytes, atomic_write_text, staged_dir
+from qlstm.quantize.model import Profile, QuantNet, predict_array
+from qlstm.quantize.policy import QuantizeConfig, choose_types
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +212,7 @@ def write_run(
 ) -> None:
     """Fill ``stage`` (a staging folder) with a complete quantised run folder."""
     import torch
+
     from qlstm.train.model import from_weights
 
     qdesc = desc.with_quantisation(q)

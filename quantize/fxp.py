@@ -25,10 +25,10 @@ import math
 
 import numpy as np
 import torch
-from qlstm.firmware_sim import kernels, tables
 
 from qlstm.description import TableSpec
 from qlstm.errors import QlstmError
+from qlstm.firmware_sim import kernels, tables
 from qlstm.fixedpoint import FixedType
 
 #: Elements of one (rows, n_in, n_out) product block when products must be cast one by one.

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from qlstm.quantize import fxp
 from torch import nn
 
 from qlstm.description import Architecture, DenseQuant, Quantisation, RecurrentQuant
 from qlstm.fixedpoint import FixedType
+from qlstm.quantize import fxp
 
 #: Quantisation points of a recurrent layer and of the head, as named in the description.
 LAYER_ROLES = ("weight", "recurrent_weight", "bias", "recurrent_bias", "accum", "state")

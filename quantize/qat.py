@@ -25,13 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from qlstm.quantize.brevitas_bridge import quantiser
-from qlstm.quantize.model import QuantNet, _key
-from qlstm.quantize.policy import QatConfig
 from torch import nn
 
 from qlstm.description import Architecture, Quantisation
 from qlstm.errors import QlstmError
+from qlstm.quantize.brevitas_bridge import quantiser
+from qlstm.quantize.model import QuantNet, _key
+from qlstm.quantize.policy import QatConfig
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
+from qlstm import description
+from qlstm.description import Architecture, ModelDescription, Normalisation, RecurrentLayer
 from qlstm.firmware_sim import backend as firmware_backend
 from qlstm.quantize import backend as quant_backend
 from qlstm.quantize.model import QuantNet
 from qlstm.quantize.policy import QuantizeConfig, choose_types
-
-from qlstm import description
-from qlstm.description import Architecture, ModelDescription, Normalisation, RecurrentLayer
 
 NORM = Normalisation((0.0,), (1.0,), ("U_res",))
 CASES = [
@@ -63,10 +63,9 @@ def test_trained_run_ptq_and_qat_agree_with_firmware(tmp_path):
     """A trained run through `qlstm quantize` (PTQ and QAT): metrics.json records the agreement."""
     import json
 
+    from qlstm.cli import main
     from qlstm.train.config import load_config
     from qlstm.train.trainer import train_run
-
-    from qlstm.cli import main
 
     (tmp_path / "t.yaml").write_text(
         "history: 5\nhorizon: 2\ndata: {events: 3, hours: 0.2, max_train_windows: 400, max_eval_windows: 300}\n"

@@ -13,12 +13,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from qlstm.firmware_sim import tables
-from qlstm.quantize.model import QuantNet, predict_array
-from qlstm.quantize.policy import QuantizeConfig, choose_types
 
 from qlstm.description import Architecture, RecurrentLayer
+from qlstm.firmware_sim import tables
 from qlstm.fixedpoint import cast
+from qlstm.quantize.model import QuantNet, predict_array
+from qlstm.quantize.policy import QuantizeConfig, choose_types
 
 
 def _dense_ref(xm, xf, wm, wt, bm, bt, acc):
