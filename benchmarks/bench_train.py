@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     import torch
+
     from qlstm.train.config import load_config
     from qlstm.train.metrics import table
     from qlstm.train.trainer import train_run

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qlstm.train import backend
-from qlstm.train.config import load_config
-from qlstm.train.dataset import sine_events
-from qlstm.train.trainer import train_run
 
 from qlstm import predict as P
 from qlstm.cli import main
 from qlstm.errors import QlstmError
+from qlstm.train import backend
+from qlstm.train.config import load_config
+from qlstm.train.dataset import sine_events
+from qlstm.train.trainer import train_run
 
 TINY = {
     "history": 8,

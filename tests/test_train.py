@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from qlstm.train import backend
-from qlstm.train.config import load_config
-from qlstm.train.dataset import WindowSet, prepare
-from qlstm.train.model import Predictor, from_weights, predict_array, to_weights
-from qlstm.train.trainer import fit, lstsq_head, train_run
 
 from qlstm import description
 from qlstm.cli import main
 from qlstm.description import Architecture, RecurrentLayer
 from qlstm.errors import QlstmError
+from qlstm.train import backend
+from qlstm.train.config import load_config
+from qlstm.train.dataset import WindowSet, prepare
+from qlstm.train.model import Predictor, from_weights, predict_array, to_weights
+from qlstm.train.trainer import fit, lstsq_head, train_run
 
 #: a sine run small enough to train in about a second
 TINY = {

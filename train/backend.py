@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from qlstm.train.model import Predictor, from_weights, predict_array, state_dict_to_weights
 
 from qlstm import description
 from qlstm.errors import QlstmError
+from qlstm.train.model import Predictor, from_weights, predict_array, state_dict_to_weights
 
 CHECKPOINT_FILE = "checkpoint.pt"
 

@@ -81,6 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
+
     from qlstm.train.config import load_config
     from qlstm.train.metrics import table
 

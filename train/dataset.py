@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qlstm.train.config import TrainConfig
-from qlstm.train.metrics import LinearAR
 
 from qlstm.config import to_mapping
 from qlstm.data import (
@@ -33,6 +31,8 @@ from qlstm.data import (
 from qlstm.description import Normalisation
 from qlstm.errors import QlstmError
 from qlstm.io import sha256_file
+from qlstm.train.config import TrainConfig
+from qlstm.train.metrics import LinearAR
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qlstm.train.config import TrainConfig, load_config
 
 from qlstm.config import to_mapping
 from qlstm.errors import QlstmError
 from qlstm.io import atomic_path, atomic_write_text
+from qlstm.train.config import TrainConfig, load_config
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ COLUMNS = (
 def _cell(args: tuple[dict[str, Any], str | None, str, bool]) -> dict[str, Any]:
     """Train one cell in a worker process (single-threaded torch: the grid parallelises)."""
     import torch
+
     from qlstm.train.trainer import train_run
 
     cfg_map, data, out, overwrite = args
@@ -113,9 +114,8 @@ def run_grid(
     if data is None and base.data.source == "synthetic":  # generate once, share with every cell
         data = out / "data.npz"
         if not data.is_file():
-            from qlstm.train.dataset import load_source
-
             from qlstm.data import save_events
+            from qlstm.train.dataset import load_source
 
             es, _ = load_source(base, None)
             with atomic_path(data) as tmp:

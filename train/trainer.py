@@ -26,10 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from qlstm.train import metrics as M
-from qlstm.train.config import TrainConfig, TrainingConfig
-from qlstm.train.dataset import Prepared, WindowSet, prepare
-from qlstm.train.model import Predictor, from_weights, predict_array, to_weights
 from torch import nn
 
 from qlstm import description
@@ -37,6 +33,10 @@ from qlstm.config import to_mapping
 from qlstm.description import ModelDescription
 from qlstm.errors import QlstmError
 from qlstm.io import atomic_path, atomic_write_bytes, atomic_write_text, staged_dir
+from qlstm.train import metrics as M
+from qlstm.train.config import TrainConfig, TrainingConfig
+from qlstm.train.dataset import Prepared, WindowSet, prepare
+from qlstm.train.model import Predictor, from_weights, predict_array, to_weights
 
 log = logging.getLogger(__name__)
 
