@@ -45,11 +45,11 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
-from qlstm.hls.targets import Resources, Target
 
 from qlstm.description import GATES, ModelDescription
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
+from qlstm.hls.targets import Resources, Target
 
 Strategy = Literal["latency", "resource"]
 

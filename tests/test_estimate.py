@@ -6,8 +6,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-from qlstm.hls import estimate as est
-from qlstm.hls.targets import TARGETS, Resources, Target
 
 from qlstm.description import (
     Architecture,
@@ -21,6 +19,8 @@ from qlstm.description import (
 )
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
+from qlstm.hls import estimate as est
+from qlstm.hls.targets import TARGETS, Resources, Target
 
 
 def make_desc(

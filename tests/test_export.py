@@ -13,9 +13,6 @@ import json
 import numpy as np
 import onnx
 import pytest
-from qlstm.firmware_sim import backend as firmware
-from qlstm.quantize import backend as quant
-from qlstm.train.model import from_weights, predict_array
 from test_export_reference import ARCHS, description, quantised, random_weights
 
 from qlstm import description as desc_io
@@ -25,6 +22,9 @@ from qlstm.export import backend
 from qlstm.export.api import export, run_session, session
 from qlstm.export.graph import IR_VERSION
 from qlstm.export.lower import lower_quant
+from qlstm.firmware_sim import backend as firmware
+from qlstm.quantize import backend as quant
+from qlstm.train.model import from_weights, predict_array
 
 BITS = (6, 8, 16)
 

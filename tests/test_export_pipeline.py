@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from qlstm.quantize.core import run_windows
 
 from qlstm import description
 from qlstm.cli import main
 from qlstm.predict import get_backend
+from qlstm.quantize.core import run_windows
 
 TINY = """\
 history: 8

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from qlstm.errors import QlstmError
+from qlstm.fixedpoint import FixedType
 from qlstm.hls import csim as csim_mod
 from qlstm.hls.csim import build_csim
 from qlstm.hls.graph import HlsOptions, check_reuse, parse_typedefs, valid_reuse_factors
 from qlstm.hls.testing import random_model, random_windows
 from qlstm.hls.verify import ProjectTypeError, check_project_types
-
-from qlstm.errors import QlstmError
-from qlstm.fixedpoint import FixedType
 
 #: Float-ish models: ap_fixed<32,12> everywhere, 65536-entry tables. The remaining error is the
 #: tables' resolution (sigmoid step 16/65536, slope <= 1/4 -> ~6e-5 per activation) plus

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from qlstm import description
+from qlstm.cli import main
 from qlstm.hls import csim as csim_mod
 from qlstm.hls.csim import build_csim
 from qlstm.hls.project import METADATA, TB_INPUTS, TB_OUTPUTS
 from qlstm.hls.targets import TARGETS
 from qlstm.hls.testing import random_model, random_windows
 from qlstm.hls.verify import check_project_types
-
-from qlstm import description
-from qlstm.cli import main
 
 MODELS = {
     "lstm": (("lstm",), (6,)),
