@@ -28,11 +28,11 @@ from qlstm.data import (
     make_windows,
     split_events,
 )
+from qlstm.data.baselines import LinearAR
 from qlstm.description import Normalisation
 from qlstm.errors import QlstmError
 from qlstm.io import sha256_file
 from qlstm.train.config import TrainConfig
-from qlstm.train.metrics import LinearAR
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def training_windows(es: EventSet, norm: Normalisation, cfg: TrainConfig) -> tup
             raise QlstmError(
                 f"training event {ev.name!r} has {len(ev.t)} samples, fewer than history + horizon = {span}"
             )
-    ar = _ARAccumulator(cfg.history * len(es.channel_names), cfg.horizon)
+    ar = _ARAccumulator(cfg.history, len(es.channel_names), cfg.horizon)
     activity = []
     for i in range(len(es.events)):  # pass 1: AR normal equations and window activity, per event
         w = _event_windows(es, i, norm, cfg, d.stride)
@@ -213,7 +213,9 @@ def training_windows(es: EventSet, norm: Normalisation, cfg: TrainConfig) -> tup
 class _ARAccumulator:
     """Least squares ``y ~ [x_flat, 1] @ W`` from normal equations summed over chunks (float64)."""
 
-    def __init__(self, n_features: int, horizon: int) -> None:
+    def __init__(self, history: int, channels: int, horizon: int) -> None:
+        self.history, self.channels = history, channels
+        n_features = history * channels
         self.ata = np.zeros((n_features + 1, n_features + 1))
         self.aty = np.zeros((n_features + 1, horizon))
         self.n = 0
@@ -229,8 +231,7 @@ class _ARAccumulator:
             self.n += len(a)
 
     def solve(self) -> LinearAR:
-        coef, *_ = np.linalg.lstsq(self.ata, self.aty, rcond=None)
-        return LinearAR(coef)
+        return LinearAR.from_normal_equations(self.ata, self.aty, self.history, self.channels)
 
 
 def prepare(cfg: TrainConfig, data_path: Path | None) -> Prepared:

@@ -10,37 +10,9 @@ to the target channel's physical units.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-
-def persistence(x: np.ndarray, horizon: int, target_channel: int = 0) -> np.ndarray:
-    """(N, L, C) -> (N, k): y[t+j] = y[t]."""
-    last = np.asarray(x[:, -1, target_channel], dtype=np.float64)
-    return np.repeat(last[:, None], horizon, axis=1)
-
-
-@dataclass(frozen=True)
-class LinearAR:
-    """Least-squares linear predictor on the flattened history, with a bias."""
-
-    coef: np.ndarray  # (L*C + 1, k)
-
-    @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray) -> LinearAR:
-        a = _design(x)
-        coef, *_ = np.linalg.lstsq(a, np.asarray(y, dtype=np.float64), rcond=None)
-        return cls(coef)
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return _design(x) @ self.coef
-
-
-def _design(x: np.ndarray) -> np.ndarray:
-    n = x.shape[0]
-    flat = np.asarray(x, dtype=np.float64).reshape(n, -1)
-    return np.concatenate([flat, np.ones((n, 1))], axis=1)
+from qlstm.data.baselines import LinearAR, persistence
 
 
 def errors(pred: np.ndarray, y: np.ndarray) -> dict[str, object]:

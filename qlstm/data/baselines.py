@@ -39,12 +39,19 @@ class LinearAR:
 
     @classmethod
     def fit(cls, w: Windows) -> LinearAR:
+        """Least squares on training windows (all fitted in memory)."""
         n, history, channels = w.x.shape
         if n < history * channels + 1:
             raise QlstmError(
                 f"linear AR: {n} training windows cannot determine {history * channels + 1} coefficients"
             )
         coef, *_ = np.linalg.lstsq(_design(w.x), np.asarray(w.y, dtype=np.float64), rcond=None)
+        return cls(coef, history, channels)
+
+    @classmethod
+    def from_normal_equations(cls, ata: np.ndarray, aty: np.ndarray, history: int, channels: int) -> LinearAR:
+        """Solve ``A^T A W = A^T y`` accumulated batch by batch (for more windows than fit in memory)."""
+        coef, *_ = np.linalg.lstsq(ata, aty, rcond=None)
         return cls(coef, history, channels)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
