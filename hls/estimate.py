@@ -49,6 +49,7 @@ import numpy as np
 from qlstm.description import GATES, ModelDescription
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
+from qlstm.hls.graph import valid_reuse_factor, valid_reuse_factors  # the one hls4ml rule
 from qlstm.hls.targets import Resources, Target
 
 Strategy = Literal["latency", "resource"]
@@ -184,27 +185,6 @@ def _shapes(desc: ModelDescription, weights: dict[str, np.ndarray] | None) -> tu
 
 
 # ----------------------------------------------------------------------------- reuse factors
-def valid_reuse_factor(n_in: int, n_out: int, rf: int) -> bool:
-    """hls4ml's rule (``FPGABackend._validate_reuse_factor``) for one dense product."""
-    multfactor = min(n_in, rf)
-    multiplier_limit = math.ceil(n_in * n_out / multfactor)
-    ok = (multiplier_limit % n_out == 0) or rf >= n_in
-    ok = ok and (rf % n_in == 0 or rf < n_in)
-    return ok and (n_in * n_out) % rf == 0
-
-
-def valid_reuse_factors(desc: ModelDescription) -> list[int]:
-    """Reuse factors valid for every recurrent kernel of the model (the head takes hls4ml's
-    closest valid value, as ``set_closest_reuse_factor`` does)."""
-    arch = desc.architecture
-    dims = []
-    for i, layer in enumerate(arch.layers):
-        g = GATES[layer.cell] * layer.units
-        dims += [(arch.n_in(i), g), (layer.units, g)]
-    top = min(a * b for a, b in dims)
-    return [rf for rf in range(1, top + 1) if all(valid_reuse_factor(a, b, rf) for a, b in dims)]
-
-
 def closest_reuse_factor(n_in: int, n_out: int, rf: int) -> int:
     valid = [r for r in range(1, n_in * n_out + 1) if valid_reuse_factor(n_in, n_out, r)]
     return min(valid, key=lambda r: (abs(r - rf), r))

@@ -85,7 +85,7 @@ class HlsOptions:
 
 
 # ====================================================================== reuse factors
-def _rf_valid(n_in: int, n_out: int, rf: int) -> bool:
+def valid_reuse_factor(n_in: int, n_out: int, rf: int) -> bool:
     """hls4ml's rule (``FPGABackend._validate_reuse_factor``) for a dense product n_in -> n_out."""
     multfactor = min(n_in, rf)
     multiplier_limit = -(-(n_in * n_out) // multfactor)
@@ -110,12 +110,14 @@ def valid_reuse_factors(desc: ModelDescription) -> list[int]:
     """Reuse factors that every product of the network accepts (one ``--reuse`` applies to all)."""
     prods = list(products(desc).values())
     limit = min(n_in * n_out for n_in, n_out in prods)
-    return [rf for rf in range(1, limit + 1) if all(_rf_valid(a, b, rf) for a, b in prods)]
+    return [rf for rf in range(1, limit + 1) if all(valid_reuse_factor(a, b, rf) for a, b in prods)]
 
 
 def check_reuse(desc: ModelDescription, reuse: int) -> None:
     """Refuse a reuse factor hls4ml would silently replace by the "closest" valid one."""
-    bad = [f"{name} ({a}x{b})" for name, (a, b) in products(desc).items() if not _rf_valid(a, b, reuse)]
+    bad = [
+        f"{name} ({a}x{b})" for name, (a, b) in products(desc).items() if not valid_reuse_factor(a, b, reuse)
+    ]
     if bad:
         valid = valid_reuse_factors(desc)
         raise QlstmError(
