@@ -268,11 +268,8 @@ def _overflow(m: np.ndarray, t: FixedType) -> np.ndarray:
     m = np.asarray(m, dtype=np.int64)
     lo, hi = t.min_int, t.max_int
     if t.overflow == "AP_WRAP":
-        span = 1 << t.width
-        wrapped = np.bitwise_and(m, span - 1)
-        if t.signed:
-            wrapped = np.where(wrapped > hi, wrapped - span, wrapped)
-        return wrapped.astype(np.int64)
+        # Keep the low W bits, read back in [lo, hi]: one subtraction, mask and addition.
+        return np.bitwise_and(m - lo, (1 << t.width) - 1) + lo
     if t.overflow == "AP_SAT":
         return np.clip(m, lo, hi)
     if t.overflow == "AP_SAT_SYM":
@@ -293,6 +290,8 @@ def shift_round(m: np.ndarray, shift: int, rounding: str) -> np.ndarray:
     if shift >= 62:
         raise QlstmError(f"shift of {shift} bits exceeds int64 arithmetic")
     floor = np.right_shift(m, shift)  # arithmetic shift == floor division
+    if rounding == "AP_TRN":
+        return floor
     rem = m - np.left_shift(floor, shift)  # in [0, 2**shift)
     half = 1 << (shift - 1)
     return floor + _round_increment(floor, rem > 0, rem == half, rem > half, rounding)

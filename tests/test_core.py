@@ -236,3 +236,33 @@ def test_cli_every_subcommand_has_help(capsys):
             main([command, "--help"])
         assert exc.value.code == 0, command
         assert "usage: qlstm" in capsys.readouterr().out
+
+
+def test_sigterm_removes_staged_output(tmp_path, monkeypatch, capsys):
+    """A terminated command unwinds like Ctrl-C: exit 130 and no staging folder left behind."""
+    import argparse
+    import signal
+
+    import qlstm.cli as cli
+
+    def killed(args):
+        with staged_dir(tmp_path / "run") as stage:
+            atomic_write_text(stage / "half.txt", "x")
+            os.kill(os.getpid(), signal.SIGTERM)
+        return 0  # pragma: no cover - never reached
+
+    def build_parser():
+        p = argparse.ArgumentParser(prog="qlstm")
+        p.add_argument("-v", "--verbose", action="count", default=0)
+        p.set_defaults(func=killed, command="fake")
+        return p
+
+    previous = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(cli, "build_parser", build_parser)
+    monkeypatch.setattr(signal, "getsignal", lambda s: signal.SIG_DFL)
+    try:
+        assert cli.main([]) == 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert list(tmp_path.iterdir()) == []
+    assert "interrupted" in capsys.readouterr().err
