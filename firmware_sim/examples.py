@@ -85,16 +85,6 @@ def random_model(
     rng = np.random.default_rng(seed)
     weights: dict[str, np.ndarray] = {}
     for name, shape in arch.weight_shapes().items():
-        if name.startswith("head."):
-            t = q.dense.weight if name.endswith("weight") else q.dense.bias
-        else:
-            lq = q.layers[int(name[3 : name.index(".")])]
-            key = name.split(".", 1)[1]
-            t = {
-                "weight_ih": lq.weight,
-                "weight_hh": lq.recurrent_weight,
-                "bias_ih": lq.bias,
-                "bias_hh": lq.recurrent_bias,
-            }[key]
+        t = q.weight_type(name)
         weights[name] = t.quantize(rng.uniform(-weight_range, weight_range, size=shape))
     return desc, weights

@@ -96,23 +96,8 @@ def random_model(
     for name, shape in arch.weight_shapes().items():
         fan_in = shape[1] if len(shape) == 2 else 1
         raw = rng.normal(size=shape) * scale * (2.0 / np.sqrt(fan_in) if len(shape) == 2 else 0.5)
-        weights[name] = _type_of(q, name).quantize(raw)
+        weights[name] = q.weight_type(name).quantize(raw)
     return desc, weights
-
-
-def _type_of(q: Quantisation, name: str) -> FixedType:
-    if name == "head.weight":
-        return q.dense.weight
-    if name == "head.bias":
-        return q.dense.bias
-    layer, key = name.split(".")
-    lq = q.layers[int(layer[3:])]
-    return {
-        "weight_ih": lq.weight,
-        "weight_hh": lq.recurrent_weight,
-        "bias_ih": lq.bias,
-        "bias_hh": lq.recurrent_bias,
-    }[key]
 
 
 def random_windows(desc: ModelDescription, n: int, seed: int = 1) -> np.ndarray:

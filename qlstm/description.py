@@ -231,6 +231,19 @@ class Quantisation:
             out[f"head.{name}"] = getattr(self.dense, name)
         return out
 
+    def weight_type(self, name: str) -> FixedType:
+        """The type of weight array ``name`` (a key of ``Architecture.weight_shapes()``)."""
+        if name in ("head.weight", "head.bias"):
+            return getattr(self.dense, name.split(".")[1])
+        layer, key = name.split(".")
+        lq = self.layers[int(layer.removeprefix("rnn"))]
+        return {
+            "weight_ih": lq.weight,
+            "weight_hh": lq.recurrent_weight,
+            "bias_ih": lq.bias,
+            "bias_hh": lq.recurrent_bias,
+        }[key]
+
     def to_dict(self) -> dict[str, Any]:
         return _types_to_json(asdict(self))
 
@@ -376,17 +389,8 @@ def check_weights(desc: ModelDescription, weights: dict[str, np.ndarray], where:
     q = desc.quantisation
     if q is None:
         return
-    for i in range(len(desc.architecture.layers)):
-        lq = q.layers[i]
-        for key, t in (
-            ("weight_ih", lq.weight),
-            ("weight_hh", lq.recurrent_weight),
-            ("bias_ih", lq.bias),
-            ("bias_hh", lq.recurrent_bias),
-        ):
-            _check_on_grid(weights[f"rnn{i}.{key}"], t, f"{where}: rnn{i}.{key}")
-    _check_on_grid(weights["head.weight"], q.dense.weight, f"{where}: head.weight")
-    _check_on_grid(weights["head.bias"], q.dense.bias, f"{where}: head.bias")
+    for name in expected:
+        _check_on_grid(weights[name], q.weight_type(name), f"{where}: {name}")
 
 
 def _check_on_grid(a: np.ndarray, t: FixedType, where: str) -> None:

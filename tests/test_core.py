@@ -266,3 +266,16 @@ def test_sigterm_removes_staged_output(tmp_path, monkeypatch, capsys):
         signal.signal(signal.SIGTERM, previous)
     assert list(tmp_path.iterdir()) == []
     assert "interrupted" in capsys.readouterr().err
+
+
+def test_weight_type_names_every_weight_array():
+    q = _quant(2, FixedType(8, 3))
+    q = D.Quantisation(
+        q.input, q.layers, D.DenseQuant(FixedType(9, 2), FixedType(10, 2), q.dense.accum, q.dense.result)
+    )
+    arch = _arch(("lstm", "gru"), (8, 4))
+    assert {n: q.weight_type(n).width for n in arch.weight_shapes()} == {
+        **{f"rnn{i}.{k}": 8 for i in range(2) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")},
+        "head.weight": 9,
+        "head.bias": 10,
+    }
