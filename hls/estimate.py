@@ -34,8 +34,13 @@ Resource model: a product maps to DSPs unless both operands are at most
 LUT per bit, LUT multipliers ``~a*b/2`` LUTs, reuse multiplexers one LUT per 3 extra inputs per
 bit; activation tables are ROMs (one dual-port copy per two parallel lookups), in BRAM when
 ``size * width >= BRAM_MIN_BITS`` else in LUTs; flip-flops hold the live values at each cycle
-boundary. LUT/FF/BRAM figures are NOT calibrated (no published per-resource LSTM numbers were
-available to us); DSP counts follow directly from the multiplier counts.
+boundary. At R = 1 with the latency strategy the weights are constants and part of the products
+leave the DSPs for LUTs (``CONST_WEIGHT_DSP_FRACTION``).
+
+Calibration (``CALIBRATION``, ``calibration_rows``): four published Vivado HLS builds of hls4ml
+LSTM/GRU layers with their exact configurations. Latency constants were set before these were
+found (on the second-hand Khoda et al. band), so the latency rows are held out; the resource
+constants name the points they were set on. Errors per point: docs/estimator.md.
 """
 
 from __future__ import annotations
@@ -66,7 +71,18 @@ MAX_UNROLLED_MULTS = 4096
 BRAM_MIN_BITS = 16 * 1024
 BRAM18_BITS = 18 * 1024
 #: Weight memories of the resource strategy at least this deep go to BRAM, shallower to LUT RAM.
-BRAM_MIN_DEPTH = 128
+#: The calibration builds put depth-20 and depth-30 memories in BRAM, packed 36 bits wide per
+#: BRAM18 (docs/estimator.md); shallower ones were not observed.
+BRAM_MIN_DEPTH = 20
+BRAM18_WIDTH = 36
+#: Fully parallel (R = 1) latency strategy: each product has a constant weight and Vivado HLS
+#: builds part of them from LUTs (shift-add) instead of a DSP. Fraction left on DSPs and LUTs per
+#: product moved to fabric, both set on the LSTM(20) calibration point (held out: GRU(20)).
+CONST_WEIGHT_DSP_FRACTION = 0.69
+CONST_MULT_LUT = 45
+#: LUTs per bit of input per activation-table lookup (index arithmetic, clamp, read-port
+#: multiplexing): 127-134 LUT per 16-bit lookup in the GRU(120) build's instance breakdown.
+LOOKUP_LUT_PER_BIT = 8
 #: Calibrated structural constants (docs/estimator.md): output register of each pipelined
 #: sub-function, and the per-iteration overhead of the time loop.
 SUBFUNCTION_REGISTER_CYCLES = 1
@@ -120,6 +136,7 @@ class HlsSettings:
 #: hls4ml's default precision, used for every point of a float (unquantised) description.
 DEFAULT_TYPE = FixedType(16, 6)
 DEFAULT_TABLE = (1024, FixedType(18, 8))
+DEFAULT_TABLE_SHAPE = (DEFAULT_TABLE[0], DEFAULT_TABLE[1].width)
 
 
 @dataclass(frozen=True)
@@ -279,14 +296,16 @@ def _lookup_chain(ch: _Chain, w: int, d: Delays, table_bits: int) -> None:
     ch.whole(SUBFUNCTION_REGISTER_CYCLES)
 
 
-def _step(layer: _LayerShape, s: HlsSettings, d: Delays, rf: int) -> _Chain:
-    """The dependency chain of one cell step (the longer of the two dense products first)."""
+def _step(layer: _LayerShape, s: HlsSettings, d: Delays, rf_ih: int, rf_hh: int) -> _Chain:
+    """The dependency chain of one cell step (the longer of the two dense products first).
+    ``rf_ih``/``rf_hh``: reuse factors of the input and recurrent kernels (equal unless hls4ml
+    replaced an invalid one by the closest valid value, as in some calibration builds)."""
     ch = _Chain(s.clock_ns * (1.0 - CLOCK_UNCERTAINTY))
     # the two dense products run in parallel: the one with the longer chain sets the time
     a = _Chain(ch.cycle_ns)
-    _dense_chain(a, layer.n_in, layer.w_in, layer.w_weight, layer.w_accum, rf, s, d)
+    _dense_chain(a, layer.n_in, layer.w_in, layer.w_weight, layer.w_accum, rf_ih, s, d)
     b = _Chain(ch.cycle_ns)
-    _dense_chain(b, layer.units, layer.w_state, layer.w_rweight, layer.w_accum, rf, s, d)
+    _dense_chain(b, layer.units, layer.w_state, layer.w_rweight, layer.w_accum, rf_hh, s, d)
     longest = max(a, b, key=lambda c: c.total())
     ch.cycles, ch.boundaries = longest.cycles, longest.boundaries
     acc, st = layer.w_accum, layer.w_state
@@ -335,6 +354,9 @@ def _dense_usage(
     """Multipliers (hls4ml's ``multiplier_limit``), adders, operand selection and weight storage."""
     n_mult = max(1, math.ceil(n_in * n_out / rf) - zeros // rf)
     u = _mults(n_mult, a, b, d)
+    if rf == 1 and s.strategy == "latency" and u.dsp:  # constant weights: some products leave the DSPs
+        moved = n_mult - math.ceil(n_mult * CONST_WEIGHT_DSP_FRACTION)
+        u = Usage(dsp=u.dsp - moved * _dsp_per_mult(a, b, d), lut=moved * CONST_MULT_LUT)
     adds = max(n_mult, n_out)  # every product is summed once per round
     mux_per_bit = math.ceil((rf - 1) / 3)  # an R:1 multiplexer: one LUT6 per 3 extra inputs per bit
     if rf == 1:  # fully unrolled: constant weights, no selection
@@ -349,31 +371,37 @@ def _dense_usage(
         # and width n_mult * b (BRAM when deep enough, else LUT RAM).
         sel = Usage(lut=math.ceil(n_in / rf) * a * mux_per_bit)
         if rf >= BRAM_MIN_DEPTH:
-            mem = Usage(bram_18k=math.ceil(n_mult * b / 36) * math.ceil(rf / 512))
+            mem = Usage(bram_18k=math.ceil(n_mult * b / BRAM18_WIDTH) * math.ceil(rf / 512))
         else:
             mem = Usage(lut=math.ceil(rf / 64) * n_mult * b)
         extra = sel + mem
-    ff = n_out * w_acc + (0 if _is_dsp(a, b) or rf == 1 else n_mult * (a + b))
+    # operand registers of LUT multipliers, at every R (counting them only for R > 1 made FF
+    # jump at R = 2; FF are under-estimated at R = 1 on the calibration points anyway)
+    ff = n_out * w_acc + (0 if _is_dsp(a, b) else n_mult * (a + b))
     return u + extra + Usage(lut=adds * w_acc, ff=ff)
 
 
 def _table_usage(lookups: int, size: int, w_table: int, w_index: int) -> Usage:
     copies = math.ceil(lookups / 2)  # dual-port ROMs
     bits = size * w_table
-    index = lookups * (w_index + 2)
+    index = lookups * LOOKUP_LUT_PER_BIT * w_index
     if bits >= BRAM_MIN_BITS:
         return Usage(lut=index, bram_18k=copies * math.ceil(bits / BRAM18_BITS))
     return Usage(lut=index + copies * math.ceil(size / 64) * w_table)
 
 
-def _layer_usage(layer: _LayerShape, s: HlsSettings, d: Delays, rf: int, boundaries: int) -> Usage:
+def _layer_usage(
+    layer: _LayerShape, s: HlsSettings, d: Delays, rf_ih: int, rf_hh: int, boundaries: int
+) -> Usage:
     g = GATES[layer.cell] * layer.units
     h, acc, st = layer.units, layer.w_accum, layer.w_state
-    u = _dense_usage(layer.n_in, g, layer.zeros_ih, layer.w_in, layer.w_weight, acc, rf, s, d)
-    u += _dense_usage(layer.units, g, layer.zeros_hh, st, layer.w_rweight, acc, rf, s, d)
+    u = _dense_usage(layer.n_in, g, layer.zeros_ih, layer.w_in, layer.w_weight, acc, rf_ih, s, d)
+    u += _dense_usage(layer.units, g, layer.zeros_hh, st, layer.w_rweight, acc, rf_hh, s, d)
     if layer.cell == "lstm":
         u += _mults(2 * h, acc, st, d) + _mults(h, acc, acc, d)  # c*f, g*i ; o*tanh(c)
-        lookups = 4 * h + h  # sigmoid(i,f,o) + tanh(g), then tanh(c)
+        # sigmoid(i,f,o) + tanh(g); tanh(c) reuses the tanh instance (one per cell in the
+        # LSTM(20) build, whose BRAM count is 3H/2 + H/2 table copies)
+        lookups = 4 * h
     else:
         u += _mults(h, acc, acc, d) + _mults(2 * h, acc, st, d)
         lookups = 2 * h + h
@@ -501,9 +529,9 @@ def estimate(
     total_usage = Usage()
     latency = IO_CYCLES
     for i, layer in enumerate(layers_shape):
-        ch = _step(layer, settings, d, rf)
+        ch = _step(layer, settings, d, rf, rf)
         step = ch.total()
-        usage = _layer_usage(layer, settings, d, rf, ch.boundaries).scaled(instances)
+        usage = _layer_usage(layer, settings, d, rf, rf, ch.boundaries).scaled(instances)
         results.append(LayerEstimate(f"rnn{i}", step, step * arch.history, usage))
         latency += step * arch.history
         total_usage += usage
@@ -593,3 +621,110 @@ def search_budget(
 
 def _unsynthesisable(e: Estimate) -> bool:
     return any("exceed Vivado HLS" in n for n in e.notes)
+
+
+# ----------------------------------------------------------------------------- calibration
+#: Where the published builds below come from: Vivado HLS reports committed with the hls4ml
+#: projects of the University of Washington group (authors of Khoda et al.) in a public
+#: repository. They are first-hand tool output with their exact configuration, not the paper's
+#: tables (which we could not read); they are C-synthesis estimates, not post-route figures.
+UW_REPO = "github.com/uw-acme/HLS4ML_VS_MANUAL"
+
+
+@dataclass(frozen=True)
+class CalibrationPoint:
+    """One published hls4ml synthesis result of a recurrent layer, with its exact configuration.
+
+    ``stack_cycles``: the ``lstm_stack``/``gru_stack`` latency (min, max), i.e. the whole layer
+    over its L steps; ``cell``: the ``*_static`` instance's resources (one cell). ``fitted``
+    names the quantities used to set a constant of this module (the others are held out)."""
+
+    name: str
+    source: str
+    cell: str
+    units: int
+    steps: int
+    features: int
+    width: int  # every type ap_fixed<width, 6> (hls4ml's default precision)
+    part: str
+    family: str
+    clock_ns: float
+    strategy: Strategy
+    rf_ih: int
+    rf_hh: int
+    stack_cycles: tuple[int, int]
+    cell_usage: Usage
+    fitted: tuple[str, ...] = ()
+
+
+# fmt: off
+CALIBRATION: tuple[CalibrationPoint, ...] = (
+    CalibrationPoint(
+        "LSTM(20) top tagging, RF 1, latency",
+        f"{UW_REPO} @2447c23, src/hdl/TopTagging-HLS/model_lstm_hls/hls4ml_prj "
+        "(hls4ml 1.0.0, Vivado HLS 2019.1): syn/report/csynth.xml, lstm_static_*_csynth.xml",
+        "lstm", 20, 20, 6, 16, "xc7vx690t-ffg1761-2", "kintex7", 5.0, "latency", 1, 1,
+        (339, 339), Usage(dsp=1494, lut=73771, ff=44934, bram_18k=40),
+        fitted=("dsp", "lut", "bram_18k"),
+    ),
+    CalibrationPoint(
+        "GRU(20) top tagging, RF 1, latency",
+        f"{UW_REPO} @2447c23, src/hdl/TopTagging-HLS/model_gru_hls/hls4ml_prj "
+        "(hls4ml 1.0.0, Vivado HLS 2019.1): gru_stack_*_csynth.rpt",
+        "gru", 20, 20, 6, 16, "xc7vx690t-ffg1761-2", "kintex7", 5.0, "latency", 1, 1,
+        (339, 339), Usage(dsp=1244, lut=53854, ff=34535, bram_18k=30),
+    ),
+    CalibrationPoint(
+        "GRU(20) top tagging, RF 30 (recurrent 20), resource",
+        f"{UW_REPO} @79a401e, documents/Benchmarks/RNN/toptagging/hls/toptagging_gru_hls4ml_prj "
+        "(hls4ml 1.0.0, Vivado HLS 2019.2): gru_stack_ap_fixed_16_6_*_csynth.rpt, parameters.h",
+        "gru", 20, 20, 6, 16, "xcu250-figd2104-2L-e", "kintexu", 5.0, "resource", 30, 20,
+        (801, 821), Usage(dsp=132, lut=18000, ff=8157, bram_18k=63),
+    ),
+    CalibrationPoint(
+        "GRU(120) flavour tagging, RF 30, resource",
+        f"{UW_REPO} @79a401e, documents/Benchmarks/RNN/ftag/hls/ftag_gru_hls4ml_prj "
+        "(hls4ml 1.0.0, Vivado HLS 2019.2): gru_stack/gru_static_ap_fixed_16_6_*_csynth.rpt",
+        "gru", 120, 15, 6, 16, "xcu250-figd2104-2L-e", "kintexu", 5.0, "resource", 30, 30,
+        (601, 616), Usage(dsp=1872, lut=127081, ff=75740, bram_18k=852),
+        fitted=("lut", "bram_18k"),
+    ),
+)
+# fmt: on
+
+
+@dataclass(frozen=True)
+class CalibrationRow:
+    point: str
+    quantity: str  # "latency_cycles", "dsp", "lut", "ff", "bram_18k"
+    published: tuple[int, int]
+    estimated: int
+    fitted: bool
+
+    @property
+    def error(self) -> float:
+        """Relative error of the ESTIMATE against the middle of the published range."""
+        mid = (self.published[0] + self.published[1]) / 2
+        return (self.estimated - mid) / mid
+
+
+def estimate_point(p: CalibrationPoint) -> tuple[int, Usage]:
+    """ESTIMATED (layer cycles over the L steps, one cell's resources) for a calibration point."""
+    d = FAMILY_DELAYS[p.family]
+    layer = _LayerShape(p.cell, p.features, p.units, *(p.width,) * 5, *DEFAULT_TABLE_SHAPE)
+    s = HlsSettings(Target.custom(p.part, Resources(0, 0, 0, 0), p.clock_ns, p.family), p.clock_ns)
+    s = replace(s, strategy=p.strategy)
+    ch = _step(layer, s, d, p.rf_ih, p.rf_hh)
+    return ch.total() * p.steps, _layer_usage(layer, s, d, p.rf_ih, p.rf_hh, ch.boundaries)
+
+
+def calibration_rows() -> list[CalibrationRow]:
+    """Every calibration point's published figure beside the estimator's (docs/estimator.md)."""
+    rows = []
+    for p in CALIBRATION:
+        cycles, usage = estimate_point(p)
+        rows.append(CalibrationRow(p.name, "latency_cycles", p.stack_cycles, cycles, "latency" in p.fitted))
+        for q in ("dsp", "lut", "ff", "bram_18k"):
+            pub = getattr(p.cell_usage, q)
+            rows.append(CalibrationRow(p.name, q, (pub, pub), getattr(usage, q), q in p.fitted))
+    return rows
