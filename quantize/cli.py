@@ -47,6 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--table-size", type=int, help="entries of each sigmoid/tanh table (power of two)")
     p.add_argument("--headroom", type=int, help="extra integer bits for input, states, output (default 0)")
     p.add_argument("--accum-headroom", type=int, help="extra integer bits for accumulators (default 1)")
+    p.add_argument(
+        "--state-integer-bits",
+        type=int,
+        help="integer bits of the h/c state types, 1-3 (default: PTQ the profiled range capped at 3, QAT 1)",
+    )
     p.add_argument("--rounding", help="rounding mode of non-accumulator types (default AP_RND_CONV)")
     p.add_argument("--overflow", help="overflow mode of non-accumulator types (default AP_SAT)")
     p.add_argument(
@@ -89,6 +94,7 @@ def _settings(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
         "table_size",
         "headroom",
         "accum_headroom",
+        "state_integer_bits",
         "rounding",
         "overflow",
         *_WIDTH_OPTIONS,

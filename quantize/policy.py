@@ -6,11 +6,19 @@ training windows of the float run (:meth:`qlstm.quantize.model.QuantNet.profile`
 
 Policy (documented defaults, every one overridable in :class:`QuantizeConfig`):
 
-* **state** (h and, for LSTM, c share hls4ml's ``res_T``): integer bits cover the profiled range
-  but at most [-4, 4), the input range of hls4ml's tanh table: beyond it ``tanh(c)`` is the
-  table's end entry anyway, so a wider c range only costs the fraction bits of h. Measured on
-  the compact model (c reaches 12.5) at 8 bits, PTQ test RMSE: 0.061 with ``ap_fixed<8,5>``
-  (covering c), 0.016 with ``ap_fixed<8,3>`` (this cap); at 10 bits 0.015 -> 0.0063.
+* **state** (h and, for LSTM, c share hls4ml's ``res_T``):
+
+  - PTQ: integer bits cover the profiled range but at most [-4, 4), the input range of hls4ml's
+    tanh table: beyond it ``tanh(c)`` is the table's end entry anyway, so a wider c range only
+    costs the fraction bits of h. Measured on the compact model (c reaches 12.5) at 8 bits, PTQ
+    test RMSE: 0.061 with ``ap_fixed<8,5>`` (covering c), 0.016 with ``ap_fixed<8,3>`` (this
+    cap); at 10 bits 0.015 -> 0.0063.
+  - QAT: one integer bit, [-1, 1) (``QAT_STATE_INTEGER``): h = o tanh(c) lies in (-1, 1) anyway,
+    and the fine-tuning sees c saturate there and learns to live with it, while h gains two
+    fraction bits over [-4, 4). Measured on configs/compact.yaml (LSTM(16), float test RMSE
+    0.001849) at 8 bits, QAT test RMSE / float: 1.589 with ``ap_fixed<8,3>``, 1.244 with
+    ``ap_fixed<8,2>``, 1.232 with ``ap_fixed<8,1>``.
+  - ``state_integer_bits`` (``--state-integer-bits``) sets it for both methods.
 * **integer bits**: the fewest that cover the profiled max |value| (``max_value >= max|x|``),
   plus ``headroom`` bits for the input, states and output (default 0) and ``accum_headroom``
   for the accumulators (default 1, they wrap). Weights and biases are covered exactly (their
@@ -51,6 +59,8 @@ log = logging.getLogger(__name__)
 
 #: States need at most [-4, 4) (hls4ml's tanh table input range): ap_fixed<W, 3>.
 STATE_MAX_INTEGER = 1 + int(math.log2(TANH_RANGE))
+#: QAT keeps the states in [-1, 1): ap_fixed<W, 1> (see the module docstring).
+QAT_STATE_INTEGER = 1
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,8 @@ class QuantizeConfig:
     table_size: int | None = None  # None: 2**bits within [1024, 65536]
     headroom: int = 0
     accum_headroom: int = 1
+    #: integer bits of the state types (None: PTQ the profiled range capped at [-4, 4), QAT 1)
+    state_integer_bits: int | None = None
     rounding: str = "AP_RND_CONV"
     overflow: str = "AP_SAT"
     accum_rounding: str = "AP_TRN"
@@ -141,6 +153,11 @@ class QuantizeConfig:
             raise QlstmError("agreement_windows must be >= 0")
         if self.headroom < 0 or self.accum_headroom < 0:
             raise QlstmError("headroom and accum_headroom must be >= 0")
+        if self.state_integer_bits is not None and not 1 <= self.state_integer_bits <= STATE_MAX_INTEGER:
+            raise QlstmError(
+                f"state_integer_bits={self.state_integer_bits}: outside 1-{STATE_MAX_INTEGER} "
+                f"(the states of hls4ml's LSTM/GRU never need more than [-{TANH_RANGE:g}, {TANH_RANGE:g}))"
+            )
         sizes = [s for s in [self.table_size] + [lb.table_size for lb in self.layers] if s is not None]
         for s in sizes:
             TableSpec(s, FixedType(8, 1))  # validates the size
@@ -196,7 +213,12 @@ def choose_types(arch: Architecture, prof: Profile, cfg: QuantizeConfig, method:
         b_t = t(bbits, f"{p}.bias", 0)
         br_t = t(bbits, f"{p}.recurrent_bias", 0)
         s_w = lb.state_bits or cfg.state_bits or bits
-        s_i = min(integer_bits(m[f"{p}.state"], s_w, 0, f"{p}.state"), STATE_MAX_INTEGER) + cfg.headroom
+        if cfg.state_integer_bits is not None:
+            s_i = cfg.state_integer_bits
+        elif method == "qat":
+            s_i = QAT_STATE_INTEGER
+        else:
+            s_i = min(integer_bits(m[f"{p}.state"], s_w, 0, f"{p}.state"), STATE_MAX_INTEGER) + cfg.headroom
         s_t = FixedType(s_w, min(s_i, s_w), True, cfg.rounding, cfg.overflow)
         tbits = lb.table_bits or cfg.table_bits or min(bits + 2, MAX_WIDTH)
         size = lb.table_size or cfg.table_size or min(max(1 << bits, 1024), 1 << 16)

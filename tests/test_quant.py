@@ -12,6 +12,7 @@ import torch
 from qlstm import description
 from qlstm.cli import main
 from qlstm.description import Architecture, RecurrentLayer
+from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
 from qlstm.quantize import backend, core
 from qlstm.quantize.brevitas_bridge import quantiser, read_type
@@ -116,6 +117,22 @@ def test_per_role_and_per_layer_widths():
     assert {lq.state.width for lq in q.layers} == {12}
     assert {lq.accum.width for lq in q.layers} | {q.dense.accum.width} == {20}
     assert q.input.width == 12 and q.dense.result.width == 12
+
+
+def test_state_integer_bits_ptq_profiled_qat_one_and_override():
+    arch, w, rng = _random_model()
+    prof = QuantNet(arch, w).profile(rng.uniform(0, 1, (50, 5, 1)) * 4.0)
+    assert max(prof.max_abs[f"rnn{i}.state"] for i in range(2)) > 1.0  # PTQ needs more than 1 bit
+    ptq = choose_types(arch, prof, QuantizeConfig(bits=8), "ptq")
+    qat = choose_types(arch, prof, QuantizeConfig(bits=8), "qat")
+    forced = choose_types(arch, prof, QuantizeConfig(bits=8, state_integer_bits=2), "ptq")
+    assert max(lq.state.integer for lq in ptq.layers) > 1
+    assert [lq.state.integer for lq in qat.layers] == [1, 1]
+    assert [lq.state.integer for lq in forced.layers] == [2, 2]
+    # only the state types differ
+    assert [lq.weight for lq in ptq.layers] == [lq.weight for lq in qat.layers]
+    with pytest.raises(QlstmError, match="state_integer_bits=4: outside 1-3"):
+        QuantizeConfig(state_integer_bits=4)
 
 
 # ---------------------------------------------------------------------------------- Brevitas
