@@ -84,7 +84,7 @@ def family_of(part: str) -> str:
         return "zynq7"
     if p.startswith(("xc7k", "xc7a", "xc7v", "xc7s")):
         return "kintex7"
-    if p.startswith(("xcku", "xcvu", "xczu", "xcau", "xcvc", "xcve")):
+    if p.startswith(("xcku", "xcvu", "xczu", "xcau", "xcvc", "xcve", "xcu")):  # xcu: Alveo (UltraScale+)
         return "kintexu"
     return "unknown"
 

@@ -259,3 +259,20 @@ def test_float_description_assumes_default_precision():
     e = est.estimate(make_desc(1, 4, 4), est.HlsSettings(TARGETS["zynq7020"], 7.0, 1))
     assert any("ap_fixed<16,6>" in n for n in e.notes)
     assert dataclasses.asdict(e.usage)["dsp"] > 0
+
+
+@pytest.mark.parametrize(
+    ("part", "family"),
+    [
+        ("xc7z020clg400-1", "zynq7"),
+        ("xc7k325tffg900-2", "kintex7"),
+        ("xcku060-ffva1156-2-e", "kintexu"),
+        ("xczu9eg-ffvb1156-2-e", "kintexu"),
+        ("xcu250-figd2104-2L-e", "kintexu"),
+        ("ep4ce22f17c6", "unknown"),
+    ],
+)
+def test_family_of_part_strings(part, family):
+    from qlstm.hls.targets import family_of
+
+    assert family_of(part) == family
