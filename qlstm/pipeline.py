@@ -37,7 +37,7 @@ COMPACT_TRAIN: dict[str, Any] = {
     "history": 16,
     "horizon": 4,
     "model": {"cell": "lstm", "layers": [32]},
-    "training": {"epochs": 15, "batch_size": 64, "lr": 0.003, "patience": 15, "head_init": "random"},
+    "training": {"epochs": 30, "batch_size": 64, "lr": 0.003, "patience": 10, "standardise": "both"},
     "data": {"max_train_windows": 40000, "max_eval_windows": 10000},
 }
 
