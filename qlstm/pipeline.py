@@ -59,7 +59,7 @@ class QuantizeSection:
     #: the quantised run taken on to hls/firmware/report (one of ``methods``)
     deploy: Literal["ptq", "qat"] = "qat"
     qat_epochs: int | None = 3  # None: quantize's default
-    sweep: tuple[int, ...] = ()  # widths of the PTQ/QAT sweep (empty: no sweep)
+    sweep: tuple[int, ...] = (6, 8, 12, 16)  # widths of the PTQ/QAT sweep (empty: no sweep)
 
 
 @dataclass(frozen=True)
@@ -180,6 +180,7 @@ def step_quantize(cfg: RunConfig, run: Run) -> dict[str, Any]:
                 "--out",
                 sweep_dir,
                 "--no-progress",
+                *(["--epochs", q.qat_epochs] if q.qat_epochs is not None else []),
             ]
         )
         found = sorted(sweep_dir.glob("*.csv"))

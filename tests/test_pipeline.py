@@ -20,7 +20,7 @@ TINY = {
         "training": {"epochs": 1, "head_init": "random"},
         "data": {"max_train_windows": 1000, "max_eval_windows": 300},
     },
-    "quantize": {"bits": 8, "methods": ["ptq"], "deploy": "ptq"},
+    "quantize": {"bits": 8, "methods": ["ptq"], "deploy": "ptq", "sweep": [6], "qat_epochs": 1},
     "firmware": {"windows": 40},
 }
 
@@ -108,7 +108,7 @@ def test_run_end_to_end_tiny(tmp_path, capsys):
     import yaml
 
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "quantize": {"bits": 8, "methods": ["ptq"], "deploy": "ptq"}}))
+    cfg.write_text(yaml.safe_dump(TINY))  # with a one-width PTQ/QAT sweep
     root = tmp_path / "r"
     assert main(["run", "--config", str(cfg), "--out", str(root)]) == 0
     out = capsys.readouterr().out
