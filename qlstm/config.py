@@ -51,9 +51,11 @@ def from_mapping(cls: type[T], data: dict[str, Any] | None, where: str = "config
 
 
 def to_mapping(obj: Any) -> Any:
-    """A dataclass as plain YAML-able data (tuples become lists)."""
+    """A dataclass as plain YAML-able data (tuples become lists), sharing no mutable part with it."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_mapping(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {k: to_mapping(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [to_mapping(v) for v in obj]
     if isinstance(obj, Path):

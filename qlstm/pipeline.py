@@ -12,6 +12,7 @@ STEP, ``--to STEP`` stops after STEP. Each stage is called through its own CLI e
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import shutil
@@ -37,7 +38,7 @@ COMPACT_TRAIN: dict[str, Any] = {
     "history": 16,
     "horizon": 4,
     "model": {"cell": "lstm", "layers": [32]},
-    "training": {"epochs": 30, "batch_size": 64, "lr": 0.003, "patience": 10, "standardise": "both"},
+    "training": {"epochs": 30, "batch_size": 64, "lr": 0.003, "patience": 30, "standardise": "both"},
     "data": {"max_train_windows": 40000, "max_eval_windows": 10000},
 }
 
@@ -84,7 +85,7 @@ class ReportSection:
 class RunConfig:
     data: DataSection = field(default_factory=DataSection)
     #: a `qlstm train` config (see configs/ and train/config.py); validated by train itself
-    train: dict[str, Any] = field(default_factory=lambda: dict(COMPACT_TRAIN))
+    train: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(COMPACT_TRAIN))
     quantize: QuantizeSection = field(default_factory=QuantizeSection)
     hls: HlsSection = field(default_factory=HlsSection)
     firmware: FirmwareSection = field(default_factory=FirmwareSection)

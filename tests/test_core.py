@@ -160,6 +160,21 @@ def test_config_builds_nested_dataclasses():
     assert merge(cfg, {"inner": {"cell": "gru"}}).inner == _Inner(3, "gru")
 
 
+def test_merge_leaves_nested_mapping_fields_alone():
+    """A free-form mapping field (like `qlstm run`'s train section) is copied, not updated in
+    place: merging overrides once must not change the defaults of every later config."""
+
+    @dataclass(frozen=True)
+    class _Run:
+        train: dict = field(default_factory=lambda: {"training": {"epochs": 30, "patience": 30}})
+
+    base = _Run()
+    merged = merge(base, {"train": {"training": {"epochs": 1}}})
+    assert merged.train == {"training": {"epochs": 1, "patience": 30}}
+    assert base.train == {"training": {"epochs": 30, "patience": 30}}
+    assert to_mapping(base)["train"] is not base.train
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
