@@ -144,8 +144,11 @@ def run(args: argparse.Namespace) -> int:
                 "test_rmse": t["rmse"],
                 "float_rmse": f["rmse"],
                 "ratio": metrics["rmse_ratio_to_float"],
+                **({"kept": metrics["qat"]["kept"]} if "qat" in metrics else {}),
             }
         )
     )
+    if metrics.get("qat", {}).get("kept") == "ptq":
+        print("QAT did not beat the PTQ model on validation: the PTQ model is kept (metrics.json: qat)")
     print(f"wrote {args.out}")
     return 0

@@ -143,9 +143,16 @@ def quantize_model(
     if cfg.method == "qat":
         from qlstm.quantize.qat import fine_tune
 
-        res = fine_tune(arch, weights, q, win.train, win.val, cfg.qat, progress=progress)
+        ptq = apply_type_overrides(choose_types(arch, prof, cfg, "ptq"), types or {})
+        res = fine_tune(arch, weights, q, win.train, win.val, cfg.qat, progress=progress, ptq=ptq)
         q, qweights = res.quant, res.weights
-        extra["qat"] = {"history": res.history, "best_epoch": res.best_epoch, "seconds": res.seconds}
+        extra["qat"] = {
+            "history": res.history,
+            "best_epoch": res.best_epoch,
+            "seconds": res.seconds,
+            "kept": res.kept,
+            "ptq_val_mse": res.ptq_val_mse,
+        }
     else:
         qweights = QuantNet(arch, weights, q).quantised_weights(q)
     return q, qweights, extra

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +182,34 @@ def test_qat_lowers_the_loss_and_returns_types_read_from_brevitas():
     description.check_weights(description.ModelDescription(arch, _norm(), res.quant), res.weights)
     fw = predict_array(QuantNet(arch, res.weights, res.quant), x[300:])
     assert np.mean((fw - y[300:]) ** 2) < vals[0]
+    assert res.kept == "qat" and res.ptq_val_mse is None  # no PTQ model to compare with
+
+
+def test_qat_keeps_the_ptq_model_when_it_is_better_on_validation():
+    """QAT starts with h and c in [-1, 1); a model whose cell state grows beyond that (forget and
+    input gates open) loses to PTQ at 16 bits, and QAT then returns the PTQ model unchanged."""
+    from qlstm.quantize.qat import fine_tune
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(3)
+    arch = Architecture(1, 5, 1, (RecurrentLayer("lstm", 6),))
+    w = {k: rng.normal(0, 0.3, s) for k, s in arch.weight_shapes().items()}
+    w["rnn0.bias_ih"][:18] += np.repeat([4.0, 4.0, 2.0], 6)  # i, f open, g ~ 1: c grows ~1 per step
+    x = rng.uniform(0, 1, (400, 5, 1))
+    y = predict_array(QuantNet(arch, w), x)  # the float model's own output: float is exact
+    prof = QuantNet(arch, w).profile(x)
+    assert prof.max_abs["rnn0.state"] > 3
+    cfg = QuantizeConfig(bits=16)
+    start, ptq = choose_types(arch, prof, cfg, "qat"), choose_types(arch, prof, cfg, "ptq")
+    assert start.layers[0].state.integer == 1 and ptq.layers[0].state.integer == 3
+    res = fine_tune(
+        arch, w, start, (x[:300], y[:300]), (x[300:], y[300:]), QatConfig(epochs=1, batch_size=100, lr=1e-4),
+        ptq=ptq,
+    )  # fmt: skip
+    assert res.kept == "ptq" and res.quant == replace(ptq, method="qat")  # a QAT run that kept PTQ
+    assert res.ptq_val_mse < min(h["val_mse"] for h in res.history)
+    for k, v in QuantNet(arch, w, ptq).quantised_weights(ptq).items():
+        np.testing.assert_array_equal(res.weights[k], v)
 
 
 # ---------------------------------------------------------------------------------- run folders
