@@ -11,8 +11,11 @@ and the module's eval mode is the exact firmware forward.
 
 Training starts from the float run's weights and the PTQ types; every point's power-of-two scale
 is a learned Brevitas parameter (straight-through gradients for rounding and for the lookup
-tables). Early stopping on the validation MSE of the QAT forward, with the starting point (PTQ)
-as epoch 0, so QAT never returns a model worse on validation than the one it started from.
+tables). Early stopping on the validation MSE of the QAT forward, with the starting point as
+epoch 0, so QAT never returns a model worse on validation than the one it started from. QAT starts
+from the PTQ types except for the state range ([-1, 1), see :mod:`qlstm.quantize.policy`); the
+PTQ model itself then competes with the best epoch and is returned where it is better on
+validation, so a QAT run is never worse on validation than the PTQ run of the same width.
 """
 
 from __future__ import annotations
