@@ -161,13 +161,12 @@ def step_quantize(cfg: RunConfig, run: Run) -> dict[str, Any]:
     q = cfg.quantize
     folder = run.dir("quantize")
     float_run = run.outputs["train"]["float_run"]
+    qat_epochs = ["--epochs", q.qat_epochs] if q.qat_epochs is not None else []  # for QAT runs and the sweep
     runs = {}
     for method in q.methods:
         out = folder / f"{method}{q.bits}"
         argv = ["quantize", float_run, "--bits", q.bits, "--method", method, "--out", out, "--no-progress"]
-        if method == "qat" and q.qat_epochs is not None:
-            argv += ["--epochs", q.qat_epochs]
-        _cli(argv)
+        _cli(argv + (qat_epochs if method == "qat" else []))
         runs[method] = str(out)
     out = {"runs": runs, "deploy": runs[q.deploy], "sweep_csv": None}
     if q.sweep:
@@ -181,7 +180,7 @@ def step_quantize(cfg: RunConfig, run: Run) -> dict[str, Any]:
                 "--out",
                 sweep_dir,
                 "--no-progress",
-                *(["--epochs", q.qat_epochs] if q.qat_epochs is not None else []),
+                *qat_epochs,
             ]
         )
         found = sorted(sweep_dir.glob("*.csv"))

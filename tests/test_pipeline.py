@@ -117,6 +117,9 @@ def test_run_end_to_end_tiny(tmp_path, capsys):
     assert summary["bit_exact"]["windows"] == 40
     assert (root / "report" / "report.html").stat().st_size > 10_000
     assert (root / "export" / "model.qonnx.onnx").is_file()
+    sweep = (root / "quantize" / "sweep" / "sweep.csv").read_text().splitlines()
+    assert sweep[0] == "bits,float_rmse,ptq_rmse,qat_rmse" and sweep[1].startswith("6,")
+    assert "### Accuracy per bit width" in (root / "report" / "report.md").read_text()
     assert f"report: {root / 'report' / 'report.md'}" in out and "BIT-EXACT" in out
     check = json.loads((root / "firmware" / "firmware_check.json").read_text())
     assert check == summary["bit_exact"]
