@@ -35,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="qlstm-bench-csim-") as cache:
         os.environ["QLSTM_CACHE"] = cache
         from qlstm.hls.csim import build_csim
-        from qlstm.hls.graph import HlsOptions, build_model_graph
+        from qlstm.hls.graph import build_model_graph
         from qlstm.hls.testing import random_model, random_windows
+        from qlstm.hls_config import HlsConfig
 
         desc, w = random_model(
             (args.cell,), (args.units,), history=args.history, horizon=args.horizon, bits=args.bits
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         graph = build_model_graph(
             desc,
             w,
-            HlsOptions(),
+            HlsConfig(),
             output_dir=str(sim.project_dir),
             part="xc7z020clg400-1",
             clock_ns=5.0,

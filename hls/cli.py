@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
-from qlstm.errors import QlstmError
-
-from .targets import TARGETS, Resources, Target, check_part, get_target
-
-DEFAULT_TARGET = "zynq7020"
+from .config import DEFAULT_TARGET
+from .targets import TARGETS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,25 +47,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--reuse",
         type=int,
         metavar="R",
-        default=1,
-        help="reuse factor of every layer (default 1); invalid values list the valid ones",
+        help="hls4ml reuse factor of every layer (default 1); invalid values list the valid ones",
     )
-    p.add_argument(
-        "--strategy",
-        choices=("latency", "resource"),
-        default="latency",
-        help="hls4ml strategy (default latency)",
-    )
-    p.add_argument(
-        "--backend", choices=("vivado", "vitis"), default="vivado", help="hls4ml backend (default vivado)"
-    )
-    p.add_argument(
-        "--io", choices=("parallel", "stream"), default="parallel", help="hls4ml io type (default parallel)"
-    )
+    p.add_argument("--strategy", choices=("latency", "resource"), help="hls4ml strategy (default latency)")
+    p.add_argument("--backend", choices=("vivado", "vitis"), help="hls4ml backend (default vivado)")
+    p.add_argument("--io", choices=("parallel", "stream"), help="hls4ml io type (default parallel)")
     p.add_argument(
         "--static",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=None,
         help="one recurrent cell instance reused over time steps (hls4ml's static; default on)",
     )
     p.add_argument(
@@ -81,72 +67,66 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="X.npy",
         help="test-bench windows (N, L, C) in the normalised space (default: the run's held-out test split)",
     )
-    p.add_argument(
-        "--tb-count", type=int, default=100, metavar="N", help="number of test-bench windows (default 100)"
-    )
+    p.add_argument("--tb-count", type=int, metavar="N", help="number of test-bench windows (default 100)")
     p.add_argument(
         "--csim",
         action="store_true",
+        default=None,
         help="also run the C simulation on held-out windows (see --csim-windows): csim_predictions.npy, "
         "its RMSE and the quantised model's on the same windows",
     )
     p.add_argument(
         "--csim-windows",
         type=int,
-        default=5000,
         metavar="N",
         help="with --csim: at most N held-out windows, spread over the set (default 5000; the C "
         "simulation of a 128-cell LSTM runs ~40 windows per CPU-second)",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="CONFIG.yaml",
+        help="a qlstm config file; its `hls:` section (target, part, resources, clock_ns, options: "
+        "{io_type, strategy, reuse_factor, static, backend}, tb_count, csim, csim_windows) is read, "
+        "then the options above override it",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing qlstm hls project folder")
     p.set_defaults(func=run)
 
 
-def parse_resources(text: str) -> Resources:
-    parts = [t.strip() for t in text.split(",")]
-    try:
-        values = [int(t) for t in parts]
-    except ValueError:
-        values = []
-    if len(values) != 4:
-        raise QlstmError(
-            f"--resources {text!r}: expected four integers LUT,FF,DSP,BRAM, e.g. 134600,269200,740,730"
-        )
-    return Resources(*values)
+def section(args: argparse.Namespace):
+    """The ``hls:`` section from --config (or the defaults) with the command-line options applied."""
+    from qlstm.config import merge
+    from qlstm.run_config import read_section
 
+    from .config import HlsSection, parse_resources
 
-def resolve_target(args: argparse.Namespace) -> Target:
-    """The target from --target / --part / --resources / --clock-ns, validated."""
-    clock = args.clock_ns
-    if clock is not None and not (math.isfinite(clock) and clock > 0):
-        raise QlstmError(f"--clock-ns must be > 0, got {clock}")
-    if args.part is not None:
-        part = check_part(args.part)
-        if args.resources is None:
-            raise QlstmError(
-                "--part needs --resources LUT,FF,DSP,BRAM (the device capacity, for the estimator)"
-            )
-        return Target.custom(
-            part, parse_resources(args.resources), clock_ns=clock if clock is not None else 5.0
-        )
+    base = read_section(args.config, "hls") if args.config is not None else HlsSection()
+    over: dict = {}
+    options: dict = {}
+    for opt, key in (("target", "target"), ("part", "part"), ("clock_ns", "clock_ns"), ("tb_count", "tb_count"),
+                     ("csim", "csim"), ("csim_windows", "csim_windows")):  # fmt: skip
+        if getattr(args, opt) is not None:
+            over[key] = getattr(args, opt)
     if args.resources is not None:
-        raise QlstmError("--resources is only for --part; named targets know their resources")
-    target = get_target(args.target or DEFAULT_TARGET)
-    if clock is not None:
-        from dataclasses import replace
-
-        target = replace(target, clock_ns=clock)
-    return target
+        over["resources"] = list(parse_resources(args.resources))
+    for opt, key in (("io", "io_type"), ("strategy", "strategy"), ("reuse", "reuse_factor"),
+                     ("static", "static"), ("backend", "backend")):  # fmt: skip
+        if getattr(args, opt) is not None:
+            options[key] = getattr(args, opt)
+    if options:
+        over["options"] = options
+    if args.part is not None and args.target is None:
+        over["target"] = None  # --part replaces a named target of the config file
+    return merge(base, over, where="qlstm hls options") if over else base
 
 
 def run(args: argparse.Namespace) -> int:
-    from .graph import HlsOptions
     from .project import generate
 
-    target = resolve_target(args)
-    opts = HlsOptions(
-        io_type=args.io, strategy=args.strategy, reuse=args.reuse, static=args.static, backend=args.backend
-    )
+    sec = section(args)
+    target = sec.resolve_target()
+    opts = sec.options
     out = args.out if args.out is not None else Path(args.run_dir) / f"hls_{target.name}"
     meta = generate(
         args.run_dir,
@@ -154,14 +134,14 @@ def run(args: argparse.Namespace) -> int:
         target,
         opts,
         tb_inputs=args.tb_inputs,
-        tb_count=args.tb_count,
-        csim=args.csim,
-        csim_windows=args.csim_windows,
+        tb_count=sec.tb_count,
+        csim=sec.csim,
+        csim_windows=sec.csim_windows,
         overwrite=args.overwrite,
     )
     print(f"hls4ml project: {out}")
     print(f"  target {target.name} ({target.part}) at {target.clock_ns:g} ns ({target.clock_mhz:.1f} MHz)")
-    print(f"  {opts.backend}, io_{args.io}, {opts.strategy}, reuse {opts.reuse}")
+    print(f"  {opts.backend}, {opts.io_type}, {opts.strategy}, reuse factor {opts.reuse_factor}")
     print(f"  test bench: {meta['testbench']['windows']} windows from {meta['testbench']['source']}")
     c = meta["csim"]
     if "windows" in c:

@@ -9,7 +9,7 @@ to the input type inside the C++, outputs converted back to double).
 Compiled libraries are cached by content hash under ``$QLSTM_CACHE/csim`` (default
 ``~/.cache/qlstm/csim``). The key covers what decides the generated C++: the architecture and the
 quantisation of the description (not its data provenance or normalisation, which the firmware
-never sees), the exact weights, the :class:`~qlstm.hls.graph.HlsOptions`, the hls4ml version,
+never sees), the exact weights, the :class:`~qlstm.hls_config.HlsConfig`, the hls4ml version,
 the g++ version and this module's format number. The FPGA part and clock are not in the key:
 they do not change the C++ of the kernels, so every target shares one compiled simulation.
 A second call - in this process or another - loads the cached library without compiling.
@@ -41,9 +41,10 @@ import numpy as np
 
 from qlstm.description import ModelDescription, check_weights
 from qlstm.errors import QlstmError
+from qlstm.hls_config import HlsConfig, check_reuse
 from qlstm.io import atomic_write_text
 
-from .graph import HEAD_NAME, PROJECT_NAME, HlsOptions, build_model_graph, rnn_name
+from .graph import HEAD_NAME, PROJECT_NAME, build_model_graph, rnn_name
 from .targets import TARGETS, check_part
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def firmware_fingerprint(desc: ModelDescription) -> str:
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
 
 
-def cache_key(desc: ModelDescription, weights: dict[str, np.ndarray], opts: HlsOptions, gxx_path: str) -> str:
+def cache_key(desc: ModelDescription, weights: dict[str, np.ndarray], opts: HlsConfig, gxx_path: str) -> str:
     import hls4ml
 
     payload = {
@@ -188,7 +189,7 @@ def patch_recurrent_header(project_dir: Path) -> None:
 def write_project(
     desc: ModelDescription,
     weights: dict[str, np.ndarray],
-    opts: HlsOptions,
+    opts: HlsConfig,
     out_dir: Path,
     *,
     part: str,
@@ -308,14 +309,10 @@ class CSim:
 def build_csim(
     desc: ModelDescription,
     weights: dict[str, np.ndarray],
+    config: HlsConfig | None = None,
     *,
-    io_type: str = "io_parallel",
-    strategy: str = "latency",
-    reuse: int = 1,
-    static: bool = True,
     part: str = DEFAULT_PART,
     clock_ns: float = DEFAULT_CLOCK_NS,
-    backend: str = "Vivado",
     out_dir: Path | None = None,
 ) -> CSim:
     """Compile (or load from the cache) the C simulation of a quantised description.
@@ -330,13 +327,11 @@ def build_csim(
             "the model is not quantised; run `qlstm quantize` first (hls needs fixed-point types)"
         )
     check_weights(desc, weights)
-    opts = HlsOptions(io_type=io_type, strategy=strategy, reuse=reuse, static=static, backend=backend)
+    opts = HlsConfig() if config is None else config
     part = check_part(part)
     if not (isinstance(clock_ns, int | float) and math.isfinite(clock_ns) and clock_ns > 0):
         raise QlstmError(f"clock period must be > 0 ns, got {clock_ns}")
-    from .graph import check_reuse
-
-    check_reuse(desc, opts.reuse)
+    check_reuse(desc, opts.reuse_factor)
     if out_dir is not None:
         out_dir = Path(out_dir)
         if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
@@ -384,7 +379,7 @@ def _cached_library(entry: Path) -> Path | None:
 def _build_entry(
     desc: ModelDescription,
     weights: dict[str, np.ndarray],
-    opts: HlsOptions,
+    opts: HlsConfig,
     entry: Path,
     *,
     part: str,

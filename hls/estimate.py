@@ -54,8 +54,8 @@ import numpy as np
 from qlstm.description import GATES, ModelDescription
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
-from qlstm.hls.graph import valid_reuse_factor, valid_reuse_factors  # the one hls4ml rule
 from qlstm.hls.targets import Resources, Target
+from qlstm.hls_config import check_reuse, valid_reuse_factor, valid_reuse_factors  # the one hls4ml rule
 
 Strategy = Literal["latency", "resource"]
 
@@ -514,10 +514,7 @@ def estimate(
     arch = desc.architecture
     d = FAMILY_DELAYS.get(settings.target.family, FAMILY_DELAYS["zynq7"])
     rf = settings.reuse
-    valid = valid_reuse_factors(desc)
-    if rf not in valid:
-        shown = ", ".join(map(str, valid[:24])) + (" ..." if len(valid) > 24 else "")
-        raise QlstmError(f"reuse factor {rf} is not valid for this model in hls4ml; valid values: {shown}")
+    check_reuse(desc, rf)
     layers_shape, head = _shapes(desc, weights)
     notes: list[str] = []
     if settings.target.family not in FAMILY_DELAYS:

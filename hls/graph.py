@@ -26,104 +26,23 @@ raise instead of silently using ``ap_fixed<16,6>``.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from qlstm.description import GATES, ModelDescription
+from qlstm.description import ModelDescription
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
+from qlstm.hls_config import HlsConfig, check_reuse
 
 #: Name of the HLS top function (and of the generated ``<name>.cpp``, ``<name>_bridge.cpp``).
 PROJECT_NAME = "qlstm"
 INPUT_NAME = "x"
 HEAD_NAME = "head"
 
-IO_TYPES = ("io_parallel", "io_stream")
-STRATEGIES = ("latency", "resource")
-BACKENDS = ("Vivado", "Vitis")
-
 
 def rnn_name(i: int) -> str:
     return f"rnn{i}"
-
-
-@dataclass(frozen=True)
-class HlsOptions:
-    """Implementation choices that change the generated C++ (and so the C simulation).
-
-    The part and the clock do not change the C++ of the kernels; they live in :class:`Target`.
-    """
-
-    io_type: str = "io_parallel"
-    strategy: str = "latency"
-    reuse: int = 1
-    static: bool = True
-    backend: str = "Vivado"
-
-    def __post_init__(self) -> None:
-        io = {"parallel": "io_parallel", "stream": "io_stream"}.get(self.io_type, self.io_type)
-        if io not in IO_TYPES:
-            raise QlstmError(f"unknown io type {self.io_type!r}; choose parallel or stream")
-        strategy = str(self.strategy).lower()
-        if strategy not in STRATEGIES:
-            raise QlstmError(f"unknown strategy {self.strategy!r}; choose {' or '.join(STRATEGIES)}")
-        backend = {b.lower(): b for b in BACKENDS}.get(str(self.backend).lower())
-        if backend is None:
-            raise QlstmError(f"unknown backend {self.backend!r}; choose vivado or vitis")
-        if isinstance(self.reuse, bool) or not isinstance(self.reuse, int | np.integer) or self.reuse < 1:
-            raise QlstmError(f"reuse factor must be an integer >= 1, got {self.reuse!r}")
-        object.__setattr__(self, "io_type", io)
-        object.__setattr__(self, "strategy", strategy)
-        object.__setattr__(self, "backend", backend)
-        object.__setattr__(self, "reuse", int(self.reuse))
-        object.__setattr__(self, "static", bool(self.static))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# ====================================================================== reuse factors
-def valid_reuse_factor(n_in: int, n_out: int, rf: int) -> bool:
-    """hls4ml's rule (``FPGABackend._validate_reuse_factor``) for a dense product n_in -> n_out."""
-    multfactor = min(n_in, rf)
-    multiplier_limit = -(-(n_in * n_out) // multfactor)
-    ok = (multiplier_limit % n_out == 0) or rf >= n_in
-    ok = ok and (rf % n_in == 0 or rf < n_in)
-    return ok and (n_in * n_out) % rf == 0
-
-
-def products(desc: ModelDescription) -> dict[str, tuple[int, int]]:
-    """Every matrix-vector product of the network, ``name -> (n_in, n_out)``."""
-    arch = desc.architecture
-    out: dict[str, tuple[int, int]] = {}
-    for i, layer in enumerate(arch.layers):
-        g = GATES[layer.cell] * layer.units
-        out[f"{rnn_name(i)} input kernel"] = (arch.n_in(i), g)
-        out[f"{rnn_name(i)} recurrent kernel"] = (layer.units, g)
-    out[f"{HEAD_NAME} kernel"] = (arch.layers[-1].units, arch.horizon)
-    return out
-
-
-def valid_reuse_factors(desc: ModelDescription) -> list[int]:
-    """Reuse factors that every product of the network accepts (one ``--reuse`` applies to all)."""
-    prods = list(products(desc).values())
-    limit = min(n_in * n_out for n_in, n_out in prods)
-    return [rf for rf in range(1, limit + 1) if all(valid_reuse_factor(a, b, rf) for a, b in prods)]
-
-
-def check_reuse(desc: ModelDescription, reuse: int) -> None:
-    """Refuse a reuse factor hls4ml would silently replace by the "closest" valid one."""
-    bad = [
-        f"{name} ({a}x{b})" for name, (a, b) in products(desc).items() if not valid_reuse_factor(a, b, reuse)
-    ]
-    if bad:
-        valid = valid_reuse_factors(desc)
-        raise QlstmError(
-            f"reuse factor {reuse} does not fit the {', '.join(bad)} products as hls4ml requires; "
-            f"valid values for this model: {', '.join(map(str, valid))}"
-        )
 
 
 # ====================================================================== layer list + config
@@ -183,7 +102,7 @@ def _p(t: FixedType) -> str:
 
 def hls_config(
     desc: ModelDescription,
-    opts: HlsOptions,
+    opts: HlsConfig,
     *,
     output_dir: str,
     part: str,
@@ -214,8 +133,8 @@ def hls_config(
             "table_t": _p(lq.table.type),
             "TableSize": lq.table.size,
             "Static": opts.static,
-            "ReuseFactor": opts.reuse,
-            "RecurrentReuseFactor": opts.reuse,
+            "ReuseFactor": opts.reuse_factor,
+            "RecurrentReuseFactor": opts.reuse_factor,
             "Strategy": opts.strategy.capitalize(),
             "Trace": trace,
         }
@@ -226,7 +145,7 @@ def hls_config(
             "accum": _p(q.dense.accum),
             "result": _p(q.dense.result),
         },
-        "ReuseFactor": opts.reuse,
+        "ReuseFactor": opts.reuse_factor,
         "Strategy": opts.strategy.capitalize(),
         "Trace": trace,
     }
@@ -241,7 +160,7 @@ def hls_config(
         "TraceOutput": trace,
         "HLSConfig": {
             "Model": {
-                "ReuseFactor": opts.reuse,
+                "ReuseFactor": opts.reuse_factor,
                 "Strategy": opts.strategy.capitalize(),
                 "BramFactor": 1_000_000_000,
             },
@@ -263,7 +182,7 @@ def hls_config(
 def build_model_graph(
     desc: ModelDescription,
     weights: dict[str, np.ndarray],
-    opts: HlsOptions,
+    opts: HlsConfig,
     *,
     output_dir: str,
     part: str,
@@ -271,7 +190,7 @@ def build_model_graph(
     trace: bool,
 ) -> Any:
     """An hls4ml ``ModelGraph`` for ``desc`` (not yet written or compiled)."""
-    check_reuse(desc, opts.reuse)
+    check_reuse(desc, opts.reuse_factor)
     from hls4ml.model import ModelGraph  # heavy import, only when building
 
     cfg = hls_config(desc, opts, output_dir=output_dir, part=part, clock_ns=clock_ns, trace=trace)

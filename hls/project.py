@@ -22,7 +22,6 @@ compiled ones (apart from hls4ml's tracing hooks), so what is synthesised is wha
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from dataclasses import asdict
@@ -31,20 +30,21 @@ from typing import Any
 
 import numpy as np
 
-from qlstm import description
+from qlstm import description, runs
 from qlstm.description import ModelDescription
 from qlstm.errors import QlstmError
+from qlstm.hls_config import HlsConfig, check_reuse, valid_reuse_factors
 from qlstm.io import atomic_path, atomic_write_text, staged_dir
 
 from .csim import CSim, build_csim, write_project
-from .graph import PROJECT_NAME, HlsOptions, check_reuse, valid_reuse_factors
+from .graph import PROJECT_NAME
 from .targets import Target
 from .verify import check_project_types
 
 log = logging.getLogger(__name__)
 
 PROJECT_FORMAT = "qlstm-hls-project/1"
-METADATA = "qlstm_hls.json"
+METADATA = runs.HLS_PROJECT_FILE
 TB_INPUTS = "tb_data/tb_input_features.dat"
 TB_OUTPUTS = "tb_data/tb_output_predictions.dat"
 CSIM_PREDICTIONS = "csim_predictions.npy"
@@ -65,26 +65,30 @@ def firmware_sha256(project_dir: Path) -> str:
 
 
 # ====================================================================== windows
-def heldout_windows(run_dir: Path, desc: ModelDescription) -> tuple[np.ndarray, np.ndarray, str]:
-    """The test-split windows (x, y) of a quantised run, rebuilt from its float parent."""
-    run_dir = Path(run_dir)
-    parent_file = run_dir / "parent.json"
-    if not parent_file.is_file():
+def heldout_windows(run_dir: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """The test-split windows x (N, L, C) and targets y (N, k) of a quantised run: its float
+    parent's ``windows.npz`` read through :mod:`qlstm.runs`, as float64.
+
+    Raises QlstmError (suggesting ``--tb-inputs``) when there is no parent, no saved windows or
+    an empty test split.
+    """
+    run = runs.QuantRun(Path(run_dir))
+    if not (run.path / runs.PARENT_FILE).is_file():
         raise QlstmError(
-            f"{run_dir}: no parent.json, so its held-out windows cannot be rebuilt; pass --tb-inputs X.npy"
+            f"{run_dir}: no {runs.PARENT_FILE}, so it has no held-out windows; pass --tb-inputs X.npy"
         )
     try:
-        parent = Path(json.loads(parent_file.read_text())["path"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise QlstmError(f"{parent_file}: corrupt ({exc})") from None
-    if not parent.is_dir():
-        raise QlstmError(f"{parent_file}: float run {parent} not found; pass --tb-inputs X.npy")
-    from qlstm.quantize.core import run_windows
-
-    x, y = run_windows(parent, desc).test
-    if len(x) == 0:
-        raise QlstmError(f"{parent}: the test split holds no windows; pass --tb-inputs X.npy")
-    return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), f"test split of {parent}"
+        parent = run.parent
+        test = parent.heldout().test
+    except QlstmError as exc:
+        raise QlstmError(f"{exc}; or pass --tb-inputs X.npy") from None
+    if len(test) == 0:
+        raise QlstmError(f"{parent.path}: the test split holds no windows; pass --tb-inputs X.npy")
+    return (
+        np.asarray(test.x, dtype=np.float64),
+        np.asarray(test.y, dtype=np.float64),
+        f"test split of {parent.path}",
+    )
 
 
 def load_inputs(path: Path, desc: ModelDescription) -> np.ndarray:
@@ -140,7 +144,7 @@ def generate(
     run_dir: Path,
     out: Path,
     target: Target,
-    opts: HlsOptions,
+    opts: HlsConfig,
     *,
     tb_inputs: Path | None = None,
     tb_count: int = 100,
@@ -161,16 +165,16 @@ def generate(
         raise QlstmError(f"--tb-count must be an integer >= 1, got {tb_count!r}")
     if not (isinstance(csim_windows, int) and csim_windows >= 1):
         raise QlstmError(f"--csim-windows must be an integer >= 1, got {csim_windows!r}")
-    check_reuse(desc, opts.reuse)
+    check_reuse(desc, opts.reuse_factor)
     _output_folder(out, overwrite)
 
     y_eval: np.ndarray | None = None
     if tb_inputs is not None:
         x_eval, source = load_inputs(tb_inputs, desc), f"--tb-inputs {tb_inputs}"
     else:
-        x_eval, y_eval, source = heldout_windows(run_dir, desc)
+        x_eval, y_eval, source = heldout_windows(run_dir)
 
-    sim = build_csim(desc, weights, part=target.part, clock_ns=target.clock_ns, **opts.to_dict())
+    sim = build_csim(desc, weights, opts, part=target.part, clock_ns=target.clock_ns)
     x_tb, idx = testbench_inputs(x_eval, desc, tb_count)
     y_tb = sim.predict(x_tb)
 
@@ -201,7 +205,7 @@ def generate(
         "csim": {"cache_key": sim.key, "library": str(sim.lib_path)},
     }
     if csim:
-        meta["csim"].update(_evaluate(sim, x_eval, y_eval, run_dir, csim_windows))
+        meta["csim"].update(_evaluate(sim, x_eval, y_eval, weights, csim_windows))
 
     with staged_dir(out, overwrite=overwrite) as stage:
         write_project(desc, weights, opts, stage, part=target.part, clock_ns=target.clock_ns, trace=False)
@@ -219,39 +223,40 @@ def generate(
             with atomic_path(stage / CSIM_PREDICTIONS) as tmp:
                 np.save(tmp, meta["csim"].pop("_predictions"))
             meta["csim"]["predictions"] = CSIM_PREDICTIONS
-        atomic_write_text(stage / METADATA, json.dumps(meta, indent=2) + "\n")
+        runs.write_json(stage / METADATA, meta)
     log.info("wrote hls4ml project %s for %s (%s)", out, target.name, target.part)
     return meta
 
 
-def _evaluate(sim: CSim, x: np.ndarray, y: np.ndarray | None, run_dir: Path, limit: int) -> dict[str, Any]:
+def _evaluate(
+    sim: CSim, x: np.ndarray, y: np.ndarray | None, weights: dict[str, np.ndarray], limit: int
+) -> dict[str, Any]:
     """The C simulation on up to ``limit`` held-out windows (spread over the set), its RMSE, and
-    the quantised model (``qlstm predict --backend quant``) on the same windows."""
-    from qlstm.quantize.backend import predict as quant_predict
+    the quantised model (the bit-exact ``firmware_sim`` forward, ``qlstm predict --backend
+    firmware``) on the same windows."""
+    from qlstm.firmware_sim.simulate import Firmware
 
     idx = np.unique(np.linspace(0, len(x) - 1, num=min(limit, len(x))).round().astype(int))
     xs = x[idx]
     pred = sim.predict(xs)
-    quant = quant_predict(Path(run_dir), xs)
-    lsb = sim.desc.quantisation.dense.result.lsb  # type: ignore[union-attr]
+    quant = Firmware(sim.desc, weights).predict(xs)
+    agree = runs.compare(pred, quant, sim.desc.quantisation.dense.result.lsb)  # type: ignore[union-attr]
     res: dict[str, Any] = {
         "windows": len(idx),
         "of_windows": len(x),
         "_predictions": pred,
-        "max_abs_diff_to_quantised_lsb": float(np.max(np.abs(pred - quant)) / lsb),
-        "identical_to_quantised": bool(np.array_equal(pred, quant)),
+        "max_abs_diff_to_quantised_lsb": agree.max_diff_lsb,
+        "identical_to_quantised": agree.bit_exact,
     }
     if y is None:
         return res
-
-    def rmse(p: np.ndarray) -> float:
-        return float(np.sqrt(np.mean((p - y[idx]) ** 2)))
-
-    res["rmse"] = rmse(pred)
-    res["rmse_per_step"] = [float(v) for v in np.sqrt(np.mean((pred - y[idx]) ** 2, axis=0))]
-    res["quantised_model_rmse"] = rmse(quant)
-    if res["quantised_model_rmse"] > 0:
-        res["rmse_ratio_to_quantised"] = res["rmse"] / res["quantised_model_rmse"]
+    m, mq = runs.rmse_metrics(pred, y[idx]), runs.rmse_metrics(quant, y[idx])
+    res["metrics"] = m.to_dict()
+    res["rmse"] = m.rmse
+    res["rmse_per_step"] = list(m.rmse_per_step)
+    res["quantised_model_rmse"] = mq.rmse
+    if mq.rmse > 0:
+        res["rmse_ratio_to_quantised"] = m.rmse / mq.rmse
     return res
 
 

@@ -5,116 +5,38 @@ writes into its own folder ``RUN_ROOT/<step>/`` and, when it succeeded, a done-m
 ``RUN_ROOT/<step>/.done.json`` holding the key of its inputs (its config section and the keys of
 the steps it reads). Re-running skips a step whose marker key still matches; a changed config
 section re-runs that step and everything downstream. ``--from STEP`` forces re-running from
-STEP, ``--to STEP`` stops after STEP. Each stage is called through its own CLI entry
-(``qlstm.cli.main``), exactly as a user would call it.
+STEP, ``--to STEP`` stops after STEP. Each step calls its stage's Python function with its
+typed config section (:mod:`qlstm.run_config`); what flows between steps is the run folders,
+read back through :mod:`qlstm.runs`. tests/test_pipeline.py drives ``qlstm run`` through the CLI.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import json
 import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from qlstm.config import from_mapping, read_yaml, to_mapping
+from qlstm.config import to_mapping
 from qlstm.errors import QlstmError
 from qlstm.io import atomic_write_text
+from qlstm.run_config import RunConfig, load_run_config
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "run_default.yaml"
 DONE = ".done.json"
 ROOT_MARKER = "qlstm-run.json"
-
-
-# ----------------------------------------------------------------------------- configuration
-#: The default `train` section: the compact model (configs/run_default.yaml repeats it).
-COMPACT_TRAIN: dict[str, Any] = {
-    "history": 16,
-    "horizon": 4,
-    "model": {"cell": "lstm", "layers": [32]},
-    "training": {"epochs": 30, "batch_size": 64, "lr": 0.003, "patience": 30, "standardise": "both"},
-    "data": {"max_train_windows": 40000, "max_eval_windows": 10000},
-}
-
-
-@dataclass(frozen=True)
-class DataSection:
-    """Synthetic events (``qlstm data generate``); modelled on the paper, not CERN data."""
-
-    events: int = 20
-    samples: int = 9000  # per event, at 0.4 s (1 h before the quench)
-    seed: int = 0
-    channels: tuple[str, ...] = ("U_res",)
-
-
-@dataclass(frozen=True)
-class QuantizeSection:
-    bits: int = 8
-    methods: tuple[Literal["ptq", "qat"], ...] = ("ptq", "qat")
-    #: the quantised run taken on to hls/firmware/report (one of ``methods``)
-    deploy: Literal["ptq", "qat"] = "qat"
-    qat_epochs: int | None = 3  # None: quantize's default
-    sweep: tuple[int, ...] = (6, 8, 12, 16)  # widths of the PTQ/QAT sweep (empty: no sweep)
-
-
-@dataclass(frozen=True)
-class HlsSection:
-    target: str = "zynq7045"
-    clock_ns: float = 5.0
-    reuse: int = 1
-    strategy: Literal["latency", "resource"] = "latency"
-
-
-@dataclass(frozen=True)
-class FirmwareSection:
-    windows: int = 500  # held-out windows compared between firmware_sim and the C simulation
-
-
-@dataclass(frozen=True)
-class ReportSection:
-    budget_us: float = 1.0
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    data: DataSection = field(default_factory=DataSection)
-    #: a `qlstm train` config (see configs/ and train/config.py); validated by train itself
-    train: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(COMPACT_TRAIN))
-    quantize: QuantizeSection = field(default_factory=QuantizeSection)
-    hls: HlsSection = field(default_factory=HlsSection)
-    firmware: FirmwareSection = field(default_factory=FirmwareSection)
-    report: ReportSection = field(default_factory=ReportSection)
-
-    def __post_init__(self) -> None:
-        if self.quantize.deploy not in self.quantize.methods:
-            raise QlstmError(f"quantize.deploy={self.quantize.deploy!r} is not in quantize.methods")
-        if self.data.events < 3 or self.data.samples < 100:
-            raise QlstmError("data.events must be >= 3 and data.samples >= 100")
-
-
-def load_run_config(path: Path | None) -> RunConfig:
-    """``path``, or configs/run_default.yaml when there (a source checkout), else the built-in
-    defaults, which are the same settings."""
-    if path is None and not DEFAULT_CONFIG.is_file():
-        cfg = RunConfig()
-    else:
-        path = DEFAULT_CONFIG if path is None else Path(path)
-        cfg = from_mapping(RunConfig, read_yaml(path), where=str(path))
-    from qlstm.train.config import load_config  # the train section is validated by train itself
-
-    load_config(None, cfg.train)
-    return cfg
 
 
 # ----------------------------------------------------------------------------- run context
 @dataclass
 class Run:
+    """The run folder and what each finished step produced (``outputs[step]``: paths as str)."""
+
     root: Path
     keys: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -123,114 +45,111 @@ class Run:
         return self.root / step
 
 
-def _cli(argv: list[str]) -> None:
-    """Run one stage through the CLI entry; its one-line error becomes ours."""
-    from qlstm.cli import main
-
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse: unknown option of a stage (its usage went to stderr)
-        code = exc.code if isinstance(exc.code, int) else 2
-    if code != 0:
-        raise QlstmError(f"step failed: `qlstm {' '.join(map(str, argv))}` exited with status {code}")
-
-
 # ----------------------------------------------------------------------------- the steps
 def step_data(cfg: RunConfig, run: Run) -> dict[str, Any]:
+    """Generate the synthetic events of ``cfg.data`` (:class:`SyntheticConfig`) into
+    ``data/events.npz``; returns ``{"events": path}``. Raises QlstmError on a bad section."""
+    from qlstm.data import generate, save_events
+
     out = run.dir("data") / "events.npz"
-    d = cfg.data
-    _cli(["data", "generate", "--out", out, "--events", d.events, "--samples", d.samples, "--seed", d.seed,
-          "--channels", ",".join(d.channels)])  # fmt: skip
+    es = generate(cfg.data)
+    save_events(es, out)
     return {"events": str(out)}
 
 
 def step_train(cfg: RunConfig, run: Run) -> dict[str, Any]:
-    import yaml
+    """Train ``cfg.train`` on the data step's events into ``train/float`` (model.json,
+    weights.npz, windows.npz: the held-out data every later step reads, metrics.json ...);
+    returns ``{"float_run": path, "verdict": one line against the baselines}``."""
+    from qlstm.train.trainer import train_run
 
-    folder = run.dir("train")
-    cfg_file = run.root / "train_config.yaml"
-    train_cfg = {**cfg.train, "data": {**cfg.train.get("data", {}), "channels": list(cfg.data.channels)}}
-    atomic_write_text(cfg_file, yaml.safe_dump(train_cfg, sort_keys=False))
-    _cli(["train", "--data", run.outputs["data"]["events"], "--config", cfg_file, "--out", folder / "float",
-          "--no-progress"])  # fmt: skip
-    metrics = json.loads((folder / "float" / "metrics.json").read_text())
-    return {"float_run": str(folder / "float"), "verdict": metrics.get("verdict", "")}
+    folder = run.dir("train") / "float"
+    metrics = train_run(cfg.train, folder, Path(run.outputs["data"]["events"]), progress=False)
+    return {"float_run": str(folder), "verdict": metrics.get("verdict", "")}
 
 
 def step_quantize(cfg: RunConfig, run: Run) -> dict[str, Any]:
+    """Quantize the float run with ``cfg.quantize`` (its ``method`` is deployed), once more per
+    ``report.compare_methods``, and sweep ``report.sweep`` widths (PTQ and QAT); returns the
+    quantised run folders, the deployed one and the sweep CSV (None without a sweep)."""
+    from qlstm.quantize import core
+
     q = cfg.quantize
+    base = q.config()
     folder = run.dir("quantize")
-    float_run = run.outputs["train"]["float_run"]
-    qat_epochs = ["--epochs", q.qat_epochs] if q.qat_epochs is not None else []  # for QAT runs and the sweep
-    runs = {}
-    for method in q.methods:
+    float_run = Path(run.outputs["train"]["float_run"])
+    win = core.run_windows(float_run, core.load_float_run(float_run)[0])  # read once, shared
+    runs: dict[str, str] = {}
+    for method in dict.fromkeys((*cfg.report.compare_methods, q.method)):  # ordered, no repeats
         out = folder / f"{method}{q.bits}"
-        argv = ["quantize", float_run, "--bits", q.bits, "--method", method, "--out", out, "--no-progress"]
-        _cli(argv + (qat_epochs if method == "qat" else []))
+        core.quantize_run(float_run, out, replace(base, method=method), q.types, win=win)
         runs[method] = str(out)
-    out = {"runs": runs, "deploy": runs[q.deploy], "sweep_csv": None}
-    if q.sweep:
+    outputs: dict[str, Any] = {"runs": runs, "deploy": runs[q.method], "sweep_csv": None}
+    if cfg.report.sweep:
         sweep_dir = folder / "sweep"
-        _cli(
-            [
-                "quantize",
-                float_run,
-                "--sweep",
-                ",".join(map(str, q.sweep)),
-                "--out",
-                sweep_dir,
-                "--no-progress",
-                *qat_epochs,
-            ]
-        )
-        found = sorted(sweep_dir.glob("*.csv"))
-        out["sweep_csv"] = str(found[0]) if found else None
-    return out
+        core.sweep(float_run, sweep_dir, cfg.report.sweep, base, ("ptq", "qat"), win=win)
+        outputs["sweep_csv"] = str(sweep_dir / "sweep.csv")
+    return outputs
 
 
 def step_export(cfg: RunConfig, run: Run) -> dict[str, Any]:
+    """ONNX of the float run and QONNX of the deployed quantised run, each executed and checked
+    against its reference before it is written (:func:`qlstm.export.api.export`)."""
+    from qlstm.export.api import export
+
     folder = run.dir("export")
     folder.mkdir(parents=True, exist_ok=True)
-    onnx_file, qonnx_file = folder / "model.onnx", folder / "model.qonnx.onnx"
-    _cli(["export", run.outputs["train"]["float_run"], "--format", "onnx", "--out", onnx_file])
-    _cli(["export", run.outputs["quantize"]["deploy"], "--format", "qonnx", "--out", qonnx_file])
+    onnx_file = export(Path(run.outputs["train"]["float_run"]), "onnx", folder / "model.onnx")
+    qonnx_file = export(Path(run.outputs["quantize"]["deploy"]), "qonnx", folder / "model.qonnx.onnx")
     return {"onnx": str(onnx_file), "qonnx": str(qonnx_file)}
 
 
 def step_hls(cfg: RunConfig, run: Run) -> dict[str, Any]:
+    """The hls4ml project of the deployed quantised run for ``cfg.hls`` (target, HlsConfig
+    options, test bench from the held-out windows, C simulation if ``hls.csim``) in
+    ``hls/project``; its ``qlstm_hls.json`` records the options for the firmware step."""
+    from qlstm.hls.project import generate
+
     h = cfg.hls
     out = run.dir("hls") / "project"
-    _cli(["hls", run.outputs["quantize"]["deploy"], "--target", h.target, "--clock-ns", h.clock_ns,
-          "--reuse", h.reuse, "--strategy", h.strategy, "--out", out, "--csim"])  # fmt: skip
+    generate(Path(run.outputs["quantize"]["deploy"]), out, h.resolve_target(), h.options,
+             tb_count=h.tb_count, csim=h.csim, csim_windows=h.csim_windows)  # fmt: skip
     return {"project": str(out)}
 
 
 def step_firmware(cfg: RunConfig, run: Run) -> dict[str, Any]:
-    """firmware_sim against the compiled hls4ml C simulation on held-out windows: exact equality."""
+    """firmware_sim against the compiled C simulation of the project the hls step generated (its
+    own HlsConfig, part and clock) on ``firmware.windows`` held-out test windows: exact equality
+    of every output, and both RMSEs; writes ``firmware/firmware_check.json``."""
     import numpy as np
 
-    from qlstm import description
-    from qlstm.predict import run_backend
-    from qlstm.report.build import compare_outputs, rebuild_test
+    from qlstm import runs
+    from qlstm.firmware_sim.simulate import Firmware
+    from qlstm.hls.csim import build_csim
 
-    qrun = Path(run.outputs["quantize"]["deploy"])
-    tw = rebuild_test(Path(run.outputs["train"]["float_run"]))
-    if tw is None:
-        raise QlstmError("firmware step: the held-out windows of the float run cannot be rebuilt")
-    x, y = tw[0], tw[1]
-    idx = np.linspace(0, len(x) - 1, min(cfg.firmware.windows, len(x))).astype(int)
-    fw = run_backend("firmware", qrun, x[idx])
-    cs = run_backend("csim", qrun, x[idx])
-    desc, _ = description.load(qrun)
-    check = compare_outputs(fw, cs, desc.quantisation.dense.result.lsb)
-    check["firmware_rmse"] = float(np.sqrt(np.mean((fw - y[idx]) ** 2)))
-    check["csim_rmse"] = float(np.sqrt(np.mean((cs - y[idx]) ** 2)))
-    path = run.dir("firmware") / "firmware_check.json"
-    atomic_write_text(path, json.dumps(check, indent=2) + "\n")
+    project = runs.read_hls_project(Path(run.outputs["hls"]["project"]))
+    qrun = runs.open_quant_run(Path(run.outputs["quantize"]["deploy"]))
+    test = qrun.heldout().test
+    desc, weights = qrun.load()
+    idx = np.linspace(0, len(test) - 1, min(cfg.firmware.windows, len(test))).astype(int)
+    x, y = test.x[idx], test.y[idx]
+    fw = Firmware(desc, weights).predict(x)
+    cs = build_csim(desc, weights, project.config, part=project.part, clock_ns=project.clock_ns).predict(x)
+    check = {
+        "available": True,
+        **runs.compare(fw, cs, desc.quantisation.dense.result.lsb).to_dict(),
+        "hls_options": project.config.to_dict(),
+        "firmware_rmse": runs.rmse_metrics(fw, y).rmse,
+        "csim_rmse": runs.rmse_metrics(cs, y).rmse,
+    }
+    path = run.dir("firmware") / runs.FIRMWARE_CHECK_FILE
+    runs.write_json(path, check)
     return {"check": str(path), "bit_exact": check["bit_exact"]}
 
 
 def step_report(cfg: RunConfig, run: Run) -> dict[str, Any]:
+    """The run report (Markdown, self-contained HTML, summary.json) from the steps' files: it
+    reads them through :mod:`qlstm.runs` and recomputes none of them."""
     from qlstm.report.build import write_report
 
     q = run.outputs["quantize"]
@@ -253,7 +172,7 @@ StepFn = Callable[[RunConfig, Run], dict[str, Any]]
 STEPS: tuple[tuple[str, StepFn, tuple[str, ...], tuple[str, ...]], ...] = (
     ("data", step_data, ("data",), ()),
     ("train", step_train, ("train",), ("data",)),
-    ("quantize", step_quantize, ("quantize",), ("train",)),
+    ("quantize", step_quantize, ("quantize", "report"), ("train",)),
     ("export", step_export, (), ("train", "quantize")),
     ("hls", step_hls, ("hls",), ("quantize",)),
     ("firmware", step_firmware, ("firmware",), ("train", "quantize", "hls")),

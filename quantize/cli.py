@@ -62,32 +62,32 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="force one point's type, e.g. rnn0.state=ap_fixed<12,3,AP_RND_CONV,AP_SAT> (repeatable)",
     )
     p.add_argument("--epochs", type=int, help="QAT epochs (default 8)")
-    p.add_argument("--config", type=Path, help="YAML file with a `quantize:` section (QuantizeConfig fields)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="a qlstm config file; its `quantize:` section (QuantizeConfig fields and `types`) is read, "
+        "the same section `qlstm run` reads; the options above override it",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def _settings(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
-    from qlstm.config import from_mapping, read_yaml
-    from qlstm.quantize.policy import QuantizeConfig
+    """The ``quantize:`` section of --config (or the defaults) with the options merged in:
+    the :class:`QuantizeConfig` and the forced types."""
+    from qlstm.config import merge
+    from qlstm.run_config import QuantizeSection, read_section
 
-    data: dict[str, Any] = {}
-    where = "quantize options"
-    if args.config is not None:
-        raw = read_yaml(args.config)
-        if "quantize" not in raw or not isinstance(raw["quantize"], dict):
-            raise QlstmError(f"{args.config}: no `quantize:` section")
-        data = dict(raw["quantize"])
-        where = f"{args.config}: quantize"
-    types = data.pop("types", None) or {}
-    if not isinstance(types, dict):
-        raise QlstmError(f"{where}.types must map point names to ap_fixed types")
+    base = read_section(args.config, "quantize") if args.config is not None else QuantizeSection()
+    where = f"{args.config}: quantize" if args.config is not None else "quantize options"
+    types = dict(base.types)
     for item in args.type:
         name, sep, text = item.partition("=")
         if not sep:
             raise QlstmError(f"--type {item!r}: expected POINT=TYPE")
         types[name.strip()] = text.strip()
+    over: dict[str, Any] = {}
     for opt in (
         "bits",
         "method",
@@ -101,11 +101,11 @@ def _settings(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
     ):
         v = getattr(args, opt)
         if v is not None:
-            data[opt] = v
+            over[opt] = v
     if args.epochs is not None:
-        data["qat"] = {**data.get("qat", {}), "epochs": args.epochs}
-    cfg = from_mapping(QuantizeConfig, data, where)
-    return cfg, {str(k): str(v) for k, v in types.items()}
+        over["qat"] = {"epochs": args.epochs}
+    cfg = merge(base, over, where) if over else base
+    return cfg.config(), {str(k): str(v) for k, v in types.items()}
 
 
 def _widths(text: str) -> tuple[int, ...]:

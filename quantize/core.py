@@ -1,8 +1,7 @@
 """The quantize stage: float run folder in, quantised run folder (or a bit-width sweep) out.
 
 Steps (each a function of the previous outputs): :func:`load_float_run` -> :func:`run_windows`
-(the very windows the float run was trained and tested on, rebuilt from its ``config.yaml`` and
-``data.json``) -> ``QuantNet.profile`` on the training windows -> :func:`~qlstm.quantize.policy.
+(the very windows the float run was trained and tested on, read from its ``windows.npz``) -> ``QuantNet.profile`` on the training windows -> :func:`~qlstm.quantize.policy.
 choose_types` (PTQ) -> optionally :func:`~qlstm.quantize.qat.fine_tune` -> :func:`evaluate` with
 the firmware forward -> :func:`write_run` through :func:`qlstm.io.staged_dir`.
 """
@@ -19,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from qlstm import description
+from qlstm import description, runs
 from qlstm.config import to_mapping
 from qlstm.description import Architecture, DenseQuant, ModelDescription, Quantisation, RecurrentQuant
 from qlstm.errors import QlstmError
@@ -30,10 +29,10 @@ from qlstm.quantize.policy import QuantizeConfig, choose_types
 
 log = logging.getLogger(__name__)
 
-PARENT_FILE = "parent.json"
-METRICS_FILE = "metrics.json"
-CONFIG_FILE = "config.yaml"
-DATA_FILE = "data.json"
+PARENT_FILE = runs.PARENT_FILE
+METRICS_FILE = runs.METRICS_FILE
+CONFIG_FILE = runs.CONFIG_FILE
+DATA_FILE = runs.DATA_FILE
 
 
 @dataclass(frozen=True)
@@ -56,39 +55,26 @@ def load_float_run(run_dir: Path) -> tuple[ModelDescription, dict[str, np.ndarra
 
 
 def run_windows(run_dir: Path, desc: ModelDescription) -> Windows:
-    """Rebuild the float run's train/val/test windows from its config.yaml and data.json."""
-    from qlstm.train.config import load_config
-    from qlstm.train.dataset import prepare
+    """The float run's train/val/test windows, as training saved them (``windows.npz``).
 
-    run_dir = Path(run_dir)
-    cfg_path, data_path = run_dir / CONFIG_FILE, run_dir / DATA_FILE
-    for p in (cfg_path, data_path):
-        if not p.is_file():
-            raise QlstmError(f"{run_dir}: no {p.name}; cannot rebuild the training windows of this run")
-    info = json.loads(data_path.read_text())
-    source = Path(info["path"]) if info.get("source") == "file" else None
-    if source is not None and not source.is_file():
-        raise QlstmError(f"{data_path}: data file {source} not found")
-    prep = prepare(load_config(cfg_path), source)
-    if info.get("sha256") and prep.info.get("sha256") != info.get("sha256"):
-        raise QlstmError(
-            f"{data_path}: data file {source} changed since the float run was trained (sha256 differs)"
-        )
-    if prep.norm != desc.normalisation:
-        raise QlstmError(
-            f"{run_dir}: the rebuilt data give another normalisation than model.json; data changed?"
-        )
-    return Windows((prep.train.x, prep.train.y), (prep.val.x, prep.val.y), (prep.test.x, prep.test.y))
+    Raises QlstmError when the run has no ``windows.npz`` (written before qlstm stored it) or
+    when its windows do not fit the model (another L, k or channel count).
+    """
+    held = runs.open_float_run(run_dir).heldout()
+    a = desc.architecture
+    for name in runs.SPLITS:
+        sp = getattr(held, name)
+        if sp.x.shape[1:] != (a.history, a.input_channels) or sp.y.shape[1:] != (a.horizon,):
+            raise QlstmError(
+                f"{Path(run_dir) / runs.WINDOWS_FILE}: {name} windows {sp.x.shape} -> {sp.y.shape} do not fit "
+                f"the model (L={a.history}, C={a.input_channels}, k={a.horizon})"
+            )
+    return Windows((held.train.x, held.train.y), (held.val.x, held.val.y), (held.test.x, held.test.y))
 
 
 def rmse_metrics(pred: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    err = np.asarray(pred, dtype=np.float64) - np.asarray(y, dtype=np.float64)
-    return {
-        "rmse": float(np.sqrt(np.mean(err**2))),
-        "rmse_per_step": [float(v) for v in np.sqrt(np.mean(err**2, axis=0))],
-        "max_abs_error": float(np.max(np.abs(err))) if err.size else 0.0,
-        "windows": int(len(err)),
-    }
+    """:func:`qlstm.runs.rmse_metrics` as the JSON mapping ``metrics.json`` holds."""
+    return runs.rmse_metrics(pred, y).to_dict()
 
 
 def apply_type_overrides(q: Quantisation, types: dict[str, str]) -> Quantisation:
@@ -226,11 +212,8 @@ def write_run(
     description.save(stage, qdesc, qweights)
     buf = io.BytesIO()
     torch.save(from_weights(desc.architecture, qweights).state_dict(), buf)
-    atomic_write_bytes(stage / "checkpoint.pt", buf.getvalue())
-    atomic_write_text(
-        stage / PARENT_FILE,
-        json.dumps({"path": str(Path(parent).resolve()), "fingerprint": desc.fingerprint()}, indent=2) + "\n",
-    )
+    atomic_write_bytes(stage / runs.CHECKPOINT_FILE, buf.getvalue())
+    runs.write_parent(stage, parent, desc.fingerprint())
     if (Path(parent) / DATA_FILE).is_file():
         atomic_write_text(stage / DATA_FILE, (Path(parent) / DATA_FILE).read_text())
     atomic_write_text(stage / CONFIG_FILE, _config_yaml(cfg, types))

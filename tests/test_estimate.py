@@ -199,7 +199,7 @@ def test_valid_reuse_factors_match_hls4ml_rule():
 
 
 def test_invalid_reuse_factor_names_valid_values():
-    with pytest.raises(QlstmError, match=r"reuse factor 3 is not valid.*valid values: 1, 2"):
+    with pytest.raises(QlstmError, match=r"reuse factor 3 does not fit .*valid values for this model: 1, 2"):
         est.estimate(make_desc(6, 20, 20), est.HlsSettings(TARGETS["ku060"], 5.0, 3))
 
 

@@ -22,9 +22,10 @@ from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
 from qlstm.hls import csim as csim_mod
 from qlstm.hls.csim import build_csim
-from qlstm.hls.graph import HlsOptions, check_reuse, parse_typedefs, valid_reuse_factors
+from qlstm.hls.graph import parse_typedefs
 from qlstm.hls.testing import random_model, random_windows
 from qlstm.hls.verify import ProjectTypeError, check_project_types
+from qlstm.hls_config import HlsConfig, check_reuse, valid_reuse_factors
 
 #: Float-ish models: ap_fixed<32,12> everywhere, 65536-entry tables. The remaining error is the
 #: tables' resolution (sigmoid step 16/65536, slope <= 1/4 -> ~6e-5 per activation) plus
@@ -158,14 +159,14 @@ def test_second_build_in_another_process_does_not_compile(float_sims, csim_cache
 def test_cache_key_depends_on_weights_and_options_not_provenance():
     desc, w = random_model(("lstm",), (4,), history=4, bits=8)
     gxx = csim_mod.gxx()
-    k = csim_mod.cache_key(desc, w, HlsOptions(), gxx)
+    k = csim_mod.cache_key(desc, w, HlsConfig(), gxx)
     from dataclasses import replace
 
-    assert csim_mod.cache_key(replace(desc, data={"path": "elsewhere.csv"}), w, HlsOptions(), gxx) == k
+    assert csim_mod.cache_key(replace(desc, data={"path": "elsewhere.csv"}), w, HlsConfig(), gxx) == k
     w2 = dict(w, **{"head.bias": w["head.bias"] + desc.quantisation.dense.bias.lsb})
-    assert csim_mod.cache_key(desc, w2, HlsOptions(), gxx) != k
-    assert csim_mod.cache_key(desc, w, HlsOptions(strategy="resource"), gxx) != k
-    assert csim_mod.cache_key(desc, w, HlsOptions(backend="vitis"), gxx) != k
+    assert csim_mod.cache_key(desc, w2, HlsConfig(), gxx) != k
+    assert csim_mod.cache_key(desc, w, HlsConfig(strategy="resource"), gxx) != k
+    assert csim_mod.cache_key(desc, w, HlsConfig(backend="vitis"), gxx) != k
 
 
 # ====================================================================== generated types
@@ -187,7 +188,7 @@ def test_every_generated_type_comes_from_the_description(tmp_path):
 
     prj = tmp_path / "prj"
     prj.mkdir()
-    write_project(desc, w, HlsOptions(), prj, part="xc7z020clg400-1", clock_ns=5.0, trace=False)
+    write_project(desc, w, HlsConfig(), prj, part="xc7z020clg400-1", clock_ns=5.0, trace=False)
     fw = prj / "firmware"
     types = _typedef_types(prj)
     params = (fw / "parameters.h").read_text()
@@ -220,7 +221,7 @@ def test_tampered_header_is_reported(tmp_path):
 
     prj = tmp_path / "prj"
     prj.mkdir()
-    write_project(desc, w, HlsOptions(), prj, part="xc7z020clg400-1", clock_ns=5.0, trace=False)
+    write_project(desc, w, HlsConfig(), prj, part="xc7z020clg400-1", clock_ns=5.0, trace=False)
     check_project_types(prj, desc)
     defines = prj / "firmware" / "defines.h"
     text = defines.read_text()
@@ -253,8 +254,8 @@ def test_reuse_factor_validation_lists_valid_values():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"reuse": 0}, "reuse factor must be an integer >= 1"),
-        ({"reuse": 7}, "valid values for this model"),
+        ({"reuse_factor": 0}, "reuse factor must be an integer >= 1"),
+        ({"reuse_factor": 7}, "valid values for this model"),
         ({"clock_ns": 0.0}, "clock period must be > 0"),
         ({"clock_ns": -3.0}, "clock period must be > 0"),
         ({"part": "zynq"}, "malformed part string"),
@@ -267,8 +268,9 @@ def test_reuse_factor_validation_lists_valid_values():
 def test_bad_options_are_one_line_errors(kwargs, message, tmp_path, monkeypatch):
     monkeypatch.setenv("QLSTM_CACHE", str(tmp_path))
     desc, w = random_model(("lstm",), (4,), history=4, bits=8)
+    target = {k: kwargs.pop(k) for k in ("part", "clock_ns") if k in kwargs}
     with pytest.raises(QlstmError, match=message) as exc:
-        build_csim(desc, w, **kwargs)
+        build_csim(desc, w, HlsConfig(**kwargs), **target)
     assert "\n" not in str(exc.value)
     assert not any(tmp_path.rglob("*.cpp"))  # nothing generated
 
@@ -348,7 +350,7 @@ def test_non_static_recurrent_kernels_compile_and_agree(csim_cache):
     desc, w = random_model(("lstm", "gru"), (5, 4), history=5, horizon=2, bits=12, seed=2)
     x = random_windows(desc, 50, seed=3)
     static = build_csim(desc, w)
-    dynamic = build_csim(desc, w, static=False)
+    dynamic = build_csim(desc, w, HlsConfig(static=False))
     assert "use_static = false" in (dynamic.project_dir / "firmware" / "parameters.h").read_text()
     np.testing.assert_array_equal(dynamic.predict(x), static.predict(x))
 

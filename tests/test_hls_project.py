@@ -23,6 +23,7 @@ from qlstm.hls.project import METADATA, TB_INPUTS, TB_OUTPUTS
 from qlstm.hls.targets import TARGETS
 from qlstm.hls.testing import random_model, random_windows
 from qlstm.hls.verify import check_project_types
+from qlstm.hls_config import HlsConfig
 
 MODELS = {
     "lstm": (("lstm",), (6,)),
@@ -118,7 +119,7 @@ def test_stream_io_resource_strategy_and_vitis(qruns, tmp_path):
     desc, w = description.load(run)
     x = np.load(xs)[:6]
     ref = build_csim(desc, w).trace(x)
-    streamed = build_csim(desc, w, io_type="io_stream").trace(x)
+    streamed = build_csim(desc, w, HlsConfig(io_type="io_stream")).trace(x)
     assert set(streamed) == set(ref) == {"rnn0", "rnn1", "head"}
     for name in ref:
         np.testing.assert_array_equal(streamed[name], ref[name], err_msg=name)

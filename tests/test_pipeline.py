@@ -12,7 +12,7 @@ from qlstm.config import merge
 from qlstm.errors import QlstmError
 
 TINY = {
-    "data": {"events": 6, "samples": 1200},
+    "data": {"n_events": 6, "duration_s": 480.0},  # 1,200 samples at 0.4 s
     "train": {
         "history": 4,
         "horizon": 2,
@@ -20,8 +20,9 @@ TINY = {
         "training": {"epochs": 1, "head_init": "random"},
         "data": {"max_train_windows": 1000, "max_eval_windows": 300},
     },
-    "quantize": {"bits": 8, "methods": ["ptq"], "deploy": "ptq", "sweep": [6], "qat_epochs": 1},
+    "quantize": {"bits": 8, "method": "ptq", "qat": {"epochs": 1}},
     "firmware": {"windows": 40},
+    "report": {"compare_methods": [], "sweep": [6]},
 }
 
 
@@ -32,15 +33,17 @@ def tiny_config(**overrides) -> pipeline.RunConfig:
 def test_default_config_loads_and_names_every_step():
     cfg = pipeline.load_run_config(None)
     assert cfg == pipeline.RunConfig()  # the YAML and the built-in defaults agree
-    assert cfg.quantize.deploy in cfg.quantize.methods
+    assert cfg.quantize.method == "qat" and cfg.report.compare_methods == ("ptq",)
     assert pipeline.STEP_NAMES == ("data", "train", "quantize", "export", "hls", "firmware", "report")
 
 
 @pytest.mark.parametrize(
     ("text", "match"),
-    [("quantize: {bitz: 8}\n", "unknown key.*bitz"), ("quantize: {methods: [ptq], deploy: qat}\n", "deploy"),
-     ("train: {history: 500}\n", "history L=500"), ("hls: {strategy: fast}\n", "not one of")],
-    ids=["unknown-key", "deploy", "train-section", "literal"],
+    [("quantize: {bitz: 8}\n", "unknown key.*bitz"), ("train: {data: {events: 50}}\n", "unknown key.*events"),
+     ("train: {data: {source: sine}}\n", "train.data.source='sine' would be ignored"),
+     ("train: {history: 500}\n", "history L=500"), ("hls: {options: {strategy: fast}}\n", "not one of"),
+     ("hls: {strategy: latency}\n", "unknown key.*strategy"), ("report: {compare_methods: [int4]}\n", "not one of")],
+    ids=["unknown-key", "train-data-events", "ignored-source", "train-section", "literal", "hls-flat", "methods"],
 )  # fmt: skip
 def test_bad_config(tmp_path, capsys, text, match):
     path = tmp_path / "c.yaml"
@@ -89,7 +92,7 @@ def test_steps_resume_and_rerun_on_change(tmp_path):
     assert (root / "train" / "float" / "weights.npz").stat().st_mtime_ns == mtime
 
     log.clear()  # a changed quantize section re-runs quantize only
-    changed = tiny_config(quantize={"bits": 6, "methods": ["ptq"], "deploy": "ptq"})
+    changed = tiny_config(quantize={"bits": 6, "method": "ptq"})
     run = pipeline.execute(changed, root, stop="quantize", echo=log.append)
     assert [m.split()[1] for m in log if "up to date" in m] == ["data", "train"]
     assert run.outputs["quantize"]["deploy"].endswith("ptq6")
@@ -135,6 +138,40 @@ def test_default_training_beats_both_baselines(tmp_path):
     pipeline.execute(pipeline.RunConfig(), tmp_path, stop="train", echo=lambda m: None)
     test = json.loads((tmp_path / "train" / "float" / "metrics.json").read_text())["test"]
     model = test["model"]["rmse_per_step"]
-    assert len(model) == pipeline.RunConfig().train["horizon"]
+    assert len(model) == pipeline.RunConfig().train.horizon
     for base in ("persistence", "linear_ar"):
         assert all(m < b for m, b in zip(model, test[base]["rmse_per_step"], strict=True)), (base, test)
+
+
+def test_every_command_reads_its_section_of_one_file(tmp_path):
+    """`qlstm train/quantize/hls/data --config F` read F's own section of the run config format;
+    the command-line options override it field by field; a file without the section is refused."""
+    import argparse
+
+    from qlstm.hls.cli import section
+    from qlstm.quantize.cli import _settings
+    from qlstm.run_config import DEFAULT_CONFIG, read_section
+    from qlstm.train.config import load_config
+
+    cfg = pipeline.load_run_config(DEFAULT_CONFIG)
+    assert load_config(DEFAULT_CONFIG) == cfg.train
+    assert load_config(DEFAULT_CONFIG, {"horizon": 2}).horizon == 2
+    assert read_section(DEFAULT_CONFIG, "data") == cfg.data
+    hls_args = dict(config=DEFAULT_CONFIG, target=None, part=None, resources=None, clock_ns=None, tb_count=None,
+                    csim=None, csim_windows=None, io=None, strategy=None, reuse=None, static=None, backend=None)  # fmt: skip
+    assert section(argparse.Namespace(**hls_args)) == cfg.hls
+    tuned = section(argparse.Namespace(**{**hls_args, "reuse": 2, "static": False}))
+    assert tuned.options.reuse_factor == 2 and not tuned.options.static and tuned.target == "zynq7045"
+    q_args = dict(config=DEFAULT_CONFIG, type=[], bits=None, method=None, table_size=None, headroom=None,
+                  accum_headroom=None, state_integer_bits=None, rounding=None, overflow=None, epochs=None,
+                  input_bits=None, weight_bits=None, bias_bits=None, state_bits=None, accum_bits=None,
+                  result_bits=None, table_bits=None)  # fmt: skip
+    qcfg, types = _settings(argparse.Namespace(**q_args))
+    assert qcfg == cfg.quantize.config() and qcfg.qat.epochs == 3 and types == {}
+    only_train = tmp_path / "t.yaml"
+    only_train.write_text("train: {history: 8}\n")
+    with pytest.raises(QlstmError, match=r"t.yaml: no `hls:` section"):
+        read_section(only_train, "hls")
+    with pytest.raises(QlstmError, match=r"unknown key.*bogus"):
+        only_train.write_text("train: {history: 8}\nhls: {bogus: 1}\n")
+        load_config(only_train)

@@ -13,9 +13,8 @@ import numpy as np
 
 from qlstm import description
 from qlstm.errors import QlstmError
+from qlstm.runs import CHECKPOINT_FILE
 from qlstm.train.model import Predictor, from_weights, predict_array, state_dict_to_weights
-
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, np.ndarray]:

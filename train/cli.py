@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--data",
         type=Path,
         metavar="FILE",
-        help="recording to train on (.csv .h5 .hdf5 .parquet .npz); default: the config's data.source "
-        "(synthetic events or the sine wave), generated on the fly",
+        help="recording to train on (.csv .h5 .hdf5 .parquet .npz), e.g. from `qlstm data generate`; "
+        "required unless the config sets train.data.source: sine",
     )
     p.add_argument(
         "--out", type=Path, required=True, metavar="RUN_DIR", help="run folder to write (grid: grid folder)"
@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--config",
         type=Path,
         metavar="CONFIG.yaml",
-        help="training config (see configs/); default: built-in defaults",
+        help="a qlstm config file (see configs/); its `train:` section is read (the same section "
+        "`qlstm run` reads); default: built-in defaults",
     )
     p.add_argument("--history", "-L", type=int, metavar="L", help="override the config's history length L")
     p.add_argument("--horizon", "-k", type=int, metavar="K", help="override the config's horizon k")

@@ -10,22 +10,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from qlstm.config import from_mapping, read_yaml
+from qlstm.config import merge
 from qlstm.description import Architecture, RecurrentLayer
 from qlstm.errors import QlstmError
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the events come from and how many training windows are cut from them."""
+    """Which channels of the events are used and how many windows are cut from them.
 
-    #: ``synthetic``: qlstm.data.generate (used when ``--data`` is not given);
-    #: ``sine``: sin(pi t) sampled ``sine_samples`` times on [0, ``sine_t_max``], split in time;
-    #: ``--data FILE`` always overrides this with the recording in FILE.
-    source: Literal["synthetic", "sine"] = "synthetic"
-    events: int = 50  # synthetic: number of events
-    hours: float = 24.0  # synthetic: duration of each event
-    seed: int = 0  # synthetic generator seed
+    The events come from a recording (``qlstm train --data FILE``; in ``qlstm run`` the data
+    step's ``events.npz``), or, with ``source: sine``, from sin(pi t) sampled ``sine_samples``
+    times on [0, ``sine_t_max``] (the classic exercise, split in time).
+    """
+
+    #: ``file``: the recording given by ``--data`` (required); ``sine``: the sine wave
+    source: Literal["file", "sine"] = "file"
     channels: tuple[str, ...] = ("U_res",)  # input channels; the first is predicted
     sine_samples: int = 10_000
     sine_t_max: float = 100.0
@@ -44,10 +44,6 @@ class DataConfig:
     max_eval_windows: int = 100_000
 
     def __post_init__(self) -> None:
-        if self.events < 3 and self.source == "synthetic":
-            raise QlstmError(f"data.events={self.events}: need at least 3 (train, val, test)")
-        if self.hours <= 0:
-            raise QlstmError(f"data.hours={self.hours} must be > 0")
         if not self.channels:
             raise QlstmError("data.channels must name at least one channel")
         if not 0 < self.test_fraction < 1 or not 0 < self.val_fraction < 1:
@@ -126,21 +122,15 @@ class TrainConfig:
 
 
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """The config in ``path`` (defaults if None) with ``overrides`` merged in, validated."""
-    data = read_yaml(path) if path is not None else {}
-    where = str(path) if path is not None else "config"
-    for key, value in (overrides or {}).items():
-        if isinstance(value, dict):
-            data.setdefault(key, {})
-            if not isinstance(data[key], dict):
-                raise QlstmError(f"{where}: {key} must be a mapping")
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
+    """The ``train:`` section of config file ``path`` (defaults if None) with ``overrides``
+    merged in, validated; raises QlstmError naming the file and the bad key."""
+    from qlstm.run_config import read_section
+
+    base = read_section(path, "train") if path is not None else TrainConfig()
+    where = f"{path}: train" if path is not None else "train options"
+    cfg = merge(base, overrides or {}, where) if overrides else base
     try:
-        cfg = from_mapping(TrainConfig, data, where)
         cfg.architecture()  # validates units, dropout against the description's limits
     except QlstmError as exc:
-        msg = str(exc)
-        raise QlstmError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+        raise QlstmError(f"{where}: {exc}") from None
     return cfg

@@ -1,6 +1,6 @@
-"""From a config (and optionally a recording) to normalised train/validation/test windows.
+"""From a config and a recording to normalised train/validation/test windows.
 
-Events come from a file (``--data``), the synthetic generator of :mod:`qlstm.data`, or a sine
+Events come from a file (``--data``; ``qlstm data generate`` writes a synthetic one) or a sine
 wave (the classic exercise, ``data.source: sine``). Sets of at least three events are split by
 event; a recording of fewer events (e.g. the single sine series) is split in time instead, each
 event cut into consecutive train / validation / test blocks, so no window straddles two blocks.
@@ -17,13 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from qlstm.config import to_mapping
 from qlstm.data import (
     Event,
     EventSet,
-    SyntheticConfig,
     fit_normalisation,
-    generate,
     load_events,
     make_windows,
     split_events,
@@ -37,13 +34,16 @@ from qlstm.train.config import TrainConfig
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class WindowSet:
-    """Normalised windows x (N, L, C) float32 and targets y (N, k) float32."""
+    """Normalised windows x (N, L, C) float32 and targets y (N, k) float32; ``event`` (N,) the
+    index of each window's event in its split, ``start`` (N,) the window's first sample."""
 
     x: np.ndarray
     y: np.ndarray
     stride: int
+    event: np.ndarray
+    start: np.ndarray
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -59,6 +59,8 @@ class Prepared:
     info: dict[str, Any]
     #: the linear AR baseline, least squares on all training windows
     ar: LinearAR
+    #: the events of each split (for the held-out artifact: names, lengths, the quench trace)
+    events: dict[str, EventSet]
 
 
 def sine_events(samples: int, t_max: float) -> EventSet:
@@ -88,11 +90,10 @@ def load_source(cfg: TrainConfig, data_path: Path | None) -> tuple[EventSet, dic
         es = sine_events(d.sine_samples, d.sine_t_max)
         info = {"source": "sine", "samples": d.sine_samples, "t_max": d.sine_t_max}
     else:
-        syn = SyntheticConfig(
-            n_events=d.events, duration_s=d.hours * 3600.0, seed=d.seed, channels=d.channels
+        raise QlstmError(
+            "no data: pass --data FILE (a recording; `qlstm data generate --out events.npz` makes a synthetic "
+            "one) or set train.data.source: sine"
         )
-        es = generate(syn)
-        info = {"source": "synthetic", "synthetic": to_mapping(syn)}
     return es, info
 
 
@@ -141,13 +142,17 @@ def windows(
     possible = sum(len(ev.t) - span + 1 for ev in es.events)
     stride = max(stride, math.ceil(possible / max_windows))
     w = make_windows(es, norm, history=cfg.history, horizon=cfg.horizon, stride=stride)
-    x, y = w.x, w.y
+    x, y, event, start = w.x, w.y, w.event, w.start
     if len(x) > max_windows:
         keep = np.sort(np.random.default_rng(seed).choice(len(x), max_windows, replace=False))
-        x, y = x[keep], y[keep]
+        x, y, event, start = x[keep], y[keep], event[keep], start[keep]
     log.info("%s: %d windows (stride %d) from %d events", what, len(x), stride, len(es.events))
     return WindowSet(
-        np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y, dtype=np.float32), stride
+        np.ascontiguousarray(x, dtype=np.float32),
+        np.ascontiguousarray(y, dtype=np.float32),
+        stride,
+        np.asarray(event, dtype=np.int64),
+        np.asarray(start, dtype=np.int64),
     )
 
 
@@ -194,20 +199,24 @@ def training_windows(es: EventSet, norm: Normalisation, cfg: TrainConfig) -> tup
         rest = np.setdiff1d(np.arange(act.size), pick_act, assume_unique=True)
         chosen = np.sort(np.concatenate([pick_act, rng.choice(rest, n - pick_act.size, replace=False)]))
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    xs, ys = [], []
+    xs, ys, evs, starts = [], [], [], []
     for i in range(len(es.events)):  # pass 2: gather the chosen windows, event by event
         sel = chosen[(chosen >= offsets[i]) & (chosen < offsets[i + 1])] - offsets[i]
         if sel.size:
             w = _event_windows(es, i, norm, cfg, d.stride)
             xs.append(w.x[sel])
             ys.append(w.y[sel])
+            evs.append(np.full(sel.size, i, dtype=np.int64))
+            starts.append(w.start[sel])
     x = np.ascontiguousarray(np.concatenate(xs), dtype=np.float32)
     y = np.ascontiguousarray(np.concatenate(ys), dtype=np.float32)
     log.info(
         "training: %d of %d windows (stride %d, active share %.2f) from %d events; AR on all %d",
         len(x), act.size, d.stride, d.active_fraction, len(es.events), act.size,
     )  # fmt: skip
-    return WindowSet(x, y, d.stride), ar.solve()
+    event = np.concatenate(evs)
+    start = np.asarray(np.concatenate(starts), dtype=np.int64)
+    return WindowSet(x, y, d.stride, event, start), ar.solve()
 
 
 class _ARAccumulator:
@@ -235,6 +244,18 @@ class _ARAccumulator:
 
 
 def prepare(cfg: TrainConfig, data_path: Path | None) -> Prepared:
+    """Load the events, split them, fit the normalisation and cut the windows: the one place the
+    train/validation/test windows are made (``qlstm train`` saves them as ``windows.npz``; later
+    stages read that file through :mod:`qlstm.runs` instead of calling this again).
+
+    ``data_path``: a recording (.csv .h5 .hdf5 .parquet .npz) or None for ``data.source: sine``.
+    Returns the normalisation (min-max, fitted on the training events only), windows x (N, L, C)
+    and y (N, k) float32 in normalised units per split, the provenance for ``data.json`` and the
+    linear-AR baseline fitted on all training windows.
+
+    Raises QlstmError when the file is missing or unreadable, a channel is missing, or an event is
+    shorter than history + horizon.
+    """
     es, info = load_source(cfg, data_path)
     tr, va, te = split(es, cfg)
     norm = fit_normalisation(tr, target_channel=0)
@@ -257,4 +278,51 @@ def prepare(cfg: TrainConfig, data_path: Path | None) -> Prepared:
         "stride": {"train": train.stride, "val": val.stride, "test": test.stride},
         "windows": {"train": len(train), "val": len(val), "test": len(test)},
     }
-    return Prepared(norm=norm, train=train, val=val, test=test, info=info, ar=ar)
+    return Prepared(
+        norm=norm,
+        train=train,
+        val=val,
+        test=test,
+        info=info,
+        ar=ar,
+        events={"train": tr, "val": va, "test": te},
+    )
+
+
+def quench_trace(events: EventSet, norm: Normalisation, history: int, span: int = 300):
+    """The last ``span`` samples before the quench of the first test event that has one, as
+    (n, L, C) normalised windows, the normalised target one step ahead (n,) and the time relative
+    to the quench (n,) in seconds; None when no event has a quench marker or it comes too early."""
+    from qlstm.runs import QuenchTrace
+
+    ev = next((e for e in events.events if e.quench_index is not None), None)
+    if ev is None:
+        return None
+    q = ev.quench_index
+    start = max(0, q - span - history)
+    xs = norm.apply(ev.x[start : q + 1])
+    n = len(xs) - history
+    if n < 2:
+        return None
+    win = np.stack([xs[i : i + history] for i in range(n)])
+    truth = xs[history:, norm.target_channel].astype(np.float64)
+    t = ev.t[start + history : q + 1] - ev.t[q]
+    return QuenchTrace(ev.name, win, truth, np.asarray(t, dtype=np.float64))
+
+
+def heldout(prep: Prepared, history: int):
+    """The :class:`qlstm.runs.HeldOut` artifact (``windows.npz``) of prepared data."""
+    from qlstm.runs import HeldOut, Split
+
+    def split_of(w: WindowSet) -> Split:
+        return Split(w.x, w.y, w.event, w.start)
+
+    return HeldOut(
+        train=split_of(prep.train),
+        val=split_of(prep.val),
+        test=split_of(prep.test),
+        events={k: tuple(e.name for e in es.events) for k, es in prep.events.items()},
+        event_lengths={k: tuple(len(e.t) for e in es.events) for k, es in prep.events.items()},
+        quenches=sum(e.quench_index is not None for e in prep.events["test"].events),
+        trace=quench_trace(prep.events["test"], prep.norm, history),
+    )

@@ -97,6 +97,8 @@ def run_grid(
     grid_text = yaml.safe_dump(
         {"base": base_map, "data": str(data_path) if data_path else None}, sort_keys=False
     )
+    if data_path is None and base.data.source == "file":
+        raise QlstmError("--grid needs --data FILE (or train.data.source: sine)")
     if out.exists() and any(out.iterdir()) and not overwrite:
         gpath = out / GRID_CONFIG
         if not gpath.is_file() or gpath.read_text() != grid_text:
@@ -111,15 +113,6 @@ def run_grid(
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / GRID_CONFIG, grid_text)
     data = data_path
-    if data is None and base.data.source == "synthetic":  # generate once, share with every cell
-        data = out / "data.npz"
-        if not data.is_file():
-            from qlstm.data import save_events
-            from qlstm.train.dataset import load_source
-
-            es, _ = load_source(base, None)
-            with atomic_path(data) as tmp:
-                save_events(es, tmp)
     tasks = [
         (
             {**base_map, "history": L, "horizon": k},

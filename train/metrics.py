@@ -13,18 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from qlstm.data.baselines import LinearAR, persistence
+from qlstm.runs import rmse_metrics
 
 
 def errors(pred: np.ndarray, y: np.ndarray) -> dict[str, object]:
-    """RMSE and MAE per step ahead and over all steps."""
-    e = np.asarray(pred, dtype=np.float64) - np.asarray(y, dtype=np.float64)
-    return {
-        "rmse_per_step": np.sqrt(np.mean(e**2, axis=0)).tolist(),
-        "mae_per_step": np.mean(np.abs(e), axis=0).tolist(),
-        "rmse": float(np.sqrt(np.mean(e**2))),
-        "mae": float(np.mean(np.abs(e))),
-        "mse": float(np.mean(e**2)),
-    }
+    """RMSE and MAE per step ahead and over all steps (:func:`qlstm.runs.rmse_metrics`, as JSON)."""
+    return rmse_metrics(pred, y).to_dict()
 
 
 def compare(model_pred: np.ndarray, x: np.ndarray, y: np.ndarray, ar: LinearAR) -> dict[str, object]:

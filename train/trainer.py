@@ -33,18 +33,13 @@ from qlstm.config import to_mapping
 from qlstm.description import ModelDescription
 from qlstm.errors import QlstmError
 from qlstm.io import atomic_path, atomic_write_bytes, atomic_write_text, staged_dir
+from qlstm.runs import CHECKPOINT_FILE, CONFIG_FILE, CURVE_FILE, DATA_FILE, METRICS_FILE, WINDOWS_FILE
 from qlstm.train import metrics as M
 from qlstm.train.config import TrainConfig, TrainingConfig
-from qlstm.train.dataset import Prepared, WindowSet, prepare
+from qlstm.train.dataset import Prepared, WindowSet, heldout, prepare
 from qlstm.train.model import Predictor, from_weights, predict_array, to_weights
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FILE = "checkpoint.pt"
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.json"
-CURVE_FILE = "training_curve.png"
-DATA_FILE = "data.json"
 
 
 @dataclass(frozen=True)
@@ -243,7 +238,10 @@ def _same_run(out: Path, cfg: TrainConfig, prep_info: dict[str, Any]) -> bool:
     return (
         same_cfg
         and all(old.get(k) == prep_info.get(k) for k in keys)
-        and all((out / f).is_file() for f in (METRICS_FILE, description.WEIGHTS_FILE, CHECKPOINT_FILE))
+        and all(
+            (out / f).is_file()
+            for f in (METRICS_FILE, description.WEIGHTS_FILE, CHECKPOINT_FILE, WINDOWS_FILE)
+        )
     )
 
 
@@ -296,6 +294,7 @@ def train_run(
         atomic_write_text(stage / CONFIG_FILE, _config_text(cfg))
         atomic_write_text(stage / DATA_FILE, json.dumps(prep.info, indent=2) + "\n")
         atomic_write_text(stage / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+        heldout(prep, cfg.history).save(stage / WINDOWS_FILE)  # the held-out data, written once
         title = (
             f"{out.name}: {cfg.model.cell.upper()}{list(cfg.model.layers)}, L={cfg.history}, k={cfg.horizon}, "
             f"test RMSE {metrics['test']['model']['rmse']:.3g}"

@@ -52,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--config",
         type=Path,
         metavar="YAML",
-        help="YAML file of generator parameters (SyntheticConfig fields, at top level or under 'synthetic:')",
+        help="a qlstm config file (its `data:` section, the one `qlstm run` reads), or a YAML file of "
+        "SyntheticConfig fields at top level or under 'synthetic:'",
     )
     g.set_defaults(func=run_generate)
 
@@ -102,7 +103,12 @@ def synthetic_config(args: argparse.Namespace):
     cfg = SyntheticConfig.short() if args.short else SyntheticConfig()
     if args.config is not None:
         data = read_yaml(args.config)
-        if set(data) == {"synthetic"} and isinstance(data["synthetic"], dict):
+        if isinstance(data.get("data"), dict):  # a qlstm config file: its `data:` section
+            from qlstm.run_config import read_section
+
+            read_section(args.config, "data")  # validates the whole file
+            data = data["data"]
+        elif set(data) == {"synthetic"} and isinstance(data["synthetic"], dict):
             data = data["synthetic"]
         cfg = merge(cfg, data, where=str(args.config))
     over: dict = {}

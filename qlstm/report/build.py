@@ -5,10 +5,11 @@ predicted vs true traces before a quench (the paper's Fig. 11); latency and reso
 (ESTIMATES, with the budget verdict); the comparison with Wielgosz et al. Table 6 and with the
 hls4ml RNN paper; the bit-exactness of firmware_sim against the hls4ml C simulation.
 
-Figures come from the run folders (``metrics.json``, ``data.json``, ``parent.json``), the quantize
-sweep CSV and ``firmware_check.json`` when present; what is missing is computed through the
-``qlstm predict`` backends when they are available, and otherwise named as not available, never
-invented.
+Figures come from the run folders, read through :mod:`qlstm.runs` (``metrics.json``,
+``data.json``, ``parent.json``, ``windows.npz``), the quantize sweep CSV and the firmware step's
+``firmware_check.json``; what is missing is named as not available, never invented or recomputed.
+Two things are still computed here: the quench-trace figure's predictions (float, quantised and
+firmware_sim backends on the ~300 stored trace windows) and the latency/resource estimates.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from qlstm import description
+from qlstm import description, runs
 from qlstm.errors import QlstmError
 from qlstm.io import atomic_write_bytes, atomic_write_text, staged_dir
 from qlstm.report.render import Block, Figure, Heading, Para, Table, to_html, to_markdown
 
 log = logging.getLogger(__name__)
 
-FIRMWARE_CHECK_FILE = "firmware_check.json"
+FIRMWARE_CHECK_FILE = runs.FIRMWARE_CHECK_FILE
 #: Wielgosz, Skoczeń, Mertik, NIM A 867 (2017) 40, Table 6: their LSTM (128 cells, L = 16) on FPGA.
 PAPER_TABLE6 = (
     ("zynq7020", 142.0, 932.0, "Zynq 7020"),
@@ -42,18 +43,20 @@ KHODA = {"band_us": (1.5, 1.7), "clock_mhz": 200.0}
 #: (target, clock MHz) rows of the latency section.
 REPORT_TARGETS = (("zynq7020", 142.0), ("zynq7045", 100.0), ("zynq7045", 200.0), ("ku060", 200.0))
 DEFAULT_BUDGET_US = 2.5
-MAX_EVAL_WINDOWS = 20_000
 
 
 @dataclass
 class Inputs:
+    """What the report renders, read through :mod:`qlstm.runs` (typed files only)."""
+
     qrun: Path
     float_run: Path
     desc: description.ModelDescription
     weights: dict[str, np.ndarray]
-    qmetrics: dict[str, Any]
-    fmetrics: dict[str, Any]
+    qmetrics: runs.QuantMetrics
+    fmetrics: runs.FloatMetrics
     data_info: dict[str, Any]
+    heldout: runs.HeldOut
     others: list[Path] = field(default_factory=list)  # further quantised runs (PTQ vs QAT)
     sweep_csv: Path | None = None
     firmware_check_file: Path | None = None
@@ -61,76 +64,25 @@ class Inputs:
 
 # ----------------------------------------------------------------------------- reading
 def read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise QlstmError(f"{path}: not found")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise QlstmError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-
-
-def parent_of(qrun: Path) -> Path:
-    """The float run a quantised run came from, as its ``parent.json`` names it."""
-    p = qrun / "parent.json"
-    info = read_json(p)
-    for key in ("float_run", "parent", "run_dir", "path", "source"):
-        v = info.get(key)
-        if isinstance(v, str):
-            cand = Path(v) if Path(v).is_absolute() else (qrun / v)
-            for c in (cand, Path(v)):
-                if (c / description.DESCRIPTION_FILE).is_file():
-                    return c.resolve()
-    raise QlstmError(f"{p}: names no float run folder holding {description.DESCRIPTION_FILE}")
-
-
-def rmse_per_step(metrics: dict[str, Any], where: str) -> list[float] | None:
-    """The test RMSE per step ahead of a run's own model, from its ``metrics.json``."""
-    for path in (("test", "model"), ("test", "quant"), ("test",), ("model",), ()):
-        node: Any = metrics
-        for key in path:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, dict) and isinstance(node.get("rmse_per_step"), list):
-            return [float(v) for v in node["rmse_per_step"]]
-    log.warning("%s: no test RMSE per step found", where)
-    return None
+    return runs.read_json(path)
 
 
 def load_inputs(qrun: Path, others: list[Path] | None = None, sweep_csv: Path | None = None) -> Inputs:
-    qrun = Path(qrun)
-    desc, weights = description.load(qrun)
-    if not desc.quantised:
-        raise QlstmError(f"{qrun}: not a quantised run (no quantisation in model.json); quantize first")
-    float_run = parent_of(qrun)
-    fmetrics = read_json(float_run / "metrics.json")
-    qmetrics = read_json(qrun / "metrics.json") if (qrun / "metrics.json").is_file() else {}
-    data_info = read_json(float_run / "data.json")
+    """Open the quantised run, its float parent, their metrics and the held-out windows.
+
+    Raises QlstmError when ``qrun`` is not a quantised run, its parent.json is missing or names
+    no float run, or a metrics.json / windows.npz is missing or of an older format.
+    """
+    q = runs.open_quant_run(Path(qrun))
+    desc, weights = q.load()
+    parent = q.parent
     if sweep_csv is None:
-        found = sorted(qrun.parent.glob("**/sweep*.csv"))
+        found = sorted(q.path.parent.glob("**/sweep*.csv"))
         sweep_csv = found[0] if found else None
     return Inputs(
-        qrun, float_run, desc, weights, qmetrics, fmetrics, data_info, list(others or []), sweep_csv
-    )
-
-
-def rebuild_test(float_run: Path) -> tuple[np.ndarray, np.ndarray, Any, Any] | None:
-    """The float run's test windows (x, y), its normalisation and test events, rebuilt exactly
-    as training built them (same config, same data); None if the data file is not there."""
-    from qlstm.train.config import load_config
-    from qlstm.train.dataset import load_source, prepare, split
-
-    float_run = Path(float_run)
-    info = read_json(float_run / "data.json")
-    cfg = load_config(float_run / "config.yaml")
-    path = Path(info["path"]) if info.get("source") == "file" else None
-    if path is not None and not path.is_absolute() and not path.is_file():
-        path = float_run.parent / path  # data.json holds the path as given to `qlstm train`
-    if path is not None and not path.is_file():
-        log.warning("data file %s of the float run is not there; skipping recomputed figures", path)
-        return None
-    prep = prepare(cfg, path)
-    es, _ = load_source(cfg, path)
-    _, _, test_events = split(es, cfg)
-    return prep.test.x, prep.test.y, prep.norm, test_events
+        q.path, parent.path, desc, weights, q.metrics, parent.metrics, parent.data, parent.heldout(),
+        list(others or []), sweep_csv,
+    )  # fmt: skip
 
 
 def _predict(backend: str, run_dir: Path, x: np.ndarray) -> tuple[np.ndarray | None, str]:
@@ -245,7 +197,9 @@ def read_sweep(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def section_data(inp: Inputs, tw) -> list[Block]:
+def section_data(inp: Inputs) -> list[Block]:
+    """The data table (source, channels, sampling, events and windows per split) from the float
+    run's ``data.json`` and ``windows.npz``."""
     d = inp.data_info
     split = d.get("split", {})
     rows = [
@@ -258,36 +212,34 @@ def section_data(inp: Inputs, tw) -> list[Block]:
         ("windows train / val / test", " / ".join(str(d.get("windows", {}).get(k, "?")) for k in ("train", "val", "test"))),
     ]  # fmt: skip
     blocks: list[Block] = [Heading("Data"), Table(("item", "value"), tuple(rows))]
-    if tw is not None:
-        events = tw[3].events
-        lengths = [len(e.t) for e in events]
-        quenches = sum(e.quench_index is not None for e in events)
+    lengths = inp.heldout.event_lengths["test"]
+    if lengths:
         blocks.append(
             Para(
-                f"Test events: {len(events)}, {min(lengths)}-{max(lengths)} samples each, "
-                f"{quenches} with a quench marker. The synthetic data is modelled on Wielgosz et al. "
+                f"Test events: {len(lengths)}, {min(lengths)}-{max(lengths)} samples each, "
+                f"{inp.heldout.quenches} with a quench marker. The synthetic data is modelled on Wielgosz et al. "
                 "(2017); it is not CERN data."
             )
         )
     return blocks
 
 
-def section_accuracy(inp: Inputs, tw, fw_pred: np.ndarray | None) -> tuple[list[Block], dict[str, Any]]:
-    test = inp.fmetrics.get("test", {})
-    series: dict[str, list[float]] = {}
-    for key, name in (("model", "float"), ("persistence", "persistence"), ("linear_ar", "linear AR")):
-        if isinstance(test.get(key), dict) and "rmse_per_step" in test[key]:
-            series[name] = [float(v) for v in test[key]["rmse_per_step"]]
-    for run in [inp.qrun, *inp.others]:
-        d, _ = description.load(run)
-        q = d.quantisation
-        metrics = read_json(run / "metrics.json") if (run / "metrics.json").is_file() else {}
-        vals = rmse_per_step(metrics, str(run / "metrics.json"))
-        if vals is not None:
-            series[f"{q.method.upper()} {q.bits}-bit"] = vals
-    if fw_pred is not None and tw is not None:
-        e = fw_pred - tw[1]
-        series[f"firmware_sim {inp.desc.quantisation.bits}-bit"] = np.sqrt(np.mean(e**2, axis=0)).tolist()
+def section_accuracy(inp: Inputs) -> tuple[list[Block], dict[str, Any]]:
+    """Test RMSE per step ahead of float, baselines, each quantised run and firmware_sim, all
+    from the runs' ``metrics.json`` (normalised units); the sweep table from its CSV."""
+    fm = inp.fmetrics
+    series: dict[str, list[float]] = {
+        "float": list(fm.model.rmse_per_step),
+        "persistence": list(fm.persistence.rmse_per_step),
+        "linear AR": list(fm.linear_ar.rmse_per_step),
+    }
+    for path in [inp.qrun, *inp.others]:
+        qm = runs.QuantRun(Path(path)).metrics
+        series[f"{qm.method.upper()} {qm.bits}-bit"] = list(qm.test.rmse_per_step)
+    fw_windows = None
+    if inp.qmetrics.raw.get("eval_backend") == "firmware":  # quantize measured with firmware_sim
+        series[f"firmware_sim {inp.desc.quantisation.bits}-bit"] = list(inp.qmetrics.test.rmse_per_step)
+        fw_windows = inp.qmetrics.test.windows
     k = inp.desc.architecture.horizon
     header = ("model", "RMSE (all k)", *(f"k={j + 1}" for j in range(min(k, 8))))
     rows = []
@@ -300,11 +252,12 @@ def section_accuracy(inp: Inputs, tw, fw_pred: np.ndarray | None) -> tuple[list[
             "Test RMSE in normalised units, per step ahead (first 8 shown), on the held-out events. "
             "Float and baselines from the float run's `metrics.json`, quantised runs from theirs"
             + (
-                f", firmware_sim recomputed here on the same {len(fw_pred):,} test windows. "
-                if fw_pred is not None
-                else " (firmware_sim not available here). "
+                f"; firmware_sim is the deployed run's own test metrics (quantize evaluates with it) on "
+                f"the same {fw_windows:,} test windows. "
+                if fw_windows is not None
+                else " (the deployed run was evaluated with another backend: no firmware_sim row). "
             )
-            + f"Float: {inp.fmetrics.get('verdict', 'no verdict in metrics.json')}."
+            + f"Float: {inp.fmetrics.verdict or 'no verdict in metrics.json'}."
         ),
         Table(header, tuple(rows)),
     ]
@@ -326,25 +279,14 @@ def section_accuracy(inp: Inputs, tw, fw_pred: np.ndarray | None) -> tuple[list[
     return blocks, series
 
 
-def section_trace(inp: Inputs, tw) -> list[Block]:
+def section_trace(inp: Inputs) -> list[Block]:
+    """The 1-step-ahead predictions before a quench (the paper's Fig. 11) on the quench trace
+    that training stored in ``windows.npz``."""
     blocks: list[Block] = [Heading("Predicted vs true before a quench (cf. the paper's Fig. 11)")]
-    if tw is None:
-        return [*blocks, Para("Not available: the test data could not be rebuilt here.")]
-    _, _, norm, test_events = tw
-    a = inp.desc.architecture
-    ev = next((e for e in test_events.events if e.quench_index is not None), None)
-    if ev is None:
-        return [*blocks, Para("Not available: no test event has a quench marker.")]
-    q = ev.quench_index
-    span = 300  # samples shown before the quench (2 minutes at 0.4 s)
-    start = max(0, q - span - a.history)
-    xs = norm.apply(ev.x[start : q + 1])
-    n = len(xs) - a.history
-    if n < 2:
-        return [*blocks, Para(f"Not available: event {ev.name} is too short before its quench.")]
-    win = np.stack([xs[i : i + a.history] for i in range(n)])
-    truth = xs[a.history :, norm.target_channel]
-    t = ev.t[start + a.history : q + 1] - ev.t[q]
+    tr = inp.heldout.trace
+    if tr is None:
+        return [*blocks, Para("Not available: no test event has a quench marker (or it comes too early).")]
+    win, truth, t = tr.x, tr.truth, tr.t
     preds: dict[str, np.ndarray] = {}
     missing = []
     for name, backend, run in (("float", "float", inp.float_run), (f"{inp.desc.quantisation.method} {inp.desc.quantisation.bits}-bit", "quant", inp.qrun), ("firmware_sim", "firmware", inp.qrun)):  # fmt: skip
@@ -357,7 +299,7 @@ def section_trace(inp: Inputs, tw) -> list[Block]:
         Figure(
             "trace_quench.png",
             _plot_trace(t, truth, preds, 0.0),
-            f"Event {ev.name}: the last {len(t)} samples up to the quench, true normalised voltage and "
+            f"Event {tr.event}: the last {len(t)} samples up to the quench, true normalised voltage and "
             "1-step-ahead predictions.",
         )
     )
@@ -503,31 +445,15 @@ def section_targets(inp: Inputs) -> list[Block]:
     ]
 
 
-def firmware_check(inp: Inputs, x: np.ndarray | None, max_windows: int = 200) -> dict[str, Any]:
-    """firmware_sim vs csim on test windows: exact equality of the outputs (``firmware_check.json``
-    of the pipeline's firmware step when given, else computed here if both backends exist)."""
+def firmware_check(inp: Inputs) -> dict[str, Any]:
+    """The firmware step's ``firmware_check.json`` (firmware_sim against the C simulation of the
+    run's hls project, exact equality); the report does not recompute it."""
     path = inp.firmware_check_file or inp.qrun / FIRMWARE_CHECK_FILE
     if path.is_file():
         return read_json(path)
-    if x is None:
-        return {"available": False, "reason": "no test windows"}
-    idx = np.linspace(0, len(x) - 1, min(max_windows, len(x))).astype(int)
-    fw, why_fw = _predict("firmware", inp.qrun, x[idx])
-    cs, why_cs = _predict("csim", inp.qrun, x[idx]) if fw is not None else (None, "")
-    if fw is None or cs is None:
-        return {"available": False, "reason": why_fw or why_cs}
-    return compare_outputs(fw, cs, inp.desc.quantisation.dense.result.lsb)
-
-
-def compare_outputs(a: np.ndarray, b: np.ndarray, lsb: float) -> dict[str, Any]:
-    diff = np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))
     return {
-        "available": True,
-        "windows": int(a.shape[0]),
-        "outputs": int(a.size),
-        "equal": int(np.count_nonzero(diff == 0)),
-        "max_diff_lsb": float(diff.max() / lsb),
-        "bit_exact": bool(np.all(diff == 0)),
+        "available": False,
+        "reason": f"no {FIRMWARE_CHECK_FILE} (the firmware step of `qlstm run` writes it)",
     }
 
 
@@ -548,18 +474,7 @@ def section_bitexact(check: dict[str, Any]) -> list[Block]:
 
 # ----------------------------------------------------------------------------- the report
 def build(inp: Inputs, budget_us: float = DEFAULT_BUDGET_US) -> tuple[list[Block], dict[str, Any]]:
-    tw = rebuild_test(inp.float_run)
-    x_eval = None
-    fw_pred = None
-    if tw is not None:
-        x_all, y_all = tw[0], tw[1]
-        if len(x_all) > MAX_EVAL_WINDOWS:
-            idx = np.linspace(0, len(x_all) - 1, MAX_EVAL_WINDOWS).astype(int)
-            tw = (x_all[idx], y_all[idx], tw[2], tw[3])
-        x_eval = tw[0]
-        fw_pred, why = _predict("firmware", inp.qrun, x_eval)
-        if fw_pred is None:
-            log.warning("firmware backend not available: %s", why)
+    """Every section as render blocks, and ``summary.json``'s content."""
     a, q = inp.desc.architecture, inp.desc.quantisation
     layers = " -> ".join(f"{layer.cell.upper()}({layer.units})" for layer in a.layers)
     blocks: list[Block] = [
@@ -570,14 +485,14 @@ def build(inp: Inputs, budget_us: float = DEFAULT_BUDGET_US) -> tuple[list[Block
             f"{a.n_parameters():,} parameters."
         ),
     ]
-    blocks += section_data(inp, tw)
-    acc_blocks, series = section_accuracy(inp, tw, fw_pred)
+    blocks += section_data(inp)
+    acc_blocks, series = section_accuracy(inp)
     blocks += acc_blocks
-    blocks += section_trace(inp, tw)
+    blocks += section_trace(inp)
     lat_blocks, records = section_latency(inp, budget_us)
     blocks += lat_blocks
     blocks += section_comparison(inp, records)
-    check = firmware_check(inp, x_eval)
+    check = firmware_check(inp)
     blocks += section_bitexact(check)
     summary = {
         "qrun": str(inp.qrun),

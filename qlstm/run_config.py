@@ -1,0 +1,161 @@
+"""One config file format for every command: a mapping of typed sections, one per stage.
+
+FINN's ``DataflowBuildConfig`` is the model (one typed, documented config), with sections: each
+section IS the stage's own frozen dataclass, so ``qlstm run`` and the stage's own command read the
+same schema. ``qlstm train --config F`` reads ``F``'s ``train:`` section, ``qlstm quantize
+--config F`` its ``quantize:`` section, ``qlstm hls --config F`` its ``hls:`` section, and
+``qlstm run --config F`` all of them. The whole file is always validated: an unknown key anywhere
+is an error naming it (``from_mapping``), and ``qlstm run`` also refuses a key it would ignore
+(:meth:`RunConfig.check_run`, e.g. ``train.data.source``: the run trains on the data step's events).
+
+=========  ==============================================  =====================================
+section    type                                            read by
+=========  ==============================================  =====================================
+data       :class:`qlstm.data.SyntheticConfig`             ``qlstm run`` (data step)
+train      :class:`qlstm.train.config.TrainConfig`         ``qlstm train``, run (train step)
+quantize   :class:`QuantizeSection` (QuantizeConfig+types) ``qlstm quantize``, run
+hls        :class:`qlstm.hls.config.HlsSection`            ``qlstm hls``, run
+firmware   :class:`FirmwareSection`                        run (firmware check)
+report     :class:`ReportSection`                          run (what the report compares)
+=========  ==============================================  =====================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from qlstm.config import from_mapping, read_yaml
+from qlstm.data.synthetic import SyntheticConfig
+from qlstm.errors import QlstmError
+from qlstm.hls.config import HlsSection
+from qlstm.quantize.policy import QuantizeConfig
+from qlstm.train.config import DataConfig, ModelConfig, TrainConfig, TrainingConfig
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "run_default.yaml"
+
+
+@dataclass(frozen=True)
+class QuantizeSection(QuantizeConfig):
+    """The ``quantize:`` section: :class:`QuantizeConfig` plus forced types of named points."""
+
+    #: force one point's type, e.g. ``{rnn0.state: "ap_fixed<12,3,AP_RND_CONV,AP_SAT>"}``
+    types: dict[str, str] = field(default_factory=dict)
+
+    def config(self) -> QuantizeConfig:
+        """The plain :class:`QuantizeConfig` (what the quantize functions and config.yaml take)."""
+        names = [f.name for f in dataclasses.fields(QuantizeConfig)]
+        return QuantizeConfig(**{n: getattr(self, n) for n in names})
+
+
+@dataclass(frozen=True)
+class FirmwareSection:
+    #: held-out test windows compared bit for bit: firmware_sim against the C simulation of the
+    #: project the hls step generated
+    windows: int = 500
+
+    def __post_init__(self) -> None:
+        if self.windows < 1:
+            raise QlstmError(f"firmware.windows={self.windows} must be >= 1")
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    #: latency budget of the estimator's search, microseconds
+    budget_us: float = 1.0
+    #: also quantize with these methods (at quantize.bits) for the report's PTQ-vs-QAT comparison
+    compare_methods: tuple[Literal["ptq", "qat"], ...] = ("ptq",)
+    #: widths of the PTQ and QAT sweep for the accuracy-per-bit-width table (empty: no sweep)
+    sweep: tuple[int, ...] = (6, 8, 12, 16)
+
+    def __post_init__(self) -> None:
+        if not self.budget_us > 0:
+            raise QlstmError(f"report.budget_us={self.budget_us} must be > 0")
+
+
+#: The run's defaults when no config file is found (configs/run_default.yaml states the same).
+def _default_train() -> TrainConfig:
+    return TrainConfig(
+        history=16,
+        horizon=4,
+        data=DataConfig(max_train_windows=40000, max_eval_windows=10000),
+        model=ModelConfig(cell="lstm", layers=(32,)),
+        training=TrainingConfig(epochs=30, batch_size=64, lr=0.003, patience=30, standardise="both"),
+    )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every setting of ``qlstm run``, one typed section per stage (see the module docstring)."""
+
+    data: SyntheticConfig = field(default_factory=lambda: SyntheticConfig(n_events=20, duration_s=3600.0))
+    train: TrainConfig = field(default_factory=_default_train)
+    quantize: QuantizeSection = field(
+        default_factory=lambda: QuantizeSection(
+            method="qat", qat=dataclasses.replace(QuantizeConfig().qat, epochs=3)
+        )
+    )
+    hls: HlsSection = field(default_factory=lambda: HlsSection(target="zynq7045", clock_ns=5.0, csim=True))
+    firmware: FirmwareSection = field(default_factory=FirmwareSection)
+    report: ReportSection = field(default_factory=ReportSection)
+
+    def check_run(self) -> None:
+        """What ``qlstm run`` would otherwise ignore or trip over later: one QlstmError line."""
+        if self.data.n_events < 3:
+            raise QlstmError(f"data.n_events={self.data.n_events}: need at least 3 events (train, val, test)")
+        if self.train.data.source != "file":
+            raise QlstmError(
+                f"train.data.source={self.train.data.source!r} would be ignored: the run trains on the data "
+                "step's events; remove the key"
+            )
+        missing = [c for c in self.train.data.channels if c not in self.data.channels]
+        if missing:
+            raise QlstmError(f"train.data.channels {missing} are not generated by data.channels")
+        if self.quantize.types and self.report.sweep:
+            raise QlstmError(
+                "quantize.types cannot be combined with report.sweep (the sweep chooses its own types)"
+            )
+
+
+SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig))
+
+
+def parse(data: dict[str, Any], where: str) -> RunConfig:
+    """A :class:`RunConfig` from a mapping; unknown keys (at any depth) are one QlstmError line."""
+    cfg = from_mapping(RunConfig, data, where)
+    try:
+        cfg.train.architecture()  # the layer sizes, dropout and L, k against the description's limits
+    except QlstmError as exc:
+        raise QlstmError(f"{where}: train: {exc}") from None
+    return cfg
+
+
+def load_run_config(path: Path | None) -> RunConfig:
+    """``path``, or configs/run_default.yaml when there (a source checkout), else the built-in
+    defaults, which are the same settings."""
+    if path is None and not DEFAULT_CONFIG.is_file():
+        RunConfig().check_run()
+        return RunConfig()
+    path = DEFAULT_CONFIG if path is None else Path(path)
+    cfg = parse(read_yaml(path), str(path))
+    try:
+        cfg.check_run()
+    except QlstmError as exc:
+        raise QlstmError(f"{path}: {exc}") from None
+    return cfg
+
+
+def read_section(path: Path, name: str) -> Any:
+    """Section ``name`` of config file ``path``, typed; the whole file is validated first.
+
+    Raises QlstmError when the file is missing or invalid, or has no ``name:`` section.
+    """
+    if name not in SECTIONS:
+        raise RuntimeError(f"unknown section {name!r}")
+    path = Path(path)
+    data = read_yaml(path)
+    if name not in data:
+        raise QlstmError(f"{path}: no `{name}:` section (sections: {', '.join(SECTIONS)})")
+    return getattr(parse(data, str(path)), name)

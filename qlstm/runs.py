@@ -1,0 +1,429 @@
+"""Run folders: the one module that names every file a stage writes and reads it back, typed.
+
+A stage writes its folder through :mod:`qlstm.io`'s staged writers and the savers below; a later
+stage (or the report) opens it with :func:`open_float_run` / :func:`open_quant_run`, never by
+re-reading side files or re-running an earlier stage. The files:
+
+=================  ==============  ============================================================
+file               written by      read as
+=================  ==============  ============================================================
+model.json         train/quantize  :meth:`FloatRun.description` (:mod:`qlstm.description`)
+weights.npz        train/quantize  :meth:`FloatRun.weights`
+checkpoint.pt      train/quantize  (PyTorch state dict, for ``torch.load`` users)
+config.yaml        train/quantize  the stage's own config section, as run
+data.json          train           :attr:`FloatRun.data` (source, sha256, split event names)
+windows.npz        train           :meth:`FloatRun.heldout` -> :class:`HeldOut`
+metrics.json       train/quantize  :attr:`FloatRun.metrics` / :attr:`QuantRun.metrics`
+parent.json        quantize        :attr:`QuantRun.parent` -> the :class:`FloatRun`
+qlstm_hls.json     hls             :func:`read_hls_project` -> :class:`HlsProject`
+=================  ==============  ============================================================
+
+``windows.npz`` holds the train/validation/test windows exactly as training used them (float32,
+normalised), each with the index of its event in the split (``data.json``'s ``split``) and its
+first sample, plus the quench trace the report draws. It is written ONCE, by ``qlstm train``;
+quantize, hls, the firmware check and the report read it. Run folders written before it existed
+(no ``windows.npz``) are refused with one line: re-train them.
+
+One :class:`Metrics` type (RMSE/MAE per step ahead and over all steps, the largest error, the
+number of windows) is written by train, quantize, hls and the firmware check, and read back here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qlstm import description
+from qlstm.description import ModelDescription
+from qlstm.errors import QlstmError
+from qlstm.io import atomic_write_bytes, atomic_write_text
+
+MODEL_FILE = description.DESCRIPTION_FILE
+WEIGHTS_FILE = description.WEIGHTS_FILE
+CHECKPOINT_FILE = "checkpoint.pt"
+CONFIG_FILE = "config.yaml"
+DATA_FILE = "data.json"
+METRICS_FILE = "metrics.json"
+PARENT_FILE = "parent.json"
+WINDOWS_FILE = "windows.npz"
+CURVE_FILE = "training_curve.png"
+HLS_PROJECT_FILE = "qlstm_hls.json"
+FIRMWARE_CHECK_FILE = "firmware_check.json"
+
+WINDOWS_FORMAT = "qlstm-windows/1"
+SPLITS = ("train", "val", "test")
+
+
+# ----------------------------------------------------------------------------- metrics
+@dataclass(frozen=True)
+class Metrics:
+    """Errors of one model's predictions against the targets, in normalised units.
+
+    ``rmse_per_step``/``mae_per_step`` have one entry per step ahead (k); ``rmse``/``mae``/``mse``
+    are over all N x k outputs; ``max_abs_error`` the largest absolute error; ``windows`` is N.
+    """
+
+    rmse: float
+    rmse_per_step: tuple[float, ...]
+    mae: float
+    mae_per_step: tuple[float, ...]
+    mse: float
+    max_abs_error: float
+    windows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["rmse_per_step"], d["mae_per_step"] = list(self.rmse_per_step), list(self.mae_per_step)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Metrics:
+        if not isinstance(data, dict):
+            raise QlstmError(f"{where}: expected a metrics mapping, got {type(data).__name__}")
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise QlstmError(f"{where}: metrics lack {', '.join(missing)} (written by an older qlstm?)")
+        try:
+            return cls(
+                rmse=float(data["rmse"]),
+                rmse_per_step=tuple(float(v) for v in data["rmse_per_step"]),
+                mae=float(data["mae"]),
+                mae_per_step=tuple(float(v) for v in data["mae_per_step"]),
+                mse=float(data["mse"]),
+                max_abs_error=float(data["max_abs_error"]),
+                windows=int(data["windows"]),
+            )
+        except (TypeError, ValueError) as exc:
+            raise QlstmError(f"{where}: bad metrics value ({exc})") from None
+
+
+def rmse_metrics(pred: np.ndarray, y: np.ndarray) -> Metrics:
+    """The one error computation: predictions (N, k) against targets (N, k), in float64.
+
+    Raises QlstmError when the shapes differ.
+    """
+    p, t = np.asarray(pred, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if p.shape != t.shape or p.ndim != 2:
+        raise QlstmError(f"predictions {p.shape} and targets {t.shape} must both be (N, k)")
+    e = p - t
+    n = len(e)
+    se = np.mean(e**2, axis=0) if n else np.zeros(e.shape[1])
+    ae = np.mean(np.abs(e), axis=0) if n else np.zeros(e.shape[1])
+    mse = float(np.mean(e**2)) if n else 0.0
+    return Metrics(
+        rmse=float(np.sqrt(mse)),
+        rmse_per_step=tuple(float(v) for v in np.sqrt(se)),
+        mae=float(np.mean(np.abs(e))) if n else 0.0,
+        mae_per_step=tuple(float(v) for v in ae),
+        mse=mse,
+        max_abs_error=float(np.max(np.abs(e))) if e.size else 0.0,
+        windows=int(n),
+    )
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Two backends' outputs (N, k) compared exactly; differences in LSBs of the output type."""
+
+    windows: int
+    outputs: int
+    equal: int
+    max_diff_lsb: float
+    bit_exact: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compare(a: np.ndarray, b: np.ndarray, lsb: float) -> Agreement:
+    """The one backend comparison: exact equality of ``a`` and ``b`` (same shape), and the
+    largest difference in units of ``lsb`` (the output type's LSB). Raises QlstmError on shapes."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise QlstmError(f"cannot compare outputs of shapes {a.shape} and {b.shape}")
+    diff = np.abs(a - b)
+    return Agreement(
+        windows=int(a.shape[0]),
+        outputs=int(a.size),
+        equal=int(np.count_nonzero(diff == 0)),
+        max_diff_lsb=float(diff.max() / lsb) if diff.size else 0.0,
+        bit_exact=bool(np.all(diff == 0)),
+    )
+
+
+# ----------------------------------------------------------------------------- held-out windows
+@dataclass(frozen=True, eq=False)
+class Split:
+    """One split's windows: ``x`` (N, L, C) and ``y`` (N, k) float32 normalised; ``event`` (N,)
+    index of the window's event in the split's event list; ``start`` (N,) its first sample."""
+
+    x: np.ndarray
+    y: np.ndarray
+    event: np.ndarray
+    start: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class QuenchTrace:
+    """The last samples of a test event up to its quench, for the report's figure: ``x`` (n, L, C)
+    normalised windows (float64), ``truth`` (n,) the normalised target one step ahead, ``t`` (n,) seconds
+    relative to the quench."""
+
+    event: str
+    x: np.ndarray
+    truth: np.ndarray
+    t: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class HeldOut:
+    """The windows of one float run exactly as training cut them (``windows.npz``).
+
+    ``events`` names the events of each split; ``event_lengths`` their lengths in samples;
+    ``quenches`` how many test events carry a quench marker; ``trace`` is None when no test event
+    has one.
+    """
+
+    train: Split
+    val: Split
+    test: Split
+    events: dict[str, tuple[str, ...]]
+    event_lengths: dict[str, tuple[int, ...]]
+    quenches: int
+    trace: QuenchTrace | None
+
+    def save(self, path: Path) -> None:
+        """Write ``windows.npz`` atomically (no pickle: plain arrays and unicode names)."""
+        arrays: dict[str, np.ndarray] = {"format": np.array(WINDOWS_FORMAT)}
+        for s in SPLITS:
+            sp: Split = getattr(self, s)
+            arrays |= {
+                f"{s}_x": np.ascontiguousarray(sp.x, dtype=np.float32),
+                f"{s}_y": np.ascontiguousarray(sp.y, dtype=np.float32),
+                f"{s}_event": np.asarray(sp.event, dtype=np.int64),
+                f"{s}_start": np.asarray(sp.start, dtype=np.int64),
+                f"{s}_events": np.array(self.events[s], dtype=str),
+                f"{s}_event_lengths": np.array(self.event_lengths[s], dtype=np.int64),
+            }
+        arrays["quenches"] = np.array(self.quenches, dtype=np.int64)
+        if self.trace is not None:
+            arrays |= {
+                "trace_event": np.array(self.trace.event),
+                "trace_x": np.asarray(self.trace.x, dtype=np.float64),
+                "trace_truth": np.asarray(self.trace.truth, dtype=np.float64),
+                "trace_t": np.asarray(self.trace.t, dtype=np.float64),
+            }
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(Path(path), buf.getvalue())
+
+    @classmethod
+    def load(cls, path: Path) -> HeldOut:
+        """Read ``windows.npz``; a missing, corrupt or foreign file is one QlstmError line."""
+        path = Path(path)
+        if not path.is_file():
+            raise QlstmError(
+                f"{path.parent}: no {WINDOWS_FILE} (a run written before qlstm stored its held-out windows); "
+                "re-train it with this version of qlstm train"
+            )
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                a = {k: z[k] for k in z.files}
+        except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError ...
+            raise QlstmError(f"{path}: not a readable {WINDOWS_FILE} ({type(exc).__name__})") from None
+        if str(a.get("format", "")) != WINDOWS_FORMAT:
+            raise QlstmError(f"{path}: format {str(a.get('format', '?'))!r}, expected {WINDOWS_FORMAT!r}")
+        try:
+            splits = {s: Split(a[f"{s}_x"], a[f"{s}_y"], a[f"{s}_event"], a[f"{s}_start"]) for s in SPLITS}
+            trace = (
+                QuenchTrace(str(a["trace_event"]), a["trace_x"], a["trace_truth"], a["trace_t"])
+                if "trace_x" in a
+                else None
+            )
+            return cls(
+                **splits,
+                events={s: tuple(str(v) for v in a[f"{s}_events"]) for s in SPLITS},
+                event_lengths={s: tuple(int(v) for v in a[f"{s}_event_lengths"]) for s in SPLITS},
+                quenches=int(a["quenches"]),
+                trace=trace,
+            )
+        except KeyError as exc:
+            raise QlstmError(f"{path}: array {exc} missing") from None
+
+
+# ----------------------------------------------------------------------------- run folders
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON mapping; a missing or corrupt file is one QlstmError line naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise QlstmError(f"{path}: not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise QlstmError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise QlstmError(f"{path}: expected a JSON object")
+    return data
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    atomic_write_text(Path(path), json.dumps(data, indent=2, default=str) + "\n")
+
+
+@dataclass(frozen=True)
+class FloatMetrics:
+    """``metrics.json`` of a float run: the model and both baselines on the test windows."""
+
+    model: Metrics
+    persistence: Metrics
+    linear_ar: Metrics
+    verdict: str
+    raw: dict[str, Any]  # the whole file (training history, raw units ...)
+
+    @property
+    def test(self) -> Metrics:
+        return self.model
+
+
+@dataclass(frozen=True)
+class QuantMetrics:
+    """``metrics.json`` of a quantised run: its test metrics and the float model's."""
+
+    test: Metrics
+    float_test: Metrics
+    method: str
+    bits: int
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FloatRun:
+    """A float run folder written by ``qlstm train``."""
+
+    path: Path
+
+    def description(self) -> ModelDescription:
+        return description.load(self.path)[0]
+
+    def load(self) -> tuple[ModelDescription, dict[str, np.ndarray]]:
+        return description.load(self.path)
+
+    def heldout(self) -> HeldOut:
+        return HeldOut.load(self.path / WINDOWS_FILE)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return read_json(self.path / DATA_FILE)
+
+    @property
+    def metrics(self) -> FloatMetrics:
+        where = self.path / METRICS_FILE
+        m = read_json(where)
+        test = m.get("test", {})
+        return FloatMetrics(
+            model=Metrics.from_dict(test.get("model"), f"{where}: test.model"),
+            persistence=Metrics.from_dict(test.get("persistence"), f"{where}: test.persistence"),
+            linear_ar=Metrics.from_dict(test.get("linear_ar"), f"{where}: test.linear_ar"),
+            verdict=str(m.get("verdict", "")),
+            raw=m,
+        )
+
+
+@dataclass(frozen=True)
+class QuantRun:
+    """A quantised run folder written by ``qlstm quantize``."""
+
+    path: Path
+
+    def description(self) -> ModelDescription:
+        return description.load(self.path)[0]
+
+    def load(self) -> tuple[ModelDescription, dict[str, np.ndarray]]:
+        return description.load(self.path)
+
+    @property
+    def parent(self) -> FloatRun:
+        """The float run this run was quantised from, as ``parent.json`` names it."""
+        where = self.path / PARENT_FILE
+        info = read_json(where)
+        p = info.get("path")
+        if not isinstance(p, str):
+            raise QlstmError(f"{where}: no `path` of the float run")
+        return open_float_run(Path(p), where=str(where))
+
+    def heldout(self) -> HeldOut:
+        """The held-out windows of the float parent (the quantised run was fitted on them)."""
+        return self.parent.heldout()
+
+    @property
+    def metrics(self) -> QuantMetrics:
+        where = self.path / METRICS_FILE
+        m = read_json(where)
+        return QuantMetrics(
+            test=Metrics.from_dict(m.get("test"), f"{where}: test"),
+            float_test=Metrics.from_dict(m.get("float_test"), f"{where}: float_test"),
+            method=str(m.get("method", "")),
+            bits=int(m.get("bits", 0)),
+            raw=m,
+        )
+
+
+def write_parent(stage: Path, parent: Path, fingerprint: str) -> None:
+    """``parent.json`` of a quantised run: the absolute path and fingerprint of its float run."""
+    write_json(Path(stage) / PARENT_FILE, {"path": str(Path(parent).resolve()), "fingerprint": fingerprint})
+
+
+def open_float_run(path: Path, where: str | None = None) -> FloatRun:
+    """A float run folder (model.json without quantisation); one QlstmError line otherwise."""
+    path = Path(path)
+    tag = f"{where}: " if where else ""
+    if not (path / MODEL_FILE).is_file():
+        raise QlstmError(f"{tag}{path}: no {MODEL_FILE}; not a qlstm run folder (train first)")
+    return FloatRun(path.resolve())
+
+
+def open_quant_run(path: Path) -> QuantRun:
+    """A quantised run folder; one QlstmError line when it is not one."""
+    path = Path(path)
+    if not path.is_dir():
+        raise QlstmError(f"{path}: run folder not found")
+    if not description.load(path)[0].quantised:
+        raise QlstmError(f"{path}: not a quantised run (no quantisation in model.json); run qlstm quantize")
+    return QuantRun(path.resolve())
+
+
+# ----------------------------------------------------------------------------- hls projects
+@dataclass(frozen=True)
+class HlsProject:
+    """``qlstm_hls.json`` of an hls project: the quantised run it was made from, its target and
+    its :class:`qlstm.hls_config.HlsConfig` (so other stages build the same C simulation)."""
+
+    path: Path
+    run: Path
+    part: str
+    clock_ns: float
+    config: Any  # qlstm.hls_config.HlsConfig
+    raw: dict[str, Any]
+
+
+def read_hls_project(path: Path) -> HlsProject:
+    from qlstm.config import from_mapping
+    from qlstm.hls_config import HlsConfig
+
+    path = Path(path)
+    where = path / HLS_PROJECT_FILE
+    m = read_json(where)
+    try:
+        cfg = from_mapping(HlsConfig, m["options"], where=f"{where}: options")
+        return HlsProject(path, Path(m["run"]), m["target"]["part"], float(m["target"]["clock_ns"]), cfg, m)
+    except (KeyError, TypeError) as exc:
+        raise QlstmError(f"{where}: missing {exc} (not a qlstm hls project?)") from None
