@@ -48,6 +48,10 @@ def from_mapping(cls: type[T], data: dict[str, Any] | None, where: str = "config
         return cls(**kwargs)
     except TypeError as exc:
         raise QlstmError(f"{where}: {exc}") from None
+    except QlstmError as exc:  # a value check of the dataclass: name the file and section
+        if str(exc).startswith(where.split(".")[0]):
+            raise
+        raise QlstmError(f"{where}: {exc}", exc.exit_code) from None
 
 
 def to_mapping(obj: Any) -> Any:

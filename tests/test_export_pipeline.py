@@ -16,23 +16,21 @@ import pytest
 from qlstm import description
 from qlstm.cli import main
 from qlstm.predict import get_backend
-from qlstm.quantize.core import run_windows
+from qlstm.runs import open_float_run
 
 TINY = """\
-history: 8
-horizon: 2
-data:
-  source: synthetic
-  events: 4
-  hours: 0.25
-  max_train_windows: 600
-  max_eval_windows: 400
-model:
-  cell: lstm
-  layers: [8]
-training:
-  epochs: 2
-  batch_size: 64
+train:
+  history: 8
+  horizon: 2
+  data:
+    max_train_windows: 600
+    max_eval_windows: 400
+  model:
+    cell: lstm
+    layers: [8]
+  training:
+    epochs: 2
+    batch_size: 64
 """
 
 
@@ -40,8 +38,13 @@ training:
 def runs(tmp_path_factory) -> tuple[Path, dict[int, Path], np.ndarray]:
     root = tmp_path_factory.mktemp("export_pipeline")
     (root / "tiny.yaml").write_text(TINY)
+    data = root / "events.npz"
+    assert (
+        main(["data", "generate", "--out", str(data), "--events", "4", "--hours", "0.25", "--seed", "0"]) == 0
+    )
     float_run = root / "float"
-    assert main(["train", "--config", str(root / "tiny.yaml"), "--out", str(float_run), "--no-progress"]) == 0
+    argv = ["train", "--data", str(data), "--config", str(root / "tiny.yaml"), "--out", str(float_run)]
+    assert main([*argv, "--no-progress"]) == 0
     qruns = {}
     for bits in (6, 8, 16):
         qruns[bits] = root / f"q{bits}"
@@ -51,8 +54,7 @@ def runs(tmp_path_factory) -> tuple[Path, dict[int, Path], np.ndarray]:
             )
             == 0
         )
-    desc, _ = description.load(float_run)
-    x_test = run_windows(float_run, desc).test[0]
+    x_test = open_float_run(float_run).heldout().test.x
     return float_run, qruns, x_test
 
 

@@ -131,10 +131,10 @@ def test_pipeline_heldout_windows_and_vivado_style_testbench(tmp_path, hls_cache
     test bench, compiled with g++ as Vivado's csim_design would, reproduces tb_output_predictions."""
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(
-        "history: 6\nhorizon: 2\n"
-        "data: {source: sine, sine_samples: 800, sine_t_max: 16.0, test_fraction: 0.3, val_fraction: 0.15}\n"
-        "model: {cell: lstm, layers: [5], dropout: 0.0}\n"
-        "training: {epochs: 2, batch_size: 64, lr: 0.01, lr_schedule: cosine, patience: 5, seed: 0}\n"
+        "train:\n  history: 6\n  horizon: 2\n"
+        "  data: {source: sine, sine_samples: 800, sine_t_max: 16.0, test_fraction: 0.3, val_fraction: 0.15}\n"
+        "  model: {cell: lstm, layers: [5], dropout: 0.0}\n"
+        "  training: {epochs: 2, batch_size: 64, lr: 0.01, lr_schedule: cosine, patience: 5, seed: 0}\n"
     )
     run, qrun, prj = tmp_path / "run", tmp_path / "qrun", tmp_path / "prj"
     assert main(["train", "--config", str(cfg), "--out", str(run), "--no-progress", "--threads", "1"]) == 0

@@ -21,32 +21,32 @@ from qlstm.quantize.model import QuantNet, predict_array
 from qlstm.quantize.policy import QatConfig, QuantizeConfig, choose_types
 
 TINY = """\
-history: 6
-horizon: 2
-data:
-  source: synthetic
-  events: 4
-  hours: 0.25
-  max_train_windows: 600
-  max_eval_windows: 300
-model:
-  cell: lstm
-  layers: [6]
-training:
-  epochs: 2
-  batch_size: 64
+train:
+  history: 6
+  horizon: 2
+  data:
+    max_train_windows: 600
+    max_eval_windows: 300
+  model:
+    cell: lstm
+    layers: [6]
+  training:
+    epochs: 2
+    batch_size: 64
 """
 
 
 @pytest.fixture(scope="module")
 def float_run(tmp_path_factory) -> Path:
+    from qlstm.data import SyntheticConfig, generate, save_events
     from qlstm.train.config import load_config
     from qlstm.train.trainer import train_run
 
     root = tmp_path_factory.mktemp("quant")
     (root / "tiny.yaml").write_text(TINY)
+    save_events(generate(SyntheticConfig(n_events=4, duration_s=900.0, seed=0)), root / "events.npz")
     run = root / "float"
-    train_run(load_config(root / "tiny.yaml"), run)
+    train_run(load_config(root / "tiny.yaml"), run, root / "events.npz")
     return run
 
 

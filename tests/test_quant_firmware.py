@@ -64,14 +64,16 @@ def test_trained_run_ptq_and_qat_agree_with_firmware(tmp_path):
     import json
 
     from qlstm.cli import main
+    from qlstm.data import SyntheticConfig, generate, save_events
     from qlstm.train.config import load_config
     from qlstm.train.trainer import train_run
 
     (tmp_path / "t.yaml").write_text(
-        "history: 5\nhorizon: 2\ndata: {events: 3, hours: 0.2, max_train_windows: 400, max_eval_windows: 300}\n"
-        "model: {layers: [5]}\ntraining: {epochs: 1, batch_size: 64}\n"
+        "train:\n  history: 5\n  horizon: 2\n  data: {max_train_windows: 400, max_eval_windows: 300}\n"
+        "  model: {layers: [5]}\n  training: {epochs: 1, batch_size: 64}\n"
     )
-    train_run(load_config(tmp_path / "t.yaml"), tmp_path / "f")
+    save_events(generate(SyntheticConfig(n_events=3, duration_s=720.0, seed=0)), tmp_path / "events.npz")
+    train_run(load_config(tmp_path / "t.yaml"), tmp_path / "f", tmp_path / "events.npz")
     (tmp_path / "q.yaml").write_text(
         "quantize:\n  agreement_windows: 300\n  qat: {epochs: 1, batch_size: 128}\n"
     )

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from qlstm import description
+from qlstm import runs as run_files
 from qlstm.cli import main
 from qlstm.description import DenseQuant, Quantisation, RecurrentQuant, TableSpec
 from qlstm.fixedpoint import FixedType
-from qlstm.report import build as rb
 
 SECTIONS = (
     "## Data",
@@ -29,7 +29,7 @@ SECTIONS = (
 
 def fake_quantised_run(float_run: Path, out: Path, bits: int, method: str, rmse: list[float]) -> Path:
     """A quantised run folder as quantize/ writes it: weights on their grids, parent.json,
-    metrics.json (the report only reads these files)."""
+    metrics.json through qlstm.runs (the report only reads these files)."""
     desc, weights = description.load(float_run)
     w = FixedType(bits, 2, rounding="AP_RND", overflow="AP_SAT")
     acc = FixedType(min(2 * bits, 32), 8)
@@ -39,8 +39,12 @@ def fake_quantised_run(float_run: Path, out: Path, bits: int, method: str, rmse:
     )
     q = Quantisation(FixedType(bits, 1), layers, DenseQuant(w, w, acc, FixedType(bits, 2)), method, bits)
     description.save(out, desc.with_quantisation(q), {k: w.quantize(v) for k, v in weights.items()})
-    (out / "parent.json").write_text(json.dumps({"float_run": str(float_run.resolve())}))
-    (out / "metrics.json").write_text(json.dumps({"test": {"model": {"rmse_per_step": rmse}}}))
+    run_files.write_parent(out, float_run, desc.fingerprint())
+    test = run_files.Metrics(
+        float(np.sqrt(np.mean(np.square(rmse)))), tuple(rmse), 0.0, (0.0,) * len(rmse), 0.0, 0.0, 10
+    )
+    run_files.write_json(out / "metrics.json", {"method": method, "bits": bits, "test": test.to_dict(),
+                                           "float_test": test.to_dict(), "eval_backend": "firmware"})  # fmt: skip
     return out
 
 
@@ -54,8 +58,8 @@ def runs(tmp_path_factory):
     assert main(["data", "generate", "--short", "--out", str(data)]) == 0
     cfg = root / "cfg.yaml"
     cfg.write_text(
-        "history: 4\nhorizon: 2\nmodel: {layers: [4]}\ntraining: {epochs: 1}\n"
-        "data: {max_train_windows: 2000, max_eval_windows: 500}\n"
+        "train:\n  history: 4\n  horizon: 2\n  model: {layers: [4]}\n  training: {epochs: 1}\n"
+        "  data: {max_train_windows: 2000, max_eval_windows: 500}\n"
     )
     float_run = root / "float"
     args = ["train", "--data", str(data), "--config", str(cfg), "--out", str(float_run), "--no-progress"]
@@ -187,7 +191,7 @@ def test_estimate_cli(runs, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("extra", "match"),
     [(["--target", "virtex9"], "unknown target"), (["--part", "xc7a35t"], "give its capacity"),
-     (["--target", "zynq7020", "--reuse", "7"], "reuse factor 7 is not valid"),
+     (["--target", "zynq7020", "--reuse", "7"], "reuse factor 7 does not fit"),
      (["--target", "zynq7020", "--clock-ns", "-1"], "must be > 0")],
     ids=["target", "part-capacity", "reuse", "clock"],
 )  # fmt: skip
@@ -201,9 +205,8 @@ def test_compare_outputs_counts_lsb():
     a = np.array([[0.5, 0.25], [0.125, 0.0]])
     b = a.copy()
     b[1, 1] = 2 * 2.0**-6
-    r = rb.compare_outputs(a, b, 2.0**-6)
-    assert r == {
-        "available": True,
+    r = run_files.compare(a, b, 2.0**-6)
+    assert r.to_dict() == {
         "windows": 2,
         "outputs": 4,
         "equal": 3,

@@ -15,6 +15,7 @@ from qlstm import description
 from qlstm.cli import main
 from qlstm.description import Architecture, RecurrentLayer
 from qlstm.errors import QlstmError
+from qlstm.runs import open_float_run
 from qlstm.train import backend
 from qlstm.train.config import load_config
 from qlstm.train.dataset import WindowSet, prepare
@@ -32,8 +33,14 @@ TINY = {
 
 
 def write_yaml(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data))
+    """A qlstm config file holding ``data`` as its ``train:`` section."""
+    path.write_text(yaml.safe_dump({"train": data}))
     return path
+
+
+def windows(x: np.ndarray, y: np.ndarray) -> WindowSet:
+    """Windows of one event, starting at consecutive samples."""
+    return WindowSet(x, y, 1, np.zeros(len(x), dtype=np.int64), np.arange(len(x)))
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +130,7 @@ def _tiny_windows(seed: int = 0) -> tuple[WindowSet, WindowSet]:
     idx = np.arange(0, z.size - 7)
     x = np.stack([z[i : i + 6] for i in idx])[:, :, None]
     y = np.stack([z[i + 6 : i + 7] for i in idx])
-    return WindowSet(x[:900], y[:900], 1), WindowSet(x[900:], y[900:], 1)
+    return windows(x[:900], y[:900]), windows(x[900:], y[900:])
 
 
 def test_loss_decreases_on_a_tiny_set():
@@ -167,6 +174,7 @@ def test_run_folder_is_complete_and_reloads_to_identical_predictions(tiny_run):
         "metrics.json",
         "training_curve.png",
         "data.json",
+        "windows.npz",
     }
     cfg = load_config(tiny_run / "config.yaml")
     assert cfg == load_config(None, TINY)
@@ -175,6 +183,14 @@ def test_run_folder_is_complete_and_reloads_to_identical_predictions(tiny_run):
     assert data["L"] == 8 and data["k"] == 2 and data["split"]["test"] == ["sine[test]"]
     # predictions of the reloaded run reproduce the metrics computed at the end of training
     prep = prepare(cfg, None)
+    # windows.npz holds the very windows training cut, bit for bit, with their event and start
+    held = open_float_run(tiny_run).heldout()
+    for name in ("train", "val", "test"):
+        a, b = getattr(held, name), getattr(prep, name)
+        for field in ("x", "y", "event", "start"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=f"{name}.{field}")
+        assert a.x.dtype == np.float32 and a.y.dtype == np.float32
+    assert held.events["test"] == ("sine[test]",) and held.trace is None  # the sine has no quench
     y = backend.predict(tiny_run, prep.test.x)
     rmse = np.sqrt(np.mean((y - prep.test.y.astype(np.float64)) ** 2, axis=0))
     np.testing.assert_array_equal(rmse, metrics["test"]["model"]["rmse_per_step"])
@@ -463,7 +479,7 @@ def test_lstsq_head_is_the_least_squares_readout():
     torch.manual_seed(0)
     arch = Architecture(1, 6, 2, (RecurrentLayer("lstm", 5),))
     train, val = _tiny_windows()
-    train = WindowSet(train.x, np.concatenate([train.y, train.y**2], axis=1), 1)
+    train = windows(train.x, np.concatenate([train.y, train.y**2], axis=1))
     model = Predictor(arch)
     random_head = float(np.mean((predict_array(model, train.x) - train.y) ** 2))
     mse = lstsq_head(model, train)
@@ -484,6 +500,6 @@ def test_lstsq_head_is_the_least_squares_readout():
             "training": {"epochs": 1, "head_init": "lstsq"},
         },
     )
-    val = WindowSet(val.x, np.concatenate([val.y, val.y**2], axis=1), 1)
+    val = windows(val.x, np.concatenate([val.y, val.y**2], axis=1))
     res = fit(Predictor(arch), train, val, cfg.training)
     assert res.history[0]["epoch"] == 0 and res.history[0]["lr"] == 0.0

@@ -224,7 +224,8 @@ def plot_curve(
 
 
 def _config_text(cfg: TrainConfig) -> str:
-    return yaml.safe_dump(to_mapping(cfg), sort_keys=False)
+    """config.yaml of the run: a qlstm config file whose ``train:`` section is ``cfg``."""
+    return yaml.safe_dump({"train": to_mapping(cfg)}, sort_keys=False)
 
 
 def _same_run(out: Path, cfg: TrainConfig, prep_info: dict[str, Any]) -> bool:
