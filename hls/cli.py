@@ -95,7 +95,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def section(args: argparse.Namespace):
-    """The ``hls:`` section from --config (or the defaults) with the command-line options applied."""
+    """The ``hls:`` section from --config (or the defaults) with the command-line options applied;
+    shared by ``qlstm hls`` and ``qlstm report estimate`` (one spelling of target, capacity,
+    clock, reuse factor, strategy and static)."""
     from qlstm.config import merge
     from qlstm.run_config import read_section
 
@@ -106,13 +108,13 @@ def section(args: argparse.Namespace):
     options: dict = {}
     for opt, key in (("target", "target"), ("part", "part"), ("clock_ns", "clock_ns"), ("tb_count", "tb_count"),
                      ("csim", "csim"), ("csim_windows", "csim_windows")):  # fmt: skip
-        if getattr(args, opt) is not None:
+        if getattr(args, opt, None) is not None:  # `qlstm report estimate` has no test-bench options
             over[key] = getattr(args, opt)
     if args.resources is not None:
         over["resources"] = list(parse_resources(args.resources))
     for opt, key in (("io", "io_type"), ("strategy", "strategy"), ("reuse", "reuse_factor"),
                      ("static", "static"), ("backend", "backend")):  # fmt: skip
-        if getattr(args, opt) is not None:
+        if getattr(args, opt, None) is not None:
             options[key] = getattr(args, opt)
     if options:
         over["options"] = options

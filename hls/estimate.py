@@ -55,7 +55,7 @@ from qlstm.description import GATES, ModelDescription
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
 from qlstm.hls.targets import Resources, Target
-from qlstm.hls_config import check_reuse, valid_reuse_factor, valid_reuse_factors  # the one hls4ml rule
+from qlstm.hls_config import HlsConfig, check_reuse, valid_reuse_factor, valid_reuse_factors  # the one rule
 
 Strategy = Literal["latency", "resource"]
 
@@ -114,25 +114,6 @@ FAMILY_DELAYS: dict[str, Delays] = {
 
 
 # ----------------------------------------------------------------------------- inputs
-@dataclass(frozen=True)
-class HlsSettings:
-    """The hls4ml configuration whose firmware is estimated."""
-
-    target: Target
-    clock_ns: float
-    reuse: int = 1
-    strategy: Strategy = "latency"
-    static: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.clock_ns > 0:
-            raise QlstmError(f"clock period {self.clock_ns} ns must be > 0")
-        if self.reuse < 1:
-            raise QlstmError(f"reuse factor {self.reuse} must be >= 1")
-        if self.strategy not in ("latency", "resource"):
-            raise QlstmError(f"unknown strategy {self.strategy!r}; choose latency or resource")
-
-
 #: hls4ml's default precision, used for every point of a float (unquantised) description.
 DEFAULT_TYPE = FixedType(16, 6)
 DEFAULT_TABLE = (1024, FixedType(18, 8))
@@ -269,9 +250,7 @@ def _add_delay(w: int, d: Delays) -> float:
     return d.add_base + d.add_per_bit * w
 
 
-def _dense_chain(
-    ch: _Chain, n_in: int, a: int, b: int, w_acc: int, rf: int, s: HlsSettings, d: Delays
-) -> None:
+def _dense_chain(ch: _Chain, n_in: int, a: int, b: int, w_acc: int, rf: int, s: HlsConfig, d: Delays) -> None:
     """One dense product on the chain: (weight read), multiply, adder tree, reuse rounds, register."""
     if s.strategy == "resource":
         ch.whole(1)  # reshaped weight memory read
@@ -296,11 +275,11 @@ def _lookup_chain(ch: _Chain, w: int, d: Delays, table_bits: int) -> None:
     ch.whole(SUBFUNCTION_REGISTER_CYCLES)
 
 
-def _step(layer: _LayerShape, s: HlsSettings, d: Delays, rf_ih: int, rf_hh: int) -> _Chain:
+def _step(layer: _LayerShape, s: HlsConfig, clock_ns: float, d: Delays, rf_ih: int, rf_hh: int) -> _Chain:
     """The dependency chain of one cell step (the longer of the two dense products first).
     ``rf_ih``/``rf_hh``: reuse factors of the input and recurrent kernels (equal unless hls4ml
     replaced an invalid one by the closest valid value, as in some calibration builds)."""
-    ch = _Chain(s.clock_ns * (1.0 - CLOCK_UNCERTAINTY))
+    ch = _Chain(clock_ns * (1.0 - CLOCK_UNCERTAINTY))
     # the two dense products run in parallel: the one with the longer chain sets the time
     a = _Chain(ch.cycle_ns)
     _dense_chain(a, layer.n_in, layer.w_in, layer.w_weight, layer.w_accum, rf_ih, s, d)
@@ -349,7 +328,7 @@ def _mults(count: int, a: int, b: int, d: Delays) -> Usage:
 
 
 def _dense_usage(
-    n_in: int, n_out: int, zeros: int, a: int, b: int, w_acc: int, rf: int, s: HlsSettings, d: Delays
+    n_in: int, n_out: int, zeros: int, a: int, b: int, w_acc: int, rf: int, s: HlsConfig, d: Delays
 ) -> Usage:
     """Multipliers (hls4ml's ``multiplier_limit``), adders, operand selection and weight storage."""
     n_mult = max(1, math.ceil(n_in * n_out / rf) - zeros // rf)
@@ -391,7 +370,7 @@ def _table_usage(lookups: int, size: int, w_table: int, w_index: int) -> Usage:
 
 
 def _layer_usage(
-    layer: _LayerShape, s: HlsSettings, d: Delays, rf_ih: int, rf_hh: int, boundaries: int
+    layer: _LayerShape, s: HlsConfig, d: Delays, rf_ih: int, rf_hh: int, boundaries: int
 ) -> Usage:
     g = GATES[layer.cell] * layer.units
     h, acc, st = layer.units, layer.w_accum, layer.w_state
@@ -425,23 +404,26 @@ class LayerEstimate:
 class Estimate:
     """An ESTIMATE of hls4ml firmware latency, initiation interval and resources."""
 
-    settings: HlsSettings
+    target: Target  # the part, its capacity and the clock (``target.clock_ns``)
+    config: HlsConfig
     layers: tuple[LayerEstimate, ...]
     latency_cycles: int
     ii_cycles: int
     usage: Usage
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: False when Vivado HLS would refuse the design (a dense unrolls more than MAX_UNROLLED_MULTS)
+    synthesisable: bool = True
 
     @property
     def latency_us(self) -> float:
-        return self.latency_cycles * self.settings.clock_ns / 1000.0
+        return self.latency_cycles * self.target.clock_ns / 1000.0
 
     @property
     def ii_us(self) -> float:
-        return self.ii_cycles * self.settings.clock_ns / 1000.0
+        return self.ii_cycles * self.target.clock_ns / 1000.0
 
     def utilisation(self) -> dict[str, float]:
-        cap: Resources = self.settings.target.resources
+        cap: Resources = self.target.resources
         out = {}
         for name, have in (("dsp", cap.dsp), ("lut", cap.lut), ("ff", cap.ff), ("bram_18k", cap.bram_18k)):
             used = getattr(self.usage, name)
@@ -457,13 +439,13 @@ class Estimate:
         return max(self.utilisation().values())
 
     def to_dict(self) -> dict:
-        s = self.settings
+        s, t = self.config, self.target
         return {
             "kind": "estimate",
-            "target": s.target.name,
-            "part": s.target.part,
-            "clock_ns": s.clock_ns,
-            "reuse": s.reuse,
+            "target": t.name,
+            "part": t.part,
+            "clock_ns": t.clock_ns,
+            "reuse_factor": s.reuse_factor,
             "strategy": s.strategy,
             "static": s.static,
             "latency_cycles": self.latency_cycles,
@@ -482,16 +464,16 @@ class Estimate:
 
     def lines(self) -> list[str]:
         """A human-readable table; every figure is labelled as an estimate."""
-        s = self.settings
+        s, t = self.config, self.target
         util = self.utilisation()
         out = [
-            f"ESTIMATE (model of hls4ml scheduling, not synthesis) for {s.target.name} ({s.target.part}) "
-            f"at {1000 / s.clock_ns:.0f} MHz, reuse {s.reuse}, strategy {s.strategy}, "
+            f"ESTIMATE (model of hls4ml scheduling, not synthesis) for {t.name} ({t.part}) "
+            f"at {1000 / t.clock_ns:.0f} MHz, reuse factor {s.reuse_factor}, strategy {s.strategy}, "
             f"{'static' if s.static else 'non-static'}",
             f"  estimated latency : {self.latency_cycles} cycles = {self.latency_us:.3f} us",
             f"  estimated II      : {self.ii_cycles} cycles = {self.ii_us:.3f} us",
         ]
-        cap = s.target.resources
+        cap = t.resources
         for name, have in (("dsp", cap.dsp), ("lut", cap.lut), ("ff", cap.ff), ("bram_18k", cap.bram_18k)):
             out.append(
                 f"  estimated {name:<8}: {getattr(self.usage, name):>10,} of {have:,} ({100 * util[name]:.1f} %)"
@@ -504,29 +486,38 @@ class Estimate:
 
 
 def estimate(
-    desc: ModelDescription, settings: HlsSettings, weights: dict[str, np.ndarray] | None = None
+    desc: ModelDescription,
+    target: Target,
+    config: HlsConfig | None = None,
+    weights: dict[str, np.ndarray] | None = None,
 ) -> Estimate:
-    """Estimate latency, II and resources of the hls4ml firmware of ``desc`` under ``settings``.
+    """Estimate latency, II and resources of the hls4ml firmware of ``desc`` built with
+    ``config`` (default: hls4ml's defaults) for ``target`` at ``target.clock_ns``.
 
     ``weights`` (optional) lets zero weights remove their multipliers, as hls4ml's ``n_zeros``
-    does. Raises :class:`QlstmError` for a reuse factor hls4ml refuses for the recurrent kernels.
+    does. Raises :class:`QlstmError` for a clock period <= 0 or a reuse factor hls4ml refuses
+    (:func:`qlstm.hls_config.check_reuse`).
     """
+    settings = HlsConfig() if config is None else config
+    if not (math.isfinite(target.clock_ns) and target.clock_ns > 0):
+        raise QlstmError(f"clock period {target.clock_ns} ns must be > 0")
     arch = desc.architecture
-    d = FAMILY_DELAYS.get(settings.target.family, FAMILY_DELAYS["zynq7"])
-    rf = settings.reuse
+    d = FAMILY_DELAYS.get(target.family, FAMILY_DELAYS["zynq7"])
+    rf = settings.reuse_factor
     check_reuse(desc, rf)
     layers_shape, head = _shapes(desc, weights)
     notes: list[str] = []
-    if settings.target.family not in FAMILY_DELAYS:
-        notes.append(f"family {settings.target.family!r} unknown: 7-series delays assumed")
+    if target.family not in FAMILY_DELAYS:
+        notes.append(f"family {target.family!r} unknown: 7-series delays assumed")
     if desc.quantisation is None:
         notes.append("float description: hls4ml's default ap_fixed<16,6> assumed everywhere")
     instances = 1 if settings.static else arch.history
+    synthesisable = True
     results: list[LayerEstimate] = []
     total_usage = Usage()
     latency = IO_CYCLES
     for i, layer in enumerate(layers_shape):
-        ch = _step(layer, settings, d, rf, rf)
+        ch = _step(layer, settings, target.clock_ns, d, rf, rf)
         step = ch.total()
         usage = _layer_usage(layer, settings, d, rf, rf, ch.boundaries).scaled(instances)
         results.append(LayerEstimate(f"rnn{i}", step, step * arch.history, usage))
@@ -535,6 +526,7 @@ def estimate(
         g = GATES[layer.cell] * layer.units
         for n_in in (layer.n_in, layer.units):
             if settings.strategy == "latency" and math.ceil(n_in * g / rf) > MAX_UNROLLED_MULTS:
+                synthesisable = False
                 notes.append(
                     f"rnn{i}: {math.ceil(n_in * g / rf)} unrolled products in one dense exceed Vivado HLS's "
                     f"limit of {MAX_UNROLLED_MULTS}; use reuse >= {math.ceil(n_in * g / MAX_UNROLLED_MULTS)} "
@@ -543,7 +535,7 @@ def estimate(
     head_rf = closest_reuse_factor(head.n_in, head.n_out, rf)
     if head_rf != rf:
         notes.append(f"head: reuse {rf} invalid for {head.n_in}x{head.n_out}, hls4ml uses {head_rf}")
-    ch = _Chain(settings.clock_ns * (1.0 - CLOCK_UNCERTAINTY))
+    ch = _Chain(target.clock_ns * (1.0 - CLOCK_UNCERTAINTY))
     _dense_chain(ch, head.n_in, head.w_in, head.w_weight, head.w_accum, head_rf, settings, d)
     head_cycles = ch.total()
     head_usage = _dense_usage(
@@ -553,7 +545,7 @@ def estimate(
     latency += head_cycles
     total_usage += head_usage
     ii = latency if settings.static else max(rf, head_rf)
-    return Estimate(settings, tuple(results), latency, ii, total_usage, tuple(notes))
+    return Estimate(target, settings, tuple(results), latency, ii, total_usage, tuple(notes), synthesisable)
 
 
 # ----------------------------------------------------------------------------- budget search
@@ -581,43 +573,40 @@ def search_budget(
     if not budget_us > 0:
         raise QlstmError(f"--budget-us {budget_us} must be > 0")
     rfs = [r for r in valid_reuse_factors(desc) if max_reuse is None or r <= max_reuse]
+    at_clock = replace(target, clock_ns=clock_ns)
     cands = [
-        estimate(desc, HlsSettings(target, clock_ns, rf, strat, static), weights)
+        estimate(desc, at_clock, HlsConfig(strategy=strat, reuse_factor=rf, static=static), weights)
         for rf in rfs
         for strat in ("latency", "resource")
         for static in statics
     ]
-    ok = [e for e in cands if e.fits and e.latency_us <= budget_us and not _unsynthesisable(e)]
+    ok = [e for e in cands if e.fits and e.latency_us <= budget_us and e.synthesisable]
     if ok:
         best = min(ok, key=lambda e: (e.peak_utilisation, e.latency_us))
-        s = best.settings
+        s = best.config
         verdict = (
-            f"meets {budget_us:g} us (estimate): reuse {s.reuse}, {s.strategy}, "
+            f"meets {budget_us:g} us (estimate): reuse factor {s.reuse_factor}, {s.strategy}, "
             f"{'static' if s.static else 'non-static'}: {best.latency_us:.3f} us, "
             f"peak utilisation {100 * best.peak_utilisation:.1f} %"
         )
         return BudgetResult(budget_us, best, tuple(cands), verdict)
-    fitting = [e for e in cands if e.fits and not _unsynthesisable(e)]
+    fitting = [e for e in cands if e.fits and e.synthesisable]
     if fitting:
         fastest = min(fitting, key=lambda e: (e.latency_us, e.peak_utilisation))
-        s = fastest.settings
+        s = fastest.config
         verdict = (
             f"NO configuration meets {budget_us:g} us on {target.name} (estimate): the fastest that fits "
-            f"(reuse {s.reuse}, {s.strategy}) takes {fastest.latency_us:.3f} us, "
+            f"(reuse factor {s.reuse_factor}, {s.strategy}) takes {fastest.latency_us:.3f} us, "
             f"{fastest.latency_us - budget_us:.3f} us ({fastest.latency_us / budget_us:.2f}x) over budget"
         )
         return BudgetResult(budget_us, None, tuple(cands), verdict)
     smallest = min(cands, key=lambda e: e.peak_utilisation)
-    s = smallest.settings
+    s = smallest.config
     verdict = (
-        f"NO configuration fits {target.name} (estimate): the smallest (reuse {s.reuse}, {s.strategy}) "
+        f"NO configuration fits {target.name} (estimate): the smallest (reuse factor {s.reuse_factor}, {s.strategy}) "
         f"needs {100 * smallest.peak_utilisation:.0f} % of its scarcest resource"
     )
     return BudgetResult(budget_us, None, tuple(cands), verdict)
-
-
-def _unsynthesisable(e: Estimate) -> bool:
-    return any("exceed Vivado HLS" in n for n in e.notes)
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -709,9 +698,8 @@ def estimate_point(p: CalibrationPoint) -> tuple[int, Usage]:
     """ESTIMATED (layer cycles over the L steps, one cell's resources) for a calibration point."""
     d = FAMILY_DELAYS[p.family]
     layer = _LayerShape(p.cell, p.features, p.units, *(p.width,) * 5, *DEFAULT_TABLE_SHAPE)
-    s = HlsSettings(Target.custom(p.part, Resources(0, 0, 0, 0), p.clock_ns, p.family), p.clock_ns)
-    s = replace(s, strategy=p.strategy)
-    ch = _step(layer, s, d, p.rf_ih, p.rf_hh)
+    s = HlsConfig(strategy=p.strategy)
+    ch = _step(layer, s, p.clock_ns, d, p.rf_ih, p.rf_hh)
     return ch.total() * p.steps, _layer_usage(layer, s, d, p.rf_ih, p.rf_hh, ch.boundaries)
 
 

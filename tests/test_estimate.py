@@ -22,6 +22,7 @@ from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
 from qlstm.hls import estimate as est
 from qlstm.hls.targets import TARGETS, Resources, Target
+from qlstm.hls_config import HlsConfig
 
 
 def make_desc(
@@ -39,6 +40,13 @@ def make_desc(
     return desc.with_quantisation(q)
 
 
+def hls(target, clock_ns: float, rf: int = 1, strategy: str = "latency", static: bool = True):
+    """(target at clock_ns, HlsConfig): the estimator's inputs."""
+    from dataclasses import replace
+
+    return replace(target, clock_ns=clock_ns), HlsConfig(strategy=strategy, reuse_factor=rf, static=static)
+
+
 # ---------------------------------------------------------------- calibration (docs/estimator.md)
 #: Khoda et al., MLST 4 (2023) 025004 (arXiv:2207.00559): LSTM(20) over 20 steps of 6 features,
 #: hls4ml default ap_fixed<16,6>, 200 MHz, lowest reuse factor: about 1.5-1.7 us.
@@ -50,7 +58,7 @@ STATED_ERROR = 0.15
 @pytest.mark.parametrize("static", [True, False], ids=["static", "non-static"])
 def test_calibration_khoda_lstm20(static):
     desc = make_desc(6, 20, 20, horizon=5)
-    e = est.estimate(desc, est.HlsSettings(TARGETS["ku060"], 5.0, 1, "latency", static))
+    e = est.estimate(desc, *hls(TARGETS["ku060"], 5.0, 1, "latency", static))
     lo, hi = KHODA_BAND_US
     assert lo * (1 - STATED_ERROR) <= e.latency_us <= hi * (1 + STATED_ERROR)
     if static:
@@ -90,15 +98,15 @@ def test_calibration_point_matches_the_public_estimate():
     p = est.CALIBRATION[0]
     target = Target.custom(p.part, Resources(10**7, 10**7, 10**5, 10**5), p.clock_ns, p.family)
     desc = make_desc(p.features, p.steps, p.units, cell=p.cell)  # float: ap_fixed<16,6> everywhere
-    e = est.estimate(desc, est.HlsSettings(target, p.clock_ns, p.rf_ih, p.strategy))
+    e = est.estimate(desc, *hls(target, p.clock_ns, p.rf_ih, p.strategy))
     cycles, usage = est.estimate_point(p)
     assert e.layers[0].cycles == cycles and e.layers[0].usage == usage
 
 
 def test_non_static_costs_history_times_the_cell():
     desc = make_desc(6, 20, 20, horizon=5)
-    s = est.estimate(desc, est.HlsSettings(TARGETS["ku060"], 5.0, 1, "latency", True))
-    n = est.estimate(desc, est.HlsSettings(TARGETS["ku060"], 5.0, 1, "latency", False))
+    s = est.estimate(desc, *hls(TARGETS["ku060"], 5.0, 1, "latency", True))
+    n = est.estimate(desc, *hls(TARGETS["ku060"], 5.0, 1, "latency", False))
     cell_s, cell_n = s.layers[0].usage, n.layers[0].usage
     assert cell_n.dsp == 20 * cell_s.dsp and cell_n.lut == 20 * cell_s.lut
 
@@ -107,10 +115,10 @@ def test_dsp_count_is_the_multiplier_count_at_16_bits():
     """Weights from memory (resource strategy), 16-bit operands, 18-bit accumulators: one DSP48E1
     per product (kernel, recurrent kernel, 3H element-wise, head); 32-bit accumulators need 2-4
     per element-wise one."""
-    settings = est.HlsSettings(TARGETS["zynq7045"], 5.0, 1, "resource")
-    e = est.estimate(make_desc(6, 20, 20, horizon=5, bits=16, acc_bits=18), settings)
+    settings = hls(TARGETS["zynq7045"], 5.0, 1, "resource")
+    e = est.estimate(make_desc(6, 20, 20, horizon=5, bits=16, acc_bits=18), *settings)
     assert e.usage.dsp == 6 * 80 + 20 * 80 + 3 * 20 + 20 * 5
-    wide = est.estimate(make_desc(6, 20, 20, horizon=5, bits=16), settings)
+    wide = est.estimate(make_desc(6, 20, 20, horizon=5, bits=16), *settings)
     assert wide.usage.dsp == 6 * 80 + 20 * 80 + 2 * 20 * 2 + 20 * 4 + 20 * 5
 
 
@@ -118,8 +126,8 @@ def test_constant_weights_leave_part_of_the_products_to_luts():
     """R = 1, latency strategy: constant weights, CONST_WEIGHT_DSP_FRACTION of the dense products
     stay on DSPs (the element-wise products, with no constant operand, all do)."""
     desc = make_desc(6, 20, 20, horizon=5, bits=16, acc_bits=18)
-    lat = est.estimate(desc, est.HlsSettings(TARGETS["zynq7045"], 5.0, 1, "latency"))
-    res = est.estimate(desc, est.HlsSettings(TARGETS["zynq7045"], 5.0, 1, "resource"))
+    lat = est.estimate(desc, *hls(TARGETS["zynq7045"], 5.0, 1, "latency"))
+    res = est.estimate(desc, *hls(TARGETS["zynq7045"], 5.0, 1, "resource"))
     kept = sum(math.ceil(n * est.CONST_WEIGHT_DSP_FRACTION) for n in (6 * 80, 20 * 80, 20 * 5))
     assert lat.usage.dsp == kept + 3 * 20
     assert lat.usage.lut - res.usage.lut >= (6 * 80 + 20 * 80 + 20 * 5 - kept) * est.CONST_MULT_LUT
@@ -139,10 +147,10 @@ def test_zero_weights_remove_multipliers():
     desc = make_desc(1, 8, 8, bits=16)
     shapes = desc.architecture.weight_shapes()
     w = {k: np.full(s, 0.25) for k, s in shapes.items()}
-    settings = est.HlsSettings(TARGETS["zynq7045"], 5.0, 1, "resource")
-    base = est.estimate(desc, settings, w)
+    settings = hls(TARGETS["zynq7045"], 5.0, 1, "resource")
+    base = est.estimate(desc, *settings, w)
     w["rnn0.weight_hh"][:16] = 0.0
-    fewer = est.estimate(desc, settings, w)
+    fewer = est.estimate(desc, *settings, w)
     assert base.usage.dsp - fewer.usage.dsp == 16 * 8
 
 
@@ -160,14 +168,14 @@ def test_monotone_in_reuse_factor(name, strategy):
     desc = MODELS[name]
     rfs = est.valid_reuse_factors(desc)[:12]
     assert len(rfs) >= 3
-    runs = [est.estimate(desc, est.HlsSettings(TARGETS["zynq7045"], 5.0, rf, strategy)) for rf in rfs]
+    runs = [est.estimate(desc, *hls(TARGETS["zynq7045"], 5.0, rf, strategy)) for rf in rfs]
     for a, b in zip(runs, runs[1:], strict=False):
-        rfs_ab = (a.settings.reuse, b.settings.reuse)
+        rfs_ab = (a.config.reuse_factor, b.config.reuse_factor)
         assert b.latency_cycles >= a.latency_cycles, rfs_ab
         assert b.usage.dsp <= a.usage.dsp, rfs_ab
         assert b.usage.lut <= a.usage.lut and b.usage.ff <= a.usage.ff, rfs_ab
         # weight memories move from LUT RAM to BRAM at R = BRAM_MIN_DEPTH; monotone on either side
-        if (a.settings.reuse >= est.BRAM_MIN_DEPTH) == (b.settings.reuse >= est.BRAM_MIN_DEPTH):
+        if (a.config.reuse_factor >= est.BRAM_MIN_DEPTH) == (b.config.reuse_factor >= est.BRAM_MIN_DEPTH):
             assert b.usage.bram_18k <= a.usage.bram_18k, rfs_ab
     if strategy == "resource":  # fabric falls too once the weights leave the multiplier inputs
         assert runs[-1].usage.lut < runs[0].usage.lut
@@ -175,15 +183,15 @@ def test_monotone_in_reuse_factor(name, strategy):
 
 def test_slower_clock_fewer_cycles_but_not_faster():
     desc = MODELS["compact-16b"]
-    fast = est.estimate(desc, est.HlsSettings(TARGETS["zynq7045"], 5.0, 1))
-    slow = est.estimate(desc, est.HlsSettings(TARGETS["zynq7045"], 10.0, 1))
+    fast = est.estimate(desc, *hls(TARGETS["zynq7045"], 5.0, 1))
+    slow = est.estimate(desc, *hls(TARGETS["zynq7045"], 10.0, 1))
     assert slow.latency_cycles <= fast.latency_cycles
     assert slow.latency_us >= fast.latency_us
 
 
 def test_history_scales_latency_linearly():
-    a = est.estimate(make_desc(1, 8, 16), est.HlsSettings(TARGETS["zynq7045"], 5.0, 1))
-    b = est.estimate(make_desc(1, 16, 16), est.HlsSettings(TARGETS["zynq7045"], 5.0, 1))
+    a = est.estimate(make_desc(1, 8, 16), *hls(TARGETS["zynq7045"], 5.0, 1))
+    b = est.estimate(make_desc(1, 16, 16), *hls(TARGETS["zynq7045"], 5.0, 1))
     assert b.layers[0].cycles == 2 * a.layers[0].cycles
 
 
@@ -200,14 +208,14 @@ def test_valid_reuse_factors_match_hls4ml_rule():
 
 def test_invalid_reuse_factor_names_valid_values():
     with pytest.raises(QlstmError, match=r"reuse factor 3 does not fit .*valid values for this model: 1, 2"):
-        est.estimate(make_desc(6, 20, 20), est.HlsSettings(TARGETS["ku060"], 5.0, 3))
+        est.estimate(make_desc(6, 20, 20), *hls(TARGETS["ku060"], 5.0, 3))
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
         ({"clock_ns": 0.0}, "must be > 0"),
-        ({"reuse": 0}, "reuse factor 0"),
+        ({"rf": 0}, "reuse factor must be an integer >= 1"),
         ({"strategy": "fast"}, "unknown strategy"),
     ],
     ids=["clock", "reuse", "strategy"],
@@ -215,7 +223,7 @@ def test_invalid_reuse_factor_names_valid_values():
 def test_bad_settings(kwargs, match):
     base = {"target": TARGETS["zynq7020"], "clock_ns": 5.0}
     with pytest.raises(QlstmError, match=match):
-        est.HlsSettings(**{**base, **kwargs})
+        est.estimate(make_desc(1, 4, 4), *hls(**{**base, **kwargs}))
 
 
 # ---------------------------------------------------------------- budget search
@@ -231,7 +239,7 @@ def test_budget_search_picks_smallest_that_meets():
 def test_budget_search_reports_the_miss():
     desc = MODELS["compact-16b"]
     runs = [
-        est.estimate(desc, est.HlsSettings(TARGETS["zynq7045"], 5.0, r, s))
+        est.estimate(desc, *hls(TARGETS["zynq7045"], 5.0, r, s))
         for r in est.valid_reuse_factors(desc)
         for s in ("latency", "resource")
     ]
@@ -248,7 +256,7 @@ def test_budget_search_nothing_fits():
 
 
 def test_every_printed_line_says_estimate():
-    e = est.estimate(MODELS["compact-16b"], est.HlsSettings(TARGETS["zynq7045"], 5.0, 1))
+    e = est.estimate(MODELS["compact-16b"], *hls(TARGETS["zynq7045"], 5.0, 1))
     for line in e.lines():
         if any(ch.isdigit() for ch in line) and not line.strip().startswith("note"):
             assert "estimate" in line.lower(), line
@@ -256,7 +264,7 @@ def test_every_printed_line_says_estimate():
 
 
 def test_float_description_assumes_default_precision():
-    e = est.estimate(make_desc(1, 4, 4), est.HlsSettings(TARGETS["zynq7020"], 7.0, 1))
+    e = est.estimate(make_desc(1, 4, 4), *hls(TARGETS["zynq7020"], 7.0, 1))
     assert any("ap_fixed<16,6>" in n for n in e.notes)
     assert dataclasses.asdict(e.usage)["dsp"] > 0
 

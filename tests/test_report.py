@@ -190,7 +190,7 @@ def test_estimate_cli(runs, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("extra", "match"),
-    [(["--target", "virtex9"], "unknown target"), (["--part", "xc7a35t"], "give its capacity"),
+    [(["--target", "virtex9"], "unknown target"), (["--part", "xc7a35tcsg324-1"], "--part needs --resources"),
      (["--target", "zynq7020", "--reuse", "7"], "reuse factor 7 does not fit"),
      (["--target", "zynq7020", "--clock-ns", "-1"], "must be > 0")],
     ids=["target", "part-capacity", "reuse", "clock"],

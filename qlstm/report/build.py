@@ -26,6 +26,7 @@ import numpy as np
 
 from qlstm import description, runs
 from qlstm.errors import QlstmError
+from qlstm.hls_config import HlsConfig
 from qlstm.io import atomic_write_bytes, atomic_write_text, staged_dir
 from qlstm.report.render import Block, Figure, Heading, Para, Table, to_html, to_markdown
 
@@ -309,16 +310,18 @@ def section_trace(inp: Inputs) -> list[Block]:
 
 
 def section_latency(inp: Inputs, budget_us: float) -> tuple[list[Block], list[dict[str, Any]]]:
-    from qlstm.hls.estimate import HlsSettings, estimate, search_budget
+    from dataclasses import replace
+
+    from qlstm.hls.estimate import estimate, search_budget
     from qlstm.hls.targets import get_target
 
     rows, records = [], []
     for name, mhz in REPORT_TARGETS:
         tgt = get_target(name)
         clock = 1000.0 / mhz
-        full = estimate(inp.desc, HlsSettings(tgt, clock, 1), inp.weights)
+        full = estimate(inp.desc, replace(tgt, clock_ns=clock), HlsConfig(), inp.weights)
         res = search_budget(inp.desc, tgt, clock, budget_us, inp.weights)
-        fit = [e for e in res.candidates if e.fits and not any("exceed" in n for n in e.notes)]
+        fit = [e for e in res.candidates if e.fits and e.synthesisable]
         fastest = min(fit, key=lambda e: e.latency_us) if fit else None
         rec = {"target": name, "clock_mhz": mhz, "rf1": full.to_dict(), "verdict": res.verdict,
                "chosen": None if res.chosen is None else res.chosen.to_dict(),
@@ -331,7 +334,7 @@ def section_latency(inp: Inputs, budget_us: float) -> tuple[list[Block], list[di
                 f"{full.latency_us:.3f} us, {100 * full.peak_utilisation:.0f} % peak",
                 "none fits"
                 if f is None
-                else f"{f.latency_us:.3f} us (RF {f.settings.reuse}, {f.settings.strategy})",
+                else f"{f.latency_us:.3f} us (RF {f.config.reuse_factor}, {f.config.strategy})",
                 "n/a"
                 if f is None
                 else f"{f.usage.dsp:,} / {f.usage.lut:,} / {f.usage.ff:,} / {f.usage.bram_18k}",
@@ -363,7 +366,7 @@ def section_latency(inp: Inputs, budget_us: float) -> tuple[list[Block], list[di
 
 
 def section_comparison(inp: Inputs, records: list[dict[str, Any]]) -> list[Block]:
-    from qlstm.hls.estimate import HlsSettings, estimate
+    from qlstm.hls.estimate import estimate
     from qlstm.hls.targets import get_target
 
     rows = []
@@ -372,12 +375,12 @@ def section_comparison(inp: Inputs, records: list[dict[str, Any]]) -> list[Block
         from qlstm.hls.estimate import search_budget
 
         res = search_budget(inp.desc, tgt, 1000.0 / mhz, 1e6, inp.weights)
-        fit = [e for e in res.candidates if e.fits and not any("exceed" in n for n in e.notes)]
+        fit = [e for e in res.candidates if e.fits and e.synthesisable]
         f = min(fit, key=lambda e: e.latency_us) if fit else None
         ours = (
             "does not fit (estimate)"
             if f is None
-            else f"{f.latency_us:.3f} us (estimate, RF {f.settings.reuse})"
+            else f"{f.latency_us:.3f} us (estimate, RF {f.config.reuse_factor})"
         )
         ratio = "n/a" if f is None else f"{paper_us / f.latency_us:.0f}x"
         rows.append((f"{label} @ {mhz:g} MHz", f"{paper_us:g} us (measured, paper)", ours, ratio))
@@ -387,7 +390,7 @@ def section_comparison(inp: Inputs, records: list[dict[str, Any]]) -> list[Block
         Architecture(6, 20, 5, (RecurrentLayer("lstm", 20),)),
         Normalisation((0.0,) * 6, (1.0,) * 6, tuple(f"f{i}" for i in range(6))),
     )
-    k_est = estimate(khoda, HlsSettings(get_target("ku060"), 5.0, 1))
+    k_est = estimate(khoda, get_target("ku060"), HlsConfig())  # ku060's clock is 5 ns
     targets = section_targets(inp)
     lo, hi = KHODA["band_us"]
     return [

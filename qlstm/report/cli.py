@@ -43,15 +43,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--sweep", type=Path, help="the quantize sweep CSV (default: sweep*.csv found beside QRUN_DIR)"
     )
-    g = p.add_argument_group("estimate options (also used by the report's latency section)")
+    g = p.add_argument_group(
+        "estimate options (the same spelling as `qlstm hls`; also read from --config's `hls:` section)"
+    )
     g.add_argument("--target", help="named target: zynq7020, zynq7045, ku060, kintex7 (estimate form)")
-    g.add_argument("--part", help="any Xilinx part string; give its --lut --ff --dsp --bram18k")
-    for name in ("lut", "ff", "dsp", "bram18k"):
-        g.add_argument(f"--{name}", type=int, help=f"{name.upper()} capacity of --part")
+    g.add_argument("--part", help="any Xilinx part string (needs --resources)")
+    g.add_argument(
+        "--resources",
+        metavar="LUT,FF,DSP,BRAM",
+        help="device capacity for --part: LUTs, flip-flops, DSP slices, 18Kb BRAM tiles",
+    )
     g.add_argument("--clock-ns", type=float, help="clock period in ns (default: the target's)")
-    g.add_argument("--reuse", type=int, default=1, help="hls4ml reuse factor (default 1)")
-    g.add_argument("--strategy", choices=("latency", "resource"), default="latency")
-    g.add_argument("--non-static", action="store_true", help="hls4ml static=False: one cell per time step")
+    g.add_argument("--reuse", type=int, help="hls4ml reuse factor (default 1)")
+    g.add_argument("--strategy", choices=("latency", "resource"), help="hls4ml strategy (default latency)")
+    g.add_argument(
+        "--static",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="hls4ml static (default on); --no-static: one cell per time step (the budget search then "
+        "tries both)",
+    )
+    g.add_argument("--config", type=Path, help="a qlstm config file: its `hls:` section (estimate form)")
     g.add_argument("--budget-us", type=float, help="find the smallest configuration meeting this latency")
     g.add_argument("--json", type=Path, help="also write the estimate as JSON (estimate form)")
     p.set_defaults(func=run)
@@ -80,31 +92,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def resolve_target(args: argparse.Namespace):
-    from qlstm.hls.targets import Resources, Target, get_target
-
-    if args.target and args.part:
-        raise QlstmError("give --target or --part, not both")
-    if args.part:
-        caps = [args.lut, args.ff, args.dsp, args.bram18k]
-        if any(c is None for c in caps):
-            raise QlstmError(f"--part {args.part}: give its capacity with --lut --ff --dsp --bram18k")
-        return Target.custom(args.part, Resources(*caps))
-    if not args.target:
-        raise QlstmError("give --target NAME or --part PART")
-    return get_target(args.target)
-
-
 def run_estimate(args: argparse.Namespace, run_dir: Path) -> int:
+    """Print (and with --json write) the ESTIMATE of one configuration, or the budget search."""
     from qlstm import description
-    from qlstm.hls.estimate import HlsSettings, estimate, search_budget
+    from qlstm.hls.cli import section
+    from qlstm.hls.estimate import estimate, search_budget
 
     desc, weights = description.load(run_dir)
-    target = resolve_target(args)
-    clock = target.clock_ns if args.clock_ns is None else args.clock_ns
+    if args.target is None and args.part is None and args.config is None:
+        raise QlstmError("give --target NAME, --part PART --resources LUT,FF,DSP,BRAM, or --config")
+    sec = section(args)
+    target = sec.resolve_target()
     if args.budget_us is not None:
-        statics = (True, False) if args.non_static else (True,)
-        res = search_budget(desc, target, clock, args.budget_us, weights, statics=statics)
+        statics = (True,) if sec.options.static else (True, False)
+        res = search_budget(desc, target, target.clock_ns, args.budget_us, weights, statics=statics)
         print(f"budget search (ESTIMATES) over {len(res.candidates)} configurations: {res.verdict}")
         chosen = res.chosen
         if chosen is not None:
@@ -112,8 +113,7 @@ def run_estimate(args: argparse.Namespace, run_dir: Path) -> int:
         payload = {"budget_us": args.budget_us, "verdict": res.verdict,
                    "chosen": None if chosen is None else chosen.to_dict()}  # fmt: skip
     else:
-        settings = HlsSettings(target, clock, args.reuse, args.strategy, not args.non_static)
-        e = estimate(desc, settings, weights)
+        e = estimate(desc, target, sec.options, weights)
         print("\n".join(e.lines()))
         payload = e.to_dict()
     if args.json:
