@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from qlstm.data import generate, save_events
+    from qlstm.run_config import read_section
     from qlstm.train.config import load_config
     from qlstm.train.metrics import table
     from qlstm.train.trainer import train_run
@@ -36,8 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
+    syn = read_section(args.config, "data")  # the config's synthetic events
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    m = train_run(cfg, args.out, None, overwrite=True, progress=sys.stderr.isatty())
+    args.out.mkdir(parents=True, exist_ok=True)
+    events = args.out.parent / f"{args.out.name}_events.npz"
+    save_events(generate(syn), events)
+    m = train_run(cfg, args.out, events, overwrite=True, progress=sys.stderr.isatty())
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     tr, t = m["training"], m["test"]
@@ -48,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{m['n_parameters']} parameters"
     )
     print(
-        f"data              {cfg.data.events} synthetic events x {cfg.data.hours} h, "
+        f"data              {syn.n_events} synthetic events x {syn.duration_s / 3600:g} h, "
         f"{tr['train_windows']} training windows, {t['windows']} test windows"
     )
     print(f"threads           {args.threads} (torch reports {tr['threads']})")

@@ -21,6 +21,7 @@ from qlstm.description import (
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
 from qlstm.hls import estimate as est
+from qlstm.hls.estimate import schedule
 from qlstm.hls.targets import TARGETS, Resources, Target
 from qlstm.hls_config import HlsConfig
 
@@ -140,7 +141,7 @@ def test_constant_weights_leave_part_of_the_products_to_luts():
     ids=["8x8-lut", "10x10-lut", "16x16", "25x18-e1", "26x18-e1", "27x18-e2", "32x32-e2"],
 )  # fmt: skip
 def test_dsp_mapping_rule(a, b, family, dsp):
-    assert est._dsp_per_mult(a, b, est.FAMILY_DELAYS[family]) == dsp
+    assert schedule._dsp_per_mult(a, b, est.FAMILY_DELAYS[family]) == dsp
 
 
 def test_zero_weights_remove_multipliers():
