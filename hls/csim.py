@@ -42,7 +42,7 @@ import numpy as np
 from qlstm.description import ModelDescription, check_weights
 from qlstm.errors import QlstmError
 from qlstm.hls_config import HlsConfig, check_reuse
-from qlstm.io import atomic_write_text
+from qlstm.io import atomic_write_text, weights_sha256
 
 from .graph import HEAD_NAME, PROJECT_NAME, build_model_graph, rnn_name
 from .targets import TARGETS, check_part
@@ -76,15 +76,6 @@ def _gxx_version(path: str) -> str:
         [path, "-dumpfullversion", "-dumpversion"], capture_output=True, text=True, check=False
     )
     return out.stdout.strip() or "unknown"
-
-
-def weights_sha256(weights: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for k in sorted(weights):
-        a = np.ascontiguousarray(weights[k], dtype=np.float64)
-        h.update(f"{k}:{a.shape};".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
 
 
 def firmware_fingerprint(desc: ModelDescription) -> str:

@@ -169,9 +169,6 @@ class FixedType:
             raise QlstmError(f"saturation bits are not supported: {text!r}")
         return cls(width, integer, kind == "ap_fixed", rounding, overflow)
 
-    def to_json(self) -> str:
-        return self.describe()
-
     # ------------------------------------------------------------------ QONNX / Brevitas
     def qonnx_quant_attributes(self) -> dict[str, Any]:
         """Inputs and attributes of a QONNX ``Quant`` node representing this type.
@@ -221,18 +218,6 @@ class FixedType:
 
     def to_float(self, m: np.ndarray) -> np.ndarray:
         return np.asarray(m, dtype=np.float64) * self.lsb
-
-    def with_(self, **changes: Any) -> FixedType:
-        """A copy with some fields changed (dataclasses.replace with validation)."""
-        fields = {
-            "width": self.width,
-            "integer": self.integer,
-            "signed": self.signed,
-            "rounding": self.rounding,
-            "overflow": self.overflow,
-        }
-        fields.update(changes)
-        return FixedType(**fields)
 
 
 def _round_increment(

@@ -15,6 +15,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from qlstm.errors import QlstmError
 
 
@@ -99,4 +101,16 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
+    return h.hexdigest()
+
+
+def weights_sha256(weights: dict[str, np.ndarray]) -> str:
+    """The one hash of a set of weight arrays: sha256 over the sorted names, shapes and float64
+    bytes (``name:shape;`` then the data), used by the C-simulation cache key and the exported
+    files' ``qlstm.weights_sha256`` metadata to spot stale artifacts."""
+    h = hashlib.sha256()
+    for k in sorted(weights):
+        a = np.ascontiguousarray(weights[k], dtype=np.float64)
+        h.update(f"{k}:{a.shape};".encode())
+        h.update(a.tobytes())
     return h.hexdigest()

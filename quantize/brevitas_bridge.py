@@ -15,6 +15,7 @@ triggers on the profiled data) is trained as ``AP_SAT``; the firmware forward st
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -73,4 +74,4 @@ def read_type(q: torch.nn.Module, like: FixedType) -> FixedType:
         raise QlstmError(f"Brevitas scale {scale} is not a power of two")
     frac = -int(round(exp))
     integer = min(max(width - frac, -width), width)
-    return like.with_(width=width, integer=integer)
+    return dataclasses.replace(like, width=width, integer=integer)

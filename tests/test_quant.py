@@ -152,7 +152,7 @@ def test_brevitas_quantiser_round_trip_and_values(t):
     assert read_type(q, t) == t
     x = torch.linspace(2 * t.min_value - 0.3, 2 * t.max_value + 0.3, 997, dtype=torch.float64)
     got = q(x).detach().numpy()
-    want = t.with_(overflow="AP_SAT" if t.overflow == "AP_WRAP" else t.overflow).quantize(x.numpy())
+    want = replace(t, overflow="AP_SAT" if t.overflow == "AP_WRAP" else t.overflow).quantize(x.numpy())
     np.testing.assert_array_equal(got, want)
 
 

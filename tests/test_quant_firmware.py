@@ -36,7 +36,7 @@ def _save_quantised(tmp_path, cell, bits, stress, seed):
     overrides = {"accum_headroom": 0, "accum_overflow": "AP_SAT"} if stress else {}
     q = choose_types(arch, QuantNet(arch, w).profile(prof_x), QuantizeConfig(bits=bits, **overrides), "ptq")
     if stress:  # inputs far beyond the profiled range: accumulators and states saturate
-        q = replace(q, input=q.input.with_(integer=3))
+        q = replace(q, input=replace(q.input, integer=3))
     qw = QuantNet(arch, w, q).quantised_weights(q)
     run = tmp_path / f"{cell}{bits}"
     description.save(run, ModelDescription(arch, NORM, q), qw)

@@ -140,7 +140,7 @@ def test_firmware_forward_matches_integer_reference(cell, bits, overrides, xscal
     x_prof = rng.uniform(0, 1 if xscale > 0 else 0.1, (200, 6, 1))
     q = choose_types(arch, QuantNet(arch, w).profile(x_prof), QuantizeConfig(bits=bits, **overrides), "ptq")
     if xscale < 0:  # let the large inputs in
-        q = replace(q, input=q.input.with_(integer=3))
+        q = replace(q, input=replace(q.input, integer=3))
     xscale = abs(xscale)
     qw = QuantNet(arch, w, q).quantised_weights(q)
     x = rng.uniform(-0.2, 1.0, (64, 6, 1)) * xscale

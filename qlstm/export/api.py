@@ -19,7 +19,8 @@ import numpy as np
 from qlstm import description
 from qlstm.description import ModelDescription
 from qlstm.errors import QlstmError
-from qlstm.export.graph import check_out, read_metadata, save_model, weights_sha256
+from qlstm.export.graph import check_out, read_metadata, save_model
+from qlstm.io import weights_sha256
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ from qlstm.export.api import (
     run_session,
     session,
 )
-from qlstm.export.graph import read_metadata, weights_sha256
+from qlstm.export.graph import read_metadata
+from qlstm.io import weights_sha256
 
 log = logging.getLogger(__name__)
 _SESSIONS: dict[tuple[str, int], Any] = {}

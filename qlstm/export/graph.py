@@ -71,18 +71,6 @@ class GraphBuilder:
         return outs
 
 
-def weights_sha256(weights: dict[str, np.ndarray]) -> str:
-    """sha256 over the weight arrays (names, shapes, float64 bytes), to spot stale files."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for k in sorted(weights):
-        a = np.ascontiguousarray(weights[k], dtype=np.float64)
-        h.update(f"{k}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
 def metadata(desc: ModelDescription, kind: str, dtype: str = "float32") -> dict[str, str]:
     """What a user needs to apply the file alone: shapes, channels, normalisation, types."""
     a, n = desc.architecture, desc.normalisation

@@ -47,10 +47,6 @@ from qlstm.fixedpoint import QONNX_ROUNDING, FixedType
 log = logging.getLogger(__name__)
 
 
-#: ap_fixed rounding mode -> (QONNX Quant rounding_mode, offset added first in LSBs).
-#: QONNX's modes (qonnx ``resolve_rounding_mode``): FLOOR, CEIL, ROUND (half to even), DOWN
-#: (toward zero), HALF_UP (ties away from zero), HALF_DOWN (ties toward zero). The two ap modes
-#: with ties toward an infinity are a half-LSB offset then FLOOR/CEIL, which is exact.
 @dataclass
 class QuantWriter:
     """Graph-building context: the builder plus one set of Quant parameters per type."""
