@@ -100,15 +100,7 @@ def load_inputs(path: Path, desc: ModelDescription) -> np.ndarray:
         x = np.load(path, allow_pickle=False)
     except Exception as exc:  # ValueError, OSError, EOFError ...
         raise QlstmError(f"--tb-inputs {path}: not a readable .npy file ({type(exc).__name__})") from None
-    a = desc.architecture
-    if x.dtype.kind not in "fiu" or x.ndim != 3 or x.shape[1:] != (a.history, a.input_channels) or not len(x):
-        raise QlstmError(
-            f"--tb-inputs {path}: holds {x.dtype} {x.shape}; expected (N>0, {a.history}, {a.input_channels}) numbers"
-        )
-    x = x.astype(np.float64)
-    if not np.all(np.isfinite(x)):
-        raise QlstmError(f"--tb-inputs {path}: holds NaN or inf")
-    return x
+    return desc.architecture.check_windows(x, f"--tb-inputs {path}")
 
 
 def testbench_inputs(x: np.ndarray, desc: ModelDescription, count: int) -> tuple[np.ndarray, np.ndarray]:

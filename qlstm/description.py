@@ -116,6 +116,28 @@ class Architecture:
     def n_in(self, i: int) -> int:
         return self.input_channels if i == 0 else self.layers[i - 1].units
 
+    def check_windows(self, x: np.ndarray, where: str = "inputs") -> np.ndarray:
+        """The one input-window check: ``x`` must be finite numbers of shape (N > 0, L, C) for
+        this architecture (normalised units). Returns them as float64.
+
+        Raises QlstmError naming ``where`` for a non-numeric dtype, a wrong shape, no windows,
+        or NaN/inf.
+        """
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiu":
+            raise QlstmError(f"{where}: holds {x.dtype} values, expected numbers")
+        if x.ndim != 3 or x.shape[1:] != (self.history, self.input_channels):
+            raise QlstmError(
+                f"{where}: shape {x.shape}, expected (N, L={self.history}, C={self.input_channels}) windows "
+                "for this run"
+            )
+        if x.shape[0] == 0:
+            raise QlstmError(f"{where}: holds no windows (N = 0)")
+        x = x.astype(np.float64)
+        if not np.all(np.isfinite(x)):
+            raise QlstmError(f"{where}: holds NaN or inf")
+        return x
+
     def weight_shapes(self) -> dict[str, tuple[int, ...]]:
         shapes: dict[str, tuple[int, ...]] = {}
         for i, layer in enumerate(self.layers):

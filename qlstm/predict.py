@@ -46,29 +46,13 @@ def get_backend(name: str, attr: str | None = None) -> Callable[[Path, np.ndarra
     return fn
 
 
-def check_inputs(x: np.ndarray, history: int, channels: int, where: str) -> np.ndarray:
-    """``x`` must be finite (N, L, C) numbers matching the run; returned as float64."""
-    if x.dtype.kind not in "fiu":
-        raise QlstmError(f"{where}: holds {x.dtype} values, expected numbers")
-    if x.ndim != 3 or x.shape[1:] != (history, channels):
-        raise QlstmError(
-            f"{where}: shape {x.shape}, expected (N, L={history}, C={channels}) windows for this run"
-        )
-    if x.shape[0] == 0:
-        raise QlstmError(f"{where}: holds no windows (N = 0)")
-    x = x.astype(np.float64)
-    if not np.all(np.isfinite(x)):
-        raise QlstmError(f"{where}: holds NaN or inf")
-    return x
-
-
 def run_backend(name: str, run_dir: Path, x: np.ndarray) -> np.ndarray:
     """Run backend ``name`` and check it returned (N, k) for the run."""
     from qlstm import description
 
     desc, _ = description.load(run_dir)
     a = desc.architecture
-    x = check_inputs(x, a.history, a.input_channels, "inputs")
+    x = a.check_windows(x, "inputs")
     y = np.asarray(get_backend(name)(Path(run_dir), x), dtype=np.float64)
     if y.shape != (x.shape[0], a.horizon):
         raise RuntimeError(f"backend {name} returned shape {y.shape}, expected {(x.shape[0], a.horizon)}")

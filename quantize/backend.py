@@ -19,8 +19,5 @@ def predict(run_dir: Path, x: np.ndarray) -> np.ndarray:
         raise QlstmError(
             f"{run_dir}: not a quantised run (no quantisation in model.json); run qlstm quantize"
         )
-    x = np.asarray(x)
     a = desc.architecture
-    if x.ndim != 3 or x.shape[1:] != (a.history, a.input_channels):
-        raise QlstmError(f"inputs have shape {x.shape}, expected (N, {a.history}, {a.input_channels})")
-    return predict_array(QuantNet(a, weights, desc.quantisation), x)
+    return predict_array(QuantNet(a, weights, desc.quantisation), a.check_windows(x, "inputs"))
