@@ -21,6 +21,13 @@ TINY = {
         "data": {"max_train_windows": 1000, "max_eval_windows": 300},
     },
     "quantize": {"bits": 8, "method": "ptq", "qat": {"epochs": 1}},
+    # non-default hls4ml options: the firmware check must use the C simulation of THIS project
+    "hls": {
+        "target": "zynq7045",
+        "clock_ns": 5.0,
+        "csim": True,
+        "options": {"strategy": "resource", "reuse_factor": 2},
+    },
     "firmware": {"windows": 40},
     "report": {"compare_methods": [], "sweep": [6]},
 }
@@ -126,6 +133,10 @@ def test_run_end_to_end_tiny(tmp_path, capsys):
     assert f"report: {root / 'report' / 'report.md'}" in out and "BIT-EXACT" in out
     check = json.loads((root / "firmware" / "firmware_check.json").read_text())
     assert check == summary["bit_exact"]
+    project = json.loads((root / "hls" / "project" / "qlstm_hls.json").read_text())
+    assert check["hls_options"] == project["options"]
+    assert project["options"] == {"io_type": "io_parallel", "strategy": "resource", "reuse_factor": 2,
+                                  "static": True, "backend": "Vivado"}  # fmt: skip
     assert main(["run", "--config", str(cfg), "--out", str(root)]) == 0  # everything up to date
     assert capsys.readouterr().out.count("up to date") == len(pipeline.STEP_NAMES)
 
