@@ -1,0 +1,298 @@
+"""The report's sections: blocks (headings, tables, paragraphs, figures) from the typed inputs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qlstm import runs
+from qlstm.hls_config import HlsConfig
+from qlstm.report.evidence import Inputs, _predict, read_sweep
+from qlstm.report.figures import _plot_per_step, _plot_sweep, _plot_trace
+from qlstm.report.render import Block, Figure, Heading, Para, Table
+
+log = logging.getLogger(__name__)
+
+
+#: Wielgosz, Skoczeń, Mertik, NIM A 867 (2017) 40, Table 6: their LSTM (128 cells, L = 16) on FPGA.
+PAPER_TABLE6 = (
+    ("zynq7020", 142.0, 932.0, "Zynq 7020"),
+    ("ku060", 200.0, 82.7, "XCKU060"),
+    ("zynq7045", 100.0, 15.96, "XC7Z045"),
+)
+#: Khoda et al., MLST 4 (2023) 025004: LSTM(20), 20 steps x 6 features, 200 MHz, lowest RF.
+KHODA = {"band_us": (1.5, 1.7), "clock_mhz": 200.0}
+#: (target, clock MHz) rows of the latency section.
+REPORT_TARGETS = (("zynq7020", 142.0), ("zynq7045", 100.0), ("zynq7045", 200.0), ("ku060", 200.0))
+
+
+def _fmt(v: float | None, spec: str = ".3g") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def section_data(inp: Inputs) -> list[Block]:
+    """The data table (source, channels, sampling, events and windows per split) from the float
+    run's ``data.json`` and ``windows.npz``."""
+    d = inp.data_info
+    split = d.get("split", {})
+    rows = [
+        ("source", str(d.get("source", "?")) + (f" ({d['path']})" if d.get("path") else "")),
+        ("sha256", str(d.get("sha256", "n/a"))[:16] + ("..." if d.get("sha256") else "")),
+        ("channels", ", ".join(d.get("channels", []))),
+        ("sampling", f"{d['dt']:g} s" if "dt" in d else "n/a"),
+        ("events train / val / test", " / ".join(str(len(split.get(k, []))) for k in ("train", "val", "test"))),
+        ("history L, horizon k", f"{d.get('L')}, {d.get('k')}"),
+        ("windows train / val / test", " / ".join(str(d.get("windows", {}).get(k, "?")) for k in ("train", "val", "test"))),
+    ]  # fmt: skip
+    blocks: list[Block] = [Heading("Data"), Table(("item", "value"), tuple(rows))]
+    lengths = inp.heldout.event_lengths["test"]
+    if lengths:
+        blocks.append(
+            Para(
+                f"Test events: {len(lengths)}, {min(lengths)}-{max(lengths)} samples each, "
+                f"{inp.heldout.quenches} with a quench marker. The synthetic data is modelled on Wielgosz et al. "
+                "(2017); it is not CERN data."
+            )
+        )
+    return blocks
+
+
+def section_accuracy(inp: Inputs) -> tuple[list[Block], dict[str, Any]]:
+    """Test RMSE per step ahead of float, baselines, each quantised run and firmware_sim, all
+    from the runs' ``metrics.json`` (normalised units); the sweep table from its CSV."""
+    fm = inp.fmetrics
+    series: dict[str, list[float]] = {
+        "float": list(fm.model.rmse_per_step),
+        "persistence": list(fm.persistence.rmse_per_step),
+        "linear AR": list(fm.linear_ar.rmse_per_step),
+    }
+    for path in [inp.qrun, *inp.others]:
+        qm = runs.QuantRun(Path(path)).metrics
+        series[f"{qm.method.upper()} {qm.bits}-bit"] = list(qm.test.rmse_per_step)
+    fw_windows = None
+    if inp.qmetrics.raw.get("eval_backend") == "firmware":  # quantize measured with firmware_sim
+        series[f"firmware_sim {inp.desc.quantisation.bits}-bit"] = list(inp.qmetrics.test.rmse_per_step)
+        fw_windows = inp.qmetrics.test.windows
+    k = inp.desc.architecture.horizon
+    header = ("model", "RMSE (all k)", *(f"k={j + 1}" for j in range(min(k, 8))))
+    rows = []
+    for name, vals in series.items():
+        overall = float(np.sqrt(np.mean(np.square(vals))))
+        rows.append((name, f"{overall:.4g}", *(f"{v:.4g}" for v in vals[:8])))
+    blocks: list[Block] = [
+        Heading("Accuracy: float vs PTQ vs QAT vs firmware"),
+        Para(
+            "Test RMSE in normalised units, per step ahead (first 8 shown), on the held-out events. "
+            "Float and baselines from the float run's `metrics.json`, quantised runs from theirs"
+            + (
+                f"; firmware_sim is the deployed run's own test metrics (quantize evaluates with it) on "
+                f"the same {fw_windows:,} test windows. "
+                if fw_windows is not None
+                else " (the deployed run was evaluated with another backend: no firmware_sim row). "
+            )
+            + f"Float: {inp.fmetrics.verdict or 'no verdict in metrics.json'}."
+        ),
+        Table(header, tuple(rows)),
+    ]
+    if series:
+        blocks.append(Figure("rmse_per_step.png", _plot_per_step(series), "Test RMSE per step ahead."))
+    if inp.sweep_csv is not None:
+        sweep = read_sweep(inp.sweep_csv)
+        bits = sorted({r["bits"] for r in sweep})
+        methods = sorted({r["method"] for r in sweep})
+        table = {(r["method"], r["bits"]): r["rmse"] for r in sweep}
+        blocks += [
+            Heading("Accuracy per bit width", 3),
+            Para(f"From `{inp.sweep_csv}`: test RMSE per bit width."),
+            Table(("method", *map(str, bits)), tuple((m, *(_fmt(table.get((m, b)), ".4g") for b in bits)) for m in methods)),
+            Figure("rmse_vs_bits.png", _plot_sweep(sweep), "Test RMSE against bit width."),
+        ]  # fmt: skip
+    else:
+        blocks.append(Para("No quantize sweep CSV was found or given (`--sweep`): no per-bit-width table."))
+    return blocks, series
+
+
+def section_trace(inp: Inputs) -> list[Block]:
+    """The 1-step-ahead predictions before a quench (the paper's Fig. 11) on the quench trace
+    that training stored in ``windows.npz``."""
+    blocks: list[Block] = [Heading("Predicted vs true before a quench (cf. the paper's Fig. 11)")]
+    tr = inp.heldout.trace
+    if tr is None:
+        return [*blocks, Para("Not available: no test event has a quench marker (or it comes too early).")]
+    win, truth, t = tr.x, tr.truth, tr.t
+    preds: dict[str, np.ndarray] = {}
+    missing = []
+    for name, backend, run in (("float", "float", inp.float_run), (f"{inp.desc.quantisation.method} {inp.desc.quantisation.bits}-bit", "quant", inp.qrun), ("firmware_sim", "firmware", inp.qrun)):  # fmt: skip
+        y, why = _predict(backend, run, win)
+        if y is None:
+            missing.append(f"{name}: {why}")
+        else:
+            preds[name] = y[:, 0]
+    blocks.append(
+        Figure(
+            "trace_quench.png",
+            _plot_trace(t, truth, preds, 0.0),
+            f"Event {tr.event}: the last {len(t)} samples up to the quench, true normalised voltage and "
+            "1-step-ahead predictions.",
+        )
+    )
+    if missing:
+        blocks.append(Para("Not shown: " + "; ".join(missing)))
+    return blocks
+
+
+def section_latency(inp: Inputs, budget_us: float) -> tuple[list[Block], list[dict[str, Any]]]:
+    from dataclasses import replace
+
+    from qlstm.hls.estimate import estimate, search_budget
+    from qlstm.hls.targets import get_target
+
+    rows, records = [], []
+    for name, mhz in REPORT_TARGETS:
+        tgt = get_target(name)
+        clock = 1000.0 / mhz
+        full = estimate(inp.desc, replace(tgt, clock_ns=clock), HlsConfig(), inp.weights)
+        res = search_budget(inp.desc, tgt, clock, budget_us, inp.weights)
+        fit = [e for e in res.candidates if e.fits and e.synthesisable]
+        fastest = min(fit, key=lambda e: e.latency_us) if fit else None
+        rec = {"target": name, "clock_mhz": mhz, "rf1": full.to_dict(), "verdict": res.verdict,
+               "chosen": None if res.chosen is None else res.chosen.to_dict(),
+               "fastest_fitting": None if fastest is None else fastest.to_dict()}  # fmt: skip
+        records.append(rec)
+        f = fastest
+        rows.append(
+            (
+                f"{name} @ {mhz:g} MHz",
+                f"{full.latency_us:.3f} us, {100 * full.peak_utilisation:.0f} % peak",
+                "none fits"
+                if f is None
+                else f"{f.latency_us:.3f} us (RF {f.config.reuse_factor}, {f.config.strategy})",
+                "n/a"
+                if f is None
+                else f"{f.usage.dsp:,} / {f.usage.lut:,} / {f.usage.ff:,} / {f.usage.bram_18k}",
+                res.verdict.split(" (estimate)")[0] if res.chosen is None else "meets budget",
+            )
+        )
+    blocks: list[Block] = [
+        Heading("Latency and resources per target (ESTIMATES)"),
+        Para(
+            "Every figure in this section is an ESTIMATE from `hls/estimate.py` (docs/estimator.md: a "
+            "model of hls4ml's scheduling checked on four published 16-bit hls4ml LSTM/GRU builds: layer "
+            "latency +0.3 to +6.2 %, DSP within 9 %, BRAM exact, LUT within 40 %, FF up to 4x low). "
+            "Static LSTM/GRU, io_parallel. "
+            f"Budget: {budget_us:g} us."
+        ),
+        Table(
+            (
+                "target",
+                "estimate at RF 1",
+                "fastest fitting (estimate)",
+                "DSP / LUT / FF / BRAM18 (estimate)",
+                "budget verdict",
+            ),
+            tuple(rows),
+        ),  # fmt: skip
+        Para("\n".join(f"- {r['target']} @ {r['clock_mhz']:g} MHz: {r['verdict']}" for r in records)),
+    ]
+    return blocks, records
+
+
+def section_comparison(inp: Inputs, records: list[dict[str, Any]]) -> list[Block]:
+    from qlstm.hls.estimate import estimate
+    from qlstm.hls.targets import get_target
+
+    rows = []
+    for name, mhz, paper_us, label in PAPER_TABLE6:
+        tgt = get_target(name)
+        from qlstm.hls.estimate import search_budget
+
+        res = search_budget(inp.desc, tgt, 1000.0 / mhz, 1e6, inp.weights)
+        fit = [e for e in res.candidates if e.fits and e.synthesisable]
+        f = min(fit, key=lambda e: e.latency_us) if fit else None
+        ours = (
+            "does not fit (estimate)"
+            if f is None
+            else f"{f.latency_us:.3f} us (estimate, RF {f.config.reuse_factor})"
+        )
+        ratio = "n/a" if f is None else f"{paper_us / f.latency_us:.0f}x"
+        rows.append((f"{label} @ {mhz:g} MHz", f"{paper_us:g} us (measured, paper)", ours, ratio))
+    from qlstm.description import Architecture, ModelDescription, Normalisation, RecurrentLayer
+
+    khoda = ModelDescription(
+        Architecture(6, 20, 5, (RecurrentLayer("lstm", 20),)),
+        Normalisation((0.0,) * 6, (1.0,) * 6, tuple(f"f{i}" for i in range(6))),
+    )
+    k_est = estimate(khoda, get_target("ku060"), HlsConfig())  # ku060's clock is 5 ns
+    targets = section_targets(inp)
+    lo, hi = KHODA["band_us"]
+    return [
+        Heading("Comparison with the paper (Table 6) and with the hls4ml RNN results"),
+        Para(
+            "Wielgosz et al., NIM A 867 (2017) 40, Table 6 measured their 128-cell LSTM (L = 16) on three "
+            "FPGAs; beside each, the fastest configuration of THIS run's model that fits the part at the "
+            "same clock (an estimate, not a measurement, and a different model size unless this run "
+            "uses the `paper` configuration)."
+        ),
+        Table(("platform", "paper", "this model (estimate)", "paper / estimate"), tuple(rows)),
+        Para(
+            f"hls4ml RNN paper (Khoda et al., MLST 4 (2023) 025004): LSTM(20), 20 steps x 6 features, "
+            f"200 MHz, lowest reuse factor: about {lo}-{hi} us after synthesis. Our estimator gives "
+            f"{k_est.latency_us:.3f} us ({k_est.latency_cycles} cycles) for it, "
+            f"{100 * (k_est.latency_us - lo) / lo:+.1f} % from the band's lower edge."
+        ),
+        *targets,
+    ]
+
+
+def section_targets(inp: Inputs) -> list[Block]:
+    """The project's latency targets (issue 8), as estimates: the `paper` architecture with this
+    run's fixed-point types on zynq7045 at 200 MHz (<= 2.5 us), and this run's model (<= 1 us)."""
+    from dataclasses import replace
+
+    from qlstm.description import Architecture, RecurrentLayer
+    from qlstm.hls.estimate import search_budget
+    from qlstm.hls.targets import get_target
+
+    a, q = inp.desc.architecture, inp.desc.quantisation
+    paper_arch = Architecture(a.input_channels, 16, a.horizon, (RecurrentLayer("lstm", 128),))
+    paper = replace(inp.desc, architecture=paper_arch, quantisation=replace(q, layers=q.layers[:1]))
+    tgt = get_target("zynq7045")
+    rows = []
+    for name, desc, weights, budget in (
+        ("paper: LSTM(128), L = 16, this run's types", paper, None, 2.5),
+        (
+            f"this run: {'+'.join(str(x.units) for x in a.layers)} cells, L = {a.history}",
+            inp.desc,
+            inp.weights,
+            1.0,
+        ),
+    ):
+        res = search_budget(desc, tgt, 5.0, budget, weights)
+        rows.append((name, f"<= {budget:g} us", "met" if res.chosen is not None else "MISSED", res.verdict))
+    return [
+        Heading("Latency targets (ESTIMATES, zynq7045 at 200 MHz)", 3),
+        Table(("model", "target", "estimate", "verdict"), tuple(rows)),
+        Para(
+            "A missed target is reported, not tuned away: the recurrence makes the L steps sequential, "
+            "so the floor is L x (cycles per step), and a large model only fits at a reuse factor that "
+            "adds R - 1 cycles to every step."
+        ),
+    ]
+
+
+def section_bitexact(check: dict[str, Any]) -> list[Block]:
+    blocks: list[Block] = [Heading("Bit-exactness: firmware_sim vs the hls4ml C simulation")]
+    if not check.get("available", False):
+        return [*blocks, Para(f"Not available: {check.get('reason', 'unknown')}.")]
+    verdict = "BIT-EXACT" if check["bit_exact"] else "NOT bit-exact"
+    blocks.append(
+        Para(
+            f"**{verdict}**: {check['equal']:,} of {check['outputs']:,} outputs identical on "
+            f"{check['windows']:,} test windows; largest difference {check['max_diff_lsb']:g} LSB of the "
+            "output type."
+        )
+    )
+    return blocks
