@@ -372,7 +372,13 @@ def save(run_dir: Path, desc: ModelDescription, weights: dict[str, np.ndarray]) 
 
 
 def load(run_dir: Path) -> tuple[ModelDescription, dict[str, np.ndarray]]:
-    """Read a run folder's description and weights; a clear error if either is missing/corrupt."""
+    """Read a run folder's ``model.json`` and ``weights.npz`` (the contract every stage reads).
+
+    Returns the description and the weights (float64 arrays named ``rnn{i}.weight_ih`` ...
+    ``head.bias``, shapes in the module docstring), checked by :func:`check_weights`.
+    Raises QlstmError when either file is missing, corrupt or truncated, or the weights do not
+    fit the description.
+    """
     run_dir = Path(run_dir)
     dpath, wpath = run_dir / DESCRIPTION_FILE, run_dir / WEIGHTS_FILE
     if not dpath.is_file():
@@ -397,6 +403,10 @@ def load(run_dir: Path) -> tuple[ModelDescription, dict[str, np.ndarray]]:
 
 
 def check_weights(desc: ModelDescription, weights: dict[str, np.ndarray], where: str = "weights") -> None:
+    """Check that ``weights`` are exactly the arrays ``desc`` needs: the names and shapes of
+    :meth:`Architecture.weight_shapes`, finite, and (for a quantised description) every value on
+    the grid of its ``ap_fixed`` type, so a stage never computes with weights the firmware could
+    not hold. Raises QlstmError naming ``where`` and the first offending array."""
     expected = desc.architecture.weight_shapes()
     if set(weights) != set(expected):
         missing, extra = set(expected) - set(weights), set(weights) - set(expected)

@@ -77,17 +77,15 @@ class TrainingConfig:
     weight_decay: float = 0.0
     #: ``lstsq``: before the first epoch, set the Dense head to the least-squares fit of the
     #: targets on the (randomly initialised) last layer's final hidden states - a random-feature
-    #: readout that is epoch 0 of the history; ``random``: PyTorch's default init. Measured: Adam
-    #: never improved on the lstsq start, whose head weights reach 1e2-4e4 without a large ridge
-    #: (useless for fixed point), so no shipped config uses it (docs/train.md).
+    #: readout that is epoch 0 of the history; ``random``: PyTorch's default init. No shipped
+    #: config uses ``lstsq`` (why, with the measurements: docs/train.md).
     head_init: Literal["lstsq", "random"] = "random"
     #: ridge of that fit, relative to the mean feature variance (0 = plain least squares)
     head_ridge: float = 0.0
     #: Train on standardised inputs (``inputs``) and targets (``both``): zero mean, unit variance
     #: over the training windows; the affine maps are folded into rnn0's input kernel/bias and the
-    #: head when saved, so the run is the plain architecture on min-max normalised data. Measured
-    #: (docs/train.md, LSTM(32), 30 epochs): test RMSE 0.001956 with ``both`` against the linear AR
-    #: baseline's 0.002236; without it Adam stays above AR (0.003131 after 8 epochs).
+    #: head when saved, so the run is the plain architecture on min-max normalised data. Why it is
+    #: the default, with the measurements against the baselines: docs/train.md.
     standardise: Literal["none", "inputs", "both"] = "both"
 
     def __post_init__(self) -> None:

@@ -145,6 +145,8 @@ def section_trace(inp: Inputs) -> list[Block]:
 
 
 def section_latency(inp: Inputs, budget_us: float) -> tuple[list[Block], list[dict[str, Any]]]:
+    """Latency and resources per target (ESTIMATES, ``hls/estimate``) at reuse factor 1 and the
+    fastest fitting configuration, with the budget search's verdict per target (microseconds)."""
     from dataclasses import replace
 
     from qlstm.hls.estimate import estimate, search_budget
@@ -201,6 +203,8 @@ def section_latency(inp: Inputs, budget_us: float) -> tuple[list[Block], list[di
 
 
 def section_comparison(inp: Inputs, records: list[dict[str, Any]]) -> list[Block]:
+    """The paper's Table 6 (measured) beside this model's fastest fitting ESTIMATE per platform,
+    and the estimator on the hls4ml RNN paper's LSTM(20) against its published band."""
     from qlstm.hls.estimate import estimate
     from qlstm.hls.targets import get_target
 
@@ -284,6 +288,8 @@ def section_targets(inp: Inputs) -> list[Block]:
 
 
 def section_bitexact(check: dict[str, Any]) -> list[Block]:
+    """firmware_sim against the C simulation, as the firmware step's ``firmware_check.json`` says
+    (outputs compared exactly; differences in LSBs of the output type)."""
     blocks: list[Block] = [Heading("Bit-exactness: firmware_sim vs the hls4ml C simulation")]
     if not check.get("available", False):
         return [*blocks, Para(f"Not available: {check.get('reason', 'unknown')}.")]
