@@ -3,7 +3,8 @@
 A run folder holds ``model.json`` (this description) beside ``weights.npz``. The description
 says what the network is (architecture), how its inputs were normalised, and - for a quantised
 run - the fixed-point type of every quantisation point *as the hls4ml firmware computes it*.
-``hls/`` and ``firmware_sim/`` read nothing else; ``quantize/`` writes it.
+``firmware_sim/`` and the generated hls4ml C++ are built from nothing else (``hls/`` also reads
+the held-out windows for its test bench, through :mod:`qlstm.runs`); ``quantize/`` writes it.
 
 Weights (``weights.npz``) use PyTorch's layout and gate order, one set per recurrent layer ``i``:
 
