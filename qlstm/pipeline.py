@@ -120,7 +120,8 @@ def step_hls(cfg: RunConfig, run: Run) -> dict[str, Any]:
 def step_firmware(cfg: RunConfig, run: Run) -> dict[str, Any]:
     """firmware_sim against the compiled C simulation of the project the hls step generated (its
     own HlsConfig, part and clock) on ``firmware.windows`` held-out test windows: exact equality
-    of every output, and both RMSEs; writes ``firmware/firmware_check.json``."""
+    of every output, and both RMSEs; writes ``firmware/firmware_check.json``, and each backend's
+    predictions on the quench trace for the report's figure (``trace_predictions.npz``)."""
     import numpy as np
 
     from qlstm import runs
@@ -144,21 +145,35 @@ def step_firmware(cfg: RunConfig, run: Run) -> dict[str, Any]:
     }
     path = run.dir("firmware") / runs.FIRMWARE_CHECK_FILE
     runs.write_json(path, check)
-    return {"check": str(path), "bit_exact": check["bit_exact"]}
+    out = {"check": str(path), "bit_exact": check["bit_exact"], "trace": None}
+    trace = qrun.heldout().trace
+    if trace is not None:  # the report's quench figure: each backend once, here, not in the report
+        from qlstm.predict import run_backend
+        from qlstm.report.sections import trace_backends
+
+        float_run = Path(run.outputs["train"]["float_run"])
+        preds = {
+            name: run_backend(b, r, trace.x) for name, b, r in trace_backends(desc, float_run, qrun.path)
+        }
+        out["trace"] = str(run.dir("firmware") / runs.TRACE_PREDICTIONS_FILE)
+        runs.save_trace_predictions(Path(out["trace"]), preds)
+    return out
 
 
 def step_report(cfg: RunConfig, run: Run) -> dict[str, Any]:
-    """The run report (Markdown, self-contained HTML, summary.json) from the steps' files: it
-    reads them through :mod:`qlstm.runs` and recomputes none of them."""
+    """The run report (Markdown, self-contained HTML, summary.json) from the steps' files, read
+    through :mod:`qlstm.runs`: no data preparation, no backend run, no C simulation (only the
+    latency/resource estimates are computed here)."""
     from qlstm.report.build import write_report
 
     q = run.outputs["quantize"]
     others = [Path(p) for m, p in q["runs"].items() if p != q["deploy"]]
-    fw = run.outputs.get("firmware", {}).get("check")
+    fw = run.outputs.get("firmware", {})
     out = write_report(
         Path(q["deploy"]), run.dir("report"), overwrite=True, budget_us=cfg.report.budget_us, others=others,
         sweep_csv=Path(q["sweep_csv"]) if q.get("sweep_csv") else None,
-        firmware_check_file=Path(fw) if fw else None,
+        firmware_check_file=Path(fw["check"]) if fw.get("check") else None,
+        trace_predictions_file=Path(fw["trace"]) if fw.get("trace") else None,
     )  # fmt: skip
     return {
         "report": str(out / "report.md"),

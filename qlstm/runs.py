@@ -16,6 +16,8 @@ windows.npz        train           :meth:`FloatRun.heldout` -> :class:`HeldOut`
 metrics.json       train/quantize  :attr:`FloatRun.metrics` / :attr:`QuantRun.metrics`
 parent.json        quantize        :attr:`QuantRun.parent` -> the :class:`FloatRun`
 qlstm_hls.json     hls             :func:`read_hls_project` -> :class:`HlsProject`
+firmware_check     firmware step   :func:`read_json` (an :class:`Agreement` and two RMSEs)
+trace_predictions  firmware step   :func:`load_trace_predictions` (the report's quench figure)
 =================  ==============  ============================================================
 
 ``windows.npz`` holds the train/validation/test windows exactly as training used them (float32,
@@ -54,6 +56,7 @@ WINDOWS_FILE = "windows.npz"
 CURVE_FILE = "training_curve.png"
 HLS_PROJECT_FILE = "qlstm_hls.json"
 FIRMWARE_CHECK_FILE = "firmware_check.json"
+TRACE_PREDICTIONS_FILE = "trace_predictions.npz"
 
 WINDOWS_FORMAT = "qlstm-windows/1"
 SPLITS = ("train", "val", "test")
@@ -427,3 +430,24 @@ def read_hls_project(path: Path) -> HlsProject:
         return HlsProject(path, Path(m["run"]), m["target"]["part"], float(m["target"]["clock_ns"]), cfg, m)
     except (KeyError, TypeError) as exc:
         raise QlstmError(f"{where}: missing {exc} (not a qlstm hls project?)") from None
+
+
+# ----------------------------------------------------------------------------- trace predictions
+def save_trace_predictions(path: Path, preds: dict[str, np.ndarray]) -> None:
+    """Each backend's (n, k) predictions on the quench trace's windows, in the given order."""
+    names = list(preds)
+    arrays = {f"p{i}": np.asarray(v, dtype=np.float64) for i, v in enumerate(preds.values())}
+    buf = io.BytesIO()
+    np.savez(buf, names=np.array(names, dtype=str), **arrays)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def load_trace_predictions(path: Path) -> dict[str, np.ndarray]:
+    """``name -> (n, k)`` predictions written by :func:`save_trace_predictions`; one QlstmError
+    line for a missing or corrupt file."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {str(n): z[f"p{i}"] for i, n in enumerate(z["names"])}
+    except Exception as exc:  # OSError, KeyError, BadZipFile, ValueError ...
+        raise QlstmError(f"{path}: not a readable {TRACE_PREDICTIONS_FILE} ({type(exc).__name__})") from None

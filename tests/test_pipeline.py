@@ -133,6 +133,12 @@ def test_run_end_to_end_tiny(tmp_path, capsys):
     assert f"report: {root / 'report' / 'report.md'}" in out and "BIT-EXACT" in out
     check = json.loads((root / "firmware" / "firmware_check.json").read_text())
     assert check == summary["bit_exact"]
+    # the report's quench figure is drawn from the firmware step's predictions, not recomputed
+    from qlstm import runs
+
+    preds = runs.load_trace_predictions(root / "firmware" / runs.TRACE_PREDICTIONS_FILE)
+    assert list(preds) == ["float", "ptq 8-bit", "firmware_sim"]
+    assert (root / "report" / "figures" / "trace_quench.png").is_file()
     project = json.loads((root / "hls" / "project" / "qlstm_hls.json").read_text())
     assert check["hls_options"] == project["options"]
     assert project["options"] == {"io_type": "io_parallel", "strategy": "resource", "reuse_factor": 2,

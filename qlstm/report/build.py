@@ -7,9 +7,10 @@ hls4ml RNN paper; the bit-exactness of firmware_sim against the hls4ml C simulat
 
 Figures come from the run folders, read through :mod:`qlstm.runs` (``metrics.json``,
 ``data.json``, ``parent.json``, ``windows.npz``), the quantize sweep CSV and the firmware step's
-``firmware_check.json``; what is missing is named as not available, never invented or recomputed.
-Two things are still computed here: the quench-trace figure's predictions (float, quantised and
-firmware_sim backends on the ~300 stored trace windows) and the latency/resource estimates.
+``firmware_check.json`` and ``trace_predictions.npz``; what is missing is named as not
+available, never invented. Computed here: the latency/resource estimates, and - only when the
+report runs alone, without the firmware step's file - the quench figure's predictions (three
+backends on the ~300 stored trace windows).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from qlstm import runs
 from qlstm.errors import QlstmError
 from qlstm.io import atomic_write_bytes, atomic_write_text, staged_dir
 from qlstm.report.evidence import Inputs, firmware_check, load_inputs
@@ -83,6 +85,7 @@ def write_report(
     others: list[Path] | None = None,
     sweep_csv: Path | None = None,
     firmware_check_file: Path | None = None,
+    trace_predictions_file: Path | None = None,
 ) -> Path:
     """Write ``report.md``, ``report.html``, ``figures/`` and ``summary.json`` into ``out``."""
     out = Path(out)
@@ -90,6 +93,8 @@ def write_report(
         raise QlstmError(f"{out} already exists and is not empty; choose another folder or pass --overwrite")
     inp = load_inputs(Path(qrun), others, sweep_csv)
     inp.firmware_check_file = firmware_check_file
+    if trace_predictions_file is not None:
+        inp.trace_predictions = runs.load_trace_predictions(trace_predictions_file)
     blocks, summary = build(inp, DEFAULT_BUDGET_US if budget_us is None else budget_us)
     with staged_dir(out, overwrite=overwrite) as stage:
         for b in blocks:

@@ -34,6 +34,8 @@ class Inputs:
     others: list[Path] = field(default_factory=list)  # further quantised runs (PTQ vs QAT)
     sweep_csv: Path | None = None
     firmware_check_file: Path | None = None
+    #: the firmware step's predictions on the quench trace (None: computed by the report)
+    trace_predictions: dict[str, np.ndarray] | None = None
 
 
 # ----------------------------------------------------------------------------- reading

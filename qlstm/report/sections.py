@@ -115,6 +115,16 @@ def section_accuracy(inp: Inputs) -> tuple[list[Block], dict[str, Any]]:
     return blocks, series
 
 
+def trace_backends(desc, float_run: Path, qrun: Path) -> list[tuple[str, str, Path]]:
+    """(label, ``qlstm predict`` backend, run folder) of the quench figure's curves."""
+    q = desc.quantisation
+    return [
+        ("float", "float", float_run),
+        (f"{q.method} {q.bits}-bit", "quant", qrun),
+        ("firmware_sim", "firmware", qrun),
+    ]
+
+
 def section_trace(inp: Inputs) -> list[Block]:
     """The 1-step-ahead predictions before a quench (the paper's Fig. 11) on the quench trace
     that training stored in ``windows.npz``."""
@@ -125,12 +135,15 @@ def section_trace(inp: Inputs) -> list[Block]:
     win, truth, t = tr.x, tr.truth, tr.t
     preds: dict[str, np.ndarray] = {}
     missing = []
-    for name, backend, run in (("float", "float", inp.float_run), (f"{inp.desc.quantisation.method} {inp.desc.quantisation.bits}-bit", "quant", inp.qrun), ("firmware_sim", "firmware", inp.qrun)):  # fmt: skip
-        y, why = _predict(backend, run, win)
-        if y is None:
-            missing.append(f"{name}: {why}")
-        else:
-            preds[name] = y[:, 0]
+    if inp.trace_predictions is not None:  # written by the run's firmware step
+        preds = {name: y[:, 0] for name, y in inp.trace_predictions.items()}
+    else:  # the report alone (`qlstm report`): three backends on the ~300 trace windows
+        for name, backend, run in trace_backends(inp.desc, inp.float_run, inp.qrun):
+            y, why = _predict(backend, run, win)
+            if y is None:
+                missing.append(f"{name}: {why}")
+            else:
+                preds[name] = y[:, 0]
     blocks.append(
         Figure(
             "trace_quench.png",
