@@ -92,6 +92,24 @@ class RecurrentLayer:
             raise QlstmError(f"recurrent layer units {self.units} outside 1-1024")
 
 
+#: The one range of the history L and the horizon k (inclusive).
+HISTORY_RANGE = (1, 128)
+HORIZON_RANGE = (1, 32)
+
+
+def check_history_horizon(
+    history: int | None, horizon: int | None, opts: tuple[str, str] | None = None
+) -> None:
+    """Refuse L or k outside :data:`HISTORY_RANGE` / :data:`HORIZON_RANGE` (None: not checked);
+    ``opts`` names the command-line options in the message instead of L and k."""
+    for v, (lo, hi), name, opt in (
+        (history, HISTORY_RANGE, "history L", opts[0] if opts else None),
+        (horizon, HORIZON_RANGE, "horizon k", opts[1] if opts else None),
+    ):
+        if v is not None and not lo <= v <= hi:
+            raise QlstmError(f"{opt} {v}: outside {lo}-{hi}" if opt else f"{name}={v} outside {lo}-{hi}")
+
+
 @dataclass(frozen=True)
 class Architecture:
     """What the network computes, independent of numbers: (N, L, C) -> (N, k)."""
@@ -103,10 +121,7 @@ class Architecture:
     dropout: float = 0.0  # training only; the exported/firmware model has none
 
     def __post_init__(self) -> None:
-        if not 1 <= self.history <= 128:
-            raise QlstmError(f"history L={self.history} outside 1-128")
-        if not 1 <= self.horizon <= 32:
-            raise QlstmError(f"horizon k={self.horizon} outside 1-32")
+        check_history_horizon(self.history, self.horizon)
         if self.input_channels < 1:
             raise QlstmError(f"input_channels={self.input_channels} must be >= 1")
         if not self.layers:

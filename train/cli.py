@@ -83,12 +83,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from qlstm.description import check_history_horizon
     from qlstm.train.config import load_config
     from qlstm.train.metrics import table
 
-    for opt, v, hi in (("--history", args.history, 128), ("--horizon", args.horizon, 32)):
-        if v is not None and not 1 <= v <= hi:
-            raise QlstmError(f"{opt} {v}: outside 1-{hi}")
+    check_history_horizon(args.history, args.horizon, ("--history", "--horizon"))
     overrides: dict = {}
     if args.history is not None:
         overrides["history"] = args.history
@@ -103,15 +102,16 @@ def run(args: argparse.Namespace) -> int:
             raise QlstmError(f"--threads {args.threads}: must be >= 1")
         torch.set_num_threads(args.threads)
     if args.grid:
+        from qlstm.description import HISTORY_RANGE, HORIZON_RANGE
         from qlstm.train.grid import run_grid
 
-        for opt, values, hi in (
-            ("--grid-history", args.grid_history, 128),
-            ("--grid-horizon", args.grid_horizon, 32),
+        for opt, values, (lo, hi) in (
+            ("--grid-history", args.grid_history, HISTORY_RANGE),
+            ("--grid-horizon", args.grid_horizon, HORIZON_RANGE),
         ):
-            bad = [v for v in values if not 1 <= v <= hi]
+            bad = [v for v in values if not lo <= v <= hi]
             if bad:
-                raise QlstmError(f"{opt}: {bad} outside 1-{hi}")
+                raise QlstmError(f"{opt}: {bad} outside {lo}-{hi}")
         rows = run_grid(
             cfg, args.out, args.data, args.grid_history, args.grid_horizon, args.jobs, args.overwrite
         )

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from qlstm.config import merge
-from qlstm.description import Architecture, RecurrentLayer
+from qlstm.description import Architecture, RecurrentLayer, check_history_horizon
 from qlstm.errors import QlstmError
 
 
@@ -104,10 +104,7 @@ class TrainConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.history <= 128:
-            raise QlstmError(f"history L={self.history} outside 1-128")
-        if not 1 <= self.horizon <= 32:
-            raise QlstmError(f"horizon k={self.horizon} outside 1-32")
+        check_history_horizon(self.history, self.horizon)
 
     def architecture(self) -> Architecture:
         return Architecture(

@@ -19,11 +19,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from qlstm.data.events import EventSet
-from qlstm.description import Normalisation
+from qlstm.description import HISTORY_RANGE, HORIZON_RANGE, Normalisation
 from qlstm.errors import QlstmError
-
-HISTORY_RANGE = (1, 128)
-HORIZON_RANGE = (1, 32)
 
 
 class Split(NamedTuple):
