@@ -303,7 +303,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             f"steps whose inputs did not change. Steps: {', '.join(STEP_NAMES)}."
         ),
     )
-    p.add_argument("--config", type=Path, help="run config YAML (default: configs/run_default.yaml)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="a qlstm config file, one typed section per stage: data, train, quantize, hls, firmware, report "
+        "(default: configs/run_default.yaml; unknown keys, and keys the run would ignore, are errors)",
+    )
     p.add_argument("--out", type=Path, default=Path("runs/default"), help="run folder (default runs/default)")
     p.add_argument("--from", dest="start", choices=STEP_NAMES, help="re-run from this step on")
     p.add_argument("--to", dest="stop", choices=STEP_NAMES, help="stop after this step")
