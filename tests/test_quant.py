@@ -319,5 +319,5 @@ def test_backend_refuses_float_runs_and_bad_shapes(float_run, tmp_path):
     with pytest.raises(QlstmError, match="not a quantised run"):
         backend.predict(float_run, np.zeros((2, 6, 1)))
     core.quantize_run(float_run, tmp_path / "q", QuantizeConfig(bits=6))
-    with pytest.raises(QlstmError, match=r"expected \(N, 6, 1\)"):
+    with pytest.raises(QlstmError, match=r"expected \(N, L=6, C=1\)"):
         backend.predict(tmp_path / "q", np.zeros((2, 5, 1)))
