@@ -12,10 +12,11 @@ One firmware forward. :func:`evaluate` runs the PTQ and QAT models through
 and nothing in this stage recomputes the firmware arithmetic (torch keeps only QAT's trainable
 forward, :class:`~qlstm.quantize.model.QuantNet`). This is the one import of a later stage
 here, and it is by design: ``firmware_sim`` is the project's reference semantics of hls4ml, a
-library layer below quantize, export and hls (it imports only the core: ``qlstm.fixedpoint``,
-``qlstm.description``, ``qlstm.hls4ml_tables``), which the ``qlstm firmware`` commands also
-expose as a stage. hls4ml's table semantics and the float reference that profiling uses are in
-the core (:mod:`qlstm.hls4ml_tables`, :mod:`qlstm.float_reference`), not in ``firmware_sim``.
+library layer below quantize, export and hls (its simulator imports only the core:
+``qlstm.fixedpoint``, ``qlstm.description``, ``qlstm.hls4ml_tables``), which the
+``qlstm firmware`` commands also expose as a stage. hls4ml's table semantics and the float
+reference that profiling uses are in the core (:mod:`qlstm.hls4ml_tables`,
+:mod:`qlstm.float_reference`), not in ``firmware_sim``.
 """
 
 from __future__ import annotations
