@@ -38,7 +38,7 @@ from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
 from qlstm.float_reference import float_predict
 from qlstm.io import atomic_path, atomic_write_bytes, atomic_write_text, staged_dir
-from qlstm.quantize.model import Profile, profile, quantised_weights
+from qlstm.quantize.model import Profile, profile, quantized_weights
 from qlstm.quantize.policy import QuantizeConfig, choose_types
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ def quantize_model(
             "ptq_val_mse": res.ptq_val_mse,
         }
     else:
-        qweights = quantised_weights(q, weights)
+        qweights = quantized_weights(q, weights)
     return q, qweights, extra
 
 

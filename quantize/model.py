@@ -6,7 +6,7 @@ evaluated by the bit-exact simulator (:class:`qlstm.firmware_sim.simulate.Firmwa
 (:func:`qlstm.float_reference.float_trace`). Torch keeps only what QAT's gradients need:
 
 * :class:`QuantNet`: the hls4ml LSTM/GRU dataflow (``nnet_recurrent.h``, ``lstm_static`` /
-  ``gru_static``) with a Brevitas fixed-point quantiser at every quantisation point (straight-
+  ``gru_static``) with a Brevitas fixed-point quantizer at every quantization point (straight-
   through gradients, learned power-of-two scales, :mod:`qlstm.quantize.qat`) and hls4ml's lookup
   tables in the forward pass with the exact function's gradient (straight-through, :func:`_act`).
   It differs from the firmware only where Brevitas cannot express it: a wrapping type is trained
@@ -14,8 +14,8 @@ evaluated by the bit-exact simulator (:class:`qlstm.firmware_sim.simulate.Firmwa
   being cast one by one (a difference of at most ``n_in`` accumulator LSBs; the policy keeps that
   LSB small). Where nothing wraps or rounds per product it equals the firmware bit for bit
   (``tests/test_quant_forward.py``).
-* :func:`profile`: max |value| of the float network at every quantisation point (PTQ's input).
-* :func:`quantised_weights`: the parameters on their types' grids (what the firmware stores).
+* :func:`profile`: max |value| of the float network at every quantization point (PTQ's input).
+* :func:`quantized_weights`: the parameters on their types' grids (what the firmware stores).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from qlstm.float_reference import float_trace
 #: Quantisation points of a recurrent layer and of the head, as named in the description.
 LAYER_ROLES = ("weight", "recurrent_weight", "bias", "recurrent_bias", "accum", "state")
 HEAD_ROLES = ("weight", "bias", "accum", "result")
-#: description weight key suffix -> the layer role quantising it
+#: description weight key suffix -> the layer role quantizing it
 WEIGHT_ROLE = {
     "weight_ih": "weight",
     "weight_hh": "recurrent_weight",
@@ -50,7 +50,7 @@ STATE_TRACES = ("c", "h")
 
 @dataclass
 class Profile:
-    """max |value| seen at every quantisation point (names as :meth:`Quantisation.points`)."""
+    """max |value| seen at every quantization point (names as :meth:`Quantisation.points`)."""
 
     max_abs: dict[str, float]
 
@@ -62,7 +62,7 @@ class Profile:
 def profile(
     arch: Architecture, weights: dict[str, np.ndarray], x: np.ndarray, batch_size: int = 1024
 ) -> Profile:
-    """Max |value| of the float network at every quantisation point on (N, L, C) windows ``x``.
+    """Max |value| of the float network at every quantization point on (N, L, C) windows ``x``.
 
     Values come from :func:`qlstm.float_reference.float_trace` (float64, exact activations), in
     batches of ``batch_size`` windows. Accumulator ranges also cover the biases (cast to
@@ -109,7 +109,7 @@ def weight_type(q: Quantisation, name: str) -> FixedType:
     return getattr(q.layers[int(layer[3:])], WEIGHT_ROLE[key])
 
 
-def quantised_weights(q: Quantisation, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def quantized_weights(q: Quantisation, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The parameters rounded onto their types' grids (what the firmware stores), float64."""
     return {
         name: weight_type(q, name).quantize(np.asarray(w, dtype=np.float64)) for name, w in weights.items()
@@ -122,10 +122,10 @@ def _key(name: str) -> str:
 
 class QuantNet(nn.Module):
     """The QAT forward: (N, L, C) normalised windows -> (N, k), float64, with a Brevitas
-    quantiser at every point of ``quant`` (its types are the starting scales)."""
+    quantizer at every point of ``quant`` (its types are the starting scales)."""
 
     def __init__(self, arch: Architecture, weights: dict[str, np.ndarray], quant: Quantisation) -> None:
-        from qlstm.quantize.brevitas_bridge import quantiser
+        from qlstm.quantize.brevitas_bridge import quantizer
 
         super().__init__()
         self.arch = arch
@@ -136,10 +136,10 @@ class QuantNet(nn.Module):
                 for k, v in weights.items()
             }
         )
-        #: point name (dots as ``__``) -> Brevitas quantiser; the tables are not learned.
-        self.quantisers = nn.ModuleDict(
+        #: point name (dots as ``__``) -> Brevitas quantizer; the tables are not learned.
+        self.quantizers = nn.ModuleDict(
             {
-                _key(name): quantiser(t, f"QAT point {name}")
+                _key(name): quantizer(t, f"QAT point {name}")
                 for name, t in quant.points().items()
                 if not name.endswith(".table")
             }
@@ -151,23 +151,23 @@ class QuantNet(nn.Module):
     def weights_numpy(self) -> dict[str, np.ndarray]:
         return {k.replace("__", "."): p.detach().numpy().copy() for k, p in self.params.items()}
 
-    def current_quantisation(self) -> Quantisation:
-        """Types of every point as read from the (trained) Brevitas quantisers."""
+    def current_quantization(self) -> Quantisation:
+        """Types of every point as read from the (trained) Brevitas quantizers."""
         from qlstm.quantize.brevitas_bridge import read_type
 
         q = self.quant
         layers = tuple(
             RecurrentQuant(
-                **{r: read_type(self.quantisers[_key(f"rnn{i}.{r}")], getattr(lq, r)) for r in LAYER_ROLES},
+                **{r: read_type(self.quantizers[_key(f"rnn{i}.{r}")], getattr(lq, r)) for r in LAYER_ROLES},
                 table=lq.table,
             )
             for i, lq in enumerate(q.layers)
         )
         dense = DenseQuant(
-            **{r: read_type(self.quantisers[_key(f"head.{r}")], getattr(q.dense, r)) for r in HEAD_ROLES}
+            **{r: read_type(self.quantizers[_key(f"head.{r}")], getattr(q.dense, r)) for r in HEAD_ROLES}
         )
         return Quantisation(
-            input=read_type(self.quantisers["input"], q.input),
+            input=read_type(self.quantizers["input"], q.input),
             layers=layers,
             dense=dense,
             method=q.method,
@@ -175,13 +175,13 @@ class QuantNet(nn.Module):
         )
 
     def _point(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        """Brevitas fake quantisation at quantisation point ``name``."""
-        return self.quantisers[_key(name)](x)
+        """Brevitas fake quantization at quantization point ``name``."""
+        return self.quantizers[_key(name)](x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The hls4ml dataflow with fake quantisation at every point (training and validation)."""
+        """The hls4ml dataflow with fake quantization at every point (training and validation)."""
         x = x.to(torch.float64)
-        types = self.current_quantisation()
+        types = self.current_quantization()
         h_seq = self._point("input", x)
         for i, layer in enumerate(self.arch.layers):
             p = f"rnn{i}"

@@ -1,11 +1,11 @@
-"""Quantisation-aware fine-tuning with Brevitas fixed-point quantisers.
+"""Quantisation-aware fine-tuning with Brevitas fixed-point quantizers.
 
-Choice: a cell assembled from Brevitas quantisers (``QuantIdentity`` with power-of-two scales from
-``brevitas.quant.fixed_point``), not Brevitas' ``QuantLSTM``. ``QuantLSTM`` quantises its own set
+Choice: a cell assembled from Brevitas quantizers (``QuantIdentity`` with power-of-two scales from
+``brevitas.quant.fixed_point``), not Brevitas' ``QuantLSTM``. ``QuantLSTM`` quantizes its own set
 of points (its gate accumulators and activation outputs, with Brevitas' float sigmoid/tanh), which
 is not the hls4ml dataflow: hls4ml keeps ``h`` and ``c`` at one ``state`` type, adds the two dense
 products at ``accum`` and takes activations from truncating lookup tables. Assembling the cell
-from quantisers puts one quantiser at exactly each point of :class:`qlstm.description.Quantisation`,
+from quantizers puts one quantizer at exactly each point of :class:`qlstm.description.Quantisation`,
 so the trained scales *are* the firmware types (:func:`qlstm.quantize.brevitas_bridge.read_type`).
 The module (:class:`qlstm.quantize.model.QuantNet`) is only the trainable forward; the resulting
 model is evaluated by the bit-exact simulator, :mod:`qlstm.firmware_sim` (:mod:`qlstm.quantize.core`).
@@ -33,7 +33,7 @@ from torch import nn
 
 from qlstm.description import Architecture, Quantisation
 from qlstm.errors import QlstmError
-from qlstm.quantize.model import QuantNet, quantised_weights
+from qlstm.quantize.model import QuantNet, quantized_weights
 from qlstm.quantize.policy import QatConfig
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def fine_tune(
     progress: bool = False,
     ptq: Quantisation | None = None,
 ) -> QatResult:
-    """Fine-tune the float ``weights`` under quantisation ``start``; returns learned types and
+    """Fine-tune the float ``weights`` under quantization ``start``; returns learned types and
     weights on their grids.
 
     ``ptq``: the PTQ types, when QAT starts from others (QAT's state range is [-1, 1)). Its
@@ -150,9 +150,9 @@ def fine_tune(
     finally:
         bar.close()
     model.load_state_dict(best_state)
-    q = model.current_quantisation()
+    q = model.current_quantization()
     result = QatResult(
-        q, quantised_weights(q, model.weights_numpy()), history, best_epoch, time.perf_counter() - start_time
+        q, quantized_weights(q, model.weights_numpy()), history, best_epoch, time.perf_counter() - start_time
     )
     if ptq is not None and ptq != start:
         ref = QuantNet(arch, weights, ptq)
@@ -165,7 +165,7 @@ def fine_tune(
             )
             result.quant, result.weights, result.kept = (
                 replace(ptq, method=start.method),
-                quantised_weights(ptq, weights),
+                quantized_weights(ptq, weights),
                 "ptq",
             )
     return result

@@ -18,8 +18,8 @@ from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import FixedType
 from qlstm.float_reference import float_predict
 from qlstm.quantize import backend, core
-from qlstm.quantize.brevitas_bridge import quantiser, read_type
-from qlstm.quantize.model import profile, quantised_weights
+from qlstm.quantize.brevitas_bridge import quantizer, read_type
+from qlstm.quantize.model import profile, quantized_weights
 from qlstm.quantize.policy import QatConfig, QuantizeConfig, choose_types
 
 TINY = """\
@@ -97,7 +97,7 @@ def test_ptq_covers_profiled_range_with_fewest_integer_bits_and_weights_on_grid(
         if lq.accum.width < 32:
             assert lq.accum.frac >= data_t.frac + lq.weight.frac
             assert lq.accum.frac >= lq.state.frac + lq.recurrent_weight.frac
-    qw = quantised_weights(q, w)
+    qw = quantized_weights(q, w)
     description.check_weights(description.ModelDescription(arch, _norm(), q), qw)  # raises if off grid
     assert max(np.max(np.abs(qw[k] - w[k])) for k in w) <= max(t.lsb for t in q.points().values()) / 2
 
@@ -148,8 +148,8 @@ def test_state_integer_bits_ptq_profiled_qat_one_and_override():
     ],
     ids=str,
 )
-def test_brevitas_quantiser_round_trip_and_values(t):
-    q = quantiser(t)
+def test_brevitas_quantizer_round_trip_and_values(t):
+    q = quantizer(t)
     assert read_type(q, t) == t
     x = torch.linspace(2 * t.min_value - 0.3, 2 * t.max_value + 0.3, 997, dtype=torch.float64)
     got = q(x).detach().numpy()
@@ -161,7 +161,7 @@ def test_brevitas_refuses_modes_it_cannot_train():
     from qlstm.errors import QlstmError
 
     with pytest.raises(QlstmError, match="AP_RND_INF has no Brevitas"):
-        quantiser(FixedType(8, 2, True, "AP_RND_INF", "AP_SAT"))
+        quantizer(FixedType(8, 2, True, "AP_RND_INF", "AP_SAT"))
 
 
 # ---------------------------------------------------------------------------------- QAT
@@ -209,7 +209,7 @@ def test_qat_keeps_the_ptq_model_when_it_is_better_on_validation():
     )  # fmt: skip
     assert res.kept == "ptq" and res.quant == replace(ptq, method="qat")  # a QAT run that kept PTQ
     assert res.ptq_val_mse < min(h["val_mse"] for h in res.history)
-    for k, v in quantised_weights(ptq, w).items():
+    for k, v in quantized_weights(ptq, w).items():
         np.testing.assert_array_equal(res.weights[k], v)
 
 

@@ -19,7 +19,7 @@ from qlstm import description
 from qlstm.description import Architecture, ModelDescription, Normalisation, RecurrentLayer
 from qlstm.firmware_sim import backend as firmware_backend
 from qlstm.predict import run_backend
-from qlstm.quantize.model import profile, quantised_weights
+from qlstm.quantize.model import profile, quantized_weights
 from qlstm.quantize.policy import QuantizeConfig, choose_types
 
 NORM = Normalisation((0.0,), (1.0,), ("U_res",))
@@ -40,7 +40,7 @@ def _save_quantised(tmp_path, cell, bits, stress, seed):
     q = choose_types(arch, profile(arch, w, prof_x), QuantizeConfig(bits=bits, **overrides), "ptq")
     if stress:  # inputs far beyond the profiled range: accumulators and states saturate
         q = replace(q, input=q.input.with_(integer=3))
-    qw = quantised_weights(q, w)
+    qw = quantized_weights(q, w)
     run = tmp_path / f"{cell}{bits}"
     description.save(run, ModelDescription(arch, NORM, q), qw)
     x = rng.uniform(-0.2, 1.0, (300, 6, 1)) * (3.5 if stress else 1.0)

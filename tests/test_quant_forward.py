@@ -20,7 +20,7 @@ from oracle_firmware import reference
 from qlstm import hls4ml_tables as tables
 from qlstm.description import Architecture, ModelDescription, Normalisation, RecurrentLayer
 from qlstm.firmware_sim.simulate import Firmware
-from qlstm.quantize.model import QuantNet, profile, quantised_weights
+from qlstm.quantize.model import QuantNet, profile, quantized_weights
 from qlstm.quantize.policy import QuantizeConfig, choose_types
 
 
@@ -76,7 +76,7 @@ def test_firmware_forward_matches_integer_reference(cell, bits, overrides, xscal
     if xscale < 0:  # let the large inputs in
         q = replace(q, input=q.input.with_(integer=3))
     xscale = abs(xscale)
-    qw = quantised_weights(q, w)
+    qw = quantized_weights(q, w)
     x = rng.uniform(-0.2, 1.0, (64, 6, 1)) * xscale
     got = _firmware(arch, qw, q, x)
     want = reference(arch, qw, q, x)
@@ -98,7 +98,7 @@ def test_lut_activation_is_the_table_entry_not_the_function():
     cfg = QuantizeConfig(bits=10, table_size=64)
     q = choose_types(arch, profile(arch, w, x), cfg, "ptq")
     lq = q.layers[0]
-    got = _firmware(arch, quantised_weights(q, w), q, x)[:, 0]
+    got = _firmware(arch, quantized_weights(q, w), q, x)[:, 0]
     xv = q.input.quantize(x[:, 0, 0])
     sig_tab = lq.table.type.to_float(tables.table("sigmoid", lq.table))
     tanh_tab = lq.table.type.to_float(tables.table("tanh", lq.table))
@@ -135,18 +135,18 @@ def test_float_reference_equals_the_pytorch_predictor():
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_qat_training_forward_equals_firmware_on_saturating_points(cell):
-    """With Brevitas quantisers at their PTQ scales, the QAT forward equals the firmware (the
+    """With Brevitas quantizers at their PTQ scales, the QAT forward equals the firmware (the
     simulator and the oracle) whenever nothing wraps: the same casts, tables and states
     (products summed exactly)."""
     arch, w, rng = _model(cell, seed=5, layers=(4,))
     x = rng.uniform(0, 1, (40, 6, 1))
     q = choose_types(arch, profile(arch, w, x), QuantizeConfig(bits=8), "qat")
-    qw = quantised_weights(q, w)
+    qw = quantized_weights(q, w)
     fw = _firmware(arch, qw, q, x)
     net = QuantNet(arch, qw, q)
     with torch.no_grad():
         qat = net.eval()(torch.from_numpy(x)).numpy()
-    assert net.current_quantisation() == q
+    assert net.current_quantization() == q
     # accumulators are exact at 8 bits (the policy widens them), so the two agree exactly
     np.testing.assert_array_equal(qat, fw)
     np.testing.assert_array_equal(qat, reference(arch, qw, q, x))
