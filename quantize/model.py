@@ -28,6 +28,7 @@ from torch import nn
 
 from qlstm import hls4ml_tables
 from qlstm.description import Architecture, DenseQuant, Quantisation, RecurrentQuant
+from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
 from qlstm.float_reference import float_trace
 
@@ -67,7 +68,10 @@ def profile(
     Values come from :func:`qlstm.float_reference.float_trace` (float64, exact activations), in
     batches of ``batch_size`` windows. Accumulator ranges also cover the biases (cast to
     ``accum``), 1.0 (the activation outputs, stored at ``accum``) and the largest single product
-    (each product is cast to ``accum`` before it is summed)."""
+    (each product is cast to ``accum`` before it is summed). Raises :class:`QlstmError` if ``x``
+    holds no windows."""
+    if len(x) == 0:
+        raise QlstmError("no windows to profile the float model on (the training split is empty)")
     prof = Profile({})
     m = prof.max_abs
     n_layers = len(arch.layers)

@@ -102,6 +102,12 @@ def test_ptq_covers_profiled_range_with_fewest_integer_bits_and_weights_on_grid(
     assert max(np.max(np.abs(qw[k] - w[k])) for k in w) <= max(t.lsb for t in q.points().values()) / 2
 
 
+def test_profile_refuses_an_empty_training_split():
+    arch, w, _ = _random_model()
+    with pytest.raises(QlstmError, match="no windows to profile the float model on"):
+        profile(arch, w, np.zeros((0, 5, 1)))
+
+
 def _norm():
     return description.Normalisation((0.0,), (1.0,), ("U_res",))
 
