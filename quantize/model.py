@@ -114,9 +114,11 @@ def weight_type(q: Quantisation, name: str) -> FixedType:
 
 
 def quantized_weights(q: Quantisation, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The parameters rounded onto their types' grids (what the firmware stores), float64."""
+    """The parameters rounded onto their types' grids (what the firmware stores), float64, in
+    sorted name order (the order of the QAT module's parameters, so weights.npz is reproducible)."""
     return {
-        name: weight_type(q, name).quantize(np.asarray(w, dtype=np.float64)) for name, w in weights.items()
+        name: weight_type(q, name).quantize(np.asarray(weights[name], dtype=np.float64))
+        for name in sorted(weights)
     }
 
 
