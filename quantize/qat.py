@@ -1,4 +1,4 @@
-"""Quantisation-aware fine-tuning with Brevitas fixed-point quantizers.
+"""Quantization-aware fine-tuning with Brevitas fixed-point quantizers.
 
 Choice: a cell assembled from Brevitas quantizers (``QuantIdentity`` with power-of-two scales from
 ``brevitas.quant.fixed_point``), not Brevitas' ``QuantLSTM``. ``QuantLSTM`` quantizes its own set
