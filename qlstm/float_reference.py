@@ -79,7 +79,7 @@ def float_trace(arch: Architecture, weights: dict[str, np.ndarray], x: np.ndarra
 
 
 def float_predict(
-    arch: Architecture, weights: dict[str, np.ndarray], x: np.ndarray, batch_size: int = 1024
+    arch: Architecture, weights: dict[str, np.ndarray], x: np.ndarray, batch_size: int = 256
 ) -> np.ndarray:
     """(N, L, C) windows -> (N, k) float64 outputs of the float network (:func:`float_trace`'s
     ``head``), computed ``batch_size`` windows at a time to bound memory."""

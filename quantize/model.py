@@ -61,7 +61,7 @@ class Profile:
 
 
 def profile(
-    arch: Architecture, weights: dict[str, np.ndarray], x: np.ndarray, batch_size: int = 1024
+    arch: Architecture, weights: dict[str, np.ndarray], x: np.ndarray, batch_size: int = 256
 ) -> Profile:
     """Max |value| of the float network at every quantization point on (N, L, C) windows ``x``.
 
