@@ -4,7 +4,8 @@ The firmware that ``qlstm hls`` generates (hls4ml 1.3.0, io_parallel, latency st
 LSTM/GRU kernels) is simulated on integer mantissas, vectorised over windows, and gives the same
 numbers as the compiled C simulation (tested by exact equality against it).
 
-* :mod:`.tables` - the sigmoid/tanh lookup tables and their index computation;
+* :mod:`qlstm.hls4ml_tables` (core) - the sigmoid/tanh lookup tables and their index computation
+  (:mod:`.tables` re-exports it while other branches merge);
 * :mod:`.kernels` - exact dense products (``dense_latency``), lookup activations, overflow log;
 * :mod:`.simulate` - :class:`~.simulate.Firmware`: the network, ``run``/``predict``/trace;
 * :mod:`.backend` - ``predict(run_dir, x)`` / ``trace(run_dir, x)``, the ``firmware`` backend of

@@ -2,7 +2,8 @@
 
 The stages import as ``qlstm.data``, ``qlstm.train``, ``qlstm.quantize``, ``qlstm.hls`` and
 ``qlstm.firmware_sim``; this core package holds what they share: the fixed-point type
-(:mod:`qlstm.fixedpoint`), the model description (:mod:`qlstm.description`), typed configuration
+(:mod:`qlstm.fixedpoint`), the model description (:mod:`qlstm.description`), hls4ml's sigmoid/tanh
+lookup tables (:mod:`qlstm.hls4ml_tables`), typed configuration
 (:mod:`qlstm.config`), file helpers (:mod:`qlstm.io`) and the ``qlstm`` CLI (:mod:`qlstm.cli`).
 """
 

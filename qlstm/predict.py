@@ -21,7 +21,7 @@ from qlstm.errors import QlstmError
 #: backend name -> "module:function"; the explicit list of what ``--backend`` accepts.
 BACKENDS: dict[str, str] = {
     "float": "qlstm.train.backend:predict",
-    "quant": "qlstm.quantize.backend:predict",
+    "quant": "qlstm.firmware_sim.backend:predict",  # alias of firmware: one firmware forward
     "onnx": "qlstm.export.backend:predict",
     "csim": "qlstm.hls.backend:predict",
     "firmware": "qlstm.firmware_sim.backend:predict",
@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--backend",
         choices=tuple(BACKENDS),
         default="float",
-        help="float: PyTorch float64; quant: quantised model; onnx: onnxruntime on the exported "
+        help="float: PyTorch float64; quant: alias of firmware; onnx: onnxruntime on the exported "
         "model; csim: compiled hls4ml C simulation; firmware: bit-exact NumPy firmware simulator "
         "(default float)",
     )

@@ -1,8 +1,8 @@
-"""FixedType <-> Brevitas fixed-point quantiser: the one mapping between the two.
+"""FixedType <-> Brevitas fixed-point quantizer: the one mapping between the two.
 
 A ``FixedType(W, I)`` is a signed ``W``-bit integer times the power-of-two scale ``2**-(W - I)``.
-Brevitas' fixed-point quantisers (``brevitas.quant.fixed_point``) are exactly that: a ``W``-bit
-integer quantiser whose scale is restricted to powers of two (``PerTensorPoTScaling8bit``, scale
+Brevitas' fixed-point quantizers (``brevitas.quant.fixed_point``) are exactly that: a ``W``-bit
+integer quantizer whose scale is restricted to powers of two (``PerTensorPoTScaling8bit``, scale
 ``2**ceil(v) / 2**(W - 1)`` for a learned ``v``, initialised here from the type's range by
 ``Int8ActPerTensorFixedPointMinMaxInit``). Going back, ``frac = -log2(scale)`` and
 ``I = W - frac``.
@@ -10,7 +10,7 @@ integer quantiser whose scale is restricted to powers of two (``PerTensorPoTScal
 Brevitas knows fewer modes than ``ap_fixed``; :data:`ROUNDING` and :data:`OVERFLOW` say how each
 mode is trained. Rounding modes without an entry cannot be trained and are refused. Brevitas always
 saturates, so a wrapping type (``AP_WRAP``, used for accumulators with guard bits, where it never
-triggers on the profiled data) is trained as ``AP_SAT``; the firmware forward stays exact.
+triggers on the profiled data) is trained as ``AP_SAT``; the evaluation (``firmware_sim``) wraps.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def check_trainable(t: FixedType, where: str) -> None:
         )
 
 
-def quantiser(t: FixedType, where: str = "quantiser") -> torch.nn.Module:
+def quantizer(t: FixedType, where: str = "quantizer") -> torch.nn.Module:
     """A Brevitas ``QuantIdentity`` with power-of-two scale initialised to ``t``'s scale."""
     from brevitas.inject.enum import FloatToIntImplType
     from brevitas.nn import QuantIdentity
@@ -60,12 +60,12 @@ def quantiser(t: FixedType, where: str = "quantiser") -> torch.nn.Module:
     q = QuantIdentity(act_quant=quant, return_quant_tensor=False)
     got = read_type(q, t)
     if got != t:  # pragma: no cover - would mean Brevitas changed its scale convention
-        raise AssertionError(f"Brevitas quantiser for {t.describe()} reads back as {got.describe()}")
+        raise AssertionError(f"Brevitas quantizer for {t.describe()} reads back as {got.describe()}")
     return q
 
 
 def read_type(q: torch.nn.Module, like: FixedType) -> FixedType:
-    """The FixedType a (trained) Brevitas fixed-point quantiser implements; modes from ``like``."""
+    """The FixedType a (trained) Brevitas fixed-point quantizer implements; modes from ``like``."""
     with torch.no_grad():
         scale = float(q.act_quant.scale().detach())
         width = int(round(float(q.act_quant.bit_width().detach())))

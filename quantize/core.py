@@ -1,9 +1,21 @@
 """The quantize stage: float run folder in, quantised run folder (or a bit-width sweep) out.
 
 Steps (each a function of the previous outputs): :func:`load_float_run` -> :func:`run_windows`
-(the very windows the float run was trained and tested on, read from its ``windows.npz``) -> ``QuantNet.profile`` on the training windows -> :func:`~qlstm.quantize.policy.
-choose_types` (PTQ) -> optionally :func:`~qlstm.quantize.qat.fine_tune` -> :func:`evaluate` with
-the firmware forward -> :func:`write_run` through :func:`qlstm.io.staged_dir`.
+(the very windows the float run was trained and tested on, read from its ``windows.npz``) ->
+:func:`~qlstm.quantize.model.profile` on the training windows -> :func:`~qlstm.quantize.policy.choose_types` (PTQ) -> optionally
+:func:`~qlstm.quantize.qat.fine_tune` -> :func:`evaluate` -> :func:`write_run` through
+:func:`qlstm.io.staged_dir`.
+
+One firmware forward. :func:`evaluate` runs the PTQ and QAT models through
+:class:`qlstm.firmware_sim.simulate.Firmware`, the bit-exact simulator of the hls4ml firmware,
+and nothing in this stage recomputes the firmware arithmetic (torch keeps only QAT's trainable
+forward, :class:`~qlstm.quantize.model.QuantNet`). This is the one import of a later stage
+here, and it is by design: ``firmware_sim`` is the project's reference semantics of hls4ml, a
+library layer below quantize, export and hls (its simulator imports only the core:
+``qlstm.fixedpoint``, ``qlstm.description``, ``qlstm.hls4ml_tables``), which the
+``qlstm firmware`` commands also expose as a stage. hls4ml's table semantics and the float
+reference that profiling uses are in the core (:mod:`qlstm.hls4ml_tables`,
+:mod:`qlstm.float_reference`), not in ``firmware_sim``.
 """
 
 from __future__ import annotations
@@ -23,8 +35,9 @@ from qlstm.config import to_mapping
 from qlstm.description import Architecture, DenseQuant, ModelDescription, Quantisation, RecurrentQuant
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
+from qlstm.float_reference import float_predict
 from qlstm.io import atomic_path, atomic_write_bytes, atomic_write_text, staged_dir
-from qlstm.quantize.model import Profile, QuantNet, predict_array
+from qlstm.quantize.model import Profile, profile, quantized_weights
 from qlstm.quantize.policy import QuantizeConfig, choose_types
 
 log = logging.getLogger(__name__)
@@ -116,7 +129,7 @@ def quantize_model(
 ) -> tuple[Quantisation, dict[str, np.ndarray], dict[str, Any]]:
     """PTQ (and QAT if ``cfg.method == 'qat'``): the types, on-grid weights and metrics.
     ``prof``: the float model's ranges on ``win.train`` if already profiled."""
-    prof = prof if prof is not None else QuantNet(arch, weights).profile(win.train[0])
+    prof = prof if prof is not None else profile(arch, weights, win.train[0])
     q = apply_type_overrides(choose_types(arch, prof, cfg, cfg.method), types or {})
     points = q.points()
     extra: dict[str, Any] = {
@@ -140,7 +153,7 @@ def quantize_model(
             "ptq_val_mse": res.ptq_val_mse,
         }
     else:
-        qweights = QuantNet(arch, weights, q).quantised_weights(q)
+        qweights = quantized_weights(q, weights)
     return q, qweights, extra
 
 
@@ -150,38 +163,27 @@ def evaluate(
     qweights: dict[str, np.ndarray],
     q: Quantisation,
     win: Windows,
-    cfg: QuantizeConfig,
     float_m: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Test metrics of the float and the quantised model, and the agreement of this module's
-    firmware forward with the firmware_sim simulator on the first ``cfg.agreement_windows``."""
+    """Test metrics of the quantised model as the firmware computes it (simulated bit for bit by
+    :class:`qlstm.firmware_sim.simulate.Firmware`) and of the float model
+    (:func:`qlstm.float_reference.float_predict`, float64; ``float_m`` if already computed).
+
+    ``qweights`` are the weights on the grids of ``q``; raises :class:`QlstmError` (from the
+    simulator) for types too wide to simulate exactly."""
     from qlstm.firmware_sim.simulate import Firmware
 
-    arch = desc.architecture
     x, y = win.test
-    ours = QuantNet(arch, qweights, q)
-    fw = Firmware(desc.with_quantisation(q), qweights)
-    pred = predict_array(ours, x) if cfg.eval_backend == "quant" else fw.predict(x)
+    pred = Firmware(desc.with_quantisation(q), qweights).predict(x)
     if float_m is None:
-        float_m = rmse_metrics(predict_array(QuantNet(arch, weights), x), y)
+        float_m = rmse_metrics(float_predict(desc.architecture, weights, x), y)
     quant_m = rmse_metrics(pred, y)
-    out: dict[str, Any] = {
+    return {
         "test": quant_m,
         "float_test": float_m,
         "rmse_ratio_to_float": quant_m["rmse"] / float_m["rmse"] if float_m["rmse"] > 0 else None,
-        "eval_backend": cfg.eval_backend,
+        "eval_backend": "firmware",  # the test metrics are simulated by qlstm.firmware_sim
     }
-    n = min(cfg.agreement_windows, len(x))
-    if n:
-        a = pred[:n] if cfg.eval_backend == "quant" else predict_array(ours, x[:n])
-        b = fw.predict(x[:n]) if cfg.eval_backend == "quant" else pred[:n]
-        lsbs = np.abs(a - b) / q.dense.result.lsb
-        out["agreement_with_firmware_sim"] = {
-            "windows": n,
-            "exact_fraction": float(np.mean(a == b)),
-            "max_lsb": float(lsbs.max()),
-        }
-    return out
 
 
 def _config_yaml(cfg: QuantizeConfig, types: dict[str, str]) -> str:
@@ -240,7 +242,7 @@ def quantize_run(
     _refuse_existing(out, overwrite)
     win = win if win is not None else run_windows(run_dir, desc)
     q, qweights, extra = quantize_model(desc.architecture, weights, win, cfg, types, progress)
-    metrics = {**evaluate(desc, weights, qweights, q, win, cfg), **extra}
+    metrics = {**evaluate(desc, weights, qweights, q, win), **extra}
     with staged_dir(out, overwrite=overwrite) as stage:
         write_run(stage, run_dir, desc, q, qweights, metrics, cfg, types or {})
     return metrics
@@ -272,9 +274,9 @@ def sweep(
     _refuse_existing(out, overwrite)
     win = win if win is not None else run_windows(run_dir, desc)
     arch = desc.architecture
-    float_m = rmse_metrics(predict_array(QuantNet(arch, weights), win.test[0]), win.test[1])
+    float_m = rmse_metrics(float_predict(arch, weights, win.test[0]), win.test[1])
     float_rmse = float_m["rmse"]
-    prof = QuantNet(arch, weights).profile(win.train[0])  # the same for every width
+    prof = profile(arch, weights, win.train[0])  # the same for every width
     rows = []
     with staged_dir(out, overwrite=overwrite) as stage:
         for w in widths:
@@ -282,7 +284,7 @@ def sweep(
             for method in methods:
                 c = replace(cfg, bits=w, method=method)
                 q, qweights, extra = quantize_model(arch, weights, win, c, None, progress, prof)
-                metrics = {**evaluate(desc, weights, qweights, q, win, c, float_m), **extra}
+                metrics = {**evaluate(desc, weights, qweights, q, win, float_m), **extra}
                 write_run(stage / f"{method}_{w}", run_dir, desc, q, qweights, metrics, c, {})
                 row[f"{method}_rmse"] = metrics["test"]["rmse"]
                 log.info(

@@ -2,7 +2,7 @@
 
 Widths come from the options (``--bits`` for everything, ``--state-bits`` etc. per role, a
 ``layers:`` list in the YAML config per layer); integer bits come from the ranges profiled on the
-training windows of the float run (:meth:`qlstm.quantize.model.QuantNet.profile`).
+training windows of the float run (:func:`qlstm.quantize.model.profile`).
 
 Policy (documented defaults, every one overridable in :class:`QuantizeConfig`):
 
@@ -123,12 +123,6 @@ class QuantizeConfig:
     accum_rounding: str = "AP_TRN"
     accum_overflow: str = "AP_WRAP"
     layers: tuple[LayerBits, ...] = ()
-    #: Test metrics from the firmware_sim simulator (``firmware``, default: ~10x faster on a
-    #: 128-cell model) or from this module's firmware forward (``quant``); the two are tested
-    #: bit-identical and every run re-checks them on ``agreement_windows`` test windows.
-    eval_backend: Literal["quant", "firmware"] = "firmware"
-    #: Test windows run through both backends to record their agreement in metrics.json (0: off).
-    agreement_windows: int = 1000
     qat: QatConfig = field(default_factory=QatConfig)
 
     def __post_init__(self) -> None:
@@ -149,8 +143,6 @@ class QuantizeConfig:
         for name, w in widths.items():
             if w is not None and not MIN_WIDTH <= w <= MAX_WIDTH:
                 raise QlstmError(f"{name}={w}: bit width outside {MIN_WIDTH}-{MAX_WIDTH}")
-        if self.agreement_windows < 0:
-            raise QlstmError("agreement_windows must be >= 0")
         if self.headroom < 0 or self.accum_headroom < 0:
             raise QlstmError("headroom and accum_headroom must be >= 0")
         if self.state_integer_bits is not None and not 1 <= self.state_integer_bits <= STATE_MAX_INTEGER:

@@ -1,13 +1,14 @@
-"""Quantisation-aware fine-tuning with Brevitas fixed-point quantisers.
+"""Quantization-aware fine-tuning with Brevitas fixed-point quantizers.
 
-Choice: a cell assembled from Brevitas quantisers (``QuantIdentity`` with power-of-two scales from
-``brevitas.quant.fixed_point``), not Brevitas' ``QuantLSTM``. ``QuantLSTM`` quantises its own set
+Choice: a cell assembled from Brevitas quantizers (``QuantIdentity`` with power-of-two scales from
+``brevitas.quant.fixed_point``), not Brevitas' ``QuantLSTM``. ``QuantLSTM`` quantizes its own set
 of points (its gate accumulators and activation outputs, with Brevitas' float sigmoid/tanh), which
 is not the hls4ml dataflow: hls4ml keeps ``h`` and ``c`` at one ``state`` type, adds the two dense
 products at ``accum`` and takes activations from truncating lookup tables. Assembling the cell
-from quantisers puts one quantiser at exactly each point of :class:`qlstm.description.Quantisation`,
-so the trained scales *are* the firmware types (:func:`qlstm.quantize.brevitas_bridge.read_type`)
-and the module's eval mode is the exact firmware forward.
+from quantizers puts one quantizer at exactly each point of :class:`qlstm.description.Quantisation`,
+so the trained scales *are* the firmware types (:func:`qlstm.quantize.brevitas_bridge.read_type`).
+The module (:class:`qlstm.quantize.model.QuantNet`) is only the trainable forward; the resulting
+model is evaluated by the bit-exact simulator, :mod:`qlstm.firmware_sim` (:mod:`qlstm.quantize.core`).
 
 Training starts from the float run's weights and the PTQ types; every point's power-of-two scale
 is a learned Brevitas parameter (straight-through gradients for rounding and for the lookup
@@ -32,23 +33,10 @@ from torch import nn
 
 from qlstm.description import Architecture, Quantisation
 from qlstm.errors import QlstmError
-from qlstm.quantize.brevitas_bridge import quantiser
-from qlstm.quantize.model import QuantNet, _key
+from qlstm.quantize.model import QuantNet, quantized_weights
 from qlstm.quantize.policy import QatConfig
 
 log = logging.getLogger(__name__)
-
-
-def attach(model: QuantNet, q: Quantisation) -> None:
-    """Give ``model`` a Brevitas quantiser at every quantisation point of ``q`` (types as start)."""
-    model.quant = q
-    model.quantisers = nn.ModuleDict(
-        {
-            _key(name): quantiser(t, f"QAT point {name}")
-            for name, t in q.points().items()
-            if not name.endswith(".table")
-        }
-    )
 
 
 @dataclass
@@ -65,11 +53,12 @@ class QatResult:
 
 
 def _val_mse(model: QuantNet, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
+    """MSE of the QAT forward (eval mode, no gradients) on validation windows."""
     model.eval()
     total = 0.0
     with torch.no_grad():
         for s in range(0, len(x), batch):
-            total += float(((model.qat_forward(x[s : s + batch]) - y[s : s + batch]) ** 2).sum())
+            total += float(((model(x[s : s + batch]) - y[s : s + batch]) ** 2).sum())
     return total / (len(x) * y.shape[1])
 
 
@@ -83,7 +72,7 @@ def fine_tune(
     progress: bool = False,
     ptq: Quantisation | None = None,
 ) -> QatResult:
-    """Fine-tune the float ``weights`` under quantisation ``start``; returns learned types and
+    """Fine-tune the float ``weights`` under quantization ``start``; returns learned types and
     weights on their grids.
 
     ``ptq``: the PTQ types, when QAT starts from others (QAT's state range is [-1, 1)). Its
@@ -98,7 +87,6 @@ def fine_tune(
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = QuantNet(arch, weights, start)
-    attach(model, start)
     xt = torch.from_numpy(np.asarray(train[0], dtype=np.float64))
     yt = torch.from_numpy(np.asarray(train[1], dtype=np.float64))
     if cfg.max_train_windows and len(xt) > cfg.max_train_windows:
@@ -162,11 +150,12 @@ def fine_tune(
     finally:
         bar.close()
     model.load_state_dict(best_state)
-    q = model.current_quantisation()
-    result = QatResult(q, model.quantised_weights(q), history, best_epoch, time.perf_counter() - start_time)
+    q = model.current_quantization()
+    result = QatResult(
+        q, quantized_weights(q, model.weights_numpy()), history, best_epoch, time.perf_counter() - start_time
+    )
     if ptq is not None and ptq != start:
         ref = QuantNet(arch, weights, ptq)
-        attach(ref, ptq)
         result.ptq_val_mse = _val_mse(ref, xv, yv)
         if result.ptq_val_mse < best:
             log.info(
@@ -176,7 +165,7 @@ def fine_tune(
             )
             result.quant, result.weights, result.kept = (
                 replace(ptq, method=start.method),
-                ref.quantised_weights(ptq),
+                quantized_weights(ptq, weights),
                 "ptq",
             )
     return result

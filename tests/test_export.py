@@ -1,9 +1,9 @@
-"""qlstm.export: float ONNX vs PyTorch, QONNX vs the quant and firmware backends, recurrence,
+"""qlstm.export: float ONNX vs PyTorch, QONNX vs the firmware backend and the oracle, recurrence,
 metadata, CLI.
 
 References: the float model is qlstm.train.model (PyTorch, float64); the quantised model is the
-``quant`` backend (qlstm.quantize.backend) and the ``firmware`` backend (qlstm.firmware_sim, the
-bit-exact simulation of the hls4ml C++).
+``firmware`` backend (qlstm.firmware_sim, the bit-exact simulation of the hls4ml C++) and the
+independent int64 oracle of tests/oracle_firmware.py.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import numpy as np
 import onnx
 import pytest
+from oracle_firmware import reference
 from test_export_reference import ARCHS, description, quantised, random_weights
 
 from qlstm import description as desc_io
@@ -23,7 +24,6 @@ from qlstm.export.api import export, run_session, session
 from qlstm.export.graph import IR_VERSION
 from qlstm.export.lower import lower_quant
 from qlstm.firmware_sim import backend as firmware
-from qlstm.quantize import backend as quant
 from qlstm.train.model import from_weights, predict_array
 
 BITS = (6, 8, 16)
@@ -92,7 +92,8 @@ def test_qonnx_matches_firmware_arithmetic(tmp_path, arch, bits):
     x = held_out_like(400, dq.architecture.history, dq.architecture.input_channels, seed=12)
     y = backend.predict(run, x)
     lsb = dq.quantisation.dense.result.lsb
-    for name, ref in (("quant", quant.predict(run, x)), ("firmware", firmware.predict(run, x))):
+    oracle = reference(dq.architecture, wq, dq.quantisation, x)  # tests/oracle_firmware.py
+    for name, ref in (("oracle", oracle), ("firmware", firmware.predict(run, x))):
         lsbs = np.abs(y - ref) / lsb
         print(f"{arch} {bits} bit vs {name}: exact {np.mean(lsbs == 0):.2%}, max {lsbs.max():g} LSB")
         assert lsbs.max() <= 1

@@ -1,7 +1,8 @@
 """Export in the real pipeline: qlstm train -> quantize (6, 8, 16 bits) -> export -> predict.
 
 The exported files run on the run's own held-out (test) windows and are compared with the
-float backend (PyTorch float64, within 1e-5) and with the quant and firmware backends (exact).
+float backend (PyTorch float64, within 1e-5) and with the firmware backend (and its alias quant)
+and the oracle of tests/oracle_firmware.py (exact).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from oracle_firmware import reference
 
 from qlstm import description
 from qlstm.cli import main
@@ -87,7 +89,7 @@ def test_pipeline_float_onnx_matches_float_backend(runs, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bits", [6, 8, 16], ids=lambda b: f"{b}bit")
-def test_pipeline_qonnx_matches_quant_and_firmware(runs, bits):
+def test_pipeline_qonnx_matches_the_oracle_and_firmware(runs, bits):
     _, qruns, x = runs
     run = qruns[bits]
     assert main(["export", str(run), "--format", "qonnx"]) == 0
@@ -96,8 +98,12 @@ def test_pipeline_qonnx_matches_quant_and_firmware(runs, bits):
     assert json.loads(meta["qlstm.description"]) == json.loads(json.dumps(desc.to_dict()))
     y = get_backend("onnx")(run, x)
     lsb = desc.quantisation.dense.result.lsb
-    for name in ("quant", "firmware"):
-        ref = get_backend(name)(run, x)
+    refs = {
+        "oracle": reference(desc.architecture, description.load(run)[1], desc.quantisation, x),
+        "quant": get_backend("quant")(run, x),  # the alias of firmware, through qlstm predict
+        "firmware": get_backend("firmware")(run, x),
+    }
+    for name, ref in refs.items():
         lsbs = np.abs(y - ref) / lsb
         print(
             f"{bits} bit, {len(x)} test windows vs {name}: exact {np.mean(lsbs == 0):.2%}, max {lsbs.max():g} LSB"

@@ -1,4 +1,4 @@
-"""hls4ml's sigmoid/tanh tables and index computation (firmware_sim.tables), and the fast
+"""hls4ml's sigmoid/tanh tables and index computation (qlstm.hls4ml_tables), and the fast
 activation paths of the simulator, against independent references and the real C++ headers."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 
+from qlstm import hls4ml_tables as tables
 from qlstm.description import TableSpec
 from qlstm.errors import QlstmError
-from qlstm.firmware_sim import tables
 from qlstm.firmware_sim.kernels import Activation
 from qlstm.fixedpoint import FixedType
 

@@ -14,10 +14,12 @@ from qlstm import description
 from qlstm.cli import main
 from qlstm.description import Architecture, RecurrentLayer
 from qlstm.errors import QlstmError
+from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import FixedType
+from qlstm.float_reference import float_predict
 from qlstm.quantize import backend, core
-from qlstm.quantize.brevitas_bridge import quantiser, read_type
-from qlstm.quantize.model import QuantNet, predict_array
+from qlstm.quantize.brevitas_bridge import quantizer, read_type
+from qlstm.quantize.model import profile, quantized_weights
 from qlstm.quantize.policy import QatConfig, QuantizeConfig, choose_types
 
 TINY = """\
@@ -67,8 +69,7 @@ def _random_model(cell: str = "lstm", seed: int = 0):
 @pytest.mark.parametrize("bits", [6, 8, 12, 16], ids=lambda b: f"{b}b")
 def test_ptq_covers_profiled_range_with_fewest_integer_bits_and_weights_on_grid(bits):
     arch, w, rng = _random_model(seed=bits)
-    net = QuantNet(arch, w)
-    prof = net.profile(rng.uniform(0, 1, (300, 5, 1)))
+    prof = profile(arch, w, rng.uniform(0, 1, (300, 5, 1)))
     cfg = QuantizeConfig(bits=bits)
     q = choose_types(arch, prof, cfg, "ptq")
     for name, t in q.points().items():
@@ -96,9 +97,15 @@ def test_ptq_covers_profiled_range_with_fewest_integer_bits_and_weights_on_grid(
         if lq.accum.width < 32:
             assert lq.accum.frac >= data_t.frac + lq.weight.frac
             assert lq.accum.frac >= lq.state.frac + lq.recurrent_weight.frac
-    qw = QuantNet(arch, w, q).quantised_weights(q)
+    qw = quantized_weights(q, w)
     description.check_weights(description.ModelDescription(arch, _norm(), q), qw)  # raises if off grid
     assert max(np.max(np.abs(qw[k] - w[k])) for k in w) <= max(t.lsb for t in q.points().values()) / 2
+
+
+def test_profile_refuses_an_empty_training_split():
+    arch, w, _ = _random_model()
+    with pytest.raises(QlstmError, match="no windows to profile the float model on"):
+        profile(arch, w, np.zeros((0, 5, 1)))
 
 
 def _norm():
@@ -107,7 +114,7 @@ def _norm():
 
 def test_per_role_and_per_layer_widths():
     arch, w, rng = _random_model()
-    prof = QuantNet(arch, w).profile(rng.uniform(0, 1, (50, 5, 1)))
+    prof = profile(arch, w, rng.uniform(0, 1, (50, 5, 1)))
     from qlstm.config import from_mapping
 
     cfg = from_mapping(
@@ -122,7 +129,7 @@ def test_per_role_and_per_layer_widths():
 
 def test_state_integer_bits_ptq_profiled_qat_one_and_override():
     arch, w, rng = _random_model()
-    prof = QuantNet(arch, w).profile(rng.uniform(0, 1, (50, 5, 1)) * 4.0)
+    prof = profile(arch, w, rng.uniform(0, 1, (50, 5, 1)) * 4.0)
     assert max(prof.max_abs[f"rnn{i}.state"] for i in range(2)) > 1.0  # PTQ needs more than 1 bit
     ptq = choose_types(arch, prof, QuantizeConfig(bits=8), "ptq")
     qat = choose_types(arch, prof, QuantizeConfig(bits=8), "qat")
@@ -147,8 +154,8 @@ def test_state_integer_bits_ptq_profiled_qat_one_and_override():
     ],
     ids=str,
 )
-def test_brevitas_quantiser_round_trip_and_values(t):
-    q = quantiser(t)
+def test_brevitas_quantizer_round_trip_and_values(t):
+    q = quantizer(t)
     assert read_type(q, t) == t
     x = torch.linspace(2 * t.min_value - 0.3, 2 * t.max_value + 0.3, 997, dtype=torch.float64)
     got = q(x).detach().numpy()
@@ -160,7 +167,7 @@ def test_brevitas_refuses_modes_it_cannot_train():
     from qlstm.errors import QlstmError
 
     with pytest.raises(QlstmError, match="AP_RND_INF has no Brevitas"):
-        quantiser(FixedType(8, 2, True, "AP_RND_INF", "AP_SAT"))
+        quantizer(FixedType(8, 2, True, "AP_RND_INF", "AP_SAT"))
 
 
 # ---------------------------------------------------------------------------------- QAT
@@ -171,7 +178,7 @@ def test_qat_lowers_the_loss_and_returns_types_read_from_brevitas():
     arch, w, rng = _random_model(seed=1)
     x = rng.uniform(0, 1, (400, 5, 1))
     y = x[:, -1, :1] * 0.8 + 0.1  # a learnable target the random model does not fit
-    prof = QuantNet(arch, w).profile(x)
+    prof = profile(arch, w, x)
     q0 = choose_types(arch, prof, QuantizeConfig(bits=6), "qat")
     res = fine_tune(
         arch, w, q0, (x[:300], y[:300]), (x[300:], y[300:]), QatConfig(epochs=3, batch_size=50, lr=1e-2)
@@ -180,7 +187,7 @@ def test_qat_lowers_the_loss_and_returns_types_read_from_brevitas():
     assert min(vals[1:]) < 0.7 * vals[0], vals
     # the result is a consistent quantised model: weights on the learned grids, firmware forward
     description.check_weights(description.ModelDescription(arch, _norm(), res.quant), res.weights)
-    fw = predict_array(QuantNet(arch, res.weights, res.quant), x[300:])
+    fw = Firmware(description.ModelDescription(arch, _norm(), res.quant), res.weights).predict(x[300:])
     assert np.mean((fw - y[300:]) ** 2) < vals[0]
     assert res.kept == "qat" and res.ptq_val_mse is None  # no PTQ model to compare with
 
@@ -196,8 +203,8 @@ def test_qat_keeps_the_ptq_model_when_it_is_better_on_validation():
     w = {k: rng.normal(0, 0.3, s) for k, s in arch.weight_shapes().items()}
     w["rnn0.bias_ih"][:18] += np.repeat([4.0, 4.0, 2.0], 6)  # i, f open, g ~ 1: c grows ~1 per step
     x = rng.uniform(0, 1, (400, 5, 1))
-    y = predict_array(QuantNet(arch, w), x)  # the float model's own output: float is exact
-    prof = QuantNet(arch, w).profile(x)
+    y = float_predict(arch, w, x)  # the float model's own output: float is exact
+    prof = profile(arch, w, x)
     assert prof.max_abs["rnn0.state"] > 3
     cfg = QuantizeConfig(bits=16)
     start, ptq = choose_types(arch, prof, cfg, "qat"), choose_types(arch, prof, cfg, "ptq")
@@ -208,7 +215,7 @@ def test_qat_keeps_the_ptq_model_when_it_is_better_on_validation():
     )  # fmt: skip
     assert res.kept == "ptq" and res.quant == replace(ptq, method="qat")  # a QAT run that kept PTQ
     assert res.ptq_val_mse < min(h["val_mse"] for h in res.history)
-    for k, v in QuantNet(arch, w, ptq).quantised_weights(ptq).items():
+    for k, v in quantized_weights(ptq, w).items():
         np.testing.assert_array_equal(res.weights[k], v)
 
 

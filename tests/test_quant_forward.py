@@ -1,9 +1,11 @@
-"""The firmware forward of qlstm.quantize against an independent integer-mantissa reference.
+"""The firmware forward quantize evaluates with (qlstm.firmware_sim) against an independent
+integer-mantissa oracle, and QAT's torch forward against both.
 
-The reference below re-derives hls4ml's dataflow from the templates with int64 mantissas,
-``qlstm.fixedpoint.cast`` at every C++ assignment and the sequential ``acc += mult`` loop of
-``nnet_dense_latency.h``; the module under test uses float64 values, matrix products and the
-overflow bounds. They must agree exactly, including saturation and per-product truncation.
+The oracle (tests/oracle_firmware.py) re-derives hls4ml's dataflow from the templates with int64
+mantissas, ``qlstm.fixedpoint.cast`` at every C++ assignment and the sequential ``acc += mult``
+loop of ``nnet_dense_latency.h``; the simulator uses matrix products, overflow bounds and fast
+paths. They must agree exactly, including saturation and per-product truncation, on the types
+``qlstm quantize`` chooses.
 """
 
 from __future__ import annotations
@@ -13,87 +15,19 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from oracle_firmware import reference
 
-from qlstm.description import Architecture, RecurrentLayer
-from qlstm.firmware_sim import tables
-from qlstm.fixedpoint import cast
-from qlstm.quantize.model import QuantNet, predict_array
+from qlstm import hls4ml_tables as tables
+from qlstm.description import Architecture, ModelDescription, Normalisation, RecurrentLayer
+from qlstm.firmware_sim.simulate import Firmware
+from qlstm.quantize.model import QuantNet, profile, quantized_weights
 from qlstm.quantize.policy import QuantizeConfig, choose_types
 
 
-def _dense_ref(xm, xf, wm, wt, bm, bt, acc):
-    """nnet::dense_latency: mult = (accum_t)(x*w); acc = (accum_t)b; acc += mult, in ii order."""
-    out = np.broadcast_to(cast(bm, bt.frac, acc), (xm.shape[0], wm.shape[0])).copy()
-    for ii in range(xm.shape[1]):
-        prod = cast(xm[:, ii, None] * wm[None, :, ii], xf + wt.frac, acc)
-        out = cast(out + prod, acc.frac, acc)
-    return out
-
-
-def _act_ref(kind, m, frac, lq):
-    return cast(tables.lookup(kind, m, frac, lq.table), lq.table.type.frac, lq.accum)
-
-
-def _add(a, fa, b, fb):
-    """Exact sum of mantissas with fa and fb fractional bits -> (sum, frac)."""
-    f = max(fa, fb)
-    return np.left_shift(a, f - fa) + np.left_shift(b, f - fb), f
-
-
-def reference(arch, weights, q, x):
-    seq, sf = q.input.to_int(x), q.input.frac
-    for i, layer in enumerate(arch.layers):
-        lq = q.layers[i]
-        acc, st = lq.accum, lq.state
-        wm = {
-            k: t.to_int(weights[f"rnn{i}.{k}"])
-            for k, t in (
-                ("weight_ih", lq.weight),
-                ("weight_hh", lq.recurrent_weight),
-                ("bias_ih", lq.bias),
-                ("bias_hh", lq.recurrent_bias),
-            )
-        }
-        hdim = layer.units
-        h = np.zeros((len(x), hdim), dtype=np.int64)
-        c = np.zeros_like(h)
-        outs = []
-        for t in range(seq.shape[1]):
-            t1 = _dense_ref(seq[:, t], sf, wm["weight_ih"], lq.weight, wm["bias_ih"], lq.bias, acc)
-            t2 = _dense_ref(
-                h, st.frac, wm["weight_hh"], lq.recurrent_weight, wm["bias_hh"], lq.recurrent_bias, acc
-            )
-            a = acc.frac
-            if layer.cell == "lstm":
-                pre = cast(t1 + t2, a, acc)
-                si, sf_, so = (
-                    _act_ref("sigmoid", pre[:, k * hdim : (k + 1) * hdim], a, lq) for k in (0, 1, 3)
-                )
-                tg = _act_ref("tanh", pre[:, 2 * hdim : 3 * hdim], a, lq)
-                s, f = _add(tg * si, 2 * a, c * sf_, st.frac + a)
-                c = cast(s, f, st)
-                h = cast(so * _act_ref("tanh", c, st.frac, lq), a + a, st)
-            else:
-                rz = cast(t1[:, : 2 * hdim] + t2[:, : 2 * hdim], a, acc)
-                r = _act_ref("sigmoid", rz[:, :hdim], a, lq)
-                z = _act_ref("sigmoid", rz[:, hdim:], a, lq)
-                rh = cast(r * t2[:, 2 * hdim :], 2 * a, acc)
-                nh = _act_ref("tanh", cast(t1[:, 2 * hdim :] + rh, a, acc), a, lq)
-                s, f = _add(nh * ((1 << a) - z), 2 * a, h * z, st.frac + a)
-                h = cast(s, f, st)
-            outs.append(h)
-        seq, sf = np.stack(outs, axis=1), st.frac
-    d = q.dense
-    acc_m = _dense_ref(
-        seq[:, -1],
-        sf,
-        d.weight.to_int(weights["head.weight"]),
-        d.weight,
-        d.bias.to_int(weights["head.bias"]),
-        d.bias,
-        d.accum,
-    )
-    return d.result.to_float(cast(acc_m, d.accum.frac, d.result))
+def _firmware(arch, qw, q, x):
+    """What quantize evaluates with: the bit-exact simulator (qlstm.firmware_sim)."""
+    desc = ModelDescription(arch, Normalisation((0.0,), (1.0,), ("U_res",)), q)
+    return Firmware(desc, qw).predict(x)
 
 
 def _model(cell, seed, layers=(5, 4), scale=0.6):
@@ -138,19 +72,19 @@ def test_firmware_forward_matches_integer_reference(cell, bits, overrides, xscal
         cell, seed=bits, scale=0.6 if xscale > 0 else 2.4, layers=(5, 4) if xscale > 0 else (12, 6)
     )
     x_prof = rng.uniform(0, 1 if xscale > 0 else 0.1, (200, 6, 1))
-    q = choose_types(arch, QuantNet(arch, w).profile(x_prof), QuantizeConfig(bits=bits, **overrides), "ptq")
+    q = choose_types(arch, profile(arch, w, x_prof), QuantizeConfig(bits=bits, **overrides), "ptq")
     if xscale < 0:  # let the large inputs in
         q = replace(q, input=replace(q.input, integer=3))
     xscale = abs(xscale)
-    qw = QuantNet(arch, w, q).quantised_weights(q)
+    qw = quantized_weights(q, w)
     x = rng.uniform(-0.2, 1.0, (64, 6, 1)) * xscale
-    got = predict_array(QuantNet(arch, qw, q), x)
+    got = _firmware(arch, qw, q, x)
     want = reference(arch, qw, q, x)
     np.testing.assert_array_equal(got, want)
 
 
 def test_lut_activation_is_the_table_entry_not_the_function():
-    """In eval the gates use hls4ml's tables: a 1-unit LSTM step computed by hand from the table."""
+    """The evaluated firmware's gates use hls4ml's tables: a 1-unit LSTM step computed by hand."""
     arch = Architecture(1, 1, 1, (RecurrentLayer("lstm", 1),))
     w = {
         "rnn0.weight_ih": np.array([[0.5], [0.25], [1.0], [-0.75]]),
@@ -162,10 +96,9 @@ def test_lut_activation_is_the_table_entry_not_the_function():
     }
     x = np.linspace(-1, 1, 41).reshape(-1, 1, 1)
     cfg = QuantizeConfig(bits=10, table_size=64)
-    q = choose_types(arch, QuantNet(arch, w).profile(x), cfg, "ptq")
+    q = choose_types(arch, profile(arch, w, x), cfg, "ptq")
     lq = q.layers[0]
-    net = QuantNet(arch, w, q)
-    got = predict_array(net, x)[:, 0]
+    got = _firmware(arch, quantized_weights(q, w), q, x)[:, 0]
     xv = q.input.quantize(x[:, 0, 0])
     sig_tab = lq.table.type.to_float(tables.table("sigmoid", lq.table))
     tanh_tab = lq.table.type.to_float(tables.table("tanh", lq.table))
@@ -185,32 +118,35 @@ def test_lut_activation_is_the_table_entry_not_the_function():
     assert np.max(np.abs(got - exact_h)) > 4 * q.dense.result.lsb
 
 
-def test_float_mode_equals_the_pytorch_predictor():
+def test_float_reference_equals_the_pytorch_predictor():
+    """The float reference quantize profiles and scores on is the trained PyTorch network."""
+    from qlstm.float_reference import float_predict
     from qlstm.train.model import from_weights
-    from qlstm.train.model import predict_array as float_predict
+    from qlstm.train.model import predict_array as torch_predict
 
     for cell in ("lstm", "gru"):
         arch, w, rng = _model(cell, seed=3)
+        w = {k: v.astype(np.float32).astype(np.float64) for k, v in w.items()}  # as trained
         x = rng.uniform(0, 1, (50, 6, 1))
-        ours = predict_array(QuantNet(arch, w), x)
-        theirs = float_predict(from_weights(arch, w), x.astype(np.float32))
-        np.testing.assert_allclose(ours, theirs, atol=1e-6)  # theirs runs in float32
+        ours = float_predict(arch, w, x, batch_size=16)
+        theirs = torch_predict(from_weights(arch, w), x)  # float64
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
 
 
-def test_qat_training_forward_equals_firmware_on_saturating_points():
-    """With Brevitas quantisers at their PTQ scales, the QAT forward equals the firmware forward
-    whenever nothing wraps: the same casts, tables and states (products summed exactly)."""
-    from qlstm.quantize.qat import attach
-
-    arch, w, rng = _model("lstm", seed=5, layers=(4,))
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_qat_training_forward_equals_firmware_on_saturating_points(cell):
+    """With Brevitas quantizers at their PTQ scales, the QAT forward equals the firmware (the
+    simulator and the oracle) whenever nothing wraps: the same casts, tables and states
+    (products summed exactly)."""
+    arch, w, rng = _model(cell, seed=5, layers=(4,))
     x = rng.uniform(0, 1, (40, 6, 1))
-    q = choose_types(arch, QuantNet(arch, w).profile(x), QuantizeConfig(bits=8), "qat")
-    qw = QuantNet(arch, w, q).quantised_weights(q)
-    fw = predict_array(QuantNet(arch, qw, q), x)
+    q = choose_types(arch, profile(arch, w, x), QuantizeConfig(bits=8), "qat")
+    qw = quantized_weights(q, w)
+    fw = _firmware(arch, qw, q, x)
     net = QuantNet(arch, qw, q)
-    attach(net, q)
     with torch.no_grad():
-        qat = net.qat_forward(torch.from_numpy(x)).numpy()
-    assert net.current_quantisation() == q
+        qat = net.eval()(torch.from_numpy(x)).numpy()
+    assert net.current_quantization() == q
     # accumulators are exact at 8 bits (the policy widens them), so the two agree exactly
     np.testing.assert_array_equal(qat, fw)
+    np.testing.assert_array_equal(qat, reference(arch, qw, q, x))

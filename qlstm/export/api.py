@@ -121,7 +121,9 @@ def verify(
     Float ONNX: the PyTorch model (:mod:`qlstm.train.model`, float64), within
     :data:`FLOAT_ATOL`. QONNX: the bit-exact firmware simulation
     (:mod:`qlstm.firmware_sim`); agreement is stated in LSBs of the output type and must be
-    exact unless a type overflows (Quant saturates where ``AP_WRAP`` wraps).
+    exact unless a type overflows (Quant saturates where ``AP_WRAP`` wraps). ``firmware_sim`` is
+    imported to evaluate only: it is the reference-semantics library layer below export
+    (docs/quantize.md, "One firmware forward"); the table semantics come from the core.
     """
     y = run_session(session(model), x)
     quantised = any(o.domain == "qonnx.custom_op.general" for o in model.opset_import)
