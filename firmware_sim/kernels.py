@@ -17,8 +17,9 @@ Matrix products run in float64 BLAS when every partial sum provably stays below 
 are exact), else in int64 (exact below 2**63, or modulo 2**64, which is still exact for a
 wrapping accumulator). A saturating accumulator depends on the order of the partial sums; it is
 summed in the C++ order, but only for the rows whose partial sums can leave the range at all.
-When products need rounding to the accumulator (``accum.frac < data.frac + weight.frac``) they
-are rounded one by one, as the C++ does, in blocks of rows: exact but much slower.
+When products need rounding to the accumulator (``accum.frac < data.frac + weight.frac``), and
+for the rows of a saturating accumulator whose partial sums can leave its range, the C++ loop
+itself runs, compiled (:mod:`qlstm.firmware_sim.jit`).
 """
 
 from __future__ import annotations
@@ -32,14 +33,13 @@ from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType, cast, shift_round, would_overflow
 
 from . import tables
+from .jit import dense_products
 
 #: Largest partial sum (in magnitude) for which float64 / float32 products and sums are exact.
 _F64_EXACT = 1 << 53
 _F32_EXACT = 1 << 24
 #: Largest magnitude we let int64 arithmetic reach (one bit of headroom for a final addition).
 _I64_SAFE = 1 << 62
-#: Elements of one (rows, n_in, n_out) block when products are rounded one by one.
-_BLOCK = 1 << 22
 #: Input widths up to this get a direct "mantissa -> activation" table (2**16 int64 = 512 KiB).
 _DIRECT_LUT_BITS = 16
 
@@ -273,48 +273,22 @@ class Dense:
             exact_matmul(xp, wn, b, False, nm) + exact_matmul(xn, wp, b, False, nm), self.shift
         )
         rows = cand[((hi > acc.max_int) | (lo < acc.min_int)).any(axis=1)]
-        block = max(1, _BLOCK // max(1, self.w.size))
-        for s in range(0, rows.size, block):
-            r = rows[s : s + block]
-            out[r] = self._accumulate(np.left_shift(x[r][:, :, None] * self.w[None], self.shift))
+        if rows.size:
+            out[rows] = dense_products(x[rows], self.w, self.b_acc, self.x_t.frac + self.w_t.frac, acc)[0]
         return out, ideal
 
     def _rounded_products(self, x: np.ndarray, need_ideal: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Each product cast to the accumulator (rounding and overflow), in blocks of rows; with
-        ``need_ideal`` also the sum an unbounded accumulator would hold (for the overflow log)."""
+        """Each product cast to the accumulator (rounding and overflow) and summed in the C++
+        order (:func:`qlstm.firmware_sim.jit.dense_products`); with ``need_ideal`` also the sum
+        an unbounded accumulator would hold (for the overflow log)."""
         acc = self.acc_t
-        pfrac = self.x_t.frac + self.w_t.frac
         wmax = int(np.abs(self.w).max(initial=0))
         check_int64(max_abs(self.x_t) * wmax, f"{self.name} product")
         check_int64(
             self.n_in * max_abs(self.x_t) * wmax + (self.n_in + 1) * max_abs(acc), f"{self.name} accumulation"
         )
-        n_out = self.w.shape[1]
-        rows = max(1, _BLOCK // max(1, self.n_in * n_out))
-        out = np.empty((x.shape[0], n_out), dtype=np.int64)
-        ideal = np.empty_like(out) if need_ideal else out
-        for s in range(0, x.shape[0], rows):
-            prod = x[s : s + rows, :, None] * self.w[None]  # data[ii] * weights[index], exact
-            terms = fast_cast(prod, pfrac, acc)  # mult[index] = (accum_t) product
-            if need_ideal:
-                ideal[s : s + rows] = self.b_acc + shift_round(prod, -self.shift, acc.rounding).sum(axis=1)
-            out[s : s + rows] = self._accumulate(terms)
-        return out, ideal
-
-    def _accumulate(self, terms: np.ndarray) -> np.ndarray:
-        """``acc = bias; acc += terms[:, ii]`` for ii in order, each sum cast to the accumulator."""
-        acc = self.acc_t
-        total = self.b_acc + terms.sum(axis=1)
-        if acc.overflow == "AP_WRAP":
-            return fast_cast(total, acc.frac, acc)
-        hi = self.b_acc + np.maximum(terms, 0).sum(axis=1)
-        lo = self.b_acc + np.minimum(terms, 0).sum(axis=1)
-        if not ((hi > acc.max_int) | (lo < acc.min_int)).any():
-            return total
-        out = np.broadcast_to(self.b_acc, total.shape).copy()
-        for ii in range(terms.shape[1]):
-            out = cast(out + terms[:, ii, :], acc.frac, acc)
-        return out
+        out, ideal = dense_products(x, self.w, self.b_acc, self.x_t.frac + self.w_t.frac, acc, need_ideal)
+        return out, (ideal if need_ideal else out)
 
 
 # ====================================================================== lookup activations
