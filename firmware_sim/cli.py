@@ -3,7 +3,7 @@
 ``qlstm firmware check QRUN_DIR (--inputs X.npy | --data FILE)`` simulates the firmware on the
 windows and prints, for every tensor of the dataflow, the largest deviation from the same network
 in float64 (in LSBs of the tensor's type) and every overflow that occurred (count, steps, first
-window). ``qlstm firmware trace QRUN_DIR --inputs X.npy --out trace.npz`` saves every
+window and step). ``qlstm firmware trace QRUN_DIR --inputs X.npy --out trace.npz`` saves every
 intermediate (gates before/after activation, states, per step and layer) as float64 arrays.
 """
 
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Run the firmware simulation and the float64 network (same weights) on the windows; print per "
             "tensor the largest deviation in LSBs of its fixed-point type and where it occurs, and every "
-            "quantisation point that overflowed (count, time steps, first window)."
+            "quantisation point that overflowed (count, time steps, first window and step)."
         ),
     )
     c.add_argument(
@@ -159,9 +159,10 @@ def run_check(args: argparse.Namespace) -> int:
         print("overflow:")
         for name, e in hits.items():
             steps = ",".join(str(s) for s in sorted(e.steps)) if e.steps else "-"
-            print(
-                f"  {name:<22} {e.count} of {e.total} values; steps {steps}; first in window {e.first_window}"
+            at = f"window {e.first_window}" + (
+                f", step {e.first_step}" if e.first_step is not None else " (after the last step)"
             )
+            print(f"  {name:<22} {e.count} of {e.total} values; steps {steps}; first in {at}")
     if y is not None:
         ref_y = ref["head"]
         rmse_fw = float(np.sqrt(np.mean((run.y - y) ** 2)))

@@ -66,12 +66,23 @@ def align(m: np.ndarray, frac: int, to_frac: int) -> np.ndarray:
 # ====================================================================== overflow log
 @dataclass
 class OverflowEntry:
-    """Where a cast hit its overflow mode: element count, steps involved, first window seen."""
+    """Where a cast hit its overflow mode: element count, steps involved, first (window, step).
+
+    ``first_window``/``first_step``: the earliest window with an overflow and, in it, the
+    earliest step (``first_step`` is None for the head, which runs once after the last step).
+    """
 
     count: int = 0
     total: int = 0
     steps: set[int] = field(default_factory=set)
     first_window: int | None = None
+    first_step: int | None = None
+
+    def _first(self, window: int, step: int | None) -> None:
+        key = (window, -1 if step is None else step)
+        old = (self.first_window, -1 if self.first_step is None else self.first_step)
+        if self.first_window is None or key < old:
+            self.first_window, self.first_step = window, step
 
 
 class Recorder:
@@ -81,7 +92,13 @@ class Recorder:
         self.entries: dict[str, OverflowEntry] = {}
         self.window_offset = 0  # index of the first window of the chunk being simulated
 
-    def note(self, name: str, mask: np.ndarray, step: int | None = None) -> None:
+    def note(self, name: str, mask: np.ndarray, step: int | None = None, steps: int | None = None) -> None:
+        """Count the True elements of ``mask`` (rows first) for point ``name``.
+
+        Rows are windows of the current chunk at time step ``step`` (None: not per step); or,
+        with ``steps`` (a product computed for every step at once), row ``window * steps + t``
+        is window ``window`` at step ``t``.
+        """
         e = self.entries.setdefault(name, OverflowEntry())
         mask = np.asarray(mask, dtype=bool)
         e.total += mask.size
@@ -89,11 +106,21 @@ class Recorder:
         if not n:
             return
         e.count += n
+        if mask.ndim == 0:
+            e._first(self.window_offset, step)
+            if step is not None:
+                e.steps.add(step)
+            return
+        if steps is not None:
+            hits = mask.reshape(-1, steps, int(np.prod(mask.shape[1:], dtype=np.int64))).any(axis=2)
+            e.steps.update(int(t) for t in np.nonzero(hits.any(axis=0))[0])
+            w = int(np.nonzero(hits.any(axis=1))[0][0])
+            e._first(self.window_offset + w, int(np.nonzero(hits[w])[0][0]))
+            return
         if step is not None:
             e.steps.add(step)
-        if e.first_window is None:
-            rows = np.nonzero(mask.reshape(mask.shape[0], -1).any(axis=1))[0] if mask.ndim else [0]
-            e.first_window = self.window_offset + int(rows[0])
+        rows = np.nonzero(mask.reshape(mask.shape[0], -1).any(axis=1))[0]
+        e._first(self.window_offset + int(rows[0]), step)
 
 
 def fast_cast(m: np.ndarray, frac: int, dst: FixedType) -> np.ndarray:
@@ -201,18 +228,27 @@ class Dense:
         """Largest ``sum_ii |x_ii * w_ii,jj|`` over outputs, in product mantissa units."""
         return max_abs(self.x_t) * self.colsum
 
-    def __call__(self, x: np.ndarray, rec: Recorder | None = None, step: int | None = None) -> np.ndarray:
-        """(rows, n_in) mantissas of ``x_t`` -> (rows, n_out) mantissas of ``acc_t``."""
+    def __call__(
+        self, x: np.ndarray, rec: Recorder | None = None, step: int | None = None, steps: int | None = None
+    ) -> np.ndarray:
+        """(rows, n_in) mantissas of ``x_t`` -> (rows, n_out) mantissas of ``acc_t``.
+
+        ``rec``/``step``/``steps``: overflow log, as :meth:`Recorder.note` (``steps``: the rows
+        are every step of each window, flattened).
+        """
         if rec is not None:
             rec.note(
-                f"{self.name}.bias", np.broadcast_to(self.b_overflow, (x.shape[0], self.b_acc.size)), step
+                f"{self.name}.bias",
+                np.broadcast_to(self.b_overflow, (x.shape[0], self.b_acc.size)),
+                step,
+                steps,
             )
         if self.shift >= 0 and self._products_fit():
             out, ideal = self._exact_products(x)
         else:
             out, ideal = self._rounded_products(x, need_ideal=rec is not None)
         if rec is not None:
-            rec.note(f"{self.name}.accum", out != ideal, step)
+            rec.note(f"{self.name}.accum", out != ideal, step, steps)
         return out
 
     def _products_fit(self) -> bool:
