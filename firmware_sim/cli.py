@@ -44,6 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_inputs(c)
     c.add_argument("--stride", type=int, default=1, help="window stride with --data (default 1)")
     c.add_argument(
+        "--hls-project",
+        type=Path,
+        metavar="PRJ_DIR",
+        help="simulate this `qlstm hls` project's firmware (strategy, reuse factor, static, io type); "
+        "default hls4ml's io_parallel, latency, reuse factor 1",
+    )
+    c.add_argument(
         "--max-windows", type=int, default=None, help="use at most this many windows (the first ones)"
     )
     c.add_argument(
@@ -132,7 +139,12 @@ def run_check(args: argparse.Namespace) -> int:
         y = None if y is None else y[: args.max_windows]
     if x.shape[0] == 0:
         raise QlstmError("no windows to check")
-    fw = Firmware(desc, weights)
+    options = {}
+    if args.hls_project is not None:
+        from qlstm.predict import hls_project_options
+
+        options = hls_project_options(args.hls_project, args.run_dir)
+    fw = Firmware(desc, weights, **options)
     try:
         run = fw.run(x, trace=True, record=True)
     except QlstmError as exc:
@@ -141,9 +153,11 @@ def run_check(args: argparse.Namespace) -> int:
     ref = float_trace(desc, weights, x)
     values = run.values()
     arch = desc.architecture
+    o = fw.options
     print(
         f"firmware check of {args.run_dir}: {x.shape[0]} windows, L={arch.history}, "
-        f"C={arch.input_channels}, k={arch.horizon}"
+        f"C={arch.input_channels}, k={arch.horizon}; {o['io_type']}, {o['strategy']}, reuse factor "
+        f"{o['reuse']}{'' if o['static'] else ', non-static'} (simulated)"
     )
     print(f"{'tensor':<16} {'type':<36} {'max |fw - float|':>18} {'LSB':>10}  at")
     for name, t in run.types.items():

@@ -173,6 +173,33 @@ def exact_matmul(
 
 
 # ====================================================================== dense
+def summation_order(name: str, n_in: int, strategy: str, reuse: int) -> np.ndarray | None:
+    """The order in which hls4ml 1.3.0's dense kernel adds the products of the ``n_in`` inputs.
+
+    ``latency`` (``dense_latency``, any reuse factor: it only sets a pragma): 0 .. n_in-1, None.
+    ``resource`` (``nnet_dense_resource.h``): with ``reuse <= n_in`` (``dense_resource_rf_leq_nin``)
+    pass ``ir = 0 .. reuse-1`` adds inputs ``ir, ir + reuse, ir + 2 reuse, ...``; with ``reuse`` a
+    multiple of ``n_in`` (``rf_gt_nin_rem0``) every output gets one product per pass, in input
+    order. Other reuse factors (``rf_gt_nin``, which hls4ml rejects for these shapes) are refused.
+    Each product is cast to ``accum_t`` and each partial sum too in every variant, so only the
+    order differs - and only a saturating accumulator can tell.
+    """
+    if strategy == "latency" or reuse == 1:
+        return None
+    if strategy != "resource":
+        raise QlstmError(f"{name}: unknown strategy {strategy!r}; choose latency or resource")
+    if reuse <= n_in:
+        if n_in % reuse:
+            raise QlstmError(f"{name}: reuse factor {reuse} does not divide n_in = {n_in}; not modelled")
+        return np.array([ir + s * reuse for ir in range(reuse) for s in range(n_in // reuse)], dtype=np.int64)
+    if reuse % n_in == 0:
+        return None
+    raise QlstmError(
+        f"{name}: reuse factor {reuse} > n_in = {n_in} and not a multiple of it "
+        "(hls4ml's dense_resource_rf_gt_nin) is not modelled by firmware_sim"
+    )
+
+
 @dataclass(frozen=True)
 class Dense:
     """One ``dense_latency`` call: kernel (n_in, n_out) and bias as mantissas, and its types."""
@@ -186,6 +213,7 @@ class Dense:
     acc_t: FixedType
     colsum: int  # largest column sum of |w|: bounds |x @ w| by max|x| * colsum
     w_float: tuple[np.ndarray, np.ndarray]  # w as float32 and float64 for BLAS
+    order: np.ndarray | None = None  # the C++ summation order of the inputs (None: 0 .. n_in-1)
 
     @classmethod
     def build(
@@ -197,8 +225,10 @@ class Dense:
         b_t: FixedType,
         x_t: FixedType,
         acc_t: FixedType,
+        order: np.ndarray | None = None,
     ) -> Dense:
-        """From real-valued kernel (n_in, n_out) and bias on their grids."""
+        """From real-valued kernel (n_in, n_out) and bias on their grids; ``order``: the order in
+        which the C++ adds the products of the inputs (see :func:`summation_order`)."""
         w_m = w_t.to_int(w)
         b_m = b_t.to_int(b)
         if not (np.array_equal(w_t.to_float(w_m), w) and np.array_equal(b_t.to_float(b_m), b)):
@@ -213,6 +243,7 @@ class Dense:
             acc_t=acc_t,
             colsum=int(np.abs(w_m).sum(axis=0).max(initial=0)),
             w_float=(w_m.astype(np.float32), w_m.astype(np.float64)),
+            order=None if order is None or np.array_equal(order, np.arange(w_m.shape[0])) else order,
         )
 
     @property
@@ -310,8 +341,15 @@ class Dense:
         )
         rows = cand[((hi > acc.max_int) | (lo < acc.min_int)).any(axis=1)]
         if rows.size:
-            out[rows] = dense_products(x[rows], self.w, self.b_acc, self.x_t.frac + self.w_t.frac, acc)[0]
+            xo, wo = self._ordered(x[rows])
+            out[rows] = dense_products(xo, wo, self.b_acc, self.x_t.frac + self.w_t.frac, acc)[0]
         return out, ideal
+
+    def _ordered(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and kernel rows in the C++ summation order (matters for saturating sums only)."""
+        if self.order is None or self.acc_t.overflow == "AP_WRAP":
+            return x, self.w
+        return x[:, self.order], self.w[self.order]
 
     def _rounded_products(self, x: np.ndarray, need_ideal: bool) -> tuple[np.ndarray, np.ndarray]:
         """Each product cast to the accumulator (rounding and overflow) and summed in the C++
@@ -323,7 +361,8 @@ class Dense:
         check_int64(
             self.n_in * max_abs(self.x_t) * wmax + (self.n_in + 1) * max_abs(acc), f"{self.name} accumulation"
         )
-        out, ideal = dense_products(x, self.w, self.b_acc, self.x_t.frac + self.w_t.frac, acc, need_ideal)
+        xo, wo = self._ordered(x)
+        out, ideal = dense_products(xo, wo, self.b_acc, self.x_t.frac + self.w_t.frac, acc, need_ideal)
         return out, (ideal if need_ideal else out)
 
 

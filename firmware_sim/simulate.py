@@ -55,6 +55,7 @@ from .kernels import (
     check_int64,
     fast_cast,
     max_abs,
+    summation_order,
 )
 
 #: Windows simulated together; bounds memory (a few (chunk, 4H) int64 arrays) and keeps caches warm.
@@ -129,15 +130,55 @@ class Run:
 
 
 class Firmware:
-    """The firmware of a quantised description, ready to simulate batches of windows."""
+    """The firmware of a quantised description, ready to simulate batches of windows.
 
-    def __init__(self, desc: ModelDescription, weights: dict[str, np.ndarray]) -> None:
+    The implementation options are those of the hls4ml project (``qlstm hls``), as plain fields
+    (firmware_sim does not depend on the hls stage): ``io_type``, ``strategy``, ``reuse``
+    (reuse factor of every product), ``static`` and ``backend``. What they change in the
+    numbers is modelled (the resource strategy's summation order, see
+    :func:`~qlstm.firmware_sim.kernels.summation_order`); ``static`` (``lstm_static`` or the
+    non-static kernel) and the backend (Vivado or Vitis: the same ``io_parallel`` headers) do not
+    change them; ``io_stream`` is refused with one error line.
+    """
+
+    def __init__(
+        self,
+        desc: ModelDescription,
+        weights: dict[str, np.ndarray],
+        *,
+        io_type: str = "io_parallel",
+        strategy: str = "latency",
+        reuse: int = 1,
+        static: bool = True,
+        backend: str = "Vivado",
+    ) -> None:
         q = desc.quantisation
         if q is None:
             raise QlstmError(
                 "the model is not quantised: the firmware simulation needs a quantised run (qlstm quantize)"
             )
         check_weights(desc, weights)
+        if io_type not in ("io_parallel", "parallel"):
+            raise QlstmError(
+                f"io type {io_type!r}: firmware_sim models io_parallel only (the recurrent kernels "
+                "qlstm generates); use the csim backend for this project"
+            )
+        if str(backend).lower() not in ("vivado", "vitis"):
+            raise QlstmError(f"backend {backend!r}: firmware_sim models the Vivado and Vitis backends")
+        strategy = str(strategy).lower()
+        if isinstance(reuse, bool) or not isinstance(reuse, int | np.integer) or reuse < 1:
+            raise QlstmError(f"reuse factor must be an integer >= 1, got {reuse!r}")
+        self.options = {
+            "io_type": "io_parallel",
+            "strategy": strategy,
+            "reuse": int(reuse),
+            "static": bool(static),
+            "backend": str(backend),
+        }
+
+        def order(name: str, n_in: int) -> np.ndarray | None:
+            return summation_order(name, n_in, strategy, int(reuse))
+
         self.desc = desc
         arch = desc.architecture
         w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
@@ -155,10 +196,11 @@ class Firmware:
                 lq.bias,
                 x_t,
                 acc,
+                order(f"{name}.x_acc", arch.input_channels if i == 0 else arch.layers[i - 1].units),
             )
             hh = Dense.build(
                 f"{name}.h_acc", w[f"{name}.weight_hh"][perm].T, lq.recurrent_weight, w[f"{name}.bias_hh"][perm],
-                lq.recurrent_bias, st, acc,
+                lq.recurrent_bias, st, acc, order(f"{name}.h_acc", layer.units),
             )  # fmt: skip
             lay = _Layer(
                 index=i,
@@ -179,8 +221,9 @@ class Firmware:
             x_t = st
         self.layers: tuple[_Layer, ...] = tuple(layers)
         self.head = Dense.build(
-            "head.acc", w["head.weight"].T, q.dense.weight, w["head.bias"], q.dense.bias, x_t, q.dense.accum
-        )
+            "head.acc", w["head.weight"].T, q.dense.weight, w["head.bias"], q.dense.bias, x_t, q.dense.accum,
+            order("head.acc", arch.layers[-1].units),
+        )  # fmt: skip
         self.result_t = q.dense.result
         self.input_t = q.input
 
