@@ -37,7 +37,8 @@ def dense_kernel(rounding: str, overflow: str, ideal: bool):
     ``x`` (rows, n_in) and ``w`` (n_in, n_out) int64 mantissas, ``bias`` (n_out,) the
     ``(accum_t)`` bias; each product ``x * w`` is shifted right by ``k > 0`` bits with
     ``rounding`` (or left by ``left >= 0`` bits when ``k == 0``) onto the accumulator's grid;
-    ``lo``/``hi`` the accumulator's mantissa range, ``mask`` ``2**width - 1``. Writes ``out`` (rows, n_out) and, when
+    ``lo``/``hi`` the accumulator's mantissa range (for ``AP_SAT_SYM`` the symmetric one),
+    ``mask`` ``2**width - 1``. Writes ``out`` (rows, n_out) and, when
     ``ideal``, ``idl``: the bias plus the rounded products without any overflow.
     """
     import numba
@@ -72,10 +73,8 @@ def dense_kernel(rounding: str, overflow: str, ideal: bool):
     def ovf(v, lo, hi, mask):
         if wrap:
             return ((v - lo) & mask) + lo
-        if sat:
+        if sat or sat_sym:  # AP_SAT_SYM: the caller passes lo = -hi (signed) or 0 (unsigned)
             return min(max(v, lo), hi)
-        if sat_sym:
-            return min(max(v, -hi), hi)
         # AP_SAT_ZERO (sat_zero)
         return v if (v >= lo) & (v <= hi) else np.int64(0)
 
@@ -143,5 +142,6 @@ def dense_products(
     idl = np.empty((rows, n_out) if ideal else (0, 0), dtype=np.int64)
     kern = dense_kernel(acc_t.rounding, acc_t.overflow, ideal)
     mask = (1 << acc_t.width) - 1
-    kern(x, w, bias_acc, max(k, 0), max(-k, 0), acc_t.min_int, acc_t.max_int, mask, out, idl)
+    lo = -acc_t.max_int if acc_t.overflow == "AP_SAT_SYM" and acc_t.signed else acc_t.min_int
+    kern(x, w, bias_acc, max(k, 0), max(-k, 0), lo, acc_t.max_int, mask, out, idl)
     return out, (idl if ideal else None)
