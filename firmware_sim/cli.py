@@ -74,6 +74,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--inputs", type=Path, required=True, help="(N, L, C) normalised windows, .npy")
     t.add_argument("--out", type=Path, required=True, help="output .npz file")
+    t.add_argument(
+        "--hls-project",
+        type=Path,
+        metavar="PRJ_DIR",
+        help="simulate this `qlstm hls` project's firmware (strategy, reuse factor, static, io type)",
+    )
     t.set_defaults(func=run_trace)
 
 
@@ -190,7 +196,12 @@ def run_trace(args: argparse.Namespace) -> int:
 
     from .backend import load_firmware
 
-    fw = load_firmware(args.run_dir)
+    options = None
+    if args.hls_project is not None:
+        from qlstm.predict import hls_project_options
+
+        options = hls_project_options(args.hls_project, args.run_dir)
+    fw = load_firmware(args.run_dir, options)
     x = load_inputs(args.inputs)
     if args.out.suffix != ".npz":
         raise QlstmError(f"--out {args.out}: the trace is written as .npz; give a file name ending in .npz")
