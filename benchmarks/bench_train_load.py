@@ -43,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--threads", type=int, nargs="*", default=[0], help="qlstm --threads values (0: qlstm's default)"
     )
-    p.add_argument("--repeat", type=int, default=1, help="timed runs per condition (the median is printed)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="timed runs per condition (the upper median is printed: of 2, the slower)",
+    )
     args = p.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
     cfg = yaml.safe_load((ROOT / "configs" / "run_default.yaml").read_text())
