@@ -137,7 +137,7 @@ def _int_matmul_kernel():
                 if xi == 0:
                     continue
                 for j in range(n_out):
-                    acc[j] += xi * w[i, j]
+                    acc[j] += np.int64(xi * w[i, j])  # int32 x int32 when both are int32
             for j in range(n_out):
                 out[r, j] = acc[j]
 
@@ -147,12 +147,18 @@ def _int_matmul_kernel():
 def int_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``x @ w`` for int64 (rows, n_in) and (n_in, n_out): exact below 2**63, else modulo 2**64.
 
-    Measured faster than float64 BLAS with its two conversions at every shape firmware_sim meets
-    (16 to 128 inputs), and it releases the GIL; see benchmarks/bench_firmware.py.
+    When every single product fits int32 the products are formed in int32 (twice the SIMD lanes)
+    and summed in int64. Faster than float64 BLAS with its two conversions at the shapes
+    firmware_sim meets, and it releases the GIL (docs: firmware_sim/README.md, Speed).
     """
     x = np.ascontiguousarray(x, dtype=np.int64)
     out = np.empty((x.shape[0], w.shape[1]), dtype=np.int64)
-    _int_matmul_kernel()(x, np.ascontiguousarray(w, dtype=np.int64), out)
+    xm = max(-int(x.min()), int(x.max())) if x.size else 0
+    wm = int(np.abs(w).max(initial=0))
+    if xm * wm < (1 << 31) and xm < (1 << 31) and wm < (1 << 31):
+        _int_matmul_kernel()(x.astype(np.int32), np.ascontiguousarray(w, dtype=np.int32), out)
+    else:
+        _int_matmul_kernel()(x, np.ascontiguousarray(w, dtype=np.int64), out)
     return out
 
 
