@@ -185,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--accum",
         default="both",
-        choices=("both", "exact", "narrow"),
-        help="accumulator type (see above; default both, in one run)",
+        choices=("both", "exact", "narrow", "none"),
+        help="accumulator type (see above; default both, in one run; none: only the whole-process part)",
     )
     p.add_argument(
         "--predict-windows",
@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         # a fresh cache unless QLSTM_CACHE is set (then a previous run's compile is reused)
         os.environ.setdefault("QLSTM_CACHE", str(Path(tmp) / "cache"))
         res = {}
-        for accum in ("exact", "narrow") if args.accum == "both" else (args.accum,):
+        kinds = {"both": ("exact", "narrow"), "none": ()}.get(args.accum, (args.accum,))
+        for accum in kinds:
             res[accum] = bench_model(args, accum, np)
             ok &= res[accum]["exact"]
         if args.predict_windows:

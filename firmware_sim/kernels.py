@@ -13,8 +13,9 @@ rounds or saturates by itself.
     acc[jj] += mult[index];                          // ii = 0 .. n_in-1, accum_t each time
     res[ires] = cast<data_T, res_T, CONFIG_T>(acc[ires]);
 
-Matrix products run in int64 (exact below 2**63, or modulo 2**64, which is still exact for a
-wrapping accumulator), compiled (:func:`qlstm.firmware_sim.jit.int_matmul`). A saturating accumulator depends on the order of the partial sums; it is
+Matrix products run in float BLAS while every partial sum provably stays below 2**53 (2**24 for
+float32), else in compiled int64 (exact below 2**63, or modulo 2**64, which is still exact for a
+wrapping accumulator; :func:`qlstm.firmware_sim.jit.int_matmul`). A saturating accumulator depends on the order of the partial sums; it is
 summed in the C++ order, but only for the rows whose partial sums can leave the range at all.
 When products need rounding to the accumulator (``accum.frac < data.frac + weight.frac``), and
 for the rows of a saturating accumulator whose partial sums can leave its range, the C++ loop
@@ -34,6 +35,9 @@ from qlstm.fixedpoint import FixedType, cast, shift_round, would_overflow
 from . import tables
 from .jit import dense_products, int_matmul
 
+#: Largest partial sum (in magnitude) for which float64 / float32 products and sums are exact.
+_F64_EXACT = 1 << 53
+_F32_EXACT = 1 << 24
 #: Largest magnitude we let int64 arithmetic reach (one bit of headroom for a final addition).
 _I64_SAFE = 1 << 62
 #: Input widths up to this get a direct "mantissa -> activation" table (2**16 int64 = 512 KiB).
@@ -141,13 +145,31 @@ def cast_noted(
 
 
 # ====================================================================== exact matrix product
-def exact_matmul(x: np.ndarray, w: np.ndarray, bound: int, modular_ok: bool, what: str) -> np.ndarray:
+def exact_matmul(
+    x: np.ndarray,
+    w: np.ndarray,
+    bound: int,
+    modular_ok: bool,
+    what: str,
+    colsum: int | None = None,
+    w_float: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """``x @ w`` for int64 mantissas, exactly; ``bound`` >= every partial sum's magnitude.
 
-    int64 arithmetic (:func:`qlstm.firmware_sim.jit.int_matmul`) is exact below 2**63 and
-    congruent modulo 2**64 beyond, which is enough when ``modular_ok`` (the result is then
-    wrapped to fewer bits); otherwise types that wide are refused.
+    float32 BLAS when the partial sums of *these* rows stay below 2**24 (``colsum``: the largest
+    column sum of ``|w|``, to bound them from ``max |x|``), float64 while ``bound < 2**53``;
+    beyond, compiled int64 (:func:`qlstm.firmware_sim.jit.int_matmul`: exact below 2**63, and
+    congruent modulo 2**64 beyond, which is enough when ``modular_ok``: the result is then
+    wrapped to fewer bits). BLAS first because, measured in the whole simulation, it is as fast
+    as the compiled product and a process that needs no compiled kernel does not pay numba's
+    0.6 s of import and cache loading (firmware_sim/README.md, Speed). ``w_float``: ``w``
+    already converted to (float32, float64).
     """
+    w32, w64 = w_float if w_float is not None else (w.astype(np.float32), w.astype(np.float64))
+    if colsum is not None and x.size and max(-int(x.min()), int(x.max())) * colsum < _F32_EXACT:
+        return (x.astype(np.float32) @ w32).astype(np.int64)
+    if bound < _F64_EXACT:
+        return (x.astype(np.float64) @ w64).astype(np.int64)
     if bound >= _I64_SAFE and not modular_ok:
         check_int64(bound, what)
     return int_matmul(x, w)
@@ -193,6 +215,7 @@ class Dense:
     x_t: FixedType
     acc_t: FixedType
     colsum: int  # largest column sum of |w|: bounds |x @ w| by max|x| * colsum
+    w_float: tuple[np.ndarray, np.ndarray] | None = None  # w as float32 and float64 for BLAS
     order: np.ndarray | None = None  # the C++ summation order of the inputs (None: 0 .. n_in-1)
 
     @classmethod
@@ -222,6 +245,7 @@ class Dense:
             x_t=x_t,
             acc_t=acc_t,
             colsum=int(np.abs(w_m).sum(axis=0).max(initial=0)),
+            w_float=(w_m.astype(np.float32), w_m.astype(np.float64)),
             order=None if order is None or np.array_equal(order, np.arange(w_m.shape[0])) else order,
         )
 
@@ -289,7 +313,9 @@ class Dense:
         bound = self.product_bound()
         if self.acc_t.overflow != "AP_WRAP":
             check_int64((bound << self.shift) + max_abs(self.acc_t), f"{self.name} accumulation")
-        total = align(exact_matmul(x, self.w, bound, self.modular, self.name), 0, self.shift)
+        total = align(
+            exact_matmul(x, self.w, bound, self.modular, self.name, self.colsum, self.w_float), 0, self.shift
+        )
         return total + self.b_acc if bias else total
 
     def _exact_products(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,8 +10,9 @@ thread - one that the kernel has descheduled. So qlstm
 * makes OpenMP threads sleep while they wait (``OMP_WAIT_POLICY=PASSIVE``; libgomp, which
   PyTorch's CPU wheels use, reads it once when it loads, so it must be in the environment
   before ``import torch``: :func:`configure` is the first thing ``qlstm.cli.main`` does);
-* gives the same count to PyTorch (intra-op; one inter-op thread), OpenMP, the BLAS libraries
-  and the firmware simulator's pool of threads over windows (which runs the numba kernels).
+* gives the same count to PyTorch (intra-op; one inter-op thread), OpenMP, MKL and the
+  simulators (firmware_sim's threads over windows, which run its NumPy and numba kernels; the C
+  simulation's worker processes); NumPy's OpenBLAS gets one thread (see :data:`SERIAL_VARS`).
 
 Variables the user set explicitly (``OMP_WAIT_POLICY``, ``OMP_NUM_THREADS``, ...) are kept
 unless ``--threads`` is given. Results do not depend on the count: see docs/train.md.
@@ -29,7 +30,12 @@ from qlstm.errors import QlstmError
 ENV = "QLSTM_THREADS"
 #: Thread-count variables of the libraries qlstm loads (OpenMP, OpenBLAS, MKL). numba's kernels
 #: (:mod:`qlstm.firmware_sim.jit`) are single-threaded; the simulator runs them in its own pool.
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+#: NumPy's OpenBLAS gets one thread: firmware_sim runs its products in its own threads over
+#: windows, and OpenBLAS threads that busy-wait beside them made a 2-thread `qlstm predict
+#: --backend firmware` 1.5-3.5x slower than 1 thread on the loaded 2-core machine (measured
+#: 2026-11-30: 3.18 s against 2.12 s, and 8.79 s against 2.46 s).
+SERIAL_VARS = ("OPENBLAS_NUM_THREADS",)
 
 
 def available_cores() -> int:
@@ -83,6 +89,8 @@ def configure(threads: int | None = None) -> int:
     for var in THREAD_VARS:
         if threads is not None or var not in os.environ:
             os.environ[var] = str(n)
+    for var in SERIAL_VARS:
+        os.environ.setdefault(var, "1")
     apply_loaded(n)
     return n
 

@@ -80,7 +80,11 @@ def test_exact_matmul_is_exact_and_modular():
     x[0, :5] = 0  # zero inputs are skipped
     exact = np.array([[sum(int(a) * int(b) for a, b in zip(r, c, strict=True)) for c in w.T] for r in x])
     bound = 2**15 * int(np.abs(w).sum(axis=0).max())
-    assert_array_equal(exact_matmul(x, w, bound, False, "t"), exact)
+    assert_array_equal(exact_matmul(x, w, bound, False, "t"), exact)  # float64 BLAS
+    assert_array_equal(exact_matmul(x, w, 2**60, False, "t"), exact)  # compiled int64
+    small = x >> 12
+    colsum = int(np.abs(w).sum(axis=0).max())
+    assert_array_equal(exact_matmul(small, w, bound, False, "t", colsum), small @ w)  # float32
     # beyond int64: congruent modulo 2**64 (enough for a wrapping accumulator)
     big = x << 30
     got = exact_matmul(big, w << 2, 2**80, True, "t")

@@ -18,7 +18,7 @@ from qlstm.errors import QlstmError
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    for var in (threads.ENV, "OMP_WAIT_POLICY", *threads.THREAD_VARS):
+    for var in (threads.ENV, "OMP_WAIT_POLICY", *threads.THREAD_VARS, *threads.SERIAL_VARS):
         monkeypatch.delenv(var, raising=False)
     torch = sys.modules.get("torch")
     before = torch.get_num_threads() if torch is not None else None
@@ -39,6 +39,7 @@ def test_option_and_environment(clean_env):
     assert threads.configure(2) == 2
     assert os.environ[threads.ENV] == "2"
     assert all(os.environ[v] == "2" for v in threads.THREAD_VARS)
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"  # firmware_sim's own threads parallelise
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
 
 
