@@ -1,63 +1,61 @@
 """Throughput of the firmware simulator against the compiled C simulation, bit-exact on the same windows.
 
-Builds a random 16-bit quantised LSTM(128) -> Dense(1) with L = 16, 1 channel (the paper's best
-network; ``--accum exact``: an accumulator wide enough to hold every product, ``narrow``:
-hls4ml-style ``ap_fixed<16,6>`` accumulator whose products are rounded one by one), compiles its
-C simulation (in a fresh cache, or in ``$QLSTM_CACHE`` if set), runs the same windows through
+Part 1 builds a random 16-bit quantised LSTM(128) -> Dense(1) with L = 16, 1 channel (the
+paper's best network) with each accumulator kind - ``exact``: wide enough to hold every product
+(as ``qlstm quantize`` chooses), ``narrow``: hls4ml's default ``ap_fixed<16,6>`` everywhere, whose
+products the C++ rounds one by one - compiles its C simulation (in a fresh cache, or in
+``$QLSTM_CACHE`` if set) and runs the same windows through
 
-* ``qlstm.firmware_sim`` (vectorised NumPy; BLAS limited to ``--threads``),
-* the compiled hls4ml C simulation (``CSim.predict``, one window per call, one core),
+* ``qlstm.firmware_sim`` (one thread: ``--threads``; BLAS limited to the same),
+* the compiled hls4ml C simulation (``CSim.predict``, one window per call, one process),
 * the float model in PyTorch (float32 and the float64 ``float`` backend; ``--threads`` threads),
 
-and prints windows/s of each, the ratio firmware_sim / C simulation (target >= 20x), the peak
-memory of the simulation (tracemalloc, NumPy buffers) and whether the two are bit-exact (integer
-mantissas equal on every window). The ratio, measured in one run on one machine, is the figure
-to compare; absolute rates depend on the machine and its load.
+and prints windows/s of each, the ratios (targets: >= 20x the C simulation with the narrow
+accumulator, >= PyTorch float32 with the exact one), the peak memory of the simulation
+(tracemalloc, NumPy buffers) against the chunk's int64 working set, and whether the two are
+bit-exact (integer mantissas equal on every window).
 
-    .venv/bin/python benchmarks/bench_firmware.py [--windows 20000] [--units 128] [--bits 16] [--threads 1]
+Part 2 (``--predict-windows``) times whole ``qlstm predict`` processes on the compact model
+(LSTM(16), L = 16, k = 4, 8 bits) with ``--backend firmware`` and ``--backend csim`` (compiled
+beforehand: the cache is warm), with ``qlstm --threads 1`` and ``2``, and checks the outputs are
+identical (target: firmware >= 20x csim). ``--scan`` adds firmware_sim's scaling with threads
+and chunk size. Ratios measured in one run on one machine are the figures to compare; absolute
+rates depend on the machine and its load.
+
+    nice .venv/bin/python benchmarks/bench_firmware.py [--windows 20000] [--units 128] [--scan]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--windows", type=int, default=20000, help="windows to simulate (default 20000)")
-    p.add_argument(
-        "--csim-windows", type=int, default=None, help="windows through the C simulation (default: all)"
-    )
-    p.add_argument("--units", type=int, default=128, help="LSTM cells (paper: 128)")
-    p.add_argument("--history", type=int, default=16, help="history L (paper's best: 16)")
-    p.add_argument("--bits", type=int, default=16, help="fixed-point width")
-    p.add_argument("--cell", default="lstm", choices=("lstm", "gru"))
-    p.add_argument(
-        "--accum", default="exact", choices=("exact", "narrow"), help="accumulator type (see above)"
-    )
-    p.add_argument("--chunk", type=int, default=512, help="windows simulated together")
-    p.add_argument("--threads", type=int, default=1, help="BLAS / torch threads (the C simulation uses one)")
-    args = p.parse_args(argv)
-    sys.stdout.reconfigure(line_buffering=True)  # progress shows up when piped
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)  # before NumPy loads BLAS
+def working_set_bytes(fw, chunk: int) -> int:
+    """int64 arrays one chunk needs across all steps: input mantissas (chunk, L, C), input
+    products (chunk, L, G*H) and the h sequence (chunk, L, H) of the widest layer."""
+    a = fw.desc.architecture
+    g = max((4 if lay.cell == "lstm" else 3) * lay.units + lay.units for lay in a.layers)
+    return chunk * a.history * (a.input_channels + g) * 8
 
+
+def bench_model(args, accum: str, np) -> dict:
     import tracemalloc
-
-    import numpy as np
 
     from qlstm.firmware_sim.examples import random_model, uniform_quantisation
     from qlstm.firmware_sim.simulate import Firmware
     from qlstm.fixedpoint import FixedType
+    from qlstm.hls.csim import build_csim
 
     n = args.windows
     n_cs = min(n, args.csim_windows or n)
     integer = 6
-    acc = None if args.accum == "exact" else FixedType(args.bits, integer)
+    acc = None if accum == "exact" else FixedType(args.bits, integer)
     q = uniform_quantisation(1, width=args.bits, integer=integer, accum=acc)
     desc, w = random_model(
         (args.cell,), (args.units,), history=args.history, channels=1, horizon=1, quantisation=q,
@@ -66,41 +64,36 @@ def main(argv: list[str] | None = None) -> int:
     x = np.random.default_rng(1).uniform(0.0, 1.0, size=(n, args.history, 1))
     lq = q.layers[0]
     print(
-        f"model: {args.cell.upper()}({args.units}) -> Dense(1), L={args.history}, C=1; data/weights/state "
-        f"{lq.weight.ap()}, accum {lq.accum.ap()}, table {lq.table.size} x {lq.table.type.ap()}"
+        f"\n[{accum} accumulator] {args.cell.upper()}({args.units}) -> Dense(1), L={args.history}, C=1; "
+        f"data/weights/state {lq.weight.ap()}, accum {lq.accum.ap()}, table {lq.table.size} x {lq.table.type.ap()}"
     )
     print(f"windows: {n} (C simulation: {n_cs}); threads: {args.threads}; chunk: {args.chunk}")
-
     fw = Firmware(desc, w)
-    fw.predict(x[:64], chunk=args.chunk)  # warm-up (tables, BLAS)
+    fw.predict(x[:64], chunk=args.chunk, threads=args.threads)  # warm-up (tables, BLAS, numba compile)
     t0 = time.perf_counter()
-    y_fw = fw.run(x, chunk=args.chunk).y_m
+    y_fw = fw.run(x, chunk=args.chunk, threads=args.threads).y_m
     t_fw = time.perf_counter() - t0
     tracemalloc.start()
-    fw.run(x, chunk=args.chunk)
+    fw.run(x, chunk=args.chunk, threads=1)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    ws = working_set_bytes(fw, min(args.chunk, n))
     print(
-        f"firmware_sim:       {n / t_fw:12,.0f} windows/s  ({t_fw:.2f} s; peak NumPy memory {peak / 2**20:,.0f} MiB)"
+        f"firmware_sim:       {n / t_fw:12,.0f} windows/s  ({t_fw:.2f} s; peak NumPy memory {peak / 2**20:,.1f} MiB "
+        f"= {peak / ws:.2f}x the chunk's int64 working set of {ws / 2**20:,.1f} MiB, one thread)"
     )
-
-    with tempfile.TemporaryDirectory(prefix="qlstm-bench-fw-") as tmp:
-        # a fresh cache unless QLSTM_CACHE is set (then a previous run's compile is reused)
-        os.environ.setdefault("QLSTM_CACHE", tmp)
-        from qlstm.hls.csim import build_csim
-
-        t0 = time.perf_counter()
-        cs = build_csim(desc, w)
-        print(f"C simulation compiled in {time.perf_counter() - t0:.1f} s")
-        cs.predict(x[:16])
-        t0 = time.perf_counter()
-        y_cs = cs.predict(x[:n_cs])
-        t_cs = time.perf_counter() - t0
-    print(f"C simulation:       {n_cs / t_cs:12,.0f} windows/s  ({t_cs:.2f} s)")
+    t0 = time.perf_counter()
+    cs = build_csim(desc, w)
+    print(f"C simulation compiled (or loaded) in {time.perf_counter() - t0:.1f} s")
+    cs.predict(x[:16])
+    t0 = time.perf_counter()
+    y_cs = cs.predict(x[:n_cs])
+    t_cs = time.perf_counter() - t0
+    print(f"C simulation:       {n_cs / t_cs:12,.0f} windows/s  ({t_cs:.2f} s, one process)")
     mism = int(np.sum(fw.result_t.to_int(y_cs) != y_fw[:n_cs]))
     exact = mism == 0 and np.array_equal(fw.result_t.to_float(fw.result_t.to_int(y_cs)), y_cs)
     ratio = (n / t_fw) / (n_cs / t_cs)
-    print(f"ratio firmware_sim / C simulation: {ratio:.1f}x (target >= 20x)")
+    print(f"ratio firmware_sim / C simulation: {ratio:.1f}x")
     print(f"bit-exact on {n_cs} windows: {'yes' if exact else f'NO, {mism} mismatching outputs'}")
 
     import torch
@@ -117,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             model(xt[s : s + 4096])
         t_f32 = time.perf_counter() - t0
     t0 = time.perf_counter()
-    y_f64 = predict_array(model, x)
+    predict_array(model, x)
     t_f64 = time.perf_counter() - t0
     print(
         f"PyTorch float32:    {n / t_f32:12,.0f} windows/s  (firmware_sim is {t_f32 / t_fw:.2f}x its speed)"
@@ -125,12 +118,118 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"PyTorch float64:    {n / t_f64:12,.0f} windows/s  (firmware_sim is {t_f64 / t_fw:.2f}x its speed)"
     )
-    dev = float(np.max(np.abs(fw.result_t.to_float(y_fw)[:, 0] - y_f64[:, 0])))
+    if args.scan:
+        for chunk in (128, 512, 2048):
+            for th in (1, 2):
+                fw.run(x[:512], chunk=chunk, threads=th)
+                t0 = time.perf_counter()
+                fw.run(x, chunk=chunk, threads=th)
+                print(
+                    f"  scan: chunk {chunk:5d}, threads {th}: {n / (time.perf_counter() - t0):10,.0f} windows/s"
+                )
+    return {
+        "fw": n / t_fw, "csim": n_cs / t_cs, "ratio": ratio, "exact": exact,
+        "f32": t_f32 / t_fw, "f64": t_f64 / t_fw, "peak": peak / ws,
+    }  # fmt: skip
+
+
+def bench_predict(args, np, tmp: Path) -> bool:
+    """Whole `qlstm predict` processes, firmware vs csim, on the compact model."""
+    from qlstm.description import save
+    from qlstm.firmware_sim.examples import random_model, uniform_quantisation
+    from qlstm.hls.csim import build_csim
+
+    q = uniform_quantisation(1, width=8, integer=3)
+    desc, w = random_model(("lstm",), (16,), history=16, horizon=4, quantisation=q, weight_range=0.5, seed=2)
+    run, xf = tmp / "compact_qrun", tmp / "x.npy"
+    save(run, desc, w)
+    np.save(xf, np.random.default_rng(3).uniform(0.0, 1.0, size=(args.predict_windows, 16, 1)))
+    build_csim(desc, w)  # compile now: the timed processes load it from the cache
     print(
-        f"largest |firmware - float64| on these windows: {dev:.3g} ({dev / fw.result_t.lsb:.1f} LSB)",
-        flush=True,
+        f"\n[whole process] qlstm predict on {args.predict_windows} windows of the compact model "
+        f"(LSTM(16), L=16, k=4, {q.input.ap()}); C simulation already compiled (cache warm)"
     )
-    return 0 if exact else 1
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "QLSTM_THREADS"):
+        env.pop(var, None)
+    same = True
+    for th in (1, 2):
+        t, ys = {}, {}
+        for backend in ("firmware", "csim"):
+            out = tmp / f"{backend}{th}.npy"
+            cmd = [sys.executable, "-m", "qlstm.cli", "--threads", str(th), "predict", str(run)]
+            cmd += ["--backend", backend, "--inputs", str(xf), "--out", str(out)]
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+            t[backend] = time.perf_counter() - t0
+            ys[backend] = np.load(out)
+        ident = bool(np.array_equal(ys["firmware"], ys["csim"]))
+        same &= ident
+        print(
+            f"--threads {th}: firmware {t['firmware']:.2f} s, csim {t['csim']:.2f} s (whole processes, measured): "
+            f"{t['csim'] / t['firmware']:.1f}x; outputs identical: {'yes' if ident else 'NO'}"
+        )
+    return same
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--windows", type=int, default=20000, help="windows to simulate (default 20000)")
+    p.add_argument(
+        "--csim-windows", type=int, default=None, help="windows through the C simulation (default: all)"
+    )
+    p.add_argument("--units", type=int, default=128, help="LSTM cells (paper: 128)")
+    p.add_argument("--history", type=int, default=16, help="history L (paper's best: 16)")
+    p.add_argument("--bits", type=int, default=16, help="fixed-point width")
+    p.add_argument("--cell", default="lstm", choices=("lstm", "gru"))
+    p.add_argument(
+        "--accum",
+        default="both",
+        choices=("both", "exact", "narrow", "none"),
+        help="accumulator type (see above; default both, in one run; none: only the whole-process part)",
+    )
+    p.add_argument(
+        "--predict-windows",
+        type=int,
+        default=20000,
+        help="windows of the compact model for the whole-process `qlstm predict` comparison (0: skip)",
+    )
+    p.add_argument(
+        "--scan",
+        action="store_true",
+        help="also scan firmware_sim's threads and chunk size (no C simulation)",
+    )
+    p.add_argument("--chunk", type=int, default=512, help="windows simulated together")
+    p.add_argument("--threads", type=int, default=1, help="firmware_sim / BLAS / torch threads (default 1)")
+    args = p.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows up when piped
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(args.threads)  # before NumPy loads BLAS
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+    import numpy as np
+
+    print(f"load average at start: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="qlstm-bench-fw-") as tmp:
+        # a fresh cache unless QLSTM_CACHE is set (then a previous run's compile is reused)
+        os.environ.setdefault("QLSTM_CACHE", str(Path(tmp) / "cache"))
+        res = {}
+        kinds = {"both": ("exact", "narrow"), "none": ()}.get(args.accum, (args.accum,))
+        for accum in kinds:
+            res[accum] = bench_model(args, accum, np)
+            ok &= res[accum]["exact"]
+        if args.predict_windows:
+            ok &= bench_predict(args, np, Path(tmp))
+    print("\nsummary (ratios measured in this run):")
+    for accum, r in res.items():
+        print(
+            f"  {accum:<6}: firmware_sim {r['ratio']:.1f}x the C simulation, {r['f32']:.2f}x PyTorch float32, "
+            f"{r['f64']:.2f}x float64; peak memory {r['peak']:.2f}x the chunk's working set; "
+            f"bit-exact {'yes' if r['exact'] else 'NO'}"
+        )
+    print(f"load average at end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -14,28 +14,31 @@ import numpy as np
 
 from qlstm import description
 from qlstm.errors import QlstmError
+from qlstm.hls_config import HlsConfig
 
 from .simulate import Firmware
 
 
-def load_firmware(run_dir: Path) -> Firmware:
-    """The firmware of a quantised run folder (``model.json`` + ``weights.npz``)."""
+def load_firmware(run_dir: Path, config: HlsConfig | None = None) -> Firmware:
+    """The firmware of a quantised run folder (``model.json`` + ``weights.npz``), built with the
+    hls project's implementation ``options`` (io_type, strategy, reuse, static, backend; default
+    hls4ml's: io_parallel, latency, reuse factor 1)."""
     run_dir = Path(run_dir)
     desc, weights = description.load(run_dir)
     if not desc.quantised:
         raise QlstmError(
             f"{run_dir}: not a quantised run; the firmware backend needs the output of `qlstm quantize`"
         )
-    return Firmware(desc, weights)
+    return Firmware(desc, weights, config)
 
 
-def predict(run_dir: Path, x: np.ndarray) -> np.ndarray:
+def predict(run_dir: Path, x: np.ndarray, config: HlsConfig | None = None) -> np.ndarray:
     """(N, L, C) normalised windows -> (N, k) float64, bit-identical to the C simulation."""
-    return load_firmware(run_dir).predict(x)
+    return load_firmware(run_dir, config).predict(x)
 
 
-def trace(run_dir: Path, x: np.ndarray) -> dict[str, np.ndarray]:
+def trace(run_dir: Path, x: np.ndarray, config: HlsConfig | None = None) -> dict[str, np.ndarray]:
     """Every intermediate per step and layer (float64, exact): ``rnn{i}.x_acc``, ``h_acc``,
     ``preact``, ``gates``, ``c``/``tanh_c`` (LSTM) or ``r_h`` (GRU), ``h``; ``rnn{i}`` and
     ``head`` as hls4ml's trace names them."""
-    return load_firmware(run_dir).run(x, trace=True).values()
+    return load_firmware(run_dir, config).run(x, trace=True).values()

@@ -3,7 +3,7 @@
 ``qlstm firmware check QRUN_DIR (--inputs X.npy | --data FILE)`` simulates the firmware on the
 windows and prints, for every tensor of the dataflow, the largest deviation from the same network
 in float64 (in LSBs of the tensor's type) and every overflow that occurred (count, steps, first
-window). ``qlstm firmware trace QRUN_DIR --inputs X.npy --out trace.npz`` saves every
+window and step). ``qlstm firmware trace QRUN_DIR --inputs X.npy --out trace.npz`` saves every
 intermediate (gates before/after activation, states, per step and layer) as float64 arrays.
 """
 
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Run the firmware simulation and the float64 network (same weights) on the windows; print per "
             "tensor the largest deviation in LSBs of its fixed-point type and where it occurs, and every "
-            "quantisation point that overflowed (count, time steps, first window)."
+            "quantisation point that overflowed (count, time steps, first window and step)."
         ),
     )
     c.add_argument(
@@ -43,6 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _add_inputs(c)
     c.add_argument("--stride", type=int, default=1, help="window stride with --data (default 1)")
+    c.add_argument(
+        "--hls-project",
+        type=Path,
+        metavar="PRJ_DIR",
+        help="simulate this `qlstm hls` project's firmware (strategy, reuse factor, static, io type); "
+        "default hls4ml's io_parallel, latency, reuse factor 1",
+    )
     c.add_argument(
         "--max-windows", type=int, default=None, help="use at most this many windows (the first ones)"
     )
@@ -67,6 +74,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--inputs", type=Path, required=True, help="(N, L, C) normalised windows, .npy")
     t.add_argument("--out", type=Path, required=True, help="output .npz file")
+    t.add_argument(
+        "--hls-project",
+        type=Path,
+        metavar="PRJ_DIR",
+        help="simulate this `qlstm hls` project's firmware (strategy, reuse factor, static, io type)",
+    )
     t.set_defaults(func=run_trace)
 
 
@@ -132,7 +145,12 @@ def run_check(args: argparse.Namespace) -> int:
         y = None if y is None else y[: args.max_windows]
     if x.shape[0] == 0:
         raise QlstmError("no windows to check")
-    fw = Firmware(desc, weights)
+    config = None
+    if args.hls_project is not None:
+        from qlstm.predict import hls_project_config
+
+        config = hls_project_config(args.hls_project, args.run_dir)
+    fw = Firmware(desc, weights, config)
     try:
         run = fw.run(x, trace=True, record=True)
     except QlstmError as exc:
@@ -141,9 +159,11 @@ def run_check(args: argparse.Namespace) -> int:
     ref = float_trace(desc, weights, x)
     values = run.values()
     arch = desc.architecture
+    o = fw.config
     print(
         f"firmware check of {args.run_dir}: {x.shape[0]} windows, L={arch.history}, "
-        f"C={arch.input_channels}, k={arch.horizon}"
+        f"C={arch.input_channels}, k={arch.horizon}; {o.io_type}, {o.strategy}, reuse factor "
+        f"{o.reuse_factor}{'' if o.static else ', non-static'} (simulated)"
     )
     print(f"{'tensor':<16} {'type':<36} {'max |fw - float|':>18} {'LSB':>10}  at")
     for name, t in run.types.items():
@@ -159,9 +179,10 @@ def run_check(args: argparse.Namespace) -> int:
         print("overflow:")
         for name, e in hits.items():
             steps = ",".join(str(s) for s in sorted(e.steps)) if e.steps else "-"
-            print(
-                f"  {name:<22} {e.count} of {e.total} values; steps {steps}; first in window {e.first_window}"
+            at = f"window {e.first_window}" + (
+                f", step {e.first_step}" if e.first_step is not None else " (after the last step)"
             )
+            print(f"  {name:<22} {e.count} of {e.total} values; steps {steps}; first in {at}")
     if y is not None:
         ref_y = ref["head"]
         rmse_fw = float(np.sqrt(np.mean((run.y - y) ** 2)))
@@ -175,7 +196,12 @@ def run_trace(args: argparse.Namespace) -> int:
 
     from .backend import load_firmware
 
-    fw = load_firmware(args.run_dir)
+    config = None
+    if args.hls_project is not None:
+        from qlstm.predict import hls_project_config
+
+        config = hls_project_config(args.hls_project, args.run_dir)
+    fw = load_firmware(args.run_dir, config)
     x = load_inputs(args.inputs)
     if args.out.suffix != ".npz":
         raise QlstmError(f"--out {args.out}: the trace is written as .npz; give a file name ending in .npz")

@@ -13,12 +13,13 @@ rounds or saturates by itself.
     acc[jj] += mult[index];                          // ii = 0 .. n_in-1, accum_t each time
     res[ires] = cast<data_T, res_T, CONFIG_T>(acc[ires]);
 
-Matrix products run in float64 BLAS when every partial sum provably stays below 2**53 (then they
-are exact), else in int64 (exact below 2**63, or modulo 2**64, which is still exact for a
-wrapping accumulator). A saturating accumulator depends on the order of the partial sums; it is
+Matrix products run in float BLAS while every partial sum provably stays below 2**53 (2**24 for
+float32), else in compiled int64 (exact below 2**63, or modulo 2**64, which is still exact for a
+wrapping accumulator; :func:`qlstm.firmware_sim.jit.int_matmul`). A saturating accumulator depends on the order of the partial sums; it is
 summed in the C++ order, but only for the rows whose partial sums can leave the range at all.
-When products need rounding to the accumulator (``accum.frac < data.frac + weight.frac``) they
-are rounded one by one, as the C++ does, in blocks of rows: exact but much slower.
+When products need rounding to the accumulator (``accum.frac < data.frac + weight.frac``), and
+for the rows of a saturating accumulator whose partial sums can leave its range, the C++ loop
+itself runs, compiled (:mod:`qlstm.firmware_sim.jit`).
 """
 
 from __future__ import annotations
@@ -32,14 +33,13 @@ from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType, cast, shift_round, would_overflow
 
 from . import tables
+from .jit import dense_products, int_matmul
 
 #: Largest partial sum (in magnitude) for which float64 / float32 products and sums are exact.
 _F64_EXACT = 1 << 53
 _F32_EXACT = 1 << 24
 #: Largest magnitude we let int64 arithmetic reach (one bit of headroom for a final addition).
 _I64_SAFE = 1 << 62
-#: Elements of one (rows, n_in, n_out) block when products are rounded one by one.
-_BLOCK = 1 << 22
 #: Input widths up to this get a direct "mantissa -> activation" table (2**16 int64 = 512 KiB).
 _DIRECT_LUT_BITS = 16
 
@@ -66,12 +66,23 @@ def align(m: np.ndarray, frac: int, to_frac: int) -> np.ndarray:
 # ====================================================================== overflow log
 @dataclass
 class OverflowEntry:
-    """Where a cast hit its overflow mode: element count, steps involved, first window seen."""
+    """Where a cast hit its overflow mode: element count, steps involved, first (window, step).
+
+    ``first_window``/``first_step``: the earliest window with an overflow and, in it, the
+    earliest step (``first_step`` is None for the head, which runs once after the last step).
+    """
 
     count: int = 0
     total: int = 0
     steps: set[int] = field(default_factory=set)
     first_window: int | None = None
+    first_step: int | None = None
+
+    def _first(self, window: int, step: int | None) -> None:
+        key = (window, -1 if step is None else step)
+        old = (self.first_window, -1 if self.first_step is None else self.first_step)
+        if self.first_window is None or key < old:
+            self.first_window, self.first_step = window, step
 
 
 class Recorder:
@@ -81,7 +92,13 @@ class Recorder:
         self.entries: dict[str, OverflowEntry] = {}
         self.window_offset = 0  # index of the first window of the chunk being simulated
 
-    def note(self, name: str, mask: np.ndarray, step: int | None = None) -> None:
+    def note(self, name: str, mask: np.ndarray, step: int | None = None, steps: int | None = None) -> None:
+        """Count the True elements of ``mask`` (rows first) for point ``name``.
+
+        Rows are windows of the current chunk at time step ``step`` (None: not per step); or,
+        with ``steps`` (a product computed for every step at once), row ``window * steps + t``
+        is window ``window`` at step ``t``.
+        """
         e = self.entries.setdefault(name, OverflowEntry())
         mask = np.asarray(mask, dtype=bool)
         e.total += mask.size
@@ -89,11 +106,21 @@ class Recorder:
         if not n:
             return
         e.count += n
+        if mask.ndim == 0:
+            e._first(self.window_offset, step)
+            if step is not None:
+                e.steps.add(step)
+            return
+        if steps is not None:
+            hits = mask.reshape(-1, steps, int(np.prod(mask.shape[1:], dtype=np.int64))).any(axis=2)
+            e.steps.update(int(t) for t in np.nonzero(hits.any(axis=0))[0])
+            w = int(np.nonzero(hits.any(axis=1))[0][0])
+            e._first(self.window_offset + w, int(np.nonzero(hits[w])[0][0]))
+            return
         if step is not None:
             e.steps.add(step)
-        if e.first_window is None:
-            rows = np.nonzero(mask.reshape(mask.shape[0], -1).any(axis=1))[0] if mask.ndim else [0]
-            e.first_window = self.window_offset + int(rows[0])
+        rows = np.nonzero(mask.reshape(mask.shape[0], -1).any(axis=1))[0]
+        e._first(self.window_offset + int(rows[0]), step)
 
 
 def fast_cast(m: np.ndarray, frac: int, dst: FixedType) -> np.ndarray:
@@ -130,10 +157,13 @@ def exact_matmul(
     """``x @ w`` for int64 mantissas, exactly; ``bound`` >= every partial sum's magnitude.
 
     float32 BLAS when the partial sums of *these* rows stay below 2**24 (``colsum``: the largest
-    column sum of ``|w|``, to bound them from ``max |x|``), float64 while ``bound < 2**53``; int64
-    otherwise (exact below 2**63, and congruent modulo 2**64 beyond, which is enough when
-    ``modular_ok``: the result is then wrapped to fewer bits). ``w_float``: ``w`` already
-    converted to (float32, float64).
+    column sum of ``|w|``, to bound them from ``max |x|``), float64 while ``bound < 2**53``;
+    beyond, compiled int64 (:func:`qlstm.firmware_sim.jit.int_matmul`: exact below 2**63, and
+    congruent modulo 2**64 beyond, which is enough when ``modular_ok``: the result is then
+    wrapped to fewer bits). BLAS first because, measured in the whole simulation, it is as fast
+    as the compiled product and a process that needs no compiled kernel does not pay numba's
+    0.6 s of import and cache loading (firmware_sim/README.md, Speed). ``w_float``: ``w``
+    already converted to (float32, float64).
     """
     w32, w64 = w_float if w_float is not None else (w.astype(np.float32), w.astype(np.float64))
     if colsum is not None and x.size and max(-int(x.min()), int(x.max())) * colsum < _F32_EXACT:
@@ -142,10 +172,37 @@ def exact_matmul(
         return (x.astype(np.float64) @ w64).astype(np.int64)
     if bound >= _I64_SAFE and not modular_ok:
         check_int64(bound, what)
-    return x @ w
+    return int_matmul(x, w)
 
 
 # ====================================================================== dense
+def summation_order(name: str, n_in: int, strategy: str, reuse: int) -> np.ndarray | None:
+    """The order in which hls4ml 1.3.0's dense kernel adds the products of the ``n_in`` inputs.
+
+    ``latency`` (``dense_latency``, any reuse factor: it only sets a pragma): 0 .. n_in-1, None.
+    ``resource`` (``nnet_dense_resource.h``): with ``reuse <= n_in`` (``dense_resource_rf_leq_nin``)
+    pass ``ir = 0 .. reuse-1`` adds inputs ``ir, ir + reuse, ir + 2 reuse, ...``; with ``reuse`` a
+    multiple of ``n_in`` (``rf_gt_nin_rem0``) every output gets one product per pass, in input
+    order. Other reuse factors (``rf_gt_nin``, which hls4ml rejects for these shapes) are refused.
+    Each product is cast to ``accum_t`` and each partial sum too in every variant, so only the
+    order differs - and only a saturating accumulator can tell.
+    """
+    if strategy == "latency" or reuse == 1:
+        return None
+    if strategy != "resource":
+        raise QlstmError(f"{name}: unknown strategy {strategy!r}; choose latency or resource")
+    if reuse <= n_in:
+        if n_in % reuse:
+            raise QlstmError(f"{name}: reuse factor {reuse} does not divide n_in = {n_in}; not modelled")
+        return np.array([ir + s * reuse for ir in range(reuse) for s in range(n_in // reuse)], dtype=np.int64)
+    if reuse % n_in == 0:
+        return None
+    raise QlstmError(
+        f"{name}: reuse factor {reuse} > n_in = {n_in} and not a multiple of it "
+        "(hls4ml's dense_resource_rf_gt_nin) is not modelled by firmware_sim"
+    )
+
+
 @dataclass(frozen=True)
 class Dense:
     """One ``dense_latency`` call: kernel (n_in, n_out) and bias as mantissas, and its types."""
@@ -158,7 +215,8 @@ class Dense:
     x_t: FixedType
     acc_t: FixedType
     colsum: int  # largest column sum of |w|: bounds |x @ w| by max|x| * colsum
-    w_float: tuple[np.ndarray, np.ndarray]  # w as float32 and float64 for BLAS
+    w_float: tuple[np.ndarray, np.ndarray] | None = None  # w as float32 and float64 for BLAS
+    order: np.ndarray | None = None  # the C++ summation order of the inputs (None: 0 .. n_in-1)
 
     @classmethod
     def build(
@@ -170,8 +228,10 @@ class Dense:
         b_t: FixedType,
         x_t: FixedType,
         acc_t: FixedType,
+        order: np.ndarray | None = None,
     ) -> Dense:
-        """From real-valued kernel (n_in, n_out) and bias on their grids."""
+        """From real-valued kernel (n_in, n_out) and bias on their grids; ``order``: the order in
+        which the C++ adds the products of the inputs (see :func:`summation_order`)."""
         w_m = w_t.to_int(w)
         b_m = b_t.to_int(b)
         if not (np.array_equal(w_t.to_float(w_m), w) and np.array_equal(b_t.to_float(b_m), b)):
@@ -186,6 +246,7 @@ class Dense:
             acc_t=acc_t,
             colsum=int(np.abs(w_m).sum(axis=0).max(initial=0)),
             w_float=(w_m.astype(np.float32), w_m.astype(np.float64)),
+            order=None if order is None or np.array_equal(order, np.arange(w_m.shape[0])) else order,
         )
 
     @property
@@ -201,18 +262,27 @@ class Dense:
         """Largest ``sum_ii |x_ii * w_ii,jj|`` over outputs, in product mantissa units."""
         return max_abs(self.x_t) * self.colsum
 
-    def __call__(self, x: np.ndarray, rec: Recorder | None = None, step: int | None = None) -> np.ndarray:
-        """(rows, n_in) mantissas of ``x_t`` -> (rows, n_out) mantissas of ``acc_t``."""
+    def __call__(
+        self, x: np.ndarray, rec: Recorder | None = None, step: int | None = None, steps: int | None = None
+    ) -> np.ndarray:
+        """(rows, n_in) mantissas of ``x_t`` -> (rows, n_out) mantissas of ``acc_t``.
+
+        ``rec``/``step``/``steps``: overflow log, as :meth:`Recorder.note` (``steps``: the rows
+        are every step of each window, flattened).
+        """
         if rec is not None:
             rec.note(
-                f"{self.name}.bias", np.broadcast_to(self.b_overflow, (x.shape[0], self.b_acc.size)), step
+                f"{self.name}.bias",
+                np.broadcast_to(self.b_overflow, (x.shape[0], self.b_acc.size)),
+                step,
+                steps,
             )
         if self.shift >= 0 and self._products_fit():
             out, ideal = self._exact_products(x)
         else:
             out, ideal = self._rounded_products(x, need_ideal=rec is not None)
         if rec is not None:
-            rec.note(f"{self.name}.accum", out != ideal, step)
+            rec.note(f"{self.name}.accum", out != ideal, step, steps)
         return out
 
     def _products_fit(self) -> bool:
@@ -273,48 +343,30 @@ class Dense:
             exact_matmul(xp, wn, b, False, nm) + exact_matmul(xn, wp, b, False, nm), self.shift
         )
         rows = cand[((hi > acc.max_int) | (lo < acc.min_int)).any(axis=1)]
-        block = max(1, _BLOCK // max(1, self.w.size))
-        for s in range(0, rows.size, block):
-            r = rows[s : s + block]
-            out[r] = self._accumulate(np.left_shift(x[r][:, :, None] * self.w[None], self.shift))
+        if rows.size:
+            xo, wo = self._ordered(x[rows])
+            out[rows] = dense_products(xo, wo, self.b_acc, self.x_t.frac + self.w_t.frac, acc)[0]
         return out, ideal
 
+    def _ordered(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and kernel rows in the C++ summation order (matters for saturating sums only)."""
+        if self.order is None or self.acc_t.overflow == "AP_WRAP":
+            return x, self.w
+        return x[:, self.order], self.w[self.order]
+
     def _rounded_products(self, x: np.ndarray, need_ideal: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Each product cast to the accumulator (rounding and overflow), in blocks of rows; with
-        ``need_ideal`` also the sum an unbounded accumulator would hold (for the overflow log)."""
+        """Each product cast to the accumulator (rounding and overflow) and summed in the C++
+        order (:func:`qlstm.firmware_sim.jit.dense_products`); with ``need_ideal`` also the sum
+        an unbounded accumulator would hold (for the overflow log)."""
         acc = self.acc_t
-        pfrac = self.x_t.frac + self.w_t.frac
         wmax = int(np.abs(self.w).max(initial=0))
         check_int64(max_abs(self.x_t) * wmax, f"{self.name} product")
         check_int64(
             self.n_in * max_abs(self.x_t) * wmax + (self.n_in + 1) * max_abs(acc), f"{self.name} accumulation"
         )
-        n_out = self.w.shape[1]
-        rows = max(1, _BLOCK // max(1, self.n_in * n_out))
-        out = np.empty((x.shape[0], n_out), dtype=np.int64)
-        ideal = np.empty_like(out) if need_ideal else out
-        for s in range(0, x.shape[0], rows):
-            prod = x[s : s + rows, :, None] * self.w[None]  # data[ii] * weights[index], exact
-            terms = fast_cast(prod, pfrac, acc)  # mult[index] = (accum_t) product
-            if need_ideal:
-                ideal[s : s + rows] = self.b_acc + shift_round(prod, -self.shift, acc.rounding).sum(axis=1)
-            out[s : s + rows] = self._accumulate(terms)
-        return out, ideal
-
-    def _accumulate(self, terms: np.ndarray) -> np.ndarray:
-        """``acc = bias; acc += terms[:, ii]`` for ii in order, each sum cast to the accumulator."""
-        acc = self.acc_t
-        total = self.b_acc + terms.sum(axis=1)
-        if acc.overflow == "AP_WRAP":
-            return fast_cast(total, acc.frac, acc)
-        hi = self.b_acc + np.maximum(terms, 0).sum(axis=1)
-        lo = self.b_acc + np.minimum(terms, 0).sum(axis=1)
-        if not ((hi > acc.max_int) | (lo < acc.min_int)).any():
-            return total
-        out = np.broadcast_to(self.b_acc, total.shape).copy()
-        for ii in range(terms.shape[1]):
-            out = cast(out + terms[:, ii, :], acc.frac, acc)
-        return out
+        xo, wo = self._ordered(x)
+        out, ideal = dense_products(xo, wo, self.b_acc, self.x_t.frac + self.w_t.frac, acc, need_ideal)
+        return out, (ideal if need_ideal else out)
 
 
 # ====================================================================== lookup activations

@@ -35,13 +35,16 @@ type as the hls4ml bridge does (``convert_data``: ``input_t(double)``).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from qlstm import threads as qlstm_threads
 from qlstm.description import ModelDescription, check_weights
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType, would_overflow
+from qlstm.hls_config import HlsConfig
 
 from .kernels import (
     Activation,
@@ -53,6 +56,7 @@ from .kernels import (
     check_int64,
     fast_cast,
     max_abs,
+    summation_order,
 )
 
 #: Windows simulated together; bounds memory (a few (chunk, 4H) int64 arrays) and keeps caches warm.
@@ -127,15 +131,41 @@ class Run:
 
 
 class Firmware:
-    """The firmware of a quantised description, ready to simulate batches of windows."""
+    """The firmware of a quantised description, ready to simulate batches of windows.
 
-    def __init__(self, desc: ModelDescription, weights: dict[str, np.ndarray]) -> None:
+    The implementation options are those of the hls4ml project (``qlstm hls``), one
+    :class:`qlstm.hls_config.HlsConfig` (core type; default: hls4ml's io_parallel, latency, reuse
+    factor 1, static, Vivado). What they change in the
+    numbers is modelled (the resource strategy's summation order, see
+    :func:`~qlstm.firmware_sim.kernels.summation_order`); ``static`` (``lstm_static`` or the
+    non-static kernel) and the backend (Vivado or Vitis: the same ``io_parallel`` headers) do not
+    change them; ``io_stream`` is refused with one error line.
+    """
+
+    def __init__(
+        self,
+        desc: ModelDescription,
+        weights: dict[str, np.ndarray],
+        config: HlsConfig | None = None,
+    ) -> None:
         q = desc.quantisation
         if q is None:
             raise QlstmError(
                 "the model is not quantised: the firmware simulation needs a quantised run (qlstm quantize)"
             )
         check_weights(desc, weights)
+        cfg = HlsConfig() if config is None else config
+        if cfg.io_type != "io_parallel":
+            raise QlstmError(
+                f"io type {cfg.io_type!r}: firmware_sim models io_parallel only (the recurrent kernels "
+                "qlstm generates); use the csim backend for this project"
+            )
+        #: the hls4ml implementation options simulated (Vivado and Vitis share the io_parallel headers)
+        self.config = cfg
+
+        def order(name: str, n_in: int) -> np.ndarray | None:
+            return summation_order(name, n_in, cfg.strategy, cfg.reuse_factor)
+
         self.desc = desc
         arch = desc.architecture
         w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
@@ -153,10 +183,11 @@ class Firmware:
                 lq.bias,
                 x_t,
                 acc,
+                order(f"{name}.x_acc", arch.input_channels if i == 0 else arch.layers[i - 1].units),
             )
             hh = Dense.build(
                 f"{name}.h_acc", w[f"{name}.weight_hh"][perm].T, lq.recurrent_weight, w[f"{name}.bias_hh"][perm],
-                lq.recurrent_bias, st, acc,
+                lq.recurrent_bias, st, acc, order(f"{name}.h_acc", layer.units),
             )  # fmt: skip
             lay = _Layer(
                 index=i,
@@ -177,8 +208,9 @@ class Firmware:
             x_t = st
         self.layers: tuple[_Layer, ...] = tuple(layers)
         self.head = Dense.build(
-            "head.acc", w["head.weight"].T, q.dense.weight, w["head.bias"], q.dense.bias, x_t, q.dense.accum
-        )
+            "head.acc", w["head.weight"].T, q.dense.weight, w["head.bias"], q.dense.bias, x_t, q.dense.accum,
+            order("head.acc", arch.layers[-1].units),
+        )  # fmt: skip
         self.result_t = q.dense.result
         self.input_t = q.input
 
@@ -242,19 +274,37 @@ class Firmware:
         return out
 
     def run(
-        self, x: np.ndarray, *, trace: bool = False, record: bool = False, chunk: int = DEFAULT_CHUNK
+        self,
+        x: np.ndarray,
+        *,
+        trace: bool = False,
+        record: bool = False,
+        chunk: int = DEFAULT_CHUNK,
+        threads: int | None = None,
     ) -> Run:
-        """Simulate (N, L, C) normalised float inputs; see :class:`Run`."""
+        """Simulate (N, L, C) normalised float inputs; see :class:`Run`.
+
+        Windows are simulated ``chunk`` at a time; without ``trace``/``record`` the chunks run in
+        ``threads`` threads (default :func:`qlstm.threads.count`; the kernels release the GIL).
+        Chunks are independent, so the result does not depend on ``chunk`` or ``threads``.
+        """
         x = self._check_x(x)
         rec = Recorder() if record else None
+        chunk = max(1, chunk)
+        starts = range(0, x.shape[0], chunk)
+        n_threads = min(threads or qlstm_threads.count(), len(starts))
         ys, parts = [], []
-        for s in range(0, x.shape[0], max(1, chunk)):
-            if rec is not None:
-                rec.window_offset = s
-            tr: dict[str, np.ndarray] | None = {} if trace else None
-            ys.append(self._run_chunk(x[s : s + chunk], tr, rec))
-            if tr is not None:
-                parts.append(tr)
+        if n_threads > 1 and not trace and rec is None:
+            with ThreadPoolExecutor(n_threads, thread_name_prefix="firmware_sim") as pool:
+                ys = list(pool.map(lambda s: self._run_chunk(x[s : s + chunk], None, None), starts))
+        else:
+            for s in starts:
+                if rec is not None:
+                    rec.window_offset = s
+                tr: dict[str, np.ndarray] | None = {} if trace else None
+                ys.append(self._run_chunk(x[s : s + chunk], tr, rec))
+                if tr is not None:
+                    parts.append(tr)
         n, k = x.shape[0], self.desc.architecture.horizon
         y_m = np.concatenate(ys) if ys else np.zeros((0, k), dtype=np.int64)
         types = self.trace_names()
@@ -272,14 +322,15 @@ class Firmware:
             overflows=rec.entries if rec is not None else {},
         )
 
-    def predict(self, x: np.ndarray, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+    def predict(self, x: np.ndarray, chunk: int = DEFAULT_CHUNK, threads: int | None = None) -> np.ndarray:
         """(N, L, C) float -> (N, k) float64, exactly the C simulation's outputs."""
-        return self.run(x, chunk=chunk).y
+        return self.run(x, chunk=chunk, threads=threads).y
 
     def _run_chunk(self, x: np.ndarray, tr: dict[str, np.ndarray] | None, rec: Recorder | None) -> np.ndarray:
         if rec is not None:
             # input_t(double): convert_data in the hls4ml bridge
-            rec.note("input", _to_int_overflowed(x, self.input_t))
+            mask = _to_int_overflowed(x, self.input_t)  # (N, L, C)
+            rec.note("input", mask.reshape(-1, mask.shape[2]), steps=mask.shape[1])
         seq = self.input_t.to_int(x)
         if tr is not None:
             tr["input"] = seq
@@ -315,7 +366,7 @@ class Firmware:
             exact64 = lay.ih.int64_exact and lay.hh.int64_exact
             xa_max = int(np.abs(xa[:, :, :ns]).max(initial=0)) if exact64 else None
         else:
-            xa = lay.ih(flat, rec).reshape(n, steps, g)
+            xa = lay.ih(flat, rec, steps=steps).reshape(n, steps, g)
         h = np.zeros((n, hsz), dtype=np.int64)
         c = np.zeros((n, hsz), dtype=np.int64)
         hs = np.empty((n, steps, hsz), dtype=np.int64)

@@ -249,16 +249,33 @@ class CSim:
             raise QlstmError("inputs hold NaN or inf")
         return x.reshape(x.shape[0], self._in_size)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """(N, L, C) float -> (N, k) float64, one call of the top function per window."""
+    def predict(self, x: np.ndarray, workers: int = 1) -> np.ndarray:
+        """(N, L, C) float -> (N, k) float64, one call of the top function per window.
+
+        ``workers > 1``: chunks of windows run in that many processes (the compiled kernels keep
+        their state in C++ statics, so threads cannot share one library); each window is
+        independent, so the result is the same. Below :data:`PARALLEL_MIN` windows per worker
+        the process start-up (about a second) would cost more than it saves: one process.
+        """
         xf = self._check_x(x)
         n = xf.shape[0]
-        y = np.zeros((n, self._k), dtype=np.float64)
-        xp, yp = xf.ctypes.data, y.ctypes.data
-        xs, ys = xf.strides[0], y.strides[0]
-        for i in range(n):
-            self._fn(xp + i * xs, yp + i * ys)
-        return y
+        workers = max(1, min(int(workers), n // PARALLEL_MIN))
+        if workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            bounds = np.linspace(0, n, 4 * workers + 1).astype(int)
+            chunks = [xf[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+            ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent (torch, BLAS)
+            fn_name = f"{PROJECT_NAME}_double"
+            with ProcessPoolExecutor(
+                workers,
+                mp_context=ctx,
+                initializer=_worker_init,
+                initargs=(str(self.lib_path), fn_name, self._k),
+            ) as pool:
+                return np.concatenate(list(pool.map(_worker_predict, chunks)))
+        return _call_windows(self._fn, xf, self._k)
 
     def trace(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every layer's output (hls4ml's trace): ``{"rnn0": (N, L, H) or (N, H), ..., "head": (N, k)}``.
@@ -294,6 +311,37 @@ class CSim:
         if not np.array_equal(out[HEAD_NAME], y):
             raise RuntimeError("traced head output differs from the returned prediction")
         return out
+
+
+#: Fewest windows per worker process for :meth:`CSim.predict` to start processes.
+PARALLEL_MIN = 500
+
+
+def _call_windows(fn, xf: np.ndarray, k: int) -> np.ndarray:
+    """The compiled top function on every row of ``xf`` (N, L*C) contiguous float64."""
+    n = xf.shape[0]
+    y = np.zeros((n, k), dtype=np.float64)
+    xp, yp = xf.ctypes.data, y.ctypes.data
+    xs, ys = xf.strides[0], y.strides[0]
+    for i in range(n):
+        fn(xp + i * xs, yp + i * ys)
+    return y
+
+
+_WORKER: dict[str, object] = {}
+
+
+def _worker_init(lib_path: str, fn_name: str, k: int) -> None:
+    """Worker process of :meth:`CSim.predict`: load the compiled library once."""
+    lib = ctypes.CDLL(lib_path)
+    fn = getattr(lib, fn_name)
+    fn.restype = None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    _WORKER.update(lib=lib, fn=fn, k=k)
+
+
+def _worker_predict(xf: np.ndarray) -> np.ndarray:
+    return _call_windows(_WORKER["fn"], np.ascontiguousarray(xf), int(_WORKER["k"]))  # type: ignore[arg-type]
 
 
 # ====================================================================== entry point

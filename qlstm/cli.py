@@ -45,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"qlstm {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="threads for PyTorch, OpenMP, BLAS, numba and the simulators (default: $QLSTM_THREADS, "
+        "else $OMP_NUM_THREADS, else the cores this process may use); waiting threads sleep "
+        "(OMP_WAIT_POLICY=PASSIVE), so a loaded machine slows qlstm down gracefully",
+    )
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     for name in STAGES:
         importlib.import_module(name).register(sub)
@@ -59,6 +67,16 @@ def _terminate(signum: int, frame: object) -> None:  # noqa: ARG001
 def main(argv: list[str] | None = None) -> int:
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _terminate)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--threads", type=int)
+    known, _ = pre.parse_known_args(argv)
+    from qlstm import threads
+
+    try:  # before the stages load NumPy's BLAS and torch: they read the environment once
+        threads.configure(known.threads)
+    except QlstmError as exc:
+        print(f"qlstm: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)

@@ -134,7 +134,7 @@ def step_firmware(cfg: RunConfig, run: Run) -> dict[str, Any]:
     desc, weights = qrun.load()
     idx = np.linspace(0, len(test) - 1, min(cfg.firmware.windows, len(test))).astype(int)
     x, y = test.x[idx], test.y[idx]
-    fw = Firmware(desc, weights).predict(x)
+    fw = Firmware(desc, weights, project.config).predict(x)  # the project's options, modelled
     cs = build_csim(desc, weights, project.config, part=project.part, clock_ns=project.clock_ns).predict(x)
     check = {
         "available": True,

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from qlstm.errors import QlstmError
+from qlstm.hls_config import HlsConfig
 
 #: backend name -> "module:function"; the explicit list of what ``--backend`` accepts.
 BACKENDS: dict[str, str] = {
@@ -46,14 +47,36 @@ def get_backend(name: str, attr: str | None = None) -> Callable[[Path, np.ndarra
     return fn
 
 
-def run_backend(name: str, run_dir: Path, x: np.ndarray) -> np.ndarray:
-    """Run backend ``name`` and check it returned (N, k) for the run."""
+#: Backends that simulate an hls4ml project and so take its implementation options.
+PROJECT_BACKENDS = ("csim", "firmware")
+
+
+def hls_project_config(project_dir: Path, run_dir: Path) -> HlsConfig:
+    """The :class:`~qlstm.hls_config.HlsConfig` of the ``qlstm hls`` project ``project_dir``,
+    checked to be generated from the run's model. Raises QlstmError otherwise."""
+    from qlstm import description
+
+    desc, _ = description.load(Path(run_dir))
+    return get_backend("csim", "project_config")(Path(project_dir), desc)  # type: ignore[call-arg]
+
+
+def run_backend(name: str, run_dir: Path, x: np.ndarray, config: HlsConfig | None = None) -> np.ndarray:
+    """Run backend ``name`` on (N, L, C) windows and check it returned (N, k) float64 for the run;
+    ``config``: the hls project's implementation options, for the csim and firmware backends."""
     from qlstm import description
 
     desc, _ = description.load(run_dir)
     a = desc.architecture
     x = a.check_windows(x, "inputs")
-    y = np.asarray(get_backend(name)(Path(run_dir), x), dtype=np.float64)
+    fn = get_backend(name)
+    if config is not None:
+        if name not in PROJECT_BACKENDS:
+            raise QlstmError(
+                f"--hls-project applies to the {' and '.join(PROJECT_BACKENDS)} backends, not {name}"
+            )
+        y = np.asarray(fn(Path(run_dir), x, config=config), dtype=np.float64)  # type: ignore[call-arg]
+    else:
+        y = np.asarray(fn(Path(run_dir), x), dtype=np.float64)
     if y.shape != (x.shape[0], a.horizon):
         raise RuntimeError(f"backend {name} returned shape {y.shape}, expected {(x.shape[0], a.horizon)}")
     return y
@@ -87,6 +110,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a recording (.csv .h5 .hdf5 .parquet .npz) to window and score",
     )
     p.add_argument("--out", type=Path, metavar="Y.npy", help="write the predictions (N, k) float64 here")
+    p.add_argument(
+        "--hls-project",
+        type=Path,
+        metavar="PRJ_DIR",
+        help="csim/firmware: simulate this `qlstm hls` project's firmware (its strategy, reuse factor, "
+        "static, io type); default hls4ml's io_parallel, latency, reuse factor 1",
+    )
     p.add_argument("--stride", type=int, default=1, help="--data: window stride (default 1)")
     p.add_argument(
         "--max-windows",
@@ -146,8 +176,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         x, y_true = _windows_from_data(args.run_dir, args.data, args.stride, args.max_windows)
         where = f"--data {args.data}"
+    config = None if args.hls_project is None else hls_project_config(args.hls_project, args.run_dir)
     try:
-        y = run_backend(args.backend, args.run_dir, x)
+        y = run_backend(args.backend, args.run_dir, x, config)
     except QlstmError as exc:
         msg = str(exc)
         raise QlstmError(

@@ -73,17 +73,23 @@ def test_saturating_accumulator_follows_cpp_order(overflow):
     assert got[0, 0] == (0 if overflow == "AP_SAT_ZERO" else -29)
 
 
-def test_exact_matmul_paths_agree():
+def test_exact_matmul_is_exact_and_modular():
     rng = np.random.default_rng(3)
     x = rng.integers(-(2**15), 2**15, size=(7, 40))
     w = rng.integers(-(2**15), 2**15, size=(40, 9))
+    x[0, :5] = 0  # zero inputs are skipped
     exact = np.array([[sum(int(a) * int(b) for a, b in zip(r, c, strict=True)) for c in w.T] for r in x])
     bound = 2**15 * int(np.abs(w).sum(axis=0).max())
-    assert_array_equal(exact_matmul(x, w, bound, False, "t"), exact)  # float64
-    assert_array_equal(exact_matmul(x, w, 2**60, False, "t"), exact)  # int64
+    assert_array_equal(exact_matmul(x, w, bound, False, "t"), exact)  # float64 BLAS
+    assert_array_equal(exact_matmul(x, w, 2**60, False, "t"), exact)  # compiled int64
     small = x >> 12
-    ex_small = small @ w
-    assert_array_equal(exact_matmul(small, w, bound, False, "t", int(np.abs(w).sum(axis=0).max())), ex_small)
+    colsum = int(np.abs(w).sum(axis=0).max())
+    assert_array_equal(exact_matmul(small, w, bound, False, "t", colsum), small @ w)  # float32
+    # beyond int64: congruent modulo 2**64 (enough for a wrapping accumulator)
+    big = x << 30
+    got = exact_matmul(big, w << 2, 2**80, True, "t")
+    want = [[(int(v) << 32) % 2**64 for v in row] for row in exact]
+    assert [[int(v) % 2**64 for v in row] for row in got] == want
 
 
 def test_exact_matmul_refuses_int64_overflow_unless_modular():

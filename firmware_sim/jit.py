@@ -1,0 +1,189 @@
+"""The per-product ``dense_latency`` loop, compiled with numba: exact and fast at any precision.
+
+``nnet::dense_latency`` (``nnet_dense_latency.h``) casts every product to ``accum_t`` and adds
+them to the (``accum_t``) bias in order, ``ii = 0 .. n_in-1``, casting each partial sum::
+
+    mult[index] = (accum_t)(data[ii] * weights[index]);   // rounding, then overflow
+    acc[jj] = (accum_t)biases[jj];
+    acc[jj] += mult[index];                               // overflow at every step
+
+:func:`dense_kernel` returns that loop compiled for one rounding mode, one overflow mode and
+whether the overflow log's "ideal" sum (an unbounded accumulator's) is wanted; the modes are
+compile-time constants, so the inner loop over ``jj`` is branch-free and vectorises (for a
+saturating accumulator the order over ``ii`` is kept exactly; the ``jj`` lanes are independent).
+A wrapping accumulator takes every sum modulo ``2**width``, so its casts are deferred to one
+at the end (int64 itself wraps modulo ``2**64``, a multiple). The rounding and overflow
+formulas are those of :func:`qlstm.fixedpoint.shift_round` and ``_overflow`` (tested equal,
+element by element, in ``tests/test_firmware_jit.py``). The kernels release the GIL, so windows
+can be simulated in several threads (:mod:`qlstm.firmware_sim.simulate`).
+
+This module is the only place numba is imported; the first call of each mode compiles it
+(about a second), later calls in the process reuse it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from qlstm.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedType
+
+
+@functools.cache
+def dense_kernel(rounding: str, overflow: str, ideal: bool):
+    """The compiled loop ``kernel(x, w, bias, k, left, lo, hi, mask, out, idl)``.
+
+    ``x`` (rows, n_in) and ``w`` (n_in, n_out) int64 mantissas, ``bias`` (n_out,) the
+    ``(accum_t)`` bias; each product ``x * w`` is shifted right by ``k > 0`` bits with
+    ``rounding`` (or left by ``left >= 0`` bits when ``k == 0``) onto the accumulator's grid;
+    ``lo``/``hi`` the accumulator's mantissa range (for ``AP_SAT_SYM`` the symmetric one),
+    ``mask`` ``2**width - 1``. Writes ``out`` (rows, n_out) and, when
+    ``ideal``, ``idl``: the bias plus the rounded products without any overflow.
+    """
+    import numba
+
+    rmode = ROUNDING_MODES.index(rounding)
+    omode = OVERFLOW_MODES.index(overflow)
+    wrap, sat, sat_zero, sat_sym = (omode == i for i in range(4))
+
+    @numba.njit(inline="always")
+    def rnd(p, k):
+        floor = p >> k
+        if rmode == 0:  # AP_TRN: floor
+            return floor
+        rem = p & ((np.int64(1) << k) - 1)
+        half = np.int64(1) << (k - 1)
+        neg = floor < 0
+        if rmode == 1:  # AP_TRN_ZERO
+            inc = (rem > 0) & neg
+        elif rmode == 2:  # AP_RND: ties toward +inf
+            inc = rem >= half
+        elif rmode == 3:  # AP_RND_ZERO
+            inc = (rem > half) | ((rem == half) & neg)
+        elif rmode == 4:  # AP_RND_MIN_INF
+            inc = rem > half
+        elif rmode == 5:  # AP_RND_INF: ties away from zero
+            inc = (rem > half) | ((rem == half) & ~neg)
+        else:  # AP_RND_CONV: ties to even
+            inc = (rem > half) | ((rem == half) & ((floor & 1) == 1))
+        return floor + np.int64(inc)
+
+    @numba.njit(inline="always")
+    def ovf(v, lo, hi, mask):
+        if wrap:
+            return ((v - lo) & mask) + lo
+        if sat or sat_sym:  # AP_SAT_SYM: the caller passes lo = -hi (signed) or 0 (unsigned)
+            return min(max(v, lo), hi)
+        # AP_SAT_ZERO (sat_zero)
+        return v if (v >= lo) & (v <= hi) else np.int64(0)
+
+    assert wrap or sat or sat_zero or sat_sym
+
+    @numba.njit(nogil=True, cache=False, boundscheck=False)
+    def kernel(x, w, bias, k, left, lo, hi, mask, out, idl):
+        rows, n_in = x.shape
+        n_out = w.shape[1]
+        acc = np.empty(n_out, dtype=np.int64)
+        tot = np.empty(n_out, dtype=np.int64)
+        for r in range(rows):
+            for j in range(n_out):
+                acc[j] = bias[j]
+                tot[j] = bias[j]
+            for i in range(n_in):
+                xi = x[r, i]
+                if xi == 0:  # every product is 0: the casts leave acc unchanged
+                    continue
+                if k > 0:
+                    for j in range(n_out):
+                        t = rnd(xi * w[i, j], k)
+                        if ideal:
+                            tot[j] += t
+                        if wrap:
+                            acc[j] += t  # modulo 2**64, wrapped to the width at the end
+                        else:
+                            acc[j] = ovf(acc[j] + ovf(t, lo, hi, mask), lo, hi, mask)
+                else:
+                    for j in range(n_out):
+                        t = (xi * w[i, j]) << left
+                        if ideal:
+                            tot[j] += t
+                        if wrap:
+                            acc[j] += t
+                        else:
+                            acc[j] = ovf(acc[j] + ovf(t, lo, hi, mask), lo, hi, mask)
+            for j in range(n_out):
+                out[r, j] = ovf(acc[j], lo, hi, mask) if wrap else acc[j]
+                if ideal:
+                    idl[r, j] = tot[j]
+
+    return kernel
+
+
+@functools.cache
+def _int_matmul_kernel():
+    import numba
+
+    @numba.njit(nogil=True, cache=True, boundscheck=False)
+    def kernel(x, w, out):
+        rows, n_in = x.shape
+        n_out = w.shape[1]
+        acc = np.empty(n_out, dtype=np.int64)
+        for r in range(rows):
+            for j in range(n_out):
+                acc[j] = 0
+            for i in range(n_in):
+                xi = x[r, i]
+                if xi == 0:
+                    continue
+                for j in range(n_out):
+                    acc[j] += np.int64(xi * w[i, j])  # int32 x int32 when both are int32
+            for j in range(n_out):
+                out[r, j] = acc[j]
+
+    return kernel
+
+
+def int_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x @ w`` for int64 (rows, n_in) and (n_in, n_out): exact below 2**63, else modulo 2**64.
+
+    When every single product fits int32 the products are formed in int32 (twice the SIMD lanes)
+    and summed in int64. Faster than float64 BLAS with its two conversions at the shapes
+    firmware_sim meets, and it releases the GIL (docs: firmware_sim/README.md, Speed).
+    """
+    x = np.ascontiguousarray(x, dtype=np.int64)
+    out = np.empty((x.shape[0], w.shape[1]), dtype=np.int64)
+    xm = max(-int(x.min()), int(x.max())) if x.size else 0
+    wm = int(np.abs(w).max(initial=0))
+    if xm * wm < (1 << 31) and xm < (1 << 31) and wm < (1 << 31):
+        _int_matmul_kernel()(x.astype(np.int32), np.ascontiguousarray(w, dtype=np.int32), out)
+    else:
+        _int_matmul_kernel()(x, np.ascontiguousarray(w, dtype=np.int64), out)
+    return out
+
+
+def dense_products(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias_acc: np.ndarray,
+    prod_frac: int,
+    acc_t: FixedType,
+    ideal: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``dense_latency`` on (rows, n_in) mantissas: (rows, n_out) ``accum_t`` mantissas.
+
+    ``prod_frac``: fractional bits of an exact product ``x * w``; ``bias_acc`` the bias already
+    cast to ``acc_t``. With ``ideal`` also returns the sum an unbounded accumulator would hold
+    (the bias plus every product rounded to ``acc_t``'s grid), for the overflow log. The caller
+    guarantees that products and sums stay within int64 (``kernels.check_int64``).
+    """
+    x = np.ascontiguousarray(x, dtype=np.int64)
+    rows, n_out = x.shape[0], w.shape[1]
+    k = prod_frac - acc_t.frac
+    out = np.empty((rows, n_out), dtype=np.int64)
+    idl = np.empty((rows, n_out) if ideal else (0, 0), dtype=np.int64)
+    kern = dense_kernel(acc_t.rounding, acc_t.overflow, ideal)
+    mask = (1 << acc_t.width) - 1
+    lo = -acc_t.max_int if acc_t.overflow == "AP_SAT_SYM" and acc_t.signed else acc_t.min_int
+    kern(x, w, bias_acc, max(k, 0), max(-k, 0), lo, acc_t.max_int, mask, out, idl)
+    return out, (idl if ideal else None)
