@@ -236,18 +236,7 @@ class Firmware:
             check_int64(t1 + t2, f"{lay.name} hidden state update")
 
     def _check_x(self, x: np.ndarray) -> np.ndarray:
-        arch = self.desc.architecture
-        x = np.asarray(x)
-        if x.ndim != 3 or x.shape[1:] != (arch.history, arch.input_channels):
-            raise QlstmError(
-                f"inputs have shape {x.shape}; this model takes (N, {arch.history}, {arch.input_channels})"
-            )
-        if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
-            raise QlstmError(f"inputs must be numbers, got dtype {x.dtype}")
-        x = x.astype(np.float64, copy=False)
-        if not np.all(np.isfinite(x)):
-            raise QlstmError("inputs hold NaN or inf")
-        return x
+        return self.desc.architecture.check_windows(x, "inputs")  # the one window check
 
     # ------------------------------------------------------------------ simulation
     def trace_names(self) -> dict[str, FixedType]:

@@ -238,15 +238,7 @@ class CSim:
         return f"CSim(key={self.key}, project_dir={self.project_dir})"
 
     def _check_x(self, x: np.ndarray) -> np.ndarray:
-        arch = self.desc.architecture
-        x = np.asarray(x)
-        if x.ndim != 3 or x.shape[1:] != (arch.history, arch.input_channels):
-            raise QlstmError(
-                f"inputs have shape {x.shape}; this model takes (N, {arch.history}, {arch.input_channels})"
-            )
-        x = np.ascontiguousarray(x, dtype=np.float64)
-        if not np.all(np.isfinite(x)):
-            raise QlstmError("inputs hold NaN or inf")
+        x = np.ascontiguousarray(self.desc.architecture.check_windows(x, "inputs"))  # the one window check
         return x.reshape(x.shape[0], self._in_size)
 
     def predict(self, x: np.ndarray, workers: int = 1) -> np.ndarray:

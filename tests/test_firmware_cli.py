@@ -86,7 +86,7 @@ def test_bad_inputs_are_one_line_errors_without_output(qrun, tmp_path, capsys):
     np.save(bad, np.zeros((3, 5, 1)))
     assert main(["firmware", "trace", str(run_dir), "--inputs", str(bad), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "bad.npy" in err and "(N, 6, 1)" in err
+    assert err.count("\n") == 0 and "bad.npy" in err and "(N, L=6, C=1)" in err
     assert not out.exists() and not list(tmp_path.glob(".t.tmp*"))
     junk = tmp_path / "junk.npy"
     junk.write_bytes(b"not numpy")
