@@ -273,6 +273,12 @@ def build_event_set(
         steps.append(event_step(where, name, t, min_length))
     # 12 significant digits: float noise of a time column (e.g. n * 0.4) does not reach dt.
     dt = float(f"{np.median(steps):.12g}")
+    # absolute times (epochs: 1.8e9 s) carry float64 noise of their spacing (2.4e-7 s): round dt
+    # to a power of ten above 4 ulps, so 0.4 s sampling reads as 0.4 and not 0.40000009
+    ulp = max(float(np.spacing(np.max(np.abs(t[[0, -1]])))) for _, t, _, _ in raw)
+    if ulp > 0:
+        q = 10.0 ** np.ceil(np.log10(4 * ulp))
+        dt = float(f"{round(dt / q) * q:.12g}") or dt
     lo, hi = PLAUSIBLE_DT
     if not lo <= dt <= hi:
         raise QlstmError(

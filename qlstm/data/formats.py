@@ -619,3 +619,26 @@ def _write_hdf5(es: EventSet, tmp: Path) -> None:
                 d.attrs["unit"] = es.units[c]
             if e.quench_index is not None:
                 g.attrs["quench_index"] = e.quench_index
+
+
+def load_for_model(path: Path | str, desc, min_length: int = 2, **time_options) -> EventSet:
+    """A recording to run a trained model on: its channels, converted to the run's units.
+
+    Loads the description's channels (``desc.normalisation.channel_names``), converts each from
+    the recording's unit to the run's (:func:`qlstm.data.units.to_run_units`: SI prefixes and
+    any pint conversion; incompatible units are refused naming both), and refuses a sampling
+    step other than the training data's (``desc.data["dt"]``, when recorded) by more than
+    :data:`~qlstm.data.events.SAMPLING_TOLERANCE`: the network learnt dynamics at that step.
+    """
+    from qlstm.data.events import SAMPLING_TOLERANCE
+    from qlstm.data.units import to_run_units
+
+    norm = desc.normalisation
+    es = load_events(path, channels=list(norm.channel_names), min_length=min_length, **time_options)
+    es = to_run_units(es, tuple(norm.units), str(path))
+    dt = (desc.data or {}).get("dt")
+    if dt and abs(es.dt - float(dt)) > SAMPLING_TOLERANCE * float(dt):
+        raise QlstmError(
+            f"{path}: sampled every {es.dt:.6g} s, the run was trained on data sampled every {float(dt):.6g} s"
+        )
+    return es

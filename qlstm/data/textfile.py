@@ -47,9 +47,12 @@ class Dialect:
     trailing: bool  # every line ends with the delimiter
 
 
-def _fields(line: str, delim: str) -> list[str]:
+def _fields(line: str, delim: str, n: int | None = None) -> list[str]:
     if delim == " ":
-        return line.split()
+        f = line.split()
+        if n is not None and len(f) > n:  # a blank-aligned header with blanks inside names
+            f = re.split(r"\t| {2,}", line.strip())
+        return f
     return next(csv.reader([line], delimiter=delim), [])
 
 
@@ -116,7 +119,7 @@ def sniff(path: Path) -> Dialect:
     heads = [
         k
         for k, i in enumerate(content)
-        if len(f := _fields(lines[i], delim)) - trailing == n
+        if len(f := _fields(lines[i], delim, n)) - trailing == n
         and not any(_is_number(c, decimal) for c in f)
         and any(c.strip() for c in f)
     ]
@@ -126,7 +129,7 @@ def sniff(path: Path) -> Dialect:
     if first == len(content):
         raise QlstmError(f"{path}: empty file (a header but no data rows)")
     h = content[first - 1]
-    header = _fields(lines[h], delim)
+    header = _fields(lines[h], delim, n)
     if trailing and header and header[-1].strip() == "":
         header = header[:-1]
     if len(header) != n:

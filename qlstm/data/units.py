@@ -79,8 +79,8 @@ def conversion(src: str, dst: str, where: str):
         return None
     if a.dimensionality != b.dimensionality:
         raise QlstmError(
-            f"{where}: the recording is in {src} ({a.dimensionality}), the run was trained in "
-            f"{dst} ({b.dimensionality}); incompatible units"
+            f"{where}: the recording is in {src}, the run was trained in {dst}; "
+            "units of different dimensions, no conversion"
         )
 
     def convert(x: np.ndarray) -> np.ndarray:
