@@ -54,7 +54,7 @@ RESERVED = ("event", "time_s", "quench")
 #: Names of the NPZ arrays that describe the channels rather than hold one.
 NPZ_META = ("channel_names", "channel_units")
 #: Rows per block when a long table is read in blocks.
-BLOCK_ROWS = 1 << 18
+BLOCK_ROWS = 1 << 16
 
 
 def file_format(path: Path) -> str:
@@ -187,35 +187,50 @@ def _layout(path: Path, source: list[str], wanted, opts: TimeOptions, ignore=())
 
 
 class _LongTable:
-    """Columns of a long table gathered block by block: event codes (int32) and labels in
-    order of first appearance, raw time values, channel values (float64), quench flags."""
+    """Columns of a long table gathered block by block into preallocated arrays: event codes
+    (int32, labels in order of first appearance), raw time values, channel values (float64,
+    (N, C)), quench flags. ``capacity`` is the expected row count (exact for Parquet and NPZ,
+    the line count for text); the arrays grow if it was too small and are trimmed (as views)."""
 
-    def __init__(self, path: Path, lay: _Layout) -> None:
+    def __init__(self, path: Path, lay: _Layout, capacity: int) -> None:
         self.path, self.lay = path, lay
+        self.cap = max(int(capacity), 1)
         self.labels: dict[str, int] = {}
-        self.codes: list[np.ndarray] = []
-        self.time: list[np.ndarray] = []
+        self.codes = np.empty(self.cap, dtype=np.int32) if lay.event is not None else None
+        self.t: np.ndarray | None = None
         self.time_is_datetime: bool | None = None
-        self.cols: list[list[np.ndarray]] = [[] for _ in lay.channels]
-        self.quench: list[np.ndarray] = []
+        self.x = np.empty((self.cap, len(lay.channels)), dtype=np.float64)
+        self.quench = np.empty(self.cap, dtype=np.float64) if lay.quench is not None else None
         self.n = 0
 
-    def add_labels(self, values: np.ndarray) -> None:
-        """Event labels of one block (NumPy array of str/bytes/numbers)."""
+    def _reserve(self, k: int) -> None:
+        if self.n + k <= self.cap:
+            return
+        self.cap = max(2 * self.cap, self.n + k)
+        for name in ("codes", "t", "x", "quench"):
+            a = getattr(self, name)
+            if a is not None:
+                b = np.empty((self.cap, *a.shape[1:]), dtype=a.dtype)
+                b[: self.n] = a[: self.n]
+                setattr(self, name, b)
+
+    def add_labels(self, values: np.ndarray, at: int) -> None:
+        """Event labels of rows ``at ..`` (a NumPy block of str/bytes/numbers)."""
         uniq, first, inv = np.unique(values, return_index=True, return_inverse=True)
         lut = np.empty(len(uniq), dtype=np.int32)
         for j in np.argsort(first, kind="stable"):
             v = uniq[j]
             key = v.decode() if isinstance(v, bytes) else str(v)
             lut[j] = self.labels.setdefault(key, len(self.labels))
-        self.codes.append(lut[inv.ravel()])
+        self.codes[at : at + len(values)] = lut[inv.ravel()]
 
     def add_arrow(self, batch) -> None:
         """One pyarrow RecordBatch holding the layout's columns."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        lay = self.lay
+        lay, k, n = self.lay, batch.num_rows, self.n
+        self._reserve(k)
         if lay.event is not None:
             col = batch.column(lay.event)
             if col.null_count:
@@ -227,19 +242,19 @@ class _LongTable:
                 [self.labels.setdefault(str(v), len(self.labels)) for v in enc.dictionary.to_pylist()],
                 dtype=np.int32,
             )
-            self.codes.append(lut[enc.indices.to_numpy(zero_copy_only=False)])
+            self.codes[n : n + k] = lut[enc.indices.to_numpy(zero_copy_only=False)]
         t = batch.column(lay.time)
         if t.null_count:
             raise QlstmError(f"{self.path}: time column {lay.time!r} has empty cells")
-        self._add_time(t)
+        self._add_time(t, n)
         for c, name in enumerate(lay.channel_source):
-            self.cols[c].append(self._values(batch.column(name), name))
+            self.x[n : n + k, c] = self._values(batch.column(name), name)
         if lay.quench is not None:
             q = batch.column(lay.quench)
             if q.null_count:
                 raise QlstmError(f"{self.path}: column quench has empty cells")
-            self.quench.append(_numeric(self.path, "quench", q.to_numpy(zero_copy_only=False)))
-        self.n += batch.num_rows
+            self.quench[n : n + k] = _numeric(self.path, "quench", q.to_numpy(zero_copy_only=False))
+        self.n += k
 
     def _values(self, col, name: str) -> np.ndarray:
         import pyarrow as pa
@@ -249,52 +264,51 @@ class _LongTable:
             col = pc.fill_null(pc.cast(col, pa.float64()), float("nan"))
         return _numeric(self.path, name, col.to_numpy(zero_copy_only=False))
 
-    def _add_time(self, values) -> None:
+    def _add_time(self, values, at: int) -> None:
         ns = timecol._datetime_ns(values, f"time column {self.lay.time!r}", str(self.path))
         is_dt = ns is not None
         if self.time_is_datetime is None:
             self.time_is_datetime = is_dt
         elif self.time_is_datetime != is_dt:
             raise QlstmError(f"{self.path}: time column {self.lay.time!r} mixes date-times and numbers")
-        self.time.append(ns if is_dt else np.asarray(values))
+        a = ns if is_dt else np.asarray(values)
+        if self.t is None:
+            self.t = np.empty(self.cap, dtype=a.dtype)
+        elif a.dtype != self.t.dtype:
+            raise QlstmError(
+                f"{self.path}: time column {self.lay.time!r} changes type ({self.t.dtype}, {a.dtype})"
+            )
+        self.t[at : at + len(a)] = a
 
     def events(self, opts: TimeOptions):
         """``[(name, t, x, quench_index)]`` of :func:`build_event_set`, events in order of first row."""
-        path, lay = self.path, self.lay
-        if self.n == 0:
+        path, lay, n = self.path, self.lay, self.n
+        if n == 0:
             raise QlstmError(f"{path}: empty file (a header but no data rows)")
-        raw_t = _concat(self.time)
+        raw_t = self.t[:n]
         if self.time_is_datetime:
             t = raw_t.astype(np.float64) * 1e-9
         else:
             t = timecol.to_seconds(
                 raw_t, lay.bare[lay.source.index(lay.time)], lay.time_unit, opts.unit, str(path)
             )
-        del raw_t
-        if len(self.cols) == 1:
-            x = _concat(self.cols[0]).reshape(-1, 1)
-        else:
-            x = np.empty((self.n, len(self.cols)), dtype=np.float64)
-            for c, parts in enumerate(self.cols):
-                off = 0
-                for p in parts:
-                    x[off : off + len(p), c] = p
-                    off += len(p)
-                parts.clear()
-        quench = _concat(self.quench) if lay.quench is not None else None
+        self.t = raw_t = None
+        x = self.x[:n]
+        quench = self.quench[:n] if self.quench is not None else None
         if lay.event is None:
-            groups = [(path.stem, slice(0, self.n))]
+            groups = [(path.stem, slice(0, n))]
         else:
-            codes = _concat(self.codes)
+            codes = self.codes[:n]
             labels = list(self.labels)
             change = np.flatnonzero(codes[1:] != codes[:-1]) + 1
             if len(change) + 1 == len(labels):  # every event one contiguous run: views
-                bounds = [0, *change.tolist(), self.n]
+                bounds = [0, *change.tolist(), n]
                 groups = [(labels[g], slice(bounds[g], bounds[g + 1])) for g in range(len(labels))]
             else:
                 order = np.argsort(codes, kind="stable")
                 ends = np.cumsum(np.bincount(codes, minlength=len(labels)))
                 groups = [(labels[g], order[(ends[g - 1] if g else 0) : ends[g]]) for g in range(len(labels))]
+            self.codes = codes = None
         raw = []
         for name, idx in groups:
             q = None
@@ -313,10 +327,17 @@ class _LongTable:
         return raw, tuple(lay.channels), units
 
 
-def _concat(parts: list[np.ndarray]) -> np.ndarray:
-    out = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    parts.clear()
-    return out
+def _count_lines(path: Path, encoding: str) -> int:
+    """Line ends in a text file (an upper bound of its data rows), read in 8 MiB blocks."""
+    nl = "\n".encode(encoding)[-2:] if encoding == "utf-16" else b"\n"
+    n = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(8 << 20):
+            n += block.count(nl) if len(nl) == 1 else block.count(nl)
+            last = block
+    if encoding != "utf-16" and n and not last.endswith(b"\n"):
+        n += 1
+    return n + 1
 
 
 def _read_text(path: Path, wanted, opts: TimeOptions):
@@ -336,7 +357,7 @@ def _read_text(path: Path, wanted, opts: TimeOptions):
     if lay.quench is not None:
         types[lay.quench] = pa.float64()
     include = [c for c in (lay.event, lay.time, *lay.channel_source, lay.quench) if c is not None]
-    table = _LongTable(path, lay)
+    table = _LongTable(path, lay, capacity=_count_lines(path, d.encoding) - d.skip_rows)
     for batch in textfile.batches(path, d, names, types, include):
         table.add_arrow(batch)
     return table.events(opts)
@@ -347,7 +368,8 @@ def _read_parquet(path: Path, wanted, opts: TimeOptions):
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
+        # buffered reads without pre-buffering: a row group's column chunks are not held whole
+        pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
         schema = pf.schema_arrow
     except (pa.ArrowInvalid, OSError) as exc:
         raise QlstmError(f"{path}: not a readable Parquet file: {str(exc).splitlines()[0]}") from None
@@ -364,7 +386,7 @@ def _read_parquet(path: Path, wanted, opts: TimeOptions):
     lay = _layout(path, list(schema.names), wanted, opts, ignore)
     lay.units = {**lay.units, **meta_units}
     columns = [c for c in (lay.event, lay.time, *lay.channel_source, lay.quench) if c is not None]
-    table = _LongTable(path, lay)
+    table = _LongTable(path, lay, capacity=pf.metadata.num_rows)
     try:
         for batch in pf.iter_batches(batch_size=BLOCK_ROWS, columns=columns, use_threads=False):
             table.add_arrow(batch)
@@ -430,33 +452,49 @@ def _read_npz_open(path: Path, z, wanted, opts: TimeOptions):
         for c, u in zip(chans, (str(u) for u in meta["channel_units"]), strict=False):
             if u:
                 lay.units[split_header(c)[0]] = u
-    table = _LongTable(path, lay)
     t = z[lay.time]
-    n = t.shape[0] if t.ndim == 1 else -1
     if t.ndim != 1:
         raise QlstmError(f"{path}: array {lay.time} has shape {t.shape}, expected (N,)")
-    table._add_time(t)
-    for c, name in enumerate(lay.channel_source):
+    n = t.shape[0]
+    # whole arrays are read once (NumPy reads a member in blocks) and used as they are
+    table = _LongTable(path, lay, capacity=1)
+    table._add_time(t[:0], 0)  # the time encoding (datetime or numbers) from the dtype
+    ns = timecol._datetime_ns(t, f"time column {lay.time!r}", str(path))
+    table.t = t if ns is None else ns
+    del t, ns
+    cols = []
+    for name in lay.channel_source:
         a = z[name]
         if a.shape != (n,):
             raise QlstmError(f"{path}: array {name} has shape {a.shape}, expected ({n},) like {lay.time}")
-        table.cols[c].append(_numeric(path, name, a))
+        cols.append(_numeric(path, name, a))
+        del a
+    if len(cols) == 1:
+        table.x = cols.pop().reshape(-1, 1)
+    else:
+        table.x = np.empty((n, len(cols)), dtype=np.float64)
+        for c in range(len(cols)):
+            table.x[:, c] = cols[c]
+            cols[c] = None
     if lay.quench is not None:
         q = z[lay.quench]
         if q.shape != (n,):
             raise QlstmError(
                 f"{path}: array {lay.quench} has shape {q.shape}, expected ({n},) like {lay.time}"
             )
-        table.quench.append(_numeric(path, "quench", q))
+        table.quench = _numeric(path, "quench", q)
     if lay.event is not None:
+        table.codes = np.empty(n, dtype=np.int32)
         with zipfile.ZipFile(path) as zf:
             count = 0
             for block in _npz_chunks(zf, lay.event, BLOCK_ROWS):
-                table.add_labels(block)
+                if count + len(block) > n:
+                    raise QlstmError(f"{path}: array {lay.event} has more values than {lay.time} ({n})")
+                table.add_labels(block, count)
                 count += len(block)
         if count != n:
             raise QlstmError(f"{path}: array {lay.event} has {count} values, expected {n} like {lay.time}")
-    table.n = n
+    table.n = table.cap = n
     return table.events(opts)
 
 

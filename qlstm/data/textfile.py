@@ -192,7 +192,7 @@ def batches(path: Path, d: Dialect, column_names: list[str], column_types: dict,
 
     names = list(column_names) + (["__trailing__"] if d.trailing else [])
     read = pcsv.ReadOptions(
-        column_names=names, skip_rows=d.skip_rows + 1, encoding=d.encoding, block_size=4 << 20,
+        column_names=names, skip_rows=d.skip_rows + 1, encoding=d.encoding, block_size=1 << 18,
         use_threads=False,
     )  # fmt: skip
     parse = pcsv.ParseOptions(delimiter="\t" if d.delimiter == " " else d.delimiter)
