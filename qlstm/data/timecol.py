@@ -141,10 +141,10 @@ def _check_float32(a: np.ndarray, col: str, where: str) -> None:
 def _datetime_ns(values, col: str, where: str) -> np.ndarray | None:
     """int64 nanoseconds since 1970 (UTC for zone-aware input) for datetime or text columns;
     None for numeric columns."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    if type(values).__module__.startswith("pyarrow"):  # no pyarrow import for NumPy input (HDF5)
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-    if isinstance(values, pa.ChunkedArray | pa.Array):
         t = values.type
         if pa.types.is_timestamp(t) or pa.types.is_date(t):
             return pc.cast(values, pa.timestamp("ns", tz=getattr(t, "tz", None))).to_numpy().view(np.int64)
@@ -159,6 +159,8 @@ def _datetime_ns(values, col: str, where: str) -> np.ndarray | None:
     if a.dtype.kind in "SUO":
         if a.dtype.kind == "O":
             raise QlstmError(f"{where}: {col} holds Python objects; refused")
+        import pyarrow as pa
+
         return _parse_iso(pa.array(a.astype(str)), col, where)
     return None
 
