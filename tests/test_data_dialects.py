@@ -303,3 +303,35 @@ def test_pandas_index_column_is_not_a_channel(tmp_path):
     ).replace_schema_metadata({b"pandas": json.dumps(meta).encode()})
     pq.write_table(tab, tmp_path / "p.parquet")
     assert load_events(tmp_path / "p.parquet").channel_names == ("U_res",)
+
+
+def test_large_blank_aligned_file_across_read_blocks(tmp_path):
+    """Blank-aligned columns over more than one 1 MiB read block of the blank-to-tab stream."""
+    rng = np.random.default_rng(1)
+    n = 60_000
+    t = np.arange(n) * 0.4
+    u = rng.normal(size=n)
+    (tmp_path / "a").mkdir()
+    plain = tmp_path / "a" / "rec.csv"  # same stem: the single event is named after the file
+    plain.write_text("time_s,U_res\n" + "".join(f"{a:.1f},{b:.9e}\n" for a, b in zip(t, u, strict=True)))
+    aligned = tmp_path / "rec.dat"
+    aligned.write_text(
+        "  time_s        U_res\n"
+        + "".join(f"  {a:>10.1f}    {b:>16.9e}  \n" for a, b in zip(t, u, strict=True))
+    )
+    assert aligned.stat().st_size > 2 << 20
+    _same(load_events(plain), load_events(aligned))
+
+
+def test_inspect_time_options(tmp_path, capsys):
+    from qlstm.cli import main
+
+    path = _dst_file(tmp_path / "dst.csv")
+    assert main(["data", "inspect", str(path)]) == 2
+    assert "daylight saving" in capsys.readouterr().err
+    assert main(["data", "inspect", str(path), "--repair-dst"]) == 0
+    assert "dt = 0.4 s" in capsys.readouterr().out
+    rel = tmp_path / "rel.csv"
+    rel.write_text("stamp,U_res\n" + "".join(f"{i * 400},{i}\n" for i in range(20)))
+    assert main(["data", "inspect", str(rel), "--time-column", "stamp", "--time-unit", "ms"]) == 0
+    assert "dt = 0.4 s" in capsys.readouterr().out

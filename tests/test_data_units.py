@@ -132,3 +132,12 @@ def test_old_description_without_units_still_reads(b21, tmp_path):
     desc = description.ModelDescription.from_dict(d)
     assert desc.normalisation.units == () and desc.normalisation.target_unit == ""
     assert load_for_model(b21 / "rec_V.csv", desc).units == ("V",)
+
+
+def test_make_windows_refuses_unconverted_units(b21):
+    from qlstm.data import make_windows
+
+    desc, _ = description.load(b21 / "run_V")
+    es = load_events(b21 / "rec_mV.csv")
+    with pytest.raises(QlstmError, match="U_res in mV \\(normalisation in V\\)"):
+        make_windows(es, desc.normalisation, history=8, horizon=2)

@@ -333,7 +333,7 @@ def _count_lines(path: Path, encoding: str) -> int:
     n = 0
     with open(path, "rb") as fh:
         while block := fh.read(8 << 20):
-            n += block.count(nl) if len(nl) == 1 else block.count(nl)
+            n += block.count(nl)
             last = block
     if encoding != "utf-16" and n and not last.endswith(b"\n"):
         n += 1
