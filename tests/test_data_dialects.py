@@ -335,3 +335,13 @@ def test_inspect_time_options(tmp_path, capsys):
     rel.write_text("stamp,U_res\n" + "".join(f"{i * 400},{i}\n" for i in range(20)))
     assert main(["data", "inspect", str(rel), "--time-column", "stamp", "--time-unit", "ms"]) == 0
     assert "dt = 0.4 s" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["event", "Event", "event_id", "EVENT_NAME"])
+def test_event_column_names(tmp_path, name):
+    path = tmp_path / "e.csv"
+    path.write_text(
+        f"{name},Time,U_res\n" + "".join(f"{e},{i * 0.4:.1f},{i}\n" for e in "AB" for i in range(10))
+    )
+    es = load_events(path)
+    assert es.names == ("A", "B") and es.channel_names == ("U_res",)

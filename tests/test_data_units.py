@@ -141,3 +141,27 @@ def test_make_windows_refuses_unconverted_units(b21):
     es = load_events(b21 / "rec_mV.csv")
     with pytest.raises(QlstmError, match="U_res in mV \\(normalisation in V\\)"):
         make_windows(es, desc.normalisation, history=8, horizon=2)
+
+
+def test_firmware_check_converts_mV_like_predict(tmp_path, capsys):
+    """The firmware check on a recording goes through the same conversion (B21, firmware time)."""
+    from qlstm.description import save
+    from qlstm.firmware_sim.examples import random_model, uniform_quantisation
+
+    q = uniform_quantisation(1, width=16, integer=4, rounding="AP_RND", overflow="AP_SAT")
+    desc, w = random_model(("lstm",), (4,), history=6, horizon=2, quantisation=q, weight_range=1.0)
+    norm = dataclasses.replace(desc.normalisation, channel_names=("U_res",), units=("V",))
+    save(tmp_path / "q", dataclasses.replace(desc, normalisation=norm), w)
+    t = np.arange(300) * 0.4
+    lines = {}
+    for unit, factor in (("V", 1.0), ("mV", 1000.0), ("A", 1.0)):
+        es = EventSet(
+            (Event("e0", t, (0.5 + 0.3 * np.sin(t))[:, None] * factor),), ("U_res",), (unit,), 0.4, unit
+        )
+        save_events(es, tmp_path / f"r_{unit}.csv")
+        rc = main(["firmware", "check", str(tmp_path / "q"), "--data", str(tmp_path / f"r_{unit}.csv")])
+        cap = capsys.readouterr()
+        lines[unit] = (rc, [x for x in cap.out.splitlines() if "RMSE vs targets" in x], cap.err)
+    assert lines["V"][0] == 0 and lines["V"][1]
+    assert lines["mV"][:2] == lines["V"][:2]  # the firmware computes on the same fixed-point inputs
+    assert lines["A"][0] == 2 and "in A" in lines["A"][2] and "in V" in lines["A"][2]

@@ -51,6 +51,8 @@ FORMATS = {
     ".npz": "npz",
 }
 RESERVED = ("event", "time_s", "quench")
+#: Names of the event column (compared case-insensitively).
+EVENT_NAMES = ("event", "event_id", "event_name")
 #: Names of the NPZ arrays that describe the channels rather than hold one.
 NPZ_META = ("channel_names", "channel_units")
 #: Rows per block when a long table is read in blocks.
@@ -166,8 +168,11 @@ def _layout(path: Path, source: list[str], wanted, opts: TimeOptions, ignore=())
     units = {b: u for b, u in pairs if u}
     considered = [b for b, s in zip(bare, source, strict=True) if s not in ignore]
     tname = timecol.find_time_column(considered, opts.column, str(path))
-    lower = {b.lower(): b for b in considered}
-    event = lower.get("event")
+    lower = {b.lower(): b for b in considered if b != tname}
+    found = [lower[e] for e in EVENT_NAMES if e in lower]
+    if len(found) > 1:
+        raise QlstmError(f"{path}: several event columns ({', '.join(found)}); keep one")
+    event = found[0] if found else None
     quench = lower.get("quench")
     reserved = {tname, event, quench}
     available = [b for b in considered if b not in reserved]
@@ -571,8 +576,12 @@ def save_events(es: EventSet, path: Path | str) -> Path:
     path = Path(path)
     kind = file_format(path)
     for ch in es.channel_names:
-        if ch in RESERVED or ch in NPZ_META or not ch or "/" in ch:
-            raise QlstmError(f"{path}: channel name {ch!r} cannot be written (reserved or contains '/')")
+        taken = ch.lower() in {*RESERVED, *EVENT_NAMES, *timecol.TIME_NAMES} or ch in NPZ_META
+        if taken or not ch or "/" in ch:
+            raise QlstmError(
+                f"{path}: channel name {ch!r} cannot be written (an event/time/quench column name, "
+                "or contains '/')"
+            )
     if kind == "hdf5":
         for e in es.events:
             if not e.name or "/" in e.name or e.name.startswith("."):
