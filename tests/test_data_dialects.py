@@ -118,6 +118,7 @@ def test_dialects_load_as_plain(tmp_path, plain, dialect, ext):
     "text, match",
     [
         ("0,1\n0.4,2\n", "no header line"),
+        ("a,b,c\n0,1\n0.4,2\n", "no header line of 2 column names"),
         ("time_s\n0\n0.4\n", "no delimiter"),
         ("time_s,U_res\n0,1\n0.4,abc\n", "column U_res is not numeric"),
         ("time_s,U_res\n", "empty file"),
@@ -345,3 +346,11 @@ def test_event_column_names(tmp_path, name):
     )
     es = load_events(path)
     assert es.names == ("A", "B") and es.channel_names == ("U_res",)
+
+
+@pytest.mark.parametrize("header, row", [("time_s,U_res,", "{},{}"), ("time_s,U_res", "{},{},")])
+def test_trailing_delimiter_on_header_or_data_only(tmp_path, header, row):
+    path = tmp_path / "x.csv"
+    path.write_text(header + "\n" + "".join(row.format(i * 0.4, i) + "\n" for i in range(10)))
+    es = load_events(path)
+    assert es.channel_names == ("U_res",) and len(es.events[0]) == 10

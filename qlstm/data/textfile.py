@@ -115,28 +115,29 @@ def sniff(path: Path) -> Dialect:
         cells = [c for r in rows for c in r[:n]]
         if any(_DEC_COMMA.match(c.strip()) for c in cells):
             decimal = ","
+
     # the header: the last line of n fields none of which is a number (data lines hold numbers)
+    def header_fields(i: int) -> list[str]:
+        f = _fields(lines[i], delim, n)
+        return f[:-1] if len(f) == n + 1 and not f[-1].strip() else f  # a trailing delimiter
+
     heads = [
         k
         for k, i in enumerate(content)
-        if len(f := _fields(lines[i], delim, n)) - trailing == n
+        if len(f := header_fields(i)) == n
         and not any(_is_number(c, decimal) for c in f)
         and any(c.strip() for c in f)
     ]
     if not heads:
-        raise QlstmError(f"{path}: no header line (every line holds numbers); qlstm needs column names")
+        raise QlstmError(
+            f"{path}: no header line of {n} column names above the data (delimiter {_name(delim)}); "
+            "qlstm needs column names"
+        )
     first = heads[-1] + 1
     if first == len(content):
         raise QlstmError(f"{path}: empty file (a header but no data rows)")
     h = content[first - 1]
-    header = _fields(lines[h], delim, n)
-    if trailing and header and header[-1].strip() == "":
-        header = header[:-1]
-    if len(header) != n:
-        raise QlstmError(
-            f"{path}: the header line {h + 1} has {len(header)} columns, the data {n} "
-            f"(delimiter {_name(delim)})"
-        )
+    header = header_fields(h)
     return Dialect(encoding, delim, decimal, h, tuple(c.strip() for c in header), bool(trailing))
 
 
