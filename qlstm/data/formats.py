@@ -446,11 +446,8 @@ def _read_npz_open(path: Path, z, wanted, opts: TimeOptions):
         absent = [c for c in listed if c not in files]
         if absent:
             raise QlstmError(f"{path}: missing column(s) {', '.join(absent)} listed in channel_names")
-        lower = {k.lower() for k in listed}
-        data_names = [k for k in data_names if k in listed or k.lower() not in lower]
-        # keep non-channel arrays (event, time, quench) and the listed channels, in listed order
-        others = [k for k in data_names if k not in listed]
-        data_names = others + listed
+        # the other arrays (event, time, quench) and the listed channels, in listed order
+        data_names = [k for k in data_names if k not in listed] + listed
     lay = _layout(path, data_names, wanted, opts)
     if "channel_units" in meta:
         chans = [str(c) for c in meta["channel_names"]] if "channel_names" in meta else lay.channels

@@ -6,17 +6,16 @@
   UTF-16; otherwise UTF-8, or Windows-1252 if the head is not valid UTF-8;
 * line ends: LF, CRLF or CR (pyarrow accepts all three);
 * delimiter: tab, semicolon, comma, ``|`` or runs of blanks (in that order of preference), the
-  first that splits the last lines of the head into the same number (>= 2) of fields; a
-  delimiter closing every line (``a,b,``) is ignored;
+  first that splits the last line into >= 2 fields and the line above it into as many; a
+  delimiter closing every data line (``a,b,``), or the header only, is ignored;
 * decimal comma (``1,5``) with a semicolon, tab or blank delimiter;
-* the header: the line just above the first line from which every line is data (its number
-  columns parse as numbers); lines above it (comments ``#``, metadata ``Logger: ...``, blank
-  lines) are skipped.
+* the header: the last line of that many fields none of which is a number (data lines hold
+  numbers); lines above it (comments ``#``, metadata ``Logger: ...``, blank lines) are skipped.
 
-Refused: a file with no header line (data on the first line), one column only, a head where no
-delimiter gives the same field count on every data line, quoted fields spanning lines in the
-header region. :func:`batches` then streams the data through :func:`pyarrow.csv.open_csv`
-(one 4 MiB block at a time, so memory stays a small multiple of the parsed columns).
+Refused: a file with no header line (data on the first line), one column only, a header with
+another number of fields than the data; quoted fields spanning lines are not supported.
+:func:`batches` then streams the data through :func:`pyarrow.csv.open_csv`
+(256 KiB blocks: pyarrow's working memory grows with the block size; figures in docs/data.md).
 """
 
 from __future__ import annotations
