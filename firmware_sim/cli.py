@@ -110,10 +110,10 @@ def _windows(args: argparse.Namespace, desc) -> tuple[np.ndarray, np.ndarray | N
     arch = desc.architecture
     if args.inputs is not None:
         return load_inputs(args.inputs), None
-    from qlstm.data import load_events, make_windows
+    from qlstm.data import load_for_model, make_windows
 
     norm = desc.normalisation
-    es = load_events(args.data, channels=norm.channel_names, min_length=arch.history + arch.horizon)
+    es = load_for_model(args.data, desc, min_length=arch.history + arch.horizon)  # in the run's units
     w = make_windows(es, norm, history=arch.history, horizon=arch.horizon, stride=args.stride)
     return w.x, w.y
 

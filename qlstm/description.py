@@ -188,7 +188,16 @@ class Normalisation:
     hi: tuple[float, ...]
     channel_names: tuple[str, ...]
     target_channel: int = 0
+    #: Unit of each input channel as the training data stated it (``"V"``, ``"mV"``, ``""`` if
+    #: none); the output's unit is ``units[target_channel]``. Recordings in other units are
+    #: converted to these (or refused) by :func:`qlstm.data.load_for_model`. Optional: files
+    #: written without it read as ``()``, and then no unit is checked.
     units: tuple[str, ...] = ()
+
+    @property
+    def target_unit(self) -> str:
+        """Unit of the predicted channel (the network output after :meth:`invert_target`)."""
+        return self.units[self.target_channel] if self.units else ""
 
     def __post_init__(self) -> None:
         if len(self.lo) != len(self.hi) or len(self.lo) != len(self.channel_names):

@@ -144,7 +144,7 @@ def _windows_from_data(run_dir: Path, path: Path, stride: int, max_windows: int 
     import math
 
     from qlstm import description
-    from qlstm.data import load_events, make_windows
+    from qlstm.data import load_for_model, make_windows
 
     if stride < 1 or (max_windows is not None and max_windows < 1):
         raise QlstmError("--stride and --max-windows must be >= 1")
@@ -152,7 +152,7 @@ def _windows_from_data(run_dir: Path, path: Path, stride: int, max_windows: int 
         raise QlstmError(f"--data {path}: file not found")
     desc, _ = description.load(run_dir)
     a, norm = desc.architecture, desc.normalisation
-    es = load_events(path, channels=list(norm.channel_names))
+    es = load_for_model(path, desc)  # the run's channels, converted to the run's units
     span = a.history + a.horizon
     possible = sum(max(0, len(e.t) - span + 1) for e in es.events)
     if possible == 0:

@@ -210,7 +210,7 @@ def test_missing_time_column_refused(tmp_path, ext):
     else:
         table = pa.table({"event": ["a"] * 5, "U_res": np.zeros(5)})
         (pcsv.write_csv if ext == "csv" else pq.write_table)(table, path)
-    with pytest.raises(QlstmError, match="missing (column|array) time_s"):
+    with pytest.raises(QlstmError, match="no time column"):
         load_events(path)
 
 
@@ -271,9 +271,9 @@ def test_corrupt_binary_refused(tmp_path, ext):
 
 
 def test_unknown_extension_refused_on_load_and_save(tmp_path):
-    path = tmp_path / "x.txt"
+    path = tmp_path / "x.xls"
     path.write_text("time_s,U_res\n0,1\n")
-    with pytest.raises(QlstmError, match=r"unknown file extension '\.txt'"):
+    with pytest.raises(QlstmError, match=r"unknown file extension '\.xls'"):
         load_events(path)
     with pytest.raises(QlstmError, match="unknown file extension"):
         save_events(_es([_ev("a")]), tmp_path / "out.xlsx")

@@ -326,3 +326,46 @@ def heldout(prep: Prepared, history: int):
         quenches=sum(e.quench_index is not None for e in prep.events["test"].events),
         trace=quench_trace(prep.events["test"], prep.norm, history),
     )
+
+
+#: A channel whose values span less than this (normalised units, i.e. of its training range)
+#: over the training windows carries no information there: it gets shift 0 and scale 1.
+FLAT_SPAN = 0.0
+
+
+def standardisation(train: WindowSet, mode: str, names: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Per-channel mean and 1/std of the training inputs and, for ``both``, of the targets
+    (the keyword arguments of :class:`qlstm.train.model.Predictor`; ``{}`` for ``none``).
+
+    A channel that is constant inside every training window (e.g. a current that changes only
+    on the last sample of each event, which no input window contains) carries no information
+    there: it gets shift 0 and scale 1 (it stays min-max normalised) and a one-line WARNING is
+    logged; the other channels are standardised as usual. A target constant over all training windows keeps
+    scale 1 likewise. (Source of the rule: tslearn PR #315, a range of 1 for a flat series.)
+    """
+    if mode == "none":
+        return {}
+    c = train.x.shape[2]
+    x = train.x.reshape(-1, c)
+    y = train.y
+    span = x.max(axis=0).astype(np.float64) - x.min(axis=0)
+    x64 = x.astype(np.float64)
+    shift, sx = x64.mean(axis=0), x64.std(axis=0)
+    del x64
+    flat = span <= FLAT_SPAN
+    if flat.any():
+        log.warning(
+            "standardisation: input channel(s) %s constant inside every training window (no "
+            "information there): left unscaled (shift 0, scale 1); consider dropping them",
+            ", ".join(names[i] if names else str(i) for i in np.flatnonzero(flat)),
+        )
+    shift = np.where(flat, 0.0, shift)
+    scale = np.where(flat, 1.0, 1.0 / np.where(flat, 1.0, sx))
+    out: dict[str, Any] = {"in_shift": shift, "in_scale": scale}
+    if mode == "both":
+        y64 = y.astype(np.float64)
+        if float(y.max()) - float(y.min()) <= FLAT_SPAN:
+            log.warning("standardisation: the target is constant over the training windows: left unscaled")
+        else:
+            out |= {"out_shift": float(y64.mean()), "out_scale": float(y64.std())}
+    return out

@@ -36,7 +36,7 @@ from qlstm.io import atomic_path, atomic_write_bytes, atomic_write_text, staged_
 from qlstm.runs import CHECKPOINT_FILE, CONFIG_FILE, CURVE_FILE, DATA_FILE, METRICS_FILE, WINDOWS_FILE
 from qlstm.train import metrics as M
 from qlstm.train.config import TrainConfig, TrainingConfig
-from qlstm.train.dataset import Prepared, WindowSet, heldout, prepare
+from qlstm.train.dataset import Prepared, WindowSet, heldout, prepare, standardisation
 from qlstm.train.model import Predictor, from_weights, predict_array, to_weights
 
 log = logging.getLogger(__name__)
@@ -279,7 +279,9 @@ def train_run(
     torch.use_deterministic_algorithms(True)
     try:
         torch.manual_seed(cfg.training.seed)
-        model = Predictor(arch, **standardisation(prep.train, cfg.training.standardise))
+        model = Predictor(
+            arch, **standardisation(prep.train, cfg.training.standardise, prep.norm.channel_names)
+        )
         result = fit(model, prep.train, prep.val, cfg.training, progress=progress)
     finally:
         torch.use_deterministic_algorithms(prev_det)
@@ -308,21 +310,6 @@ def train_run(
         }
         plot_curve(result.history, result.best_epoch, title, stage / CURVE_FILE, base, cfg.model.dropout > 0)
     return metrics
-
-
-def standardisation(train: WindowSet, mode: str) -> dict[str, Any]:
-    """Mean and 1/std of the training inputs (per channel) and, for ``both``, of the targets."""
-    if mode == "none":
-        return {}
-    x = train.x.reshape(-1, train.x.shape[2]).astype(np.float64)
-    y = train.y.astype(np.float64)
-    sx, sy = x.std(axis=0), float(y.std())
-    if np.any(sx == 0) or sy == 0:  # a constant channel: nothing to standardise
-        return {}
-    out = {"in_shift": x.mean(axis=0), "in_scale": 1.0 / sx}
-    if mode == "both":
-        out |= {"out_shift": float(y.mean()), "out_scale": sy}
-    return out
 
 
 def evaluate(

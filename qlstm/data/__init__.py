@@ -5,7 +5,7 @@ See ``docs/data.md`` for the generator's model, the file schemas and what is ref
 """
 
 from qlstm.data.events import MAX_GAP_SAMPLES, SAMPLING_TOLERANCE, Event, EventSet
-from qlstm.data.formats import load_events, save_events
+from qlstm.data.formats import load_events, load_for_model, save_events
 from qlstm.data.synthetic import SyntheticConfig, components, generate
 from qlstm.data.windows import Split, Windows, fit_normalisation, make_windows, split_events, window_count
 
@@ -21,6 +21,7 @@ __all__ = [
     "fit_normalisation",
     "generate",
     "load_events",
+    "load_for_model",
     "make_windows",
     "save_events",
     "split_events",

@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="generate synthetic magnet-voltage events; inspect event files",
         description=(
             "Generate synthetic quench events (modelled on Wielgosz et al. 2017; NOT CERN data) or "
-            "inspect a recording file (.csv .parquet .h5 .hdf5 .npz; schema in docs/data.md)."
+            "inspect a recording file (.csv .txt .dat .tsv .parquet .h5 .hdf5 .npz; schema and accepted "
+            "text dialects, units and time encodings in docs/data.md)."
         ),
     )
     dsub = p.add_subparsers(dest="data_command", metavar="<data command>", required=True)
@@ -65,7 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "sampling, ranges and filled gaps, and optionally write a PNG of the first events."
         ),
     )
-    i.add_argument("file", type=Path, metavar="FILE", help="event file (.csv .parquet .h5 .hdf5 .npz)")
+    i.add_argument(
+        "file", type=Path, metavar="FILE", help="event file (.csv .txt .dat .tsv .parquet .h5 .hdf5 .npz)"
+    )
     i.add_argument(
         "--png",
         type=Path,
@@ -83,7 +86,38 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="linearly interpolate gaps of up to 25 missing samples instead of refusing the file",
     )
+    add_time_options(i)
     i.set_defaults(func=run_inspect)
+
+
+def add_time_options(p: argparse.ArgumentParser) -> None:
+    """--time-column, --time-unit and --repair-dst (how a recording's time column is read)."""
+    p.add_argument(
+        "--time-column",
+        metavar="NAME",
+        help="the time column (default: found by name: time_s, time, t, timestamp, datetime, ...)",
+    )
+    p.add_argument(
+        "--time-unit",
+        choices=("s", "ms", "us", "ns", "min", "h"),
+        help="unit of a numeric time column (default: a header unit like 'time [ms]', else epoch "
+        "magnitude, else a name suffix _ms/_us/_ns, else seconds)",
+    )
+    p.add_argument(
+        "--repair-dst",
+        action="store_true",
+        help="a local-time clock that steps back one hour (end of daylight saving): move the "
+        "repeated hour after the first instead of refusing the file",
+    )
+
+
+def time_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of :func:`qlstm.data.load_events` given by :func:`add_time_options`."""
+    return {
+        "time_column": getattr(args, "time_column", None),
+        "time_unit": getattr(args, "time_unit", None),
+        "repair_dst": bool(getattr(args, "repair_dst", False)),
+    }
 
 
 def _channels(text: str | None) -> tuple[str, ...] | None:
@@ -158,7 +192,9 @@ def run_inspect(args: argparse.Namespace) -> int:
         raise QlstmError(f"--png {args.png}: the file name must end in .png")
     if args.plot_events < 1:
         raise QlstmError(f"--plot-events {args.plot_events}: must be >= 1")
-    es = load_events(args.file, channels=_channels(args.channels), fill_gaps=args.fill_gaps)
+    es = load_events(
+        args.file, channels=_channels(args.channels), fill_gaps=args.fill_gaps, **time_options(args)
+    )
     print(summary(es))
     if args.png is not None:
         plot_events(es, args.png, max_events=args.plot_events)

@@ -30,6 +30,11 @@ SAMPLING_TOLERANCE = 0.01
 MAX_GAP_SAMPLES = 25
 #: Units assumed for well-known channels when a file does not state them.
 DEFAULT_UNITS = {"U_res": "V", "I": "A"}
+#: Sampling steps accepted as plausible, seconds (1 us to 1 h). A step outside is almost always a
+#: time column read in the wrong unit (int64 epoch nanoseconds read as seconds: 4e8 s).
+PLAUSIBLE_DT = (1e-6, 3600.0)
+#: The hour a local-time clock repeats at the end of daylight saving time, seconds.
+DST_SHIFT_S = 3600.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,6 +146,34 @@ def check_values(where: str, name: str, t: np.ndarray, x: np.ndarray, channels: 
             )
 
 
+def _dst_step(d: np.ndarray, i: int, step: float) -> bool:
+    """True if the step ``d[i]`` is the clock falling back one hour (within two sampling steps)."""
+    return abs(d[i] + DST_SHIFT_S - step) <= 2 * step + SAMPLING_TOLERANCE * step
+
+
+def repair_dst_fallback(where: str, name: str, t: np.ndarray) -> np.ndarray:
+    """Shift the samples after each one-hour step back of a local-time clock by + 1 h.
+
+    Only steps back of one hour (within two sampling steps) are repaired; the result must be
+    increasing, else the event is refused as not a daylight-saving fall-back.
+    """
+    d = np.diff(t)
+    back = np.flatnonzero(d < 0)
+    if back.size == 0:
+        return t
+    pos = d[d > 0]
+    step = float(np.median(pos)) if pos.size else 0.0
+    t = t.copy()
+    for i in back:
+        if not _dst_step(d, int(i), step):
+            raise QlstmError(
+                f"{where}: event {name!r}: timestamps step back by {-d[i]:.6g} s at {_at(t, int(i) + 1)}; "
+                "not the one hour of a daylight-saving fall-back, so --repair-dst does not apply"
+            )
+        t[int(i) + 1 :] += DST_SHIFT_S
+    return t
+
+
 def event_step(where: str, name: str, t: np.ndarray, min_length: int) -> float:
     """The median time step of one event, after refusing too-short and non-increasing series."""
     if len(t) < max(min_length, 2):
@@ -148,6 +181,14 @@ def event_step(where: str, name: str, t: np.ndarray, min_length: int) -> float:
             f"{where}: event {name!r} has {len(t)} sample(s), fewer than the minimum {max(min_length, 2)}"
         )
     d = np.diff(t)
+    if (d < 0).any():
+        i = int(np.argmax(d < 0))
+        pos = d[d > 0]
+        if pos.size and _dst_step(d, i, float(np.median(pos))):
+            raise QlstmError(
+                f"{where}: event {name!r}: the clock steps back one hour at {_at(t, i + 1)}: local time "
+                "repeating an hour at the end of daylight saving; record in UTC, or pass --repair-dst"
+            )
     if (d == 0).any():
         i = int(np.argmax(d == 0)) + 1
         raise QlstmError(f"{where}: event {name!r}: duplicated timestamp at {_at(t, i)}")
@@ -216,6 +257,7 @@ def build_event_set(
     fill: bool = False,
     min_length: int = 2,
     meta: dict | None = None,
+    repair_dst: bool = False,
 ) -> EventSet:
     """Check (and on request repair) raw ``(name, t, x, quench_index)`` series into an EventSet.
 
@@ -223,12 +265,26 @@ def build_event_set(
     """
     if not raw:
         raise QlstmError(f"{where}: no events in file")
+    if repair_dst:
+        raw = [(name, repair_dst_fallback(where, name, t), x, q) for name, t, x, q in raw]
     steps = []
     for name, t, x, _ in raw:
         check_values(where, name, t, x, channels)
         steps.append(event_step(where, name, t, min_length))
     # 12 significant digits: float noise of a time column (e.g. n * 0.4) does not reach dt.
     dt = float(f"{np.median(steps):.12g}")
+    # absolute times (epochs: 1.8e9 s) carry float64 noise of their spacing (2.4e-7 s): round dt
+    # to a power of ten above 4 ulps, so 0.4 s sampling reads as 0.4 and not 0.40000009
+    ulp = max(float(np.spacing(np.max(np.abs(t[[0, -1]])))) for _, t, _, _ in raw)
+    if ulp > 0:
+        q = 10.0 ** np.ceil(np.log10(4 * ulp))
+        dt = float(f"{round(dt / q) * q:.12g}") or dt
+    lo, hi = PLAUSIBLE_DT
+    if not lo <= dt <= hi:
+        raise QlstmError(
+            f"{where}: sampling step {dt:.6g} s is implausible (outside {lo:g}-{hi:g} s): is the time "
+            "column in another unit? state it with --time-unit (s ms us ns) or a header like 'time [ms]'"
+        )
     for (name, _, _, _), s in zip(raw, steps, strict=True):
         if abs(s - dt) > SAMPLING_TOLERANCE * dt:
             raise QlstmError(

@@ -1,11 +1,14 @@
-"""Reading and writing event files: CSV, Parquet, HDF5, NPZ (dispatch on the file extension).
+"""Reading and writing event files: text (CSV ...), Parquet, HDF5, NPZ (dispatch on the extension).
 
 The schema of each format is documented in ``docs/data.md``. In short:
 
-* CSV / Parquet: a long table, one row per sample, columns ``event`` (optional: without it the
-  file is one event named after the file), ``time_s`` (seconds), one column per channel, and
-  optional ``quench`` (1 on the quench sample, else 0). A CSV channel header may carry its unit
-  in square brackets, ``U_res [V]``; Parquet keeps units in the field metadata key ``unit``.
+* text (``.csv .txt .dat .tsv``) / Parquet: a long table, one row per sample, columns ``event``
+  (optional: without it the file is one event named after the file), a time column (``time_s``,
+  ``time``, ``timestamp`` ...: :mod:`qlstm.data.timecol`), one column per channel, and optional
+  ``quench`` (1 on the quench sample, else 0). A channel header may carry its unit:
+  ``U_res [V]``, ``U_res (mV)``, ``U_res / mV`` (:mod:`qlstm.data.units`); Parquet may also keep
+  units in the field metadata key ``unit``. Text dialects are detected by
+  :mod:`qlstm.data.textfile`.
 * HDF5: one group per event holding 1-D datasets ``time_s`` and one per channel (attribute
   ``unit``); the group attribute ``quench_index`` marks the quench. Root attributes ``events``
   and ``channels`` fix the order (otherwise: group order, and the first group's datasets).
@@ -13,25 +16,34 @@ The schema of each format is documented in ``docs/data.md``. In short:
   optional string arrays ``channel_names`` / ``channel_units``.
 
 Every reader ends in :func:`qlstm.data.events.build_event_set`, so all formats refuse and
-repair the same things. Every writer goes through :func:`qlstm.io.atomic_path`.
+repair the same things. Long tables are read in blocks (text, Parquet, the NPZ event column)
+into one array per column; events that are contiguous rows are views of those arrays, so the
+peak memory stays a small multiple of the samples (measured in ``docs/data.md``). Every writer
+goes through :func:`qlstm.io.atomic_path`.
 """
 
 from __future__ import annotations
 
-import csv
-import re
+import contextlib
+import json
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from qlstm.data import timecol
 from qlstm.data.events import DEFAULT_UNITS, EventSet, build_event_set
+from qlstm.data.units import split_header
 from qlstm.errors import QlstmError
 from qlstm.io import atomic_path
 
 FORMATS = {
     ".csv": "csv",
+    ".txt": "csv",
+    ".dat": "csv",
+    ".tsv": "csv",
     ".parquet": "parquet",
     ".pq": "parquet",
     ".h5": "hdf5",
@@ -39,9 +51,12 @@ FORMATS = {
     ".npz": "npz",
 }
 RESERVED = ("event", "time_s", "quench")
+#: Names of the event column (compared case-insensitively).
+EVENT_NAMES = ("event", "event_id", "event_name")
 #: Names of the NPZ arrays that describe the channels rather than hold one.
 NPZ_META = ("channel_names", "channel_units")
-_UNIT_RE = re.compile(r"^\s*(?P<name>.*?)\s*\[(?P<unit>[^\]]*)\]\s*$")
+#: Rows per block when a long table is read in blocks.
+BLOCK_ROWS = 1 << 16
 
 
 def file_format(path: Path) -> str:
@@ -53,17 +68,33 @@ def file_format(path: Path) -> str:
     return FORMATS[suffix]
 
 
+@dataclass(frozen=True)
+class TimeOptions:
+    """How to read the time column: its name, its unit, and whether to repair a DST fall-back."""
+
+    column: str | None = None
+    unit: str | None = None
+    repair_dst: bool = False
+
+
 # ====================================================================== reading
 def load_events(
     path: Path | str,
     channels: Sequence[str] | None = None,
     fill_gaps: bool = False,
     min_length: int = 2,
+    time_column: str | None = None,
+    time_unit: str | None = None,
+    repair_dst: bool = False,
 ) -> EventSet:
-    """Read, check and (with ``fill_gaps``) repair the events of one file.
+    """Read, check and (with ``fill_gaps``/``repair_dst``) repair the events of one file.
 
     ``channels`` selects and orders channels (default: all, in file order); ``min_length`` is the
     shortest series accepted (pass ``L + k`` to refuse events too short to window).
+    ``time_column`` names the time column (default: found by name, :data:`timecol.TIME_NAMES`),
+    ``time_unit`` its unit (s ms us ns min h; default: from the header/encoding, else seconds);
+    ``repair_dst`` moves the hour a local-time clock repeats at the end of daylight saving.
+    Raises :class:`QlstmError` with one line naming the file and the problem.
     """
     path = Path(path)
     kind = file_format(path)
@@ -71,17 +102,27 @@ def load_events(
         raise QlstmError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise QlstmError(f"{path}: empty file")
-    reader = {"csv": _read_csv, "parquet": _read_parquet, "hdf5": _read_hdf5, "npz": _read_npz}[kind]
-    raw, names, units = reader(path, None if channels is None else tuple(channels))
+    if time_unit is not None:
+        timecol.unit_seconds(time_unit, f"{path}: --time-unit")
+    opts = TimeOptions(time_column, time_unit, repair_dst)
+    reader = {"csv": _read_text, "parquet": _read_parquet, "hdf5": _read_hdf5, "npz": _read_npz}[kind]
+    raw, names, units = reader(path, None if channels is None else tuple(channels), opts)
     return build_event_set(
-        str(path), raw, names, units, fill=fill_gaps, min_length=min_length, meta={"format": kind}
+        str(path),
+        raw,
+        names,
+        units,
+        fill=fill_gaps,
+        min_length=min_length,
+        meta={"format": kind},
+        repair_dst=repair_dst,
     )
 
 
 def _select(path: Path, available: list[str], wanted: tuple[str, ...] | None) -> list[str]:
     if wanted is None:
         if not available:
-            raise QlstmError(f"{path}: no channel column (only {', '.join(RESERVED)} found)")
+            raise QlstmError(f"{path}: no channel column (only event, time and quench columns found)")
         return available
     if not wanted:
         raise QlstmError(f"{path}: no channel selected (channels in file: {', '.join(available) or 'none'})")
@@ -96,174 +137,370 @@ def _select(path: Path, available: list[str], wanted: tuple[str, ...] | None) ->
 def _numeric(path: Path, name: str, a: np.ndarray) -> np.ndarray:
     if a.dtype.kind not in "fiub":
         raise QlstmError(f"{path}: column {name} is not numeric (dtype {a.dtype})")
-    return a.astype(np.float64)
+    return a.astype(np.float64, copy=False)
 
 
-def _group_long(
-    path: Path,
-    event: np.ndarray | tuple[np.ndarray, list[str]] | None,
-    time: np.ndarray,
-    cols: list[np.ndarray],
-    quench: np.ndarray | None,
-) -> list[tuple[str, np.ndarray, np.ndarray, int | None]]:
-    """Split long-format columns into events (in order of first appearance, rows kept in file order).
+@dataclass
+class _Layout:
+    """Which source column plays which part: bare names, units, time column, channels."""
 
-    ``event`` is the event column, or ``(codes, labels)`` of a dictionary-encoded one.
-    """
-    if len(time) == 0:
-        raise QlstmError(f"{path}: empty file (a header but no data rows)")
-    x = np.stack(cols, axis=1) if cols else np.empty((len(time), 0))
-    if event is None:
-        groups = [(path.stem, np.arange(len(time)))]
-    else:
-        if isinstance(event, tuple):
-            inverse, labels = event
-        else:
-            uniq, inverse = np.unique(np.asarray(event).astype(str), return_inverse=True)
-            labels = [str(u) for u in uniq]
-        inverse = np.asarray(inverse, dtype=np.int64).ravel()
-        first = np.full(len(labels), len(inverse))
-        np.minimum.at(first, inverse, np.arange(len(inverse)))
-        order = np.argsort(inverse, kind="stable")
-        bounds = np.cumsum(np.bincount(inverse, minlength=len(labels)))
-        rows = np.split(order, bounds[:-1])
-        groups = [(labels[g], rows[g]) for g in np.argsort(first) if first[g] < len(inverse)]
-    raw = []
-    for name, idx in groups:
-        q = None
-        if quench is not None:
-            qv = quench[idx]
-            if not np.isin(qv, (0, 1)).all():
-                raise QlstmError(f"{path}: event {name!r}: column quench must hold only 0 and 1")
-            ones = np.flatnonzero(qv)
-            if len(ones) > 1:
-                raise QlstmError(f"{path}: event {name!r}: {len(ones)} samples marked quench=1; at most one")
-            q = int(ones[0]) if len(ones) else None
-        raw.append((name, time[idx], x[idx], q))
-    return raw
+    source: list[str]  # column names as in the file
+    bare: list[str]  # with the unit split off
+    units: dict[str, str]  # bare name -> unit from the header
+    time: str  # source name of the time column
+    event: str | None
+    quench: str | None
+    channels: list[str]  # chosen channels, bare names
+    channel_source: list[str]  # their source names
+    ignore: set[str] = field(default_factory=set)
+
+    @property
+    def time_unit(self) -> str:
+        return self.units.get(self.bare[self.source.index(self.time)], "")
 
 
-def _split_unit(header: str) -> tuple[str, str]:
-    m = _UNIT_RE.match(header)
-    return (m["name"], m["unit"]) if m else (header.strip(), "")
-
-
-def _read_table(path: Path, table, units_of, wanted):
-    """Shared CSV/Parquet logic on a pyarrow table whose column ``names`` are channel names."""
-    names = table.column_names
-    dup = sorted({n for n in names if names.count(n) > 1})
+def _layout(path: Path, source: list[str], wanted, opts: TimeOptions, ignore=()) -> _Layout:
+    pairs = [split_header(c) for c in source]
+    bare = [p[0] for p in pairs]
+    dup = sorted({n for n in bare if bare.count(n) > 1})
     if dup:
         raise QlstmError(f"{path}: duplicated column(s) {', '.join(dup)}")
-    if table.num_rows == 0:
-        raise QlstmError(f"{path}: empty file (a header but no data rows)")
-    if "time_s" not in names:
-        raise QlstmError(f"{path}: missing column time_s (columns: {', '.join(names) or 'none'})")
-    available = [n for n in names if n not in RESERVED]
+    units = {b: u for b, u in pairs if u}
+    considered = [b for b, s in zip(bare, source, strict=True) if s not in ignore]
+    tname = timecol.find_time_column(considered, opts.column, str(path))
+    lower = {b.lower(): b for b in considered if b != tname}
+    found = [lower[e] for e in EVENT_NAMES if e in lower]
+    if len(found) > 1:
+        raise QlstmError(f"{path}: several event columns ({', '.join(found)}); keep one")
+    event = found[0] if found else None
+    quench = lower.get("quench")
+    reserved = {tname, event, quench}
+    available = [b for b in considered if b not in reserved]
     chosen = _select(path, available, wanted)
+    src = dict(zip(bare, source, strict=True))
+    return _Layout(
+        source=source,
+        bare=bare,
+        units=units,
+        time=src[tname],
+        event=None if event is None else src[event],
+        quench=None if quench is None else src[quench],
+        channels=chosen,
+        channel_source=[src[c] for c in chosen],
+        ignore=set(ignore),
+    )
 
-    def col(name: str) -> np.ndarray:
-        return table.column(name).to_numpy(zero_copy_only=False)
 
-    event = None
-    if "event" in names:
-        if table.column("event").null_count:
-            raise QlstmError(f"{path}: column event has empty cells")
+class _LongTable:
+    """Columns of a long table gathered block by block into preallocated arrays: event codes
+    (int32, labels in order of first appearance), raw time values, channel values (float64,
+    (N, C)), quench flags. ``capacity`` is the expected row count (exact for Parquet and NPZ,
+    the line count for text); the arrays grow if it was too small and are trimmed (as views)."""
+
+    def __init__(self, path: Path, lay: _Layout, capacity: int) -> None:
+        self.path, self.lay = path, lay
+        self.cap = max(int(capacity), 1)
+        self.labels: dict[str, int] = {}
+        self.codes = np.empty(self.cap, dtype=np.int32) if lay.event is not None else None
+        self.t: np.ndarray | None = None
+        self.time_is_datetime: bool | None = None
+        self.x = np.empty((self.cap, len(lay.channels)), dtype=np.float64)
+        self.quench = np.empty(self.cap, dtype=np.float64) if lay.quench is not None else None
+        self.n = 0
+
+    def _reserve(self, k: int) -> None:
+        if self.n + k <= self.cap:
+            return
+        self.cap = max(2 * self.cap, self.n + k)
+        for name in ("codes", "t", "x", "quench"):
+            a = getattr(self, name)
+            if a is not None:
+                b = np.empty((self.cap, *a.shape[1:]), dtype=a.dtype)
+                b[: self.n] = a[: self.n]
+                setattr(self, name, b)
+
+    def add_labels(self, values: np.ndarray, at: int) -> None:
+        """Event labels of rows ``at ..`` (a NumPy block of str/bytes/numbers)."""
+        uniq, first, inv = np.unique(values, return_index=True, return_inverse=True)
+        lut = np.empty(len(uniq), dtype=np.int32)
+        for j in np.argsort(first, kind="stable"):
+            v = uniq[j]
+            key = v.decode() if isinstance(v, bytes) else str(v)
+            lut[j] = self.labels.setdefault(key, len(self.labels))
+        self.codes[at : at + len(values)] = lut[inv.ravel()]
+
+    def add_arrow(self, batch) -> None:
+        """One pyarrow RecordBatch holding the layout's columns."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        enc = pc.cast(table.column("event"), pa.string()).combine_chunks().dictionary_encode()
-        event = (enc.indices.to_numpy(zero_copy_only=False), [str(v) for v in enc.dictionary.to_pylist()])
-    quench = None
-    if "quench" in names:
-        if table.column("quench").null_count:
-            raise QlstmError(f"{path}: column quench has empty cells")
-        quench = _numeric(path, "quench", col("quench"))
-    raw = _group_long(
-        path,
-        event,
-        _numeric(path, "time_s", col("time_s")),
-        [_numeric(path, c, col(c)) for c in chosen],
-        quench,
-    )
-    units = tuple(units_of.get(c) or DEFAULT_UNITS.get(c, "") for c in chosen)
-    return raw, tuple(chosen), units
+        lay, k, n = self.lay, batch.num_rows, self.n
+        self._reserve(k)
+        if lay.event is not None:
+            col = batch.column(lay.event)
+            if col.null_count:
+                raise QlstmError(f"{self.path}: column event has empty cells")
+            if pa.types.is_dictionary(col.type):
+                col = pc.cast(col, col.type.value_type)
+            enc = pc.cast(col, pa.string()).dictionary_encode()
+            lut = np.array(
+                [self.labels.setdefault(str(v), len(self.labels)) for v in enc.dictionary.to_pylist()],
+                dtype=np.int32,
+            )
+            self.codes[n : n + k] = lut[enc.indices.to_numpy(zero_copy_only=False)]
+        t = batch.column(lay.time)
+        if t.null_count:
+            raise QlstmError(f"{self.path}: time column {lay.time!r} has empty cells")
+        self._add_time(t, n)
+        for c, name in enumerate(lay.channel_source):
+            self.x[n : n + k, c] = self._values(batch.column(name), name)
+        if lay.quench is not None:
+            q = batch.column(lay.quench)
+            if q.null_count:
+                raise QlstmError(f"{self.path}: column quench has empty cells")
+            self.quench[n : n + k] = _numeric(self.path, "quench", q.to_numpy(zero_copy_only=False))
+        self.n += k
+
+    def _values(self, col, name: str) -> np.ndarray:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if col.null_count:  # empty cells: NaN, refused with their position by check_values
+            col = pc.fill_null(pc.cast(col, pa.float64()), float("nan"))
+        return _numeric(self.path, name, col.to_numpy(zero_copy_only=False))
+
+    def _add_time(self, values, at: int) -> None:
+        ns = timecol._datetime_ns(values, f"time column {self.lay.time!r}", str(self.path))
+        is_dt = ns is not None
+        if self.time_is_datetime is None:
+            self.time_is_datetime = is_dt
+        elif self.time_is_datetime != is_dt:
+            raise QlstmError(f"{self.path}: time column {self.lay.time!r} mixes date-times and numbers")
+        a = ns if is_dt else np.asarray(values)
+        if self.t is None:
+            self.t = np.empty(self.cap, dtype=a.dtype)
+        elif a.dtype != self.t.dtype:
+            raise QlstmError(
+                f"{self.path}: time column {self.lay.time!r} changes type ({self.t.dtype}, {a.dtype})"
+            )
+        self.t[at : at + len(a)] = a
+
+    def events(self, opts: TimeOptions):
+        """``[(name, t, x, quench_index)]`` of :func:`build_event_set`, events in order of first row."""
+        path, lay, n = self.path, self.lay, self.n
+        if n == 0:
+            raise QlstmError(f"{path}: empty file (a header but no data rows)")
+        raw_t = self.t[:n]
+        if self.time_is_datetime:
+            t = raw_t.astype(np.float64) * 1e-9
+        else:
+            t = timecol.to_seconds(
+                raw_t, lay.bare[lay.source.index(lay.time)], lay.time_unit, opts.unit, str(path)
+            )
+        self.t = raw_t = None
+        x = self.x[:n]
+        quench = self.quench[:n] if self.quench is not None else None
+        if lay.event is None:
+            groups = [(path.stem, slice(0, n))]
+        else:
+            codes = self.codes[:n]
+            labels = list(self.labels)
+            change = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+            if len(change) + 1 == len(labels):  # every event one contiguous run: views
+                bounds = [0, *change.tolist(), n]
+                groups = [(labels[g], slice(bounds[g], bounds[g + 1])) for g in range(len(labels))]
+            else:
+                order = np.argsort(codes, kind="stable")
+                ends = np.cumsum(np.bincount(codes, minlength=len(labels)))
+                groups = [(labels[g], order[(ends[g - 1] if g else 0) : ends[g]]) for g in range(len(labels))]
+            self.codes = codes = None
+        raw = []
+        for name, idx in groups:
+            q = None
+            if quench is not None:
+                qv = quench[idx]
+                if not np.isin(qv, (0, 1)).all():
+                    raise QlstmError(f"{path}: event {name!r}: column quench must hold only 0 and 1")
+                ones = np.flatnonzero(qv)
+                if len(ones) > 1:
+                    raise QlstmError(
+                        f"{path}: event {name!r}: {len(ones)} samples marked quench=1; at most one"
+                    )
+                q = int(ones[0]) if len(ones) else None
+            raw.append((name, t[idx], x[idx], q))
+        units = tuple(lay.units.get(c) or DEFAULT_UNITS.get(c, "") for c in lay.channels)
+        return raw, tuple(lay.channels), units
 
 
-def _read_csv(path: Path, wanted):
+def _count_lines(path: Path, encoding: str) -> int:
+    """Line ends in a text file (an upper bound of its data rows), read in 8 MiB blocks."""
+    nl = "\n".encode(encoding)[-2:] if encoding == "utf-16" else b"\n"
+    n = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(8 << 20):
+            n += block.count(nl)
+            last = block
+    if encoding != "utf-16" and n and not last.endswith(b"\n"):
+        n += 1
+    return n + 1
+
+
+def _read_text(path: Path, wanted, opts: TimeOptions):
     import pyarrow as pa
-    import pyarrow.csv as pcsv
 
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
-        header = next(csv.reader(fh), [])
-    if not any(h.strip() for h in header):
+    from qlstm.data import textfile
+
+    d = textfile.sniff(path)
+    names = list(d.header)
+    if not any(names):
         raise QlstmError(f"{path}: empty file (no header line)")
-    renamed = [_split_unit(h)[0] for h in header]
-    units = dict(_split_unit(h) for h in header)
-    try:
-        table = pcsv.read_csv(
-            path,
-            read_options=pcsv.ReadOptions(column_names=renamed, skip_rows=1),
-            convert_options=pcsv.ConvertOptions(column_types={"event": pa.string()}),
-        )
-    except pa.ArrowInvalid as exc:
-        raise QlstmError(f"{path}: not a readable CSV file: {str(exc).splitlines()[0]}") from None
-    return _read_table(path, table, units, wanted)
+    names = [n or f"column_{i}" for i, n in enumerate(names)]
+    lay = _layout(path, names, wanted, opts)
+    types = {c: pa.float64() for c in lay.channel_source}
+    if lay.event is not None:
+        types[lay.event] = pa.string()
+    if lay.quench is not None:
+        types[lay.quench] = pa.float64()
+    include = [c for c in (lay.event, lay.time, *lay.channel_source, lay.quench) if c is not None]
+    table = _LongTable(path, lay, capacity=_count_lines(path, d.encoding) - d.skip_rows)
+    for batch in textfile.batches(path, d, names, types, include):
+        table.add_arrow(batch)
+    return table.events(opts)
 
 
-def _read_parquet(path: Path, wanted):
+def _read_parquet(path: Path, wanted, opts: TimeOptions):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        # buffered reads without pre-buffering: a row group's column chunks are not held whole
+        pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+        schema = pf.schema_arrow
     except (pa.ArrowInvalid, OSError) as exc:
         raise QlstmError(f"{path}: not a readable Parquet file: {str(exc).splitlines()[0]}") from None
-    units = {}
-    for f in table.schema:
+    meta_units = {}
+    for f in schema:
         md = f.metadata or {}
         if b"unit" in md:
-            units[f.name] = md[b"unit"].decode()
-    return _read_table(path, table, units, wanted)
+            meta_units[split_header(f.name)[0]] = md[b"unit"].decode()
+    ignore = {n for n in schema.names if n.startswith("__index_level_")}
+    pandas_md = (schema.metadata or {}).get(b"pandas")
+    if pandas_md:
+        with contextlib.suppress(ValueError, AttributeError):
+            ignore |= {c for c in json.loads(pandas_md).get("index_columns", []) if isinstance(c, str)}
+    lay = _layout(path, list(schema.names), wanted, opts, ignore)
+    lay.units = {**lay.units, **meta_units}
+    columns = [c for c in (lay.event, lay.time, *lay.channel_source, lay.quench) if c is not None]
+    table = _LongTable(path, lay, capacity=pf.metadata.num_rows)
+    try:
+        for batch in pf.iter_batches(batch_size=BLOCK_ROWS, columns=columns, use_threads=False):
+            table.add_arrow(batch)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise QlstmError(f"{path}: not a readable Parquet file: {str(exc).splitlines()[0]}") from None
+    return table.events(opts)
 
 
-def _read_npz(path: Path, wanted):
+def _npz_chunks(zf: zipfile.ZipFile, name: str, rows: int):
+    """Blocks of ``rows`` elements of the 1-D array ``name`` of an NPZ, read without loading it whole."""
+    from numpy.lib import format as npformat
+
+    with zf.open(name + ".npy") as fh:
+        version = npformat.read_magic(fh)
+        read_header = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+        shape, fortran, dtype = read_header(fh)
+        if dtype.hasobject:
+            raise QlstmError(f"{zf.filename}: NPZ array {name} holds objects (pickled), refused")
+        n = int(np.prod(shape))
+        for start in range(0, n, rows):
+            k = min(rows, n - start)
+            buf = fh.read(k * dtype.itemsize)
+            if len(buf) != k * dtype.itemsize:
+                raise QlstmError(f"{zf.filename}: NPZ array {name} is truncated")
+            yield np.frombuffer(buf, dtype=dtype)
+
+
+def _read_npz(path: Path, wanted, opts: TimeOptions):
     if not zipfile.is_zipfile(path):
         raise QlstmError(f"{path}: not a readable NPZ file (not a zip archive)")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except ValueError as exc:
-        raise QlstmError(f"{path}: NPZ holds object arrays, refused ({exc})") from None
+        z = np.load(path, allow_pickle=False)
     except Exception as exc:  # BadZipFile, OSError, EOFError ...
         raise QlstmError(f"{path}: not a readable NPZ file ({type(exc).__name__}: {exc})") from None
-    if "time_s" not in arrays:
-        raise QlstmError(f"{path}: missing array time_s (arrays: {', '.join(arrays) or 'none'})")
-    if "channel_names" in arrays:
-        available = [str(c) for c in arrays["channel_names"]]
-        absent = [c for c in available if c not in arrays]
+    with z:
+        try:
+            return _read_npz_open(path, z, wanted, opts)
+        except QlstmError:
+            raise
+        except ValueError as exc:
+            raise QlstmError(f"{path}: NPZ holds object arrays, refused ({exc})") from None
+        except Exception as exc:  # BadZipFile, zlib.error, EOFError ...
+            raise QlstmError(f"{path}: not a readable NPZ file ({type(exc).__name__}: {exc})") from None
+
+
+def _read_npz_open(path: Path, z, wanted, opts: TimeOptions):
+    files = list(z.files)
+    meta = {k: z[k] for k in NPZ_META if k in files}
+    data_names = [k for k in files if k not in NPZ_META]
+    if "channel_names" in meta:
+        listed = [str(c) for c in meta["channel_names"]]
+        absent = [c for c in listed if c not in files]
         if absent:
             raise QlstmError(f"{path}: missing column(s) {', '.join(absent)} listed in channel_names")
+        # the other arrays (event, time, quench) and the listed channels, in listed order
+        data_names = [k for k in data_names if k not in listed] + listed
+    lay = _layout(path, data_names, wanted, opts)
+    if "channel_units" in meta:
+        chans = [str(c) for c in meta["channel_names"]] if "channel_names" in meta else lay.channels
+        for c, u in zip(chans, (str(u) for u in meta["channel_units"]), strict=False):
+            if u:
+                lay.units[split_header(c)[0]] = u
+    t = z[lay.time]
+    if t.ndim != 1:
+        raise QlstmError(f"{path}: array {lay.time} has shape {t.shape}, expected (N,)")
+    n = t.shape[0]
+    # whole arrays are read once (NumPy reads a member in blocks) and used as they are
+    table = _LongTable(path, lay, capacity=1)
+    table._add_time(t[:0], 0)  # the time encoding (datetime or numbers) from the dtype
+    ns = timecol._datetime_ns(t, f"time column {lay.time!r}", str(path))
+    table.t = t if ns is None else ns
+    del t, ns
+    cols = []
+    for name in lay.channel_source:
+        a = z[name]
+        if a.shape != (n,):
+            raise QlstmError(f"{path}: array {name} has shape {a.shape}, expected ({n},) like {lay.time}")
+        cols.append(_numeric(path, name, a))
+        del a
+    if len(cols) == 1:
+        table.x = cols.pop().reshape(-1, 1)
     else:
-        available = [k for k in arrays if k not in RESERVED and k not in NPZ_META]
-    unit_list = [str(u) for u in arrays.get("channel_units", [])]
-    units = dict(zip(available, unit_list, strict=False))
-    chosen = _select(path, available, wanted)
-    n = len(arrays["time_s"])
-    for k in ("time_s", "event", "quench", *chosen):
-        if k in arrays and arrays[k].shape != (n,):
-            raise QlstmError(f"{path}: array {k} has shape {arrays[k].shape}, expected ({n},) like time_s")
-    quench = _numeric(path, "quench", arrays["quench"]) if "quench" in arrays else None
-    raw = _group_long(
-        path,
-        arrays.get("event"),
-        _numeric(path, "time_s", arrays["time_s"]),
-        [_numeric(path, c, arrays[c]) for c in chosen],
-        quench,
-    )
-    return raw, tuple(chosen), tuple(units.get(c) or DEFAULT_UNITS.get(c, "") for c in chosen)
+        table.x = np.empty((n, len(cols)), dtype=np.float64)
+        for c in range(len(cols)):
+            table.x[:, c] = cols[c]
+            cols[c] = None
+    if lay.quench is not None:
+        q = z[lay.quench]
+        if q.shape != (n,):
+            raise QlstmError(
+                f"{path}: array {lay.quench} has shape {q.shape}, expected ({n},) like {lay.time}"
+            )
+        table.quench = _numeric(path, "quench", q)
+    if lay.event is not None:
+        table.codes = np.empty(n, dtype=np.int32)
+        with zipfile.ZipFile(path) as zf:
+            count = 0
+            for block in _npz_chunks(zf, lay.event, BLOCK_ROWS):
+                if count + len(block) > n:
+                    raise QlstmError(f"{path}: array {lay.event} has more values than {lay.time} ({n})")
+                table.add_labels(block, count)
+                count += len(block)
+        if count != n:
+            raise QlstmError(f"{path}: array {lay.event} has {count} values, expected {n} like {lay.time}")
+    table.n = table.cap = n
+    return table.events(opts)
 
 
-def _read_hdf5(path: Path, wanted):
+def _read_hdf5(path: Path, wanted, opts: TimeOptions):
     import h5py
 
     try:
@@ -275,7 +512,15 @@ def _read_hdf5(path: Path, wanted):
         def strings(v) -> list[str]:
             return [s.decode() if isinstance(s, bytes) else str(s) for s in np.atleast_1d(v)]
 
-        if "time_s" in f and isinstance(f["time_s"], h5py.Dataset):
+        def datasets(g) -> list[str]:
+            return [k for k in g if isinstance(g[k], h5py.Dataset)]
+
+        root_names = datasets(f)
+        try:
+            root_time = timecol.find_time_column([split_header(k)[0] for k in root_names], opts.column, "")
+        except QlstmError:
+            root_time = None
+        if root_time is not None and "events" not in f.attrs:
             groups = [(path.stem, f)]
         else:
             order = strings(f.attrs["events"]) if "events" in f.attrs else list(f.keys())
@@ -286,35 +531,40 @@ def _read_hdf5(path: Path, wanted):
                 groups.append((g, f[g]))
         if not groups:
             raise QlstmError(f"{path}: empty file (no event groups)")
+        names = datasets(groups[0][1])
         if "channels" in f.attrs:
-            available = strings(f.attrs["channels"])
-        else:
-            available = [
-                k for k in groups[0][1] if k not in RESERVED and isinstance(groups[0][1][k], h5py.Dataset)
-            ]
-        chosen = _select(path, available, wanted)
-        raw, units = [], {}
+            listed = strings(f.attrs["channels"])
+            names = [k for k in names if k not in listed] + listed
+        lay = _layout(path, names, wanted, opts)
+        raw_t, raw = [], []
         for name, g in groups:
-            for k in ("time_s", *chosen):
+            for k in (lay.time, *lay.channel_source):
                 if k not in g:
                     raise QlstmError(f"{path}: event {name!r}: missing column (dataset) {k}")
-            t = _numeric(path, f"{name}/time_s", g["time_s"][()]).ravel()
+            tr = g[lay.time][()].ravel()
             cols = []
-            for c in chosen:
-                a = _numeric(path, f"{name}/{c}", g[c][()]).ravel()
-                if a.shape != t.shape:
+            for c, k in zip(lay.channels, lay.channel_source, strict=True):
+                a = _numeric(path, f"{name}/{k}", g[k][()]).ravel()
+                if a.shape != tr.shape:
                     raise QlstmError(
-                        f"{path}: event {name!r}: dataset {c} has {a.size} values, time_s {t.size}"
+                        f"{path}: event {name!r}: dataset {k} has {a.size} values, {lay.time} {tr.size}"
                     )
                 cols.append(a)
-                if "unit" in g[c].attrs:
-                    units.setdefault(c, strings(g[c].attrs["unit"])[0])
+                if "unit" in g[k].attrs:
+                    lay.units.setdefault(c, strings(g[k].attrs["unit"])[0])
             q = g.attrs.get("quench_index")
             q = None if q is None or int(q) < 0 else int(q)
-            if q is not None and q >= len(t):
-                raise QlstmError(f"{path}: event {name!r}: quench_index {q} beyond its {len(t)} samples")
-            raw.append((name, t, np.stack(cols, axis=1), q))
-    return raw, tuple(chosen), tuple(units.get(c) or DEFAULT_UNITS.get(c, "") for c in chosen)
+            if q is not None and q >= len(tr):
+                raise QlstmError(f"{path}: event {name!r}: quench_index {q} beyond its {len(tr)} samples")
+            raw_t.append(tr)
+            raw.append((name, np.stack(cols, axis=1), q))
+    tname = lay.bare[lay.source.index(lay.time)]
+    out = []
+    for (name, x, q), tr in zip(raw, raw_t, strict=True):
+        t = timecol.to_seconds(tr, tname, lay.time_unit, opts.unit, f"{path}: event {name!r}")
+        out.append((name, t, x, q))
+    units = tuple(lay.units.get(c) or DEFAULT_UNITS.get(c, "") for c in lay.channels)
+    return out, tuple(lay.channels), units
 
 
 # ====================================================================== writing
@@ -323,8 +573,12 @@ def save_events(es: EventSet, path: Path | str) -> Path:
     path = Path(path)
     kind = file_format(path)
     for ch in es.channel_names:
-        if ch in RESERVED or ch in NPZ_META or not ch or "/" in ch:
-            raise QlstmError(f"{path}: channel name {ch!r} cannot be written (reserved or contains '/')")
+        taken = ch.lower() in {*RESERVED, *EVENT_NAMES, *timecol.TIME_NAMES} or ch in NPZ_META
+        if taken or not ch or "/" in ch:
+            raise QlstmError(
+                f"{path}: channel name {ch!r} cannot be written (an event/time/quench column name, "
+                "or contains '/')"
+            )
     if kind == "hdf5":
         for e in es.events:
             if not e.name or "/" in e.name or e.name.startswith("."):
@@ -409,3 +663,26 @@ def _write_hdf5(es: EventSet, tmp: Path) -> None:
                 d.attrs["unit"] = es.units[c]
             if e.quench_index is not None:
                 g.attrs["quench_index"] = e.quench_index
+
+
+def load_for_model(path: Path | str, desc, min_length: int = 2, **time_options) -> EventSet:
+    """A recording to run a trained model on: its channels, converted to the run's units.
+
+    Loads the description's channels (``desc.normalisation.channel_names``), converts each from
+    the recording's unit to the run's (:func:`qlstm.data.units.to_run_units`: SI prefixes and
+    any pint conversion; incompatible units are refused naming both), and refuses a sampling
+    step other than the training data's (``desc.data["dt"]``, when recorded) by more than
+    :data:`~qlstm.data.events.SAMPLING_TOLERANCE`: the network learnt dynamics at that step.
+    """
+    from qlstm.data.events import SAMPLING_TOLERANCE
+    from qlstm.data.units import to_run_units
+
+    norm = desc.normalisation
+    es = load_events(path, channels=list(norm.channel_names), min_length=min_length, **time_options)
+    es = to_run_units(es, tuple(norm.units), str(path))
+    dt = (desc.data or {}).get("dt")
+    if dt and abs(es.dt - float(dt)) > SAMPLING_TOLERANCE * float(dt):
+        raise QlstmError(
+            f"{path}: sampled every {es.dt:.6g} s, the run was trained on data sampled every {float(dt):.6g} s"
+        )
+    return es

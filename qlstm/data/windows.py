@@ -118,6 +118,15 @@ def make_windows(
             f"windows: normalisation is for channels {list(norm.channel_names)}, "
             f"{es.source} has {list(es.channel_names)}"
         )
+    bad = [
+        f"{ch} in {u} (normalisation in {v})"
+        for ch, u, v in zip(es.channel_names, es.units, norm.units or es.units, strict=True)
+        if u and v and u != v
+    ]
+    if bad:
+        raise QlstmError(
+            f"windows: {es.source} has {'; '.join(bad)}; convert it first (qlstm.data.load_for_model)"
+        )
     counts = []
     for e in es.events:
         if len(e) < history + horizon:
