@@ -50,13 +50,15 @@ def test_flat_channel_scale_one_others_standardised(caplog):
     x = np.stack([rng.normal(0.5, 0.1, (500, 8)), np.full((500, 8), 1.0)], axis=2).astype(np.float32)
     y = rng.normal(0.5, 0.2, (500, 1)).astype(np.float32)
     with caplog.at_level(logging.WARNING):
-        s = standardisation(WindowSet(x, y, 1), "both", ("U_res", "I"))
+        s = standardisation(
+            WindowSet(x, y, 1, np.zeros(len(x), int), np.arange(len(x))), "both", ("U_res", "I")
+        )
     assert [r.getMessage().count("\n") for r in caplog.records] == [0]
     assert "I constant inside every training window" in caplog.records[0].getMessage()
     assert s["in_scale"][1] == 1.0 and s["in_shift"][1] == 0.0
     assert s["in_scale"][0] == pytest.approx(1 / x[:, :, 0].astype(np.float64).std())
     assert s["out_scale"] == pytest.approx(y.astype(np.float64).std())
-    assert standardisation(WindowSet(x, y, 1), "none") == {}
+    assert standardisation(WindowSet(x, y, 1, np.zeros(len(x), int), np.arange(len(x))), "none") == {}
 
 
 @pytest.mark.slow
