@@ -62,6 +62,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="force one point's type, e.g. rnn0.state=ap_fixed<12,3,AP_RND_CONV,AP_SAT> (repeatable)",
     )
     p.add_argument("--epochs", type=int, help="QAT epochs (default 8)")
+    p.add_argument(
+        "--calibration",
+        type=Path,
+        metavar="X.npy",
+        help="PTQ ranges from these normalised windows (N, L, C) instead of the run's training data "
+        "(for imported models); metrics are then the deviation from the float model on them",
+    )
     p.add_argument("--config", type=Path, help="YAML file with a `quantize:` section (QuantizeConfig fields)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -123,6 +130,17 @@ def run(args: argparse.Namespace) -> int:
 
     cfg, types = _settings(args)
     progress = not args.no_progress and sys.stderr.isatty()
+    if args.calibration is not None:
+        if args.sweep:
+            raise QlstmError("--calibration cannot be combined with --sweep (a sweep scores test targets)")
+        from qlstm.quantize.calibration import quantize_calibrated
+
+        m = quantize_calibrated(
+            args.run_dir, args.out, args.calibration, cfg, types, args.overwrite, progress
+        )
+        print(json.dumps({"method": cfg.method, "bits": cfg.bits, **m["calibration"]}))
+        print(f"wrote {args.out}")
+        return 0
     if args.sweep:
         if types:
             raise QlstmError("--type cannot be combined with --sweep")

@@ -1,0 +1,89 @@
+"""PTQ from calibration windows alone: ``qlstm quantize RUN --calibration X.npy``.
+
+An imported model (``qlstm import``) has no training data in its run folder, so the ranges of its
+quantisation points are profiled on windows the user gives: ``X.npy``, float (N, L, C),
+normalised as the model expects. There are no targets, so the figures written are how far the
+quantised model (firmware_sim, bit-exact with the C simulation) moves from the float model on
+those same windows (in-sample: the windows also set the ranges), and the agreement of the
+quantize stage's firmware forward with firmware_sim. QAT needs targets and is refused.
+
+Seam: this path only feeds :func:`qlstm.quantize.core.quantize_model` and
+:func:`qlstm.quantize.core.write_run` a :class:`~qlstm.quantize.core.Windows` whose training split
+holds the calibration windows; when the run-folder module that hands quantize its held-out
+windows lands, ``--calibration`` becomes one more source of those windows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qlstm.errors import QlstmError
+from qlstm.io import staged_dir
+from qlstm.quantize import core
+from qlstm.quantize.model import QuantNet, predict_array
+from qlstm.quantize.policy import QuantizeConfig
+
+
+def load_windows(path: Path, history: int, channels: int) -> np.ndarray:
+    """``X.npy`` as float64 (N, L, C) windows matching the run; one clear error otherwise."""
+    from qlstm.predict import check_inputs
+
+    path = Path(path)
+    if not path.is_file():
+        raise QlstmError(f"--calibration {path}: file not found")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except Exception as exc:  # ValueError (pickled / not .npy), OSError, EOFError
+        raise QlstmError(f"--calibration {path}: not a readable .npy array ({type(exc).__name__})") from None
+    return check_inputs(x, history, channels, f"--calibration {path}")
+
+
+def quantize_calibrated(
+    run_dir: Path,
+    out: Path,
+    calibration: Path,
+    cfg: QuantizeConfig,
+    types: dict[str, str] | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """PTQ of the float run ``run_dir`` with ranges from ``calibration``; writes ``out`` and
+    returns its metrics. Raises QlstmError (QAT, unreadable or mismatched windows)."""
+    from qlstm.firmware_sim.simulate import Firmware
+
+    if cfg.method != "ptq":
+        raise QlstmError("--calibration gives windows without targets: only --method ptq can use them")
+    desc, weights = core.load_float_run(run_dir)
+    a = desc.architecture
+    x = load_windows(calibration, a.history, a.input_channels)
+    core._refuse_existing(out, overwrite)
+    empty = (x[:0], np.zeros((0, a.horizon)))
+    win = core.Windows(train=(x, np.zeros((len(x), a.horizon))), val=empty, test=empty)
+    q, qweights, extra = core.quantize_model(a, weights, win, cfg, types, progress)
+    y_float = predict_array(QuantNet(a, weights), x)
+    y_fw = Firmware(desc.with_quantisation(q), qweights).predict(x)
+    n = min(cfg.agreement_windows, len(x))
+    y_ours = predict_array(QuantNet(a, qweights, q), x[:n]) if n else y_fw[:0]
+    dev = y_fw - y_float
+    metrics = {
+        "calibration": {
+            "path": str(calibration),
+            "windows": len(x),
+            "note": "no targets: deviation of the quantised model (firmware_sim) from the float model on the "
+            "calibration windows themselves (in-sample)",
+            "rms_deviation_from_float": float(np.sqrt(np.mean(dev**2))),
+            "max_abs_deviation_from_float": float(np.max(np.abs(dev))),
+            "max_abs_deviation_lsb": float(np.max(np.abs(dev)) / q.dense.result.lsb),
+        },
+        "agreement_with_firmware_sim": {
+            "windows": n,
+            "exact_fraction": float(np.mean(y_ours == y_fw[:n])) if n else None,
+        },
+        **extra,
+    }
+    with staged_dir(out, overwrite=overwrite) as stage:
+        core.write_run(stage, run_dir, desc, q, qweights, metrics, cfg, types or {})
+    return metrics
