@@ -209,7 +209,7 @@ def _head(imp: Imported, n: Any, g: Any, const: dict[str, np.ndarray], where: st
                 bias = bias + np.asarray(const[other[0]], dtype=np.float64).reshape(-1)
     if w.ndim != 2 or w.shape[1] != h:
         raise refuse(where, name, op, f"weight {w.shape} does not read the last layer's {h} units")
-    imp.set_head(name, w, np.broadcast_to(bias, (w.shape[0],)))
+    imp.set_head(name, w, np.array(np.broadcast_to(bias, (w.shape[0],))))
 
 
 def _verify(imp: Imported, model: Any, inp: Any, history: int | None, where: str) -> None:
@@ -219,18 +219,20 @@ def _verify(imp: Imported, model: Any, inp: Any, history: int | None, where: str
     from qlstm.train.model import from_weights, predict_array
 
     arch = imp.architecture(where, history)
+    batch = inp.type.tensor_type.shape.dim[0].dim_value  # 0: dynamic
+    n = batch * -(-VERIFY_WINDOWS // batch) if batch > 0 else VERIFY_WINDOWS
     rng = np.random.default_rng(0)
-    x = rng.uniform(-1.0, 1.0, size=(VERIFY_WINDOWS, arch.history, arch.input_channels))
+    x = rng.uniform(-1.0, 1.0, size=(n, arch.history, arch.input_channels))
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     try:
         sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise QlstmError(f"{where}: onnxruntime cannot load the model ({type(exc).__name__})") from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise QlstmError(f"{where}: onnxruntime cannot load the model ({first[:200]})") from None
     elem = {1: np.float32, 11: np.float64}.get(inp.type.tensor_type.elem_type)
     if elem is None:
         raise QlstmError(f"{where}: input {inp.name!r} is not float32 or float64")
-    batch = inp.type.tensor_type.shape.dim[0].dim_value
     try:
         if batch > 0:
             ys = [
