@@ -448,3 +448,68 @@ def test_quantize_calibration_errors(tmp_path, capsys):
     m = json.loads((tmp_path / "q" / "metrics.json").read_text())
     assert m["agreement_with_firmware_sim"]["exact_fraction"] == 1.0
     assert m["calibration"]["windows"] == 50
+
+
+# ====================================================================== end to end (slow)
+@pytest.fixture
+def csim_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("QLSTM_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _keras_lstm20(tmp_path):
+    """LSTM(20) -> Dense(1) on (20, 6) windows: the recurrent part of Khoda et al.'s model."""
+    layers = stack([("LSTM", {"units": 20}), ("Dense", {"units": 1})], 6, seed=11)
+    write_keras2_h5(tmp_path / "m.h5", layers, 20, 6)
+    return tmp_path / "m.h5", 20, 6
+
+
+def _onnx_stack(tmp_path):
+    net = _net(seed=6)
+    torch.onnx.export(net, (torch.randn(1, L, C),), str(tmp_path / "m.onnx"), dynamo=True, input_names=["x"])
+    return tmp_path / "m.onnx", L, C
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make", [_keras_lstm20, _onnx_stack], ids=["keras-lstm20", "onnx-lstm2-gru"])
+def test_imported_model_quantize_csim_firmware_bit_exact(tmp_path, csim_cache, make):
+    """import -> quantize --calibration (PTQ, 16 bits) -> hls4ml C simulation == firmware_sim."""
+    model, history, channels = make(tmp_path)
+    assert main(["import", str(model), "--out", str(tmp_path / "run")]) == 0
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "cal.npy", rng.uniform(0, 1, size=(256, history, channels)))
+    q = tmp_path / "q"
+    assert main(["quantize", str(tmp_path / "run"), "--out", str(q), "--calibration", str(tmp_path / "cal.npy"),
+                 "--bits", "16", "--no-progress"]) == 0  # fmt: skip
+    x = rng.uniform(0, 1, size=(200, history, channels))
+    np.save(tmp_path / "x.npy", x)
+    ys = {}
+    for backend in ("csim", "firmware", "float"):
+        out = tmp_path / f"y_{backend}.npy"
+        run = tmp_path / "run" if backend == "float" else q
+        assert (
+            main(
+                [
+                    "predict",
+                    str(run),
+                    "--inputs",
+                    str(tmp_path / "x.npy"),
+                    "--backend",
+                    backend,
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+        ys[backend] = np.load(out)
+    desc, _ = description.load(q)
+    lsb = desc.quantisation.dense.result.lsb
+    ints = {k: ys[k] / lsb for k in ("csim", "firmware")}
+    for v in ints.values():
+        assert np.array_equal(v, np.round(v))  # on the result type's grid
+    np.testing.assert_array_equal(ints["csim"].astype(np.int64), ints["firmware"].astype(np.int64))
+    m = json.loads((q / "metrics.json").read_text())
+    assert m["agreement_with_firmware_sim"]["exact_fraction"] == 1.0
+    # the quantised model still computes the imported one (16-bit PTQ): recorded, loosely bounded
+    assert np.max(np.abs(ys["firmware"] - ys["float"])) < 0.05
