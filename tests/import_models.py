@@ -86,9 +86,15 @@ def _var_names(layer: dict) -> list[str]:
 
 
 def write_keras2_h5(
-    path: Path, layers: list[dict], history: int | None, channels: int, functional: bool = False
+    path: Path,
+    layers: list[dict],
+    history: int | None,
+    channels: int,
+    functional: bool = False,
+    legacy: bool = False,
 ) -> None:
-    """A tf.keras 2.x ``model.save('m.h5')`` file."""
+    """A tf.keras 2.x ``model.save('m.h5')`` file; ``legacy``: Keras 2.2 style (Sequential config a
+    plain list, input shape in the first layer's config, weight names without the cell scope)."""
     inp = {
         "class_name": "InputLayer",
         "config": {"batch_input_shape": [None, history, channels], "dtype": "float32", "sparse": False,
@@ -103,6 +109,9 @@ def write_keras2_h5(
             prev = e["config"]["name"]
         cfg = {"class_name": "Functional", "config": {"name": "model", "layers": full,
                "input_layers": [["input_1", 0, 0]], "output_layers": [[prev, 0, 0]]}}  # fmt: skip
+    elif legacy:
+        entries[0]["config"] = {**entries[0]["config"], "batch_input_shape": [None, history, channels]}
+        cfg = {"class_name": "Sequential", "config": entries}
     else:
         cfg = {"class_name": "Sequential", "config": {"name": "sequential", "layers": [inp, *entries]}}
     with h5py.File(path, "w") as f:
@@ -119,7 +128,7 @@ def write_keras2_h5(
         for e in saved:
             name = e["config"]["name"]
             g = mw.create_group(name)
-            cell = {"LSTM": "lstm_cell", "GRU": "gru_cell"}.get(e["class_name"])
+            cell = None if legacy else {"LSTM": "lstm_cell", "GRU": "gru_cell"}.get(e["class_name"])
             names = [f"{name}/{cell}/{v}:0" if cell else f"{name}/{v}:0" for v in _var_names(e)]
             g.attrs["weight_names"] = [n.encode() for n in names]
             for n, v in zip(names, _var_names(e), strict=True):

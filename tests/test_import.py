@@ -72,6 +72,16 @@ def test_keras_matches_numpy_keras_forward(tmp_path, fmt, functional, name):
     assert info["format"] == ("keras-h5" if fmt == "h5" else "keras")
 
 
+def test_keras22_legacy_h5(tmp_path):
+    """Keras 2.2 files: Sequential config as a plain list, weight names ``lstm_1/kernel:0``."""
+    layers = stack([("LSTM", {"units": 4, "return_sequences": True, "name": "lstm_1"}),
+                    ("GRU", {"units": 3, "name": "gru_1"}), ("Dense", {"units": 2, "name": "dense_1"})], C)  # fmt: skip
+    write_keras2_h5(tmp_path / "m.h5", layers, L, C, legacy=True)
+    assert main(["import", str(tmp_path / "m.h5"), "--out", str(tmp_path / "run")]) == 0
+    x = windows()
+    assert np.max(np.abs(predict_float(tmp_path, tmp_path / "run", x) - keras_forward(layers, x))) <= TOL
+
+
 def test_keras_gate_order_matters(tmp_path):
     """The conversion is sensitive: the same arrays read in PyTorch order give another model."""
     layers = stack(
@@ -259,8 +269,11 @@ def test_normalisation_file(tmp_path, capsys):
 
 # ====================================================================== PyTorch
 class TorchNet(nn.Module):
-    def __init__(self, head_layers: int = 1, bidirectional: bool = False, proj: int = 0) -> None:
+    def __init__(
+        self, head_layers: int = 1, bidirectional: bool = False, proj: int = 0, use_hn: bool = False
+    ) -> None:
         super().__init__()
+        self.use_hn = use_hn
         self.lstm = nn.LSTM(C, 5, num_layers=2, batch_first=True, bidirectional=bidirectional, proj_size=proj)
         self.gru = nn.GRU(proj if proj else 5 * (2 if bidirectional else 1), 4, batch_first=True)
         self.fc = nn.Linear(4, 2)
@@ -268,8 +281,8 @@ class TorchNet(nn.Module):
 
     def forward(self, x):
         y, _ = self.lstm(x)
-        y, _ = self.gru(y)
-        y = self.fc(y[:, -1])
+        y, h_n = self.gru(y)
+        y = self.fc(h_n[-1] if self.use_hn else y[:, -1])
         return self.fc2(torch.relu(y)) if self.fc2 is not None else y
 
 
@@ -319,8 +332,9 @@ def test_torch_yaml_refusals(tmp_path, capsys):
     assert "pass --history L" in line
 
 
-def test_torch_export_pt2_matches_numpy(tmp_path):
-    net = _net(seed=4)
+@pytest.mark.parametrize("use_hn", [False, True], ids=["out[:, -1]", "h_n[-1]"])
+def test_torch_export_pt2_matches_numpy(tmp_path, use_hn):
+    net = _net(seed=4, use_hn=use_hn)
     ep = torch.export.export(net, (torch.randn(2, L, C),))
     torch.export.save(ep, tmp_path / "m.pt2")
     assert main(["import", str(tmp_path / "m.pt2"), "--out", str(tmp_path / "run")]) == 0

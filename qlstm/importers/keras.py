@@ -31,7 +31,8 @@ from qlstm.errors import QlstmError
 from qlstm.importers.common import KERAS_TO_TORCH, Imported, head_refusal, permute_gates, refuse
 
 RECURRENT = {"LSTM": "lstm", "GRU": "gru"}
-SKIPPED = {"Dropout", "InputLayer"}
+#: identities at inference (Keras applies them in training only)
+SKIPPED = {"InputLayer", "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout"}
 LINEAR = (None, "linear")
 
 #: Why each well-known layer is refused (anything else: "not a supported layer type").
