@@ -2,7 +2,7 @@
 
 An imported model (``qlstm import``) has no training data in its run folder, so the ranges of its
 quantisation points are profiled on windows the user gives: ``X.npy``, float (N, L, C),
-normalised as the model expects. There are no targets, so the figures written are how far the
+normalised as the model expects, or a recording windowed with the run's normalisation. There are no targets, so the figures written are how far the
 quantised model (firmware_sim, bit-exact with the C simulation) moves from the float model on
 those same windows (in-sample: the windows also set the ranges), and the agreement of the
 quantize stage's firmware forward with firmware_sim. QAT needs targets and is refused.
@@ -26,14 +26,27 @@ from qlstm.quantize import core
 from qlstm.quantize.model import QuantNet, predict_array
 from qlstm.quantize.policy import QuantizeConfig
 
+#: A recording given as --calibration is windowed with a stride giving at most this many windows.
+MAX_RECORDING_WINDOWS = 20_000
 
-def load_windows(path: Path, history: int, channels: int) -> np.ndarray:
-    """``X.npy`` as float64 (N, L, C) windows matching the run; one clear error otherwise."""
-    from qlstm.predict import check_inputs
+
+def load_windows(path: Path, history: int, channels: int, run_dir: Path | None = None) -> np.ndarray:
+    """Calibration windows as float64 (N, L, C): ``X.npy`` windows, or a recording (``.csv``
+    ``.h5`` ``.parquet`` ``.npz``, schema in docs/data.md) windowed and normalised with the run's
+    normalisation and L, at most :data:`MAX_RECORDING_WINDOWS`. One clear error otherwise."""
+    from qlstm.predict import _windows_from_data, check_inputs
 
     path = Path(path)
     if not path.is_file():
         raise QlstmError(f"--calibration {path}: file not found")
+    if path.suffix.lower() != ".npy":
+        if run_dir is None:
+            raise QlstmError(f"--calibration {path}: expected an .npy file of windows")
+        try:
+            x, _ = _windows_from_data(run_dir, path, 1, MAX_RECORDING_WINDOWS)
+        except QlstmError as exc:
+            raise QlstmError(f"--calibration {str(exc).removeprefix('--data ')}") from None
+        return check_inputs(x, history, channels, f"--calibration {path}")
     try:
         x = np.load(path, allow_pickle=False)
     except Exception as exc:  # ValueError (pickled / not .npy), OSError, EOFError
@@ -58,7 +71,7 @@ def quantize_calibrated(
         raise QlstmError("--calibration gives windows without targets: only --method ptq can use them")
     desc, weights = core.load_float_run(run_dir)
     a = desc.architecture
-    x = load_windows(calibration, a.history, a.input_channels)
+    x = load_windows(calibration, a.history, a.input_channels, run_dir)
     core._refuse_existing(out, overwrite)
     empty = (x[:0], np.zeros((0, a.horizon)))
     win = core.Windows(train=(x, np.zeros((len(x), a.horizon))), val=empty, test=empty)

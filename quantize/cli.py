@@ -65,9 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--calibration",
         type=Path,
-        metavar="X.npy",
-        help="PTQ ranges from these normalised windows (N, L, C) instead of the run's training data "
-        "(for imported models); metrics are then the deviation from the float model on them",
+        metavar="X.npy|FILE",
+        help="PTQ ranges from these normalised windows (.npy, shape (N, L, C)) or from a recording "
+        "(.csv .h5 .parquet .npz, windowed with the run's normalisation and L) instead of the run's "
+        "training data (for imported models); metrics are then the deviation from the float model on them",
     )
     p.add_argument("--config", type=Path, help="YAML file with a `quantize:` section (QuantizeConfig fields)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")

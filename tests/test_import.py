@@ -464,6 +464,43 @@ def test_quantize_calibration_errors(tmp_path, capsys):
     assert m["calibration"]["windows"] == 50
 
 
+def test_quantize_calibration_from_a_recording(tmp_path, capsys):
+    """--calibration FILE windows a recording with the run's normalisation (here from --normalisation)."""
+    from qlstm.data.events import Event, EventSet
+    from qlstm.data.formats import save_events
+
+    layers = stack([("GRU", {"units": 3}), ("Dense", {"units": 1})], 2)
+    write_keras3(tmp_path / "m.keras", layers, L, 2)
+    norm = {"lo": [0.0, -5.0], "hi": [2.0, 5.0], "channel_names": ["U_res", "I"]}
+    (tmp_path / "n.json").write_text(json.dumps(norm))
+    assert (
+        main(
+            [
+                "import",
+                str(tmp_path / "m.keras"),
+                "--out",
+                str(tmp_path / "run"),
+                "--normalisation",
+                str(tmp_path / "n.json"),
+            ]
+        )
+        == 0
+    )
+    rng = np.random.default_rng(3)
+    t = np.arange(60) * 0.4
+    events = tuple(Event(name=f"e{i}", t=t, x=np.stack([rng.uniform(0, 2, 60), rng.uniform(-5, 5, 60)], axis=1))
+                   for i in range(2))  # fmt: skip
+    save_events(EventSet(events, ("U_res", "I"), ("V", "A"), 0.4), tmp_path / "rec.csv")
+    base = ["quantize", str(tmp_path / "run"), "--out", str(tmp_path / "q"), "--bits", "12"]
+    assert main([*base, "--calibration", str(tmp_path / "rec.csv")]) == 0
+    m = json.loads((tmp_path / "q" / "metrics.json").read_text())
+    assert m["calibration"]["windows"] == 2 * (60 - L - 1 + 1)
+    assert m["agreement_with_firmware_sim"]["exact_fraction"] == 1.0
+    (tmp_path / "bad.csv").write_text("time_s,V\n0,1\n0.4,2\n")
+    line = refused(capsys, [*base[:3], str(tmp_path / "q2"), "--calibration", str(tmp_path / "bad.csv")])
+    assert line.startswith("qlstm quantize: error: --calibration")
+
+
 # ====================================================================== end to end (slow)
 @pytest.fixture
 def csim_cache(tmp_path, monkeypatch):
