@@ -523,7 +523,7 @@ def _onnx_stack(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("make", [_keras_lstm20, _onnx_stack], ids=["keras-lstm20", "onnx-lstm2-gru"])
-def test_imported_model_quantize_csim_firmware_bit_exact(tmp_path, csim_cache, make):
+def test_imported_model_quantize_csim_firmware_bit_exact(tmp_path, capsys, csim_cache, make):
     """import -> quantize --calibration (PTQ, 16 bits) -> hls4ml C simulation == firmware_sim."""
     model, history, channels = make(tmp_path)
     assert main(["import", str(model), "--out", str(tmp_path / "run")]) == 0
@@ -564,3 +564,7 @@ def test_imported_model_quantize_csim_firmware_bit_exact(tmp_path, csim_cache, m
     assert m["agreement_with_firmware_sim"]["exact_fraction"] == 1.0
     # the quantised model still computes the imported one (16-bit PTQ): recorded, loosely bounded
     assert np.max(np.abs(ys["firmware"] - ys["float"])) < 0.05
+    # the export stage takes both folders (it verifies ONNX vs float64 and QONNX vs firmware_sim itself)
+    assert main(["export", str(tmp_path / "run")]) == 0
+    assert main(["export", str(q)]) == 0
+    assert "100.00% exact" in capsys.readouterr().out
