@@ -306,8 +306,8 @@ def _convert(config: dict[str, Any], weights_of: Any, fmt: str, where: str) -> I
     rec_idx = [i for i, e in enumerate(body) if e["class_name"] in RECURRENT]
     if not rec_idx:
         raise QlstmError(f"{where}: no LSTM or GRU layer; qlstm imports recurrent models")
-    first_rec, last_rec = rec_idx[0], rec_idx[-1]
-    for e in body[:first_rec] + body[first_rec:last_rec]:
+    last_rec = rec_idx[-1]
+    for e in body[:last_rec]:
         if e["class_name"] not in RECURRENT:
             raise refuse(
                 where, _name(e), e["class_name"], "only recurrent layers may precede the last recurrent layer"

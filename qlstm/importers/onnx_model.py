@@ -151,7 +151,8 @@ def _recurrent(imp: Imported, n: Any, const: dict[str, np.ndarray], where: str) 
         return np.asarray(const[ins[i]], dtype=np.float64)
 
     w, r = c(1, "W"), c(2, "R")
-    assert w is not None and r is not None
+    if w is None or r is None:
+        raise refuse(where, name, op, "W and R inputs are required")
     if w.shape[0] != 1:
         raise refuse(where, name, op, f"W has {w.shape[0]} directions; only forward is supported")
     units = int(a.get("hidden_size", r.shape[-1]))

@@ -154,11 +154,11 @@ _ACTIVATIONS = {
 _PLUMBING = {"contiguous", "clone", "alias", "detach", "_to_copy", "to"}
 
 
-def _tensor(buf: bytes, meta: dict[str, Any], where: str, name: str) -> np.ndarray:
+def _tensor(buf: bytes, meta: dict[str, Any], where: str, name: str, order: str = "<") -> np.ndarray:
     dtype = _DTYPES.get(int(meta["dtype"]))
     if dtype is None:
         raise QlstmError(f"{where}: {name} has tensor dtype code {meta['dtype']}; float tensors expected")
-    storage = np.frombuffer(buf, dtype=dtype)
+    storage = np.frombuffer(buf, dtype=np.dtype(dtype).newbyteorder(order))
     sizes = [int(s["as_int"]) for s in meta["sizes"]]
     strides = [int(s["as_int"]) * storage.itemsize for s in meta["strides"]]
     off = int(meta["storage_offset"]["as_int"])
@@ -170,12 +170,14 @@ def _pt2_weights(z: zipfile.ZipFile, root: str, where: str) -> dict[str, np.ndar
     if cfg_name not in z.namelist():
         raise QlstmError(f"{where}: no {cfg_name}; an older .pt2 layout (re-save with torch.export.save)")
     cfg = json.loads(z.read(cfg_name))["config"]
+    order_file = f"{root}/byteorder"
+    order = ">" if order_file in z.namelist() and z.read(order_file).strip() == b"big" else "<"
     out = {}
     for fqn, meta in cfg.items():
         if meta.get("use_pickle"):
             raise QlstmError(f"{where}: weight {fqn} is stored pickled; qlstm never unpickles model files")
         out[fqn] = _tensor(
-            z.read(f"{root}/data/weights/{meta['path_name']}"), meta["tensor_meta"], where, fqn
+            z.read(f"{root}/data/weights/{meta['path_name']}"), meta["tensor_meta"], where, fqn, order
         )
     return out
 
