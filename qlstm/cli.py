@@ -24,6 +24,7 @@ from qlstm.errors import QlstmError
 STAGES: tuple[str, ...] = (
     "qlstm.data.cli",
     "qlstm.train.cli",
+    "qlstm.importers",
     "qlstm.quantize.cli",
     "qlstm.export.cli",
     "qlstm.hls.cli",

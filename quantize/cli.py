@@ -63,6 +63,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--epochs", type=int, help="QAT epochs (default 8)")
     p.add_argument(
+        "--calibration",
+        type=Path,
+        metavar="X.npy|FILE",
+        help="PTQ ranges from these normalised windows (.npy, shape (N, L, C)) or from a recording "
+        "(.csv .h5 .parquet .npz, windowed with the run's normalisation and L) instead of the run's "
+        "training data (for imported models); metrics are then the deviation from the float model on them",
+    )
+    p.add_argument(
         "--config",
         type=Path,
         help="a qlstm config file; its `quantize:` section (QuantizeConfig fields and `types`) is read, "
@@ -123,6 +131,17 @@ def run(args: argparse.Namespace) -> int:
 
     cfg, types = _settings(args)
     progress = not args.no_progress and sys.stderr.isatty()
+    if args.calibration is not None:
+        if args.sweep:
+            raise QlstmError("--calibration cannot be combined with --sweep (a sweep scores test targets)")
+        from qlstm.quantize.calibration import quantize_calibrated
+
+        m = quantize_calibrated(
+            args.run_dir, args.out, args.calibration, cfg, types, args.overwrite, progress
+        )
+        print(json.dumps({"method": cfg.method, "bits": cfg.bits, **m["calibration"]}))
+        print(f"wrote {args.out}")
+        return 0
     if args.sweep:
         if types:
             raise QlstmError("--type cannot be combined with --sweep")
