@@ -235,8 +235,9 @@ class HeldOut:
         path = Path(path)
         if not path.is_file():
             raise QlstmError(
-                f"{path.parent}: no {WINDOWS_FILE} (a run written before qlstm stored its held-out windows); "
-                "re-train it with this version of qlstm train"
+                f"{path.parent}: no {WINDOWS_FILE}, so no training or held-out windows (an imported model, "
+                "or a run written before qlstm stored them): give windows (e.g. quantize --calibration X.npy) "
+                "or re-train it with this version of qlstm train"
             )
         try:
             with np.load(path, allow_pickle=False) as z:

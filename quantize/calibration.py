@@ -22,9 +22,9 @@ import numpy as np
 
 from qlstm.description import Architecture
 from qlstm.errors import QlstmError
+from qlstm.float_reference import float_predict
 from qlstm.io import staged_dir
 from qlstm.quantize import core
-from qlstm.float_reference import float_predict
 from qlstm.quantize.policy import QuantizeConfig
 
 #: A recording given as --calibration is windowed with a stride giving at most this many windows.

@@ -14,8 +14,10 @@ from torch import nn
 from qlstm import description
 from qlstm.cli import main
 from qlstm.errors import QlstmError
+from qlstm.float_reference import float_predict
 from qlstm.importers import import_model
 from qlstm.importers.common import KERAS_TO_TORCH, ONNX_TO_TORCH, permute_gates
+from qlstm.predict import run_backend
 
 L, C = 7, 3
 TOL = 1e-6  # absolute, float64 forward vs float64 NumPy on float32 weights
@@ -456,12 +458,16 @@ def test_quantize_calibration_errors(tmp_path, capsys):
     assert "shape (50, 8, 3), expected (N, L=7, C=3)" in line
     line = refused(capsys, [*base, "--calibration", str(tmp_path / "cal.npy"), "--method", "qat"])
     assert "only --method ptq" in line
-    assert "no config.yaml" in refused(capsys, base)  # without --calibration: no training data to rebuild
+    assert "no windows.npz" in refused(capsys, base)  # without --calibration: no training data to rebuild
     assert not (tmp_path / "q").exists()
     assert main([*base, "--calibration", str(tmp_path / "cal.npy"), "--bits", "12"]) == 0
     m = json.loads((tmp_path / "q" / "metrics.json").read_text())
-    assert m["agreement_with_firmware_sim"]["exact_fraction"] == 1.0
     assert m["calibration"]["windows"] == 50
+    # the recorded deviation is the firmware's (firmware_sim) from the float model on those windows
+    x = np.load(tmp_path / "cal.npy")
+    fdesc, fw = description.load(tmp_path / "run")
+    dev = run_backend("firmware", tmp_path / "q", x) - float_predict(fdesc.architecture, fw, x)
+    assert m["calibration"]["max_abs_deviation_from_float"] == float(np.max(np.abs(dev)))
 
 
 def test_quantize_calibration_from_a_recording(tmp_path, capsys):
@@ -495,7 +501,6 @@ def test_quantize_calibration_from_a_recording(tmp_path, capsys):
     assert main([*base, "--calibration", str(tmp_path / "rec.csv")]) == 0
     m = json.loads((tmp_path / "q" / "metrics.json").read_text())
     assert m["calibration"]["windows"] == 2 * (60 - L - 1 + 1)
-    assert m["agreement_with_firmware_sim"]["exact_fraction"] == 1.0
     (tmp_path / "bad.csv").write_text("time_s,V\n0,1\n0.4,2\n")
     line = refused(capsys, [*base[:3], str(tmp_path / "q2"), "--calibration", str(tmp_path / "bad.csv")])
     assert line.startswith("qlstm quantize: error: --calibration")
@@ -560,8 +565,6 @@ def test_imported_model_quantize_csim_firmware_bit_exact(tmp_path, capsys, csim_
     for v in ints.values():
         assert np.array_equal(v, np.round(v))  # on the result type's grid
     np.testing.assert_array_equal(ints["csim"].astype(np.int64), ints["firmware"].astype(np.int64))
-    m = json.loads((q / "metrics.json").read_text())
-    assert m["agreement_with_firmware_sim"]["exact_fraction"] == 1.0
     # the quantised model still computes the imported one (16-bit PTQ): recorded, loosely bounded
     assert np.max(np.abs(ys["firmware"] - ys["float"])) < 0.05
     # the export stage takes both folders (it verifies ONNX vs float64 and QONNX vs firmware_sim itself)
