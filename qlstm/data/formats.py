@@ -38,7 +38,7 @@ FORMATS = {
     ".hdf5": "hdf5",
     ".npz": "npz",
 }
-RESERVED = ("event", "time_s", "quench")
+RESERVED = ("event", "time_s", "quench", "anomaly")
 #: Names of the NPZ arrays that describe the channels rather than hold one.
 NPZ_META = ("channel_names", "channel_units")
 _UNIT_RE = re.compile(r"^\s*(?P<name>.*?)\s*\[(?P<unit>[^\]]*)\]\s*$")
@@ -73,9 +73,79 @@ def load_events(
         raise QlstmError(f"{path}: empty file")
     reader = {"csv": _read_csv, "parquet": _read_parquet, "hdf5": _read_hdf5, "npz": _read_npz}[kind]
     raw, names, units = reader(path, None if channels is None else tuple(channels))
-    return build_event_set(
+    es = build_event_set(
         str(path), raw, names, units, fill=fill_gaps, min_length=min_length, meta={"format": kind}
     )
+    return _with_anomalies(path, kind, es)
+
+
+def _anomaly_runs(path: Path, name: str, t: np.ndarray, flag: np.ndarray) -> list[tuple[float, float]]:
+    """Runs of ``anomaly == 1`` rows of one event -> ``(first time_s, last time_s)`` windows."""
+    if not np.isin(flag, (0, 1)).all():
+        raise QlstmError(f"{path}: event {name!r}: column anomaly must hold only 0 and 1")
+    edges = np.diff(np.concatenate([[0], flag.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    return [(float(t[a]), float(t[b])) for a, b in zip(starts, ends, strict=True)]
+
+
+def _with_anomalies(path: Path, kind: str, es: EventSet) -> EventSet:
+    """Attach the anomaly windows a file carries (column/array ``anomaly``, HDF5 attribute
+    ``anomaly_windows``) to its events; a file without them is returned unchanged."""
+    from dataclasses import replace
+
+    found: dict[str, list[tuple[float, float]]] = {}
+    if kind == "hdf5":
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            for e in es.events:
+                g = f[e.name] if e.name in f and isinstance(f[e.name], h5py.Group) else f
+                if "anomaly_windows" in g.attrs:
+                    w = np.asarray(g.attrs["anomaly_windows"], dtype=np.float64).reshape(-1, 2)
+                    found[e.name] = [(float(a), float(b)) for a, b in w]
+    else:
+        if kind == "npz":
+            with np.load(path, allow_pickle=False) as z:
+                cols = {k: z[k] for k in ("event", "time_s", "anomaly") if k in z.files}
+        else:
+            import pyarrow.parquet as pq
+
+            if kind == "csv":
+                with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+                    header = [_split_unit(h)[0] for h in next(csv.reader(fh), [])]
+            else:
+                header = pq.read_schema(path).names
+            if "anomaly" not in header:
+                return es
+            use = [c for c in ("event", "time_s", "anomaly") if c in header]
+            if kind == "csv":
+                import pyarrow as pa
+                import pyarrow.csv as pcsv
+
+                table = pcsv.read_csv(
+                    path,
+                    read_options=pcsv.ReadOptions(column_names=header, skip_rows=1),
+                    convert_options=pcsv.ConvertOptions(
+                        include_columns=use, column_types={"event": pa.string()}
+                    ),
+                )
+            else:
+                table = pq.read_table(path, columns=use)
+            if table.column("anomaly").null_count:
+                raise QlstmError(f"{path}: column anomaly has empty cells")
+            cols = {c: table.column(c).to_numpy(zero_copy_only=False) for c in use}
+        if "anomaly" not in cols:
+            return es
+        flag = _numeric(path, "anomaly", cols["anomaly"])
+        t = cols["time_s"].astype(np.float64)
+        ev = cols["event"].astype(str) if "event" in cols else np.full(len(t), es.events[0].name)
+        for e in es.events:
+            rows = np.flatnonzero(ev == e.name)
+            found[e.name] = _anomaly_runs(path, e.name, t[rows], flag[rows])
+    if not found:
+        return es
+    events = tuple(replace(e, anomalies=tuple(found.get(e.name, ()))) for e in es.events)
+    return EventSet(events, es.channel_names, es.units, es.dt, es.source, dict(es.meta))
 
 
 def _select(path: Path, available: list[str], wanted: tuple[str, ...] | None) -> list[str]:
@@ -350,6 +420,8 @@ def _long_columns(es: EventSet) -> dict[str, np.ndarray]:
                 a[e.quench_index] = 1
             q.append(a)
         cols["quench"] = np.concatenate(q)
+    if any(e.anomalies for e in es.events):  # anomaly windows as a 0/1 column (docs/data.md)
+        cols["anomaly"] = np.concatenate([e.anomaly_mask().astype(np.int8) for e in es.events])
     return cols
 
 
@@ -409,3 +481,5 @@ def _write_hdf5(es: EventSet, tmp: Path) -> None:
                 d.attrs["unit"] = es.units[c]
             if e.quench_index is not None:
                 g.attrs["quench_index"] = e.quench_index
+            if e.anomalies:
+                g.attrs["anomaly_windows"] = np.asarray(e.anomalies, dtype=np.float64)
