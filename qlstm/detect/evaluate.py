@@ -101,6 +101,7 @@ def summarise(per_event: list[dict]) -> dict:
         "precursors": len(wins),
         "detected": sum(w["detected"] for w in wins),
         "detection_rate": (sum(w["detected"] for w in wins) / len(wins)) if wins else None,
+        "alarms": sum(e["alarms"] for e in per_event),
         "false_alarms": fa,
         "normal_hours": hours,
         "false_alarms_per_day": fa / hours * 24.0 if hours > 0 else None,

@@ -255,7 +255,17 @@ def detect(
             f"no calibration events: none of the run's training events is in {calibration_data or data}; "
             "pass --calibration FILE with normal running of this machine"
         )
-    ev_idx = [i for i, e in enumerate(es.events) if e.name not in fitted]
+    # An event is held out unless it IS a calibration event (same name and the same samples):
+    # another recording may reuse event names.
+    cal_by_name = {ces.events[i].name: ces.events[i] for i in cal_idx}
+
+    def used(e) -> bool:
+        c = cal_by_name.get(e.name)
+        return (
+            c is not None and c.x.shape == e.x.shape and np.array_equal(c.x, e.x) and np.array_equal(c.t, e.t)
+        )
+
+    ev_idx = [i for i, e in enumerate(es.events) if not used(e)]
     if not ev_idx:
         raise QlstmError(
             f"--data {data}: every event was used to train the run; nothing held out to evaluate"
