@@ -229,14 +229,16 @@ class AlarmQuant:
 
         The residual keeps every fractional bit of the input and output types (the difference
         is then exact) in 18 bits, saturating (a wrapped residual would hide a large one); the
-        score and threshold have the same fractional bits in 24 bits, unsigned, saturating;
-        the counter is ``ap_uint<8>`` saturating (run lengths up to 255 samples).
+        score and threshold have 8 more fractional bits (an EWMA of weight 2**-n, n <= 8, then
+        keeps the bits its division shifts out) in 24 bits, unsigned, saturating; the counter
+        is ``ap_uint<8>`` saturating (run lengths up to 255 samples).
         """
         frac = max(q.input.frac, q.dense.result.frac)
+        sfrac = frac + 8
         return cls(
             residual=FixedType(18, 18 - frac, True, "AP_TRN", "AP_SAT"),
-            score=FixedType(24, 24 - frac, False, "AP_TRN", "AP_SAT"),
-            threshold=FixedType(24, 24 - frac, False, "AP_TRN", "AP_SAT"),
+            score=FixedType(24, 24 - sfrac, False, "AP_TRN", "AP_SAT"),
+            threshold=FixedType(24, 24 - sfrac, False, "AP_TRN", "AP_SAT"),
             counter=FixedType(8, 8, False, "AP_TRN", "AP_SAT"),
         )
 

@@ -179,7 +179,7 @@ def test_auc_of_step_roc():
 
 
 # ====================================================================== the alarm in fixed point
-def _reference_alarm(y, p, valid, types, rule, kappa_m, theta_m, y_frac, p_frac):
+def _reference_alarm(y, p, valid, types, rule, kappa_m, theta_m, y_frac, p_frac, clip_m=None):
     """Scalar transcription with exact rationals: every cast as round-then-overflow on Fractions."""
 
     def cast(v: Fraction, t: FixedType) -> int:
@@ -212,6 +212,8 @@ def _reference_alarm(y, p, valid, types, rule, kappa_m, theta_m, y_frac, p_frac)
         yv = Fraction(int(y[i]), 1 << y_frac)
         rs = [cast(yv - Fraction(int(p[i, j]), 1 << p_frac), rt) for j in range(p.shape[1])]
         a = cast(sum(Fraction(abs(r), 1 << rt.frac) for r in rs), st)
+        if clip_m is not None:
+            a = min(a, clip_m)
         if rule.score == "instant":
             s = a
         elif rule.score == "ewma":
@@ -248,8 +250,9 @@ def test_fixed_alarm_bit_exact_against_rational_reference(score, seed):
     valid = np.arange(T) >= 5
     rule = AlarmRule(score=score, ewma_shift=2, min_run=2)
     kappa_m, theta_m = 37, 150 + 40 * seed
-    got = alarm_fixed(y, y_frac, p, p_frac, valid, types, rule, kappa_m, theta_m)
-    s, c, al = _reference_alarm(y, p, valid, types, rule, kappa_m, theta_m, y_frac, p_frac)
+    clip_m = None if seed == 0 else 400
+    got = alarm_fixed(y, y_frac, p, p_frac, valid, types, rule, kappa_m, theta_m, clip_m)
+    s, c, al = _reference_alarm(y, p, valid, types, rule, kappa_m, theta_m, y_frac, p_frac, clip_m)
     assert got["score"].tolist() == s
     assert got["counter"].tolist() == c
     assert got["alarm"].tolist() == al
@@ -273,13 +276,15 @@ def test_fixed_alarm_equals_float_alarm_where_types_are_wide(score):
         threshold=FixedType(32, 32 - 24, False, "AP_TRN", "AP_SAT"),
         counter=FixedType(8, 8, False, "AP_TRN", "AP_SAT"),
     )
-    rule = AlarmRule(score=score, ewma_shift=0 if score == "cusum" else 3, min_run=3, cusum_drift=0.0078125)
+    rule = AlarmRule(
+        score=score, ewma_shift=0 if score == "cusum" else 3, min_run=3, cusum_drift=0.0078125, clip=0.05
+    )
     thr = {"instant": 0.03, "ewma": 0.025, "cusum": 0.01}[score]
     fl = alarm_float(y[:, None] - p, rule, thr)
     lsb = wide.score.lsb
     fx = alarm_fixed(
         np.round(y * 2**frac).astype(np.int64), frac, np.round(np.nan_to_num(p) * 2**frac).astype(np.int64),
-        frac, valid, wide, rule, int(rule.cusum_drift / lsb), int(round(thr / lsb)),
+        frac, valid, wide, rule, int(rule.cusum_drift / lsb), int(round(thr / lsb)), int(rule.clip / lsb),
     )  # fmt: skip
     assert fl["alarm"].any() and not fl["alarm"].all()
     assert np.array_equal(fl["alarm"], fx["alarm"])

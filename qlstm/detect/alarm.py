@@ -3,7 +3,7 @@
 One time step ``t`` (all steps ahead ``j = 1 .. k`` of the forecasts that target sample ``t``)::
 
     r_j   = y_t - yhat_{t-j}(j)                       residual per step ahead   (residual type)
-    a     = sum_j |r_j|                               combined residual         (score type)
+    a     = min(sum_j |r_j|, clip)                    combined residual         (score type)
     s     = a                                          "instant"
           = s + (a - s) / 2**n                         "ewma"  (exponential moving average)
           = max(0, s + a - kappa)                      "cusum" (one-sided CUSUM of a)
@@ -17,6 +17,10 @@ the residual type; the sum of absolute values exact, then one cast to the score 
 update ``(s (2**n - 1) + a) / 2**n`` exact, then one cast; the CUSUM ``s + a - kappa`` exact,
 clamped at 0, then one cast; ``kappa`` and ``theta`` are constants of the score and threshold
 types). The state starts at zero on the first sample where every step's residual exists.
+
+The clip bounds what one sample can add: a flux jump's onset gives residuals of several mV for a
+few samples, a precursor's signature a smaller residual for minutes; without the clip the
+threshold that keeps flux jumps quiet also hides the signatures (docs/detect.md, measured).
 """
 
 from __future__ import annotations
@@ -37,9 +41,10 @@ class AlarmRule:
     """The score and alarm rule (see the module docstring); thresholds are set by calibration."""
 
     score: str = "ewma"
-    ewma_shift: int = 3  #: n: EWMA weight 2**-n (n = 3: a time constant of about 8 samples)
+    ewma_shift: int = 7  #: n: EWMA weight 2**-n (n = 7: a time constant of 128 samples, 51 s at 0.4 s)
     cusum_drift: float = 0.0  #: kappa, normalised units (set by calibration from normal running)
     min_run: int = 3  #: M: samples at or above the threshold before the alarm fires
+    clip: float = float("inf")  #: largest combined residual one sample adds, normalised (set by calibration)
 
     def __post_init__(self) -> None:
         if self.score not in SCORES:
@@ -50,11 +55,13 @@ class AlarmRule:
             raise QlstmError(f"min_run {self.min_run} outside 1-255 (an ap_uint<8> counter)")
         if self.cusum_drift < 0:
             raise QlstmError(f"cusum_drift {self.cusum_drift} must be >= 0")
+        if not self.clip > 0:
+            raise QlstmError(f"clip {self.clip} must be > 0")
 
 
-def combined_float(r: np.ndarray) -> np.ndarray:
-    """(T, k) residuals (NaN where a step is missing) -> (T,) sum of absolute values (NaN if any missing)."""
-    return np.abs(r).sum(axis=1)
+def combined_float(r: np.ndarray, clip: float = float("inf")) -> np.ndarray:
+    """(T, k) residuals (NaN where a step is missing) -> (T,) ``min(sum |r_j|, clip)`` (NaN if any missing)."""
+    return np.minimum(np.abs(r).sum(axis=1), clip)
 
 
 def score_float(a: np.ndarray, rule: AlarmRule) -> np.ndarray:
@@ -99,7 +106,7 @@ def counter_alarm(above: np.ndarray, min_run: int, counter_max: int = 255) -> tu
 
 def alarm_float(r: np.ndarray, rule: AlarmRule, threshold: float) -> dict[str, np.ndarray]:
     """Float alarm of one event: (T, k) residuals -> ``a``, ``score``, ``counter``, ``alarm`` (T,)."""
-    a = combined_float(r)
+    a = combined_float(r, rule.clip)
     s = score_float(a, rule)
     counter, alarm = counter_alarm(np.nan_to_num(s, nan=-np.inf) >= threshold, rule.min_run)
     return {"a": a, "score": s, "counter": counter, "alarm": alarm}
@@ -116,13 +123,15 @@ def alarm_fixed(
     rule: AlarmRule,
     kappa_m: int,
     theta_m: int,
+    clip_m: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Bit-exact alarm of one event on integer mantissas.
 
     ``y_m`` (T,) the target samples at ``y_frac`` fractional bits (the firmware input type);
     ``p_m`` (T, k) the forecasts aligned to the sample they target, at ``p_frac`` (the network
     result type), meaningful where ``valid`` (T,) is True (every step present; a suffix of the
-    event). ``kappa_m``/``theta_m`` are mantissas of the score/threshold types. Returns int64
+    event). ``kappa_m``/``theta_m``/``clip_m`` are mantissas of the score/threshold/score types
+    (``clip_m`` None: no clip). Returns int64
     mantissas ``r`` (T, k), ``a``, ``score``, ``counter`` and bool ``alarm`` (T,); zeros where
     not valid.
     """
@@ -142,6 +151,8 @@ def alarm_fixed(
     fa = max(rt.frac, st.frac)
     a_exact = np.left_shift(np.abs(r), fa - rt.frac).sum(axis=1)
     a = cast(a_exact, fa, st)
+    if clip_m is not None:
+        a = np.minimum(a, clip_m)
     valid = np.asarray(valid, dtype=bool)
     r = np.where(valid[:, None], r, 0)
     a = np.where(valid, a, 0)

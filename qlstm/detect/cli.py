@@ -53,11 +53,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--score",
         choices=("instant", "ewma", "cusum"),
         default="ewma",
-        help="score of the combined residual sum_j |r_j|: instant, ewma (2**-n weight), cusum (drift = "
+        help="score of the combined residual min(sum_j |r_j|, clip): instant, ewma (2**-n weight), cusum (drift = "
         "--cusum-factor x its median in normal running) (default ewma)",
     )
-    p.add_argument("--ewma-shift", type=int, default=3, metavar="N", help="EWMA weight 2**-N (default 3)")
+    p.add_argument(
+        "--ewma-shift", type=int, default=7, metavar="N", help="EWMA weight 2**-N (default 7: 128 samples)"
+    )
     p.add_argument("--cusum-factor", type=float, default=2.0, help="CUSUM drift in medians (default 2.0)")
+    p.add_argument(
+        "--clip-factor",
+        type=float,
+        default=3.0,
+        help="clip the combined residual at this many medians of its normal running (0: no clip; default 3.0)",
+    )
     p.add_argument(
         "--min-run",
         type=int,
@@ -90,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         false_alarms_per_day=args.false_alarms_per_day,
         quench_window_s=args.quench_window_s,
         cusum_factor=args.cusum_factor,
+        clip_factor=args.clip_factor,
         backend=args.backend,
     )
     res = detect(args.run_dir, args.data, args.labels, args.calibration, cfg, progress=not args.no_progress)

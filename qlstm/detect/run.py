@@ -40,6 +40,7 @@ class DetectConfig:
     false_alarms_per_day: float = 1.0  #: target rate the thresholds are calibrated for
     quench_window_s: float = QUENCH_WINDOW_S  #: anomaly window before a bare quench marker, s
     cusum_factor: float = 2.0  #: CUSUM drift kappa = factor x median combined residual (normal running)
+    clip_factor: float = 3.0  #: clip = factor x median combined residual (normal running); 0: no clip
     backend: str = "float"
 
 
@@ -63,7 +64,7 @@ class DetectionResult:
             keep = (
                 "detection_rate", "false_alarms_per_day", "false_alarms_per_day_upper95", "median_lead_time_s",
                 "precursors", "detected", "false_alarms", "normal_hours", "lead_times_s", "threshold", "auc",
-                "auc_calibration", "calibration", "alarms", "alarms_per_day", "kappa",
+                "auc_calibration", "calibration", "alarms", "alarms_per_day", "kappa", "clip",
             )  # fmt: skip
             out = {k: d[k] for k in keep if k in d}
             out["events"] = d.get("per_event", [])
@@ -139,10 +140,11 @@ def _tracks(es: EventSet, labels: Labels, scores: list[np.ndarray]) -> list[Even
     ]
 
 
-def _kappa(a_list: list[np.ndarray], tracks: list[EventTrack], factor: float) -> float:
+def _normal_median(a_list: list[np.ndarray], tracks: list[EventTrack]) -> float:
+    """Median of the combined residual over the normal running of ``tracks``."""
     vals = np.concatenate([a[tr.normal_mask()] for a, tr in zip(a_list, tracks, strict=True)])
     vals = vals[np.isfinite(vals)]
-    return float(factor * np.median(vals)) if len(vals) else 0.0
+    return float(np.median(vals)) if len(vals) else 0.0
 
 
 def _detector(
@@ -156,18 +158,22 @@ def _detector(
 ) -> tuple[dict[str, Any], list[EventTrack]]:
     """Calibrate ``score_fn(per-event input, kappa) -> (score, extra)`` on ``cal`` and score ``ev``."""
     rule = cfg.rule
-    kappa = 0.0
-    if rule.score == "cusum" and name != "voltage_threshold":
+    kappa, clip = 0.0, float("inf")
+    if name != "voltage_threshold" and (rule.score == "cusum" or cfg.clip_factor > 0):
         a_cal = [score_fn(x, None)[1] for x in cal[2]]
-        kappa = _kappa(a_cal, _tracks(cal[0], cal[1], a_cal), cfg.cusum_factor)
-    cal_scores = [score_fn(x, kappa)[0] for x in cal[2]]
+        med = _normal_median(a_cal, _tracks(cal[0], cal[1], a_cal))  # of the unclipped combined residual
+        kappa = cfg.cusum_factor * med if rule.score == "cusum" else 0.0
+        clip = cfg.clip_factor * med if cfg.clip_factor > 0 else float("inf")
+    par = (kappa, clip)
+    cal_scores = [score_fn(x, par)[0] for x in cal[2]]
     cal_tracks = _tracks(cal[0], cal[1], cal_scores)
     c = calibrate(cal_tracks, cfg.false_alarms_per_day, rule.min_run, lsb=lsb)
-    ev_scores = [score_fn(x, kappa)[0] for x in ev[2]]
+    ev_scores = [score_fn(x, par)[0] for x in ev[2]]
     tracks = _tracks(ev[0], ev[1], ev_scores)
     res = score_at(tracks, c["threshold"], rule.min_run)
     res["calibration"] = c
     res["kappa"] = kappa
+    res["clip"] = clip if np.isfinite(clip) else None
     if labelled:
         res["roc"] = roc(tracks, rule.min_run)
         res["auc"] = res["roc"]["auc"]
@@ -183,12 +189,20 @@ def _detector(
 
 
 def _residual_score(rule: AlarmRule):
-    def fn(r: np.ndarray, kappa: float | None):
-        use = rule if kappa is None or rule.score != "cusum" else replace(rule, cusum_drift=kappa)
+    def fn(r: np.ndarray, par: tuple[float, float] | None):
+        use = rule if par is None else replace(rule, cusum_drift=par[0], clip=par[1])
         out = alarm_float(r, use, np.inf)
         return out["score"], out["a"]
 
     return fn
+
+
+def _fixed_constants(par: tuple[float, float] | None, lsb: float) -> tuple[int, int | None]:
+    """kappa and clip as score-type mantissas (floor: the constants are on the grid below)."""
+    if par is None:
+        return 0, None
+    kappa, clip = par
+    return int(np.floor(kappa / lsb)), (int(np.floor(clip / lsb)) if np.isfinite(clip) else None)
 
 
 def _fixed_score(rule: AlarmRule, types, in_t, res_t):
@@ -376,12 +390,13 @@ def _check_fixed_alarm(res, tracks, ev_in, types, q, rule) -> None:
     from qlstm.detect.evaluate import fire_indices
 
     theta_m = int(round(res["threshold"] / types.score.lsb))
-    kappa_m = int(np.floor(res["kappa"] / types.score.lsb))
+    clip = res["clip"] if res["clip"] is not None else float("inf")
+    kappa_m, clip_m = _fixed_constants((res["kappa"], clip), types.score.lsb)
     for (z, p), tr in zip(ev_in, tracks, strict=True):
         valid = np.isfinite(p).all(axis=1)
         out = alarm_fixed(
             q.input.to_int(z), q.input.frac, q.dense.result.to_int(np.nan_to_num(p)), q.dense.result.frac,
-            valid, types, rule, kappa_m, theta_m,
+            valid, types, rule, kappa_m, theta_m, clip_m,
         )  # fmt: skip
         fired = np.flatnonzero(
             np.diff(np.concatenate([[0], (out["counter"] == rule.min_run).astype(np.int8)])) == 1
