@@ -277,7 +277,7 @@ def test_fixed_alarm_equals_float_alarm_where_types_are_wide(score):
         counter=FixedType(8, 8, False, "AP_TRN", "AP_SAT"),
     )
     rule = AlarmRule(
-        score=score, ewma_shift=0 if score == "cusum" else 3, min_run=3, cusum_drift=0.0078125, clip=0.05
+        score=score, ewma_shift=0 if score == "cusum" else 3, min_run=3, cusum_drift=0.0078125, clip=0.046875
     )
     thr = {"instant": 0.03, "ewma": 0.025, "cusum": 0.01}[score]
     fl = alarm_float(y[:, None] - p, rule, thr)
