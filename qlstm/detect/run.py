@@ -209,14 +209,14 @@ def _fixed_score(rule: AlarmRule, types, in_t, res_t):
     """Score of the firmware alarm (float values of exact mantissas) from (z, P) of one event."""
     lsb = types.score.lsb
 
-    def fn(zp: tuple[np.ndarray, np.ndarray], kappa: float | None):
+    def fn(zp: tuple[np.ndarray, np.ndarray], par: tuple[float, float] | None):
         z, p = zp
         valid = np.isfinite(p).all(axis=1)
         y_m = in_t.to_int(z)
         p_m = res_t.to_int(np.nan_to_num(p))
-        k_m = 0 if kappa is None else int(np.floor(kappa / lsb))
+        k_m, c_m = _fixed_constants(par, lsb)
         out = alarm_fixed(
-            y_m, in_t.frac, p_m, res_t.frac, valid, types, rule, k_m, types.threshold.max_int + 1
+            y_m, in_t.frac, p_m, res_t.frac, valid, types, rule, k_m, types.threshold.max_int + 1, c_m
         )
         score = np.where(valid, out["score"] * lsb, np.nan)
         a = np.where(valid, out["a"] * lsb, np.nan)
