@@ -53,6 +53,10 @@ def test_detect_firmware_end_to_end(setup, capsys):
     assert d["calibration_events"] == ["event_0000", "event_0001"]
     assert d["labels_source"] == "recording" and d["precursors"] == 2
     assert "float" in d and 0.0 <= d["float_vs_firmware"]["alarm_state_agreement"] <= 1.0
+    assert (
+        len(d["residual_rms_per_step"]["normal"]) == 2
+        and len(d["baselines"]["linear_ar"]["residual_rms_per_step"]["anomaly"]) == 2
+    )
     for png in ("timelines.png", "roc.png", "lead_times.png"):
         assert (out / png).stat().st_size > 1000
     assert "plain |U_res| threshold" in capsys.readouterr().out

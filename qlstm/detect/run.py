@@ -65,6 +65,7 @@ class DetectionResult:
                 "detection_rate", "false_alarms_per_day", "false_alarms_per_day_upper95", "median_lead_time_s",
                 "precursors", "detected", "false_alarms", "normal_hours", "lead_times_s", "threshold", "auc",
                 "auc_calibration", "calibration", "alarms", "alarms_per_day", "kappa", "clip",
+                "residual_rms_per_step", "alarm_types",
             )  # fmt: skip
             out = {k: d[k] for k in keep if k in d}
             out["events"] = d.get("per_event", [])
@@ -303,6 +304,8 @@ def detect(
 
     def add(name, cal_in, ev_in, fn, lsb=None):
         res, tr = _detector(name, (cal_es, clab, cal_in), (ev_es, labels, ev_in), fn, cfg, labelled, lsb)
+        if name != "voltage_threshold":  # per step ahead: residual RMS in normal running and in the windows
+            res["residual_rms_per_step"] = _per_step_rms(ev_in, tr)
         detectors[name], tracks[name] = res, tr
 
     steps = ["model"] + (["float"] if cfg.backend == "firmware" else []) + list(BASELINES)
@@ -378,6 +381,26 @@ def detect(
         data=str(data),
         tracks=tracks,
     )
+
+
+def _per_step_rms(ev_in: list, tracks: list[EventTrack]) -> dict[str, list[float] | None]:
+    """RMS of each step's residual (normalised units) over normal running and over the anomaly
+    windows of the evaluated events; ``ev_in`` holds residuals (T, k) or (z, forecasts) pairs."""
+    sq: dict[str, list[np.ndarray]] = {"normal": [], "anomaly": []}
+    for x, tr in zip(ev_in, tracks, strict=True):
+        r = x[0][:, None] - x[1] if isinstance(x, tuple) else x
+        normal = tr.normal_mask()
+        inside = np.zeros(len(r), dtype=bool)
+        for a, b in tr.windows:
+            inside[a : b + 1] = True
+        ok = np.isfinite(r).all(axis=1)
+        sq["normal"].append(r[normal & ok] ** 2)
+        sq["anomaly"].append(r[inside & ok] ** 2)
+    out: dict[str, list[float] | None] = {}
+    for key, parts in sq.items():
+        a = np.concatenate(parts) if parts else np.empty((0, 0))
+        out[key] = np.sqrt(a.mean(axis=0)).tolist() if len(a) else None
+    return out
 
 
 def asdict_types(types) -> dict[str, Any]:
