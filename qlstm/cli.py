@@ -30,6 +30,7 @@ STAGES: tuple[str, ...] = (
     "qlstm.hls.cli",
     "qlstm.firmware_sim.cli",
     "qlstm.predict",
+    "qlstm.detect.cli",
     "qlstm.report.cli",
     "qlstm.pipeline",
 )

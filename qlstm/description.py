@@ -257,6 +257,40 @@ class DenseQuant:
 
 
 @dataclass(frozen=True)
+class AlarmQuant:
+    """Fixed-point types of the quench-precursor alarm behind the network (``qlstm.detect``).
+
+    ``residual``: target minus prediction per step ahead (normalised units); ``score``: the
+    combined residual and the running score (EWMA/CUSUM) computed from it; ``threshold``: the
+    calibrated alarm threshold; ``counter``: the run-length counter of samples above it.
+    """
+
+    residual: FixedType
+    score: FixedType
+    threshold: FixedType
+    counter: FixedType
+
+    @classmethod
+    def default_for(cls, q: Quantisation) -> AlarmQuant:
+        """Types for a run whose description has none (the one place they are derived).
+
+        The residual keeps every fractional bit of the input and output types (the difference
+        is then exact) in 18 bits, saturating (a wrapped residual would hide a large one); the
+        score and threshold have 8 more fractional bits (an EWMA of weight 2**-n, n <= 8, then
+        keeps the bits its division shifts out) in 24 bits, unsigned, saturating; the counter
+        is ``ap_uint<8>`` saturating (run lengths up to 255 samples).
+        """
+        frac = max(q.input.frac, q.dense.result.frac)
+        sfrac = frac + 8
+        return cls(
+            residual=FixedType(18, 18 - frac, True, "AP_TRN", "AP_SAT"),
+            score=FixedType(24, 24 - sfrac, False, "AP_TRN", "AP_SAT"),
+            threshold=FixedType(24, 24 - sfrac, False, "AP_TRN", "AP_SAT"),
+            counter=FixedType(8, 8, False, "AP_TRN", "AP_SAT"),
+        )
+
+
+@dataclass(frozen=True)
 class Quantisation:
     """Every quantisation point of the firmware dataflow."""
 
@@ -266,6 +300,13 @@ class Quantisation:
     #: Brevitas/PTQ bookkeeping: how the integer bits were chosen (free text, for humans).
     method: str = "ptq"
     bits: int = 16
+    #: The alarm's types (optional: descriptions written before it existed have none, and
+    #: :meth:`alarm_types` then derives them with :meth:`AlarmQuant.default_for`).
+    alarm: AlarmQuant | None = None
+
+    def alarm_types(self) -> AlarmQuant:
+        """The alarm's types: the description's own, or the default derived from this one."""
+        return self.alarm if self.alarm is not None else AlarmQuant.default_for(self)
 
     def points(self) -> dict[str, FixedType]:
         """Flat, named view of every fixed-point type (for reports and checks)."""
@@ -276,6 +317,9 @@ class Quantisation:
             out[f"rnn{i}.table"] = q.table.type
         for name in ("weight", "bias", "accum", "result"):
             out[f"head.{name}"] = getattr(self.dense, name)
+        if self.alarm is not None:
+            for name in ("residual", "score", "threshold", "counter"):
+                out[f"alarm.{name}"] = getattr(self.alarm, name)
         return out
 
     def weight_type(self, name: str) -> FixedType:
@@ -292,7 +336,10 @@ class Quantisation:
         }[key]
 
     def to_dict(self) -> dict[str, Any]:
-        return _types_to_json(asdict(self))
+        d = _types_to_json(asdict(self))
+        if self.alarm is None:  # absent, not null: older descriptions (and their fingerprints) unchanged
+            del d["alarm"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Quantisation:
@@ -317,7 +364,15 @@ class Quantisation:
             dense=DenseQuant(**{k: ft(v) for k, v in d["dense"].items()}),
             method=d.get("method", "ptq"),
             bits=int(d.get("bits", 16)),
+            alarm=_alarm_from_dict(d.get("alarm")),
         )
+
+
+def _alarm_from_dict(d: dict[str, Any] | None) -> AlarmQuant | None:
+    if d is None:
+        return None
+    _check_keys(AlarmQuant, d, "quantisation.alarm")
+    return AlarmQuant(**{k: FixedType.from_ap(v) for k, v in d.items()})
 
 
 def _types_to_json(obj: Any) -> Any:

@@ -43,7 +43,9 @@ class Event:
 
     ``quench_index`` is the sample at which the quench was detected (the synthetic generator puts
     it on the last sample), ``None`` if unknown. ``filled`` counts samples interpolated by
-    ``fill_gaps`` (0 for data as recorded).
+    ``fill_gaps`` (0 for data as recorded). ``anomalies`` are labelled anomaly windows
+    ``(start_s, end_s)`` on the time axis, ends included (e.g. precursor onset to quench); empty if
+    none are known. Files carry them as an ``anomaly`` 0/1 column (HDF5: ``anomaly_windows``).
     """
 
     name: str
@@ -51,6 +53,7 @@ class Event:
     x: np.ndarray
     quench_index: int | None = None
     filled: int = 0
+    anomalies: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.t.ndim != 1 or self.x.ndim != 2 or self.x.shape[0] != self.t.shape[0]:
@@ -64,6 +67,13 @@ class Event:
 
     def __len__(self) -> int:
         return int(self.t.shape[0])
+
+    def anomaly_mask(self) -> np.ndarray:
+        """(T,) bool: samples inside any of ``anomalies`` (ends included)."""
+        mask = np.zeros(len(self.t), dtype=bool)
+        for start, end in self.anomalies:
+            mask |= (self.t >= start) & (self.t <= end)
+        return mask
 
 
 @dataclass(frozen=True, eq=False)

@@ -50,7 +50,7 @@ FORMATS = {
     ".hdf5": "hdf5",
     ".npz": "npz",
 }
-RESERVED = ("event", "time_s", "quench")
+RESERVED = ("event", "time_s", "quench", "anomaly")
 #: Names of the event column (compared case-insensitively).
 EVENT_NAMES = ("event", "event_id", "event_name")
 #: Names of the NPZ arrays that describe the channels rather than hold one.
@@ -107,7 +107,7 @@ def load_events(
     opts = TimeOptions(time_column, time_unit, repair_dst)
     reader = {"csv": _read_text, "parquet": _read_parquet, "hdf5": _read_hdf5, "npz": _read_npz}[kind]
     raw, names, units = reader(path, None if channels is None else tuple(channels), opts)
-    return build_event_set(
+    es = build_event_set(
         str(path),
         raw,
         names,
@@ -117,6 +117,78 @@ def load_events(
         meta={"format": kind},
         repair_dst=repair_dst,
     )
+    return _with_anomalies(path, kind, es)
+
+
+def _anomaly_runs(path: Path, name: str, t: np.ndarray, flag: np.ndarray) -> list[tuple[float, float]]:
+    """Runs of ``anomaly == 1`` rows of one event -> ``(first time_s, last time_s)`` windows."""
+    if not np.isin(flag, (0, 1)).all():
+        raise QlstmError(f"{path}: event {name!r}: column anomaly must hold only 0 and 1")
+    edges = np.diff(np.concatenate([[0], flag.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    return [(float(t[a]), float(t[b])) for a, b in zip(starts, ends, strict=True)]
+
+
+def _with_anomalies(path: Path, kind: str, es: EventSet) -> EventSet:
+    """Attach the anomaly windows a file carries (column/array ``anomaly``, HDF5 attribute
+    ``anomaly_windows``) to its events; a file without them is returned unchanged."""
+    from dataclasses import replace
+
+    found: dict[str, list[tuple[float, float]]] = {}
+    if kind == "hdf5":
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            for e in es.events:
+                g = f[e.name] if e.name in f and isinstance(f[e.name], h5py.Group) else f
+                if "anomaly_windows" in g.attrs:
+                    w = np.asarray(g.attrs["anomaly_windows"], dtype=np.float64).reshape(-1, 2)
+                    found[e.name] = [(float(a), float(b)) for a, b in w]
+    else:
+        if kind == "npz":
+            with np.load(path, allow_pickle=False) as z:
+                cols = {k: z[k] for k in ("event", "time_s", "anomaly") if k in z.files}
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            from qlstm.data import textfile
+
+            if kind == "csv":
+                d = textfile.sniff(path)
+                header = list(d.header)
+            else:
+                header = pq.read_schema(path).names
+            if "anomaly" not in header:
+                return es
+            use = [c for c in header if c.lower() in EVENT_NAMES][:1] + ["anomaly"]
+            if kind == "csv":
+                types = {c: pa.string() for c in use if c != "anomaly"}
+                table = pa.Table.from_batches(list(textfile.batches(path, d, header, types, use)))
+            else:
+                table = pq.read_table(path, columns=use)
+            if table.column("anomaly").null_count:
+                raise QlstmError(f"{path}: column anomaly has empty cells")
+            cols = {
+                ("event" if c != "anomaly" else c): table.column(c).to_numpy(zero_copy_only=False)
+                for c in use
+            }
+        if "anomaly" not in cols:
+            return es
+        flag = _numeric(path, "anomaly", cols["anomaly"])
+        ev = cols["event"].astype(str) if "event" in cols else np.full(len(flag), es.events[0].name)
+        for e in es.events:
+            rows = np.flatnonzero(ev == e.name)
+            if len(rows) != len(e.t):  # the loader filled gaps or dropped rows: the flags do not align
+                raise QlstmError(
+                    f"{path}: event {e.name!r}: the anomaly column cannot be aligned with the loaded samples "
+                    f"({len(rows)} rows, {len(e.t)} samples after repair); give the labels as a --labels file"
+                )
+            found[e.name] = _anomaly_runs(path, e.name, e.t, flag[rows])
+    if not found:
+        return es
+    events = tuple(replace(e, anomalies=tuple(found.get(e.name, ()))) for e in es.events)
+    return EventSet(events, es.channel_names, es.units, es.dt, es.source, dict(es.meta))
 
 
 def _select(path: Path, available: list[str], wanted: tuple[str, ...] | None) -> list[str]:
@@ -174,7 +246,7 @@ def _layout(path: Path, source: list[str], wanted, opts: TimeOptions, ignore=())
         raise QlstmError(f"{path}: several event columns ({', '.join(found)}); keep one")
     event = found[0] if found else None
     quench = lower.get("quench")
-    reserved = {tname, event, quench}
+    reserved = {tname, event, quench, lower.get("anomaly")}  # anomaly labels: read by _with_anomalies
     available = [b for b in considered if b not in reserved]
     chosen = _select(path, available, wanted)
     src = dict(zip(bare, source, strict=True))
@@ -604,6 +676,8 @@ def _long_columns(es: EventSet) -> dict[str, np.ndarray]:
                 a[e.quench_index] = 1
             q.append(a)
         cols["quench"] = np.concatenate(q)
+    if any(e.anomalies for e in es.events):  # anomaly windows as a 0/1 column (docs/data.md)
+        cols["anomaly"] = np.concatenate([e.anomaly_mask().astype(np.int8) for e in es.events])
     return cols
 
 
@@ -663,6 +737,8 @@ def _write_hdf5(es: EventSet, tmp: Path) -> None:
                 d.attrs["unit"] = es.units[c]
             if e.quench_index is not None:
                 g.attrs["quench_index"] = e.quench_index
+            if e.anomalies:
+                g.attrs["anomaly_windows"] = np.asarray(e.anomalies, dtype=np.float64)
 
 
 def load_for_model(path: Path | str, desc, min_length: int = 2, **time_options) -> EventSet:

@@ -42,6 +42,8 @@ from qlstm.data.events import Event, EventSet
 from qlstm.errors import QlstmError
 
 CHANNELS = ("U_res", "I")
+#: Precursor kinds: the resistive runaway alone, or a signature seen in magnet data added before it.
+PRECURSOR_KINDS = ("exponential", "spikes", "oscillation", "noise", "steps", "slow_rise")
 UNITS = {"U_res": "V", "I": "A"}
 
 
@@ -85,6 +87,21 @@ class SyntheticConfig:
     adc_bits: int = 12  #: U_res converter resolution, bits
     adc_range_v: tuple[float, float] = (-0.25, 0.25)  #: U_res converter input range, V (clipped)
 
+    # --- precursor kinds (anomaly ground truth; docs/data.md "Precursors and anomaly labels")
+    #: kinds each event draws one of (uniformly): "exponential" (the resistive runaway alone, the
+    #: default) or a signature added before it: "spikes", "oscillation", "noise", "steps", "slow_rise"
+    precursor_kinds: tuple[str, ...] = ("exponential",)
+    precursor_lead_s: tuple[float, float] = (60.0, 600.0)  #: signature start before the quench, s
+    precursor_spike_rate_per_s: float = 0.2  #: "spikes": burst rate after the onset, 1/s
+    precursor_spike_v: float = 2e-3  #: "spikes": median height, V (log-normal, sigma 0.5; random sign)
+    precursor_spike_decay_s: float = 1.0  #: "spikes": exponential decay time, s (no ringing)
+    precursor_oscillation_v: float = 3e-3  #: "oscillation": amplitude reached at the quench, V
+    precursor_oscillation_period_s: tuple[float, float] = (2.0, 10.0)  #: "oscillation": period, s
+    precursor_noise_v: float = 1e-3  #: "noise": extra noise std reached at the quench, V
+    precursor_step_v: float = 1e-3  #: "steps": step height, V (x U(0.5, 1.5), positive)
+    precursor_step_rate_per_s: float = 0.02  #: "steps": step rate after the onset, 1/s
+    precursor_rise_v: float = 5e-3  #: "slow_rise": linear rise reached at the quench, V
+
     # --- current channel (I)
     current_noise_a: float = 0.05  #: current measurement noise, A (standard deviation)
     current_resolution_a: float = 0.01  #: current logger resolution, A
@@ -105,7 +122,7 @@ class SyntheticConfig:
             raise QlstmError("synthetic: the first channel must be U_res (the predicted target)")
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name in ("n_events", "seed", "channels", "adc_range_v"):
+            if f.name in ("n_events", "seed", "channels", "adc_range_v", "precursor_kinds"):
                 continue
             vals = v if isinstance(v, tuple) else (v,)
             if any(x < 0 for x in vals):
@@ -120,6 +137,10 @@ class SyntheticConfig:
                 raise QlstmError(f"synthetic: {name} must be > 0")
         if self.precursor_tau_s[0] <= 0:
             raise QlstmError("synthetic: precursor_tau_s must be > 0")
+        if not self.precursor_kinds or any(k not in PRECURSOR_KINDS for k in self.precursor_kinds):
+            raise QlstmError(
+                f"synthetic: precursor_kinds {self.precursor_kinds!r}: choose from {', '.join(PRECURSOR_KINDS)}"
+            )
         if self.injection_plateau_s[1] + self.flat_top_s[1] <= 0:
             raise QlstmError("synthetic: a cycle needs a non-zero plateau or flat top")
 
@@ -186,14 +207,17 @@ def components(cfg: SyntheticConfig, index: int) -> dict[str, np.ndarray]:
 
     Keys: ``t``, ``current`` (noiseless), ``ramping`` (bool), ``resistive``, ``inductive``,
     ``drift``, ``spikes``, ``spike_onsets`` (sample indices), ``precursor``, ``noise``,
-    ``u_analog`` (the sum before the ADC), ``u_res`` (after the ADC), ``i_meas``, and the scalars
-    ``drift_offset``, ``drift_slope`` (V/s), ``precursor_tau`` as 0-d arrays.
+    ``u_analog`` (the sum before the ADC), ``u_res`` (after the ADC), ``i_meas``, ``signature``
+    (the precursor kind's addition, included in ``precursor``), and the scalars ``drift_offset``,
+    ``drift_slope`` (V/s), ``precursor_tau``, ``precursor_kind`` (str) and ``anomaly_onset`` (the
+    sample where the anomaly window starts; it ends at the quench, the last sample) as 0-d arrays.
     """
     if not 0 <= index < cfg.n_events:
         raise QlstmError(f"synthetic: event index {index} outside 0-{cfg.n_events - 1}")
     seq = np.random.SeedSequence(cfg.seed, spawn_key=(index,))  # = child `index` of spawn()
     # Independent streams per ingredient: changing one parameter leaves the others' draws alone.
-    r_cyc, r_drift, r_spk, r_pre, r_noise, r_cur = (np.random.default_rng(s) for s in seq.spawn(6))
+    # The 7th stream (precursor kind and signature) leaves the first six, and so the default, alone.
+    r_cyc, r_drift, r_spk, r_pre, r_noise, r_cur, r_kind = (np.random.default_rng(s) for s in seq.spawn(7))
     n, dt = cfg.n_samples, cfg.dt_s
     t = np.arange(n) * dt
 
@@ -226,6 +250,9 @@ def components(cfg: SyntheticConfig, index: int) -> dict[str, np.ndarray]:
     tau = r_pre.uniform(*cfg.precursor_tau_s)
     precursor = cfg.quench_threshold_v * np.exp(-(t[-1] - t) / tau)
 
+    kind, signature, onset = _signature(cfg, r_kind, t, precursor)
+    precursor = precursor + signature
+
     noise = r_noise.normal(0.0, cfg.noise_std_v, n)
     u_analog = resistive + inductive + drift + spikes + precursor + noise
     lo, hi = cfg.adc_range_v
@@ -253,7 +280,58 @@ def components(cfg: SyntheticConfig, index: int) -> dict[str, np.ndarray]:
         "drift_offset": np.asarray(offset),
         "drift_slope": np.asarray(slope),
         "precursor_tau": np.asarray(tau),
+        "precursor_kind": np.asarray(kind),
+        "signature": signature,
+        "anomaly_onset": np.asarray(onset),
     }
+
+
+def _signature(
+    cfg: SyntheticConfig, rng: np.random.Generator, t: np.ndarray, runaway: np.ndarray
+) -> tuple[str, np.ndarray, int]:
+    """The event's precursor kind, its signature (V, added to the runaway) and the anomaly onset.
+
+    "exponential": no signature; the onset is the first sample where the runaway reaches the
+    measurement noise's standard deviation (the ADC step if there is no noise). Other kinds: the
+    signature starts ``U(precursor_lead_s)`` before the quench (the last sample) and grows up to
+    it; the onset is the earlier of its start and the runaway's onset.
+    """
+    n, dt = len(t), cfg.dt_s
+    level = cfg.noise_std_v if cfg.noise_std_v > 0 else cfg.adc_step_v
+    runaway_onset = int(np.argmax(runaway >= level)) if (runaway >= level).any() else n - 1
+    signature = np.zeros(n)
+    if cfg.precursor_kinds == ("exponential",):  # the default: no draws at all
+        return "exponential", signature, runaway_onset
+    kind = str(cfg.precursor_kinds[int(rng.integers(len(cfg.precursor_kinds)))])
+    if kind == "exponential":
+        return kind, signature, runaway_onset
+    start = max(0, n - 1 - int(round(rng.uniform(*cfg.precursor_lead_s) / dt)))
+    m = n - start
+    ramp = np.arange(m) / max(m - 1, 1)  # 0 at the onset -> 1 at the quench
+    if kind == "spikes":
+        hits = np.flatnonzero(rng.random(m) < cfg.precursor_spike_rate_per_s * dt)
+        impulses = np.zeros(m)
+        impulses[hits] = cfg.precursor_spike_v * np.exp(rng.normal(0.0, 0.5, hits.size))
+        impulses[hits] *= rng.choice([-1.0, 1.0], hits.size)
+        if cfg.precursor_spike_decay_s > 0:
+            klen = max(1, int(np.ceil(10 * cfg.precursor_spike_decay_s / dt)))
+            kernel = np.exp(-np.arange(klen) * dt / cfg.precursor_spike_decay_s)
+            impulses = np.convolve(impulses, kernel)[:m]
+        sig = impulses
+    elif kind == "oscillation":
+        period = rng.uniform(*cfg.precursor_oscillation_period_s)
+        phase = rng.uniform(0.0, 2 * np.pi)
+        sig = cfg.precursor_oscillation_v * ramp * np.sin(2 * np.pi * np.arange(m) * dt / period + phase)
+    elif kind == "noise":
+        sig = cfg.precursor_noise_v * ramp * rng.normal(0.0, 1.0, m)
+    elif kind == "steps":
+        hits = rng.random(m) < cfg.precursor_step_rate_per_s * dt
+        hits[0] = True  # the onset is a step
+        sig = np.cumsum(hits * cfg.precursor_step_v * rng.uniform(0.5, 1.5, m))
+    else:  # "slow_rise"
+        sig = cfg.precursor_rise_v * ramp
+    signature[start:] = sig
+    return kind, signature, min(start, runaway_onset)
 
 
 def generate(cfg: SyntheticConfig | None = None) -> EventSet:
@@ -264,12 +342,18 @@ def generate(cfg: SyntheticConfig | None = None) -> EventSet:
         comp = components(cfg, i)
         cols = {"U_res": comp["u_res"], "I": comp["i_meas"]}
         x = np.stack([cols[ch] for ch in cfg.channels], axis=1)
-        events.append(Event(f"event_{i:04d}", comp["t"], x, quench_index=len(comp["t"]) - 1))
+        t = comp["t"]
+        window = ((float(t[int(comp["anomaly_onset"])]), float(t[-1])),)
+        events.append(Event(f"event_{i:04d}", t, x, quench_index=len(t) - 1, anomalies=window))
     return EventSet(
         tuple(events),
         tuple(cfg.channels),
         tuple(UNITS[ch] for ch in cfg.channels),
         cfg.dt_s,
         source=f"synthetic(seed={cfg.seed})",
-        meta={"generator": "qlstm.data.synthetic", "synthetic": True},
+        meta={
+            "generator": "qlstm.data.synthetic",
+            "synthetic": True,
+            "precursor_kinds": list(cfg.precursor_kinds),
+        },
     )

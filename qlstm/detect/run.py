@@ -1,0 +1,460 @@
+"""``qlstm.detect.run``: quench-precursor detection from a run's prediction residuals, scored.
+
+Pipeline (docs/detect.md): load the recording and its anomaly windows; split its events into
+calibration events (the run's training and validation events, from the run's description) and
+evaluation events (all others: the held-out ones); predict every sample's ``k`` forecasts with the
+chosen backend and with the persistence and linear-AR baselines; turn residuals into the alarm
+score (:mod:`.alarm`); set each detector's threshold on the calibration events' normal running
+for the target false-alarm rate; score the evaluation events (:mod:`.evaluate`). A plain voltage
+threshold (``|U_res|`` with the same run-length rule) is calibrated and scored the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qlstm import description
+from qlstm.data.events import EventSet
+from qlstm.detect.alarm import AlarmRule, alarm_fixed, alarm_float
+from qlstm.detect.evaluate import EventTrack, calibrate, roc, score_at
+from qlstm.detect.labels import QUENCH_WINDOW_S, Labels, resolve_labels, window_indices
+from qlstm.errors import QlstmError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("float", "firmware")
+BASELINES = ("persistence", "linear_ar", "voltage_threshold")
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """Everything ``detect`` chooses besides the run and the data."""
+
+    rule: AlarmRule = AlarmRule()
+    false_alarms_per_day: float = 1.0  #: target rate the thresholds are calibrated for
+    quench_window_s: float = QUENCH_WINDOW_S  #: anomaly window before a bare quench marker, s
+    cusum_factor: float = 2.0  #: CUSUM drift kappa = factor x median combined residual (normal running)
+    clip_factor: float = 3.0  #: clip = factor x median combined residual (normal running); 0: no clip
+    backend: str = "float"
+
+
+@dataclass
+class DetectionResult:
+    """All figures of one ``detect`` run (``to_json`` is the ``detection.json`` schema)."""
+
+    backend: str
+    config: DetectConfig
+    labels_source: str
+    calibration_events: list[str]
+    evaluation_events: list[str]
+    detectors: dict[str, dict[str, Any]]  # "model", then BASELINES; and "float" with --backend firmware
+    labelled: bool
+    run_dir: str = ""
+    data: str = ""
+    tracks: dict[str, list[EventTrack]] = field(default_factory=dict, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        def brief(d: dict[str, Any]) -> dict[str, Any]:
+            keep = (
+                "detection_rate", "false_alarms_per_day", "false_alarms_per_day_upper95", "median_lead_time_s",
+                "precursors", "detected", "false_alarms", "normal_hours", "lead_times_s", "threshold", "auc",
+                "auc_calibration", "calibration", "alarms", "alarms_per_day", "kappa", "clip",
+                "residual_rms_per_step", "alarm_types",
+            )  # fmt: skip
+            out = {k: d[k] for k in keep if k in d}
+            out["events"] = d.get("per_event", [])
+            out["roc"] = (
+                {k: d["roc"][k] for k in ("false_alarms_per_day", "detection_rate")} if d.get("roc") else None
+            )
+            return out
+
+        m = brief(self.detectors["model"])
+        out = {
+            "format": "qlstm-detection/1",
+            "figures": "simulated: detectors run on the recording (synthetic unless a real file is given)",
+            "run_dir": self.run_dir,
+            "data": self.data,
+            "backend": self.backend,
+            "labelled": self.labelled,
+            "labels_source": self.labels_source,
+            "rule": asdict(self.config.rule),
+            "target_false_alarms_per_day": self.config.false_alarms_per_day,
+            "calibration_events": self.calibration_events,
+            "evaluation_events": self.evaluation_events,
+            **m,
+            "baselines": {b: brief(self.detectors[b]) for b in BASELINES if b in self.detectors},
+        }
+        if "float" in self.detectors:
+            f = brief(self.detectors["float"])
+            out["float"] = f
+            out["float_vs_firmware"] = self.detectors["model"].get("agreement", {})
+        return out
+
+
+# ====================================================================== forecasts per sample
+def _event_windows(es: EventSet, norm, history: int):
+    """Every history window of every event (s = 0 .. T-L-1) and each event's normalised target."""
+    xs, zs = [], []
+    for e in es.events:
+        z = norm.apply(e.x).astype(np.float32)
+        if len(z) <= history:
+            raise QlstmError(
+                f"{es.source}: event {e.name!r} has {len(z)} samples; detection needs more than L={history}"
+            )
+        v = np.lib.stride_tricks.sliding_window_view(z, history, axis=0)[: len(z) - history]  # (N, C, L)
+        xs.append(np.ascontiguousarray(np.moveaxis(v, -1, 1)))
+        zs.append(z[:, norm.target_channel].astype(np.float64))
+    return xs, zs
+
+
+def align(pred: np.ndarray, n_samples: int, history: int) -> np.ndarray:
+    """(N, k) forecasts of windows s = 0..N-1 (window s predicts samples s+L .. s+L+k-1) ->
+    (T, k): entry [t, j] is the forecast of sample t made j+1 steps ahead (NaN if none)."""
+    n, k = pred.shape
+    out = np.full((n_samples, k), np.nan)
+    for j in range(k):
+        t = np.arange(n) + history + j
+        ok = t < n_samples
+        out[t[ok], j] = pred[ok, j]
+    return out
+
+
+def _predict_all(fn, xs: list[np.ndarray], horizon: int) -> list[np.ndarray]:
+    x = np.concatenate(xs).astype(np.float64)
+    y = np.asarray(fn(x), dtype=np.float64)
+    if y.shape != (len(x), horizon):
+        raise RuntimeError(f"predictor returned {y.shape}, expected {(len(x), horizon)}")
+    return np.split(y, np.cumsum([len(a) for a in xs])[:-1])
+
+
+# ====================================================================== the detector
+def _tracks(es: EventSet, labels: Labels, scores: list[np.ndarray]) -> list[EventTrack]:
+    return [
+        EventTrack(e.name, e.t, s, window_indices(e.t, labels.windows.get(e.name, ())), e.quench_index)
+        for e, s in zip(es.events, scores, strict=True)
+    ]
+
+
+def _normal_median(a_list: list[np.ndarray], tracks: list[EventTrack]) -> float:
+    """Median of the combined residual over the normal running of ``tracks``."""
+    vals = np.concatenate([a[tr.normal_mask()] for a, tr in zip(a_list, tracks, strict=True)])
+    vals = vals[np.isfinite(vals)]
+    return float(np.median(vals)) if len(vals) else 0.0
+
+
+def _detector(
+    name: str,
+    cal: tuple[EventSet, Labels, list[np.ndarray]],
+    ev: tuple[EventSet, Labels, list[np.ndarray]],
+    score_fn,
+    cfg: DetectConfig,
+    labelled: bool,
+    lsb: float | None = None,
+) -> tuple[dict[str, Any], list[EventTrack]]:
+    """Calibrate ``score_fn(per-event input, kappa) -> (score, extra)`` on ``cal`` and score ``ev``."""
+    rule = cfg.rule
+    kappa, clip = 0.0, float("inf")
+    if name != "voltage_threshold" and (rule.score == "cusum" or cfg.clip_factor > 0):
+        a_cal = [score_fn(x, None)[1] for x in cal[2]]
+        med = _normal_median(a_cal, _tracks(cal[0], cal[1], a_cal))  # of the unclipped combined residual
+        kappa = cfg.cusum_factor * med if rule.score == "cusum" else 0.0
+        clip = cfg.clip_factor * med if cfg.clip_factor > 0 else float("inf")
+    par = (kappa, clip)
+    cal_scores = [score_fn(x, par)[0] for x in cal[2]]
+    cal_tracks = _tracks(cal[0], cal[1], cal_scores)
+    c = calibrate(cal_tracks, cfg.false_alarms_per_day, rule.min_run, lsb=lsb)
+    ev_scores = [score_fn(x, par)[0] for x in ev[2]]
+    tracks = _tracks(ev[0], ev[1], ev_scores)
+    res = score_at(tracks, c["threshold"], rule.min_run)
+    res["calibration"] = c
+    res["kappa"] = kappa
+    res["clip"] = clip if np.isfinite(clip) else None
+    if labelled:
+        res["roc"] = roc(tracks, rule.min_run)
+        res["auc"] = res["roc"]["auc"]
+        if any(t.windows for t in cal_tracks):
+            res["auc_calibration"] = roc(cal_tracks, rule.min_run)["auc"]
+    else:
+        hours = sum(float(np.isfinite(t.score).sum()) * (t.t[1] - t.t[0]) / 3600.0 for t in tracks)
+        res["alarms_per_day"] = res["alarms"] / hours * 24.0 if hours > 0 else None
+        for k in ("detection_rate", "median_lead_time_s"):
+            res[k] = None
+        res["auc"] = None
+    return res, tracks
+
+
+def _residual_score(rule: AlarmRule):
+    def fn(r: np.ndarray, par: tuple[float, float] | None):
+        use = rule if par is None else replace(rule, cusum_drift=par[0], clip=par[1])
+        out = alarm_float(r, use, np.inf)
+        return out["score"], out["a"]
+
+    return fn
+
+
+def _fixed_constants(par: tuple[float, float] | None, lsb: float) -> tuple[int, int | None]:
+    """kappa and clip as score-type mantissas (floor: the constants are on the grid below)."""
+    if par is None:
+        return 0, None
+    kappa, clip = par
+    return int(np.floor(kappa / lsb)), (int(np.floor(clip / lsb)) if np.isfinite(clip) else None)
+
+
+def _fixed_score(rule: AlarmRule, types, in_t, res_t):
+    """Score of the firmware alarm (float values of exact mantissas) from (z, P) of one event."""
+    lsb = types.score.lsb
+
+    def fn(zp: tuple[np.ndarray, np.ndarray], par: tuple[float, float] | None):
+        z, p = zp
+        valid = np.isfinite(p).all(axis=1)
+        y_m = in_t.to_int(z)
+        p_m = res_t.to_int(np.nan_to_num(p))
+        k_m, c_m = _fixed_constants(par, lsb)
+        out = alarm_fixed(
+            y_m, in_t.frac, p_m, res_t.frac, valid, types, rule, k_m, types.threshold.max_int + 1, c_m
+        )
+        score = np.where(valid, out["score"] * lsb, np.nan)
+        a = np.where(valid, out["a"] * lsb, np.nan)
+        return score, a
+
+    return fn
+
+
+def detect(
+    run_dir: Path,
+    data: Path,
+    labels_file: Path | None = None,
+    calibration_data: Path | None = None,
+    cfg: DetectConfig = DetectConfig(),
+    progress: bool = False,
+) -> DetectionResult:
+    """Detect precursors in ``data`` with the run's model (``cfg.backend``) and the baselines.
+
+    Raises :class:`QlstmError` for a missing/foreign run, an unreadable recording or labels file,
+    bad labels, or no calibration events.
+    """
+    from qlstm.data import load_events, make_windows
+    from qlstm.data.baselines import LinearAR
+    from qlstm.predict import get_backend
+
+    if cfg.backend not in BACKENDS:
+        raise QlstmError(f"unknown backend {cfg.backend!r}; choose one of {', '.join(BACKENDS)}")
+    run_dir, data = Path(run_dir), Path(data)
+    desc, _ = description.load(run_dir)
+    if cfg.backend == "firmware" and not desc.quantised:
+        raise QlstmError(
+            f"{run_dir}: not a quantised run; --backend firmware needs the output of `qlstm quantize`"
+        )
+    a, norm = desc.architecture, desc.normalisation
+    channels = list(norm.channel_names)
+    es = load_events(data, channels=channels)
+    labels = resolve_labels(es, labels_file, cfg.quench_window_s)
+    split = desc.data.get("split", {})
+    fitted = set(split.get("train", [])) | set(split.get("val", []))
+    if calibration_data is None and desc.data.get("path") and Path(desc.data["path"]).is_file():
+        calibration_data = Path(desc.data["path"])
+    if calibration_data is not None and Path(calibration_data).resolve() != data.resolve():
+        ces = load_events(calibration_data, channels=channels)
+        clab = resolve_labels(ces, None, cfg.quench_window_s)
+    else:
+        ces, clab = es, labels
+    cal_idx = [i for i, e in enumerate(ces.events) if e.name in fitted] if fitted else list(range(len(ces)))
+    if not cal_idx:
+        raise QlstmError(
+            f"no calibration events: none of the run's training events is in {calibration_data or data}; "
+            "pass --calibration FILE with normal running of this machine"
+        )
+    # An event is held out unless it IS a calibration event (same name and the same samples):
+    # another recording may reuse event names.
+    cal_by_name = {ces.events[i].name: ces.events[i] for i in cal_idx}
+
+    def used(e) -> bool:
+        c = cal_by_name.get(e.name)
+        return (
+            c is not None and c.x.shape == e.x.shape and np.array_equal(c.x, e.x) and np.array_equal(c.t, e.t)
+        )
+
+    ev_idx = [i for i, e in enumerate(es.events) if not used(e)]
+    if not ev_idx:
+        raise QlstmError(
+            f"--data {data}: every event was used to train the run; nothing held out to evaluate"
+        )
+    cal_es, ev_es = ces.subset(cal_idx), es.subset(ev_idx)
+    labelled = labels.any
+    log.info("calibration: %d events, evaluation: %d events", len(cal_es), len(ev_es))
+
+    L, k = a.history, a.horizon
+    cx, cz = _event_windows(cal_es, norm, L)
+    ex, ez = _event_windows(ev_es, norm, L)
+
+    def forecasts(fn):
+        cp = [align(p, len(z), L) for p, z in zip(_predict_all(fn, cx, k), cz, strict=True)]
+        ep = [align(p, len(z), L) for p, z in zip(_predict_all(fn, ex, k), ez, strict=True)]
+        return cp, ep
+
+    detectors: dict[str, dict[str, Any]] = {}
+    tracks: dict[str, list[EventTrack]] = {}
+    rule = cfg.rule
+
+    def add(name, cal_in, ev_in, fn, lsb=None):
+        res, tr = _detector(name, (cal_es, clab, cal_in), (ev_es, labels, ev_in), fn, cfg, labelled, lsb)
+        if name != "voltage_threshold":  # per step ahead: residual RMS in normal running and in the windows
+            res["residual_rms_per_step"] = _per_step_rms(ev_in, tr)
+        detectors[name], tracks[name] = res, tr
+
+    steps = ["model"] + (["float"] if cfg.backend == "firmware" else []) + list(BASELINES)
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(steps), desc="detect", disable=not progress)
+    except ImportError:  # pragma: no cover
+        bar = None
+
+    def tick():
+        if bar is not None:
+            bar.update(1)
+
+    resid = _residual_score(rule)
+    backend_fn = get_backend(cfg.backend)
+    cp, ep = forecasts(lambda x: backend_fn(run_dir, x))
+    if cfg.backend == "firmware":
+        q = desc.quantisation
+        types = q.alarm_types()
+        fx = _fixed_score(rule, types, q.input, q.dense.result)
+        add("model", list(zip(cz, cp, strict=True)), list(zip(ez, ep, strict=True)), fx, types.score.lsb)
+        detectors["model"]["alarm_types"] = {k2: v.describe() for k2, v in asdict_types(types).items()}
+        _check_fixed_alarm(
+            detectors["model"], tracks["model"], list(zip(ez, ep, strict=True)), types, q, rule
+        )
+        tick()
+        fp_fn = get_backend("float")
+        cpf, epf = forecasts(lambda x: fp_fn(run_dir, x))
+        add("float", [z[:, None] - p for z, p in zip(cz, cpf, strict=True)],
+            [z[:, None] - p for z, p in zip(ez, epf, strict=True)], resid)  # fmt: skip
+        detectors["model"]["agreement"] = _agreement(tracks["float"], tracks["model"], detectors, rule)
+        tick()
+    else:
+        add("model", [z[:, None] - p for z, p in zip(cz, cp, strict=True)],
+            [z[:, None] - p for z, p in zip(ez, ep, strict=True)], resid)  # fmt: skip
+        tick()
+    # persistence: the last observed value for every step ahead
+    cp, ep = forecasts(lambda x: np.repeat(x[:, -1, norm.target_channel][:, None], k, axis=1))
+    add("persistence", [z[:, None] - p for z, p in zip(cz, cp, strict=True)],
+        [z[:, None] - p for z, p in zip(ez, ep, strict=True)], resid)  # fmt: skip
+    tick()
+    ar = LinearAR.fit(make_windows(cal_es, norm, history=L, horizon=k, stride=1))
+    cp, ep = forecasts(ar.predict)
+    add("linear_ar", [z[:, None] - p for z, p in zip(cz, cp, strict=True)],
+        [z[:, None] - p for z, p in zip(ez, ep, strict=True)], resid)  # fmt: skip
+    tick()
+    tgt = norm.target_channel
+
+    def volt(e_x, kappa):
+        s = np.abs(e_x)
+        s[: L + k - 1] = np.nan  # scored over the same samples as the residual detectors
+        return s, s
+
+    add(
+        "voltage_threshold",
+        [e.x[:, tgt].copy() for e in cal_es.events],
+        [e.x[:, tgt].copy() for e in ev_es.events],
+        volt,
+    )
+    tick()
+    if bar is not None:
+        bar.close()
+    return DetectionResult(
+        backend=cfg.backend,
+        config=cfg,
+        labels_source=labels.source,
+        calibration_events=list(cal_es.names),
+        evaluation_events=list(ev_es.names),
+        detectors=detectors,
+        labelled=labelled,
+        run_dir=str(run_dir),
+        data=str(data),
+        tracks=tracks,
+    )
+
+
+def _per_step_rms(ev_in: list, tracks: list[EventTrack]) -> dict[str, list[float] | None]:
+    """RMS of each step's residual (normalised units) over normal running and over the anomaly
+    windows of the evaluated events; ``ev_in`` holds residuals (T, k) or (z, forecasts) pairs."""
+    sq: dict[str, list[np.ndarray]] = {"normal": [], "anomaly": []}
+    for x, tr in zip(ev_in, tracks, strict=True):
+        r = x[0][:, None] - x[1] if isinstance(x, tuple) else x
+        normal = tr.normal_mask()
+        inside = np.zeros(len(r), dtype=bool)
+        for a, b in tr.windows:
+            inside[a : b + 1] = True
+        ok = np.isfinite(r).all(axis=1)
+        sq["normal"].append(r[normal & ok] ** 2)
+        sq["anomaly"].append(r[inside & ok] ** 2)
+    out: dict[str, list[float] | None] = {}
+    for key, parts in sq.items():
+        a = np.concatenate(parts) if parts else np.empty((0, 0))
+        out[key] = np.sqrt(a.mean(axis=0)).tolist() if len(a) else None
+    return out
+
+
+def asdict_types(types) -> dict[str, Any]:
+    return {k: getattr(types, k) for k in ("residual", "score", "threshold", "counter")}
+
+
+def _check_fixed_alarm(res, tracks, ev_in, types, q, rule) -> None:
+    """The firmware alarm at the calibrated threshold (integer compare and counter in
+    :func:`alarm_fixed`) must fire exactly where the scored firings are (a consistency check)."""
+    from qlstm.detect.evaluate import fire_indices
+
+    theta_m = int(round(res["threshold"] / types.score.lsb))
+    clip = res["clip"] if res["clip"] is not None else float("inf")
+    kappa_m, clip_m = _fixed_constants((res["kappa"], clip), types.score.lsb)
+    for (z, p), tr in zip(ev_in, tracks, strict=True):
+        valid = np.isfinite(p).all(axis=1)
+        out = alarm_fixed(
+            q.input.to_int(z), q.input.frac, q.dense.result.to_int(np.nan_to_num(p)), q.dense.result.frac,
+            valid, types, rule, kappa_m, theta_m, clip_m,
+        )  # fmt: skip
+        fired = np.flatnonzero(
+            np.diff(np.concatenate([[0], (out["counter"] == rule.min_run).astype(np.int8)])) == 1
+        )
+        expect = fire_indices(np.nan_to_num(tr.score, nan=-np.inf) >= res["threshold"], rule.min_run)
+        if not np.array_equal(fired, expect):
+            raise RuntimeError(f"firmware alarm of {tr.name} disagrees with its scored firings")
+
+
+def _agreement(float_tracks, fw_tracks, detectors, rule) -> dict[str, Any]:
+    """Sample-level agreement of the float and firmware alarm states, each at its own threshold."""
+    from qlstm.detect.alarm import counter_alarm
+
+    same = total = 0
+    for f, w in zip(float_tracks, fw_tracks, strict=True):
+        ok = np.isfinite(f.score) & np.isfinite(w.score)
+        af = counter_alarm(
+            np.nan_to_num(f.score, nan=-np.inf) >= detectors["float"]["threshold"], rule.min_run
+        )[1]
+        aw = counter_alarm(
+            np.nan_to_num(w.score, nan=-np.inf) >= detectors["model"]["threshold"], rule.min_run
+        )[1]
+        same += int((af[ok] == aw[ok]).sum())
+        total += int(ok.sum())
+    return {"samples": total, "alarm_state_agreement": same / total if total else None}
+
+
+def write(result: DetectionResult, out: Path, overwrite: bool = False, plots: bool = True) -> Path:
+    """``out/detection.json`` and the plots, written all or nothing (a staged folder)."""
+    from qlstm.io import staged_dir
+
+    with staged_dir(Path(out), overwrite=overwrite) as tmp:
+        (tmp / "detection.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        if plots:
+            from qlstm.detect.plots import plot_all
+
+            plot_all(result, tmp)
+    return Path(out)
