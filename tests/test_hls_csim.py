@@ -122,7 +122,7 @@ def test_trace_gives_every_layer_on_its_grid(float_sims):
 @pytest.mark.slow
 def test_predict_rejects_wrong_shape(float_sims):
     desc, w, sim = float_sims("lstm")
-    with pytest.raises(QlstmError, match=r"\(N, 6, 2\)"):
+    with pytest.raises(QlstmError, match=r"\(N, L=6, C=2\)"):
         sim.predict(np.zeros((3, 5, 2)))
     with pytest.raises(QlstmError, match="NaN"):
         sim.predict(np.full((1, 6, 2), np.nan))
