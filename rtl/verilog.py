@@ -175,7 +175,9 @@ def top_module(d: Design) -> tuple[str, dict[str, int]]:
     a = L_.append
     a("`timescale 1ns / 1ps")
     a(f"// qlstm RTL wrapper: {len(arch.layers)} recurrent layer(s), L={L}, C={C}, k={K}; da4ml latency")
-    a(f"// cutoff {d.pipeline:g}: {S} stage(s) per step, {SH} for the head; start->done = {n_it}*{S}+{SH} cycles.")
+    a(
+        f"// cutoff {d.pipeline:g}: {S} stage(s) per step, {SH} for the head; start->done = {n_it}*{S}+{SH} cycles."
+    )
     a(f"module {TOP} (")
     a("    input  clk,")
     a("    input  rst,")
