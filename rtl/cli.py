@@ -183,6 +183,12 @@ def run(args: argparse.Namespace) -> int:
                 f"(measured), {s['cycles_max'] * clock_ns / 1000:.3f} us at an assumed {clock_ns:g} ns clock; "
                 f"{verdict} with firmware_sim"
             )
+            if args.budget_us is not None:
+                us = s["cycles_max"] * clock_ns / 1000
+                res.notes.append(
+                    f"budget {args.budget_us:g} us: {'met' if us <= args.budget_us else 'MISSED'} on measured cycles ({us:.3f} us)"
+                )
+                print(res.notes[-1])
         if args.synth:
             y = api.synthesize(res)
             fit = ""
