@@ -100,9 +100,37 @@ def bench(name: str, args) -> dict:
     return row
 
 
+def matrix(args) -> list[dict]:
+    """Bit-exactness of the RTL in Verilator: 4-cell LSTM, GRU and LSTM+GRU at 6, 8, 16 bits."""
+    from rtl_models import policy_model
+
+    from qlstm.rtl import api
+
+    rows = []
+    for cells in (("lstm",), ("gru",), ("lstm", "gru")):
+        for bits in (6, 8, 16):
+            desc, w = policy_model(cells, tuple(4 for _ in cells), bits, history=16, horizon=4,
+                                   method="qat" if bits < 16 else "ptq")  # fmt: skip
+            with tempfile.TemporaryDirectory() as tmp:
+                res = api.build(
+                    desc, w, part="xc7z045ffg900-2", clock_ns=5.0, pipeline=args.pipeline, out=Path(tmp)
+                )
+                s = api.simulate(res, api.default_windows(desc, args.windows, seed=bits), jobs=args.jobs)
+            row = {"cells": "+".join(cells), "bits": bits, **s, "stages_per_step": res.design.stages}
+            print(f"[matrix] {row['cells']} {bits} bits: {s['windows']} windows, bit-exact {s['bit_exact']} "
+                  f"({s['mismatches']} differ), cycles {s['cycles_min']}-{s['cycles_max']}", flush=True)  # fmt: skip
+            rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", choices=("default", "paper", "both"), default="default")
+    p.add_argument(
+        "--model",
+        choices=("default", "paper", "both", "matrix"),
+        default="default",
+        help="matrix: 4-cell LSTM/GRU/stacked at 6, 8, 16 bits in Verilator (bit-exactness only)",
+    )
     p.add_argument("--run", type=Path, help="a trained quantised run for the default model")
     p.add_argument("--bits", type=int, default=8)
     p.add_argument("--pipeline", type=float, default=8.0, help="da4ml latency cutoff (default 8)")
@@ -115,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="keep the RTL folders here (default: temporary folders)")
     p.add_argument("--json", type=Path, help="write the figures as JSON")
     args = p.parse_args(argv)
-    rows = [bench(m, args) for m in (("default", "paper") if args.model == "both" else (args.model,))]
+    if args.model == "matrix":
+        rows = matrix(args)
+    else:
+        rows = [bench(m, args) for m in (("default", "paper") if args.model == "both" else (args.model,))]
     print(json.dumps(rows, indent=2, default=str))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=str) + "\n")

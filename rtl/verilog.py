@@ -305,7 +305,7 @@ def build_tcl(part: str) -> str:
 set here [file dirname [file normalize [info script]]]
 read_verilog [glob $here/src/*.v]
 read_xdc $here/constraints/qlstm.xdc
-foreach m [glob -nocomplain $here/src/*.mem] {{ add_files $m }}
+foreach m [glob -nocomplain $here/src/*.mem] {{ read_mem $m }}
 synth_design -top {TOP} -part {part}
 opt_design
 place_design
