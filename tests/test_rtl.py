@@ -132,3 +132,33 @@ def test_unknown_part_is_refused(tmp_path):
     )
     assert main(["rtl", str(tmp_path), "--target", "nosuch", "--out", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_logic_depth_counts_lut_carry_mux_cells_between_registers():
+    """LUT -> CARRY4 O[0] -> LUT -> the same CARRY4's S[3] -> CO[3] -> CARRY4 -> LUT between
+    flip-flops: 6 cells. A CARRY4's low outputs do not depend on its high inputs, so this is no
+    loop (at whole-cell granularity, as Yosys's ltp sees it, it is one)."""
+    from qlstm.rtl.synth import longest_path
+
+    def lut(i, o):
+        return {"type": "LUT2", "port_directions": {"I0": "input", "I1": "input", "O": "output"},
+                "connections": {"I0": [i], "I1": ["0"], "O": [o]}}  # fmt: skip
+
+    def carry(s, ci, o, co):
+        return {"type": "CARRY4", "port_directions": {"S": "input", "DI": "input", "CI": "input", "CYINIT": "input",
+                "O": "output", "CO": "output"},
+                "connections": {"S": s, "DI": ["0"] * 4, "CI": [ci], "CYINIT": ["0"], "O": o, "CO": co}}  # fmt: skip
+
+    cells = {
+        "ff": {
+            "type": "FDRE",
+            "port_directions": {"D": "input", "Q": "output"},
+            "connections": {"D": [99], "Q": [2]},
+        },
+        "l1": lut(2, 3),
+        "c1": carry([3, "0", "0", 41], "0", [10, 11, 12, 13], [14, 15, 16, 17]),
+        "l3": lut(10, 41),
+        "c2": carry(["0"] * 4, 17, [30, 31, 32, 33], [34, 35, 36, 37]),
+        "l2": lut(33, 99),
+    }
+    assert longest_path({"cells": cells}) == 6
