@@ -162,3 +162,36 @@ def test_logic_depth_counts_lut_carry_mux_cells_between_registers():
         "l2": lut(33, 99),
     }
     assert longest_path({"cells": cells}) == 6
+
+
+def test_cli_budget_writes_the_folder_without_tools(tmp_path, capsys):
+    import json
+
+    from qlstm import description
+    from qlstm.cli import main
+
+    desc, weights = policy_model(("gru",), (2,), 6, history=3, horizon=1)
+    description.save(tmp_path / "q", desc, weights)
+    out = tmp_path / "rtl"
+    assert (
+        main(
+            [
+                "rtl",
+                str(tmp_path / "q"),
+                "--target",
+                "zynq7045",
+                "--clock-ns",
+                "5",
+                "--out",
+                str(out),
+                "--budget-us",
+                "1",
+            ]
+        )
+        == 0
+    )
+    s = json.loads((out / "rtl.json").read_text())
+    assert s["cycles_by_construction"] * 5 / 1000 <= 1 and s["cycles_max"] is None and s["bit_exact"] is None
+    assert "--budget-us 1" in s["notes"][0]
+    assert (out / "src" / "qlstm_top.v").is_file() and (out / "model" / "model.json").is_file()
+    assert "by construction" in capsys.readouterr().out
