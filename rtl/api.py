@@ -209,7 +209,8 @@ def choose_pipeline(
     Every candidate of :data:`CANDIDATES` is pipelined; its cycles follow from the stage counts
     (the simulation then measures them), its resources are da4ml's estimate (LUTs + register
     bits). Raises QlstmError when no candidate meets the budget. Returns the design and the table
-    of candidates.
+    of candidates. Fewer resources favour larger cutoffs, which lengthen the logic path: check it
+    with ``synthesize`` (docs/rtl.md has the measured depths).
     """
     if not budget_us > 0:
         raise QlstmError(f"--budget-us {budget_us}: the budget must be positive")
