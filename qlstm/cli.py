@@ -29,6 +29,7 @@ STAGES: tuple[str, ...] = (
     "qlstm.export.cli",
     "qlstm.hls.cli",
     "qlstm.firmware_sim.cli",
+    "qlstm.rtl.cli",
     "qlstm.predict",
     "qlstm.detect.cli",
     "qlstm.report.cli",

@@ -26,6 +26,7 @@ BACKENDS: dict[str, str] = {
     "onnx": "qlstm.export.backend:predict",
     "csim": "qlstm.hls.backend:predict",
     "firmware": "qlstm.firmware_sim.backend:predict",
+    "rtl": "qlstm.rtl.backend:predict",
 }
 
 
@@ -98,8 +99,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=tuple(BACKENDS),
         default="float",
         help="float: PyTorch float64; quant: alias of firmware; onnx: onnxruntime on the exported "
-        "model; csim: compiled hls4ml C simulation; firmware: bit-exact NumPy firmware simulator "
-        "(default float)",
+        "model; csim: compiled hls4ml C simulation; firmware: bit-exact NumPy firmware simulator; "
+        "rtl: the generated Verilog (qlstm rtl) in Verilator (default float)",
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--inputs", type=Path, metavar="X.npy", help="normalised windows, float array (N, L, C)")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("train", "quantize", "hls", "firmware_sim")
+STAGES = ("train", "quantize", "hls", "firmware_sim", "rtl")
 
 
 @pytest.mark.slow

@@ -1,0 +1,157 @@
+"""RTL of the run-default and paper models: generated, simulated (Verilator), synthesised (Yosys).
+
+For each model: da4ml trace and pipelining at ``--pipeline`` (wall time), the Verilator build and
+the simulation of ``--windows`` random and saturating windows (cycles start->done, measured; every
+output compared with firmware_sim by exact integer equality), and Yosys ``synth_xilinx`` for the
+target's family (LUT/FF/CARRY/DSP/BRAM after synthesis, not placed; logic-depth proxy), with the
+wall time of every step. The reference measured in the same run is firmware_sim on the same
+windows: the RTL simulation's throughput is printed as a ratio to it.
+
+Models: ``default`` is the run-default shape, LSTM(32), L = 16, k = 4, 8 bits (QAT types); give
+``--run QRUN_DIR`` to use a trained quantised run (e.g. ``qlstm run --to quantize``), otherwise
+random weights in +-0.3 with qlstm's type policy are used and the output says so. ``paper`` is
+LSTM(128), L = 16, k = 8 at 8 bits (random weights, policy types).
+
+    nice -n 10 .venv/bin/python benchmarks/bench_rtl.py --model default [--run QRUN_DIR] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def _model(name: str, run: Path | None, bits: int):
+    from rtl_models import policy_model
+
+    from qlstm import description
+
+    if run is not None:
+        desc, w = description.load(run)
+        return desc, w, f"trained run {run}"
+    if name == "default":
+        desc, w = policy_model(("lstm",), (32,), bits, history=16, horizon=4, method="qat", weight_range=0.3)
+        return desc, w, "random weights (+-0.3), qlstm's QAT type policy (NOT trained)"
+    desc, w = policy_model(("lstm",), (128,), bits, history=16, horizon=8, method="qat", weight_range=0.15)
+    return desc, w, "random weights (+-0.15), qlstm's QAT type policy (NOT trained)"
+
+
+def bench(name: str, args) -> dict:
+    from qlstm.firmware_sim.simulate import Firmware
+    from qlstm.hls.targets import get_target
+    from qlstm.rtl import api
+
+    desc, w, what = _model(name, args.run if name == "default" else None, args.bits)
+    t = get_target(args.target)
+    clock = args.clock_ns or t.clock_ns
+    row: dict = {
+        "model": name,
+        "weights": what,
+        "target": t.name,
+        "clock_ns": clock,
+        "pipeline": args.pipeline,
+    }
+    t0 = time.perf_counter()
+    d = api.design(desc, w, args.pipeline)
+    row["trace_pipeline_s"] = round(time.perf_counter() - t0, 1)
+    out = Path(args.out) / name if args.out else Path(tempfile.mkdtemp(prefix=f"bench_rtl_{name}_"))
+    out.mkdir(parents=True, exist_ok=True)
+    cap = {
+        "lut": t.resources.lut,
+        "ff": t.resources.ff,
+        "dsp": t.resources.dsp,
+        "bram_18k": t.resources.bram_18k,
+    }
+    res = api.build(
+        desc, w, part=t.part, clock_ns=clock, out=out, target=t.name, capacity=cap, traced_design=d
+    )
+    row.update(stages_per_step=d.stages, head_stages=d.head_stages, cycles_by_construction=d.cycles)
+    print(
+        f"[{name}] {what}: traced and pipelined in {row['trace_pipeline_s']} s: {d.stages} stages/step",
+        flush=True,
+    )
+    if not args.no_sim:
+        x = api.default_windows(desc, args.windows, seed=11)
+        t0 = time.perf_counter()
+        Firmware(desc, w).run(x)
+        ref_s = time.perf_counter() - t0
+        s = api.simulate(res, x, jobs=args.jobs)
+        row.update({f"sim_{k}": v for k, v in s.items()})
+        row["firmware_sim_s"] = round(ref_s, 3)
+        row["rtl_sim_vs_firmware_sim_time"] = round(s["run_s"] / max(ref_s, 1e-9), 1)
+        print(f"[{name}] Verilator build {s['build_s']} s; {s['windows']} windows: cycles {s['cycles_min']}-{s['cycles_max']} "
+              f"(measured), bit-exact {s['bit_exact']} ({s['mismatches']} windows differ); RTL sim {s['run_s']} s = "
+              f"{row['rtl_sim_vs_firmware_sim_time']} x firmware_sim's time", flush=True)  # fmt: skip
+    if not args.no_synth:
+        y = api.synthesize(res)
+        row.update({k: v for k, v in y.to_dict().items() if k != "cells"})
+        summ = res.summary()
+        row["fits"] = summ.get("fits")
+        row["utilisation"] = summ.get("utilisation")
+        print(f"[{name}] Yosys {y.family} in {y.seconds} s (not placed): {y.lut:,} LUT, {y.ff:,} FF, {y.carry:,} CARRY, "
+              f"{y.dsp} DSP, {y.bram18} BRAM18; logic depth {y.logic_depth} cells; fits {t.name}: {row['fits']}", flush=True)  # fmt: skip
+    row["folder"] = str(out)
+    return row
+
+
+def matrix(args) -> list[dict]:
+    """Bit-exactness of the RTL in Verilator: 4-cell LSTM, GRU and LSTM+GRU at 6, 8, 16 bits."""
+    from rtl_models import policy_model
+
+    from qlstm.rtl import api
+
+    rows = []
+    for cells in (("lstm",), ("gru",), ("lstm", "gru")):
+        for bits in (6, 8, 16):
+            desc, w = policy_model(cells, tuple(4 for _ in cells), bits, history=16, horizon=4,
+                                   method="qat" if bits < 16 else "ptq")  # fmt: skip
+            with tempfile.TemporaryDirectory() as tmp:
+                res = api.build(
+                    desc, w, part="xc7z045ffg900-2", clock_ns=5.0, pipeline=args.pipeline, out=Path(tmp)
+                )
+                s = api.simulate(res, api.default_windows(desc, args.windows, seed=bits), jobs=args.jobs)
+            row = {"cells": "+".join(cells), "bits": bits, **s, "stages_per_step": res.design.stages}
+            print(f"[matrix] {row['cells']} {bits} bits: {s['windows']} windows, bit-exact {s['bit_exact']} "
+                  f"({s['mismatches']} differ), cycles {s['cycles_min']}-{s['cycles_max']}", flush=True)  # fmt: skip
+            rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--model",
+        choices=("default", "paper", "both", "matrix"),
+        default="default",
+        help="matrix: 4-cell LSTM/GRU/stacked at 6, 8, 16 bits in Verilator (bit-exactness only)",
+    )
+    p.add_argument("--run", type=Path, help="a trained quantised run for the default model")
+    p.add_argument("--bits", type=int, default=8)
+    p.add_argument("--pipeline", type=float, default=8.0, help="da4ml latency cutoff (default 8)")
+    p.add_argument("--target", default="zynq7045")
+    p.add_argument("--clock-ns", type=float, default=5.0, help="assumed clock (default 5 ns = 200 MHz)")
+    p.add_argument("--windows", type=int, default=2000)
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--no-sim", action="store_true")
+    p.add_argument("--no-synth", action="store_true")
+    p.add_argument("--out", help="keep the RTL folders here (default: temporary folders)")
+    p.add_argument("--json", type=Path, help="write the figures as JSON")
+    args = p.parse_args(argv)
+    if args.model == "matrix":
+        rows = matrix(args)
+    else:
+        rows = [bench(m, args) for m in (("default", "paper") if args.model == "both" else (args.model,))]
+    print(json.dumps(rows, indent=2, default=str))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

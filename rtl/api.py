@@ -1,0 +1,255 @@
+"""The Python API of the RTL stage: build, simulate, synthesise, choose a pipeline depth.
+
+``build(desc, weights, part=..., clock_ns=..., pipeline=D, out=...)`` traces the firmware with
+da4ml, pipelines it at latency cutoff ``D`` and writes the folder (:mod:`.verilog`);
+``simulate(result, x)`` runs windows in Verilator and checks every output against
+``firmware_sim`` by exact integer equality; ``synthesize(result)`` runs Yosys. ``rtl.json``
+(:meth:`RtlResult.summary`) labels every figure: cycles *measured in RTL simulation*, resources
+*after Yosys synthesis, not placed*, the clock *assumed*.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qlstm import __version__
+from qlstm.description import ModelDescription
+from qlstm.errors import QlstmError
+from qlstm.io import atomic_write_text
+
+from . import sim as _sim
+from . import synth as _synth
+from . import trace as _trace
+from . import verilog as _verilog
+
+log = logging.getLogger(__name__)
+
+#: da4ml latency cutoff used when none is given (see docs/rtl.md for the measured trade-off).
+DEFAULT_PIPELINE = 8.0
+#: Cutoffs ``choose_pipeline`` tries for a latency budget.
+CANDIDATES = (3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0)
+RTL_JSON = "rtl.json"
+
+
+@dataclass
+class RtlResult:
+    """A generated RTL folder and what was measured on it (``sim``/``synth`` when run)."""
+
+    out: Path
+    design: _verilog.Design
+    part: str
+    target: str | None
+    clock_ns: float
+    capacity: dict[str, int] | None = None
+    sim: dict[str, Any] | None = None
+    synth: _synth.SynthResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def desc(self) -> ModelDescription:
+        return self.design.traced.desc
+
+    def summary(self) -> dict[str, Any]:
+        """The content of ``rtl.json``."""
+        d = self.design
+        s: dict[str, Any] = {
+            "format": "qlstm-rtl/1",
+            "qlstm_version": __version__,
+            "target": self.target,
+            "part": self.part,
+            "clock_ns": self.clock_ns,
+            "clock_source": "assumed (no place and route was run)",
+            "pipeline": d.pipeline,
+            "stages_per_step": d.stages,
+            "head_stages": d.head_stages,
+            "passes": _trace.iterations(self.desc),
+            "cycles_by_construction": d.cycles,
+            "cycles_per_step": d.stages,
+            "da4ml_estimate": {
+                "lut": round(float(d.step_pipe.cost) + float(d.head_pipe.cost)),  # type: ignore[attr-defined]
+                "register_bits": d.register_bits,
+                "source": "estimated by da4ml before synthesis",
+            },
+            "cycles_min": None,
+            "cycles_max": None,
+            "ii": None,
+            "latency_us": None,
+            "bit_exact": None,
+            "windows": 0,
+        }
+        if self.sim is not None:
+            cmax = self.sim["cycles_max"]
+            s.update(
+                cycles_min=self.sim["cycles_min"],
+                cycles_max=cmax,
+                ii=cmax + 1,
+                latency_us=round(cmax * self.clock_ns / 1000.0, 6),
+                bit_exact=self.sim["bit_exact"],
+                windows=self.sim["windows"],
+                mismatches=self.sim["mismatches"],
+                cycles_source="measured in RTL simulation (Verilator 5.48.0), start edge to done edge",
+                ii_note="one window at a time: the next start is accepted the cycle after done",
+                sim_seconds={"build": self.sim["build_s"], "run": self.sim["run_s"]},
+            )
+        if self.synth is not None:
+            y = self.synth
+            s.update(
+                lut=y.lut,
+                ff=y.ff,
+                dsp=y.dsp,
+                bram18=y.bram18,
+                carry=y.carry,
+                muxf=y.muxf,
+                logic_depth=y.logic_depth,
+                resources_source=f"after Yosys 0.70 synth_xilinx -family {y.family}, not placed",
+                logic_depth_source="longest register-to-register path in LUT/CARRY/MUXF cells (a proxy, not an Fmax)",
+                yosys_cells=y.cells,
+                synth_seconds=y.seconds,
+            )
+            if self.capacity:
+                s["capacity"] = self.capacity
+                s["utilisation"] = {
+                    "lut": round(y.lut / self.capacity["lut"], 4),
+                    "ff": round(y.ff / self.capacity["ff"], 4),
+                    "dsp": round(y.dsp / self.capacity["dsp"], 4),
+                    "bram18": round(y.bram18 / self.capacity["bram_18k"], 4),
+                }
+                s["fits"] = all(v <= 1.0 for v in s["utilisation"].values())
+        if self.notes:
+            s["notes"] = self.notes
+        return s
+
+    def write_json(self) -> None:
+        atomic_write_text(self.out / RTL_JSON, json.dumps(self.summary(), indent=2) + "\n")
+
+
+def design(desc: ModelDescription, weights: dict[str, np.ndarray], pipeline: float) -> _verilog.Design:
+    """Trace and pipeline (no files)."""
+    return _verilog.pipeline(_trace.trace(desc, weights), pipeline)
+
+
+def build(
+    desc: ModelDescription,
+    weights: dict[str, np.ndarray],
+    *,
+    part: str,
+    clock_ns: float,
+    pipeline: float = DEFAULT_PIPELINE,
+    out: Path,
+    target: str | None = None,
+    capacity: dict[str, int] | None = None,
+    traced_design: _verilog.Design | None = None,
+) -> RtlResult:
+    """Write the RTL folder of a quantised description into ``out`` (which must exist and be empty)."""
+    if not clock_ns > 0:
+        raise QlstmError(f"--clock-ns {clock_ns}: the clock period must be positive")
+    d = traced_design or design(desc, weights, pipeline)
+    _verilog.write(d, Path(out), part, clock_ns)
+    from qlstm import description
+
+    description.save(Path(out) / "model", desc, weights)  # the model the folder implements
+    res = RtlResult(Path(out), d, part, target, clock_ns, capacity)
+    res.write_json()
+    return res
+
+
+def simulate(res: RtlResult, x: np.ndarray, *, jobs: int = 1) -> dict[str, Any]:
+    """Build the Verilator testbench, run windows ``x`` (N, L, C) and compare every output with
+    ``firmware_sim`` (exact integer equality). Stores and returns the figures."""
+    from qlstm.firmware_sim.simulate import Firmware
+
+    tr = res.design.traced
+    t0 = time.perf_counter()
+    binary = _sim.build(res.out, jobs=jobs)
+    t1 = time.perf_counter()
+    xm = tr.input_t.to_int(np.asarray(x, dtype=np.float64))
+    r = _sim.run(binary, res.out, xm, tr.input_t, tr.result_t, res.desc.architecture.horizon)
+    t2 = time.perf_counter()
+    weights = _load_weights(res.out)
+    ref = Firmware(res.desc, weights).run(x).y_m
+    bad = int(np.any(r.y_m != ref, axis=1).sum())
+    res.sim = {
+        "windows": int(xm.shape[0]),
+        "cycles_min": int(r.cycles.min()),
+        "cycles_max": int(r.cycles.max()),
+        "bit_exact": bad == 0,
+        "mismatches": bad,
+        "build_s": round(t1 - t0, 1),
+        "run_s": round(t2 - t1, 1),
+    }
+    res.write_json()
+    return res.sim
+
+
+def _load_weights(out: Path) -> dict[str, np.ndarray]:
+    from qlstm import description
+
+    return description.load(out / "model")[1]
+
+
+def synthesize(res: RtlResult) -> _synth.SynthResult:
+    """Yosys synthesis of the folder for its part's family; stores and returns the counts."""
+    res.synth = _synth.synthesize(res.out, res.part)
+    res.write_json()
+    return res.synth
+
+
+def choose_pipeline(
+    desc: ModelDescription, weights: dict[str, np.ndarray], budget_us: float, clock_ns: float
+) -> tuple[_verilog.Design, list[dict[str, Any]]]:
+    """The latency cutoff meeting ``budget_us`` at ``clock_ns`` with the fewest resources.
+
+    Every candidate of :data:`CANDIDATES` is pipelined; its cycles follow from the stage counts
+    (the simulation then measures them), its resources are da4ml's estimate (LUTs + register
+    bits). Raises QlstmError when no candidate meets the budget. Returns the design and the table
+    of candidates. Fewer resources favour larger cutoffs, which lengthen the logic path: check it
+    with ``synthesize`` (docs/rtl.md has the measured depths).
+    """
+    if not budget_us > 0:
+        raise QlstmError(f"--budget-us {budget_us}: the budget must be positive")
+    tr = _trace.trace(desc, weights)
+    rows, best = [], None
+    for cut in CANDIDATES:
+        d = _verilog.pipeline(tr, cut)
+        us = d.cycles * clock_ns / 1000.0
+        cost = float(d.step_pipe.cost) + float(d.head_pipe.cost) + d.register_bits  # type: ignore[attr-defined]
+        rows.append(
+            {"pipeline": cut, "stages_per_step": d.stages, "cycles": d.cycles, "latency_us": us, "cost": cost}
+        )
+        if us <= budget_us and (best is None or cost < best[0]):
+            best = (cost, d)
+    if best is None:
+        fastest = min(rows, key=lambda r: r["cycles"])
+        raise QlstmError(
+            f"no pipeline depth meets {budget_us:g} us at {clock_ns:g} ns: the fewest cycles are "
+            f"{fastest['cycles']} ({fastest['latency_us']:.3f} us, cutoff {fastest['pipeline']:g})"
+        )
+    return best[1], rows
+
+
+def default_windows(desc: ModelDescription, n: int, seed: int = 0) -> np.ndarray:
+    """Random and saturating windows (N, L, C): half uniform over the normalised range widened by
+    25 % each side, a quarter uniform over the whole input type, a quarter at its two extremes."""
+    q = desc.quantisation
+    assert q is not None
+    a = desc.architecture
+    rng = np.random.default_rng(seed)
+    shape = (a.history, a.input_channels)
+    n1, n2 = n // 2, n // 4
+    n3 = n - n1 - n2
+    t = q.input
+    x = np.concatenate(
+        [
+            rng.uniform(-0.25, 1.25, (n1, *shape)),
+            rng.uniform(t.min_value, t.max_value, (n2, *shape)),
+            rng.choice([t.min_value, t.max_value], (n3, *shape)),
+        ]
+    )
+    return x

@@ -1,0 +1,208 @@
+"""``qlstm rtl``: Verilog of the firmware, simulated cycle by cycle and synthesised with open tools.
+
+``qlstm rtl QRUN_DIR --target NAME|--part PART [--clock-ns C] --out RTL_DIR [--pipeline D |
+--budget-us B] [--sim] [--synth]`` writes a folder for a user with Vivado (sources, ROM files,
+testbench, XDC, build script) and ``rtl.json``; ``--sim`` measures cycles and checks bit-exactness
+against firmware_sim in Verilator, ``--synth`` counts resources with Yosys. The folder is built
+in a staging folder and appears only when everything asked for succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from qlstm.errors import QlstmError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "rtl",
+        help="Verilog of the firmware (da4ml), cycle-accurate simulation (Verilator), synthesis (Yosys)",
+        description=(
+            "Trace one recurrent step of a quantised run's firmware with da4ml, pipeline it, wrap it in a "
+            "recurrent controller and write a folder for Vivado (sources, ROM .mem files, testbench, XDC, "
+            "build script) and rtl.json. Cycles are measured in RTL simulation (--sim), resources after "
+            "Yosys synthesis, not placed (--synth); the clock is an assumption."
+        ),
+    )
+    p.add_argument(
+        "run_dir", type=Path, metavar="QRUN_DIR", help="quantised run folder (qlstm quantize output)"
+    )
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--target", metavar="NAME", help="named target of qlstm hls (zynq7020, zynq7045, ku060, kintex7)"
+    )
+    where.add_argument(
+        "--part", metavar="PART", help="any Xilinx part, e.g. xc7z045ffg900-2 (no capacity check)"
+    )
+    p.add_argument(
+        "--clock-ns",
+        type=float,
+        metavar="C",
+        help="assumed clock period in ns (default: the target's; required with --part)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="RTL_DIR",
+        help="output folder (must not exist or be empty)",
+    )
+    depth = p.add_mutually_exclusive_group()
+    depth.add_argument(
+        "--pipeline",
+        type=float,
+        metavar="D",
+        help="da4ml latency cutoff in its delay units (about one adder level each): smaller D, more stages "
+        "per step and shorter logic paths (default 8)",
+    )
+    depth.add_argument(
+        "--budget-us",
+        type=float,
+        metavar="B",
+        help="choose the cutoff that meets B microseconds at the clock with the fewest resources "
+        "(da4ml estimate); cycles are then measured with --sim",
+    )
+    p.add_argument(
+        "--sim", action="store_true", help="simulate in Verilator: cycles per window, bit-exact check"
+    )
+    p.add_argument(
+        "--synth", action="store_true", help="synthesise with Yosys: LUT/FF/CARRY/DSP/BRAM, logic depth"
+    )
+    p.add_argument(
+        "--inputs",
+        type=Path,
+        metavar="X.npy",
+        help="--sim: normalised windows (N, L, C) to simulate (default: random and saturating windows)",
+    )
+    p.add_argument(
+        "--windows",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="--sim without --inputs: windows (default 2000)",
+    )
+    p.add_argument(
+        "--jobs", type=int, default=1, metavar="J", help="parallel compile jobs for Verilator (default 1)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty RTL_DIR")
+    p.set_defaults(func=run)
+
+
+def _target(args: argparse.Namespace) -> tuple[str, str | None, float, dict[str, int] | None]:
+    from qlstm.hls.targets import check_part, get_target
+
+    if args.target is not None:
+        t = get_target(args.target)
+        cap = {
+            "lut": t.resources.lut,
+            "ff": t.resources.ff,
+            "dsp": t.resources.dsp,
+            "bram_18k": t.resources.bram_18k,
+        }
+        return t.part, t.name, args.clock_ns or t.clock_ns, cap
+    part = check_part(args.part)
+    if args.clock_ns is None:
+        raise QlstmError("--part needs --clock-ns (the assumed clock period)")
+    known = {t.part: t for t in __import__("qlstm.hls.targets", fromlist=["TARGETS"]).TARGETS.values()}
+    t = known.get(part)
+    cap = None
+    if t is not None:
+        cap = {
+            "lut": t.resources.lut,
+            "ff": t.resources.ff,
+            "dsp": t.resources.dsp,
+            "bram_18k": t.resources.bram_18k,
+        }
+    return part, None, args.clock_ns, cap
+
+
+def run(args: argparse.Namespace) -> int:
+    from qlstm import description
+    from qlstm.io import staged_dir
+    from qlstm.predict import check_inputs
+
+    from . import api
+    from .synth import yosys_family
+
+    part, target, clock_ns, cap = _target(args)
+    if args.synth:
+        yosys_family(part)  # refuse a part Yosys cannot target before any work
+    if args.windows < 1:
+        raise QlstmError("--windows must be >= 1")
+    desc, weights = description.load(args.run_dir)
+    if not desc.quantised:
+        raise QlstmError(f"{args.run_dir}: not a quantised run; qlstm rtl needs the output of qlstm quantize")
+    x = None
+    if args.sim:
+        from qlstm.predict import _load_npy
+
+        a = desc.architecture
+        if args.inputs is not None:
+            x = check_inputs(_load_npy(args.inputs), a.history, a.input_channels, f"--inputs {args.inputs}")
+        else:
+            x = api.default_windows(desc, args.windows)
+    if args.sim:  # the tools are checked before anything is written
+        from .sim import verilator_env
+
+        verilator_env()
+    if args.synth:
+        from .synth import _yosys
+
+        _yosys()
+    rows = None
+    if args.budget_us is not None:
+        d, rows = api.choose_pipeline(desc, weights, args.budget_us, clock_ns)
+    else:
+        d = api.design(desc, weights, args.pipeline or api.DEFAULT_PIPELINE)
+    with staged_dir(args.out, overwrite=args.overwrite) as stage:
+        res = api.build(
+            desc,
+            weights,
+            part=part,
+            clock_ns=clock_ns,
+            out=stage,
+            target=target,
+            capacity=cap,
+            traced_design=d,
+        )
+        if rows is not None:
+            res.notes.append(f"--budget-us {args.budget_us:g}: candidates (da4ml estimates) {rows}")
+        print(
+            f"RTL: {len(desc.architecture.layers)} layer(s), da4ml cutoff {d.pipeline:g}: {d.stages} stages per "
+            f"step, {d.head_stages} for the head, {d.cycles} cycles per window by construction"
+        )
+        if args.sim:
+            s = api.simulate(res, np.asarray(x), jobs=args.jobs)
+            verdict = "bit-exact" if s["bit_exact"] else f"NOT bit-exact ({s['mismatches']} windows differ)"
+            print(
+                f"simulated (Verilator): {s['windows']} windows, cycles start->done {s['cycles_min']}-{s['cycles_max']} "
+                f"(measured), {s['cycles_max'] * clock_ns / 1000:.3f} us at an assumed {clock_ns:g} ns clock; "
+                f"{verdict} with firmware_sim"
+            )
+            if args.budget_us is not None:
+                us = s["cycles_max"] * clock_ns / 1000
+                res.notes.append(
+                    f"budget {args.budget_us:g} us: {'met' if us <= args.budget_us else 'MISSED'} on measured cycles ({us:.3f} us)"
+                )
+                print(res.notes[-1])
+        if args.synth:
+            y = api.synthesize(res)
+            fit = ""
+            if cap:
+                fit = (
+                    f" of {cap['lut']:,} / {cap['ff']:,} / {cap['dsp']:,} / {cap['bram_18k']:,}"
+                    f" ({'fits' if res.summary().get('fits') else 'does NOT fit'})"
+                )
+            print(
+                f"synthesised (Yosys {y.family}, not placed): {y.lut:,} LUT, {y.ff:,} FF, {y.dsp} DSP, "
+                f"{y.bram18} BRAM18{fit}; {y.carry:,} CARRY; logic depth {y.logic_depth} cells"
+            )
+        res.write_json()
+    print(f"wrote {args.out} (rtl.json, src/, tb/, constraints/, build_vivado.tcl)")
+    if args.sim and not res.sim["bit_exact"]:  # type: ignore[index]
+        return 1
+    return 0

