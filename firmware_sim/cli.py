@@ -126,8 +126,8 @@ def _where(dev: np.ndarray) -> str:
 
 def run_check(args: argparse.Namespace) -> int:
     from qlstm import description
+    from qlstm.float_reference import float_trace
 
-    from .reference import float_trace
     from .simulate import Firmware
 
     desc, weights = description.load(args.run_dir)
@@ -156,7 +156,7 @@ def run_check(args: argparse.Namespace) -> int:
     except QlstmError as exc:
         src = args.inputs if args.inputs is not None else args.data
         raise QlstmError(f"{src}: {exc}") from None
-    ref = float_trace(desc, weights, x)
+    ref = float_trace(desc.architecture, weights, x)
     values = run.values()
     arch = desc.architecture
     o = fw.config

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qlstm import hls4ml_tables as tables
 from qlstm.description import TableSpec
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType, cast, shift_round, would_overflow
 
-from . import tables
 from .jit import dense_products, int_matmul
 
 #: Largest partial sum (in magnitude) for which float64 / float32 products and sums are exact.
@@ -374,7 +374,7 @@ class Activation:
     """``nnet::sigmoid``/``nnet::tanh`` from ``in_t`` mantissas to ``res_T`` (``out_t``) mantissas.
 
     ``res[ii] = (res_T)table[index]``: the table entry (``table_t``) cast to the result type, with
-    the index of :func:`qlstm.firmware_sim.tables.table_index`. Two faster, equivalent forms:
+    the index of :func:`qlstm.hls4ml_tables.table_index`. Two faster, equivalent forms:
     inputs of up to 16 bits tabulate the whole map mantissa -> result once (one gather); wider
     inputs, when the table has at least 16 (sigmoid) / 8 (tanh) entries and the C ``int`` index
     cannot wrap, compute ``data * table_size / 16`` as one shift with truncation toward zero and

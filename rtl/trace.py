@@ -31,12 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from qlstm import hls4ml_tables as _tables
 from qlstm.description import ModelDescription, check_weights
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
 from qlstm.fixedpoint import cast as np_cast
-
-from . import _tables
 
 #: Activation inputs of at most this many bits get a ROM indexed by the input itself.
 DIRECT_BITS = 10

@@ -14,9 +14,9 @@ from qlstm.description import TableSpec
 from qlstm.errors import QlstmError
 from qlstm.firmware_sim.examples import random_model, uniform_quantisation
 from qlstm.firmware_sim.kernels import Dense, exact_matmul, fast_cast
-from qlstm.firmware_sim.reference import float_trace
 from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedType, cast
+from qlstm.float_reference import float_trace
 
 
 def _c(m: int, frac: int, t: FixedType) -> int:
@@ -210,7 +210,7 @@ def test_fused_and_traced_paths_agree_and_traces_match_outputs(cells):
     assert_array_equal(run.mantissas[last], run.mantissas[f"{last}.h"][:, -1])
     assert_array_equal(run.mantissas["head"], run.y_m)
     names = set(run.mantissas)
-    assert names == set(fw.trace_names()) == set(float_trace(desc, w, x))
+    assert names == set(fw.trace_names()) == set(float_trace(desc.architecture, w, x))
 
 
 def test_float_reference_tracks_a_wide_firmware():
@@ -222,7 +222,7 @@ def test_float_reference_tracks_a_wide_firmware():
     desc, w = random_model(("lstm",), (6,), history=6, quantisation=q, weight_range=0.5)
     x = np.random.default_rng(0).uniform(0, 1, size=(30, 6, 1))
     y = Firmware(desc, w).predict(x)
-    ref = float_trace(desc, w, x)["head"]
+    ref = float_trace(desc.architecture, w, x)["head"]
     assert t.lsb < 1e-4
     assert np.max(np.abs(y - ref)) < 0.02  # tables step 16/4096 in x; tanh slope <= 1
 

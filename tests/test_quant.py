@@ -14,10 +14,11 @@ from qlstm import description
 from qlstm.cli import main
 from qlstm.description import Architecture, RecurrentLayer
 from qlstm.errors import QlstmError
+from qlstm.firmware_sim import backend
 from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import FixedType
 from qlstm.float_reference import float_predict
-from qlstm.quantize import backend, core
+from qlstm.quantize import core
 from qlstm.quantize.brevitas_bridge import quantizer, read_type
 from qlstm.quantize.model import profile, quantized_weights
 from qlstm.quantize.policy import QatConfig, QuantizeConfig, choose_types
