@@ -158,5 +158,6 @@ def run(args: argparse.Namespace) -> int:
             if c["identical_to_quantised"]
             else f"max {c['max_abs_diff_to_quantised_lsb']:g} LSB apart"
         )
-        print(f"  C simulation vs the quantised model on the same windows: {same}")
+        how = c.get("quantised_simulated_with", "firmware_sim")
+        print(f"  C simulation vs the quantised model ({how}) on the same windows: {same}")
     return 0

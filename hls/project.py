@@ -197,7 +197,7 @@ def generate(
         "csim": {"cache_key": sim.key, "library": str(sim.lib_path)},
     }
     if csim:
-        meta["csim"].update(_evaluate(sim, x_eval, y_eval, weights, csim_windows))
+        meta["csim"].update(_evaluate(sim, x_eval, y_eval, weights, csim_windows, opts))
 
     with staged_dir(out, overwrite=overwrite) as stage:
         write_project(desc, weights, opts, stage, part=target.part, clock_ns=target.clock_ns, trace=False)
@@ -221,17 +221,23 @@ def generate(
 
 
 def _evaluate(
-    sim: CSim, x: np.ndarray, y: np.ndarray | None, weights: dict[str, np.ndarray], limit: int
+    sim: CSim,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    weights: dict[str, np.ndarray],
+    limit: int,
+    opts: HlsConfig,
 ) -> dict[str, Any]:
     """The C simulation on up to ``limit`` held-out windows (spread over the set), its RMSE, and
     the quantised model (the bit-exact ``firmware_sim`` forward, ``qlstm predict --backend
-    firmware``) on the same windows."""
+    firmware``) on the same windows, simulated with the project's own options ``opts`` (the
+    resource strategy's summation order changes the numbers of a saturating accumulator)."""
     from qlstm.firmware_sim.simulate import Firmware
 
     idx = np.unique(np.linspace(0, len(x) - 1, num=min(limit, len(x))).round().astype(int))
     xs = x[idx]
     pred = sim.predict(xs)
-    quant = Firmware(sim.desc, weights).predict(xs)
+    quant = Firmware(sim.desc, weights, opts).predict(xs)
     agree = runs.compare(pred, quant, sim.desc.quantisation.dense.result.lsb)  # type: ignore[union-attr]
     res: dict[str, Any] = {
         "windows": len(idx),
@@ -239,6 +245,7 @@ def _evaluate(
         "_predictions": pred,
         "max_abs_diff_to_quantised_lsb": agree.max_diff_lsb,
         "identical_to_quantised": agree.bit_exact,
+        "quantised_simulated_with": f"firmware_sim, {opts.strategy} strategy, reuse factor {opts.reuse_factor}",
     }
     if y is None:
         return res

@@ -156,3 +156,29 @@ def test_csim_in_parallel_processes_equals_one_process():
     x = np.random.default_rng(9).uniform(-1.9, 1.9, size=(2 * PARALLEL_MIN + 37, 5, 1))
     cs = build_csim(desc, w)
     assert_array_equal(cs.predict(x, workers=2), cs.predict(x))
+
+
+@pytest.mark.slow
+@needs_gxx
+def test_hls_csim_compares_with_the_projects_own_options(tmp_path, capsys):
+    """`qlstm hls --strategy resource --reuse 2 --csim`: the C simulation is compared with
+    firmware_sim of the same options (exact, 0 LSB), not of the default latency/reuse-1 options."""
+    import json
+
+    from qlstm.runs import HLS_PROJECT_FILE
+
+    desc, w, x = _saturating_model(False)
+    save(tmp_path / "qrun", desc, w)
+    np.save(tmp_path / "x.npy", x)
+    opts = HlsConfig(strategy="resource", reuse_factor=2)
+    # the premise: on these windows the default options give other numbers
+    assert np.any(Firmware(desc, w).predict(x) != Firmware(desc, w, opts).predict(x))
+    args = ["hls", str(tmp_path / "qrun"), "--target", "zynq7020", "--out", str(tmp_path / "prj")]
+    args += ["--tb-inputs", str(tmp_path / "x.npy"), "--strategy", "resource", "--reuse", "2", "--csim"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    c = json.loads((tmp_path / "prj" / HLS_PROJECT_FILE).read_text())["csim"]
+    assert c["identical_to_quantised"] is True and c["max_abs_diff_to_quantised_lsb"] == 0
+    assert c["quantised_simulated_with"] == "firmware_sim, resource strategy, reuse factor 2"
+    assert "(firmware_sim, resource strategy, reuse factor 2) on the same windows: identical" in out
+    assert_array_equal(np.load(tmp_path / "prj" / "csim_predictions.npy"), Firmware(desc, w, opts).predict(x))
