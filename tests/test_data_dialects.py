@@ -4,6 +4,7 @@ fault 1, case B10), and the time column is found and decoded whatever its encodi
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import h5py
 import numpy as np
@@ -222,6 +223,21 @@ def test_float32_epoch_refused_naming_precision(tmp_path):
     with pytest.raises(QlstmError, match="float32") as exc:
         load_events(path)
     assert "duplicated" not in str(exc.value) and "128" in str(exc.value)
+    # the step named is the file's (0.4 s, estimated from span / samples), not the resolution again
+    msg = str(exc.value)
+    assert "resolution is 128 s" in msg and "step of about 128" not in msg
+    assert "all times collapse to one float32 value" in msg, msg  # 120 s of data within one ulp
+
+
+@pytest.mark.parametrize("step", [0.4, 2.0, 10.0])
+def test_float32_epoch_message_names_the_files_step(tmp_path, step):
+    np.savez(
+        tmp_path / "f.npz", time_s=(1.767e9 + np.arange(20000) * step).astype(np.float32), U=np.ones(20000)
+    )
+    with pytest.raises(QlstmError, match="float32") as exc:
+        load_events(tmp_path / "f.npz")
+    got = float(re.search(r"sampling step of about (\S+) s", str(exc.value)).group(1))
+    assert got == pytest.approx(step, rel=0.1), str(exc.value)
 
 
 def test_float32_relative_seconds_accepted(tmp_path):

@@ -127,13 +127,20 @@ def _check_float32(a: np.ndarray, col: str, where: str) -> None:
     "duplicated timestamp" or irregular steps it would otherwise produce)."""
     big = float(np.max(np.abs(a)))
     ulp = float(np.spacing(np.float32(big)))
-    d = np.diff(a.astype(np.float64))
-    pos = d[d > 0]
-    step = float(np.median(pos)) if pos.size else 0.0
-    if pos.size == 0 or ulp > 0.01 * step:
+    t = a.astype(np.float64)
+    # the step the file means: its span over its sample count (the float32 differences themselves
+    # are multiples of the resolution, so their median would name the resolution again)
+    step = float(t.max() - t.min()) / (t.size - 1) if t.size > 1 else 0.0
+    if step <= 0 or ulp > 0.01 * step:
+        meant = (
+            f"a sampling step of about {step:.3g} s (time span / samples)"
+            if step > 0
+            else f"any step below {ulp:.3g} s (all times collapse to one float32 value)"
+        )
         raise QlstmError(
             f"{where}: {col} is float32: at {big:.6g} its resolution is {ulp:.3g} s, too coarse for "
-            f"a sampling step of about {step:.3g} s (float32 keeps 24 bits); store time as float64 "
+            f"{meant} (float32 keeps 24 bits: steps below {100 * ulp:.3g} s are not resolved to 1 %); "
+            "store time as float64 "
             "seconds, int64 epochs or datetimes"
         )
 
