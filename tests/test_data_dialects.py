@@ -88,6 +88,8 @@ DIALECTS = [
     ("tab-excel-unicode", "\t", False, False, "utf-16", "\r\n", []),
     ("tab-decimal-comma", "\t", False, True, "utf-8", "\n", []),
     ("blanks", "blanks", False, False, "utf-8", "\n", []),
+    ("blanks-decimal-comma", "blanks", False, True, "utf-8", "\n", []),
+    ("blanks-decimal-comma-comments", "blanks", False, True, "cp1252", "\r\n", ["# Logger 7", ""]),
     ("trailing-comma", ",", True, False, "utf-8", "\r\n", []),
     ("trailing-semicolon", ";", True, True, "utf-8", "\n", []),
     ("bar", "|", False, False, "utf-8", "\n", []),
@@ -113,6 +115,36 @@ def test_dialects_load_as_plain(tmp_path, plain, dialect, ext):
     path = tmp_path / f"rec.{ext}"
     path.write_text(newline.join(lines) + newline, encoding=encoding, newline="")
     _same(plain, load_events(path))
+
+
+def _aligned(rows: list[list[str]], sep: str) -> str:
+    """Rows as columns padded to a common width (``sep`` between them: blanks or a tab)."""
+    w = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    if sep == "\t":
+        return "".join("\t".join(r) + "\n" for r in rows)
+    return "".join(sep.join(c.ljust(w[k]) for k, c in enumerate(r)).rstrip() + "\n" for r in rows)
+
+
+@pytest.mark.parametrize("events", [1, 2, 3])
+@pytest.mark.parametrize("sep", [" ", "   ", "  "])
+def test_decimal_comma_with_blank_delimiters(tmp_path, events, sep):
+    """docs/data.md: ``1,5e-3`` parses with blank delimiters (single blanks or aligned columns),
+    as the same table with tabs and decimal dots; a comma inside a number is not a delimiter."""
+    rng = np.random.default_rng(events)
+    head = (["event"] if events > 1 else []) + ["time_s", "U_res", "I_mag"]
+    rows = [head]
+    for ev in range(1, events + 1):
+        for k in range(4):
+            v = [f"{0.4 * k:.1f}", f"{rng.uniform(-3, 3):.4f}", f"{rng.uniform(-1, 1) * 1e-3:.3e}"]
+            rows.append(([str(ev)] if events > 1 else []) + v)
+    (tmp_path / "tab").mkdir()
+    ref = tmp_path / "tab" / "rec.dat"
+    ref.write_text(_aligned(rows, "\t"))
+    path = tmp_path / "rec.dat"
+    path.write_text(_aligned([[c.replace(".", ",") for c in r] for r in rows], sep))
+    a, b = load_events(ref), load_events(path)
+    _same(a, b)
+    assert len(b.events) == events and b.dt == pytest.approx(0.4)
 
 
 @pytest.mark.parametrize(

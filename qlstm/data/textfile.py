@@ -5,9 +5,11 @@
 * encoding: a UTF-8 byte-order mark is dropped; a UTF-16 mark (Excel's "Unicode text") selects
   UTF-16; otherwise UTF-8, or Windows-1252 if the head is not valid UTF-8;
 * line ends: LF, CRLF or CR (pyarrow accepts all three);
-* delimiter: tab, semicolon, comma, ``|`` or runs of blanks (in that order of preference), the
-  first that splits the last line into >= 2 fields and the line above it into as many; a
-  delimiter closing every data line (``a,b,``), or the header only, is ignored;
+* delimiter: tab, semicolon, comma, ``|`` or runs of blanks, among those that split the last line
+  into >= 2 fields and the line above it into as many, the one whose data fields are most often
+  numbers (so ``0,4   1,5`` is two blank-separated decimal-comma numbers, not three comma fields),
+  ties in that order of preference, and that has a header line; a delimiter closing every data
+  line (``a,b,``), or the header only, is ignored;
 * decimal comma (``1,5``) with a semicolon, tab or blank delimiter;
 * the header: the last line of that many fields none of which is a number (data lines hold
   numbers); lines above it (comments ``#``, metadata ``Logger: ...``, blank lines) are skipped.
@@ -93,7 +95,8 @@ def sniff(path: Path) -> Dialect:
         i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith(COMMENT_PREFIXES)
     ]
     tail = content[-50:]
-    for delim in DELIMITERS:
+    candidates = []  # (score, preference, delimiter, field count, data rows)
+    for pref, delim in enumerate(DELIMITERS):
         rows = [_fields(lines[i], delim) for i in tail]
         n = len(rows[-1])
         run = 0  # lines from the bottom with the last line's field count
@@ -101,12 +104,42 @@ def sniff(path: Path) -> Dialect:
             run += 1
         if n >= 2 and run >= min(2, len(rows)):
             rows = rows[len(rows) - run :]
-            break
-    else:
+            candidates.append((-_numeric_share(rows, delim), pref, delim, n, rows))
+    if not candidates:
         raise QlstmError(
             f"{path}: no delimiter (tab ; , | or blanks) splits the last lines into the same number of "
             "columns (at least 2: time and one channel)"
         )
+    # the delimiter whose data fields are numbers (under a decimal point, or a decimal comma when
+    # the delimiter is not a comma): a decimal comma in blank-aligned columns also splits every
+    # line into as many fields on commas, but those fields are not numbers; ties: preference order
+    candidates.sort(key=lambda c: (c[0], c[1]))
+    first_error: QlstmError | None = None
+    for _, _, delim, n, rows in candidates:
+        try:
+            return _dialect(path, encoding, lines, content, delim, n, rows)
+        except QlstmError as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    raise first_error
+
+
+def _numeric_share(rows: list[list[str]], delim: str) -> float:
+    """The share of data fields that are numbers (or empty: a missing value) under a decimal
+    point, or under a decimal comma when ``delim`` is not a comma; the better of the two."""
+    cells = [c.strip() for r in rows for c in r]
+    cells = [c for c in cells if c] or [""]
+    best = 0.0
+    for decimal in "." if delim == "," else ".,":
+        best = max(best, sum(_is_number(c, decimal) for c in cells) / len(cells))
+    return best
+
+
+def _dialect(
+    path: Path, encoding: str, lines: list[str], content: list[int], delim: str, n: int, rows: list[list[str]]
+) -> Dialect:
+    """The dialect for delimiter ``delim`` splitting the data ``rows`` into ``n`` fields: decimal
+    mark, trailing delimiter and header line; raises QlstmError if no header line fits."""
     trailing = delim != " " and all(r[-1].strip() == "" for r in rows)
     n -= trailing
     decimal = "."
