@@ -5,8 +5,10 @@ section IS the stage's own frozen dataclass, so ``qlstm run`` and the stage's ow
 same schema. ``qlstm train --config F`` reads ``F``'s ``train:`` section, ``qlstm quantize
 --config F`` its ``quantize:`` section, ``qlstm hls --config F`` its ``hls:`` section, and
 ``qlstm run --config F`` all of them. The whole file is always validated: an unknown key anywhere
-is an error naming it (``from_mapping``), and ``qlstm run`` also refuses a key it would ignore
-(:meth:`RunConfig.check_run`, e.g. ``train.data.source``: the run trains on the data step's events).
+is an error naming it (``from_mapping``), and so is a key the other settings make unused
+(:func:`check_ignored`, rules in :data:`IGNORED_UNLESS`, e.g. ``train.data.sine_samples`` without
+``source: sine``); ``qlstm run`` also refuses a key it would ignore (:meth:`RunConfig.check_run`,
+e.g. ``train.data.source``: the run trains on the data step's events).
 
 =========  ==============================================  =====================================
 section    type                                            read by
@@ -23,11 +25,12 @@ report     :class:`ReportSection`                          run (what the report 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from qlstm.config import from_mapping, read_yaml
+from qlstm.config import from_mapping, read_yaml, to_mapping
 from qlstm.data.synthetic import SyntheticConfig
 from qlstm.errors import QlstmError
 from qlstm.hls.config import HlsSection
@@ -122,6 +125,67 @@ class RunConfig:
 SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig))
 
 
+def _uses_qat(c: RunConfig) -> str | None:
+    if c.quantize.method == "qat" or "qat" in c.report.compare_methods or c.report.sweep:
+        return None
+    return (
+        "nothing uses QAT (quantize.method is ptq, report.compare_methods has no qat, report.sweep is empty)"
+    )
+
+
+def _spikes(c: RunConfig) -> str | None:
+    return None if "spikes" in c.data.precursor_kinds else "data.precursor_kinds has no 'spikes'"
+
+
+#: Keys a config file may set that are used only under some other settings: (dotted key, whether
+#: the rule holds for any reader of the file or only for ``qlstm run``, why it would be ignored or
+#: None when it is used). A key set in the file (its sub-keys included) whose rule gives a reason is
+#: refused in one line naming it (:func:`check_ignored`); keys left at their defaults never are.
+IGNORED_UNLESS: tuple[tuple[str, str, Any], ...] = (
+    ("train.data.sine_samples", "file", lambda c: None if c.train.data.source == "sine" else "train.data.source is not sine"),
+    ("train.data.sine_t_max", "file", lambda c: None if c.train.data.source == "sine" else "train.data.source is not sine"),
+    ("train.training.head_ridge", "file", lambda c: None if c.train.training.head_init == "lstsq" else "train.training.head_init is not lstsq"),
+    ("train.model.dropout", "file", lambda c: "dropout acts between recurrent layers and train.model.layers has one" if c.train.model.dropout > 0 and len(c.train.model.layers) == 1 else None),
+    ("quantize.qat", "file", _uses_qat),
+    ("quantize.max_accum_bits", "file", lambda c: None if c.quantize.accum_bits is None else "quantize.accum_bits fixes the accumulator width"),
+    ("data.precursor_spike_rate_per_s", "file", _spikes),
+    ("data.precursor_spike_v", "file", _spikes),
+    ("data.precursor_spike_decay_s", "file", _spikes),
+    ("hls.csim_windows", "run", lambda c: None if c.hls.csim else "hls.csim is false"),
+)  # fmt: skip
+
+
+def _set_keys(data: Any, prefix: str = "") -> list[str]:
+    """The dotted keys set in the mapping ``data`` (every level)."""
+    if not isinstance(data, dict):
+        return []
+    out = []
+    for k, v in data.items():
+        out.append(f"{prefix}{k}")
+        out += _set_keys(v, f"{prefix}{k}.")
+    return out
+
+
+def _value(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return to_mapping(obj)
+
+
+def check_ignored(data: dict[str, Any], cfg: RunConfig, run: bool) -> None:
+    """Refuse a key set in ``data`` to other than its default that ``cfg``'s other settings make
+    unused (see :data:`IGNORED_UNLESS`; ``run``: also the rules of ``qlstm run``; a key at its
+    default, e.g. a run folder's full config.yaml, is harmless); raises one QlstmError line."""
+    keys = _set_keys(data)
+    hints = typing.get_type_hints(RunConfig)
+    for key, scope, why_ignored in IGNORED_UNLESS:
+        if (scope == "run" and not run) or key not in keys:
+            continue
+        section, rest = key.split(".", 1)
+        if _value(cfg, key) != _value(hints[section](), rest) and (why := why_ignored(cfg)):
+            raise QlstmError(f"{key} would be ignored: {why}; remove the key")
+
+
 def parse(data: dict[str, Any], where: str) -> RunConfig:
     """A :class:`RunConfig` from a mapping; unknown keys (at any depth) are one QlstmError line."""
     cfg = from_mapping(RunConfig, data, where)
@@ -129,6 +193,10 @@ def parse(data: dict[str, Any], where: str) -> RunConfig:
         cfg.train.architecture()  # the layer sizes, dropout and L, k against the description's limits
     except QlstmError as exc:
         raise QlstmError(f"{where}: train: {exc}") from None
+    try:
+        check_ignored(data, cfg, run=False)
+    except QlstmError as exc:
+        raise QlstmError(f"{where}: {exc}") from None
     return cfg
 
 
@@ -139,9 +207,11 @@ def load_run_config(path: Path | None) -> RunConfig:
         RunConfig().check_run()
         return RunConfig()
     path = DEFAULT_CONFIG if path is None else Path(path)
-    cfg = parse(read_yaml(path), str(path))
+    data = read_yaml(path)
+    cfg = parse(data, str(path))
     try:
         cfg.check_run()
+        check_ignored(data, cfg, run=True)
     except QlstmError as exc:
         raise QlstmError(f"{path}: {exc}") from None
     return cfg
