@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from qlstm.data import timecol
-from qlstm.data.events import DEFAULT_UNITS, EventSet, build_event_set
+from qlstm.data.events import DEFAULT_UNITS, EventSet, build_event_set, repair_dst_fallback
 from qlstm.data.units import split_header
 from qlstm.errors import QlstmError
 from qlstm.io import atomic_path
@@ -106,7 +106,7 @@ def load_events(
         timecol.unit_seconds(time_unit, f"{path}: --time-unit")
     opts = TimeOptions(time_column, time_unit, repair_dst)
     reader = {"csv": _read_text, "parquet": _read_parquet, "hdf5": _read_hdf5, "npz": _read_npz}[kind]
-    raw, names, units = reader(path, None if channels is None else tuple(channels), opts)
+    raw, names, units, flags = reader(path, None if channels is None else tuple(channels), opts)
     es = build_event_set(
         str(path),
         raw,
@@ -117,24 +117,33 @@ def load_events(
         meta={"format": kind},
         repair_dst=repair_dst,
     )
-    return _with_anomalies(path, kind, es)
+    return _with_anomalies(path, kind, es, raw, flags, repair_dst)
 
 
-def _anomaly_runs(path: Path, name: str, t: np.ndarray, flag: np.ndarray) -> list[tuple[float, float]]:
-    """Runs of ``anomaly == 1`` rows of one event -> ``(first time_s, last time_s)`` windows."""
-    if not np.isin(flag, (0, 1)).all():
-        raise QlstmError(f"{path}: event {name!r}: column anomaly must hold only 0 and 1")
+def _anomaly_runs(t: np.ndarray, flag: np.ndarray) -> tuple[tuple[float, float], ...]:
+    """Runs of 1 in the per-sample ``flag`` -> ``(first time_s, last time_s)`` windows of ``t``."""
     edges = np.diff(np.concatenate([[0], flag.astype(np.int8), [0]]))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
-    return [(float(t[a]), float(t[b])) for a, b in zip(starts, ends, strict=True)]
+    return tuple((float(t[a]), float(t[b])) for a, b in zip(starts, ends, strict=True))
 
 
-def _with_anomalies(path: Path, kind: str, es: EventSet) -> EventSet:
-    """Attach the anomaly windows a file carries (column/array ``anomaly``, HDF5 attribute
-    ``anomaly_windows``) to its events; a file without them is returned unchanged."""
+def _grid_flags(t_rows: np.ndarray, flag: np.ndarray, t: np.ndarray, dt: float) -> np.ndarray:
+    """The row flags of an event on its gap-filled grid ``t``: a recorded sample keeps its flag,
+    a filled one is anomalous only if the recorded samples on both sides of the gap are."""
+    pos = np.rint((t_rows - t[0]) / dt).astype(np.int64)  # grid index of each recorded row
+    g = np.arange(len(t))
+    prev = np.clip(np.searchsorted(pos, g, side="right") - 1, 0, len(pos) - 1)
+    nxt = np.minimum(prev + 1, len(pos) - 1)
+    return np.where(pos[prev] == g, flag[prev], flag[prev] & flag[nxt])
+
+
+def _with_anomalies(path: Path, kind: str, es: EventSet, raw, flags, repair_dst: bool) -> EventSet:
+    """Attach the anomaly windows a file carries to its events: the per-row ``anomaly`` flags read
+    with the other columns (``flags``: event name -> int8 array in ``raw`` row order, or None), or
+    HDF5's ``anomaly_windows`` attribute; a file without them is returned unchanged."""
     from dataclasses import replace
 
-    found: dict[str, list[tuple[float, float]]] = {}
+    found: dict[str, tuple[tuple[float, float], ...]] = {}
     if kind == "hdf5":
         import h5py
 
@@ -143,51 +152,20 @@ def _with_anomalies(path: Path, kind: str, es: EventSet) -> EventSet:
                 g = f[e.name] if e.name in f and isinstance(f[e.name], h5py.Group) else f
                 if "anomaly_windows" in g.attrs:
                     w = np.asarray(g.attrs["anomaly_windows"], dtype=np.float64).reshape(-1, 2)
-                    found[e.name] = [(float(a), float(b)) for a, b in w]
-    else:
-        if kind == "npz":
-            with np.load(path, allow_pickle=False) as z:
-                cols = {k: z[k] for k in ("event", "time_s", "anomaly") if k in z.files}
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            from qlstm.data import textfile
-
-            if kind == "csv":
-                d = textfile.sniff(path)
-                header = list(d.header)
-            else:
-                header = pq.read_schema(path).names
-            if "anomaly" not in header:
-                return es
-            use = [c for c in header if c.lower() in EVENT_NAMES][:1] + ["anomaly"]
-            if kind == "csv":
-                types = {c: pa.string() for c in use if c != "anomaly"}
-                table = pa.Table.from_batches(list(textfile.batches(path, d, header, types, use)))
-            else:
-                table = pq.read_table(path, columns=use)
-            if table.column("anomaly").null_count:
-                raise QlstmError(f"{path}: column anomaly has empty cells")
-            cols = {
-                ("event" if c != "anomaly" else c): table.column(c).to_numpy(zero_copy_only=False)
-                for c in use
-            }
-        if "anomaly" not in cols:
-            return es
-        flag = _numeric(path, "anomaly", cols["anomaly"])
-        ev = cols["event"].astype(str) if "event" in cols else np.full(len(flag), es.events[0].name)
+                    found[e.name] = tuple((float(a), float(b)) for a, b in w)
+    elif flags is not None:
+        rows_t = {name: t for name, t, _, _ in raw}
         for e in es.events:
-            rows = np.flatnonzero(ev == e.name)
-            if len(rows) != len(e.t):  # the loader filled gaps or dropped rows: the flags do not align
-                raise QlstmError(
-                    f"{path}: event {e.name!r}: the anomaly column cannot be aligned with the loaded samples "
-                    f"({len(rows)} rows, {len(e.t)} samples after repair); give the labels as a --labels file"
-                )
-            found[e.name] = _anomaly_runs(path, e.name, e.t, flag[rows])
+            flag = flags[e.name]
+            if len(flag) != len(e.t):  # gaps were filled: map the rows onto the regular grid
+                t_rows = rows_t[e.name]
+                if repair_dst:
+                    t_rows = repair_dst_fallback(str(path), e.name, t_rows)
+                flag = _grid_flags(t_rows, flag, e.t, es.dt)
+            found[e.name] = _anomaly_runs(e.t, flag)
     if not found:
         return es
-    events = tuple(replace(e, anomalies=tuple(found.get(e.name, ()))) for e in es.events)
+    events = tuple(replace(e, anomalies=found.get(e.name, ())) for e in es.events)
     return EventSet(events, es.channel_names, es.units, es.dt, es.source, dict(es.meta))
 
 
@@ -222,6 +200,7 @@ class _Layout:
     time: str  # source name of the time column
     event: str | None
     quench: str | None
+    anomaly: str | None  # per-sample 0/1 anomaly labels
     channels: list[str]  # chosen channels, bare names
     channel_source: list[str]  # their source names
     ignore: set[str] = field(default_factory=set)
@@ -246,7 +225,8 @@ def _layout(path: Path, source: list[str], wanted, opts: TimeOptions, ignore=())
         raise QlstmError(f"{path}: several event columns ({', '.join(found)}); keep one")
     event = found[0] if found else None
     quench = lower.get("quench")
-    reserved = {tname, event, quench, lower.get("anomaly")}  # anomaly labels: read by _with_anomalies
+    anomaly = lower.get("anomaly")
+    reserved = {tname, event, quench, anomaly}
     available = [b for b in considered if b not in reserved]
     chosen = _select(path, available, wanted)
     src = dict(zip(bare, source, strict=True))
@@ -257,6 +237,7 @@ def _layout(path: Path, source: list[str], wanted, opts: TimeOptions, ignore=())
         time=src[tname],
         event=None if event is None else src[event],
         quench=None if quench is None else src[quench],
+        anomaly=None if anomaly is None else src[anomaly],
         channels=chosen,
         channel_source=[src[c] for c in chosen],
         ignore=set(ignore),
@@ -278,13 +259,14 @@ class _LongTable:
         self.time_is_datetime: bool | None = None
         self.x = np.empty((self.cap, len(lay.channels)), dtype=np.float64)
         self.quench = np.empty(self.cap, dtype=np.float64) if lay.quench is not None else None
+        self.anomaly = np.empty(self.cap, dtype=np.int8) if lay.anomaly is not None else None
         self.n = 0
 
     def _reserve(self, k: int) -> None:
         if self.n + k <= self.cap:
             return
         self.cap = max(2 * self.cap, self.n + k)
-        for name in ("codes", "t", "x", "quench"):
+        for name in ("codes", "t", "x", "quench", "anomaly"):
             a = getattr(self, name)
             if a is not None:
                 b = np.empty((self.cap, *a.shape[1:]), dtype=a.dtype)
@@ -331,7 +313,19 @@ class _LongTable:
             if q.null_count:
                 raise QlstmError(f"{self.path}: column quench has empty cells")
             self.quench[n : n + k] = _numeric(self.path, "quench", q.to_numpy(zero_copy_only=False))
+        if lay.anomaly is not None:
+            a = batch.column(lay.anomaly)
+            if a.null_count:
+                raise QlstmError(f"{self.path}: column anomaly has empty cells")
+            self.anomaly[n : n + k] = self.flags01(a.to_numpy(zero_copy_only=False))
         self.n += k
+
+    def flags01(self, a: np.ndarray) -> np.ndarray:
+        """The anomaly column's values as int8 0/1; anything else is refused."""
+        a = _numeric(self.path, "anomaly", a)
+        if not np.isin(a, (0, 1)).all():
+            raise QlstmError(f"{self.path}: column anomaly must hold only 0 and 1")
+        return a.astype(np.int8)
 
     def _values(self, col, name: str) -> np.ndarray:
         import pyarrow as pa
@@ -358,7 +352,8 @@ class _LongTable:
         self.t[at : at + len(a)] = a
 
     def events(self, opts: TimeOptions):
-        """``[(name, t, x, quench_index)]`` of :func:`build_event_set`, events in order of first row."""
+        """``[(name, t, x, quench_index)]`` of :func:`build_event_set` (events in order of first
+        row), channel names, units, and the anomaly flags per event (int8, row order) or None."""
         path, lay, n = self.path, self.lay, self.n
         if n == 0:
             raise QlstmError(f"{path}: empty file (a header but no data rows)")
@@ -372,6 +367,8 @@ class _LongTable:
         self.t = raw_t = None
         x = self.x[:n]
         quench = self.quench[:n] if self.quench is not None else None
+        anomaly = self.anomaly[:n] if self.anomaly is not None else None
+        flags: dict[str, np.ndarray] | None = None if anomaly is None else {}
         if lay.event is None:
             groups = [(path.stem, slice(0, n))]
         else:
@@ -400,8 +397,10 @@ class _LongTable:
                     )
                 q = int(ones[0]) if len(ones) else None
             raw.append((name, t[idx], x[idx], q))
+            if flags is not None:
+                flags[name] = anomaly[idx]
         units = tuple(lay.units.get(c) or DEFAULT_UNITS.get(c, "") for c in lay.channels)
-        return raw, tuple(lay.channels), units
+        return raw, tuple(lay.channels), units, flags
 
 
 def _count_lines(path: Path, encoding: str) -> int:
@@ -433,7 +432,11 @@ def _read_text(path: Path, wanted, opts: TimeOptions):
         types[lay.event] = pa.string()
     if lay.quench is not None:
         types[lay.quench] = pa.float64()
-    include = [c for c in (lay.event, lay.time, *lay.channel_source, lay.quench) if c is not None]
+    if lay.anomaly is not None:
+        types[lay.anomaly] = pa.float64()
+    include = [
+        c for c in (lay.event, lay.time, *lay.channel_source, lay.quench, lay.anomaly) if c is not None
+    ]
     table = _LongTable(path, lay, capacity=_count_lines(path, d.encoding) - d.skip_rows)
     for batch in textfile.batches(path, d, names, types, include):
         table.add_arrow(batch)
@@ -462,7 +465,9 @@ def _read_parquet(path: Path, wanted, opts: TimeOptions):
             ignore |= {c for c in json.loads(pandas_md).get("index_columns", []) if isinstance(c, str)}
     lay = _layout(path, list(schema.names), wanted, opts, ignore)
     lay.units = {**lay.units, **meta_units}
-    columns = [c for c in (lay.event, lay.time, *lay.channel_source, lay.quench) if c is not None]
+    columns = [
+        c for c in (lay.event, lay.time, *lay.channel_source, lay.quench, lay.anomaly) if c is not None
+    ]
     table = _LongTable(path, lay, capacity=pf.metadata.num_rows)
     try:
         for batch in pf.iter_batches(batch_size=BLOCK_ROWS, columns=columns, use_threads=False):
@@ -557,6 +562,14 @@ def _read_npz_open(path: Path, z, wanted, opts: TimeOptions):
                 f"{path}: array {lay.quench} has shape {q.shape}, expected ({n},) like {lay.time}"
             )
         table.quench = _numeric(path, "quench", q)
+    if lay.anomaly is not None:
+        a = z[lay.anomaly]
+        if a.shape != (n,):
+            raise QlstmError(
+                f"{path}: array {lay.anomaly} has shape {a.shape}, expected ({n},) like {lay.time}"
+            )
+        table.anomaly = table.flags01(a)
+        del a
     if lay.event is not None:
         table.codes = np.empty(n, dtype=np.int32)
         with zipfile.ZipFile(path) as zf:
@@ -636,7 +649,7 @@ def _read_hdf5(path: Path, wanted, opts: TimeOptions):
         t = timecol.to_seconds(tr, tname, lay.time_unit, opts.unit, f"{path}: event {name!r}")
         out.append((name, t, x, q))
     units = tuple(lay.units.get(c) or DEFAULT_UNITS.get(c, "") for c in lay.channels)
-    return out, tuple(lay.channels), units
+    return out, tuple(lay.channels), units, None
 
 
 # ====================================================================== writing
