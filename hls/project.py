@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -237,7 +237,10 @@ def _evaluate(
     idx = np.unique(np.linspace(0, len(x) - 1, num=min(limit, len(x))).round().astype(int))
     xs = x[idx]
     pred = sim.predict(xs)
-    quant = Firmware(sim.desc, weights, opts).predict(xs)
+    # firmware_sim models io_parallel only; an io_stream project is compared with the io_parallel
+    # firmware of its other options (and says so)
+    simulated = opts if opts.io_type == "io_parallel" else replace(opts, io_type="io_parallel")
+    quant = Firmware(sim.desc, weights, simulated).predict(xs)
     agree = runs.compare(pred, quant, sim.desc.quantisation.dense.result.lsb)  # type: ignore[union-attr]
     res: dict[str, Any] = {
         "windows": len(idx),
@@ -245,7 +248,8 @@ def _evaluate(
         "_predictions": pred,
         "max_abs_diff_to_quantised_lsb": agree.max_diff_lsb,
         "identical_to_quantised": agree.bit_exact,
-        "quantised_simulated_with": f"firmware_sim, {opts.strategy} strategy, reuse factor {opts.reuse_factor}",
+        "quantised_simulated_with": f"firmware_sim, {opts.strategy} strategy, reuse factor {opts.reuse_factor}"
+        + ("" if simulated is opts else f", io_parallel (the project is {opts.io_type})"),
     }
     if y is None:
         return res
