@@ -17,8 +17,9 @@ formulas are those of :func:`qlstm.fixedpoint.shift_round` and ``_overflow`` (te
 element by element, in ``tests/test_firmware_jit.py``). The kernels release the GIL, so windows
 can be simulated in several threads (:mod:`qlstm.firmware_sim.simulate`).
 
-This module is the only place numba is imported; the first call of each mode compiles it
-(about a second), later calls in the process reuse it.
+numba is imported only here and in :mod:`qlstm.firmware_sim._compiled` (whose rounding and
+overflow primitives the dense loop inlines), on first use; the first call of each mode compiles
+it (about a second), later calls in the process reuse it.
 """
 
 from __future__ import annotations
