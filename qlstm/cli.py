@@ -36,8 +36,31 @@ STAGES: tuple[str, ...] = (
     "qlstm.pipeline",
 )
 
+#: The stage module of each command, so ``qlstm <command>`` imports only that one (start-up time;
+#: a command missing here still works: every stage is registered then).
+COMMANDS: dict[str, str] = {
+    "data": "qlstm.data.cli", "train": "qlstm.train.cli", "import": "qlstm.importers",
+    "quantize": "qlstm.quantize.cli", "export": "qlstm.export.cli", "hls": "qlstm.hls.cli",
+    "firmware": "qlstm.firmware_sim.cli", "rtl": "qlstm.rtl.cli", "predict": "qlstm.predict",
+    "detect": "qlstm.detect.cli", "report": "qlstm.report.cli", "run": "qlstm.pipeline",
+}  # fmt: skip
 
-def build_parser() -> argparse.ArgumentParser:
+
+def _command(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` names after the top-level options -v/--threads, else None."""
+    it = iter(argv)
+    for tok in it:
+        if tok == "--threads":
+            next(it, None)
+        elif not tok.startswith("-"):
+            return tok
+        elif not (tok.startswith("--threads=") or tok == "--verbose" or set(tok[1:]) == {"v"}):
+            return None  # -h, --version, or an error argparse reports with every command listed
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``qlstm`` parser (every stage); with ``argv`` naming a known command, only that stage."""
     parser = argparse.ArgumentParser(
         prog="qlstm",
         description=(
@@ -57,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(OMP_WAIT_POLICY=PASSIVE), so a loaded machine slows qlstm down gracefully",
     )
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-    for name in STAGES:
+    cmd = None if argv is None else _command(argv)
+    for name in (COMMANDS[cmd],) if cmd in COMMANDS else STAGES:
         importlib.import_module(name).register(sub)
     return parser
 
@@ -80,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     except QlstmError as exc:
         print(f"qlstm: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
