@@ -34,6 +34,7 @@ STAGES: tuple[str, ...] = (
     "qlstm.detect.cli",
     "qlstm.report.cli",
     "qlstm.pipeline",
+    "qlstm.explore.cli",
 )
 
 
