@@ -23,12 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--space", type=Path, help="the space YAML (default: qlstm/explore/default_space.yaml; "
                    "format in docs/explore.md)")  # fmt: skip
-    p.add_argument("--data", type=Path, help="an events file (qlstm data formats) instead of the synthetic default")
+    p.add_argument(
+        "--data", type=Path, help="an events file (qlstm data formats) instead of the synthetic default"
+    )
     p.add_argument("--trials", type=int, required=True, help="finished trials the study should hold (N)")
     p.add_argument("--out", type=Path, required=True, help="exploration folder: study.db, trials/, results")
     grp = p.add_mutually_exclusive_group()
     grp.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://host:8786")
-    grp.add_argument("--workers", type=int, default=2, help="worker processes of the local cluster (default 2)")
+    grp.add_argument(
+        "--workers", type=int, default=2, help="worker processes of the local cluster (default 2)"
+    )
     p.add_argument("--target", default="zynq7045", help="FPGA target of the estimate (default zynq7045)")
     p.add_argument("--clock-ns", type=float, help="clock period in ns (default: the target's)")
     p.add_argument("--budget-us", type=float, default=1.0, help="latency budget in us (default 1.0)")

@@ -95,12 +95,18 @@ def _plot(rows: list[dict[str, Any]], pareto: list[dict[str, Any]], path: Path, 
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     for ax, (x, y) in zip(axes, pairs, strict=True):
         ax.scatter(_col(ok, x), _col(ok, y), s=18, c="0.6", label="completed trial")
-        ax.scatter(_col(pareto, x), _col(pareto, y), s=36, c="tab:red", label="front (feasible, non-dominated)")
+        ax.scatter(
+            _col(pareto, x), _col(pareto, y), s=36, c="tab:red", label="front (feasible, non-dominated)"
+        )
         for r in pareto:
-            ax.annotate(f"#{r['number']}", (r[x], r[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                f"#{r['number']}", (r[x], r[y]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
         if x == "latency_us":
             ax.axvline(budget_us, color="tab:blue", lw=0.8, ls="--", label=f"budget {budget_us:g} us")
-        ax.set_xlabel({"latency_us": "latency, us (estimate)", "resource_frac": "resource fraction of the part"}[x])
+        ax.set_xlabel(
+            {"latency_us": "latency, us (estimate)", "resource_frac": "resource fraction of the part"}[x]
+        )
         ax.set_ylabel({"rmse": "test RMSE, firmware_sim (normalised)",
                        "resource_frac": "resource fraction of the part"}[y])  # fmt: skip
     axes[0].legend(fontsize=7)

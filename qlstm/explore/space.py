@@ -97,7 +97,9 @@ def _param(name: str, spec: Any, where: str) -> Param:
             raise QlstmError(f"{where}: {name}: give a list of choices, not a range")
         unknown = set(spec) - {"low", "high", "step", "log"}
         if unknown:
-            raise QlstmError(f"{where}: {name}: unknown key {sorted(unknown)[0]!r} (keys: low, high, step, log)")
+            raise QlstmError(
+                f"{where}: {name}: unknown key {sorted(unknown)[0]!r} (keys: low, high, step, log)"
+            )
         try:
             low, high = int(spec["low"]), int(spec["high"])
             step, log = int(spec.get("step", 1)), bool(spec.get("log", False))

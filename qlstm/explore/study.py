@@ -28,12 +28,6 @@ OBJECTIVES = ("rmse", "latency_us", "resource_frac")
 INTERRUPTED = "interrupted"
 
 
-def constraints(trial: Any) -> tuple[float, float]:
-    """Optuna constraints (<= 0 is satisfied): fits the part, meets the latency budget."""
-    c = trial.user_attrs.get("constraints")
-    return tuple(c) if c is not None else (1.0, 1.0)
-
-
 def _events(out: Path, space: Space, data: Path | None) -> tuple[Path, bool]:
     """The exploration's events: ``--data``, or the synthetic default generated ONCE by the
     run's data step (``DIR/data_run``; reused when its config did not change)."""
@@ -84,7 +78,6 @@ def open_study(storage: str, space: Space, settings: dict[str, Any]):
     sampler = optuna.samplers.NSGAIISampler(
         population_size=int(space.settings["population_size"]),
         seed=int(space.settings["seed"]),
-        constraints_func=constraints,
     )
     try:
         study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler,
@@ -95,7 +88,6 @@ def open_study(storage: str, space: Space, settings: dict[str, Any]):
     have = study.user_attrs.get("exploration")
     if have is None:
         study.set_user_attr("exploration", key)
-        study.set_metric_names(list(OBJECTIVES))
     elif have != key:
         raise QlstmError(
             "the study in the storage was created with another space, target, clock or budget; "
@@ -252,8 +244,9 @@ def _tell(study, trial, res: dict[str, Any], prune_runs: bool, ctx: Context) -> 
     for k, v in res.items():
         if k not in ("ok", *OBJECTIVES):
             trial.set_user_attr(k, v)
-    trial.set_user_attr("constraints", [0.0 if res["fits"] else 1.0,
-                                        res["latency_us"] - ctx.budget_us])  # fmt: skip
+    # Optuna constraints (<= 0 satisfied): NSGA-II ranks feasible trials first; best_trials keeps them
+    trial.set_constraint("fits_part", 0.0 if res["fits"] else 1.0)
+    trial.set_constraint("meets_budget", res["latency_us"] - ctx.budget_us)
     study.tell(trial, [res[k] for k in OBJECTIVES])
     if prune_runs:
         for sub in ("train", "quantize"):

@@ -71,10 +71,14 @@ def run_config(params: dict[str, Any], ctx: Context):
     hls = HlsSection(
         target=ctx.target,
         clock_ns=ctx.clock_ns,
-        options=HlsConfig(strategy=params.get("strategy", "latency"), reuse_factor=int(params.get("reuse_factor", 1))),
+        options=HlsConfig(
+            strategy=params.get("strategy", "latency"), reuse_factor=int(params.get("reuse_factor", 1))
+        ),
         csim=True,
     )
-    data = SyntheticConfig(n_events=int(s["n_events"]), duration_s=float(s["duration_s"]), seed=int(s["seed"]))
+    data = SyntheticConfig(
+        n_events=int(s["n_events"]), duration_s=float(s["duration_s"]), seed=int(s["seed"])
+    )
     return RunConfig(
         data=data, train=train, quantize=quantize, hls=hls,
         firmware=FirmwareSection(), report=ReportSection(budget_us=ctx.budget_us, compare_methods=(), sweep=()),

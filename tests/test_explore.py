@@ -1,0 +1,213 @@
+"""qlstm explore (issue #19): the space format, the study on a LocalCluster and on separately
+started Dask processes, resume after a kill, the front, failing trials, bad input."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from qlstm.errors import QlstmError
+from qlstm.explore.space import load_space, parse_space
+
+TINY_SETTINGS = {"epochs": 1, "max_train_windows": 300, "max_eval_windows": 200, "n_events": 3,
+                 "duration_s": 120.0, "population_size": 4}  # fmt: skip
+TINY = {"cells": [4, 8], "history": [4, 6], "bits": {"low": 6, "high": 10}, "reuse_factor": [1, 2],
+        "settings": TINY_SETTINGS}  # fmt: skip
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _dominates(a: list[float], b: list[float]) -> bool:
+    return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
+
+
+def _check_front(out: Path) -> None:
+    """pareto.csv is exactly the non-dominated feasible completed trials (independent O(n^2))."""
+    rows = [r for r in _rows(out / "trials.csv") if r["state"] == "COMPLETE"]
+    feas = [r for r in rows if r["fits"] == "True" and r["meets_budget"] == "True"]
+    vals = {int(r["number"]): [float(r[k]) for k in ("rmse", "latency_us", "resource_frac")] for r in feas}
+    expect = {n for n, v in vals.items() if not any(_dominates(w, v) for m, w in vals.items() if m != n)}
+    got = {int(r["number"]) for r in _rows(out / "pareto.csv")}
+    assert got == expect
+    assert got, "an empty front proves nothing"
+
+
+def test_space_default_and_bad_input() -> None:
+    sp = load_space(None)
+    assert {"cells", "history", "bits", "reuse_factor"} <= set(sp.names)
+    cases = {
+        "unknown key 'celss'": {"celss": [8]},
+        "empty range": {"cells": {"low": 9, "high": 8}},
+        "empty list": {"bits": []},
+        "unknown choice 'rnn'": {"cell": ["rnn"]},
+        "settings: unknown key 'epoch'": {"bits": [8], "settings": {"epoch": 1}},
+        "pipeline_depth needs the RTL stage": {"pipeline_depth": [1]},
+        "searches nothing": {},
+    }
+    for msg, data in cases.items():
+        with pytest.raises(QlstmError, match=msg) as exc:
+            parse_space(data, "space.yaml")
+        assert "\n" not in str(exc.value)
+
+
+def test_cli_bad_space_and_unreachable_scheduler(tmp_path: Path, capsys) -> None:
+    import yaml
+
+    from qlstm.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cells: {low: 8, high: 4}\n")
+    assert main(["explore", "--space", str(bad), "--trials", "1", "--out", str(tmp_path / "x")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "empty range" in err[0]
+    space = tmp_path / "tiny.yaml"
+    space.write_text(yaml.safe_dump(TINY))
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rc = main(["explore", "--space", str(space), "--trials", "1", "--out", str(tmp_path / "y"),
+               "--scheduler", f"tcp://127.0.0.1:{port}", "--no-progress"])  # fmt: skip
+    err = [x for x in capsys.readouterr().err.strip().splitlines() if x.startswith("qlstm")]
+    assert (
+        rc != 0 and len(err) == 1 and f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in err[0]
+    )
+
+
+def test_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
+    from qlstm.explore.study import explore
+
+    sp = parse_space({**TINY, "bits": [1]}, "space")  # bits 1 is refused inside every trial
+    res = explore(sp, tmp_path, 3, workers=1, progress=False, echo=lambda m: None)
+    assert res["ran"] == 3 and res["finished"] == 3
+    rows = _rows(tmp_path / "trials.csv")
+    assert [r["state"] for r in rows] == ["FAIL"] * 3
+    assert all("bits" in r["error"] and "\n" not in r["error"] for r in rows)
+
+
+@pytest.mark.slow
+def test_local_cluster_two_workers_front_and_resume(tmp_path: Path) -> None:
+    from qlstm.explore.study import explore
+    from qlstm.run_config import load_run_config
+
+    sp = parse_space(TINY, "space")
+    res = explore(sp, tmp_path, 4, workers=2, progress=False, echo=lambda m: None)
+    assert res["ran"] == 4
+    rows = _rows(tmp_path / "trials.csv")
+    assert list(rows[0])[:6] == ["number", "state", "rmse", "latency_us", "latency_kind", "resource_frac"]
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 4
+    assert {r["latency_kind"] for r in rows} == {"estimate"}
+    for f in ("pareto.csv", "pareto.png", "pareto.html"):
+        assert (tmp_path / f).stat().st_size > 0
+    assert "<title>trial #" in (tmp_path / "pareto.html").read_text()
+    _check_front(tmp_path)
+    # the events were generated once and every trial trained on that one file
+    events = list(tmp_path.rglob("events.npz"))
+    assert len(events) == 1
+    for r in rows:
+        cfg = load_run_config(Path(r["reproduce"].split("--config ")[1].split()[0]))
+        assert cfg.train.history == int(r["history"]) and cfg.quantize.bits == int(r["bits"])
+        assert cfg.hls.options.reuse_factor == int(r["reuse_factor_used"])
+        assert (
+            str(events[0])
+            in (tmp_path / "trials" / f"{int(r['number']):05d}/train/float/data.json").read_text()
+        )
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("trials/*/run.yaml")}
+    res = explore(sp, tmp_path, 5, workers=2, progress=False, echo=lambda m: None)  # resume: one more
+    assert res["ran"] == 1 and res["finished"] == 5
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # no finished trial repeated
+    assert [r["number"] for r in _rows(tmp_path / "trials.csv")] == ["0", "1", "2", "3", "4"]
+    _check_front(tmp_path)
+
+
+def _states(out: Path) -> dict[int, str]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name="qlstm-explore", storage=f"sqlite:///{out / 'study.db'}")
+    except Exception:  # noqa: BLE001 - not created yet
+        return {}
+    return {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
+
+
+@pytest.mark.slow
+def test_kill_and_resume(tmp_path: Path) -> None:
+    import yaml
+
+    from qlstm.explore.study import explore
+
+    space = tmp_path / "tiny.yaml"
+    space.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "qlstm.cli", "explore", "--space", str(space), "--trials", "4", "--out",
+           str(out), "--workers", "1", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and "COMPLETE" not in _states(out).values():
+            assert proc.poll() is None, "the explorer ended before it could be killed"
+            time.sleep(0.3)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the explorer, its cluster and its worker
+        proc.wait(timeout=30)
+    before = _states(out)
+    done = [n for n, s in before.items() if s == "COMPLETE"]
+    assert done and len(done) < 4
+    stamps = {n: (out / "trials" / f"{n:05d}" / "run.yaml").stat().st_mtime_ns for n in done}
+    res = explore(load_space(space), out, 4, workers=1, progress=False, echo=lambda m: None)
+    assert res["ran"] == 4 - len(done)
+    after = _states(out)
+    assert all(after[n] == "COMPLETE" for n in done)
+    assert {n: (out / "trials" / f"{n:05d}" / "run.yaml").stat().st_mtime_ns for n in done} == stamps
+    assert sum(1 for s in after.values() if s == "COMPLETE") == 4
+    interrupted = [n for n, s in before.items() if s == "RUNNING"]
+    assert all(after[n] == "FAIL" for n in interrupted)
+    rows = {int(r["number"]): r for r in _rows(out / "trials.csv")}
+    assert all(rows[n]["error"].startswith("interrupted") for n in interrupted)
+
+
+@pytest.mark.slow
+def test_separate_dask_scheduler_and_worker_processes(tmp_path: Path) -> None:
+    from qlstm.explore.study import explore
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    addr = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    sched = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                              "--port", str(port), "--no-dashboard"], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", addr, "--nthreads", "1",
+                               "--host", "127.0.0.1", "--no-dashboard", "--death-timeout", "60"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        from dask.distributed import Client
+
+        with Client(addr, timeout="60s") as c:
+            c.wait_for_workers(1, timeout=120)
+        res = explore(parse_space(TINY, "space"), tmp_path, 2, scheduler=addr, progress=False,
+                      echo=lambda m: None)  # fmt: skip
+        assert res["ran"] == 2
+        assert [r["state"] for r in _rows(tmp_path / "trials.csv")] == ["COMPLETE"] * 2
+        _check_front(tmp_path)
+    finally:
+        for p in (worker, sched):
+            p.terminate()
+        for p in (worker, sched):
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
