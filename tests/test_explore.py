@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qlstm.errors import QlstmError
@@ -104,6 +105,14 @@ def test_local_cluster_two_workers_front_and_resume(tmp_path: Path) -> None:
     res = explore(sp, tmp_path, 4, workers=2, progress=False, echo=lambda m: None)
     assert res["ran"] == 4
     rows = _rows(tmp_path / "trials.csv")
+    # the windows: built once per distinct L (one task, one artifact), the same in every trial of that L
+    hists = {int(r["history"]) for r in rows}
+    assert res["windows_built"] == len(hists)
+    assert {p.name for p in (tmp_path / "windows").iterdir()} == {f"L{h}.npz" for h in hists}
+    for r in rows:
+        shared = np.load(tmp_path / "windows" / f"L{r['history']}.npz")
+        own = np.load(tmp_path / "trials" / f"{int(r['number']):05d}" / "train/float/windows.npz")
+        assert all(np.array_equal(shared[k], own[k]) for k in shared.files)
     assert list(rows[0])[:6] == ["number", "state", "rmse", "latency_us", "latency_kind", "resource_frac"]
     assert [r["state"] for r in rows] == ["COMPLETE"] * 4
     assert {r["latency_kind"] for r in rows} == {"estimate"}

@@ -21,7 +21,7 @@ from typing import Any
 
 from qlstm.errors import QlstmError
 from qlstm.explore.space import Space
-from qlstm.explore.trial import Context, run_trial
+from qlstm.explore.trial import Context, _error_line, prepare_windows, run_config, run_trial
 
 STUDY_NAME = "qlstm-explore"
 OBJECTIVES = ("rmse", "latency_us", "resource_frac")
@@ -181,10 +181,12 @@ def explore(
     done = len(finished(study))
     todo = max(0, n_trials - done)
     echo(f"study {url}: {done} finished trial(s), {todo} to run")
-    ran = 0
+    ran = windows_built = 0
     if todo:
         client, cluster = _client(scheduler, workers)
         pending: dict[Any, Any] = {}
+        windows: dict[int, Any] = {}  # L -> the future of its windows
+        ctx_history = run_config({}, ctx).train.history
         bar = tqdm(total=n_trials, initial=done, desc="trials", disable=not progress, unit="trial")
         owner = {"host": socket.gethostname(), "pid": os.getpid()}
         try:
@@ -195,7 +197,11 @@ def explore(
                     trial = study.ask()
                     trial.set_user_attr("owner", owner)
                     params = space.suggest(trial)
-                    fut = client.submit(run_trial, trial.number, params, ctx, pure=False,
+                    hist = int(params.get("history", ctx_history))
+                    if hist not in windows:  # once per distinct L, shared by its trials (held by Dask)
+                        windows[hist] = client.submit(prepare_windows, hist, ctx, pure=False,
+                                                      key=f"qlstm-explore-{os.getpid()}-windows-L{hist}")  # fmt: skip
+                    fut = client.submit(run_trial, trial.number, params, ctx, windows[hist], pure=False,
                                         key=f"qlstm-explore-{os.getpid()}-{trial.number}")  # fmt: skip
                     pending[fut] = trial
                     submitted += 1
@@ -204,8 +210,8 @@ def explore(
                     trial = pending.pop(fut)
                     try:
                         res = fut.result()
-                    except Exception as exc:  # noqa: BLE001 - a lost worker: the trial failed
-                        res = {"ok": False, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0:1]}"}
+                    except Exception as exc:  # noqa: BLE001 - a lost worker, its windows failed: the trial failed
+                        res = {"ok": False, "error": _error_line(exc)}
                     _tell(study, trial, res, prune_runs, ctx)
                     ran += 1
                     bar.update(1)
@@ -223,6 +229,7 @@ def explore(
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
         finally:
+            windows_built = len(windows)
             bar.close()
             client.close()
             if cluster is not None:
@@ -230,7 +237,7 @@ def explore(
     files = write_results(study, out, budget_us)
     seconds = time.perf_counter() - t0
     return {"ran": ran, "finished": len(finished(study)), "seconds": seconds, "files": files,
-            "front": len(study.best_trials)}  # fmt: skip
+            "front": len(study.best_trials), "windows_built": windows_built}  # fmt: skip
 
 
 def _tell(study, trial, res: dict[str, Any], prune_runs: bool, ctx: Context) -> None:

@@ -94,17 +94,32 @@ def _error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}{where}"
 
 
-def run_trial(number: int, params: dict[str, Any], ctx: Context) -> dict[str, Any]:
+def prepare_windows(history: int, ctx: Context):
+    """The train/val/test windows of history ``history`` cut from the exploration's events (a
+    :class:`qlstm.train.dataset.Prepared`): a Dask task run ONCE per distinct L, its result shared
+    by every trial of that L. The other fields of a trial's config do not change the windows (the
+    split, the window counts and the seeds are the space's fixed settings)."""
+    from qlstm.train.dataset import heldout, prepare
+
+    prep = prepare(run_config({"history": history}, ctx).train, Path(ctx.events))
+    shared = Path(ctx.trials_dir).parent / "windows"
+    shared.mkdir(parents=True, exist_ok=True)
+    heldout(prep, history).save(shared / f"L{history}.npz")  # the shared artifact, one per L
+    return prep
+
+
+def run_trial(number: int, params: dict[str, Any], ctx: Context, prep: Any = None) -> dict[str, Any]:
     """Evaluate one point; returns ``{"ok": True, objectives and details}`` or ``{"ok": False,
-    "error": one line}`` (a failing trial never raises, so the study goes on)."""
+    "error": one line}`` (a failing trial never raises, so the study goes on). ``prep``: the
+    shared windows of the point's L (:func:`prepare_windows`), or None to cut them here."""
     t0 = time.perf_counter()
     try:
-        return {"ok": True, **_evaluate(number, params, ctx), "seconds": time.perf_counter() - t0}
+        return {"ok": True, **_evaluate(number, params, ctx, prep), "seconds": time.perf_counter() - t0}
     except Exception as exc:  # noqa: BLE001 - recorded as the trial's error line
         return {"ok": False, "error": _error_line(exc), "seconds": time.perf_counter() - t0}
 
 
-def _evaluate(number: int, params: dict[str, Any], ctx: Context) -> dict[str, Any]:
+def _evaluate(number: int, params: dict[str, Any], ctx: Context, prep: Any) -> dict[str, Any]:
     import numpy as np
     import torch
 
@@ -125,7 +140,7 @@ def _evaluate(number: int, params: dict[str, Any], ctx: Context) -> dict[str, An
     float_dir = root / "train" / "float"
     q = cfg.quantize
     qdir = root / "quantize" / f"{q.method}{q.bits}"
-    train_run(cfg.train, float_dir, Path(ctx.events), overwrite=True)
+    train_run(cfg.train, float_dir, Path(ctx.events), overwrite=True, prep=prep)
     quantize_run(float_dir, qdir, q.config(), dict(q.types), overwrite=True)
     qrun = runs.open_quant_run(qdir)
     desc, weights = qrun.load()
