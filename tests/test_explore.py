@@ -137,6 +137,18 @@ def test_local_cluster_two_workers_front_and_resume(tmp_path: Path) -> None:
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # no finished trial repeated
     assert [r["number"] for r in _rows(tmp_path / "trials.csv")] == ["0", "1", "2", "3", "4"]
     _check_front(tmp_path)
+    # the reproduce command is a normal `qlstm run`: the same float and quantized weights, bit for bit
+    r = rows[0]
+    rep = tmp_path / "rep"
+    cmd = r["reproduce"].replace("qlstm run", "run").split()
+    cmd[cmd.index("--out") + 1] = str(rep)
+    subprocess.run([sys.executable, "-m", "qlstm.cli", "--threads", "1", *cmd, "--to", "quantize"],
+                   check=True, capture_output=True)  # fmt: skip
+    trial = tmp_path / "trials" / f"{int(r['number']):05d}"
+    q = f"quantize/ptq{r['bits']}/weights.npz"
+    for f in ("train/float/weights.npz", q):
+        a, b = np.load(rep / f), np.load(trial / f)
+        assert sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in a.files)
 
 
 def _states(out: Path) -> dict[int, str]:
