@@ -232,3 +232,30 @@ def test_separate_dask_scheduler_and_worker_processes(tmp_path: Path) -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_data_file_and_its_reproduce_commands(tmp_path: Path) -> None:
+    from qlstm.data import generate, save_events
+    from qlstm.data.synthetic import SyntheticConfig
+    from qlstm.explore.study import explore
+
+    events = save_events(generate(SyntheticConfig(n_events=3, duration_s=120.0, seed=5)), tmp_path / "ev.npz")
+    out = tmp_path / "out"
+    res = explore(
+        parse_space(TINY, "space"), out, 1, data=events, workers=1, progress=False, echo=lambda m: None
+    )
+    assert res["ran"] == 1 and not (out / "data_run").exists()  # no data step: the given file
+    (row,) = _rows(out / "trials.csv")
+    assert row["state"] == "COMPLETE"
+    cmds = [c.strip().split() for c in row["reproduce"].split("&&")]
+    for c in cmds:
+        subprocess.run([sys.executable, "-m", "qlstm.cli", "--threads", "1", *c[1:]], check=True,
+                       capture_output=True, cwd=tmp_path)  # fmt: skip
+    trial = out / "trials" / "00000"
+    for mine, theirs in (("float", "train/float"), ("quantized", f"quantize/ptq{row['bits']}")):
+        a, b = (
+            np.load(tmp_path / "runs/explore-0" / mine / "weights.npz"),
+            np.load(trial / theirs / "weights.npz"),
+        )
+        assert all(np.array_equal(a[k], b[k]) for k in b.files)

@@ -22,10 +22,16 @@ EXTRA = ("fits", "meets_budget", "float_rmse", "reuse_factor_used", "latency_cyc
          "reproduce")  # fmt: skip
 
 
-def reproduce_command(folder: str | None, number: int) -> str:
+def reproduce_command(folder: str | None, number: int, events: str | None = None) -> str:
+    """The command that rebuilds trial ``number`` from its ``run.yaml``: ``qlstm run`` on the
+    synthetic default; with ``--data`` (``events``) the train and quantize commands on that file."""
     if not folder:
         return ""
-    return f"qlstm run --config {folder}/run.yaml --out runs/explore-{number}"
+    cfg, out = f"{folder}/run.yaml", f"runs/explore-{number}"
+    if events:
+        return (f"qlstm train --config {cfg} --data {events} --out {out}/float && "
+                f"qlstm quantize {out}/float --config {cfg} --out {out}/quantized")  # fmt: skip
+    return f"qlstm run --config {cfg} --out {out}"
 
 
 def trials_table(study) -> tuple[list[str], list[dict[str, Any]]]:
@@ -41,7 +47,7 @@ def trials_table(study) -> tuple[list[str], list[dict[str, Any]]]:
                                "latency_kind": a.get("latency_kind"), "resource_frac": v[2]}  # fmt: skip
         row.update({n: t.params.get(n) for n in names})
         row.update({k: a.get(k) for k in EXTRA if k != "reproduce"})
-        row["reproduce"] = reproduce_command(a.get("folder"), t.number)
+        row["reproduce"] = reproduce_command(a.get("folder"), t.number, a.get("data_file"))
         rows.append(row)
     return [*COLUMNS, *names, *EXTRA], rows
 

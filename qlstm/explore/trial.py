@@ -172,4 +172,5 @@ def _evaluate(number: int, params: dict[str, Any], ctx: Context, prep: Any) -> d
         "test_windows": len(test),
         "lut_frac": util["lut"], "ff_frac": util["ff"], "dsp_frac": util["dsp"], "bram_frac": util["bram_18k"],
         "folder": str(root),
+        "data_file": None if ctx.synthetic else ctx.events,
     }  # fmt: skip
