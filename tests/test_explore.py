@@ -259,3 +259,24 @@ def test_data_file_and_its_reproduce_commands(tmp_path: Path) -> None:
             np.load(trial / theirs / "weights.npz"),
         )
         assert all(np.array_equal(a[k], b[k]) for k in b.files)
+
+
+@pytest.mark.slow
+def test_a_point_proposed_again_is_not_rerun(tmp_path: Path) -> None:
+    from qlstm.explore.study import explore
+
+    sp = parse_space({**TINY, "cells": [4], "history": [4], "bits": [6, 7], "reuse_factor": [1]}, "space")
+    res = explore(sp, tmp_path, 4, workers=1, progress=False, echo=lambda m: None)
+    rows = _rows(tmp_path / "trials.csv")
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 4
+    firsts = {}
+    for r in rows:
+        firsts.setdefault(r["bits"], r)
+    dups = [r for r in rows if r["duplicate_of"]]
+    assert res["reused"] == len(dups) == 4 - len(firsts) >= 2
+    for r in dups:
+        orig = firsts[r["bits"]]
+        assert r["duplicate_of"] == orig["number"] and r["rmse"] == orig["rmse"]
+        assert not (tmp_path / "trials" / f"{int(r['number']):05d}").exists()
+    res = explore(sp, tmp_path, 6, workers=1, progress=False, echo=lambda m: None)  # resumed: still known
+    assert res["ran"] == 0 and res["reused"] == 2

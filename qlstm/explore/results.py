@@ -18,8 +18,8 @@ from typing import Any
 from qlstm.io import atomic_path, atomic_write_text
 
 COLUMNS = ("number", "state", "rmse", "latency_us", "latency_kind", "resource_frac")
-EXTRA = ("fits", "meets_budget", "float_rmse", "reuse_factor_used", "latency_cycles", "seconds", "error",
-         "reproduce")  # fmt: skip
+EXTRA = ("fits", "meets_budget", "float_rmse", "reuse_factor_used", "latency_cycles", "seconds", "duplicate_of",
+         "error", "reproduce")  # fmt: skip
 
 
 def reproduce_command(folder: str | None, number: int, events: str | None = None) -> str:

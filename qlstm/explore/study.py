@@ -181,11 +181,12 @@ def explore(
     done = len(finished(study))
     todo = max(0, n_trials - done)
     echo(f"study {url}: {done} finished trial(s), {todo} to run")
-    ran = windows_built = 0
+    ran = windows_built = reused = 0
     if todo:
         client, cluster = _client(scheduler, workers)
         pending: dict[Any, Any] = {}
         windows: dict[int, Any] = {}  # L -> the future of its windows
+        known = _known_points(study)  # point (JSON) -> result of a completed trial
         ctx_history = run_config({}, ctx).train.history
         bar = tqdm(total=n_trials, initial=done, desc="trials", disable=not progress, unit="trial")
         owner = {"host": socket.gethostname(), "pid": os.getpid()}
@@ -197,6 +198,13 @@ def explore(
                     trial = study.ask()
                     trial.set_user_attr("owner", owner)
                     params = space.suggest(trial)
+                    point = json.dumps(params, sort_keys=True)
+                    if point in known:  # NSGA-II proposed a finished point again: its result, not a rerun
+                        _tell(study, trial, {**known[point], "seconds": 0.0}, False, ctx)
+                        submitted += 1
+                        reused += 1
+                        bar.update(1)
+                        continue
                     hist = int(params.get("history", ctx_history))
                     if hist not in windows:  # once per distinct L, shared by its trials (held by Dask)
                         windows[hist] = client.submit(prepare_windows, hist, ctx, pure=False,
@@ -208,11 +216,14 @@ def explore(
                 fin, _ = wait(list(pending), return_when="FIRST_COMPLETED")
                 for fut in fin:
                     trial = pending.pop(fut)
+                    params = json.dumps(trial.params, sort_keys=True)
                     try:
                         res = fut.result()
                     except Exception as exc:  # noqa: BLE001 - a lost worker, its windows failed: the trial failed
                         res = {"ok": False, "error": _error_line(exc)}
                     _tell(study, trial, res, prune_runs, ctx)
+                    if res.get("ok"):
+                        known.setdefault(params, {**res, "duplicate_of": trial.number})
                     ran += 1
                     bar.update(1)
                     front = study.best_trials
@@ -237,7 +248,19 @@ def explore(
     files = write_results(study, out, budget_us)
     seconds = time.perf_counter() - t0
     return {"ran": ran, "finished": len(finished(study)), "seconds": seconds, "files": files,
-            "front": len(study.best_trials), "windows_built": windows_built}  # fmt: skip
+            "front": len(study.best_trials), "windows_built": windows_built, "reused": reused}  # fmt: skip
+
+
+def _known_points(study) -> dict[str, dict[str, Any]]:
+    """The completed trials' results by point, so a point proposed again is not re-run."""
+    import optuna
+
+    known: dict[str, dict[str, Any]] = {}
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        a = {k: v for k, v in t.user_attrs.items() if k not in ("owner", "seconds", "duplicate_of")}
+        res = {"ok": True, **dict(zip(OBJECTIVES, t.values, strict=True)), **a}
+        known.setdefault(json.dumps(t.params, sort_keys=True), {**res, "duplicate_of": t.number})
+    return known
 
 
 def _tell(study, trial, res: dict[str, Any], prune_runs: bool, ctx: Context) -> None:
