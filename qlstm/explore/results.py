@@ -110,11 +110,18 @@ def _plot(rows: list[dict[str, Any]], pareto: list[dict[str, Any]], path: Path, 
             )
         if x == "latency_us":
             ax.axvline(budget_us, color="tab:blue", lw=0.8, ls="--", label=f"budget {budget_us:g} us")
+        for axis, name in ((ax.xaxis, x), (ax.yaxis, y)):
+            if name == "resource_frac":  # spans decades; 1 = the whole part
+                (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
+                (ax.axvline if axis is ax.xaxis else ax.axhline)(1.0, color="k", lw=0.8, ls=":")
         ax.set_xlabel(
-            {"latency_us": "latency, us (estimate)", "resource_frac": "resource fraction of the part"}[x]
+            {
+                "latency_us": "latency, us (estimate)",
+                "resource_frac": "resource fraction of the part (log; 1 = full)",
+            }[x]
         )
         ax.set_ylabel({"rmse": "test RMSE, firmware_sim (normalised)",
-                       "resource_frac": "resource fraction of the part"}[y])  # fmt: skip
+                       "resource_frac": "resource fraction of the part (log; 1 = full)"}[y])  # fmt: skip
     axes[0].legend(fontsize=7)
     fig.suptitle(f"qlstm explore: {len(ok)} completed trials, {len(pareto)} on the front")
     fig.tight_layout()
