@@ -190,6 +190,7 @@ def explore(
         ctx_history = run_config({}, ctx).train.history
         bar = tqdm(total=n_trials, initial=done, desc="trials", disable=not progress, unit="trial")
         owner = {"host": socket.gethostname(), "pid": os.getpid()}
+        tag = f"{owner['host']}-{owner['pid']}"  # Dask keys unique per explorer on a shared scheduler
         try:
             capacity = max(1, sum(client.nthreads().values()))
             submitted = 0
@@ -208,9 +209,9 @@ def explore(
                     hist = int(params.get("history", ctx_history))
                     if hist not in windows:  # once per distinct L, shared by its trials (held by Dask)
                         windows[hist] = client.submit(prepare_windows, hist, ctx, pure=False,
-                                                      key=f"qlstm-explore-{os.getpid()}-windows-L{hist}")  # fmt: skip
+                                                      key=f"qlstm-explore-{tag}-windows-L{hist}")  # fmt: skip
                     fut = client.submit(run_trial, trial.number, params, ctx, windows[hist], pure=False,
-                                        key=f"qlstm-explore-{os.getpid()}-{trial.number}")  # fmt: skip
+                                        key=f"qlstm-explore-{tag}-{trial.number}")  # fmt: skip
                     pending[fut] = trial
                     submitted += 1
                 fin, _ = wait(list(pending), return_when="FIRST_COMPLETED")
