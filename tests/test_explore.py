@@ -268,9 +268,11 @@ def test_a_point_proposed_again_is_not_rerun(tmp_path: Path) -> None:
     from qlstm.explore.study import explore
 
     sp = parse_space({**TINY, "cells": [4], "history": [4], "bits": [6, 7], "reuse_factor": [1]}, "space")
-    res = explore(sp, tmp_path, 4, workers=1, progress=False, echo=lambda m: None)
+    res = explore(sp, tmp_path, 4, workers=1, progress=False, echo=lambda m: None, prune_runs=True)
     rows = _rows(tmp_path / "trials.csv")
     assert [r["state"] for r in rows] == ["COMPLETE"] * 4
+    for r in rows:  # --prune-runs: the run.yaml is kept, the run folders are not
+        assert (_folder(r) / "run.yaml").is_file() and not (_folder(r) / "train").exists()
     firsts = {}
     for r in rows:
         firsts.setdefault(r["bits"], r)
