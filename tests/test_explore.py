@@ -58,7 +58,7 @@ def test_space_default_and_bad_input() -> None:
         "empty list": {"bits": []},
         "unknown choice 'rnn'": {"cell": ["rnn"]},
         "settings: unknown key 'epoch'": {"bits": [8], "settings": {"epoch": 1}},
-        "pipeline_depth needs the RTL stage": {"pipeline_depth": [1]},
+        "pipeline_depth is the RTL design's; give --rtl": {"pipeline_depth": [1]},
         "searches nothing": {},
     }
     for msg, data in cases.items():
@@ -284,3 +284,25 @@ def test_a_point_proposed_again_is_not_rerun(tmp_path: Path) -> None:
         assert not (tmp_path / "trials" / f"{int(r['number']):05d}").exists()
     res = explore(sp, tmp_path, 6, workers=1, progress=False, echo=lambda m: None)  # resumed: still known
     assert res["ran"] == 0 and res["reused"] == 2
+
+
+@pytest.mark.slow
+def test_rtl_trials_measure_cycles_in_verilator(tmp_path: Path) -> None:
+    from qlstm.explore.study import explore
+
+    data = {**TINY, "cells": [4], "history": [4], "bits": [6], "reuse_factor": [1], "pipeline_depth": [4, 8],
+            "settings": {**TINY_SETTINGS, "rtl_windows": 4}}  # fmt: skip
+    with pytest.raises(QlstmError, match="give --rtl"):
+        parse_space(data, "space")
+    res = explore(parse_space(data, "space", rtl=True), tmp_path, 1, workers=1, rtl=True, progress=False,
+                  echo=lambda m: None)  # fmt: skip
+    (row,) = _rows(tmp_path / "trials.csv")
+    assert res["ran"] == 1 and row["state"] == "COMPLETE", row["error"]
+    assert row["latency_kind"] == "measured" and row["resource_kind"].startswith("estimate (da4ml")
+    rtl = __import__("json").loads((_folder(row) / "rtl" / "rtl.json").read_text())
+    assert rtl["bit_exact"] and rtl["windows"] == 4
+    assert int(row["latency_cycles"]) == rtl["cycles_max"]
+    assert float(row["latency_us"]) == pytest.approx(rtl["cycles_max"] * 10.0 / 1000.0)  # zynq7045: 10 ns
+    assert (
+        "qlstm rtl" in row["reproduce"] and f"--pipeline {float(row['pipeline_depth']):g}" in row["reproduce"]
+    )

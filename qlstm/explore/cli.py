@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", help="SQLAlchemy URL of the study database (default sqlite:///OUT/study.db)")
     p.add_argument("--prune-runs", action="store_true",
                    help="delete each trial's train/quantize folders once it is recorded (keeps run.yaml)")  # fmt: skip
+    p.add_argument("--rtl", action="store_true",
+                   help="evaluate the RTL design (da4ml) instead of the hls4ml estimate: cycles measured in Verilator "
+                   "(minutes per trial), LUT/register bits estimated by da4ml; the space may search pipeline_depth")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar and front lines")
     p.set_defaults(func=run)
 
@@ -47,11 +50,11 @@ def run(args: argparse.Namespace) -> int:
     from qlstm.explore.space import load_space
     from qlstm.explore.study import explore
 
-    space = load_space(args.space)
+    space = load_space(args.space, args.rtl)
     res = explore(
         space, args.out, args.trials, data=args.data, scheduler=args.scheduler, workers=args.workers,
         target=args.target, clock_ns=args.clock_ns, budget_us=args.budget_us, storage=args.storage,
-        prune_runs=args.prune_runs, progress=not args.no_progress,
+        prune_runs=args.prune_runs, rtl=args.rtl, progress=not args.no_progress,
     )  # fmt: skip
     print(f"qlstm explore: ran {res['ran']} trial(s) in {res['seconds']:.0f} s (wall); the study holds "
           f"{res['finished']} finished trial(s), {res['front']} on the front")  # fmt: skip

@@ -19,10 +19,12 @@ from qlstm.io import atomic_path, atomic_write_text
 
 COLUMNS = ("number", "state", "rmse", "latency_us", "latency_kind", "resource_frac")
 EXTRA = ("fits", "meets_budget", "float_rmse", "reuse_factor_used", "latency_cycles", "seconds", "duplicate_of",
-         "error", "reproduce")  # fmt: skip
+         "resource_kind", "error", "reproduce")  # fmt: skip
 
 
-def reproduce_command(folder: str | None, number: int, events: str | None = None) -> str:
+def reproduce_command(
+    folder: str | None, number: int, events: str | None = None, rtl: str | None = None
+) -> str:
     """The command that rebuilds trial ``number`` from its ``run.yaml``: ``qlstm run`` on the
     synthetic default; with ``--data`` (``events``) the train and quantize commands on that file."""
     if not folder:
@@ -31,6 +33,8 @@ def reproduce_command(folder: str | None, number: int, events: str | None = None
     if events:
         return (f"qlstm train --config {cfg} --data {events} --out {out}/float && "
                 f"qlstm quantize {out}/float --config {cfg} --out {out}/quantized")  # fmt: skip
+    if rtl:  # the quantized run of `qlstm run`, then the RTL stage at the trial's pipeline depth
+        return f"qlstm run --config {cfg} --out {out} --to quantize && " + rtl.format(out=out)
     return f"qlstm run --config {cfg} --out {out}"
 
 
@@ -47,7 +51,9 @@ def trials_table(study) -> tuple[list[str], list[dict[str, Any]]]:
                                "latency_kind": a.get("latency_kind"), "resource_frac": v[2]}  # fmt: skip
         row.update({n: t.params.get(n) for n in names})
         row.update({k: a.get(k) for k in EXTRA if k != "reproduce"})
-        row["reproduce"] = reproduce_command(a.get("folder"), t.number, a.get("data_file"))
+        row["reproduce"] = reproduce_command(
+            a.get("folder"), t.number, a.get("data_file"), a.get("rtl_command")
+        )
         rows.append(row)
     return [*COLUMNS, *names, *EXTRA], rows
 

@@ -32,7 +32,7 @@ KEYS: dict[str, tuple[str, tuple[Any, ...] | None]] = {
     "method": ("choice", ("ptq", "qat")),
     "reuse_factor": ("int", None),
     "strategy": ("choice", ("latency", "resource")),
-    "pipeline_depth": ("float", None),  # RTL design: needs the RTL stage (not in explore yet)
+    "pipeline_depth": ("float", None),  # da4ml latency cutoff of the RTL design (with --rtl only)
 }
 
 #: fixed settings of every trial, with their defaults
@@ -48,6 +48,7 @@ SETTINGS: dict[str, Any] = {
     "population_size": 10,  # NSGA-II population
     "n_events": 20,  # synthetic data (ignored with --data)
     "duration_s": 3600.0,
+    "rtl_windows": 20,  # held-out test windows simulated in Verilator per trial (--rtl)
 }
 
 
@@ -91,6 +92,10 @@ def _param(name: str, spec: Any, where: str) -> Param:
             raise QlstmError(f"{where}: {name}: unknown choice {bad[0]!r}; choose from {', '.join(allowed)}")
         if kind == "int" and any(isinstance(v, bool) or not isinstance(v, int) for v in vals):
             raise QlstmError(f"{where}: {name}: choices must be integers, got {list(vals)}")
+        if kind == "float" and any(
+            isinstance(v, bool) or not isinstance(v, int | float) or v <= 0 for v in vals
+        ):
+            raise QlstmError(f"{where}: {name}: choices must be positive numbers, got {list(vals)}")
         return Param(name, choices=vals)
     if isinstance(spec, dict):
         if kind != "int":
@@ -117,8 +122,9 @@ def _param(name: str, spec: Any, where: str) -> Param:
     raise QlstmError(f"{where}: {name}: give a list of choices or {{low, high}}, got {spec!r}")
 
 
-def parse_space(data: dict[str, Any], where: str) -> Space:
-    """A :class:`Space` from a mapping; an unknown key or an empty range is one QlstmError line."""
+def parse_space(data: dict[str, Any], where: str, rtl: bool = False) -> Space:
+    """A :class:`Space` from a mapping; an unknown key or an empty range is one QlstmError line.
+    ``pipeline_depth`` (a list of da4ml latency cutoffs) needs ``rtl`` (``--rtl``)."""
     if not isinstance(data, dict):
         raise QlstmError(f"{where}: the space must be a mapping of parameters")
     params = []
@@ -134,17 +140,19 @@ def parse_space(data: dict[str, Any], where: str) -> Space:
             continue
         if name not in KEYS:
             raise QlstmError(f"{where}: unknown key {name!r} (keys: {', '.join(KEYS)}, settings)")
-        if name == "pipeline_depth":
+        if name == "pipeline_depth" and not rtl:
             raise QlstmError(
-                f"{where}: pipeline_depth needs the RTL stage in the exploration, which qlstm explore does not run yet"
+                f"{where}: pipeline_depth is the RTL design's; give --rtl (Verilator builds: minutes per trial)"
             )
+        if name == "pipeline_depth" and isinstance(spec, dict):
+            raise QlstmError(f"{where}: pipeline_depth: give a list of latency cutoffs, not a range")
         params.append(_param(name, spec, where))
     if not params:
         raise QlstmError(f"{where}: the space searches nothing (no parameter keys)")
     return Space(tuple(params), settings)
 
 
-def load_space(path: Path | None) -> Space:
+def load_space(path: Path | None, rtl: bool = False) -> Space:
     """The space in ``path`` (default: :data:`DEFAULT_SPACE`); raises QlstmError if invalid."""
     path = DEFAULT_SPACE if path is None else Path(path)
-    return parse_space(read_yaml(path), str(path))
+    return parse_space(read_yaml(path), str(path), rtl)

@@ -142,6 +142,7 @@ def explore(
     budget_us: float = 1.0,
     storage: str | None = None,
     prune_runs: bool = False,
+    rtl: bool = False,
     progress: bool = True,
     echo=print,
 ) -> dict[str, Any]:
@@ -170,11 +171,12 @@ def explore(
     url = storage or f"sqlite:///{out / 'study.db'}"
     settings = {"space": [dataclasses.asdict(p) for p in space.params], "settings": space.settings,
                 "target": target, "clock_ns": clock, "budget_us": budget_us,
-                "data": str(data) if data else "synthetic"}  # fmt: skip
+                "data": str(data) if data else "synthetic", "rtl": rtl}  # fmt: skip
     study = open_study(url, space, settings)
     t0 = time.perf_counter()
     events, synthetic = _events(out, space, data)
-    ctx = Context(str(events), str(out / "trials"), target, clock, budget_us, dict(space.settings), synthetic)
+    ctx = Context(str(events), str(out / "trials"), target, clock, budget_us, dict(space.settings), synthetic,
+                  rtl=rtl)  # fmt: skip
     stale = _mark_interrupted(study)
     if stale:
         echo(f"{stale} trial(s) interrupted by a stopped explorer marked failed; they are run again")
@@ -280,5 +282,5 @@ def _tell(study, trial, res: dict[str, Any], prune_runs: bool, ctx: Context) -> 
     trial.set_constraint("meets_budget", res["latency_us"] - ctx.budget_us)
     study.tell(trial, [res[k] for k in OBJECTIVES])
     if prune_runs:
-        for sub in ("train", "quantize"):
+        for sub in ("train", "quantize", "rtl"):
             shutil.rmtree(Path(res["folder"]) / sub, ignore_errors=True)

@@ -35,6 +35,7 @@ class Context:
     settings: dict[str, Any]
     synthetic: bool  # the events are the synthetic default (then `qlstm run` reproduces a trial)
     threads: int = 1
+    rtl: bool = False  # the RTL design (da4ml, Verilator cycles) instead of the hls4ml estimate
 
 
 def run_config(params: dict[str, Any], ctx: Context):
@@ -153,11 +154,19 @@ def _evaluate(number: int, params: dict[str, Any], ctx: Context, prep: Any) -> d
     fw = Firmware(desc, weights, options).predict(test.x)
     rmse = runs.rmse_metrics(np.asarray(fw), test.y).rmse
     target = dataclasses.replace(get_target(ctx.target), clock_ns=ctx.clock_ns)
+    if ctx.rtl:
+        rtl = _rtl(root, desc, weights, test.x, target, float(params.get("pipeline_depth", 0)) or None, ctx)
     est = estimate(desc, target, options, weights)
     util = est.utilisation()
     resource_frac = max(util.values())
     text = yaml.safe_dump(to_mapping(cfg), sort_keys=False)
     atomic_write_text(root / RUN_CONFIG_FILE, f"# qlstm explore trial {number}: {params}\n" + text)
+    if ctx.rtl:
+        return {"rmse": float(rmse), **rtl, "float_rmse": float(qrun.metrics.float_test.rmse),
+                "test_windows": len(test), "folder": str(root), "data_file": None if ctx.synthetic else ctx.events,
+                "rtl_folder": str(root / "rtl"),
+                "rtl_command": f"qlstm rtl {{out}}/quantize/{q.method}{q.bits} --target {ctx.target} --clock-ns "
+                               f"{ctx.clock_ns:g} --pipeline {rtl['pipeline_depth']:g} --sim --out {{out}}/rtl"}  # fmt: skip
     return {
         "rmse": float(rmse),
         "latency_us": float(est.latency_us),
@@ -173,4 +182,39 @@ def _evaluate(number: int, params: dict[str, Any], ctx: Context, prep: Any) -> d
         "lut_frac": util["lut"], "ff_frac": util["ff"], "dsp_frac": util["dsp"], "bram_frac": util["bram_18k"],
         "folder": str(root),
         "data_file": None if ctx.synthetic else ctx.events,
+    }  # fmt: skip
+
+
+def _rtl(root: Path, desc, weights, x, target, depth: float | None, ctx: Context) -> dict[str, Any]:
+    """The RTL design at da4ml latency cutoff ``depth``: cycles MEASURED in Verilator on
+    ``settings.rtl_windows`` held-out windows (every output checked against firmware_sim), LUT and
+    register bits ESTIMATED by da4ml (no Yosys run: it takes up to tens of minutes per design)."""
+    import numpy as np
+
+    from qlstm.rtl import api
+
+    d = api.DEFAULT_PIPELINE if depth is None else depth
+    out = root / "rtl"
+    out.mkdir(parents=True, exist_ok=True)
+    res = api.build(
+        desc, weights, part=target.part, clock_ns=ctx.clock_ns, pipeline=d, out=out, target=target.name
+    )
+    idx = np.linspace(0, len(x) - 1, min(int(ctx.settings["rtl_windows"]), len(x))).astype(int)
+    sim = api.simulate(res, x[idx])
+    if not sim["bit_exact"]:
+        raise QlstmError(f"RTL simulation differs from firmware_sim on {sim['mismatches']} window(s)")
+    est = res.summary()["da4ml_estimate"]
+    cap = target.resources
+    util = {"lut": est["lut"] / cap.lut, "ff": est["register_bits"] / cap.ff}
+    return {
+        "latency_us": sim["cycles_max"] * ctx.clock_ns / 1000.0,
+        "latency_kind": "measured",
+        "latency_cycles": int(sim["cycles_max"]),
+        "resource_frac": float(max(util.values())),
+        "resource_kind": "estimate (da4ml LUT and register bits)",
+        "fits": bool(max(util.values()) <= 1.0),
+        "meets_budget": bool(sim["cycles_max"] * ctx.clock_ns / 1000.0 <= ctx.budget_us),
+        "rtl_bit_exact_windows": int(sim["windows"]),
+        "pipeline_depth": float(d),
+        "lut_frac": util["lut"], "ff_frac": util["ff"],
     }  # fmt: skip
