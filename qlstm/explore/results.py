@@ -155,6 +155,7 @@ def _html(cols: list[str], rows: list[dict[str, Any]], pareto: list[dict[str, An
         return h - m - (v - y0) / (y1 - y0) * (h - 2 * m)
 
     front = {r["number"] for r in pareto}
+    kinds = ", ".join(sorted({str(r["latency_kind"]) for r in ok})) or "none"
     dots = []
     params = [c for c in cols if c not in (*COLUMNS, *EXTRA)]
     for r in ok:
@@ -172,7 +173,7 @@ def _html(cols: list[str], rows: list[dict[str, Any]], pareto: list[dict[str, An
         f'<rect x="{m}" y="{m}" width="{w - 2 * m}" height="{h - 2 * m}" fill="none" stroke="#444"/>'
         f'<line x1="{bx:.1f}" x2="{bx:.1f}" y1="{m}" y2="{h - m}" stroke="#1f77b4" stroke-dasharray="4"/>'
         f'<text x="{bx + 3:.1f}" y="{m + 12}" fill="#1f77b4">budget {budget_us:g} us</text>'
-        f'<text x="{w / 2}" y="{h - 15}" text-anchor="middle">latency, us (estimate) {x0:g} .. {x1:.3g}</text>'
+        f'<text x="{w / 2}" y="{h - 15}" text-anchor="middle">latency, us ({kinds}) {x0:g} .. {x1:.3g}</text>'
         f'<text x="15" y="{h / 2}" transform="rotate(-90 15 {h / 2})" text-anchor="middle">'
         f"test RMSE (firmware_sim) {y0:.3g} .. {y1:.3g}</text>" + "".join(dots) + "</svg>"
     )
@@ -194,7 +195,7 @@ def _html(cols: list[str], rows: list[dict[str, Any]], pareto: list[dict[str, An
         f"<h1>qlstm explore: {len(ok)} completed trials, {len(pareto)} on the front</h1>"
         "<p>Hover a point to see the trial, its parameters and the command that reproduces it. Red: the "
         "front (non-dominated in RMSE, latency, resources among the trials that fit the part and meet "
-        "the budget). Latencies are hls4ml ESTIMATES.</p>"
+        f"the budget). Latencies: {kinds} (hls4ml estimate, or RTL cycles measured in Verilator).</p>"
         f"{svg}<h2>The front</h2>{table}"
         f"<script type='application/json' id='front'>{html.escape(data)}</script></body></html>\n"
     )
