@@ -34,6 +34,7 @@ STAGES: tuple[str, ...] = (
     "qlstm.detect.cli",
     "qlstm.report.cli",
     "qlstm.pipeline",
+    "qlstm.explore.cli",
 )
 
 #: The stage module of each command, so ``qlstm <command>`` imports only that one (start-up time;
