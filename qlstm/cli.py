@@ -20,31 +20,16 @@ import sys
 from qlstm import __version__
 from qlstm.errors import QlstmError
 
-#: (module, description) of every subcommand, in pipeline order.
-STAGES: tuple[str, ...] = (
-    "qlstm.data.cli",
-    "qlstm.train.cli",
-    "qlstm.importers",
-    "qlstm.quantize.cli",
-    "qlstm.export.cli",
-    "qlstm.hls.cli",
-    "qlstm.firmware_sim.cli",
-    "qlstm.rtl.cli",
-    "qlstm.predict",
-    "qlstm.detect.cli",
-    "qlstm.report.cli",
-    "qlstm.pipeline",
-    "qlstm.explore.cli",
-)
-
-#: The stage module of each command, so ``qlstm <command>`` imports only that one (start-up time;
-#: a command missing here still works: every stage is registered then).
+#: The stage module of each command, so ``qlstm <command>`` imports only that one (start-up time).
 COMMANDS: dict[str, str] = {
     "data": "qlstm.data.cli", "train": "qlstm.train.cli", "import": "qlstm.importers",
     "quantize": "qlstm.quantize.cli", "export": "qlstm.export.cli", "hls": "qlstm.hls.cli",
     "firmware": "qlstm.firmware_sim.cli", "rtl": "qlstm.rtl.cli", "predict": "qlstm.predict",
     "detect": "qlstm.detect.cli", "report": "qlstm.report.cli", "run": "qlstm.pipeline",
+    "explore": "qlstm.explore.cli",
 }  # fmt: skip
+#: Every stage module, in the order ``qlstm --help`` lists the commands.
+STAGES: tuple[str, ...] = tuple(COMMANDS.values())
 
 
 def _command(argv: list[str]) -> str | None:
