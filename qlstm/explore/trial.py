@@ -63,10 +63,16 @@ def run_config(params: dict[str, Any], ctx: Context):
         ),
     )  # fmt: skip
     groups = ("input_bits", "weight_bits", "bias_bits", "state_bits", "result_bits")
+    method = params.get("method", "ptq")
+    qat = (
+        {"qat": dataclasses.replace(QuantizeConfig().qat, epochs=int(s["qat_epochs"]))}
+        if method == "qat"
+        else {}
+    )
     quantize = QuantizeSection(
-        method=params.get("method", "ptq"),
+        method=method,
         bits=int(params.get("bits", base.quantize.bits)),
-        qat=dataclasses.replace(QuantizeConfig().qat, epochs=int(s["qat_epochs"])),
+        **qat,  # a PTQ trial's run config names no QAT settings (they would be ignored: refused)
         **{g: int(params[g]) for g in groups if g in params},
     )
     hls = HlsSection(
