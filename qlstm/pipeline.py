@@ -171,17 +171,17 @@ def step_rtl(cfg: RunConfig, run: Run) -> dict[str, Any]:
     import numpy as np
 
     from qlstm import runs
-    from rtl import api
+    from qlstm.rtl import api
 
     r = cfg.rtl
     if not r.enabled:
         return {"rtl": None, "bit_exact": None, "note": "rtl.enabled is false"}
-    from rtl.sim import verilator_env
+    from qlstm.rtl.sim import verilator_env
 
     tgt = cfg.hls.resolve_target()
     verilator_env()  # the tools are checked before any work
     if r.synth:
-        from rtl.synth import _yosys, yosys_family
+        from qlstm.rtl.synth import _yosys, yosys_family
 
         yosys_family(tgt.part)
         _yosys()
