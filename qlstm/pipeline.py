@@ -376,6 +376,28 @@ def summary_lines(run: Run) -> list[str]:
         )
     for rec in s.get("latency", []):
         lines.append(f"  {rec['target']} @ {rec['clock_mhz']:g} MHz: {rec['verdict']}")
+    r = s.get("rtl")
+    if r and r.get("cycles_max") is not None:
+        ex = "BIT-EXACT" if r["bit_exact"] else "NOT bit-exact"
+        line = (f"  RTL {r['target'] or r['part']}: {r['cycles_max']} cycles measured in Verilator = "
+                f"{r['latency_us']:.3f} us at an assumed {r['clock_ns']:g} ns clock, {ex} vs firmware_sim "
+                f"on {r['windows']} windows")  # fmt: skip
+        if r.get("lut") is not None:
+            line += (
+                f"; Yosys (not placed) {r['lut']:,} LUT, {r['ff']:,} FF, {r['dsp']} DSP, {r['bram18']} BRAM18"
+            )
+            line += f" ({'fits' if r.get('fits') else 'does NOT fit'})" if r.get("fits") is not None else ""
+        lines.append(line)
+    d = s.get("detection")
+    if d:
+        for name, sc in (("firmware", d["model"]), ("float", d.get("float")), *d["baselines"].items()):
+            if sc and sc.get("detection_rate") is not None:
+                lead = sc["median_lead_time_s"]
+                lines.append(
+                    f"  detection (simulated) {name:<17}: {100 * sc['detection_rate']:.0f} % of precursors, "
+                    f"{sc['false_alarms_per_day']:.2f} false alarms/day, median lead "
+                    f"{'n/a' if lead is None else f'{lead:.0f} s'}"
+                )
     return lines
 
 
