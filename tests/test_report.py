@@ -76,6 +76,7 @@ def runs(tmp_path_factory):
 @pytest.mark.slow  # compiles the hls4ml C simulation for the bit-exactness section
 def test_report_sections_and_figures(runs, tmp_path):
     out = tmp_path / "rep"
+    rtl_dir, det_dir = fixture_artifacts(tmp_path / "steps")
     argv = [
         "report",
         str(runs["qat"]),
@@ -85,11 +86,15 @@ def test_report_sections_and_figures(runs, tmp_path):
         str(runs["ptq"]),
         "--sweep",
         str(runs["sweep"]),
+        *("--rtl", str(rtl_dir), "--detect", str(det_dir)),
     ]
     assert main(argv) == 0
     md = (out / "report.md").read_text()
     for s in SECTIONS:
         assert s in md, s
+    assert "## RTL (da4ml, Verilator, Yosys)" in md and "47-47 cycles" in md and "section omitted" not in md
+    assert "| float model | 100 % (4/4) |" in md and (out / "figures" / "detect_roc.png").is_file()
+    assert json.loads((out / "summary.json").read_text())["rtl"]["lut"] == 1234
     # figures consistent with metrics.json: the float run's RMSE per step and the quantised runs'
     fm = json.loads((runs["float"] / "metrics.json").read_text())
     for key, name in (("model", "float"), ("persistence", "persistence"), ("linear_ar", "linear AR")):
@@ -129,6 +134,7 @@ def test_html_is_self_contained(runs, tmp_path):
     assert len(imgs) >= 2
     assert all(base64.b64decode(i)[:4] == b"\x89PNG" for i in imgs)
     assert "src='figures" not in html and "<script" not in html
+    assert html.count("section omitted") == 2  # no rtl/ or detect/ folder given: omitted with a note
     for s in SECTIONS:
         assert s.removeprefix("## ").split(" (")[0] in html
 
