@@ -287,7 +287,7 @@ def test_rtl_and_detection_sections_from_artifacts(runs, tmp_path):
     det = run_files.read_detection(det_dir)
     blocks = section_detection(det)
     md = to_markdown(blocks)
-    assert "| LSTM/GRU firmware (deployed, quantized) | 75 % (3/4) | 0.80 | 123.4 | 0.910 |" in md
+    assert "| deployed model (firmware backend, quantized) | 75 % (3/4) | 0.80 | 123.4 | 0.910 |" in md
     assert "| float model | 100 % (4/4) | 0.50 | 150.0 | 0.950 |" in md
     assert "| voltage_threshold | 25 % (1/4) | 0.90 | 5.0 | 0.600 |" in md
     assert sorted(b.name for b in blocks if isinstance(b, Figure)) == [

@@ -434,7 +434,7 @@ def section_detection(det: runs.DetectionSummary | None) -> list[Block]:
             _fmt(s.auc, ".3f"),
         )
 
-    rows = [row(f"LSTM/GRU {det.backend} (deployed, quantized)", det.model)]
+    rows = [row(f"deployed model ({det.backend} backend, quantized)", det.model)]
     if det.float is not None:
         rows.append(row("float model", det.float))
     rows += [row(name, s) for name, s in det.baselines.items()]
