@@ -123,7 +123,6 @@ def _target(args: argparse.Namespace) -> tuple[str, str | None, float, dict[str,
 def run(args: argparse.Namespace) -> int:
     from qlstm import description
     from qlstm.io import staged_dir
-    from qlstm.predict import check_inputs
 
     from . import api
     from .synth import yosys_family
@@ -142,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
         a = desc.architecture
         if args.inputs is not None:
-            x = check_inputs(_load_npy(args.inputs), a.history, a.input_channels, f"--inputs {args.inputs}")
+            x = a.check_windows(_load_npy(args.inputs), f"--inputs {args.inputs}")
         else:
             x = api.default_windows(desc, args.windows)
     if args.sim:  # the tools are checked before anything is written

@@ -8,6 +8,7 @@ firmware_sim's integer mantissas exactly, on random and saturating windows.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -96,7 +97,7 @@ def test_refuses_what_it_cannot_express():
         input=q.input,
         layers=(
             q.layers[0].__class__(
-                **{**q.layers[0].__dict__, "state": q.layers[0].state.with_(rounding="AP_RND_ZERO")}
+                **{**q.layers[0].__dict__, "state": replace(q.layers[0].state, rounding="AP_RND_ZERO")}
             ),
         ),
         dense=q.dense,
