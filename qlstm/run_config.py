@@ -79,7 +79,7 @@ class RtlSection:
     #: held-out test windows simulated in Verilator and compared exactly with firmware_sim
     windows: int = 500
     #: Yosys synth_xilinx for the target's family (LUT/FF/DSP/BRAM18/CARRY, logic depth); off by
-    #: default: on LSTM(32) it took > 12 CPU-minutes, more than the run's 15-minute budget leaves
+    #: default: on LSTM(32) it took > 16 CPU-minutes, more than the run's 15-minute budget leaves
     #: (docs/architecture.md, 2026-11-30)
     synth: bool = False
     #: parallel compile jobs for the Verilator build
