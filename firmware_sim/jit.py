@@ -17,8 +17,9 @@ formulas are those of :func:`qlstm.fixedpoint.shift_round` and ``_overflow`` (te
 element by element, in ``tests/test_firmware_jit.py``). The kernels release the GIL, so windows
 can be simulated in several threads (:mod:`qlstm.firmware_sim.simulate`).
 
-This module is the only place numba is imported; the first call of each mode compiles it
-(about a second), later calls in the process reuse it.
+numba is imported only here and in :mod:`qlstm.firmware_sim._compiled` (whose rounding and
+overflow primitives the dense loop inlines), on first use; the first call of each mode compiles
+it (about a second), later calls in the process reuse it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ import functools
 import numpy as np
 
 from qlstm.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedType
+
+
+def _rnd_ovf():
+    from . import _compiled
+
+    return _compiled.rnd, _compiled.ovf
 
 
 @functools.cache
@@ -43,42 +50,18 @@ def dense_kernel(rounding: str, overflow: str, ideal: bool):
     """
     import numba
 
+    _rnd, _ovf = _rnd_ovf()
     rmode = ROUNDING_MODES.index(rounding)
     omode = OVERFLOW_MODES.index(overflow)
-    wrap, sat, sat_zero, sat_sym = (omode == i for i in range(4))
+    wrap = omode == 0
 
     @numba.njit(inline="always")
     def rnd(p, k):
-        floor = p >> k
-        if rmode == 0:  # AP_TRN: floor
-            return floor
-        rem = p & ((np.int64(1) << k) - 1)
-        half = np.int64(1) << (k - 1)
-        neg = floor < 0
-        if rmode == 1:  # AP_TRN_ZERO
-            inc = (rem > 0) & neg
-        elif rmode == 2:  # AP_RND: ties toward +inf
-            inc = rem >= half
-        elif rmode == 3:  # AP_RND_ZERO
-            inc = (rem > half) | ((rem == half) & neg)
-        elif rmode == 4:  # AP_RND_MIN_INF
-            inc = rem > half
-        elif rmode == 5:  # AP_RND_INF: ties away from zero
-            inc = (rem > half) | ((rem == half) & ~neg)
-        else:  # AP_RND_CONV: ties to even
-            inc = (rem > half) | ((rem == half) & ((floor & 1) == 1))
-        return floor + np.int64(inc)
+        return _rnd(p, k, rmode)
 
     @numba.njit(inline="always")
     def ovf(v, lo, hi, mask):
-        if wrap:
-            return ((v - lo) & mask) + lo
-        if sat or sat_sym:  # AP_SAT_SYM: the caller passes lo = -hi (signed) or 0 (unsigned)
-            return min(max(v, lo), hi)
-        # AP_SAT_ZERO (sat_zero)
-        return v if (v >= lo) & (v <= hi) else np.int64(0)
-
-    assert wrap or sat or sat_zero or sat_sym
+        return _ovf(v, lo, hi, mask, omode)
 
     @numba.njit(nogil=True, cache=False, boundscheck=False)
     def kernel(x, w, bias, k, left, lo, hi, mask, out, idl):

@@ -153,8 +153,12 @@ def exact_matmul(
     what: str,
     colsum: int | None = None,
     w_float: tuple[np.ndarray, np.ndarray] | None = None,
+    as_int: bool = True,
 ) -> np.ndarray:
     """``x @ w`` for int64 mantissas, exactly; ``bound`` >= every partial sum's magnitude.
+
+    ``as_int=False`` returns a BLAS result as it is (float32/float64 holding exact integers; the
+    compiled cell step converts it as it reads it), saving a pass over a large array.
 
     float32 BLAS when the partial sums of *these* rows stay below 2**24 (``colsum``: the largest
     column sum of ``|w|``, to bound them from ``max |x|``), float64 while ``bound < 2**53``;
@@ -167,9 +171,11 @@ def exact_matmul(
     """
     w32, w64 = w_float if w_float is not None else (w.astype(np.float32), w.astype(np.float64))
     if colsum is not None and x.size and max(-int(x.min()), int(x.max())) * colsum < _F32_EXACT:
-        return (x.astype(np.float32) @ w32).astype(np.int64)
+        p = x.astype(np.float32) @ w32
+        return p.astype(np.int64) if as_int else p
     if bound < _F64_EXACT:
-        return (x.astype(np.float64) @ w64).astype(np.int64)
+        p = x.astype(np.float64) @ w64
+        return p.astype(np.int64) if as_int else p
     if bound >= _I64_SAFE and not modular_ok:
         check_int64(bound, what)
     return int_matmul(x, w)
@@ -310,13 +316,15 @@ class Dense:
         For a wrapping accumulator the result equals the C++ one after a single final cast, and
         congruent sums can be added before that cast (int64 wraps modulo 2**64 too).
         """
+        total = align(self.products(x), 0, self.shift)
+        return total + self.b_acc if bias else total
+
+    def products(self, x: np.ndarray, as_int: bool = True) -> np.ndarray:
+        """``x @ w`` exactly, in product units (``as_int=False``: see :func:`exact_matmul`)."""
         bound = self.product_bound()
         if self.acc_t.overflow != "AP_WRAP":
             check_int64((bound << self.shift) + max_abs(self.acc_t), f"{self.name} accumulation")
-        total = align(
-            exact_matmul(x, self.w, bound, self.modular, self.name, self.colsum, self.w_float), 0, self.shift
-        )
-        return total + self.b_acc if bias else total
+        return exact_matmul(x, self.w, bound, self.modular, self.name, self.colsum, self.w_float, as_int)
 
     def _exact_products(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Products land exactly on the accumulator grid: one matrix product, then the sum's casts."""

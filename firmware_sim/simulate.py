@@ -35,6 +35,7 @@ type as the hls4ml bridge does (``convert_data``: ``input_t(double)``).
 
 from __future__ import annotations
 
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -43,10 +44,11 @@ import numpy as np
 from qlstm import threads as qlstm_threads
 from qlstm.description import ModelDescription, check_weights
 from qlstm.errors import QlstmError
-from qlstm.fixedpoint import FixedType, would_overflow
+from qlstm.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedType, would_overflow
 from qlstm.hls_config import HlsConfig
 
 from .kernels import (
+    _F32_EXACT,
     Activation,
     Dense,
     OverflowEntry,
@@ -59,8 +61,13 @@ from .kernels import (
     summation_order,
 )
 
-#: Windows simulated together; bounds memory (a few (chunk, 4H) int64 arrays) and keeps caches warm.
-DEFAULT_CHUNK = 2048
+#: Windows simulated together; bounds memory (a few (chunk, 4H) int64 arrays) and keeps caches warm
+#: (512 was 1.3x-2.6x faster than 2048 on the compact and the paper model: firmware_sim/README.md).
+DEFAULT_CHUNK = 512
+#: Cell updates (windows x steps x units, summed over layers) from which an untraced run uses the
+#: compiled cell step when numba is not loaded yet: importing numba and loading the cached kernels
+#: costs ~0.3-0.8 s, more than the NumPy step spends on a few million updates (README, Speed).
+COMPILED_MIN_UPDATES = 1 << 24
 
 
 def _reach(x: np.ndarray, d: Dense) -> int:
@@ -213,6 +220,10 @@ class Firmware:
         )  # fmt: skip
         self.result_t = q.dense.result
         self.input_t = q.input
+        #: untraced runs do each cell step as one compiled loop (numba) when True, or when None and
+        #: the run is large (:data:`COMPILED_MIN_UPDATES`) or numba is loaded already; False: the
+        #: NumPy form, which traced and recorded runs always use (the two are tested equal)
+        self.compiled: bool | None = None
 
     # ------------------------------------------------------------------ checks
     @staticmethod
@@ -279,19 +290,23 @@ class Firmware:
         """
         x = self._check_x(x)
         rec = Recorder() if record else None
+        updates = x.shape[0] * x.shape[1] * sum(lay.units for lay in self.layers)
+        comp = self.compiled
+        if comp is None:
+            comp = updates >= COMPILED_MIN_UPDATES or "numba" in sys.modules
         chunk = max(1, chunk)
         starts = range(0, x.shape[0], chunk)
         n_threads = min(threads or qlstm_threads.count(), len(starts))
         ys, parts = [], []
         if n_threads > 1 and not trace and rec is None:
             with ThreadPoolExecutor(n_threads, thread_name_prefix="firmware_sim") as pool:
-                ys = list(pool.map(lambda s: self._run_chunk(x[s : s + chunk], None, None), starts))
+                ys = list(pool.map(lambda s: self._run_chunk(x[s : s + chunk], None, None, comp), starts))
         else:
             for s in starts:
                 if rec is not None:
                     rec.window_offset = s
                 tr: dict[str, np.ndarray] | None = {} if trace else None
-                ys.append(self._run_chunk(x[s : s + chunk], tr, rec))
+                ys.append(self._run_chunk(x[s : s + chunk], tr, rec, comp))
                 if tr is not None:
                     parts.append(tr)
         n, k = x.shape[0], self.desc.architecture.horizon
@@ -315,7 +330,9 @@ class Firmware:
         """(N, L, C) float -> (N, k) float64, exactly the C simulation's outputs."""
         return self.run(x, chunk=chunk, threads=threads).y
 
-    def _run_chunk(self, x: np.ndarray, tr: dict[str, np.ndarray] | None, rec: Recorder | None) -> np.ndarray:
+    def _run_chunk(
+        self, x: np.ndarray, tr: dict[str, np.ndarray] | None, rec: Recorder | None, compiled: bool = False
+    ) -> np.ndarray:
         if rec is not None:
             # input_t(double): convert_data in the hls4ml bridge
             mask = _to_int_overflowed(x, self.input_t)  # (N, L, C)
@@ -325,7 +342,7 @@ class Firmware:
             tr["input"] = seq
         h = seq
         for lay in self.layers:
-            h = self._layer(lay, seq, tr, rec)
+            h = self._layer(lay, seq, tr, rec, compiled)
             seq = h
         last = h if h.ndim == 2 else h[:, -1]
         acc = self.head(last, rec)
@@ -335,7 +352,12 @@ class Firmware:
         return y
 
     def _layer(
-        self, lay: _Layer, seq: np.ndarray, tr: dict[str, np.ndarray] | None, rec: Recorder | None
+        self,
+        lay: _Layer,
+        seq: np.ndarray,
+        tr: dict[str, np.ndarray] | None,
+        rec: Recorder | None,
+        compiled: bool = False,
     ) -> np.ndarray:
         n, steps, n_in = seq.shape
         hsz, g = lay.units, (4 if lay.cell == "lstm" else 3) * lay.units
@@ -346,8 +368,18 @@ class Firmware:
         lstm = lay.cell == "lstm"
         ns = g if lstm else 2 * hsz  # gates summed before their activation (i, f, o, g; or r, z)
         flat = seq.reshape(n * steps, n_in)
+        step = (
+            self._compiled_step(lay, common=max(2 * a.frac, s.frac + a.frac))
+            if compiled and tr is None and rec is None
+            else None
+        )
         # The input product of every step at once: it does not depend on the recurrence.
-        if fused:
+        xsh, bsum = 0, np.zeros(g, dtype=np.int64)  # compiled step: xa << xsh + bsum
+        if fused and step is not None:  # the BLAS result as it is; the biases added in the step
+            xa = lay.ih.products(flat, as_int=False).reshape(n, steps, g)
+            xsh, bsum = lay.ih.shift, lay.ih.b_acc.copy()
+            bsum[:ns] += lay.hh.b_acc[:ns]
+        elif fused:
             # tmpres + tmpres_state = W x + b_ih + U h + b_hh, one cast of the exact sum; the
             # cast is the identity (skipped) when a bound shows the sum stays in range.
             xa = lay.ih.exact_sum(flat).reshape(n, steps, g)
@@ -365,7 +397,24 @@ class Firmware:
             keep = {k: np.empty((n, steps, g), dtype=np.int64) for k in ("h_acc", "preact", "gates")}
             keep.update({k: np.empty((n, steps, hsz), dtype=np.int64) for k in extra})
         common = max(2 * a.frac, s.frac + a.frac)  # binary point of the state-update sums
+        # LSTM, exact products: U h in float32 BLAS straight into the compiled step while its
+        # partial sums stay below 2**24 (the bound of kernels.exact_matmul), h kept as float32 too
+        f32 = step is not None and fused and lstm and lay.hh.w_float is not None
+        hf = np.zeros((n, hsz) if f32 else (0, 0), dtype=np.float32)
+        hmax = 0
         for t in range(steps):
+            if step is not None:  # the whole elementwise step as one compiled loop
+                hsh = 0
+                if f32 and hmax * lay.hh.colsum < _F32_EXACT:
+                    ha, hsh = hf @ lay.hh.w_float[0], lay.hh.shift  # type: ignore[index]
+                elif fused:
+                    ha = lay.hh.exact_sum(h, bias=False)
+                    if not lstm:
+                        ha[:, ns:] = fast_cast(ha[:, ns:] + lay.hh.b_acc[ns:], a.frac, a)
+                else:
+                    ha = lay.hh(h)
+                hmax = step(xa, xsh, bsum, t, ha, hsh, c, h, hs, hf)
+                continue
             if fused:
                 raw = lay.hh.exact_sum(h, bias=False)
                 ha = None
@@ -426,12 +475,65 @@ class Firmware:
             tr[nm] = hs if lay.return_sequences else hs[:, -1]
         return hs if lay.return_sequences else hs[:, -1]
 
+    def _compiled_step(self, lay: _Layer, common: int):
+        """The cell's elementwise step compiled (:mod:`qlstm.firmware_sim._compiled`), or None
+        for an activation with the generic table index (only the NumPy form has it)."""
+        acts = (lay.sigmoid, lay.tanh) + ((lay.tanh_state,) if lay.tanh_state is not None else ())
+        if any(act.direct is None and act.shift is None for act in acts):
+            return None
+        from . import _compiled as cj
+
+        a, s = lay.acc_t, lay.state_t
+        ca, cs = _cast_params(a), _cast_params(s)
+        (sig, asig), (tnh, atnh) = _lookup_params(lay.sigmoid), _lookup_params(lay.tanh)
+        if lay.cell == "lstm":
+            tst, atst = _lookup_params(lay.tanh_state)  # type: ignore[arg-type]
+            sh = np.array(
+                [common - s.frac, 2 * a.frac - s.frac, common - 2 * a.frac, common - s.frac - a.frac]
+            )
+
+            def lstm(xa, xsh, bsum, t, ha, hsh, c, h, hs, hf):
+                return cj.lstm_step(
+                    xa, xsh, bsum, t, ha, hsh, c, h, hs, hf, ca, cs, sh, sig, asig, tnh, atnh, tst, atst
+                )
+
+            return lstm
+        sh = np.array([common - s.frac, a.frac, common - 2 * a.frac, common - s.frac - a.frac, 1 << a.frac])
+
+        def gru(xa, xsh, bsum, t, ha, hsh, c, h, hs, hf):  # noqa: ARG001 - int64 products, no cell state
+            cj.gru_step(xa, xsh, bsum, t, ha, h, hs, ca, cs, sh, sig, asig, tnh, atnh)
+            return 0
+
+        return gru
+
     @staticmethod
     def _note_tables(lay: _Layer, pre: np.ndarray, rec: Recorder, t: int) -> None:
         hsz = lay.units
         rec.note(f"{lay.name}.gates", lay.sigmoid.overflowed(pre[:, : 2 * hsz]), t)
         rec.note(f"{lay.name}.gates", lay.tanh.overflowed(pre[:, 2 * hsz : 3 * hsz]), t)
         rec.note(f"{lay.name}.gates", lay.sigmoid.overflowed(pre[:, 3 * hsz :]), t)
+
+
+def _cast_params(t: FixedType) -> np.ndarray:
+    """(rmode, omode, lo, hi, mask) of a cast to ``t`` for :func:`qlstm.firmware_sim._compiled.cast`."""
+    lo = -t.max_int if t.overflow == "AP_SAT_SYM" and t.signed else t.min_int
+    return np.array(
+        [
+            ROUNDING_MODES.index(t.rounding),
+            OVERFLOW_MODES.index(t.overflow),
+            lo,
+            t.max_int,
+            (1 << t.width) - 1,
+        ],
+        dtype=np.int64,
+    )
+
+
+def _lookup_params(act: Activation) -> tuple[np.ndarray, np.ndarray]:
+    """The table and (direct, min_int or shift, half) of an activation for ``_compiled.lookup``."""
+    if act.direct is not None:
+        return act.direct, np.array([1, act.in_t.min_int, 0], dtype=np.int64)
+    return act.table_out, np.array([0, act.shift, act.half], dtype=np.int64)
 
 
 def _to_int_overflowed(x: np.ndarray, t: FixedType) -> np.ndarray:

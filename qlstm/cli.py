@@ -20,24 +20,33 @@ import sys
 from qlstm import __version__
 from qlstm.errors import QlstmError
 
-#: (module, description) of every subcommand, in pipeline order.
-STAGES: tuple[str, ...] = (
-    "qlstm.data.cli",
-    "qlstm.train.cli",
-    "qlstm.importers",
-    "qlstm.quantize.cli",
-    "qlstm.export.cli",
-    "qlstm.hls.cli",
-    "qlstm.firmware_sim.cli",
-    "qlstm.rtl.cli",
-    "qlstm.predict",
-    "qlstm.detect.cli",
-    "qlstm.report.cli",
-    "qlstm.pipeline",
-)
+#: The stage module of each command, so ``qlstm <command>`` imports only that one (start-up time).
+COMMANDS: dict[str, str] = {
+    "data": "qlstm.data.cli", "train": "qlstm.train.cli", "import": "qlstm.importers",
+    "quantize": "qlstm.quantize.cli", "export": "qlstm.export.cli", "hls": "qlstm.hls.cli",
+    "firmware": "qlstm.firmware_sim.cli", "rtl": "qlstm.rtl.cli", "predict": "qlstm.predict",
+    "detect": "qlstm.detect.cli", "report": "qlstm.report.cli", "run": "qlstm.pipeline",
+    "explore": "qlstm.explore.cli",
+}  # fmt: skip
+#: Every stage module, in the order ``qlstm --help`` lists the commands.
+STAGES: tuple[str, ...] = tuple(COMMANDS.values())
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` names after the top-level options -v/--threads, else None."""
+    it = iter(argv)
+    for tok in it:
+        if tok == "--threads":
+            next(it, None)
+        elif not tok.startswith("-"):
+            return tok
+        elif not (tok.startswith("--threads=") or tok == "--verbose" or set(tok[1:]) == {"v"}):
+            return None  # -h, --version, or an error argparse reports with every command listed
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``qlstm`` parser (every stage); with ``argv`` naming a known command, only that stage."""
     parser = argparse.ArgumentParser(
         prog="qlstm",
         description=(
@@ -57,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(OMP_WAIT_POLICY=PASSIVE), so a loaded machine slows qlstm down gracefully",
     )
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-    for name in STAGES:
+    cmd = None if argv is None else _command(argv)
+    for name in (COMMANDS[cmd],) if cmd in COMMANDS else STAGES:
         importlib.import_module(name).register(sub)
     return parser
 
@@ -80,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     except QlstmError as exc:
         print(f"qlstm: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

@@ -48,12 +48,14 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from qlstm.description import TANH_RANGE, Architecture, DenseQuant, Quantisation, RecurrentQuant, TableSpec
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import MAX_WIDTH, MIN_WIDTH, FixedType
-from qlstm.quantize.model import Profile
+
+if TYPE_CHECKING:  # torch is imported only by the commands that quantize
+    from qlstm.quantize.model import Profile
 
 log = logging.getLogger(__name__)
 

@@ -266,7 +266,7 @@ def test_sigterm_removes_staged_output(tmp_path, monkeypatch, capsys):
             os.kill(os.getpid(), signal.SIGTERM)
         return 0  # pragma: no cover - never reached
 
-    def build_parser():
+    def build_parser(argv=None):
         p = argparse.ArgumentParser(prog="qlstm")
         p.add_argument("-v", "--verbose", action="count", default=0)
         p.set_defaults(func=killed, command="fake")

@@ -92,7 +92,7 @@ def test_training_with_one_and_two_threads(tmp_path):
     the float32 rounding of parallel reductions (measured max |dw| 9e-8 after 2 epochs of an
     LSTM(32), docs/train.md) - asserted here at 1e-6 on this smaller model."""
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(TINY))
+    cfg.write_text(yaml.safe_dump({"train": TINY}))  # the train: section of a qlstm config
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", threads.ENV)}
 
     def train(n: int, name: str) -> dict[str, np.ndarray]:

@@ -252,11 +252,14 @@ def train_run(
     data_path: Path | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    prep: Prepared | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg`` and write the run folder ``out``; returns the metrics written to metrics.json.
 
     A folder that already holds this exact run (same config and data) is kept and its metrics
     returned; a non-empty folder holding anything else is refused unless ``overwrite``.
+    ``prep``: the windows ``prepare(cfg, data_path)`` returns, when the caller already made them
+    (``qlstm explore`` makes them once per L and shares them between trials).
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -267,7 +270,12 @@ def train_run(
             f"{out} already exists and is not a qlstm run; choose another folder or pass --overwrite"
         )
     arch = cfg.architecture()
-    prep = prepare(cfg, data_path)
+    if prep is None:
+        prep = prepare(cfg, data_path)
+    elif (prep.info.get("L"), prep.info.get("k")) != (cfg.history, cfg.horizon):
+        raise RuntimeError(
+            f"prepared windows L={prep.info.get('L')}, k={prep.info.get('k')} do not fit the config"
+        )
     if nonempty and not overwrite:
         if _same_run(out, cfg, prep.info):
             log.info("%s already holds this run; nothing to do", out)

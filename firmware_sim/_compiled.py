@@ -1,0 +1,160 @@
+"""The compiled arithmetic of firmware_sim: rounding, overflow, casts, table lookups, cell steps.
+
+Imported on first use by :mod:`qlstm.firmware_sim.jit` (numba's import costs ~0.2 s, so a process
+that needs no compiled kernel does not pay it). One implementation of each rule:
+
+* ``rnd(p, k, rmode)``: ``p * 2**-k`` (``k > 0``) rounded with ``ROUNDING_MODES[rmode]``, the
+  formulas of :func:`qlstm.fixedpoint.shift_round`;
+* ``ovf(v, lo, hi, mask, omode)``: ``OVERFLOW_MODES[omode]`` on a mantissa already on the target
+  grid (``lo = -hi`` for a signed ``AP_SAT_SYM``), as :func:`qlstm.fixedpoint._overflow`;
+* ``cast(v, k, rmode, omode, lo, hi, mask)``: both (``k <= 0``: an exact left shift);
+* ``lookup(tab, m, direct, k, half)``: :class:`qlstm.firmware_sim.kernels.Activation`'s table
+  read, ``k`` = min_int for a direct table, else the shift of the shift-and-clamp index;
+* ``lstm_step``/``gru_step``: one time step of ``lstm_static``/``gru_static`` after the two dense
+  products, every element in one loop (the NumPy form in :mod:`qlstm.firmware_sim.simulate` is
+  the traced/recorded path; tests/test_firmware_fused.py proves the two equal in every mode).
+
+Parameters are unpacked into scalars before the loops (array reads inside them may alias the
+outputs and are not hoisted: measured 50x slower). Mode numbers are run-time arguments, so one compiled function serves every type and is cached on
+disk (``cache=True``: numba's cache next to this file or in ``$NUMBA_CACHE_DIR``).
+"""
+
+from __future__ import annotations
+
+import numba
+
+
+@numba.njit(inline="always", cache=True)
+def rnd(p, k, rmode):
+    floor = p >> k
+    if rmode == 0:  # AP_TRN: floor
+        return floor
+    rem = p & ((1 << k) - 1)
+    half = 1 << (k - 1)
+    neg = floor < 0
+    if rmode == 1:  # AP_TRN_ZERO
+        inc = (rem > 0) & neg
+    elif rmode == 2:  # AP_RND: ties toward +inf
+        inc = rem >= half
+    elif rmode == 3:  # AP_RND_ZERO
+        inc = (rem > half) | ((rem == half) & neg)
+    elif rmode == 4:  # AP_RND_MIN_INF
+        inc = rem > half
+    elif rmode == 5:  # AP_RND_INF: ties away from zero
+        inc = (rem > half) | ((rem == half) & ~neg)
+    else:  # AP_RND_CONV: ties to even
+        inc = (rem > half) | ((rem == half) & ((floor & 1) == 1))
+    return floor + (1 if inc else 0)
+
+
+@numba.njit(inline="always", cache=True)
+def ovf(v, lo, hi, mask, omode):
+    if omode == 0:  # AP_WRAP
+        return ((v - lo) & mask) + lo
+    if omode == 2:  # AP_SAT_ZERO
+        return v if (v >= lo) & (v <= hi) else 0 * v
+    return min(max(v, lo), hi)  # AP_SAT; AP_SAT_SYM with lo = -hi (signed) or 0 (unsigned)
+
+
+@numba.njit(inline="always", cache=True)
+def cast(v, k, rm, om, lo, hi, mask):
+    r = rnd(v, k, rm) if k > 0 else v << -k
+    return ovf(r, lo, hi, mask, om)
+
+
+@numba.njit(inline="always", cache=True)
+def lookup(tab, m, direct, k, half):
+    if direct:
+        return tab[m - k]
+    if k > 0:  # noqa: SIM108 - the ternary form compiled slower (measured)
+        r = (m + ((m >> 63) & ((1 << k) - 1))) >> k
+    else:
+        r = m << -k
+    r += half
+    return tab[min(max(r, 0), tab.size - 1)]
+
+
+@numba.njit(inline="always", cache=True)
+def gate_sum(xa, ha, bsum, r, t, q, xsh, hsh):
+    """Gate ``q`` of window ``r`` at step ``t``: input product + biases + recurrent product."""
+    return (int(xa[r, t, q]) << xsh) + bsum[q] + (int(ha[r, q]) << hsh)
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def lstm_step(xa, xsh, bsum, t, ha, hsh, c, h, hs, hf, ca, cs, sh, sig, asig, tnh, atnh, tst, atst):
+    """One ``lstm_static`` step on (n, 4H) gate products (stored order i, f, o, g); returns max |h|.
+
+    ``xa[:, t]`` the input products and ``ha`` the recurrent ones (int64, or a BLAS product
+    holding exact integers), shifted left by ``xsh``/``hsh`` onto accum_t's grid, plus ``bsum``
+    (the biases not yet in ``xa``: (4H,) or (3H,) int64); updates the
+    cell state ``c`` and ``h`` (n, H) in place, writes ``hs[:, t]`` and, if it has rows, ``hf``
+    (``h`` as float32, the next step's BLAS input). ``ca``/``cs``: cast parameters of
+    accum_t / res_T; ``sh`` = (k_c, k_h, s1, s2): bits dropped by the state and hidden casts, left
+    shifts of ``g * i`` and ``c * f`` onto their common grid.
+    """
+    n, hsz = c.shape
+    rma, oma, loa, hia, mka = ca[0], ca[1], ca[2], ca[3], ca[4]  # scalars: hoisted out of the loop
+    rms, oms, los, his, mks = cs[0], cs[1], cs[2], cs[3], cs[4]
+    kc, kh, s1, s2 = sh[0], sh[1], sh[2], sh[3]
+    ds, ks, hfs = asig[0] == 1, asig[1], asig[2]
+    dt, kt, hft = atnh[0] == 1, atnh[1], atnh[2]
+    dc, kcs, hfc = atst[0] == 1, atst[1], atst[2]
+    use_hf = hf.shape[0] == n
+    hmax = 0
+    for r in range(n):
+        for j in range(hsz):
+            pi = cast(gate_sum(xa, ha, bsum, r, t, j, xsh, hsh), 0, rma, oma, loa, hia, mka)
+            pf = cast(gate_sum(xa, ha, bsum, r, t, hsz + j, xsh, hsh), 0, rma, oma, loa, hia, mka)
+            po = cast(gate_sum(xa, ha, bsum, r, t, 2 * hsz + j, xsh, hsh), 0, rma, oma, loa, hia, mka)
+            pg = cast(gate_sum(xa, ha, bsum, r, t, 3 * hsz + j, xsh, hsh), 0, rma, oma, loa, hia, mka)
+            i_ = lookup(sig, pi, ds, ks, hfs)
+            f_ = lookup(sig, pf, ds, ks, hfs)
+            o_ = lookup(sig, po, ds, ks, hfs)
+            g_ = lookup(tnh, pg, dt, kt, hft)
+            acc = ((g_ * i_) << s1) + ((c[r, j] * f_) << s2)
+            cn = cast(acc, kc, rms, oms, los, his, mks)
+            c[r, j] = cn
+            hn = cast(o_ * lookup(tst, cn, dc, kcs, hfc), kh, rms, oms, los, his, mks)
+            h[r, j] = hn
+            hs[r, t, j] = hn
+            if use_hf:
+                hf[r, j] = hn
+            hmax = max(hmax, abs(hn))
+    return hmax
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def gru_step(xa, xsh, bsum, t, ha, h, hs, ca, cs, sh, sig, asig, tnh, atnh):
+    """One ``gru_static`` step (``pytorch_order``) on (n, 3H) products (r, z, n).
+
+    ``ha[:, 2H:]`` is ``tmpres_state_zr``'s candidate part already cast to accum_t; updates ``h``
+    in place and writes ``hs[:, t]``. ``sh`` = (k_h, k_rh, s1, s2, one): bits dropped by the
+    hidden-state cast and by ``r * h_acc``'s cast to accum_t, left shifts of
+    ``tmpres_h * (1 - z)`` and ``h * z`` onto their common grid, ``1`` as an accum_t mantissa.
+    """
+    n, hsz = h.shape
+    rma, oma, loa, hia, mka = ca[0], ca[1], ca[2], ca[3], ca[4]  # scalars: hoisted out of the loop
+    rms, oms, los, his, mks = cs[0], cs[1], cs[2], cs[3], cs[4]
+    kh, krh, s1, s2, one = sh[0], sh[1], sh[2], sh[3], sh[4]
+    ds, ks, hfs = asig[0] == 1, asig[1], asig[2]
+    dt, kt, hft = atnh[0] == 1, atnh[1], atnh[2]
+    for r in range(n):
+        for j in range(hsz):
+            pr = cast(gate_sum(xa, ha, bsum, r, t, j, xsh, 0), 0, rma, oma, loa, hia, mka)
+            pz = cast(gate_sum(xa, ha, bsum, r, t, hsz + j, xsh, 0), 0, rma, oma, loa, hia, mka)
+            r_ = lookup(sig, pr, ds, ks, hfs)
+            z_ = lookup(sig, pz, ds, ks, hfs)
+            rh = cast(r_ * ha[r, 2 * hsz + j], krh, rma, oma, loa, hia, mka)
+            na = lookup(
+                tnh,
+                cast(
+                    (int(xa[r, t, 2 * hsz + j]) << xsh) + bsum[2 * hsz + j] + rh, 0, rma, oma, loa, hia, mka
+                ),
+                dt,
+                kt,
+                hft,
+            )
+            acc = ((na * (one - z_)) << s1) + ((h[r, j] * z_) << s2)
+            hn = cast(acc, kh, rms, oms, los, his, mks)
+            h[r, j] = hn
+            hs[r, t, j] = hn

@@ -1,0 +1,1 @@
+"""Design-space exploration (issue #19): see :mod:`qlstm.explore.study`."""

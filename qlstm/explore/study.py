@@ -1,0 +1,286 @@
+"""``qlstm explore``: the Optuna study (NSGA-II, in a database) whose trials run as Dask tasks.
+
+The explorer asks Optuna for points, submits each as a Dask task (:func:`run_trial`) to a
+LocalCluster or an existing scheduler, and tells Optuna the three objectives (firmware RMSE,
+latency, resource fraction) and the constraints (fits the part, meets the budget). The study
+lives in a SQLAlchemy database (SQLite in DIR by default), so a killed exploration resumes and
+several explorers can share one study. The events are generated once (one data step in
+``DIR/data_run``) and every trial reads that file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from qlstm.errors import QlstmError
+from qlstm.explore.space import Space
+from qlstm.explore.trial import Context, _error_line, prepare_windows, run_config, run_trial
+
+STUDY_NAME = "qlstm-explore"
+OBJECTIVES = ("rmse", "latency_us", "resource_frac")
+INTERRUPTED = "interrupted"
+
+
+def _events(out: Path, space: Space, data: Path | None) -> tuple[Path, bool]:
+    """The exploration's events: ``--data``, or the synthetic default generated ONCE by the
+    run's data step (``DIR/data_run``; reused when its config did not change)."""
+    if data is not None:
+        if not Path(data).is_file():
+            raise QlstmError(f"--data {data}: file not found")
+        return Path(data).resolve(), False
+    from qlstm.data.synthetic import SyntheticConfig
+    from qlstm.pipeline import execute
+    from qlstm.run_config import RunConfig
+
+    s = space.settings
+    cfg = RunConfig(data=SyntheticConfig(n_events=int(s["n_events"]), duration_s=float(s["duration_s"]),
+                                         seed=int(s["seed"])))  # fmt: skip
+    run = execute(cfg, out / "data_run", stop="data", echo=lambda m: None)
+    return Path(run.outputs["data"]["events"]), True
+
+
+def _client(scheduler: str | None, workers: int):
+    import logging
+
+    from dask.distributed import Client, LocalCluster
+
+    for name in ("distributed", "tornado"):  # the cluster's chatter; trial errors are recorded per trial
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+    if scheduler is not None:
+        try:
+            return Client(scheduler, timeout="10s"), None
+        except (OSError, TimeoutError, ValueError) as exc:
+            line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise QlstmError(f"cannot reach the Dask scheduler at {scheduler}: {line}") from None
+    if workers < 1:
+        raise QlstmError(f"--workers {workers} must be >= 1")
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(var, "1")  # one thread per trial: the workers are the parallelism
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           dashboard_address=None, host="127.0.0.1",
+                           silence_logs=logging.ERROR)  # fmt: skip
+    return Client(cluster), cluster
+
+
+def open_study(storage: str, space: Space, settings: dict[str, Any]):
+    """Create or load the study; refuses one created with another space, target or budget."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.NSGAIISampler(
+        population_size=int(space.settings["population_size"]),
+        seed=int(space.settings["seed"]),
+    )
+    try:
+        study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler,
+                                    directions=["minimize"] * 3, load_if_exists=True)  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - a bad URL or an unreachable database: one line
+        raise QlstmError(f"--storage {storage}: {str(exc).splitlines()[0]}") from None
+    key = json.dumps(settings, sort_keys=True, default=str)
+    have = study.user_attrs.get("exploration")
+    if have is None:
+        study.set_user_attr("exploration", key)
+    elif have != key:
+        raise QlstmError(
+            "the study in the storage was created with another space, target, clock or budget; "
+            "use another --out or --storage"
+        )
+    return study
+
+
+def _mark_interrupted(study) -> int:
+    """Trials left RUNNING by a dead explorer on this host become FAIL (interrupted): they are
+    run again, while finished trials never are."""
+    import optuna
+
+    n = 0
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        owner = t.user_attrs.get("owner", {})
+        if owner.get("host") != host:
+            continue  # another machine's explorer: not ours to judge
+        try:
+            os.kill(int(owner.get("pid", -1)), 0)
+            continue  # still alive: another explorer sharing the study
+        except (ProcessLookupError, ValueError):
+            pass
+        except PermissionError:
+            continue
+        study._storage.set_trial_user_attr(t._trial_id, INTERRUPTED, True)
+        study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted: its explorer stopped")
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        n += 1
+    return n
+
+
+def finished(study) -> list:
+    """Completed trials and trials that failed with an error (not interrupted ones)."""
+    import optuna
+
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+    return [t for t in study.get_trials(deepcopy=False, states=done) if not t.user_attrs.get(INTERRUPTED)]
+
+
+def explore(
+    space: Space,
+    out: Path,
+    n_trials: int,
+    *,
+    data: Path | None = None,
+    scheduler: str | None = None,
+    workers: int = 2,
+    target: str = "zynq7045",
+    clock_ns: float | None = None,
+    budget_us: float = 1.0,
+    storage: str | None = None,
+    prune_runs: bool = False,
+    rtl: bool = False,
+    progress: bool = True,
+    echo=print,
+) -> dict[str, Any]:
+    """Run the study until it holds ``n_trials`` finished trials; write the results into ``out``.
+
+    Returns ``{"ran": trials run now, "finished": total, "seconds": wall time, "files": ...}``.
+    Raises QlstmError for bad input (space, target, storage, unreachable scheduler).
+    """
+    import optuna
+    from dask.distributed import wait
+    from tqdm import tqdm
+
+    from qlstm.explore.results import front_lines, write_results
+    from qlstm.hls.targets import get_target
+
+    if n_trials < 1:
+        raise QlstmError(f"--trials {n_trials} must be >= 1")
+    tgt = get_target(target)
+    clock = float(clock_ns if clock_ns is not None else tgt.clock_ns)
+    if not clock > 0:
+        raise QlstmError(f"--clock-ns {clock} must be > 0")
+    if not budget_us > 0:
+        raise QlstmError(f"--budget-us {budget_us} must be > 0")
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    url = storage or f"sqlite:///{out / 'study.db'}"
+    settings = {"space": [dataclasses.asdict(p) for p in space.params], "settings": space.settings,
+                "target": target, "clock_ns": clock, "budget_us": budget_us,
+                "data": str(data) if data else "synthetic", "rtl": rtl}  # fmt: skip
+    study = open_study(url, space, settings)
+    t0 = time.perf_counter()
+    events, synthetic = _events(out, space, data)
+    ctx = Context(str(events), str(out / "trials"), target, clock, budget_us, dict(space.settings), synthetic,
+                  rtl=rtl)  # fmt: skip
+    stale = _mark_interrupted(study)
+    if stale:
+        echo(f"{stale} trial(s) interrupted by a stopped explorer marked failed; they are run again")
+    done = len(finished(study))
+    todo = max(0, n_trials - done)
+    echo(f"study {url}: {done} finished trial(s), {todo} to run")
+    ran = windows_built = reused = 0
+    if todo:
+        client, cluster = _client(scheduler, workers)
+        pending: dict[Any, Any] = {}
+        windows: dict[int, Any] = {}  # L -> the future of its windows
+        known = _known_points(study)  # point (JSON) -> result of a completed trial
+        ctx_history = run_config({}, ctx).train.history
+        bar = tqdm(total=n_trials, initial=done, desc="trials", disable=not progress, unit="trial")
+        owner = {"host": socket.gethostname(), "pid": os.getpid()}
+        tag = f"{owner['host']}-{owner['pid']}"  # Dask keys unique per explorer on a shared scheduler
+        try:
+            capacity = max(1, sum(client.nthreads().values()))
+            submitted = 0
+            while submitted < todo or pending:
+                while submitted < todo and len(pending) < capacity:
+                    trial = study.ask()
+                    trial.set_user_attr("owner", owner)
+                    params = space.suggest(trial)
+                    point = json.dumps(params, sort_keys=True)
+                    if point in known:  # NSGA-II proposed a finished point again: its result, not a rerun
+                        _tell(study, trial, {**known[point], "seconds": 0.0}, False, ctx)
+                        submitted += 1
+                        reused += 1
+                        bar.update(1)
+                        continue
+                    hist = int(params.get("history", ctx_history))
+                    if hist not in windows:  # once per distinct L, shared by its trials (held by Dask)
+                        windows[hist] = client.submit(prepare_windows, hist, ctx, pure=False,
+                                                      key=f"qlstm-explore-{tag}-windows-L{hist}")  # fmt: skip
+                    fut = client.submit(run_trial, trial.number, params, ctx, windows[hist], pure=False,
+                                        key=f"qlstm-explore-{tag}-{trial.number}")  # fmt: skip
+                    pending[fut] = trial
+                    submitted += 1
+                fin, _ = wait(list(pending), return_when="FIRST_COMPLETED")
+                for fut in fin:
+                    trial = pending.pop(fut)
+                    params = json.dumps(trial.params, sort_keys=True)
+                    try:
+                        res = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - a lost worker, its windows failed: the trial failed
+                        res = {"ok": False, "error": _error_line(exc)}
+                    _tell(study, trial, res, prune_runs, ctx)
+                    if res.get("ok"):
+                        known.setdefault(params, {**res, "duplicate_of": trial.number})
+                    ran += 1
+                    bar.update(1)
+                    front = study.best_trials
+                    bar.set_postfix(front=len(front), failed=sum(1 for t in study.trials
+                                                                 if t.state.name == "FAIL"))  # fmt: skip
+                    if progress:
+                        for line in front_lines(front):
+                            bar.write(line)
+        except KeyboardInterrupt:
+            for fut, trial in pending.items():
+                fut.cancel()
+                trial.set_user_attr(INTERRUPTED, True)
+                trial.set_user_attr("error", "interrupted: its explorer stopped")
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        finally:
+            windows_built = len(windows)
+            bar.close()
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    files = write_results(study, out, budget_us)
+    seconds = time.perf_counter() - t0
+    return {"ran": ran, "finished": len(finished(study)), "seconds": seconds, "files": files,
+            "front": len(study.best_trials), "windows_built": windows_built, "reused": reused}  # fmt: skip
+
+
+def _known_points(study) -> dict[str, dict[str, Any]]:
+    """The completed trials' results by point, so a point proposed again is not re-run."""
+    import optuna
+
+    known: dict[str, dict[str, Any]] = {}
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        a = {k: v for k, v in t.user_attrs.items() if k not in ("owner", "seconds", "duplicate_of")}
+        res = {"ok": True, **dict(zip(OBJECTIVES, t.values, strict=True)), **a}
+        known.setdefault(json.dumps(t.params, sort_keys=True), {**res, "duplicate_of": t.number})
+    return known
+
+
+def _tell(study, trial, res: dict[str, Any], prune_runs: bool, ctx: Context) -> None:
+    import optuna
+
+    trial.set_user_attr("seconds", round(float(res.get("seconds", 0.0)), 3))
+    if not res.get("ok"):
+        trial.set_user_attr("error", res.get("error", "unknown error"))
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return
+    for k, v in res.items():
+        if k not in ("ok", *OBJECTIVES):
+            trial.set_user_attr(k, v)
+    # Optuna constraints (<= 0 satisfied): NSGA-II ranks feasible trials first; best_trials keeps them
+    trial.set_constraint("fits_part", 0.0 if res["fits"] else 1.0)
+    trial.set_constraint("meets_budget", res["latency_us"] - ctx.budget_us)
+    study.tell(trial, [res[k] for k in OBJECTIVES])
+    if prune_runs:
+        for sub in ("train", "quantize", "rtl"):
+            shutil.rmtree(Path(res["folder"]) / sub, ignore_errors=True)

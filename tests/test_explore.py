@@ -1,0 +1,308 @@
+"""qlstm explore (issue #19): the space format, the study on a LocalCluster and on separately
+started Dask processes, resume after a kill, the front, failing trials, bad input."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qlstm.errors import QlstmError
+from qlstm.explore.space import load_space, parse_space
+
+TINY_SETTINGS = {"epochs": 1, "max_train_windows": 300, "max_eval_windows": 200, "n_events": 3,
+                 "duration_s": 120.0, "population_size": 4}  # fmt: skip
+TINY = {"cells": [4, 8], "history": [4, 6], "bits": {"low": 6, "high": 10}, "reuse_factor": [1, 2],
+        "settings": TINY_SETTINGS}  # fmt: skip
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _folder(row: dict[str, str]) -> Path:
+    """The trial folder a row's reproduce command names (a point proposed again names the first)."""
+    return Path(row["reproduce"].split("--config ")[1].split()[0]).parent
+
+
+def _dominates(a: list[float], b: list[float]) -> bool:
+    return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
+
+
+def _check_front(out: Path) -> None:
+    """pareto.csv is exactly the non-dominated feasible completed trials (independent O(n^2))."""
+    rows = [r for r in _rows(out / "trials.csv") if r["state"] == "COMPLETE"]
+    feas = [r for r in rows if r["fits"] == "True" and r["meets_budget"] == "True"]
+    vals = {int(r["number"]): [float(r[k]) for k in ("rmse", "latency_us", "resource_frac")] for r in feas}
+    expect = {n for n, v in vals.items() if not any(_dominates(w, v) for m, w in vals.items() if m != n)}
+    got = {int(r["number"]) for r in _rows(out / "pareto.csv")}
+    assert got == expect
+    assert got, "an empty front proves nothing"
+
+
+def test_space_default_and_bad_input() -> None:
+    sp = load_space(None)
+    assert {"cells", "history", "bits", "reuse_factor"} <= set(sp.names)
+    cases = {
+        "unknown key 'celss'": {"celss": [8]},
+        "empty range": {"cells": {"low": 9, "high": 8}},
+        "empty list": {"bits": []},
+        "unknown choice 'rnn'": {"cell": ["rnn"]},
+        "settings: unknown key 'epoch'": {"bits": [8], "settings": {"epoch": 1}},
+        "pipeline_depth is the RTL design's; give --rtl": {"pipeline_depth": [1]},
+        "searches nothing": {},
+    }
+    for msg, data in cases.items():
+        with pytest.raises(QlstmError, match=msg) as exc:
+            parse_space(data, "space.yaml")
+        assert "\n" not in str(exc.value)
+
+
+def test_cli_bad_space_and_unreachable_scheduler(tmp_path: Path, capsys) -> None:
+    import yaml
+
+    from qlstm.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cells: {low: 8, high: 4}\n")
+    assert main(["explore", "--space", str(bad), "--trials", "1", "--out", str(tmp_path / "x")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "empty range" in err[0]
+    space = tmp_path / "tiny.yaml"
+    space.write_text(yaml.safe_dump(TINY))
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rc = main(["explore", "--space", str(space), "--trials", "1", "--out", str(tmp_path / "y"),
+               "--scheduler", f"tcp://127.0.0.1:{port}", "--no-progress"])  # fmt: skip
+    err = [x for x in capsys.readouterr().err.strip().splitlines() if x.startswith("qlstm")]
+    assert (
+        rc != 0 and len(err) == 1 and f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in err[0]
+    )
+
+
+def test_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
+    from qlstm.explore.study import explore
+
+    sp = parse_space({**TINY, "bits": [1]}, "space")  # bits 1 is refused inside every trial
+    res = explore(sp, tmp_path, 3, workers=1, progress=False, echo=lambda m: None)
+    assert res["ran"] == 3 and res["finished"] == 3
+    rows = _rows(tmp_path / "trials.csv")
+    assert [r["state"] for r in rows] == ["FAIL"] * 3
+    assert all("bits" in r["error"] and "\n" not in r["error"] for r in rows)
+
+
+@pytest.mark.slow
+def test_local_cluster_two_workers_front_and_resume(tmp_path: Path) -> None:
+    from qlstm.explore.study import explore
+    from qlstm.run_config import load_run_config
+
+    sp = parse_space(TINY, "space")
+    res = explore(sp, tmp_path, 4, workers=2, progress=False, echo=lambda m: None)
+    assert res["ran"] + res["reused"] == 4
+    rows = _rows(tmp_path / "trials.csv")
+    # the windows: built once per distinct L (one task, one artifact), the same in every trial of that L
+    hists = {int(r["history"]) for r in rows}
+    assert res["windows_built"] == len(hists)
+    assert {p.name for p in (tmp_path / "windows").iterdir()} == {f"L{h}.npz" for h in hists}
+    for r in rows:
+        shared = np.load(tmp_path / "windows" / f"L{r['history']}.npz")
+        own = np.load(_folder(r) / "train/float/windows.npz")
+        assert all(np.array_equal(shared[k], own[k]) for k in shared.files)
+    assert list(rows[0])[:6] == ["number", "state", "rmse", "latency_us", "latency_kind", "resource_frac"]
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 4
+    assert {r["latency_kind"] for r in rows} == {"estimate"}
+    for f in ("pareto.csv", "pareto.png", "pareto.html"):
+        assert (tmp_path / f).stat().st_size > 0
+    assert "<title>trial #" in (tmp_path / "pareto.html").read_text()
+    _check_front(tmp_path)
+    # the events were generated once and every trial trained on that one file
+    events = list(tmp_path.rglob("events.npz"))
+    assert len(events) == 1
+    for r in rows:
+        cfg = load_run_config(Path(r["reproduce"].split("--config ")[1].split()[0]))
+        assert cfg.train.history == int(r["history"]) and cfg.quantize.bits == int(r["bits"])
+        assert cfg.hls.options.reuse_factor == int(r["reuse_factor_used"])
+        assert str(events[0]) in (_folder(r) / "train/float/data.json").read_text()
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("trials/*/run.yaml")}
+    res = explore(sp, tmp_path, 5, workers=2, progress=False, echo=lambda m: None)  # resume: one more
+    assert res["ran"] + res["reused"] == 1 and res["finished"] == 5  # reused: a point proposed again
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # no finished trial repeated
+    assert [r["number"] for r in _rows(tmp_path / "trials.csv")] == ["0", "1", "2", "3", "4"]
+    _check_front(tmp_path)
+    # the reproduce command is a normal `qlstm run`: the same float and quantized weights, bit for bit
+    r = rows[0]
+    rep = tmp_path / "rep"
+    cmd = r["reproduce"].replace("qlstm run", "run").split()
+    cmd[cmd.index("--out") + 1] = str(rep)
+    subprocess.run([sys.executable, "-m", "qlstm.cli", "--threads", "1", *cmd, "--to", "quantize"],
+                   check=True, capture_output=True)  # fmt: skip
+    trial = _folder(r)
+    q = f"quantize/ptq{r['bits']}/weights.npz"
+    for f in ("train/float/weights.npz", q):
+        a, b = np.load(rep / f), np.load(trial / f)
+        assert sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in a.files)
+
+
+def _states(out: Path) -> dict[int, str]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name="qlstm-explore", storage=f"sqlite:///{out / 'study.db'}")
+    except Exception:  # noqa: BLE001 - not created yet
+        return {}
+    return {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
+
+
+@pytest.mark.slow
+def test_kill_and_resume(tmp_path: Path) -> None:
+    import yaml
+
+    from qlstm.explore.study import explore
+
+    space = tmp_path / "tiny.yaml"
+    space.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "qlstm.cli", "explore", "--space", str(space), "--trials", "4", "--out",
+           str(out), "--workers", "1", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and "COMPLETE" not in _states(out).values():
+            assert proc.poll() is None, "the explorer ended before it could be killed"
+            time.sleep(0.3)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the explorer, its cluster and its worker
+        proc.wait(timeout=30)
+    before = _states(out)
+    done = [n for n, s in before.items() if s == "COMPLETE"]
+    assert done and len(done) < 4
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("trials/*/run.yaml")}
+    res = explore(load_space(space), out, 4, workers=1, progress=False, echo=lambda m: None)
+    assert res["ran"] + res["reused"] == 4 - len(done)
+    after = _states(out)
+    assert all(after[n] == "COMPLETE" for n in done)
+    assert stamps and {p: p.stat().st_mtime_ns for p in stamps} == stamps  # no finished trial re-run
+    assert sum(1 for s in after.values() if s == "COMPLETE") == 4
+    interrupted = [n for n, s in before.items() if s == "RUNNING"]
+    assert all(after[n] == "FAIL" for n in interrupted)
+    rows = {int(r["number"]): r for r in _rows(out / "trials.csv")}
+    assert all(rows[n]["error"].startswith("interrupted") for n in interrupted)
+
+
+@pytest.mark.slow
+def test_separate_dask_scheduler_and_worker_processes(tmp_path: Path) -> None:
+    from qlstm.explore.study import explore
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    addr = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    sched = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                              "--port", str(port), "--no-dashboard"], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", addr, "--nthreads", "1",
+                               "--host", "127.0.0.1", "--no-dashboard", "--death-timeout", "60"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        from dask.distributed import Client
+
+        with Client(addr, timeout="60s") as c:
+            c.wait_for_workers(1, timeout=120)
+        res = explore(parse_space(TINY, "space"), tmp_path, 2, scheduler=addr, progress=False,
+                      echo=lambda m: None)  # fmt: skip
+        assert res["ran"] + res["reused"] == 2 and res["ran"] >= 1
+        assert [r["state"] for r in _rows(tmp_path / "trials.csv")] == ["COMPLETE"] * 2
+        _check_front(tmp_path)
+    finally:
+        for p in (worker, sched):
+            p.terminate()
+        for p in (worker, sched):
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_data_file_and_its_reproduce_commands(tmp_path: Path) -> None:
+    from qlstm.data import generate, save_events
+    from qlstm.data.synthetic import SyntheticConfig
+    from qlstm.explore.study import explore
+
+    events = save_events(generate(SyntheticConfig(n_events=3, duration_s=120.0, seed=5)), tmp_path / "ev.npz")
+    out = tmp_path / "out"
+    res = explore(
+        parse_space(TINY, "space"), out, 1, data=events, workers=1, progress=False, echo=lambda m: None
+    )
+    assert res["ran"] == 1 and not (out / "data_run").exists()  # no data step: the given file
+    (row,) = _rows(out / "trials.csv")
+    assert row["state"] == "COMPLETE"
+    cmds = [c.strip().split() for c in row["reproduce"].split("&&")]
+    for c in cmds:
+        subprocess.run([sys.executable, "-m", "qlstm.cli", "--threads", "1", *c[1:]], check=True,
+                       capture_output=True, cwd=tmp_path)  # fmt: skip
+    trial = out / "trials" / "00000"
+    for mine, theirs in (("float", "train/float"), ("quantized", f"quantize/ptq{row['bits']}")):
+        a, b = (
+            np.load(tmp_path / "runs/explore-0" / mine / "weights.npz"),
+            np.load(trial / theirs / "weights.npz"),
+        )
+        assert all(np.array_equal(a[k], b[k]) for k in b.files)
+
+
+@pytest.mark.slow
+def test_a_point_proposed_again_is_not_rerun(tmp_path: Path) -> None:
+    from qlstm.explore.study import explore
+
+    sp = parse_space({**TINY, "cells": [4], "history": [4], "bits": [6, 7], "reuse_factor": [1]}, "space")
+    res = explore(sp, tmp_path, 4, workers=1, progress=False, echo=lambda m: None, prune_runs=True)
+    rows = _rows(tmp_path / "trials.csv")
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 4
+    for r in rows:  # --prune-runs: the run.yaml is kept, the run folders are not
+        assert (_folder(r) / "run.yaml").is_file() and not (_folder(r) / "train").exists()
+    firsts = {}
+    for r in rows:
+        firsts.setdefault(r["bits"], r)
+    dups = [r for r in rows if r["duplicate_of"]]
+    assert res["reused"] == len(dups) == 4 - len(firsts) >= 2
+    for r in dups:
+        orig = firsts[r["bits"]]
+        assert r["duplicate_of"] == orig["number"] and r["rmse"] == orig["rmse"]
+        assert not (tmp_path / "trials" / f"{int(r['number']):05d}").exists()
+    res = explore(sp, tmp_path, 6, workers=1, progress=False, echo=lambda m: None)  # resumed: still known
+    assert res["ran"] == 0 and res["reused"] == 2
+
+
+@pytest.mark.slow
+def test_rtl_trials_measure_cycles_in_verilator(tmp_path: Path) -> None:
+    from qlstm.explore.study import explore
+
+    data = {**TINY, "cells": [4], "history": [4], "bits": [6], "reuse_factor": [1], "pipeline_depth": [4, 8],
+            "settings": {**TINY_SETTINGS, "rtl_windows": 4}}  # fmt: skip
+    with pytest.raises(QlstmError, match="give --rtl"):
+        parse_space(data, "space")
+    res = explore(parse_space(data, "space", rtl=True), tmp_path, 1, workers=1, rtl=True, progress=False,
+                  echo=lambda m: None)  # fmt: skip
+    (row,) = _rows(tmp_path / "trials.csv")
+    assert res["ran"] == 1 and row["state"] == "COMPLETE", row["error"]
+    assert row["latency_kind"] == "measured" and row["resource_kind"].startswith("estimate (da4ml")
+    rtl = __import__("json").loads((_folder(row) / "rtl" / "rtl.json").read_text())
+    assert rtl["bit_exact"] and rtl["windows"] == 4
+    assert int(row["latency_cycles"]) == rtl["cycles_max"]
+    assert float(row["latency_us"]) == pytest.approx(rtl["cycles_max"] * 10.0 / 1000.0)  # zynq7045: 10 ns
+    assert (
+        "qlstm rtl" in row["reproduce"] and f"--pipeline {float(row['pipeline_depth']):g}" in row["reproduce"]
+    )

@@ -1,0 +1,92 @@
+"""The compiled cell step (firmware_sim/_compiled.py) against the NumPy step, exact integer equality.
+
+Untraced runs do each time step's elementwise work (gate sums and their casts, table lookups,
+state updates and casts) in one compiled loop; traced and recorded runs use the NumPy form, which
+``tests/test_firmware_kernels.py`` and ``tests/test_firmware_csim.py`` tie to the literal C++ and
+the C simulation. Here the two forms are compared on every layer's whole ``h`` sequence, for every
+rounding mode and every overflow mode of the accumulator and of the state, LSTM, GRU and stacked,
+with inputs that saturate the input type and states that leave their range; both table-index forms
+(direct table for inputs of <= 16 bits, shift-and-clamp above) and both product paths (wrapping
+accumulator with exact products: fused BLAS sums; saturating or rounding accumulators: the dense
+kernel) are covered, and each case checks that overflows really happened.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+
+from qlstm.description import TableSpec
+from qlstm.firmware_sim.examples import random_model, uniform_quantisation
+from qlstm.firmware_sim.simulate import Firmware
+from qlstm.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedType
+
+CELLS = (("lstm",), ("gru",), ("gru", "lstm"))
+
+
+def _sequences(fw: Firmware, x: np.ndarray, compiled: bool) -> list[np.ndarray]:
+    """Every layer's (N, L, H) ``h`` sequence (untraced path) and the head's output mantissas."""
+    fw.compiled = compiled
+    seq = fw.input_t.to_int(x)
+    out = []
+    for lay in fw.layers:
+        common = max(2 * lay.acc_t.frac, lay.state_t.frac + lay.acc_t.frac)
+        assert fw._compiled_step(lay, common) is not None  # the compiled form exists for these types
+        hs = fw._layer(lay, seq, None, None, compiled)
+        out.append(hs)
+        seq = hs
+    out.append(fw.run(x, chunk=13).y_m)
+    return out
+
+
+def _model(cells, rounding: str, overflow: str, acc: FixedType, seed: int) -> Firmware:
+    state = FixedType(8, 0, True, rounding, overflow)  # |c|, |h| >= 0.5 leave the state's range
+    q = uniform_quantisation(
+        len(cells), width=8, integer=3, accum=acc, state=state, rounding=rounding, overflow=overflow,
+        table=TableSpec(256, FixedType(12, 3, True, rounding, overflow)),
+    )  # fmt: skip
+    desc, w = random_model(
+        cells, (6,) * len(cells), history=6, horizon=2, quantisation=q, weight_range=4.0, seed=seed
+    )
+    return Firmware(desc, w)
+
+
+def _check(fw: Firmware, x: np.ndarray) -> dict[str, int]:
+    compiled, numpy_ = _sequences(fw, x, True), _sequences(fw, x, False)
+    for a, b in zip(compiled, numpy_, strict=True):
+        assert_array_equal(a, b)
+    fw.compiled = True
+    return {k: e.count for k, e in fw.run(x, record=True).overflows.items()}
+
+
+@pytest.mark.slow  # 28 modes, each compiling its dense kernels: ~3 minutes in all
+@pytest.mark.parametrize("overflow", OVERFLOW_MODES)
+@pytest.mark.parametrize("rounding", ROUNDING_MODES)
+def test_compiled_step_equals_numpy_every_mode(rounding, overflow):
+    """Narrow accumulator (products rounded one by one, 10-bit: direct tables) and a wide one
+    (exact products, 24-bit: shift-and-clamp index; wrapping: fused BLAS sums)."""
+    rng = np.random.default_rng(ROUNDING_MODES.index(rounding) * 4 + OVERFLOW_MODES.index(overflow))
+    x = rng.uniform(-20.0, 20.0, size=(50, 6, 1))  # ap_fixed<8,3> holds [-4, 4): inputs saturate/wrap
+    for k, cells in enumerate(CELLS):
+        for acc in (FixedType(10, 5, True, rounding, overflow), FixedType(24, 8, True, rounding, overflow)):
+            counts = _check(_model(cells, rounding, overflow, acc, seed=k), x)
+            assert counts["input"] > 0
+            assert counts["rnn0.h"] + counts.get("rnn0.c", 0) > 0  # the state casts overflowed
+            if acc.width == 10:
+                assert counts["rnn0.preact"] > 0  # the gate sums overflowed
+
+
+@pytest.mark.parametrize("cells", CELLS, ids=["lstm", "gru", "gru-lstm"])
+def test_compiled_step_float32_and_int64_products(cells):
+    """The default 16-bit model with exact accumulators: U h as a float32 BLAS product while its
+    bound allows, int64 beyond (large weights); both equal the NumPy step; chunks and threads too."""
+    x = np.random.default_rng(3).uniform(-1.0, 2.0, size=(70, 8, 1))
+    for scale in (0.5, 30.0):
+        desc, w = random_model(cells, (9,) * len(cells), history=8, horizon=3, weight_range=scale, seed=4)
+        fw = Firmware(desc, w)
+        _check(fw, x)
+        fw.compiled = None  # automatic: numba is loaded here, so the compiled step
+        y = fw.run(x).y_m
+        assert_array_equal(fw.run(x, chunk=16, threads=2).y_m, y)
+        assert_array_equal(fw.run(x, trace=True).y_m, y)
