@@ -1,4 +1,5 @@
-"""``qlstm run``: the main job, data -> train -> quantize -> export -> hls -> firmware -> report.
+"""``qlstm run``: the main job, data -> train -> quantize -> export -> hls -> firmware -> rtl ->
+detect -> report.
 
 FINN-style: an explicit, ordered list of named steps ``step_x(cfg, run) -> outputs``. Each step
 writes into its own folder ``RUN_ROOT/<step>/`` and, when it succeeded, a done-marker
@@ -70,7 +71,7 @@ def step_train(cfg: RunConfig, run: Run) -> dict[str, Any]:
 
 def step_quantize(cfg: RunConfig, run: Run) -> dict[str, Any]:
     """Quantize the float run with ``cfg.quantize`` (its ``method`` is deployed), once more per
-    ``report.compare_methods``, and sweep ``report.sweep`` widths (PTQ and QAT); returns the
+    ``report.compare_methods``, and sweep ``report.sweep`` widths (``report.sweep_methods``); returns the
     quantised run folders, the deployed one and the sweep CSV (None without a sweep)."""
     from qlstm.quantize import core
 
@@ -87,7 +88,7 @@ def step_quantize(cfg: RunConfig, run: Run) -> dict[str, Any]:
     outputs: dict[str, Any] = {"runs": runs, "deploy": runs[q.method], "sweep_csv": None}
     if cfg.report.sweep:
         sweep_dir = folder / "sweep"
-        core.sweep(float_run, sweep_dir, cfg.report.sweep, base, ("ptq", "qat"), win=win)
+        core.sweep(float_run, sweep_dir, cfg.report.sweep, base, cfg.report.sweep_methods, win=win)
         outputs["sweep_csv"] = str(sweep_dir / "sweep.csv")
     return outputs
 
@@ -160,6 +161,90 @@ def step_firmware(cfg: RunConfig, run: Run) -> dict[str, Any]:
     return out
 
 
+def step_rtl(cfg: RunConfig, run: Run) -> dict[str, Any]:
+    """RTL of the deployed quantized run for the hls step's target and clock (:mod:`rtl.api`):
+    da4ml trace at ``rtl.pipeline`` (or the cutoff meeting ``rtl.budget_us``), Verilator simulation
+    of ``rtl.windows`` held-out test windows (cycles measured, outputs compared exactly with
+    firmware_sim), Yosys synthesis if ``rtl.synth``; writes ``rtl/rtl.json`` and the sources.
+    Returns ``{"rtl": folder or None, "bit_exact": ...}``. Raises QlstmError when Verilator or
+    Yosys is missing (before anything is written) or the part has no Yosys family."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from qlstm import runs
+    from qlstm.rtl import api
+
+    r = cfg.rtl
+    if not r.enabled:
+        return {"rtl": None, "bit_exact": None, "note": "rtl.enabled is false"}
+    from qlstm.rtl.sim import verilator_env
+
+    tgt = cfg.hls.resolve_target()
+    verilator_env()  # the tools are checked before any work
+    if r.synth:
+        from qlstm.rtl.synth import _yosys, yosys_family
+
+        yosys_family(tgt.part)
+        _yosys()
+    qrun = runs.open_quant_run(Path(run.outputs["quantize"]["deploy"]))
+    desc, weights = qrun.load()
+    test = qrun.heldout().test
+    idx = np.linspace(0, len(test) - 1, min(r.windows, len(test))).astype(int)
+    notes = []
+    if r.budget_us is not None:
+        d, rows = api.choose_pipeline(desc, weights, r.budget_us, tgt.clock_ns)
+        notes.append(f"rtl.budget_us {r.budget_us:g}: candidates (da4ml estimates) {rows}")
+    else:
+        d = api.design(desc, weights, r.pipeline)
+    cap = {"lut": tgt.resources.lut, "ff": tgt.resources.ff, "dsp": tgt.resources.dsp,
+           "bram_18k": tgt.resources.bram_18k}  # fmt: skip
+    out = run.dir("rtl")
+    res = api.build(desc, weights, part=tgt.part, clock_ns=tgt.clock_ns, out=out, target=tgt.name,
+                    capacity=cap, traced_design=d)  # fmt: skip
+    res.notes += notes
+    res.notes.append(f"simulated windows: {len(idx)} held-out test windows of {qrun.path}")
+    # Yosys (one thread) runs beside the Verilator build: on 2 cores the step takes the longer of
+    # the two, not their sum (docs/architecture.md has the measured times).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        synth = pool.submit(api.synthesize, res) if r.synth else None
+        sim = api.simulate(res, test.x[idx], jobs=r.jobs)
+        if synth is not None:
+            synth.result()  # re-raises a Yosys failure
+    if r.budget_us is not None:
+        us = sim["cycles_max"] * tgt.clock_ns / 1000
+        res.notes.append(
+            f"budget {r.budget_us:g} us: {'met' if us <= r.budget_us else 'MISSED'} on measured cycles"
+        )
+    res.write_json()  # after both: each wrote its own half while the other was running
+    return {"rtl": str(out), "bit_exact": sim["bit_exact"]}
+
+
+def step_detect(cfg: RunConfig, run: Run) -> dict[str, Any]:
+    """Quench-precursor detection with the deployed quantized run (firmware backend, which also
+    scores the float model) and the baselines (persistence, linear AR, plain voltage threshold):
+    thresholds calibrated on the training events' normal running for ``detect.false_alarms_per_day``,
+    scored on the held-out events of the data step (which carries the anomaly labels); writes
+    ``detect/detection.json`` and the plots (:func:`qlstm.detect.run.write`)."""
+    from qlstm.detect.alarm import AlarmRule
+    from qlstm.detect.run import DetectConfig, detect, write
+
+    d = cfg.detect
+    if not d.enabled:
+        return {"detect": None, "note": "detect.enabled is false"}
+    dc = DetectConfig(rule=AlarmRule(score=d.score, min_run=d.min_run),
+                      false_alarms_per_day=d.false_alarms_per_day, backend="firmware")  # fmt: skip
+    events = Path(run.outputs["data"]["events"])
+    result = detect(Path(run.outputs["quantize"]["deploy"]), events, cfg=dc)
+    if not result.labelled:
+        raise QlstmError(
+            f"{events}: the data step's events carry no anomaly labels; set detect.enabled: false"
+        )
+    out = run.dir("detect")
+    write(result, out, overwrite=True, plots=d.plots)
+    return {"detect": str(out)}
+
+
 def step_report(cfg: RunConfig, run: Run) -> dict[str, Any]:
     """The run report (Markdown, self-contained HTML, summary.json) from the steps' files, read
     through :mod:`qlstm.runs`: no data preparation, no backend run, no C simulation (only the
@@ -174,12 +259,18 @@ def step_report(cfg: RunConfig, run: Run) -> dict[str, Any]:
         sweep_csv=Path(q["sweep_csv"]) if q.get("sweep_csv") else None,
         firmware_check_file=Path(fw["check"]) if fw.get("check") else None,
         trace_predictions_file=Path(fw["trace"]) if fw.get("trace") else None,
+        rtl_dir=_step_folder(run, "rtl", "rtl"), detect_dir=_step_folder(run, "detect", "detect"),
     )  # fmt: skip
     return {
         "report": str(out / "report.md"),
         "html": str(out / "report.html"),
         "summary": str(out / "summary.json"),
     }
+
+
+def _step_folder(run: Run, step: str, key: str) -> Path | None:
+    p = run.outputs.get(step, {}).get(key)
+    return Path(p) if p else None
 
 
 StepFn = Callable[[RunConfig, Run], dict[str, Any]]
@@ -191,7 +282,9 @@ STEPS: tuple[tuple[str, StepFn, tuple[str, ...], tuple[str, ...]], ...] = (
     ("export", step_export, (), ("train", "quantize")),
     ("hls", step_hls, ("hls",), ("quantize",)),
     ("firmware", step_firmware, ("firmware",), ("train", "quantize", "hls")),
-    ("report", step_report, ("report",), ("train", "quantize", "firmware")),
+    ("rtl", step_rtl, ("hls", "rtl"), ("quantize",)),
+    ("detect", step_detect, ("detect",), ("data", "quantize")),
+    ("report", step_report, ("report",), ("train", "quantize", "firmware", "rtl", "detect")),
 )
 STEP_NAMES = tuple(s[0] for s in STEPS)
 
@@ -289,6 +382,28 @@ def summary_lines(run: Run) -> list[str]:
         )
     for rec in s.get("latency", []):
         lines.append(f"  {rec['target']} @ {rec['clock_mhz']:g} MHz: {rec['verdict']}")
+    r = s.get("rtl")
+    if r and r.get("cycles_max") is not None:
+        ex = "BIT-EXACT" if r["bit_exact"] else "NOT bit-exact"
+        line = (f"  RTL {r['target'] or r['part']}: {r['cycles_max']} cycles measured in Verilator = "
+                f"{r['latency_us']:.3f} us at an assumed {r['clock_ns']:g} ns clock, {ex} vs firmware_sim "
+                f"on {r['windows']} windows")  # fmt: skip
+        if r.get("lut") is not None:
+            line += (
+                f"; Yosys (not placed) {r['lut']:,} LUT, {r['ff']:,} FF, {r['dsp']} DSP, {r['bram18']} BRAM18"
+            )
+            line += f" ({'fits' if r.get('fits') else 'does NOT fit'})" if r.get("fits") is not None else ""
+        lines.append(line)
+    d = s.get("detection")
+    if d:
+        for name, sc in (("firmware", d["model"]), ("float", d.get("float")), *d["baselines"].items()):
+            if sc and sc.get("detection_rate") is not None:
+                lead = sc["median_lead_time_s"]
+                lines.append(
+                    f"  detection (simulated) {name:<17}: {100 * sc['detection_rate']:.0f} % of precursors, "
+                    f"{sc['false_alarms_per_day']:.2f} false alarms/day, median lead "
+                    f"{'n/a' if lead is None else f'{lead:.0f} s'}"
+                )
     return lines
 
 
@@ -296,18 +411,18 @@ def summary_lines(run: Run) -> list[str]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
-        help="the main job: data -> train -> quantize -> export -> hls -> firmware -> report",
+        help="the main job: data -> train -> quantize -> export -> hls -> firmware -> rtl -> detect -> report",
         description=(
             "The main job on the synthetic default: data -> train -> quantize -> export -> hls (C simulation) "
-            "-> firmware check -> report, as named, resumable steps in one run folder. Re-running skips the "
+            "-> firmware check -> rtl (Verilator cycles, Yosys resources) -> detect (precursor alarms) -> report, as named, resumable steps in one run folder. Re-running skips the "
             f"steps whose inputs did not change. Steps: {', '.join(STEP_NAMES)}."
         ),
     )
     p.add_argument(
         "--config",
         type=Path,
-        help="a qlstm config file, one typed section per stage: data, train, quantize, hls, firmware, report "
-        "(default: configs/run_default.yaml; unknown keys, and keys the run would ignore, are errors)",
+        help="a qlstm config file, one typed section per stage: data, train, quantize, hls, firmware, rtl, detect, "
+        "report (default: configs/run_default.yaml; unknown keys, and keys the run would ignore, are errors)",
     )
     p.add_argument("--out", type=Path, default=Path("runs/default"), help="run folder (default runs/default)")
     p.add_argument("--from", dest="start", choices=STEP_NAMES, help="re-run from this step on")

@@ -18,6 +18,8 @@ train      :class:`qlstm.train.config.TrainConfig`         ``qlstm train``, run 
 quantize   :class:`QuantizeSection` (QuantizeConfig+types) ``qlstm quantize``, run
 hls        :class:`qlstm.hls.config.HlsSection`            ``qlstm hls``, run
 firmware   :class:`FirmwareSection`                        run (firmware check)
+rtl        :class:`RtlSection`                             run (rtl step: da4ml, Verilator, Yosys)
+detect     :class:`DetectSection`                          run (detect step: precursor alarms)
 report     :class:`ReportSection`                          run (what the report compares)
 =========  ==============================================  =====================================
 """
@@ -65,13 +67,73 @@ class FirmwareSection:
 
 
 @dataclass(frozen=True)
+class RtlSection:
+    """The ``rtl:`` section: RTL of the deployed quantized model for the hls step's target and
+    clock (:mod:`rtl.api`, docs/rtl.md). Cycles are measured in Verilator simulation, resources
+    after Yosys synthesis (not placed), the clock assumed."""
+
+    #: run the rtl step at all (false: the report omits the RTL section with a note)
+    enabled: bool = True
+    #: da4ml latency cutoff (pipeline depth); ignored when ``budget_us`` is given
+    pipeline: float = 8.0
+    #: choose the cutoff that meets this latency, microseconds, with the fewest resources (da4ml
+    #: estimate); null: use ``pipeline``
+    budget_us: float | None = None
+    #: held-out test windows simulated in Verilator and compared exactly with firmware_sim
+    windows: int = 500
+    #: Yosys synth_xilinx for the target's family (LUT/FF/DSP/BRAM18/CARRY, logic depth); off by
+    #: default: on LSTM(32) it took > 16 CPU-minutes, more than the run's 15-minute budget leaves
+    #: (docs/architecture.md, 2026-11-30)
+    synth: bool = False
+    #: parallel compile jobs for the Verilator build
+    jobs: int = 2
+
+    def __post_init__(self) -> None:
+        if self.windows < 1:
+            raise QlstmError(f"rtl.windows={self.windows} must be >= 1")
+        if not self.pipeline > 0:
+            raise QlstmError(f"rtl.pipeline={self.pipeline} must be > 0")
+        if self.budget_us is not None and not self.budget_us > 0:
+            raise QlstmError(f"rtl.budget_us={self.budget_us} must be > 0")
+        if self.jobs < 1:
+            raise QlstmError(f"rtl.jobs={self.jobs} must be >= 1")
+
+
+@dataclass(frozen=True)
+class DetectSection:
+    """The ``detect:`` section: quench-precursor alarms from the prediction residuals of the
+    deployed quantized run (firmware backend, which also scores the float model) and the
+    baselines, calibrated on the training events (:mod:`qlstm.detect`, docs/detect.md)."""
+
+    #: run the detect step (needs the data step's anomaly labels, which synthetic data carries)
+    enabled: bool = True
+    #: target false-alarm rate the thresholds are calibrated for, per day of normal running
+    false_alarms_per_day: float = 1.0
+    #: alarm score: "ewma" or "cusum" (qlstm.detect.alarm)
+    score: str = "ewma"
+    #: samples at or above the threshold before the alarm fires (1-255)
+    min_run: int = 3
+    #: write the timeline, ROC and lead-time plots
+    plots: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.false_alarms_per_day > 0:
+            raise QlstmError(f"detect.false_alarms_per_day={self.false_alarms_per_day} must be > 0")
+        from qlstm.detect.alarm import AlarmRule
+
+        AlarmRule(score=self.score, min_run=self.min_run)  # validates score and min_run (one line)
+
+
+@dataclass(frozen=True)
 class ReportSection:
     #: latency budget of the estimator's search, microseconds
     budget_us: float = 1.0
     #: also quantize with these methods (at quantize.bits) for the report's PTQ-vs-QAT comparison
     compare_methods: tuple[Literal["ptq", "qat"], ...] = ("ptq",)
-    #: widths of the PTQ and QAT sweep for the accuracy-per-bit-width table (empty: no sweep)
+    #: widths of the sweep for the accuracy-per-bit-width table (empty: no sweep)
     sweep: tuple[int, ...] = (6, 8, 12, 16)
+    #: methods of the sweep at each width (QAT costs ~50 s per width on 2 cores; PTQ seconds)
+    sweep_methods: tuple[Literal["ptq", "qat"], ...] = ("ptq",)
 
     def __post_init__(self) -> None:
         if not self.budget_us > 0:
@@ -102,6 +164,8 @@ class RunConfig:
     )
     hls: HlsSection = field(default_factory=lambda: HlsSection(target="zynq7045", clock_ns=5.0, csim=True))
     firmware: FirmwareSection = field(default_factory=FirmwareSection)
+    rtl: RtlSection = field(default_factory=RtlSection)
+    detect: DetectSection = field(default_factory=DetectSection)
     report: ReportSection = field(default_factory=ReportSection)
 
     def check_run(self) -> None:
@@ -116,6 +180,8 @@ class RunConfig:
         missing = [c for c in self.train.data.channels if c not in self.data.channels]
         if missing:
             raise QlstmError(f"train.data.channels {missing} are not generated by data.channels")
+        if self.report.sweep and not self.report.sweep_methods:
+            raise QlstmError("report.sweep_methods is empty: name ptq and/or qat, or set report.sweep: []")
         if self.quantize.types and self.report.sweep:
             raise QlstmError(
                 "quantize.types cannot be combined with report.sweep (the sweep chooses its own types)"

@@ -452,3 +452,123 @@ def load_trace_predictions(path: Path) -> dict[str, np.ndarray]:
             return {str(n): z[f"p{i}"] for i, n in enumerate(z["names"])}
     except Exception as exc:  # OSError, KeyError, BadZipFile, ValueError ...
         raise QlstmError(f"{path}: not a readable {TRACE_PREDICTIONS_FILE} ({type(exc).__name__})") from None
+
+
+# ----------------------------------------------------------------------------- rtl and detect
+RTL_FILE = "rtl.json"
+DETECTION_FILE = "detection.json"
+
+
+@dataclass(frozen=True)
+class RtlSummary:
+    """``rtl.json`` of an RTL folder (:mod:`rtl.api`): cycles *measured in RTL simulation*
+    (None without a simulation), resources *after Yosys synthesis, not placed* (None without
+    synthesis), the clock *assumed*."""
+
+    path: Path
+    target: str | None
+    part: str
+    clock_ns: float
+    pipeline: float
+    cycles_per_step: int
+    cycles_by_construction: int
+    cycles_min: int | None
+    cycles_max: int | None
+    latency_us: float | None
+    bit_exact: bool | None
+    windows: int
+    mismatches: int | None
+    lut: int | None
+    ff: int | None
+    dsp: int | None
+    bram18: int | None
+    carry: int | None
+    logic_depth: int | None
+    capacity: dict[str, int] | None
+    utilisation: dict[str, float] | None
+    fits: bool | None
+    synth_family: str | None
+    seconds: dict[str, float]
+    raw: dict[str, Any]
+
+
+def read_rtl(path: Path) -> RtlSummary:
+    """The ``rtl.json`` in folder ``path`` (or the file itself); one QlstmError line when it is
+    missing, corrupt or not an rtl.json."""
+    path = Path(path)
+    where = path / RTL_FILE if path.is_dir() else path
+    m = read_json(where)
+    if m.get("format") != "qlstm-rtl/1":
+        raise QlstmError(f"{where}: not a qlstm rtl.json (format {m.get('format')!r})")
+    try:
+        fam = m.get("resources_source")
+        secs = {f"sim_{k}": float(v) for k, v in (m.get("sim_seconds") or {}).items()}
+        if m.get("synth_seconds") is not None:
+            secs["synth"] = float(m["synth_seconds"])
+        return RtlSummary(
+            where, m.get("target"), str(m["part"]), float(m["clock_ns"]), float(m["pipeline"]),
+            int(m["cycles_per_step"]), int(m["cycles_by_construction"]), m.get("cycles_min"), m.get("cycles_max"),
+            m.get("latency_us"), m.get("bit_exact"), int(m.get("windows", 0)), m.get("mismatches"),
+            m.get("lut"), m.get("ff"), m.get("dsp"), m.get("bram18"), m.get("carry"), m.get("logic_depth"),
+            m.get("capacity"), m.get("utilisation"), m.get("fits"),
+            fam.split("-family ")[1].split(",")[0] if fam and "-family " in fam else None, secs, m,
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError) as exc:
+        raise QlstmError(f"{where}: missing or bad field {exc}") from None
+
+
+@dataclass(frozen=True)
+class DetectorScores:
+    """One detector's scores on the held-out events (``detection.json``; simulated on the recording)."""
+
+    detection_rate: float | None
+    false_alarms_per_day: float | None
+    median_lead_time_s: float | None
+    precursors: int | None
+    detected: int | None
+    auc: float | None
+    threshold: float | None
+
+
+@dataclass(frozen=True)
+class DetectionSummary:
+    """``detection.json`` of a detect folder (:func:`qlstm.detect.run.write`) and its plots."""
+
+    path: Path
+    backend: str
+    labelled: bool
+    target_false_alarms_per_day: float
+    evaluation_events: list[str]
+    model: DetectorScores
+    float: DetectorScores | None
+    baselines: dict[str, DetectorScores]
+    plots: dict[str, Path]
+    raw: dict[str, Any]
+
+
+def _scores(d: dict[str, Any]) -> DetectorScores:
+    return DetectorScores(
+        d.get("detection_rate"), d.get("false_alarms_per_day"), d.get("median_lead_time_s"),
+        d.get("precursors"), d.get("detected"), d.get("auc"), d.get("threshold"),
+    )  # fmt: skip
+
+
+def read_detection(path: Path) -> DetectionSummary:
+    """The ``detection.json`` in folder ``path`` and the plots beside it (timelines, roc,
+    lead_times: those present); one QlstmError line when missing, corrupt or foreign."""
+    path = Path(path)
+    where = path / DETECTION_FILE if path.is_dir() else path
+    m = read_json(where)
+    if m.get("format") != "qlstm-detection/1":
+        raise QlstmError(f"{where}: not a qlstm detection.json (format {m.get('format')!r})")
+    try:
+        plots = {n: where.parent / f"{n}.png" for n in ("timelines", "roc", "lead_times")}
+        return DetectionSummary(
+            where, str(m["backend"]), bool(m["labelled"]), float(m["target_false_alarms_per_day"]),
+            list(m.get("evaluation_events", [])), _scores(m),
+            _scores(m["float"]) if isinstance(m.get("float"), dict) else None,
+            {k: _scores(v) for k, v in (m.get("baselines") or {}).items()},
+            {n: p for n, p in plots.items() if p.is_file()}, m,
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError) as exc:
+        raise QlstmError(f"{where}: missing or bad field {exc}") from None

@@ -29,6 +29,9 @@ TINY = {
         "options": {"strategy": "resource", "reuse_factor": 2},
     },
     "firmware": {"windows": 40},
+    # a 4-cell model: the Verilator build takes ~8 s; Yosys is tested on its own (test_rtl_tools)
+    "rtl": {"windows": 20, "synth": False, "jobs": 1},
+    "detect": {"false_alarms_per_day": 2.0},
     "report": {"compare_methods": [], "sweep": [6]},
 }
 
@@ -41,7 +44,12 @@ def test_default_config_loads_and_names_every_step():
     cfg = pipeline.load_run_config(None)
     assert cfg == pipeline.RunConfig()  # the YAML and the built-in defaults agree
     assert cfg.quantize.method == "qat" and cfg.report.compare_methods == ("ptq",)
-    assert pipeline.STEP_NAMES == ("data", "train", "quantize", "export", "hls", "firmware", "report")
+    assert pipeline.STEP_NAMES == (
+        "data", "train", "quantize", "export", "hls", "firmware", "rtl", "detect", "report",
+    )  # fmt: skip
+    assert (
+        cfg.rtl.enabled and not cfg.rtl.synth and cfg.detect.enabled and cfg.report.sweep_methods == ("ptq",)
+    )
 
 
 @pytest.mark.parametrize(
@@ -49,8 +57,14 @@ def test_default_config_loads_and_names_every_step():
     [("quantize: {bitz: 8}\n", "unknown key.*bitz"), ("train: {data: {events: 50}}\n", "unknown key.*events"),
      ("train: {data: {source: sine}}\n", "train.data.source='sine' would be ignored"),
      ("train: {history: 500}\n", "history L=500"), ("hls: {options: {strategy: fast}}\n", "not one of"),
-     ("hls: {strategy: latency}\n", "unknown key.*strategy"), ("report: {compare_methods: [int4]}\n", "not one of")],
-    ids=["unknown-key", "train-data-events", "ignored-source", "train-section", "literal", "hls-flat", "methods"],
+     ("hls: {strategy: latency}\n", "unknown key.*strategy"), ("report: {compare_methods: [int4]}\n", "not one of"),
+     ("rtl: {simulate: true}\n", "unknown key.*simulate"), ("rtl: {windows: 0}\n", "rtl.windows=0"),
+     ("rtl: {budget_us: -1}\n", "rtl.budget_us"), ("detect: {thresh: 1}\n", "unknown key.*thresh"),
+     ("detect: {score: median}\n", "unknown score 'median'"), ("detect: {min_run: 0}\n", "min_run 0"),
+     ("report: {sweep_methods: [hqq]}\n", "not one of"), ("report: {sweep_methods: []}\n", "sweep_methods is empty")],
+    ids=["unknown-key", "train-data-events", "ignored-source", "train-section", "literal", "hls-flat", "methods",
+         "rtl-key", "rtl-windows", "rtl-budget", "detect-key", "detect-score", "detect-min-run", "sweep-method",
+         "sweep-methods-empty"],
 )  # fmt: skip
 def test_bad_config(tmp_path, capsys, text, match):
     path = tmp_path / "c.yaml"
@@ -114,8 +128,11 @@ def test_steps_resume_and_rerun_on_change(tmp_path):
 @pytest.mark.slow
 def test_run_end_to_end_tiny(tmp_path, capsys):
     """The whole chain on a tiny config through the CLI: report written, firmware_sim bit-exact
-    against the C simulation, headline figures printed from the report's summary."""
+    against the C simulation, RTL simulated bit-exact, detection scored, headline figures printed
+    from the report's summary."""
     import yaml
+
+    from qlstm import runs as runs_mod
 
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(TINY))  # with a one-width PTQ/QAT sweep
@@ -128,8 +145,22 @@ def test_run_end_to_end_tiny(tmp_path, capsys):
     assert (root / "report" / "report.html").stat().st_size > 10_000
     assert (root / "export" / "model.qonnx.onnx").is_file()
     sweep = (root / "quantize" / "sweep" / "sweep.csv").read_text().splitlines()
-    assert sweep[0] == "bits,float_rmse,ptq_rmse,qat_rmse" and sweep[1].startswith("6,")
-    assert "### Accuracy per bit width" in (root / "report" / "report.md").read_text()
+    assert sweep[0] == "bits,float_rmse,ptq_rmse" and sweep[1].startswith("6,")  # report.sweep_methods: ptq
+    md = (root / "report" / "report.md").read_text()
+    assert "### Accuracy per bit width" in md
+    # the rtl step: Verilator cycles measured on 20 held-out windows, exact equality with firmware_sim
+    rtl = runs_mod.read_rtl(root / "rtl")
+    assert rtl.bit_exact is True and rtl.windows == 20 and rtl.mismatches == 0
+    assert rtl.cycles_max == rtl.cycles_by_construction and rtl.lut is None  # synth off in TINY
+    assert (rtl.target, rtl.clock_ns) == ("zynq7045", 5.0)
+    assert f"{rtl.cycles_min}-{rtl.cycles_max} cycles" in md and "MEASURED in RTL simulation" in md
+    assert "Not synthesised" in md
+    # the detect step: firmware, float and the baselines scored on the held-out events
+    det = runs_mod.read_detection(root / "detect")
+    assert det.labelled and det.backend == "firmware" and det.float is not None
+    assert set(det.baselines) == {"persistence", "linear_ar", "voltage_threshold"}
+    assert "## Quench-precursor detection (held-out events)" in md and "| float model |" in md
+    assert summary["detection"]["model"]["detection_rate"] == det.model.detection_rate
     assert f"report: {root / 'report' / 'report.md'}" in out and "BIT-EXACT" in out
     check = json.loads((root / "firmware" / "firmware_check.json").read_text())
     assert check == summary["bit_exact"]

@@ -76,6 +76,7 @@ def runs(tmp_path_factory):
 @pytest.mark.slow  # compiles the hls4ml C simulation for the bit-exactness section
 def test_report_sections_and_figures(runs, tmp_path):
     out = tmp_path / "rep"
+    rtl_dir, det_dir = fixture_artifacts(tmp_path / "steps")
     argv = [
         "report",
         str(runs["qat"]),
@@ -85,11 +86,15 @@ def test_report_sections_and_figures(runs, tmp_path):
         str(runs["ptq"]),
         "--sweep",
         str(runs["sweep"]),
+        *("--rtl", str(rtl_dir), "--detect", str(det_dir)),
     ]
     assert main(argv) == 0
     md = (out / "report.md").read_text()
     for s in SECTIONS:
         assert s in md, s
+    assert "## RTL (da4ml, Verilator, Yosys)" in md and "47-47 cycles" in md and "section omitted" not in md
+    assert "| float model | 100 % (4/4) |" in md and (out / "figures" / "detect_roc.png").is_file()
+    assert json.loads((out / "summary.json").read_text())["rtl"]["lut"] == 1234
     # figures consistent with metrics.json: the float run's RMSE per step and the quantised runs'
     fm = json.loads((runs["float"] / "metrics.json").read_text())
     for key, name in (("model", "float"), ("persistence", "persistence"), ("linear_ar", "linear AR")):
@@ -129,6 +134,7 @@ def test_html_is_self_contained(runs, tmp_path):
     assert len(imgs) >= 2
     assert all(base64.b64decode(i)[:4] == b"\x89PNG" for i in imgs)
     assert "src='figures" not in html and "<script" not in html
+    assert html.count("section omitted") == 2  # no rtl/ or detect/ folder given: omitted with a note
     for s in SECTIONS:
         assert s.removeprefix("## ").split(" (")[0] in html
 
@@ -213,3 +219,102 @@ def test_compare_outputs_counts_lsb():
         "max_diff_lsb": 2.0,
         "bit_exact": False,
     }
+
+
+RTL_JSON = {
+    "format": "qlstm-rtl/1", "target": "zynq7045", "part": "xc7z045ffg900-2", "clock_ns": 5.0,
+    "pipeline": 8.0, "stages_per_step": 11, "cycles_by_construction": 47, "cycles_per_step": 11,
+    "cycles_min": 47, "cycles_max": 47, "ii": 48, "latency_us": 0.235, "bit_exact": True, "windows": 20,
+    "mismatches": 0, "sim_seconds": {"build": 8.0, "run": 0.1}, "lut": 1234, "ff": 567, "dsp": 2, "bram18": 4,
+    "carry": 89, "logic_depth": 17, "resources_source": "after Yosys 0.70 synth_xilinx -family xc7, not placed",
+    "capacity": {"lut": 218600, "ff": 437200, "dsp": 900, "bram_18k": 1090},
+    "utilisation": {"lut": 0.0056, "ff": 0.0013, "dsp": 0.0022, "bram18": 0.0037}, "fits": True,
+    "synth_seconds": 30.0,
+}  # fmt: skip
+
+
+def _scores(rate, fa, lead, auc):
+    return {"detection_rate": rate, "false_alarms_per_day": fa, "median_lead_time_s": lead, "precursors": 4,
+            "detected": round(4 * rate), "auc": auc, "threshold": 0.5}  # fmt: skip
+
+
+def fixture_artifacts(root: Path) -> tuple[Path, Path]:
+    """An rtl folder and a detect folder as the rtl and detect steps write them (hand-made)."""
+    rtl, det = root / "rtl", root / "detect"
+    rtl.mkdir(parents=True)
+    det.mkdir(parents=True)
+    (rtl / "rtl.json").write_text(json.dumps(RTL_JSON))
+    d = {"format": "qlstm-detection/1", "backend": "firmware", "labelled": True, "target_false_alarms_per_day": 1.0,
+         "evaluation_events": ["e3", "e4", "e5"], **_scores(0.75, 0.8, 123.4, 0.91),
+         "float": _scores(1.0, 0.5, 150.0, 0.95),
+         "baselines": {"persistence": _scores(0.5, 1.0, 60.0, 0.7), "voltage_threshold": _scores(0.25, 0.9, 5.0, 0.6)}}  # fmt: skip
+    (det / "detection.json").write_text(json.dumps(d))
+    from matplotlib import pyplot as plt
+
+    for name in ("roc", "timelines"):
+        fig = plt.figure(figsize=(1, 1))
+        fig.savefig(det / f"{name}.png")
+        plt.close(fig)
+    return rtl, det
+
+
+def test_rtl_and_detection_sections_from_artifacts(runs, tmp_path):
+    """The report renders the rtl and detect steps' files (read through qlstm.runs), every RTL
+    figure labelled measured / synthesised not placed / assumed, beside the hls4ml estimate."""
+    from qlstm.report.evidence import load_inputs
+    from qlstm.report.render import Figure, Table, to_markdown
+    from qlstm.report.sections import section_detection, section_rtl
+
+    rtl_dir, det_dir = fixture_artifacts(tmp_path)
+    rtl = run_files.read_rtl(rtl_dir)
+    assert (rtl.cycles_max, rtl.lut, rtl.logic_depth, rtl.synth_family, rtl.fits) == (
+        47,
+        1234,
+        17,
+        "xc7",
+        True,
+    )
+    inp = load_inputs(runs["qat"])
+    blocks = section_rtl(inp, rtl, budget_us=0.2)
+    md = to_markdown(blocks)
+    assert "MEASURED in RTL simulation" in md and "NOT placed" in md and "ASSUMED clock" in md
+    assert "47-47 cycles = 0.235 us" in md and "**bit-exact**" in md and "**MISSED**" in md  # 0.235 > 0.2
+    assert "logic depth" in md.lower() and "17 cells" in md
+    table = next(b for b in blocks if isinstance(b, Table))
+    assert table.rows[0][1] == "1,234 of 218,600 (0.6 %)"
+    assert table.rows[1][0].startswith("hls4ml: ESTIMATE") and "estimate" in table.rows[1][5]
+
+    det = run_files.read_detection(det_dir)
+    blocks = section_detection(det)
+    md = to_markdown(blocks)
+    assert "| deployed model (firmware backend, quantized) | 75 % (3/4) | 0.80 | 123.4 | 0.910 |" in md
+    assert "| float model | 100 % (4/4) | 0.50 | 150.0 | 0.950 |" in md
+    assert "| voltage_threshold | 25 % (1/4) | 0.90 | 5.0 | 0.600 |" in md
+    assert sorted(b.name for b in blocks if isinstance(b, Figure)) == [
+        "detect_roc.png",
+        "detect_timelines.png",
+    ]
+
+
+def test_report_without_rtl_and_detection_omits_them_with_a_note(runs):
+    from qlstm.report.evidence import load_inputs
+    from qlstm.report.render import to_markdown
+    from qlstm.report.sections import section_detection, section_rtl
+
+    md = to_markdown(section_rtl(load_inputs(runs["qat"]), None, 1.0) + section_detection(None))
+    assert md.count("section omitted") == 2 and "rtl/rtl.json" in md and "detect/detection.json" in md
+
+
+@pytest.mark.parametrize("name", ["rtl.json", "detection.json"])
+def test_rtl_and_detection_readers_refuse_bad_files(tmp_path, name):
+    from qlstm.errors import QlstmError
+
+    read = run_files.read_rtl if name == "rtl.json" else run_files.read_detection
+    with pytest.raises(QlstmError, match="not found"):
+        read(tmp_path)
+    (tmp_path / name).write_text("{not json")
+    with pytest.raises(QlstmError, match="not valid JSON"):
+        read(tmp_path)
+    (tmp_path / name).write_text('{"format": "other"}')
+    with pytest.raises(QlstmError, match="not a qlstm"):
+        read(tmp_path)

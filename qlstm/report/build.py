@@ -32,7 +32,9 @@ from qlstm.report.sections import (
     section_bitexact,
     section_comparison,
     section_data,
+    section_detection,
     section_latency,
+    section_rtl,
     section_trace,
 )
 from qlstm.run_config import ReportSection
@@ -65,6 +67,8 @@ def build(inp: Inputs, budget_us: float = DEFAULT_BUDGET_US) -> tuple[list[Block
     blocks += section_comparison(inp, records)
     check = firmware_check(inp)
     blocks += section_bitexact(check)
+    blocks += section_rtl(inp, inp.rtl, budget_us)
+    blocks += section_detection(inp.detection)
     summary = {
         "qrun": str(inp.qrun),
         "float_run": str(inp.float_run),
@@ -73,8 +77,19 @@ def build(inp: Inputs, budget_us: float = DEFAULT_BUDGET_US) -> tuple[list[Block
         "latency": records,
         "bit_exact": check,
         "budget_us": budget_us,
+        "rtl": None if inp.rtl is None else inp.rtl.raw,
+        "detection": None if inp.detection is None else _detection_brief(inp.detection),
     }
     return blocks, summary
+
+
+def _detection_brief(d: runs.DetectionSummary) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    out = {"model": asdict(d.model), "baselines": {k: asdict(v) for k, v in d.baselines.items()}}
+    if d.float is not None:
+        out["float"] = asdict(d.float)
+    return out
 
 
 def write_report(
@@ -86,8 +101,11 @@ def write_report(
     sweep_csv: Path | None = None,
     firmware_check_file: Path | None = None,
     trace_predictions_file: Path | None = None,
+    rtl_dir: Path | None = None,
+    detect_dir: Path | None = None,
 ) -> Path:
-    """Write ``report.md``, ``report.html``, ``figures/`` and ``summary.json`` into ``out``."""
+    """Write ``report.md``, ``report.html``, ``figures/`` and ``summary.json`` into ``out``.
+    ``rtl_dir``/``detect_dir``: the rtl and detect steps' folders (None: those sections say so)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:  # refuse before the slow part
         raise QlstmError(f"{out} already exists and is not empty; choose another folder or pass --overwrite")
@@ -95,6 +113,8 @@ def write_report(
     inp.firmware_check_file = firmware_check_file
     if trace_predictions_file is not None:
         inp.trace_predictions = runs.load_trace_predictions(trace_predictions_file)
+    inp.rtl = runs.read_rtl(rtl_dir) if rtl_dir is not None else None
+    inp.detection = runs.read_detection(detect_dir) if detect_dir is not None else None
     blocks, summary = build(inp, DEFAULT_BUDGET_US if budget_us is None else budget_us)
     with staged_dir(out, overwrite=overwrite) as stage:
         for b in blocks:

@@ -43,6 +43,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--sweep", type=Path, help="the quantize sweep CSV (default: sweep*.csv found beside QRUN_DIR)"
     )
+    p.add_argument(
+        "--rtl",
+        type=Path,
+        metavar="RTL_DIR",
+        help="an RTL folder with rtl.json (`qlstm rtl` or a run's rtl/) for the RTL section "
+        "(default: none, the section is omitted with a note; the report never runs Verilator or Yosys)",
+    )
+    p.add_argument(
+        "--detect",
+        type=Path,
+        metavar="DETECT_DIR",
+        help="a detect folder with detection.json (`qlstm detect` or a run's detect/) for the detection "
+        "section (default: none, omitted with a note)",
+    )
     g = p.add_argument_group(
         "estimate options (the same spelling as `qlstm hls`; also read from --config's `hls:` section)"
     )
@@ -87,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         budget_us=args.budget_us,
         others=args.also,
         sweep_csv=args.sweep,
+        rtl_dir=args.rtl,
+        detect_dir=args.detect,
     )
     print(f"report written: {out / 'report.md'} and {out / 'report.html'}")
     return 0

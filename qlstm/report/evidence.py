@@ -36,6 +36,10 @@ class Inputs:
     firmware_check_file: Path | None = None
     #: the firmware step's predictions on the quench trace (None: computed by the report)
     trace_predictions: dict[str, np.ndarray] | None = None
+    #: the rtl step's ``rtl.json`` (None: the report omits the RTL section with a note)
+    rtl: runs.RtlSummary | None = None
+    #: the detect step's ``detection.json`` (None: the report omits the detection section)
+    detection: runs.DetectionSummary | None = None
 
 
 # ----------------------------------------------------------------------------- reading

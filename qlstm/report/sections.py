@@ -315,3 +315,147 @@ def section_bitexact(check: dict[str, Any]) -> list[Block]:
         )
     )
     return blocks
+
+
+def section_rtl(inp: Inputs, rtl: runs.RtlSummary | None, budget_us: float) -> list[Block]:
+    """The rtl step's figures (``rtl.json``, read through :func:`qlstm.runs.read_rtl`): cycles
+    MEASURED in Verilator simulation, resources after Yosys synthesis (NOT placed), logic depth,
+    the clock ASSUMED; beside hls4ml's ESTIMATE for the same model, target and clock at RF 1."""
+    from dataclasses import replace
+
+    from qlstm.hls.estimate import estimate
+    from qlstm.hls.targets import get_target
+
+    head: list[Block] = [Heading("RTL (da4ml, Verilator, Yosys): measured cycles, synthesised resources")]
+    if rtl is None:
+        return [
+            *head,
+            Para("Not available: this run has no rtl step output (`rtl/rtl.json`); section omitted."),
+        ]
+    clock = rtl.clock_ns
+    paras = [
+        f"RTL of this quantized model for {rtl.target or rtl.part} ({rtl.part}) at an ASSUMED clock of "
+        f"{clock:g} ns ({1000 / clock:g} MHz; no place and route was run). da4ml latency cutoff "
+        f"{rtl.pipeline:g}: {rtl.cycles_per_step} cycles per recurrent step."
+    ]
+    if rtl.cycles_max is not None:
+        ex = "bit-exact" if rtl.bit_exact else f"NOT bit-exact ({rtl.mismatches} windows differ)"
+        us = rtl.cycles_max * clock / 1000
+        paras.append(
+            f"Cycles MEASURED in RTL simulation (Verilator), start to done, on {rtl.windows:,} held-out test "
+            f"windows: {rtl.cycles_min}-{rtl.cycles_max} cycles = {us:.3f} us at the assumed clock. Outputs "
+            f"compared with firmware_sim by exact integer equality: **{ex}**. Budget {budget_us:g} us: "
+            f"**{'met' if us <= budget_us else 'MISSED'}** (measured cycles x assumed clock)."
+        )
+    else:
+        paras.append("Not simulated: no measured cycles.")
+    rows: list[tuple[str, ...]] = []
+    if rtl.lut is not None:
+        cap, ut = rtl.capacity or {}, rtl.utilisation or {}
+
+        def cell(name: str, capk: str, v: int | None) -> str:
+            if v is None:
+                return "n/a"
+            return (
+                f"{v:,} of {cap[capk]:,} ({100 * ut[name]:.1f} %)" if capk in cap and name in ut else f"{v:,}"
+            )
+
+        rows.append(
+            (
+                "RTL: Yosys synthesis, not placed",
+                cell("lut", "lut", rtl.lut),
+                cell("ff", "ff", rtl.ff),
+                cell("dsp", "dsp", rtl.dsp),
+                cell("bram18", "bram_18k", rtl.bram18),
+                "n/a"
+                if rtl.cycles_max is None
+                else f"{rtl.cycles_max} cycles, {rtl.latency_us:.3f} us (measured)",
+            )
+        )
+        fits = "fits" if rtl.fits else "does NOT fit" if rtl.fits is not None else "capacity unknown"
+        paras.append(
+            f"Resources after Yosys synthesis (synth_xilinx -family {rtl.synth_family}), NOT placed: {fits} "
+            f"the part; {rtl.carry:,} CARRY cells. Logic depth (longest register-to-register path in "
+            f"LUT/CARRY/MUXF cells, a proxy for the clock, not an Fmax): {rtl.logic_depth} cells."
+        )
+    else:
+        paras.append("Not synthesised (rtl.synth false): no resources.")
+    if rtl.target is not None:
+        try:
+            tgt = get_target(rtl.target)
+            e = estimate(inp.desc, replace(tgt, clock_ns=clock), HlsConfig(), inp.weights)
+            u = e.usage
+            rows.append(
+                (
+                    "hls4ml: ESTIMATE at RF 1 (hls/estimate.py)",
+                    f"{u.lut:,}",
+                    f"{u.ff:,}",
+                    f"{u.dsp:,}",
+                    f"{u.bram_18k}",
+                    f"{e.latency_us:.3f} us (estimate)",
+                )
+            )
+        except Exception as exc:  # an estimate the model cannot give is named, not invented
+            paras.append(f"hls4ml estimate not available: {exc}")
+    blocks: list[Block] = [*head, Para("\n\n".join(paras))]
+    if rows:
+        blocks.append(
+            Table(("design", "LUT", "FF", "DSP", "BRAM18", "latency"), tuple(rows))  # fmt: skip
+        )
+    return blocks
+
+
+def section_detection(det: runs.DetectionSummary | None) -> list[Block]:
+    """The detect step's scores (``detection.json``, :func:`qlstm.runs.read_detection`) on the
+    held-out events: detection rate, false alarms per day, median lead time per detector, and the
+    step's ROC and timeline plots. Figures are SIMULATED on the (synthetic) recording."""
+    head: list[Block] = [Heading("Quench-precursor detection (held-out events)")]
+    if det is None:
+        return [
+            *head,
+            Para(
+                "Not available: this run has no detect step output (`detect/detection.json`); section omitted."
+            ),
+        ]
+    if not det.labelled:
+        return [*head, Para("The recording carries no anomaly labels: alarms only, no detection scores.")]
+
+    def row(name: str, s: runs.DetectorScores) -> tuple[str, ...]:
+        rate = (
+            "n/a"
+            if s.detection_rate is None
+            else f"{100 * s.detection_rate:.0f} % ({s.detected}/{s.precursors})"
+        )
+        return (
+            name,
+            rate,
+            _fmt(s.false_alarms_per_day, ".2f"),
+            _fmt(s.median_lead_time_s, ".1f"),
+            _fmt(s.auc, ".3f"),
+        )
+
+    rows = [row(f"deployed model ({det.backend} backend, quantized)", det.model)]
+    if det.float is not None:
+        rows.append(row("float model", det.float))
+    rows += [row(name, s) for name, s in det.baselines.items()]
+    blocks: list[Block] = [
+        *head,
+        Para(
+            f"Detectors SIMULATED on the {len(det.evaluation_events)} held-out events of the run's recording, "
+            f"thresholds calibrated on the training events' normal running for "
+            f"{det.target_false_alarms_per_day:g} false alarm(s) per day (docs/detect.md). Lead time: alarm "
+            "before the quench, seconds."
+        ),
+        Table(
+            ("detector", "detection rate", "false alarms / day", "median lead time (s)", "AUC"), tuple(rows)
+        ),
+    ]
+    captions = {
+        "roc": "Event-level ROC: detection rate against false alarms per day over thresholds (simulated).",
+        "timelines": "Alarm timelines around the held-out quenches (simulated).",
+        "lead_times": "Lead-time histogram of the detected precursors (simulated).",
+    }
+    for name, path in det.plots.items():
+        if name in ("roc", "timelines"):
+            blocks.append(Figure(f"detect_{name}.png", path.read_bytes(), captions[name]))
+    return blocks
