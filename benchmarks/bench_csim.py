@@ -1,6 +1,6 @@
 """Compile time and throughput of the hls4ml C simulation (the paper's network by default).
 
-Builds a random 16-bit quantised LSTM(128) -> Dense(1) with L = 16 (the paper's best network),
+Builds a random 16-bit quantized LSTM(128) -> Dense(1) with L = 16 (the paper's best network),
 compiles its C simulation in a fresh cache folder, and prints:
 
 * the compile time (hls4ml project written + g++; wall time, and g++'s CPU time, which does

@@ -1,6 +1,6 @@
 """Throughput of the firmware simulator against the compiled C simulation, bit-exact on the same windows.
 
-Part 1 builds a random 16-bit quantised LSTM(128) -> Dense(1) with L = 16, 1 channel (the
+Part 1 builds a random 16-bit quantized LSTM(128) -> Dense(1) with L = 16, 1 channel (the
 paper's best network) with each accumulator kind - ``exact``: wide enough to hold every product
 (as ``qlstm quantize`` chooses), ``narrow``: hls4ml's default ``ap_fixed<16,6>`` everywhere, whose
 products the C++ rounds one by one - compiles its C simulation (in a fresh cache, or in
@@ -47,7 +47,7 @@ def working_set_bytes(fw, chunk: int) -> int:
 def bench_model(args, accum: str, np) -> dict:
     import tracemalloc
 
-    from qlstm.firmware_sim.examples import random_model, uniform_quantisation
+    from qlstm.firmware_sim.examples import random_model, uniform_quantization
     from qlstm.firmware_sim.simulate import Firmware
     from qlstm.fixedpoint import FixedType
     from qlstm.hls.csim import build_csim
@@ -56,9 +56,9 @@ def bench_model(args, accum: str, np) -> dict:
     n_cs = min(n, args.csim_windows or n)
     integer = 6
     acc = None if accum == "exact" else FixedType(args.bits, integer)
-    q = uniform_quantisation(1, width=args.bits, integer=integer, accum=acc)
+    q = uniform_quantization(1, width=args.bits, integer=integer, accum=acc)
     desc, w = random_model(
-        (args.cell,), (args.units,), history=args.history, channels=1, horizon=1, quantisation=q,
+        (args.cell,), (args.units,), history=args.history, channels=1, horizon=1, quantization=q,
         weight_range=0.25, seed=0,
     )  # fmt: skip
     x = np.random.default_rng(1).uniform(0.0, 1.0, size=(n, args.history, 1))
@@ -142,11 +142,11 @@ def bench_model(args, accum: str, np) -> dict:
 def bench_predict(args, np, tmp: Path) -> tuple[bool, float]:
     """Whole `qlstm predict` processes, firmware vs csim, on the compact model."""
     from qlstm.description import save
-    from qlstm.firmware_sim.examples import random_model, uniform_quantisation
+    from qlstm.firmware_sim.examples import random_model, uniform_quantization
     from qlstm.hls.csim import build_csim
 
-    q = uniform_quantisation(1, width=8, integer=3)
-    desc, w = random_model(("lstm",), (16,), history=16, horizon=4, quantisation=q, weight_range=0.5, seed=2)
+    q = uniform_quantization(1, width=8, integer=3)
+    desc, w = random_model(("lstm",), (16,), history=16, horizon=4, quantization=q, weight_range=0.5, seed=2)
     run, xf = tmp / "compact_qrun", tmp / "x.npy"
     save(run, desc, w)
     np.save(xf, np.random.default_rng(3).uniform(0.0, 1.0, size=(args.predict_windows, 16, 1)))

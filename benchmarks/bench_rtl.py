@@ -8,7 +8,7 @@ wall time of every step. The reference measured in the same run is firmware_sim 
 windows: the RTL simulation's throughput is printed as a ratio to it.
 
 Models: ``default`` is the run-default shape, LSTM(32), L = 16, k = 4, 8 bits (QAT types); give
-``--run QRUN_DIR`` to use a trained quantised run (e.g. ``qlstm run --to quantize``), otherwise
+``--run QRUN_DIR`` to use a trained quantized run (e.g. ``qlstm run --to quantize``), otherwise
 random weights in +-0.3 with qlstm's type policy are used and the output says so. ``paper`` is
 LSTM(128), L = 16, k = 8 at 8 bits (random weights, policy types).
 
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         default="default",
         help="matrix: 4-cell LSTM/GRU/stacked at 6, 8, 16 bits in Verilator (bit-exactness only)",
     )
-    p.add_argument("--run", type=Path, help="a trained quantised run for the default model")
+    p.add_argument("--run", type=Path, help="a trained quantized run for the default model")
     p.add_argument("--bits", type=int, default=8)
     p.add_argument("--pipeline", type=float, default=8.0, help="da4ml latency cutoff (default 8)")
     p.add_argument("--target", default="zynq7045")

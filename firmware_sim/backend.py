@@ -1,4 +1,4 @@
-"""The ``firmware`` backend of ``qlstm predict``: the bit-exact simulation of a quantised run.
+"""The ``firmware`` backend of ``qlstm predict``: the bit-exact simulation of a quantized run.
 
 ``predict(run_dir, x)`` returns exactly what the compiled hls4ml C simulation of the run returns
 (the network output type converted to double); ``trace(run_dir, x)`` returns every
@@ -20,14 +20,14 @@ from .simulate import Firmware
 
 
 def load_firmware(run_dir: Path, config: HlsConfig | None = None) -> Firmware:
-    """The firmware of a quantised run folder (``model.json`` + ``weights.npz``), built with the
+    """The firmware of a quantized run folder (``model.json`` + ``weights.npz``), built with the
     hls project's implementation ``options`` (io_type, strategy, reuse, static, backend; default
     hls4ml's: io_parallel, latency, reuse factor 1)."""
     run_dir = Path(run_dir)
     desc, weights = description.load(run_dir)
-    if not desc.quantised:
+    if not desc.quantized:
         raise QlstmError(
-            f"{run_dir}: not a quantised run; the firmware backend needs the output of `qlstm quantize`"
+            f"{run_dir}: not a quantized run; the firmware backend needs the output of `qlstm quantize`"
         )
     return Firmware(desc, weights, config)
 

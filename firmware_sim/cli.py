@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "firmware",
         help="bit-exact firmware simulation: trace and deviation check",
         description=(
-            "Simulate the hls4ml firmware of a quantised run bit for bit (the same numbers as the "
+            "Simulate the hls4ml firmware of a quantized run bit for bit (the same numbers as the "
             "compiled C simulation, vectorised over windows): check its deviation from float, or trace it."
         ),
     )
@@ -35,11 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Run the firmware simulation and the float64 network (same weights) on the windows; print per "
             "tensor the largest deviation in LSBs of its fixed-point type and where it occurs, and every "
-            "quantisation point that overflowed (count, time steps, first window and step)."
+            "quantization point that overflowed (count, time steps, first window and step)."
         ),
     )
     c.add_argument(
-        "run_dir", metavar="QRUN_DIR", type=Path, help="quantised run folder (qlstm quantize output)"
+        "run_dir", metavar="QRUN_DIR", type=Path, help="quantized run folder (qlstm quantize output)"
     )
     _add_inputs(c)
     c.add_argument("--stride", type=int, default=1, help="window stride with --data (default 1)")
@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument(
         "--fail-on-overflow",
         action="store_true",
-        help="exit with status 1 if any quantisation point overflowed",
+        help="exit with status 1 if any quantization point overflowed",
     )
     c.set_defaults(func=run_check)
 
@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     t.add_argument(
-        "run_dir", metavar="QRUN_DIR", type=Path, help="quantised run folder (qlstm quantize output)"
+        "run_dir", metavar="QRUN_DIR", type=Path, help="quantized run folder (qlstm quantize output)"
     )
     t.add_argument("--inputs", type=Path, required=True, help="(N, L, C) normalised windows, .npy")
     t.add_argument("--out", type=Path, required=True, help="output .npz file")
@@ -131,9 +131,9 @@ def run_check(args: argparse.Namespace) -> int:
     from .simulate import Firmware
 
     desc, weights = description.load(args.run_dir)
-    if not desc.quantised:
+    if not desc.quantized:
         raise QlstmError(
-            f"{args.run_dir}: not a quantised run; `qlstm firmware` needs the output of `qlstm quantize`"
+            f"{args.run_dir}: not a quantized run; `qlstm firmware` needs the output of `qlstm quantize`"
         )
     if args.stride < 1:
         raise QlstmError(f"--stride {args.stride} must be >= 1")

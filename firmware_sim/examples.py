@@ -1,6 +1,6 @@
-"""Random quantised models for tests and benchmarks (weights on their grids, chosen types).
+"""Random quantized models for tests and benchmarks (weights on their grids, chosen types).
 
-:func:`random_model` builds a :class:`~qlstm.description.ModelDescription` with a quantisation
+:func:`random_model` builds a :class:`~qlstm.description.ModelDescription` with a quantization
 and weights drawn uniformly within ``weight_range`` and rounded to the weight types' grids; it is
 what the bit-exactness tests and ``benchmarks/bench_firmware.py`` feed to both the simulator and
 the compiled C simulation. Nothing here is trained: use a real run folder for realistic models.
@@ -15,7 +15,7 @@ from qlstm.description import (
     DenseQuant,
     ModelDescription,
     Normalisation,
-    Quantisation,
+    Quantization,
     RecurrentLayer,
     RecurrentQuant,
     TableSpec,
@@ -23,7 +23,7 @@ from qlstm.description import (
 from qlstm.fixedpoint import FixedType
 
 
-def uniform_quantisation(
+def uniform_quantization(
     n_layers: int,
     *,
     width: int = 16,
@@ -33,7 +33,7 @@ def uniform_quantisation(
     table: TableSpec | None = None,
     rounding: str = "AP_TRN",
     overflow: str = "AP_WRAP",
-) -> Quantisation:
+) -> Quantization:
     """One type ``ap_fixed<width, integer, rounding, overflow>`` everywhere, unless overridden.
 
     The default accumulator keeps every product exact (``2 * frac`` fractional bits) and is as
@@ -48,7 +48,7 @@ def uniform_quantisation(
     lq = RecurrentQuant(
         weight=t, recurrent_weight=t, bias=t, recurrent_bias=t, accum=accum, state=state, table=table
     )
-    return Quantisation(
+    return Quantization(
         input=t,
         layers=tuple(lq for _ in range(n_layers)),
         dense=DenseQuant(weight=t, bias=t, accum=accum, result=t),
@@ -64,24 +64,24 @@ def random_model(
     history: int = 8,
     channels: int = 1,
     horizon: int = 1,
-    quantisation: Quantisation | None = None,
+    quantization: Quantization | None = None,
     weight_range: float = 0.5,
     seed: int = 0,
 ) -> tuple[ModelDescription, dict[str, np.ndarray]]:
-    """A quantised model with random weights on the grids of ``quantisation`` (default 16 bits)."""
+    """A quantized model with random weights on the grids of ``quantization`` (default 16 bits)."""
     arch = Architecture(
         input_channels=channels,
         history=history,
         horizon=horizon,
         layers=tuple(RecurrentLayer(c, u) for c, u in zip(cells, units, strict=True)),
     )
-    q = quantisation or uniform_quantisation(len(cells))
+    q = quantization or uniform_quantization(len(cells))
     norm = Normalisation(
         lo=tuple(0.0 for _ in range(channels)),
         hi=tuple(1.0 for _ in range(channels)),
         channel_names=tuple(f"ch{i}" for i in range(channels)),
     )
-    desc = ModelDescription(architecture=arch, normalisation=norm, quantisation=q)
+    desc = ModelDescription(architecture=arch, normalisation=norm, quantization=q)
     rng = np.random.default_rng(seed)
     weights: dict[str, np.ndarray] = {}
     for name, shape in arch.weight_shapes().items():

@@ -86,7 +86,7 @@ class OverflowEntry:
 
 
 class Recorder:
-    """Collects overflow events per named quantisation point (used by ``qlstm firmware check``)."""
+    """Collects overflow events per named quantization point (used by ``qlstm firmware check``)."""
 
     def __init__(self) -> None:
         self.entries: dict[str, OverflowEntry] = {}

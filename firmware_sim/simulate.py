@@ -122,7 +122,7 @@ class Run:
 
     ``y`` (N, k) float64 and ``y_m`` its mantissas (``types["head"]``). With ``trace``,
     ``mantissas[name]`` holds every intermediate (see :meth:`Firmware.trace_names`) and
-    ``types[name]`` its fixed-point type. With ``record``, ``overflows`` lists every quantisation
+    ``types[name]`` its fixed-point type. With ``record``, ``overflows`` lists every quantization
     point that hit its overflow mode.
     """
 
@@ -138,7 +138,7 @@ class Run:
 
 
 class Firmware:
-    """The firmware of a quantised description, ready to simulate batches of windows.
+    """The firmware of a quantized description, ready to simulate batches of windows.
 
     The implementation options are those of the hls4ml project (``qlstm hls``), one
     :class:`qlstm.hls_config.HlsConfig` (core type; default: hls4ml's io_parallel, latency, reuse
@@ -155,10 +155,10 @@ class Firmware:
         weights: dict[str, np.ndarray],
         config: HlsConfig | None = None,
     ) -> None:
-        q = desc.quantisation
+        q = desc.quantization
         if q is None:
             raise QlstmError(
-                "the model is not quantised: the firmware simulation needs a quantised run (qlstm quantize)"
+                "the model is not quantized: the firmware simulation needs a quantized run (qlstm quantize)"
             )
         check_weights(desc, weights)
         cfg = HlsConfig() if config is None else config

@@ -1,4 +1,4 @@
-"""The ``csim`` backend of ``qlstm predict``: the compiled hls4ml C simulation of a quantised run.
+"""The ``csim`` backend of ``qlstm predict``: the compiled hls4ml C simulation of a quantized run.
 
 The first call for a run compiles the C simulation (seconds to minutes, with g++); later calls,
 in any process, load it from the content-hash cache (see :mod:`qlstm.hls.csim`). The part and
@@ -39,7 +39,7 @@ def project_config(project_dir: Path, desc: description.ModelDescription | None 
 
 
 def load_csim(run_dir: Path, config: HlsConfig | None = None) -> CSim:
-    """The C simulation of the quantised run in ``run_dir`` with ``config`` (compiled once, then cached)."""
+    """The C simulation of the quantized run in ``run_dir`` with ``config`` (compiled once, then cached)."""
     desc, weights = description.load(Path(run_dir))
     return build_csim(desc, weights, config)
 

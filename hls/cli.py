@@ -1,4 +1,4 @@
-"""``qlstm hls``: generate an hls4ml project (and its C simulation) for a quantised run."""
+"""``qlstm hls``: generate an hls4ml project (and its C simulation) for a quantized run."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "hls",
         help="generate an hls4ml project and its C simulation",
         description=(
-            "Generate a complete hls4ml Vivado/Vitis HLS project for a quantised run: every fixed-point "
+            "Generate a complete hls4ml Vivado/Vitis HLS project for a quantized run: every fixed-point "
             "type from the run's model description (checked in the generated headers), build_prj.tcl "
             "with the part and clock, and tb_data/ filled with held-out windows and the C simulation's "
             "outputs, so csim and cosim run unchanged. The C simulation is compiled with g++ once per "
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument(
-        "run_dir", metavar="QRUN_DIR", type=Path, help="quantised run folder (from qlstm quantize)"
+        "run_dir", metavar="QRUN_DIR", type=Path, help="quantized run folder (from qlstm quantize)"
     )
     where = p.add_mutually_exclusive_group()
     where.add_argument(
@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         default=None,
         help="also run the C simulation on held-out windows (see --csim-windows): csim_predictions.npy, "
-        "its RMSE and the quantised model's on the same windows",
+        "its RMSE and the quantized model's on the same windows",
     )
     p.add_argument(
         "--csim-windows",
@@ -150,14 +150,14 @@ def run(args: argparse.Namespace) -> int:
         line = f"  C simulation on {c['windows']} of {c['of_windows']} windows -> {out / c['predictions']}"
         if "rmse" in c:
             line += f"; RMSE {c['rmse']:.6g}"
-        if "rmse_ratio_to_quantised" in c:
-            line += f" ({c['rmse_ratio_to_quantised']:.4f} x the quantised model's {c['quantised_model_rmse']:.6g})"
+        if "rmse_ratio_to_quantized" in c:
+            line += f" ({c['rmse_ratio_to_quantized']:.4f} x the quantized model's {c['quantized_model_rmse']:.6g})"
         print(line)
         same = (
             "identical"
-            if c["identical_to_quantised"]
-            else f"max {c['max_abs_diff_to_quantised_lsb']:g} LSB apart"
+            if c["identical_to_quantized"]
+            else f"max {c['max_abs_diff_to_quantized_lsb']:g} LSB apart"
         )
-        how = c.get("quantised_simulated_with", "firmware_sim")
-        print(f"  C simulation vs the quantised model ({how}) on the same windows: {same}")
+        how = c.get("quantized_simulated_with", "firmware_sim")
+        print(f"  C simulation vs the quantized model ({how}) on the same windows: {same}")
     return 0

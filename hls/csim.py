@@ -1,6 +1,6 @@
-"""The compiled hls4ml C simulation of a quantised model: the oracle the rest is tested against.
+"""The compiled hls4ml C simulation of a quantized model: the oracle the rest is tested against.
 
-:func:`build_csim` writes the hls4ml project of a quantised description, compiles its C
+:func:`build_csim` writes the hls4ml project of a quantized description, compiles its C
 simulation with g++ (the ``build_lib.sh`` that hls4ml's ``compile()`` runs) and returns a
 :class:`CSim` whose :meth:`CSim.predict` and :meth:`CSim.trace` call the compiled library through
 ctypes, exactly as ``ModelGraph.predict`` / ``ModelGraph.trace`` do (inputs converted from double
@@ -8,7 +8,7 @@ to the input type inside the C++, outputs converted back to double).
 
 Compiled libraries are cached by content hash under ``$QLSTM_CACHE/csim`` (default
 ``~/.cache/qlstm/csim``). The key covers what decides the generated C++: the architecture and the
-quantisation of the description (not its data provenance or normalisation, which the firmware
+quantization of the description (not its data provenance or normalisation, which the firmware
 never sees), the exact weights, the :class:`~qlstm.hls_config.HlsConfig`, the hls4ml version,
 the g++ version and this module's format number. The FPGA part and clock are not in the key:
 they do not change the C++ of the kernels, so every target shares one compiled simulation.
@@ -79,9 +79,9 @@ def _gxx_version(path: str) -> str:
 
 
 def firmware_fingerprint(desc: ModelDescription) -> str:
-    """sha256 of what decides the firmware: architecture and quantisation (not data provenance)."""
+    """sha256 of what decides the firmware: architecture and quantization (not data provenance)."""
     d = desc.to_dict()
-    keep = {"architecture": d["architecture"], "quantisation": d["quantisation"]}
+    keep = {"architecture": d["architecture"], "quantization": d["quantization"]}
     keep["architecture"].pop("dropout", None)  # training only
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
 
@@ -346,16 +346,16 @@ def build_csim(
     clock_ns: float = DEFAULT_CLOCK_NS,
     out_dir: Path | None = None,
 ) -> CSim:
-    """Compile (or load from the cache) the C simulation of a quantised description.
+    """Compile (or load from the cache) the C simulation of a quantized description.
 
     ``CSim.project_dir`` is the compiled hls4ml project in the cache; with ``out_dir`` its sources
     are also copied there for inspection (the folder must not exist or be empty; the library
     stays in the cache, where it reads its weights). Every precision comes from
-    ``desc.quantisation``; the generated headers are checked against it before compiling.
+    ``desc.quantization``; the generated headers are checked against it before compiling.
     """
-    if desc.quantisation is None:
+    if desc.quantization is None:
         raise QlstmError(
-            "the model is not quantised; run `qlstm quantize` first (hls needs fixed-point types)"
+            "the model is not quantized; run `qlstm quantize` first (hls needs fixed-point types)"
         )
     check_weights(desc, weights)
     opts = HlsConfig() if config is None else config

@@ -19,7 +19,7 @@ Layout and gate order (checked against ``hls4ml/converters/pytorch/recurrent.py`
 Layer names in the generated project are ``x`` (input), ``rnn0``, ``rnn1``, ... and ``head``,
 the same names as the description's weight keys, so traces read naturally.
 
-No precision is given a model-wide default: a quantisation point missing here makes hls4ml
+No precision is given a model-wide default: a quantization point missing here makes hls4ml
 raise instead of silently using ``ap_fixed<16,6>``.
 """
 
@@ -110,13 +110,13 @@ def hls_config(
     trace: bool,
 ) -> dict[str, Any]:
     """The hls4ml configuration dict: every precision named per layer, no model-wide default."""
-    q = desc.quantisation
+    q = desc.quantization
     if q is None:
         raise QlstmError(
-            "the model is not quantised; run `qlstm quantize` first (hls needs fixed-point types)"
+            "the model is not quantized; run `qlstm quantize` first (hls needs fixed-point types)"
         )
     if len(q.layers) != len(desc.architecture.layers):
-        raise QlstmError("quantisation has a different number of layers than the architecture")
+        raise QlstmError("quantization has a different number of layers than the architecture")
     by_name: dict[str, Any] = {INPUT_NAME: {"Precision": {"result": _p(q.input)}, "Trace": trace}}
     for i, lq in enumerate(q.layers):
         by_name[rnn_name(i)] = {
@@ -203,7 +203,7 @@ _TYPEDEF_RE = re.compile(r"^\s*typedef\s+(?P<type>[^;]+?)\s+(?P<name>\w+)\s*;", 
 
 def expected_layer_types(desc: ModelDescription) -> dict[str, dict[str, tuple[FixedType, ...] | FixedType]]:
     """For each hls4ml layer: the description's type of every role the kernels use."""
-    q = desc.quantisation
+    q = desc.quantization
     assert q is not None
     out: dict[str, dict[str, Any]] = {INPUT_NAME: {"result": q.input}}
     for i, lq in enumerate(q.layers):

@@ -10,9 +10,9 @@ simulation, the test bench) plus:
 * ``tb_data/tb_output_predictions.dat`` - the C simulation's outputs for those windows, so
   ``csim_design`` and ``cosim_design`` run unchanged and their logs can be diffed exactly;
 * ``qlstm_hls.json`` - target (part, clock, device resources), options, the type of every
-  quantisation point, and where the numbers came from;
+  quantization point, and where the numbers came from;
 * with ``--csim``: ``csim_predictions.npy`` on up to ``--csim-windows`` held-out windows, their
-  RMSE and the quantised model's on the same windows.
+  RMSE and the quantized model's on the same windows.
 
 The C simulation itself is compiled once per model and options in the content-hash cache
 (:mod:`qlstm.hls.csim`); the project's ``firmware/`` sources are checked to be identical to the
@@ -66,7 +66,7 @@ def firmware_sha256(project_dir: Path) -> str:
 
 # ====================================================================== windows
 def heldout_windows(run_dir: Path) -> tuple[np.ndarray, np.ndarray, str]:
-    """The test-split windows x (N, L, C) and targets y (N, k) of a quantised run: its float
+    """The test-split windows x (N, L, C) and targets y (N, k) of a quantized run: its float
     parent's ``windows.npz`` read through :mod:`qlstm.runs`, as float64.
 
     Raises QlstmError (suggesting ``--tb-inputs``) when there is no parent, no saved windows or
@@ -106,7 +106,7 @@ def load_inputs(path: Path, desc: ModelDescription) -> np.ndarray:
 def testbench_inputs(x: np.ndarray, desc: ModelDescription, count: int) -> tuple[np.ndarray, np.ndarray]:
     """``count`` windows spread over ``x``, on the input grid and exact in float32 (see module doc)."""
     idx = np.unique(np.linspace(0, len(x) - 1, num=min(count, len(x))).round().astype(int))
-    q = desc.quantisation.input  # type: ignore[union-attr]
+    q = desc.quantization.input  # type: ignore[union-attr]
     xt = q.quantize(x[idx]).astype(np.float32).astype(np.float64)
     return xt, idx
 
@@ -144,14 +144,14 @@ def generate(
     csim_windows: int = 5000,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Write the project folder ``out`` for the quantised run ``run_dir``; return its metadata."""
+    """Write the project folder ``out`` for the quantized run ``run_dir``; return its metadata."""
     run_dir, out = Path(run_dir), Path(out)
     if not run_dir.is_dir():
         raise QlstmError(f"{run_dir}: run folder not found")
     desc, weights = description.load(run_dir)
-    if desc.quantisation is None:
+    if desc.quantization is None:
         raise QlstmError(
-            f"{run_dir}: not a quantised run (no quantisation in model.json); run qlstm quantize"
+            f"{run_dir}: not a quantized run (no quantization in model.json); run qlstm quantize"
         )
     if not (isinstance(tb_count, int) and tb_count >= 1):
         raise QlstmError(f"--tb-count must be an integer >= 1, got {tb_count!r}")
@@ -192,7 +192,7 @@ def generate(
             "indices": idx.tolist(),
             "inputs": TB_INPUTS,
             "expected_outputs": TB_OUTPUTS,
-            "expected_from": "C simulation (inputs quantised to the input type, exact in float32)",
+            "expected_from": "C simulation (inputs quantized to the input type, exact in float32)",
         },
         "csim": {"cache_key": sim.key, "library": str(sim.lib_path)},
     }
@@ -229,7 +229,7 @@ def _evaluate(
     opts: HlsConfig,
 ) -> dict[str, Any]:
     """The C simulation on up to ``limit`` held-out windows (spread over the set), its RMSE, and
-    the quantised model (the bit-exact ``firmware_sim`` forward, ``qlstm predict --backend
+    the quantized model (the bit-exact ``firmware_sim`` forward, ``qlstm predict --backend
     firmware``) on the same windows, simulated with the project's own options ``opts`` (the
     resource strategy's summation order changes the numbers of a saturating accumulator)."""
     from qlstm.firmware_sim.simulate import Firmware
@@ -241,14 +241,14 @@ def _evaluate(
     # firmware of its other options (and says so)
     simulated = opts if opts.io_type == "io_parallel" else replace(opts, io_type="io_parallel")
     quant = Firmware(sim.desc, weights, simulated).predict(xs)
-    agree = runs.compare(pred, quant, sim.desc.quantisation.dense.result.lsb)  # type: ignore[union-attr]
+    agree = runs.compare(pred, quant, sim.desc.quantization.dense.result.lsb)  # type: ignore[union-attr]
     res: dict[str, Any] = {
         "windows": len(idx),
         "of_windows": len(x),
         "_predictions": pred,
-        "max_abs_diff_to_quantised_lsb": agree.max_diff_lsb,
-        "identical_to_quantised": agree.bit_exact,
-        "quantised_simulated_with": f"firmware_sim, {opts.strategy} strategy, reuse factor {opts.reuse_factor}"
+        "max_abs_diff_to_quantized_lsb": agree.max_diff_lsb,
+        "identical_to_quantized": agree.bit_exact,
+        "quantized_simulated_with": f"firmware_sim, {opts.strategy} strategy, reuse factor {opts.reuse_factor}"
         + ("" if simulated is opts else f", io_parallel (the project is {opts.io_type})"),
     }
     if y is None:
@@ -257,9 +257,9 @@ def _evaluate(
     res["metrics"] = m.to_dict()
     res["rmse"] = m.rmse
     res["rmse_per_step"] = list(m.rmse_per_step)
-    res["quantised_model_rmse"] = mq.rmse
+    res["quantized_model_rmse"] = mq.rmse
     if mq.rmse > 0:
-        res["rmse_ratio_to_quantised"] = m.rmse / mq.rmse
+        res["rmse_ratio_to_quantized"] = m.rmse / mq.rmse
     return res
 
 

@@ -1,6 +1,6 @@
-"""Small quantised models for tests and benchmarks (no training needed).
+"""Small quantized models for tests and benchmarks (no training needed).
 
-:func:`random_model` makes a valid quantised :class:`~qlstm.description.ModelDescription` and
+:func:`random_model` makes a valid quantized :class:`~qlstm.description.ModelDescription` and
 weights lying exactly on their fixed-point grids, at a chosen width, so the C simulation and the
 firmware simulator can be compared on any architecture without running ``train``/``quantize``.
 The types deliberately mix rounding and overflow modes, so a simulator that ignores one of them
@@ -18,7 +18,7 @@ from qlstm.description import (
     DenseQuant,
     ModelDescription,
     Normalisation,
-    Quantisation,
+    Quantization,
     RecurrentLayer,
     RecurrentQuant,
     TableSpec,
@@ -45,7 +45,7 @@ def layer_quant(bits: int, table_size: int | None = None) -> RecurrentQuant:
     )
 
 
-def quantisation(n_layers: int, bits: int, table_size: int | None = None) -> Quantisation:
+def quantization(n_layers: int, bits: int, table_size: int | None = None) -> Quantization:
     if bits >= 32:
         wide = FixedType(32, 12, True, "AP_RND_CONV", "AP_SAT")
         dense = DenseQuant(wide, wide, wide, wide)
@@ -58,7 +58,7 @@ def quantisation(n_layers: int, bits: int, table_size: int | None = None) -> Qua
             result=FixedType(bits, 2, True, "AP_RND_CONV", "AP_SAT"),
         )
         inp = FixedType(bits, 1, False, "AP_RND_CONV", "AP_SAT")  # normalised inputs lie in [0, 1]
-    return Quantisation(
+    return Quantization(
         input=inp,
         layers=tuple(layer_quant(bits, table_size) for _ in range(n_layers)),
         dense=dense,
@@ -79,7 +79,7 @@ def random_model(
     scale: float = 0.5,
     table_size: int | None = None,
 ) -> tuple[ModelDescription, dict[str, np.ndarray]]:
-    """A quantised description and weights on its grids; weights ~ N(0, scale^2/fan_in)."""
+    """A quantized description and weights on its grids; weights ~ N(0, scale^2/fan_in)."""
     arch = Architecture(
         input_channels=channels,
         history=history,
@@ -89,8 +89,8 @@ def random_model(
     norm = Normalisation(
         lo=(0.0,) * channels, hi=(1.0,) * channels, channel_names=tuple(f"ch{i}" for i in range(channels))
     )
-    q = quantisation(len(arch.layers), bits, table_size)
-    desc = ModelDescription(arch, norm).with_quantisation(q)
+    q = quantization(len(arch.layers), bits, table_size)
+    desc = ModelDescription(arch, norm).with_quantization(q)
     rng = np.random.default_rng(seed)
     weights: dict[str, np.ndarray] = {}
     for name, shape in arch.weight_shapes().items():

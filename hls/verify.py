@@ -104,7 +104,7 @@ class _Checker:
 
 
 def check_project_types(project_dir: Path, desc: ModelDescription) -> dict[str, str]:
-    """Compare every C++ type of the project with ``desc``; return ``{quantisation point: C++ name}``.
+    """Compare every C++ type of the project with ``desc``; return ``{quantization point: C++ name}``.
 
     Raises :class:`ProjectTypeError` listing every mismatch.
     """
@@ -154,7 +154,7 @@ def check_project_types(project_dir: Path, desc: ModelDescription) -> dict[str, 
             c.member(f"{name}.{wrole} ({mult})", mult, "weight_t", w[wrole])
             c.member(f"{name}.{brole} ({mult})", mult, "bias_t", w[brole])
             c.member(f"{name}.accum ({mult})", mult, "accum_t", w["accum"])
-        table = desc.quantisation.layers[i].table  # type: ignore[union-attr]
+        table = desc.quantization.layers[i].table  # type: ignore[union-attr]
         for act in ("ACT_CONFIG_" + layer.cell.upper(), "ACT_CONFIG_T"):
             act_cfg = s["typedefs"].get(act)
             if act_cfg is None:
@@ -182,7 +182,7 @@ def check_project_types(project_dir: Path, desc: ModelDescription) -> dict[str, 
             continue
         if _INDEX_RE.match(tname) and ttext == "ap_uint<1>":
             continue  # index type of compressed dense products; unused here
-        c.errors.append(f"defines.h has {tname} = {ttext}, which no quantisation point accounts for")
+        c.errors.append(f"defines.h has {tname} = {ttext}, which no quantization point accounts for")
     if c.errors:
         raise ProjectTypeError(
             f"{project_dir}: generated types differ from the description: " + "; ".join(c.errors)

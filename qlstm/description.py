@@ -1,8 +1,8 @@
 """The model description: the single, self-describing input of every stage after training.
 
 A run folder holds ``model.json`` (this description) beside ``weights.npz``. The description
-says what the network is (architecture), how its inputs were normalised, and - for a quantised
-run - the fixed-point type of every quantisation point *as the hls4ml firmware computes it*.
+says what the network is (architecture), how its inputs were normalised, and - for a quantized
+run - the fixed-point type of every quantization point *as the hls4ml firmware computes it*.
 ``firmware_sim/`` and the generated hls4ml C++ are built from nothing else (``hls/`` also reads
 the held-out windows for its test bench, through :mod:`qlstm.runs`); ``quantize/`` writes it.
 
@@ -19,7 +19,7 @@ key                    shape            meaning
 ``head.bias``          (k,)
 =====================  ===============  ==========================================
 
-with ``G = 4`` for LSTM and ``3`` for GRU. In a quantised run every array lies exactly on the
+with ``G = 4`` for LSTM and ``3`` for GRU. In a quantized run every array lies exactly on the
 grid of its fixed-point type (float64 values ``mantissa * 2**-frac``).
 
 The hls4ml LSTM/GRU kernels (``nnet_recurrent.h``, static variant) fix the dataflow these
@@ -51,7 +51,10 @@ from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
 from qlstm.io import atomic_write_bytes, atomic_write_text
 
-FORMAT = "qlstm-model/1"
+FORMAT = "qlstm-model/2"
+#: Formats still read, and the key renames that bring them to :data:`FORMAT`: qlstm-model/1
+#: spelt the quantization section with an s (written by qlstm before 2026-11-30).
+OLD_FORMATS = {"qlstm-model/1": {"quantisation": "quantization"}}
 DESCRIPTION_FILE = "model.json"
 WEIGHTS_FILE = "weights.npz"
 
@@ -222,7 +225,7 @@ class Normalisation:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-# ====================================================================== quantisation
+# ====================================================================== quantization
 @dataclass(frozen=True)
 class TableSpec:
     """A sigmoid/tanh lookup table of hls4ml: ``size`` entries stored as ``type``."""
@@ -271,7 +274,7 @@ class AlarmQuant:
     counter: FixedType
 
     @classmethod
-    def default_for(cls, q: Quantisation) -> AlarmQuant:
+    def default_for(cls, q: Quantization) -> AlarmQuant:
         """Types for a run whose description has none (the one place they are derived).
 
         The residual keeps every fractional bit of the input and output types (the difference
@@ -291,8 +294,8 @@ class AlarmQuant:
 
 
 @dataclass(frozen=True)
-class Quantisation:
-    """Every quantisation point of the firmware dataflow."""
+class Quantization:
+    """Every quantization point of the firmware dataflow."""
 
     input: FixedType
     layers: tuple[RecurrentQuant, ...]
@@ -342,22 +345,22 @@ class Quantisation:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Quantisation:
-        _check_keys(cls, d, "quantisation")
+    def from_dict(cls, d: dict[str, Any]) -> Quantization:
+        _check_keys(cls, d, "quantization")
 
         def ft(v: Any) -> FixedType:
             return FixedType.from_ap(v)
 
         def rq(x: dict[str, Any]) -> RecurrentQuant:
-            _check_keys(RecurrentQuant, x, "quantisation.layers[]")
+            _check_keys(RecurrentQuant, x, "quantization.layers[]")
             t = x["table"]
-            _check_keys(TableSpec, t, "quantisation.layers[].table")
+            _check_keys(TableSpec, t, "quantization.layers[].table")
             return RecurrentQuant(
                 **{k: ft(v) for k, v in x.items() if k != "table"},
                 table=TableSpec(int(t["size"]), ft(t["type"])),
             )
 
-        _check_keys(DenseQuant, d["dense"], "quantisation.dense")
+        _check_keys(DenseQuant, d["dense"], "quantization.dense")
         return cls(
             input=ft(d["input"]),
             layers=tuple(rq(x) for x in d["layers"]),
@@ -371,7 +374,7 @@ class Quantisation:
 def _alarm_from_dict(d: dict[str, Any] | None) -> AlarmQuant | None:
     if d is None:
         return None
-    _check_keys(AlarmQuant, d, "quantisation.alarm")
+    _check_keys(AlarmQuant, d, "quantization.alarm")
     return AlarmQuant(**{k: FixedType.from_ap(v) for k, v in d.items()})
 
 
@@ -393,20 +396,20 @@ class ModelDescription:
 
     architecture: Architecture
     normalisation: Normalisation
-    quantisation: Quantisation | None = None
+    quantization: Quantization | None = None
     #: Where the data came from (path as given, sha256) and the event split, for reports.
     data: dict[str, Any] = field(default_factory=dict)
     qlstm_version: str = __version__
     format: str = FORMAT
 
     @property
-    def quantised(self) -> bool:
-        return self.quantisation is not None
+    def quantized(self) -> bool:
+        return self.quantization is not None
 
-    def with_quantisation(self, q: Quantisation | None) -> ModelDescription:
+    def with_quantization(self, q: Quantization | None) -> ModelDescription:
         if q is not None and len(q.layers) != len(self.architecture.layers):
-            raise QlstmError("quantisation has a different number of layers than the architecture")
-        return replace(self, quantisation=q)
+            raise QlstmError("quantization has a different number of layers than the architecture")
+        return replace(self, quantization=q)
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -414,21 +417,24 @@ class ModelDescription:
             "qlstm_version": self.qlstm_version,
             "architecture": asdict(self.architecture),
             "normalisation": asdict(self.normalisation),
-            "quantisation": None if self.quantisation is None else self.quantisation.to_dict(),
+            "quantization": None if self.quantization is None else self.quantization.to_dict(),
             "data": self.data,
         }
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "model description") -> ModelDescription:
-        if d.get("format") != FORMAT:
-            raise QlstmError(f"{where}: not a {FORMAT} file (format={d.get('format')!r})")
+        fmt = d.get("format")
+        if fmt in OLD_FORMATS:  # an older file: rename its keys, then read it as the current format
+            d = {OLD_FORMATS[fmt].get(k, k): v for k, v in d.items()} | {"format": FORMAT}
+        elif fmt != FORMAT:
+            raise QlstmError(f"{where}: not a {FORMAT} file (format={fmt!r})")
         _check_keys(cls, d, where)
-        q = d.get("quantisation")
+        q = d.get("quantization")
         return cls(
             architecture=Architecture.from_dict(d["architecture"]),
             normalisation=Normalisation.from_dict(d["normalisation"]),
-            quantisation=None if q is None else Quantisation.from_dict(q),
+            quantization=None if q is None else Quantization.from_dict(q),
             data=d.get("data", {}),
             qlstm_version=d.get("qlstm_version", "?"),
         )
@@ -484,7 +490,7 @@ def load(run_dir: Path) -> tuple[ModelDescription, dict[str, np.ndarray]]:
 
 def check_weights(desc: ModelDescription, weights: dict[str, np.ndarray], where: str = "weights") -> None:
     """Check that ``weights`` are exactly the arrays ``desc`` needs: the names and shapes of
-    :meth:`Architecture.weight_shapes`, finite, and (for a quantised description) every value on
+    :meth:`Architecture.weight_shapes`, finite, and (for a quantized description) every value on
     the grid of its ``ap_fixed`` type, so a stage never computes with weights the firmware could
     not hold. Raises QlstmError naming ``where`` and the first offending array."""
     expected = desc.architecture.weight_shapes()
@@ -498,7 +504,7 @@ def check_weights(desc: ModelDescription, weights: dict[str, np.ndarray], where:
             raise QlstmError(f"{where}: {k} has shape {np.shape(weights[k])}, expected {shape}")
         if not np.all(np.isfinite(weights[k])):
             raise QlstmError(f"{where}: {k} holds NaN or inf")
-    q = desc.quantisation
+    q = desc.quantization
     if q is None:
         return
     for name in expected:

@@ -197,7 +197,7 @@ class FixedType:
 
     # ------------------------------------------------------------------ conversions
     def to_int(self, x: np.ndarray | float) -> np.ndarray:
-        """Quantise real values to mantissas with this type's rounding and overflow modes.
+        """Quantize real values to mantissas with this type's rounding and overflow modes.
 
         Real inputs are first represented exactly as float64 (53 bits); values are scaled by a
         power of two (exact) and then rounded, so the result equals ``(T) x`` in C++ for any
@@ -267,7 +267,7 @@ def _overflow(m: np.ndarray, t: FixedType) -> np.ndarray:
 def shift_round(m: np.ndarray, shift: int, rounding: str) -> np.ndarray:
     """``m * 2**-shift`` rounded to an integer with ``rounding`` (exact integer arithmetic).
 
-    ``shift <= 0`` multiplies exactly. This is the quantisation half of an ``ap_fixed`` cast.
+    ``shift <= 0`` multiplies exactly. This is the quantization half of an ``ap_fixed`` cast.
     """
     m = np.asarray(m, dtype=np.int64)
     if shift <= 0:

@@ -1,10 +1,10 @@
 """The network in float64 arithmetic, traced under the firmware's tensor names.
 
 The one float per-point reference of the model: the run's own weights, exact ``sigmoid``/``tanh``,
-no rounding anywhere. ``qlstm quantize`` profiles the range of every quantisation point on it
+no rounding anywhere. ``qlstm quantize`` profiles the range of every quantization point on it
 (:func:`qlstm.quantize.model.profile`), and ``qlstm firmware check`` compares every intermediate
 of the firmware with it, so the deviation measures what the firmware's arithmetic (accumulator
-widths, lookup tables, state types, overflow) does, separately from weight quantisation. Names
+widths, lookup tables, state types, overflow) does, separately from weight quantization. Names
 and layouts match :meth:`qlstm.firmware_sim.simulate.Firmware.trace_names` (gates in PyTorch
 order). It lives in the core because both stages use it.
 """

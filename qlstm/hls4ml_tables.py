@@ -25,7 +25,7 @@ Two float subtleties decide the last bits of a table entry:
   logged: the tables may then differ from the C simulation in rare entries.
 
 The float value is then converted to ``table_t`` exactly as ``ap_fixed_base(float)`` does:
-promoted to double (exact) and quantised with ``table_t``'s rounding and overflow modes, which is
+promoted to double (exact) and quantized with ``table_t``'s rounding and overflow modes, which is
 :meth:`qlstm.fixedpoint.FixedType.to_int` on the float64 value.
 """
 
@@ -114,7 +114,7 @@ def table_values(kind: Kind, size: int) -> np.ndarray:
 def _table_cached(kind: str, spec: TableSpec) -> np.ndarray:
     values = table_values(kind, spec.size)  # type: ignore[arg-type]
     # typename CONFIG_T::table_t real_val = sigmoid_fcn_float(in_val);
-    #   -> ap_fixed_base(float d) { *this = ap_fixed_base(double(d)); }: quantise the exact double
+    #   -> ap_fixed_base(float d) { *this = ap_fixed_base(double(d)); }: quantize the exact double
     out = spec.type.to_int(values.astype(np.float64))
     out.setflags(write=False)
     return out

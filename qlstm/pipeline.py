@@ -72,7 +72,7 @@ def step_train(cfg: RunConfig, run: Run) -> dict[str, Any]:
 def step_quantize(cfg: RunConfig, run: Run) -> dict[str, Any]:
     """Quantize the float run with ``cfg.quantize`` (its ``method`` is deployed), once more per
     ``report.compare_methods``, and sweep ``report.sweep`` widths (``report.sweep_methods``); returns the
-    quantised run folders, the deployed one and the sweep CSV (None without a sweep)."""
+    quantized run folders, the deployed one and the sweep CSV (None without a sweep)."""
     from qlstm.quantize import core
 
     q = cfg.quantize
@@ -94,7 +94,7 @@ def step_quantize(cfg: RunConfig, run: Run) -> dict[str, Any]:
 
 
 def step_export(cfg: RunConfig, run: Run) -> dict[str, Any]:
-    """ONNX of the float run and QONNX of the deployed quantised run, each executed and checked
+    """ONNX of the float run and QONNX of the deployed quantized run, each executed and checked
     against its reference before it is written (:func:`qlstm.export.api.export`)."""
     from qlstm.export.api import export
 
@@ -106,7 +106,7 @@ def step_export(cfg: RunConfig, run: Run) -> dict[str, Any]:
 
 
 def step_hls(cfg: RunConfig, run: Run) -> dict[str, Any]:
-    """The hls4ml project of the deployed quantised run for ``cfg.hls`` (target, HlsConfig
+    """The hls4ml project of the deployed quantized run for ``cfg.hls`` (target, HlsConfig
     options, test bench from the held-out windows, C simulation if ``hls.csim``) in
     ``hls/project``; its ``qlstm_hls.json`` records the options for the firmware step."""
     from qlstm.hls.project import generate
@@ -139,7 +139,7 @@ def step_firmware(cfg: RunConfig, run: Run) -> dict[str, Any]:
     cs = build_csim(desc, weights, project.config, part=project.part, clock_ns=project.clock_ns).predict(x)
     check = {
         "available": True,
-        **runs.compare(fw, cs, desc.quantisation.dense.result.lsb).to_dict(),
+        **runs.compare(fw, cs, desc.quantization.dense.result.lsb).to_dict(),
         "hls_options": project.config.to_dict(),
         "firmware_rmse": runs.rmse_metrics(fw, y).rmse,
         "csim_rmse": runs.rmse_metrics(cs, y).rmse,

@@ -300,7 +300,7 @@ class FloatMetrics:
 
 @dataclass(frozen=True)
 class QuantMetrics:
-    """``metrics.json`` of a quantised run: its test metrics and the float model's."""
+    """``metrics.json`` of a quantized run: its test metrics and the float model's."""
 
     test: Metrics
     float_test: Metrics
@@ -344,7 +344,7 @@ class FloatRun:
 
 @dataclass(frozen=True)
 class QuantRun:
-    """A quantised run folder written by ``qlstm quantize``."""
+    """A quantized run folder written by ``qlstm quantize``."""
 
     path: Path
 
@@ -356,7 +356,7 @@ class QuantRun:
 
     @property
     def parent(self) -> FloatRun:
-        """The float run this run was quantised from, as ``parent.json`` names it."""
+        """The float run this run was quantized from, as ``parent.json`` names it."""
         where = self.path / PARENT_FILE
         info = read_json(where)
         p = info.get("path")
@@ -365,7 +365,7 @@ class QuantRun:
         return open_float_run(Path(p), where=str(where))
 
     def heldout(self) -> HeldOut:
-        """The held-out windows of the float parent (the quantised run was fitted on them)."""
+        """The held-out windows of the float parent (the quantized run was fitted on them)."""
         return self.parent.heldout()
 
     @property
@@ -382,12 +382,12 @@ class QuantRun:
 
 
 def write_parent(stage: Path, parent: Path, fingerprint: str) -> None:
-    """``parent.json`` of a quantised run: the absolute path and fingerprint of its float run."""
+    """``parent.json`` of a quantized run: the absolute path and fingerprint of its float run."""
     write_json(Path(stage) / PARENT_FILE, {"path": str(Path(parent).resolve()), "fingerprint": fingerprint})
 
 
 def open_float_run(path: Path, where: str | None = None) -> FloatRun:
-    """A float run folder (model.json without quantisation); one QlstmError line otherwise."""
+    """A float run folder (model.json without quantization); one QlstmError line otherwise."""
     path = Path(path)
     tag = f"{where}: " if where else ""
     if not (path / MODEL_FILE).is_file():
@@ -396,19 +396,19 @@ def open_float_run(path: Path, where: str | None = None) -> FloatRun:
 
 
 def open_quant_run(path: Path) -> QuantRun:
-    """A quantised run folder; one QlstmError line when it is not one."""
+    """A quantized run folder; one QlstmError line when it is not one."""
     path = Path(path)
     if not path.is_dir():
         raise QlstmError(f"{path}: run folder not found")
-    if not description.load(path)[0].quantised:
-        raise QlstmError(f"{path}: not a quantised run (no quantisation in model.json); run qlstm quantize")
+    if not description.load(path)[0].quantized:
+        raise QlstmError(f"{path}: not a quantized run (no quantization in model.json); run qlstm quantize")
     return QuantRun(path.resolve())
 
 
 # ----------------------------------------------------------------------------- hls projects
 @dataclass(frozen=True)
 class HlsProject:
-    """``qlstm_hls.json`` of an hls project: the quantised run it was made from, its target and
+    """``qlstm_hls.json`` of an hls project: the quantized run it was made from, its target and
     its :class:`qlstm.hls_config.HlsConfig` (so other stages build the same C simulation)."""
 
     path: Path

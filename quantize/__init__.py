@@ -1,1 +1,1 @@
-"""Fixed-point quantisation with Brevitas (imported as ``qlstm.quantize``)."""
+"""Fixed-point quantization with Brevitas (imported as ``qlstm.quantize``)."""

@@ -1,9 +1,9 @@
 """PTQ from calibration windows alone: ``qlstm quantize RUN --calibration X.npy``.
 
 An imported model (``qlstm import``) has no training data in its run folder, so the ranges of its
-quantisation points are profiled on windows the user gives: ``X.npy``, float (N, L, C),
+quantization points are profiled on windows the user gives: ``X.npy``, float (N, L, C),
 normalised as the model expects, or a recording windowed with the run's normalisation. There are
-no targets, so the figures written are how far the quantised model (firmware_sim, bit-exact with
+no targets, so the figures written are how far the quantized model (firmware_sim, bit-exact with
 the C simulation) moves from the float model on those same windows (in-sample: the windows also
 set the ranges). QAT needs targets and is refused.
 
@@ -78,13 +78,13 @@ def quantize_calibrated(
     win = core.Windows(train=(x, np.zeros((len(x), a.horizon))), val=empty, test=empty)
     q, qweights, extra = core.quantize_model(a, weights, win, cfg, types, progress)
     y_float = float_predict(a, weights, x)
-    y_fw = Firmware(desc.with_quantisation(q), qweights).predict(x)
+    y_fw = Firmware(desc.with_quantization(q), qweights).predict(x)
     dev = y_fw - y_float
     metrics = {
         "calibration": {
             "path": str(calibration),
             "windows": len(x),
-            "note": "no targets: deviation of the quantised model (firmware_sim) from the float model on the "
+            "note": "no targets: deviation of the quantized model (firmware_sim) from the float model on the "
             "calibration windows themselves (in-sample)",
             "rms_deviation_from_float": float(np.sqrt(np.mean(dev**2))),
             "max_abs_deviation_from_float": float(np.max(np.abs(dev))),

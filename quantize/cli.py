@@ -1,4 +1,4 @@
-"""``qlstm quantize``: fixed-point quantisation of a float run (PTQ or Brevitas QAT), or a sweep."""
+"""``qlstm quantize``: fixed-point quantization of a float run (PTQ or Brevitas QAT), or a sweep."""
 
 from __future__ import annotations
 
@@ -28,18 +28,18 @@ _WIDTH_OPTIONS = (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "quantize",
-        help="fixed-point quantisation (PTQ or Brevitas QAT)",
+        help="fixed-point quantization (PTQ or Brevitas QAT)",
         description=(
-            "Choose an ap_fixed type for every quantisation point of a float run's firmware (PTQ from "
-            "ranges profiled on its training windows, or Brevitas quantisation-aware fine-tuning) and "
-            "write a quantised run folder, or sweep bit widths (CSV + PNG of test RMSE)."
+            "Choose an ap_fixed type for every quantization point of a float run's firmware (PTQ from "
+            "ranges profiled on its training windows, or Brevitas quantization-aware fine-tuning) and "
+            "write a quantized run folder, or sweep bit widths (CSV + PNG of test RMSE)."
         ),
     )
     p.add_argument("run_dir", type=Path, help="float run folder written by `qlstm train`")
-    p.add_argument("--out", type=Path, required=True, help="quantised run folder (or sweep folder)")
+    p.add_argument("--out", type=Path, required=True, help="quantized run folder (or sweep folder)")
     p.add_argument("--bits", type=int, help="width of every type not set otherwise (default 8)")
     p.add_argument(
-        "--method", choices=("ptq", "qat"), help="post-training or quantisation-aware (default ptq)"
+        "--method", choices=("ptq", "qat"), help="post-training or quantization-aware (default ptq)"
     )
     p.add_argument("--sweep", help="comma-separated widths, e.g. 6,8,10,12,14,16: PTQ and QAT at each")
     for opt in _WIDTH_OPTIONS:

@@ -1,4 +1,4 @@
-"""The quantize stage: float run folder in, quantised run folder (or a bit-width sweep) out.
+"""The quantize stage: float run folder in, quantized run folder (or a bit-width sweep) out.
 
 Steps (each a function of the previous outputs): :func:`load_float_run` -> :func:`run_windows`
 (the very windows the float run was trained and tested on, read from its ``windows.npz``) ->
@@ -32,7 +32,7 @@ import numpy as np
 
 from qlstm import description, runs
 from qlstm.config import to_mapping
-from qlstm.description import Architecture, DenseQuant, ModelDescription, Quantisation, RecurrentQuant
+from qlstm.description import Architecture, DenseQuant, ModelDescription, Quantization, RecurrentQuant
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
 from qlstm.float_reference import float_predict
@@ -62,8 +62,8 @@ def load_float_run(run_dir: Path) -> tuple[ModelDescription, dict[str, np.ndarra
     if not run_dir.is_dir():
         raise QlstmError(f"{run_dir}: run folder not found")
     desc, weights = description.load(run_dir)
-    if desc.quantised:
-        raise QlstmError(f"{run_dir}: already a quantised run; quantize its float parent instead")
+    if desc.quantized:
+        raise QlstmError(f"{run_dir}: already a quantized run; quantize its float parent instead")
     return desc, weights
 
 
@@ -90,7 +90,7 @@ def rmse_metrics(pred: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     return runs.rmse_metrics(pred, y).to_dict()
 
 
-def apply_type_overrides(q: Quantisation, types: dict[str, str]) -> Quantisation:
+def apply_type_overrides(q: Quantization, types: dict[str, str]) -> Quantization:
     """Replace named points (``rnn0.state``, ``head.accum``, ``input``, ``rnn1.table`` ...)."""
     if not types:
         return q
@@ -100,7 +100,7 @@ def apply_type_overrides(q: Quantisation, types: dict[str, str]) -> Quantisation
     inp = q.input
     for name, text in types.items():
         if name not in known:
-            raise QlstmError(f"unknown quantisation point {name!r}; known: {', '.join(known)}")
+            raise QlstmError(f"unknown quantization point {name!r}; known: {', '.join(known)}")
         t = FixedType.from_ap(text)
         if name == "input":
             inp = t
@@ -126,7 +126,7 @@ def quantize_model(
     types: dict[str, str] | None = None,
     progress: bool = False,
     prof: Profile | None = None,
-) -> tuple[Quantisation, dict[str, np.ndarray], dict[str, Any]]:
+) -> tuple[Quantization, dict[str, np.ndarray], dict[str, Any]]:
     """PTQ (and QAT if ``cfg.method == 'qat'``): the types, on-grid weights and metrics.
     ``prof``: the float model's ranges on ``win.train`` if already profiled."""
     prof = prof if prof is not None else profile(arch, weights, win.train[0])
@@ -161,11 +161,11 @@ def evaluate(
     desc: ModelDescription,
     weights: dict[str, np.ndarray],
     qweights: dict[str, np.ndarray],
-    q: Quantisation,
+    q: Quantization,
     win: Windows,
     float_m: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Test metrics of the quantised model as the firmware computes it (simulated bit for bit by
+    """Test metrics of the quantized model as the firmware computes it (simulated bit for bit by
     :class:`qlstm.firmware_sim.simulate.Firmware`) and of the float model
     (:func:`qlstm.float_reference.float_predict`, float64; ``float_m`` if already computed).
 
@@ -174,7 +174,7 @@ def evaluate(
     from qlstm.firmware_sim.simulate import Firmware
 
     x, y = win.test
-    pred = Firmware(desc.with_quantisation(q), qweights).predict(x)
+    pred = Firmware(desc.with_quantization(q), qweights).predict(x)
     if float_m is None:
         float_m = rmse_metrics(float_predict(desc.architecture, weights, x), y)
     quant_m = rmse_metrics(pred, y)
@@ -199,18 +199,18 @@ def write_run(
     stage: Path,
     parent: Path,
     desc: ModelDescription,
-    q: Quantisation,
+    q: Quantization,
     qweights: dict[str, np.ndarray],
     metrics: dict[str, Any],
     cfg: QuantizeConfig,
     types: dict[str, str],
 ) -> None:
-    """Fill ``stage`` (a staging folder) with a complete quantised run folder."""
+    """Fill ``stage`` (a staging folder) with a complete quantized run folder."""
     import torch
 
     from qlstm.train.model import from_weights
 
-    qdesc = desc.with_quantisation(q)
+    qdesc = desc.with_quantization(q)
     description.save(stage, qdesc, qweights)
     buf = io.BytesIO()
     torch.save(from_weights(desc.architecture, qweights).state_dict(), buf)
@@ -267,7 +267,7 @@ def sweep(
     win: Windows | None = None,
 ) -> list[dict[str, Any]]:
     """Test RMSE against bit width for float, PTQ and QAT: ``sweep.csv``, ``sweep.png`` and one
-    quantised run folder per (method, width) in ``out``."""
+    quantized run folder per (method, width) in ``out``."""
     desc, weights = load_float_run(run_dir)
     for w in widths:
         replace(cfg, bits=w)  # validates every width before any work

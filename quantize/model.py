@@ -27,12 +27,12 @@ import torch
 from torch import nn
 
 from qlstm import hls4ml_tables
-from qlstm.description import Architecture, DenseQuant, Quantisation, RecurrentQuant
+from qlstm.description import Architecture, DenseQuant, Quantization, RecurrentQuant
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
 from qlstm.float_reference import float_trace
 
-#: Quantisation points of a recurrent layer and of the head, as named in the description.
+#: Quantization points of a recurrent layer and of the head, as named in the description.
 LAYER_ROLES = ("weight", "recurrent_weight", "bias", "recurrent_bias", "accum", "state")
 HEAD_ROLES = ("weight", "bias", "accum", "result")
 #: description weight key suffix -> the layer role quantizing it
@@ -51,7 +51,7 @@ STATE_TRACES = ("c", "h")
 
 @dataclass
 class Profile:
-    """max |value| seen at every quantization point (names as :meth:`Quantisation.points`)."""
+    """max |value| seen at every quantization point (names as :meth:`Quantization.points`)."""
 
     max_abs: dict[str, float]
 
@@ -105,7 +105,7 @@ def profile(
     return prof
 
 
-def weight_type(q: Quantisation, name: str) -> FixedType:
+def weight_type(q: Quantization, name: str) -> FixedType:
     """The type of the description weight ``name`` (e.g. ``rnn0.weight_ih``, ``head.bias``)."""
     if name.startswith("head."):
         return q.dense.weight if name.endswith("weight") else q.dense.bias
@@ -113,7 +113,7 @@ def weight_type(q: Quantisation, name: str) -> FixedType:
     return getattr(q.layers[int(layer[3:])], WEIGHT_ROLE[key])
 
 
-def quantized_weights(q: Quantisation, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def quantized_weights(q: Quantization, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The parameters rounded onto their types' grids (what the firmware stores), float64, in
     sorted name order (the order of the QAT module's parameters, so weights.npz is reproducible)."""
     return {
@@ -130,7 +130,7 @@ class QuantNet(nn.Module):
     """The QAT forward: (N, L, C) normalised windows -> (N, k), float64, with a Brevitas
     quantizer at every point of ``quant`` (its types are the starting scales)."""
 
-    def __init__(self, arch: Architecture, weights: dict[str, np.ndarray], quant: Quantisation) -> None:
+    def __init__(self, arch: Architecture, weights: dict[str, np.ndarray], quant: Quantization) -> None:
         from qlstm.quantize.brevitas_bridge import quantizer
 
         super().__init__()
@@ -157,7 +157,7 @@ class QuantNet(nn.Module):
     def weights_numpy(self) -> dict[str, np.ndarray]:
         return {k.replace("__", "."): p.detach().numpy().copy() for k, p in self.params.items()}
 
-    def current_quantization(self) -> Quantisation:
+    def current_quantization(self) -> Quantization:
         """Types of every point as read from the (trained) Brevitas quantizers."""
         from qlstm.quantize.brevitas_bridge import read_type
 
@@ -172,7 +172,7 @@ class QuantNet(nn.Module):
         dense = DenseQuant(
             **{r: read_type(self.quantizers[_key(f"head.{r}")], getattr(q.dense, r)) for r in HEAD_ROLES}
         )
-        return Quantisation(
+        return Quantization(
             input=read_type(self.quantizers["input"], q.input),
             layers=layers,
             dense=dense,

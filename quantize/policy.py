@@ -1,4 +1,4 @@
-"""How ``qlstm quantize`` chooses a fixed-point type for every quantisation point.
+"""How ``qlstm quantize`` chooses a fixed-point type for every quantization point.
 
 Widths come from the options (``--bits`` for everything, ``--state-bits`` etc. per role, a
 ``layers:`` list in the YAML config per layer); integer bits come from the ranges profiled on the
@@ -27,7 +27,7 @@ Policy (documented defaults, every one overridable in :class:`QuantizeConfig`):
   round to nearest even (``AP_RND_CONV``), saturate (``AP_SAT``).
 * **input and result**: ``--bits + 4`` wide (at most 32), same modes. There is one input channel
   and ``k`` outputs, so these cost next to nothing in hardware, while an 8-bit input or output
-  alone adds quantisation noise ``lsb / sqrt(12) ~ 0.0023`` of the normalised range, as large as
+  alone adds quantization noise ``lsb / sqrt(12) ~ 0.0023`` of the normalised range, as large as
   the float model's whole error on the synthetic data (measured: compact float test RMSE 0.0022).
   ``--input-bits`` / ``--result-bits`` set them like any other role.
 * **accumulators**: truncate (``AP_TRN``) and wrap (``AP_WRAP``), as hls4ml's MAC trees; wide
@@ -50,7 +50,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from qlstm.description import TANH_RANGE, Architecture, DenseQuant, Quantisation, RecurrentQuant, TableSpec
+from qlstm.description import TANH_RANGE, Architecture, DenseQuant, Quantization, RecurrentQuant, TableSpec
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import MAX_WIDTH, MIN_WIDTH, FixedType
 
@@ -79,7 +79,7 @@ class LayerBits:
 
 @dataclass(frozen=True)
 class QatConfig:
-    """Quantisation-aware fine-tuning (``--method qat``)."""
+    """Quantization-aware fine-tuning (``--method qat``)."""
 
     epochs: int = 8
     batch_size: int = 256
@@ -171,7 +171,7 @@ def integer_bits(max_abs: float, width: int, headroom: int, what: str) -> int:
     return integer
 
 
-def choose_types(arch: Architecture, prof: Profile, cfg: QuantizeConfig, method: str) -> Quantisation:
+def choose_types(arch: Architecture, prof: Profile, cfg: QuantizeConfig, method: str) -> Quantization:
     """The PTQ types for ``arch`` from the profiled ranges ``prof`` (see the module docstring)."""
     m = prof.max_abs
     if len(cfg.layers) not in (0, len(arch.layers)):
@@ -225,7 +225,7 @@ def choose_types(arch: Architecture, prof: Profile, cfg: QuantizeConfig, method:
     hb = t(cfg.bias_bits or bits, "head.bias", 0)
     ha = accum("head.accum", cfg.accum_bits, max(data_t.frac + hw.frac, hb.frac))
     hr = t(cfg.result_bits or io_bits, "head.result", cfg.headroom)
-    return Quantisation(
+    return Quantization(
         input=t(cfg.input_bits or io_bits, "input", cfg.headroom),
         layers=tuple(layers),
         dense=DenseQuant(hw, hb, ha, hr),

@@ -5,7 +5,7 @@ Choice: a cell assembled from Brevitas quantizers (``QuantIdentity`` with power-
 of points (its gate accumulators and activation outputs, with Brevitas' float sigmoid/tanh), which
 is not the hls4ml dataflow: hls4ml keeps ``h`` and ``c`` at one ``state`` type, adds the two dense
 products at ``accum`` and takes activations from truncating lookup tables. Assembling the cell
-from quantizers puts one quantizer at exactly each point of :class:`qlstm.description.Quantisation`,
+from quantizers puts one quantizer at exactly each point of :class:`qlstm.description.Quantization`,
 so the trained scales *are* the firmware types (:func:`qlstm.quantize.brevitas_bridge.read_type`).
 The module (:class:`qlstm.quantize.model.QuantNet`) is only the trainable forward; the resulting
 model is evaluated by the bit-exact simulator, :mod:`qlstm.firmware_sim` (:mod:`qlstm.quantize.core`).
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qlstm.description import Architecture, Quantisation
+from qlstm.description import Architecture, Quantization
 from qlstm.errors import QlstmError
 from qlstm.quantize.model import QuantNet, quantized_weights
 from qlstm.quantize.policy import QatConfig
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class QatResult:
-    quant: Quantisation
+    quant: Quantization
     weights: dict[str, np.ndarray]
     history: list[dict[str, float | None]]
     best_epoch: int
@@ -65,12 +65,12 @@ def _val_mse(model: QuantNet, x: torch.Tensor, y: torch.Tensor, batch: int = 409
 def fine_tune(
     arch: Architecture,
     weights: dict[str, np.ndarray],
-    start: Quantisation,
+    start: Quantization,
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray],
     cfg: QatConfig,
     progress: bool = False,
-    ptq: Quantisation | None = None,
+    ptq: Quantization | None = None,
 ) -> QatResult:
     """Fine-tune the float ``weights`` under quantization ``start``; returns learned types and
     weights on their grids.

@@ -147,7 +147,7 @@ def build(
     capacity: dict[str, int] | None = None,
     traced_design: _verilog.Design | None = None,
 ) -> RtlResult:
-    """Write the RTL folder of a quantised description into ``out`` (which must exist and be empty)."""
+    """Write the RTL folder of a quantized description into ``out`` (which must exist and be empty)."""
     if not clock_ns > 0:
         raise QlstmError(f"--clock-ns {clock_ns}: the clock period must be positive")
     d = traced_design or design(desc, weights, pipeline)
@@ -237,7 +237,7 @@ def choose_pipeline(
 def default_windows(desc: ModelDescription, n: int, seed: int = 0) -> np.ndarray:
     """Random and saturating windows (N, L, C): half uniform over the normalised range widened by
     25 % each side, a quarter uniform over the whole input type, a quarter at its two extremes."""
-    q = desc.quantisation
+    q = desc.quantization
     assert q is not None
     a = desc.architecture
     rng = np.random.default_rng(seed)

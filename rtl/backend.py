@@ -37,7 +37,7 @@ def _key(desc, weights: dict[str, np.ndarray], pipeline: float) -> str:
     d = desc.to_dict()
     h.update(
         json.dumps(
-            [d["architecture"], d["quantisation"], pipeline, RTL_FORMAT, __version__], sort_keys=True
+            [d["architecture"], d["quantization"], pipeline, RTL_FORMAT, __version__], sort_keys=True
         ).encode()
     )
     for k in sorted(weights):
@@ -51,9 +51,9 @@ def compiled(
 ) -> tuple[Path, api.RtlResult | None, object]:
     """(folder, result if built now, description) of the run's compiled RTL in the cache."""
     desc, weights = description.load(Path(run_dir))
-    if not desc.quantised:
+    if not desc.quantized:
         raise QlstmError(
-            f"{run_dir}: not a quantised run; the rtl backend needs the output of qlstm quantize"
+            f"{run_dir}: not a quantized run; the rtl backend needs the output of qlstm quantize"
         )
     entry = cache_root() / _key(desc, weights, pipeline)
     binary = entry / "sim" / "obj_dir" / f"V{TB}"
@@ -77,7 +77,7 @@ def compiled(
 def predict(run_dir: Path, x: np.ndarray) -> np.ndarray:
     """(N, L, C) normalised windows -> (N, k) float64: the RTL's outputs in Verilator."""
     folder, _, desc = compiled(run_dir)
-    q = desc.quantisation  # type: ignore[attr-defined]
+    q = desc.quantization  # type: ignore[attr-defined]
     xm = q.input.to_int(np.asarray(x, dtype=np.float64))
     with tempfile.TemporaryDirectory() as tmp:
         binary = folder / "sim" / "obj_dir" / f"V{TB}"

@@ -22,14 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "rtl",
         help="Verilog of the firmware (da4ml), cycle-accurate simulation (Verilator), synthesis (Yosys)",
         description=(
-            "Trace one recurrent step of a quantised run's firmware with da4ml, pipeline it, wrap it in a "
+            "Trace one recurrent step of a quantized run's firmware with da4ml, pipeline it, wrap it in a "
             "recurrent controller and write a folder for Vivado (sources, ROM .mem files, testbench, XDC, "
             "build script) and rtl.json. Cycles are measured in RTL simulation (--sim), resources after "
             "Yosys synthesis, not placed (--synth); the clock is an assumption."
         ),
     )
     p.add_argument(
-        "run_dir", type=Path, metavar="QRUN_DIR", help="quantised run folder (qlstm quantize output)"
+        "run_dir", type=Path, metavar="QRUN_DIR", help="quantized run folder (qlstm quantize output)"
     )
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument(
@@ -133,8 +133,8 @@ def run(args: argparse.Namespace) -> int:
     if args.windows < 1:
         raise QlstmError("--windows must be >= 1")
     desc, weights = description.load(args.run_dir)
-    if not desc.quantised:
-        raise QlstmError(f"{args.run_dir}: not a quantised run; qlstm rtl needs the output of qlstm quantize")
+    if not desc.quantized:
+        raise QlstmError(f"{args.run_dir}: not a quantized run; qlstm rtl needs the output of qlstm quantize")
     x = None
     if args.sim:
         from qlstm.predict import _load_npy

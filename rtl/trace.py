@@ -1,6 +1,6 @@
 """One recurrent step of the firmware as da4ml fixed-point operations, bit-exact with firmware_sim.
 
-The model description (``qlstm/description.py``) fixes every quantisation point; this module
+The model description (``qlstm/description.py``) fixes every quantization point; this module
 replays hls4ml's dataflow (``nnet_recurrent.h`` ``lstm_static``/``gru_static``,
 ``nnet_dense_latency.h``, ``nnet_activation.h``; see ``qlstm.firmware_sim.simulate`` for the
 step-by-step casts) on da4ml traced variables:
@@ -200,11 +200,11 @@ class Traced:
 
     @property
     def input_t(self) -> FixedType:
-        return self.desc.quantisation.input  # type: ignore[union-attr]
+        return self.desc.quantization.input  # type: ignore[union-attr]
 
     @property
     def result_t(self) -> FixedType:
-        return self.desc.quantisation.dense.result  # type: ignore[union-attr]
+        return self.desc.quantization.dense.result  # type: ignore[union-attr]
 
 
 def _inputs(t, ft: FixedType, n: int) -> list:
@@ -213,20 +213,20 @@ def _inputs(t, ft: FixedType, n: int) -> list:
 
 
 def check_description(desc: ModelDescription) -> None:
-    """Refuse descriptions the RTL backend cannot express, naming the quantisation point."""
-    q = desc.quantisation
+    """Refuse descriptions the RTL backend cannot express, naming the quantization point."""
+    q = desc.quantization
     if q is None:
-        raise QlstmError("the model is not quantised: the RTL backend needs a quantised run (qlstm quantize)")
+        raise QlstmError("the model is not quantized: the RTL backend needs a quantized run (qlstm quantize)")
     for name, ft in q.points().items():
         check_expressible(ft, name)
 
 
 def trace(desc: ModelDescription, weights: dict[str, np.ndarray]) -> Traced:
-    """Trace the step and head graphs of a quantised description (see :class:`Traced`)."""
+    """Trace the step and head graphs of a quantized description (see :class:`Traced`)."""
     check_description(desc)
     check_weights(desc, weights)
     t = _da4ml()
-    q = desc.quantisation
+    q = desc.quantization
     assert q is not None
     arch = desc.architecture
     x_in = _inputs(t, q.input, arch.input_channels)

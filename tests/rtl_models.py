@@ -1,4 +1,4 @@
-"""Quantised models for the RTL tests and benchmark: qlstm's own type policy on random weights.
+"""Quantized models for the RTL tests and benchmark: qlstm's own type policy on random weights.
 
 ``policy_model`` draws float weights, takes their ranges (and assumed activation ranges) as the
 profile ``qlstm quantize`` would measure, lets :func:`qlstm.quantize.policy.choose_types` choose
@@ -53,7 +53,7 @@ def policy_model(
     m.update({"head.weight": np.abs(w["head.weight"]).max(), "head.bias": np.abs(w["head.bias"]).max()})
     q = choose_types(arch, Profile(m), QuantizeConfig(bits=bits, **cfg), method)
     norm = Normalisation(lo=(0.0,), hi=(1.0,), channel_names=("ch0",))
-    desc = ModelDescription(architecture=arch, normalisation=norm, quantisation=q)
+    desc = ModelDescription(architecture=arch, normalisation=norm, quantization=q)
     weights = {k: q.weight_type(k).quantize(v) for k, v in w.items()}
     return desc, weights
 

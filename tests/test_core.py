@@ -34,7 +34,7 @@ def _weights(arch, rng, t=None):
 
 def _quant(n_layers, t):
     rq = D.RecurrentQuant(t, t, t, t, FixedType(24, 10), t, D.TableSpec(1024, FixedType(18, 8)))
-    return D.Quantisation(
+    return D.Quantization(
         t, (rq,) * n_layers, D.DenseQuant(t, t, FixedType(24, 10), t), method="ptq", bits=t.width
     )
 
@@ -58,13 +58,13 @@ def test_paper_network_parameter_count():
     assert arch.n_parameters() == 4 * 128 * (1 + 128 + 2) + 128 + 1
 
 
-@pytest.mark.parametrize("quantised", [False, True], ids=["float", "quantised"])
-def test_save_load_round_trip(tmp_path, quantised):
+@pytest.mark.parametrize("quantized", [False, True], ids=["float", "quantized"])
+def test_save_load_round_trip(tmp_path, quantized):
     rng = np.random.default_rng(0)
     arch = _arch(("lstm", "gru"), (8, 4))
-    t = FixedType(10, 3) if quantised else None
+    t = FixedType(10, 3) if quantized else None
     desc = D.ModelDescription(
-        arch, _norm(), _quant(2, t) if quantised else None, data={"source": "synthetic"}
+        arch, _norm(), _quant(2, t) if quantized else None, data={"source": "synthetic"}
     )
     w = _weights(arch, rng, t)
     D.save(tmp_path, desc, w)
@@ -285,7 +285,7 @@ def test_sigterm_removes_staged_output(tmp_path, monkeypatch, capsys):
 
 def test_weight_type_names_every_weight_array():
     q = _quant(2, FixedType(8, 3))
-    q = D.Quantisation(
+    q = D.Quantization(
         q.input, q.layers, D.DenseQuant(FixedType(9, 2), FixedType(10, 2), q.dense.accum, q.dense.result)
     )
     arch = _arch(("lstm", "gru"), (8, 4))

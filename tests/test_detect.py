@@ -303,10 +303,10 @@ def test_description_alarm_types_optional_and_round_trip():
 
     desc, _ = random_model()
     d = desc.to_dict()
-    assert "alarm" not in d["quantisation"]  # old descriptions stay as they were
-    q = desc.quantisation
+    assert "alarm" not in d["quantization"]  # old descriptions stay as they were
+    q = desc.quantization
     assert q.alarm_types() == AlarmQuant.default_for(q)
-    with_alarm = desc.with_quantisation(replace(q, alarm=AlarmQuant.default_for(q)))
+    with_alarm = desc.with_quantization(replace(q, alarm=AlarmQuant.default_for(q)))
     back = ModelDescription.from_dict(json.loads(json.dumps(with_alarm.to_dict())))
-    assert back.quantisation.alarm == AlarmQuant.default_for(q)
-    assert "alarm.threshold" in back.quantisation.points()
+    assert back.quantization.alarm == AlarmQuant.default_for(q)
+    assert "alarm.threshold" in back.quantization.points()

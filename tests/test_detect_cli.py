@@ -1,4 +1,4 @@
-"""``qlstm detect`` end to end on a small random quantised model and generated events."""
+"""``qlstm detect`` end to end on a small random quantized model and generated events."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # about 20 s: windows of 4 events through firmwar
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from qlstm.firmware_sim.examples import random_model, uniform_quantisation
+    from qlstm.firmware_sim.examples import random_model, uniform_quantization
 
     root = tmp_path_factory.mktemp("detect")
     cfg = SyntheticConfig.short(n_events=4, duration_s=400.0, precursor_lead_s=(40.0, 120.0))
@@ -26,7 +26,7 @@ def setup(tmp_path_factory):
     es = generate(cfg)
     data = save_events(es, root / "events.npz")
     desc, weights = random_model(
-        history=8, horizon=2, units=(4,), quantisation=uniform_quantisation(1, width=16, integer=4), seed=3
+        history=8, horizon=2, units=(4,), quantization=uniform_quantization(1, width=16, integer=4), seed=3
     )
     lo = min(float(e.x.min()) for e in es.events)
     hi = max(float(e.x.max()) for e in es.events)
@@ -95,7 +95,7 @@ def test_firmware_backend_refuses_float_run(setup, tmp_path, capsys):
     root, run, data = setup
     desc, weights = description.load(run)
     float_run = tmp_path / "float"
-    description.save(float_run, desc.with_quantisation(None), {k: np.asarray(v) for k, v in weights.items()})
+    description.save(float_run, desc.with_quantization(None), {k: np.asarray(v) for k, v in weights.items()})
     assert (
         main(
             [
@@ -111,4 +111,4 @@ def test_firmware_backend_refuses_float_run(setup, tmp_path, capsys):
         )
         != 0
     )
-    assert "not a quantised run" in capsys.readouterr().err
+    assert "not a quantized run" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from qlstm.description import (
     DenseQuant,
     ModelDescription,
     Normalisation,
-    Quantisation,
+    Quantization,
     RecurrentLayer,
     RecurrentQuant,
     TableSpec,
@@ -37,8 +37,8 @@ def make_desc(
         return desc
     w, acc = FixedType(bits, 1), FixedType(acc_bits or 2 * bits, 6)
     layer = RecurrentQuant(w, w, w, w, acc, FixedType(bits, 2), TableSpec(1024, FixedType(bits, 1, False)))
-    q = Quantisation(w, (layer,) * len(units), DenseQuant(w, w, acc, FixedType(bits, 2)), "qat", bits)
-    return desc.with_quantisation(q)
+    q = Quantization(w, (layer,) * len(units), DenseQuant(w, w, acc, FixedType(bits, 2)), "qat", bits)
+    return desc.with_quantization(q)
 
 
 def hls(target, clock_ns: float, rf: int = 1, strategy: str = "latency", static: bool = True):

@@ -1,7 +1,7 @@
 """qlstm.export: float ONNX vs PyTorch, QONNX vs the firmware backend and the oracle, recurrence,
 metadata, CLI.
 
-References: the float model is qlstm.train.model (PyTorch, float64); the quantised model is the
+References: the float model is qlstm.train.model (PyTorch, float64); the quantized model is the
 ``firmware`` backend (qlstm.firmware_sim, the bit-exact simulation of the hls4ml C++) and the
 independent int64 oracle of tests/oracle_firmware.py.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 from oracle_firmware import reference
-from test_export_reference import ARCHS, description, quantised, random_weights
+from test_export_reference import ARCHS, description, quantized, random_weights
 
 from qlstm import description as desc_io
 from qlstm.cli import main
@@ -52,7 +52,7 @@ def float_run(tmp_path, arch: str, seed: int = 3):
 
 def quant_run(tmp_path, arch: str, bits: int, seed: int = 3):
     d = description(ARCHS[arch])
-    dq, wq = quantised(d, random_weights(d, seed), bits)
+    dq, wq = quantized(d, random_weights(d, seed), bits)
     run = tmp_path / f"{arch}_q{bits}"
     desc_io.save(run, dq, wq)
     return run, dq, wq
@@ -91,8 +91,8 @@ def test_qonnx_matches_firmware_arithmetic(tmp_path, arch, bits):
     assert quants and all(n.domain == "qonnx.custom_op.general" for n in quants)
     x = held_out_like(400, dq.architecture.history, dq.architecture.input_channels, seed=12)
     y = backend.predict(run, x)
-    lsb = dq.quantisation.dense.result.lsb
-    oracle = reference(dq.architecture, wq, dq.quantisation, x)  # tests/oracle_firmware.py
+    lsb = dq.quantization.dense.result.lsb
+    oracle = reference(dq.architecture, wq, dq.quantization, x)  # tests/oracle_firmware.py
     for name, ref in (("oracle", oracle), ("firmware", firmware.predict(run, x))):
         lsbs = np.abs(y - ref) / lsb
         print(f"{arch} {bits} bit vs {name}: exact {np.mean(lsbs == 0):.2%}, max {lsbs.max():g} LSB")
@@ -140,7 +140,7 @@ def test_qonnx_file_executes_in_qonnx(tmp_path, arch, monkeypatch):
 
     monkeypatch.setattr(ox, "qonnx_make_model", make_ir)
     d = description(ARCHS[arch], history=4)
-    dq, wq = quantised(d, random_weights(d, 5), 8)
+    dq, wq = quantized(d, random_weights(d, 5), 8)
     run = tmp_path / "q"
     desc_io.save(run, dq, wq)
     model = onnx.load_model(str(export(run, "qonnx")))
@@ -160,7 +160,7 @@ def test_qonnx_file_survives_qonnx_cleanup(tmp_path):
     from qonnx.util.cleanup import cleanup_model
 
     d = description(ARCHS["gru"], history=3)
-    dq, wq = quantised(d, random_weights(d, 6), 8)
+    dq, wq = quantized(d, random_weights(d, 6), 8)
     run = tmp_path / "q"
     desc_io.save(run, dq, wq)
     cleaned = cleanup_model(ModelWrapper(onnx.load_model(str(export(run, "qonnx"))))).model
@@ -186,7 +186,7 @@ def test_metadata_says_how_to_use_the_file(tmp_path, fmt):
     if fmt == "qonnx":
         assert verified["exact_fraction"] == 1.0
         types = json.loads(meta["qlstm.fixed_point_types"])
-        assert types == {k: t.describe() for k, t in dq.quantisation.points().items()}
+        assert types == {k: t.describe() for k, t in dq.quantization.points().items()}
         assert json.loads(meta["qlstm.float64_exact"]) is True
 
 
@@ -220,7 +220,7 @@ def test_cli_writes_file(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--format", "qonnx"], "needs a quantised run"),
+        (["--format", "qonnx"], "needs a quantized run"),
         (["--out", "{tmp}/missing/m.onnx"], "does not exist"),
         (["--out", "{tmp}"], "is a folder"),
     ],
@@ -289,11 +289,11 @@ def test_export_refuses_a_file_that_does_not_match(tmp_path, capsys):
     from qlstm.fixedpoint import FixedType
 
     d = description(ARCHS["lstm"])
-    dq, wq = quantised(d, random_weights(d, 3), 8)
-    q = dq.quantisation
+    dq, wq = quantized(d, random_weights(d, 3), 8)
+    q = dq.quantization
     narrow = replace(q.layers[0], accum=FixedType(8, -1))  # ap_fixed<8,-1>: |x| < 1/4, wraps
     run = tmp_path / "wraps"
-    desc_io.save(run, dq.with_quantisation(replace(q, layers=(narrow,))), wq)
+    desc_io.save(run, dq.with_quantization(replace(q, layers=(narrow,))), wq)
     assert main(["export", str(run), "--format", "qonnx"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "does not match its reference" in err and "AP_WRAP" in err

@@ -97,9 +97,9 @@ def test_pipeline_qonnx_matches_the_oracle_and_firmware(runs, bits):
     desc, _ = description.load(run)
     assert json.loads(meta["qlstm.description"]) == json.loads(json.dumps(desc.to_dict()))
     y = get_backend("onnx")(run, x)
-    lsb = desc.quantisation.dense.result.lsb
+    lsb = desc.quantization.dense.result.lsb
     refs = {
-        "oracle": reference(desc.architecture, description.load(run)[1], desc.quantisation, x),
+        "oracle": reference(desc.architecture, description.load(run)[1], desc.quantization, x),
         "quant": get_backend("quant")(run, x),  # the alias of firmware, through qlstm predict
         "firmware": get_backend("firmware")(run, x),
     }

@@ -1,4 +1,4 @@
-"""Models for tests/test_export*.py: small descriptions, random weights, quantised versions."""
+"""Models for tests/test_export*.py: small descriptions, random weights, quantized versions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from qlstm.description import (
     DenseQuant,
     ModelDescription,
     Normalisation,
-    Quantisation,
+    Quantization,
     RecurrentLayer,
     RecurrentQuant,
     TableSpec,
@@ -37,7 +37,7 @@ def random_weights(desc: ModelDescription, seed: int, scale: float = 0.5) -> dic
     return {k: rng.normal(0.0, scale, s) for k, s in desc.architecture.weight_shapes().items()}
 
 
-def quantisation(desc: ModelDescription, bits: int) -> Quantisation:
+def quantization(desc: ModelDescription, bits: int) -> Quantization:
     """A plausible hls4ml-style set of types at ``bits``; accum wide, states saturating.
 
     At 6 bits the accumulator keeps every product bit (exported as MatMul); at 8 and 16 bits it
@@ -53,7 +53,7 @@ def quantisation(desc: ModelDescription, bits: int) -> Quantisation:
         state=FixedType(bits, 3, True, "AP_TRN", "AP_SAT"),
         table=TableSpec(256 if bits <= 8 else 1024, FixedType(bits + 2, 2, True, "AP_RND_CONV", "AP_SAT")),
     )
-    return Quantisation(
+    return Quantization(
         input=FixedType(bits, 2, True, "AP_RND_CONV", "AP_SAT"),
         layers=tuple(rec for _ in desc.architecture.layers),
         dense=DenseQuant(
@@ -66,9 +66,9 @@ def quantisation(desc: ModelDescription, bits: int) -> Quantisation:
     )
 
 
-def quantised(desc: ModelDescription, weights: dict[str, np.ndarray], bits: int):
-    """(quantised description, weights rounded onto their grids)."""
-    q = quantisation(desc, bits)
+def quantized(desc: ModelDescription, weights: dict[str, np.ndarray], bits: int):
+    """(quantized description, weights rounded onto their grids)."""
+    q = quantization(desc, bits)
     types = {}
     for i, lq in enumerate(q.layers):
         types |= {
@@ -78,4 +78,4 @@ def quantised(desc: ModelDescription, weights: dict[str, np.ndarray], bits: int)
             f"rnn{i}.bias_hh": lq.recurrent_bias,
         }
     types |= {"head.weight": q.dense.weight, "head.bias": q.dense.bias}
-    return desc.with_quantisation(q), {k: types[k].quantize(v) for k, v in weights.items()}
+    return desc.with_quantization(q), {k: types[k].quantize(v) for k, v in weights.items()}

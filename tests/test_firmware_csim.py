@@ -24,14 +24,14 @@ from qlstm.description import (
     DenseQuant,
     ModelDescription,
     Normalisation,
-    Quantisation,
+    Quantization,
     RecurrentLayer,
     RecurrentQuant,
     TableSpec,
     save,
 )
 from qlstm.firmware_sim import backend
-from qlstm.firmware_sim.examples import random_model, uniform_quantisation
+from qlstm.firmware_sim.examples import random_model, uniform_quantization
 from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedType
 
@@ -87,7 +87,7 @@ def _inputs(seed: int, n: int, shape: tuple[int, int], lo: float, hi: float) -> 
 
 # ---------------------------------------------------------------- fixed models
 def _q(width, integer, rounding, overflow, n_layers, accum=None, state=None, table=None):
-    return uniform_quantisation(
+    return uniform_quantization(
         n_layers, width=width, integer=integer, rounding=rounding, overflow=overflow,
         accum=accum, state=state, table=table,
     )  # fmt: skip
@@ -125,7 +125,7 @@ MODELS = {
 def _model(name: str):
     m = MODELS[name]
     desc, w = random_model(
-        m["cells"], m["units"], history=6, channels=2, horizon=2, quantisation=m["q"],
+        m["cells"], m["units"], history=6, channels=2, horizon=2, quantization=m["q"],
         weight_range=m["scale"], seed=11,
     )  # fmt: skip
     return compiled(name, desc, w), m["scale"]
@@ -200,7 +200,7 @@ def _trained_model():
         accum=FixedType(24, 8, True, "AP_RND_CONV", "AP_SAT"), state=FixedType(12, 3, True, "AP_RND_CONV", "AP_SAT"),
         table=TableSpec(1024, FixedType(12, 2, True, "AP_RND_CONV", "AP_SAT")),
     )  # fmt: skip
-    q = Quantisation(input=t12, layers=(lq,), dense=DenseQuant(t12, t12, FixedType(24, 8), t12))
+    q = Quantization(input=t12, layers=(lq,), dense=DenseQuant(t12, t12, FixedType(24, 8), t12))
     sd = {k: v.detach().double().numpy() for k, v in lstm.state_dict().items()}
     w = {
         "rnn0.weight_ih": sd["weight_ih_l0"], "rnn0.weight_hh": sd["weight_hh_l0"],
@@ -213,7 +213,7 @@ def _trained_model():
             input_channels=1, history=L, horizon=1, layers=(RecurrentLayer("lstm", 8),)
         ),
         normalisation=Normalisation(lo=(0.0,), hi=(1.0,), channel_names=("U_res",)),
-        quantisation=q,
+        quantization=q,
     )
     x = np.stack([series[i : i + L] for i in range(0, 2000, 7)])[:, :, None]
     return desc, w, x, series
@@ -240,7 +240,7 @@ def _random_precision_model(data) -> tuple[ModelDescription, dict[str, np.ndarra
     )
     q = _q(width, integer, r, o, 1, accum=acc, table=table)
     desc, w = random_model(
-        (cell,), (4,), history=5, channels=1, horizon=1, quantisation=q, weight_range=2.0, seed=3
+        (cell,), (4,), history=5, channels=1, horizon=1, quantization=q, weight_range=2.0, seed=3
     )
     return desc, w, float(2 ** (integer - 1))
 

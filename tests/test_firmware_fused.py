@@ -18,7 +18,7 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from qlstm.description import TableSpec
-from qlstm.firmware_sim.examples import random_model, uniform_quantisation
+from qlstm.firmware_sim.examples import random_model, uniform_quantization
 from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedType
 
@@ -42,12 +42,12 @@ def _sequences(fw: Firmware, x: np.ndarray, compiled: bool) -> list[np.ndarray]:
 
 def _model(cells, rounding: str, overflow: str, acc: FixedType, seed: int) -> Firmware:
     state = FixedType(8, 0, True, rounding, overflow)  # |c|, |h| >= 0.5 leave the state's range
-    q = uniform_quantisation(
+    q = uniform_quantization(
         len(cells), width=8, integer=3, accum=acc, state=state, rounding=rounding, overflow=overflow,
         table=TableSpec(256, FixedType(12, 3, True, rounding, overflow)),
     )  # fmt: skip
     desc, w = random_model(
-        cells, (6,) * len(cells), history=6, horizon=2, quantisation=q, weight_range=4.0, seed=seed
+        cells, (6,) * len(cells), history=6, horizon=2, quantization=q, weight_range=4.0, seed=seed
     )
     return Firmware(desc, w)
 

@@ -12,7 +12,7 @@ from numpy.testing import assert_array_equal
 
 from qlstm.description import TableSpec
 from qlstm.errors import QlstmError
-from qlstm.firmware_sim.examples import random_model, uniform_quantisation
+from qlstm.firmware_sim.examples import random_model, uniform_quantization
 from qlstm.firmware_sim.kernels import Dense, exact_matmul, fast_cast
 from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedType, cast
@@ -148,7 +148,7 @@ def _literal_step(
 
 def literal_network(fw: Firmware, x: np.ndarray) -> np.ndarray:
     """The stacked layers and the dense head, one window at a time."""
-    q = fw.desc.quantisation
+    q = fw.desc.quantization
     outs = []
     for xw in x:
         seq = [[int(v) for v in q.input.to_int(step)] for step in xw]
@@ -184,12 +184,12 @@ def _stored_order(cell: str, hsz: int) -> np.ndarray:
 )
 def test_network_equals_literal_cpp(cells, width, integer, rounding, overflow, scale):
     acc = FixedType(width + 2, integer + 2, True, rounding, overflow)  # products rounded one by one
-    q = uniform_quantisation(
+    q = uniform_quantization(
         len(cells), width=width, integer=integer, accum=acc, rounding=rounding, overflow=overflow,
         table=TableSpec(128, FixedType(width, 2, True, rounding, overflow)),
     )  # fmt: skip
     desc, w = random_model(
-        cells, (3,) * len(cells), history=4, horizon=2, quantisation=q, weight_range=scale, seed=5
+        cells, (3,) * len(cells), history=4, horizon=2, quantization=q, weight_range=scale, seed=5
     )
     fw = Firmware(desc, w)
     x = np.random.default_rng(1).uniform(-scale, scale, size=(6, 4, 1))
@@ -216,10 +216,10 @@ def test_fused_and_traced_paths_agree_and_traces_match_outputs(cells):
 def test_float_reference_tracks_a_wide_firmware():
     """With 24-bit types and a big table, firmware and float64 agree to a few table steps."""
     t = FixedType(24, 8)
-    q = uniform_quantisation(
+    q = uniform_quantization(
         1, width=24, integer=8, accum=FixedType(32, 10), table=TableSpec(4096, FixedType(24, 2))
     )
-    desc, w = random_model(("lstm",), (6,), history=6, quantisation=q, weight_range=0.5)
+    desc, w = random_model(("lstm",), (6,), history=6, quantization=q, weight_range=0.5)
     x = np.random.default_rng(0).uniform(0, 1, size=(30, 6, 1))
     y = Firmware(desc, w).predict(x)
     ref = float_trace(desc.architecture, w, x)["head"]
@@ -234,16 +234,16 @@ def test_bad_inputs_are_one_line_errors():
         fw.predict(np.zeros((2, 4, 1)))
     with pytest.raises(QlstmError, match="NaN"):
         fw.predict(np.full((2, 3, 1), np.nan))
-    float_desc = desc.with_quantisation(None)
-    with pytest.raises(QlstmError, match="not quantised"):
+    float_desc = desc.with_quantization(None)
+    with pytest.raises(QlstmError, match="not quantized"):
         Firmware(float_desc, w)
 
 
 def test_too_wide_types_are_refused():
     """A saturating 32-bit accumulator fed 32-bit products: partial sums need more than int64."""
-    q = uniform_quantisation(
+    q = uniform_quantization(
         1, width=32, integer=17, accum=FixedType(32, 17, True, "AP_TRN", "AP_SAT"), overflow="AP_SAT"
     )
-    desc, w = random_model(("lstm",), (4,), quantisation=q, weight_range=60000.0)
+    desc, w = random_model(("lstm",), (4,), quantization=q, weight_range=60000.0)
     with pytest.raises(QlstmError, match="too wide"):
         Firmware(desc, w).predict(np.full((1, 8, 1), 60000.0))

@@ -14,7 +14,7 @@ from numpy.testing import assert_array_equal
 from qlstm.cli import main
 from qlstm.description import save
 from qlstm.errors import QlstmError
-from qlstm.firmware_sim.examples import random_model, uniform_quantisation
+from qlstm.firmware_sim.examples import random_model, uniform_quantization
 from qlstm.firmware_sim.kernels import summation_order
 from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import FixedType
@@ -42,9 +42,9 @@ def _saturating_model(rounded: bool):
         if rounded
         else FixedType(14, 2, True, "AP_TRN", "AP_SAT")
     )
-    q = uniform_quantisation(2, width=8, integer=2, accum=acc)
+    q = uniform_quantization(2, width=8, integer=2, accum=acc)
     desc, w = random_model(
-        ("lstm", "gru"), (4, 4), history=5, horizon=2, quantisation=q, weight_range=1.9, seed=4
+        ("lstm", "gru"), (4, 4), history=5, horizon=2, quantization=q, weight_range=1.9, seed=4
     )
     x = np.random.default_rng(5).uniform(-1.9, 1.9, size=(400, 5, 1))
     return desc, w, x
@@ -122,7 +122,7 @@ def test_predict_and_check_use_the_projects_options(tmp_path, capsys):
         args = ["predict", str(tmp_path / "qrun"), "--backend", backend, "--inputs", str(tmp_path / "x.npy")]
         assert main([*args, "--hls-project", str(tmp_path / "prj"), "--out", str(out)]) == 0
         assert_array_equal(np.load(out), expected)
-    # the quantised model does not simulate a project: refused in one line
+    # the quantized model does not simulate a project: refused in one line
     args = ["predict", str(tmp_path / "qrun"), "--backend", "quant", "--inputs", str(tmp_path / "x.npy")]
     assert main([*args, "--hls-project", str(tmp_path / "prj")]) != 0
     assert "--hls-project applies to the csim and firmware backends" in capsys.readouterr().err
@@ -131,14 +131,14 @@ def test_predict_and_check_use_the_projects_options(tmp_path, capsys):
     assert main([*check, "--hls-project", str(tmp_path / "prj")]) == 0
     assert "resource, reuse factor 2" in capsys.readouterr().out
     # a project of another model (architecture or types) is refused
-    desc2, w2 = random_model(("lstm", "gru"), (6, 4), history=5, horizon=2, quantisation=desc.quantisation)
+    desc2, w2 = random_model(("lstm", "gru"), (6, 4), history=5, horizon=2, quantization=desc.quantization)
     save(tmp_path / "other", desc2, w2)
     other = ["predict", str(tmp_path / "other"), "--backend", "csim", "--inputs", str(tmp_path / "x.npy")]
     assert main([*other, "--hls-project", str(tmp_path / "prj")]) != 0
     assert "generated from another model" in capsys.readouterr().err
     # the same model with other weights (a retrained copy) takes the project's options
     desc3, w3 = random_model(
-        ("lstm", "gru"), (4, 4), history=5, horizon=2, quantisation=desc.quantisation, seed=8
+        ("lstm", "gru"), (4, 4), history=5, horizon=2, quantization=desc.quantization, seed=8
     )
     save(tmp_path / "copy", desc3, w3)
     out = tmp_path / "copy.npy"
@@ -178,7 +178,7 @@ def test_hls_csim_compares_with_the_projects_own_options(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     c = json.loads((tmp_path / "prj" / HLS_PROJECT_FILE).read_text())["csim"]
-    assert c["identical_to_quantised"] is True and c["max_abs_diff_to_quantised_lsb"] == 0
-    assert c["quantised_simulated_with"] == "firmware_sim, resource strategy, reuse factor 2"
+    assert c["identical_to_quantized"] is True and c["max_abs_diff_to_quantized_lsb"] == 0
+    assert c["quantized_simulated_with"] == "firmware_sim, resource strategy, reuse factor 2"
     assert "(firmware_sim, resource strategy, reuse factor 2) on the same windows: identical" in out
     assert_array_equal(np.load(tmp_path / "prj" / "csim_predictions.npy"), Firmware(desc, w, opts).predict(x))

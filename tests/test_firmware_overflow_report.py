@@ -10,22 +10,22 @@ import pytest
 
 from qlstm.cli import main
 from qlstm.description import save
-from qlstm.firmware_sim.examples import random_model, uniform_quantisation
+from qlstm.firmware_sim.examples import random_model, uniform_quantization
 from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import FixedType
 
 
 def _case(n: int = 300):
     """LSTM(4), L = 8, k = 2, 10 bits, a narrow saturating accumulator (as case B16)."""
-    q = uniform_quantisation(1, width=10, integer=2, accum=FixedType(12, 3, True, "AP_TRN", "AP_SAT"))
-    desc, w = random_model(("lstm",), (4,), history=8, horizon=2, quantisation=q, weight_range=1.9, seed=3)
+    q = uniform_quantization(1, width=10, integer=2, accum=FixedType(12, 3, True, "AP_TRN", "AP_SAT"))
+    desc, w = random_model(("lstm",), (4,), history=8, horizon=2, quantization=q, weight_range=1.9, seed=3)
     x = np.random.default_rng(7).uniform(-2.2, 2.2, size=(n, 8, 1))
     return desc, w, x
 
 
 def _independent_x_acc(desc, w, x):
     """Where b_ih + W_ih x leaves the accumulator (n_in = 1: one product per gate, exact in float64)."""
-    q = desc.quantisation
+    q = desc.quantization
     acc = q.layers[0].accum
     xq = q.input.quantize(x)
     prod = xq[..., 0][..., None] * w["rnn0.weight_ih"][:, 0]  # (N, L, 4H)
@@ -53,7 +53,7 @@ def test_input_product_overflow_has_window_and_step(chunk):
 
 def test_input_conversion_overflow_has_window_and_step():
     desc, w, x = _case()
-    t = desc.quantisation.input
+    t = desc.quantization.input
     over = ((x < t.min_value) | (x > t.max_value))[..., None]  # (N, L, 1, 1)
     over = over[..., 0]
     e = Firmware(desc, w).run(x, record=True, chunk=50).overflows["input"]

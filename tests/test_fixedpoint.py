@@ -241,7 +241,7 @@ def _cpp_source() -> str:
 #include <cstdio>
 #include "ap_fixed.h"
 template <class T, int S> void emit(const ap_fixed<48, 41>& x) {{
-    T y = x;  // the assignment under test: quantisation mode, then overflow mode
+    T y = x;  // the assignment under test: quantization mode, then overflow mode
     long long out = y.range(5, 0).to_int64();
     if (S && ((out >> 5) & 1)) out -= 64;
     std::printf("%lld ", out);

@@ -112,11 +112,11 @@ def test_trace_gives_every_layer_on_its_grid(float_sims):
     assert tr["rnn0"].shape == (5, 6, 8)  # returns sequences
     assert tr["rnn1"].shape == (5, 6)  # last step only
     np.testing.assert_array_equal(tr["head"], sim.predict(x))
-    state = desc.quantisation.layers[0].state
+    state = desc.quantization.layers[0].state
     np.testing.assert_array_equal(state.quantize(tr["rnn0"]), tr["rnn0"])
     # the head is exactly the Dense of the traced last hidden state (up to the accum/result grid)
     head = tr["rnn1"] @ w["head.weight"].T + w["head.bias"]
-    np.testing.assert_allclose(tr["head"], head, rtol=0, atol=2 * desc.quantisation.dense.result.lsb)
+    np.testing.assert_allclose(tr["head"], head, rtol=0, atol=2 * desc.quantization.dense.result.lsb)
 
 
 @pytest.mark.slow
@@ -163,7 +163,7 @@ def test_cache_key_depends_on_weights_and_options_not_provenance():
     from dataclasses import replace
 
     assert csim_mod.cache_key(replace(desc, data={"path": "elsewhere.csv"}), w, HlsConfig(), gxx) == k
-    w2 = dict(w, **{"head.bias": w["head.bias"] + desc.quantisation.dense.bias.lsb})
+    w2 = dict(w, **{"head.bias": w["head.bias"] + desc.quantization.dense.bias.lsb})
     assert csim_mod.cache_key(desc, w2, HlsConfig(), gxx) != k
     assert csim_mod.cache_key(desc, w, HlsConfig(strategy="resource"), gxx) != k
     assert csim_mod.cache_key(desc, w, HlsConfig(backend="vitis"), gxx) != k
@@ -178,12 +178,12 @@ def _typedef_types(project: Path) -> dict[str, FixedType]:
 def test_every_generated_type_comes_from_the_description(tmp_path):
     """Read defines.h / parameters.h of an 8-bit stacked model with distinct types per point."""
     desc, w = random_model(("lstm", "gru"), (4, 3), history=4, horizon=2, bits=8, seed=1)
-    q = desc.quantisation
+    q = desc.quantization
     # make every layer's types distinct so a mix-up between layers is caught
     from dataclasses import replace
 
     l1 = replace(q.layers[1], accum=FixedType(14, 5), state=FixedType(8, 2, True, "AP_RND_CONV", "AP_SAT"))
-    desc = desc.with_quantisation(replace(q, layers=(q.layers[0], l1)))
+    desc = desc.with_quantization(replace(q, layers=(q.layers[0], l1)))
     from qlstm.hls.csim import write_project
 
     prj = tmp_path / "prj"
@@ -193,7 +193,7 @@ def test_every_generated_type_comes_from_the_description(tmp_path):
     types = _typedef_types(prj)
     params = (fw / "parameters.h").read_text()
     top = (fw / "qlstm.cpp").read_text()
-    ql = desc.quantisation.layers
+    ql = desc.quantization.layers
     assert types["input_t"] == q.input
     for i, lq in enumerate(ql):
         for role in ("weight", "recurrent_weight", "bias", "recurrent_bias", "accum"):
@@ -275,11 +275,11 @@ def test_bad_options_are_one_line_errors(kwargs, message, tmp_path, monkeypatch)
     assert not any(tmp_path.rglob("*.cpp"))  # nothing generated
 
 
-def test_unquantised_model_is_refused(tmp_path, monkeypatch):
+def test_unquantized_model_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("QLSTM_CACHE", str(tmp_path))
     desc, w = random_model(("lstm",), (4,), history=4)
-    with pytest.raises(QlstmError, match="not quantised"):
-        build_csim(desc.with_quantisation(None), w)
+    with pytest.raises(QlstmError, match="not quantized"):
+        build_csim(desc.with_quantization(None), w)
 
 
 def test_missing_gxx_is_reported(tmp_path, monkeypatch):

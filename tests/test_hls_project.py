@@ -43,7 +43,7 @@ def hls_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def qruns(tmp_path_factory, hls_cache):
-    """(model, bits) -> quantised run folder + a .npy of windows; made once per session."""
+    """(model, bits) -> quantized run folder + a .npy of windows; made once per session."""
     base = tmp_path_factory.mktemp("qruns")
     made: dict[tuple[str, int], tuple[Path, Path]] = {}
 
@@ -86,9 +86,9 @@ def test_project_per_target_compiles_and_simulates(qruns, hls_cache, tmp_path, m
         y_tb = np.loadtxt(out / TB_OUTPUTS, ndmin=2)
         assert x_tb.shape == (25, 5) and y_tb.shape == (25, 2)
         # tb inputs lie on the input grid and are exact float32; expected outputs are the C sim's
-        np.testing.assert_array_equal(desc.quantisation.input.quantize(x_tb), x_tb)
+        np.testing.assert_array_equal(desc.quantization.input.quantize(x_tb), x_tb)
         np.testing.assert_array_equal(x_tb.astype(np.float32).astype(np.float64), x_tb)
-        np.testing.assert_array_equal(desc.quantisation.dense.result.quantize(y_tb), y_tb)
+        np.testing.assert_array_equal(desc.quantization.dense.result.quantize(y_tb), y_tb)
         pred = np.load(out / "csim_predictions.npy")
         assert pred.shape == (40, 2) and np.all(np.isfinite(pred))
         assert np.unique(pred.round(12), axis=0).shape[0] > 1  # not a constant output
@@ -116,7 +116,7 @@ def test_stream_io_resource_strategy_and_vitis(qruns, tmp_path):
         meta = json.loads((out / METADATA).read_text())
         assert meta["csim"]["cache_key"] != json.loads((base / METADATA).read_text())["csim"]["cache_key"]
         if name == "stream":  # firmware_sim models io_parallel; the comparison says what it simulated
-            assert meta["csim"]["quantised_simulated_with"].endswith("io_parallel (the project is io_stream)")
+            assert meta["csim"]["quantized_simulated_with"].endswith("io_parallel (the project is io_stream)")
     # hls4ml's trace works through streams too and sees the same layer outputs (cache hits)
     desc, w = description.load(run)
     x = np.load(xs)[:6]
@@ -150,8 +150,8 @@ def test_pipeline_heldout_windows_and_vivado_style_testbench(tmp_path, hls_cache
     c = meta["csim"]
     assert c["windows"] == 100 < c["of_windows"] and c["rmse"] > 0
     assert np.load(prj / "csim_predictions.npy").shape == (100, 2)
-    # the issue's criterion: C-sim RMSE within 5 % of the quantised model's, on the same windows
-    assert abs(c["rmse_ratio_to_quantised"] - 1.0) < 0.05
+    # the issue's criterion: C-sim RMSE within 5 % of the quantized model's, on the same windows
+    assert abs(c["rmse_ratio_to_quantized"] - 1.0) < 0.05
     x = np.loadtxt(prj / TB_INPUTS, ndmin=2)
     assert x.shape == (30, 6)
 
@@ -271,9 +271,9 @@ def test_float_run_and_missing_heldout_are_refused(small_run, tmp_path, monkeypa
     run, _ = small_run
     desc, w = description.load(run)
     float_run = tmp_path / "float"
-    description.save(float_run, desc.with_quantisation(None), w)
+    description.save(float_run, desc.with_quantization(None), w)
     assert _hls(float_run, "--out", tmp_path / "p1") == 2
-    assert "not a quantised run" in _error_line(capsys)
+    assert "not a quantized run" in _error_line(capsys)
     assert _hls(run, "--out", tmp_path / "p2") == 2  # no parent.json, no --tb-inputs
     assert "pass --tb-inputs" in _error_line(capsys)
 

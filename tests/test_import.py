@@ -560,12 +560,12 @@ def test_imported_model_quantize_csim_firmware_bit_exact(tmp_path, capsys, csim_
         )
         ys[backend] = np.load(out)
     desc, _ = description.load(q)
-    lsb = desc.quantisation.dense.result.lsb
+    lsb = desc.quantization.dense.result.lsb
     ints = {k: ys[k] / lsb for k in ("csim", "firmware")}
     for v in ints.values():
         assert np.array_equal(v, np.round(v))  # on the result type's grid
     np.testing.assert_array_equal(ints["csim"].astype(np.int64), ints["firmware"].astype(np.int64))
-    # the quantised model still computes the imported one (16-bit PTQ): recorded, loosely bounded
+    # the quantized model still computes the imported one (16-bit PTQ): recorded, loosely bounded
     assert np.max(np.abs(ys["firmware"] - ys["float"])) < 0.05
     # the export stage takes both folders (it verifies ONNX vs float64 and QONNX vs firmware_sim itself)
     assert main(["export", str(tmp_path / "run")]) == 0

@@ -186,7 +186,7 @@ def test_qat_lowers_the_loss_and_returns_types_read_from_brevitas():
     )
     vals = [h["val_mse"] for h in res.history]
     assert min(vals[1:]) < 0.7 * vals[0], vals
-    # the result is a consistent quantised model: weights on the learned grids, firmware forward
+    # the result is a consistent quantized model: weights on the learned grids, firmware forward
     description.check_weights(description.ModelDescription(arch, _norm(), res.quant), res.weights)
     fw = Firmware(description.ModelDescription(arch, _norm(), res.quant), res.weights).predict(x[300:])
     assert np.mean((fw - y[300:]) ** 2) < vals[0]
@@ -236,7 +236,7 @@ def test_ptq_run_folder_round_trip(float_run, windows, tmp_path):
         ]
     )
     desc, qw = description.load(out)  # checks every weight is on its grid
-    assert desc.quantisation is not None and desc.quantisation.bits == 8
+    assert desc.quantization is not None and desc.quantization.bits == 8
     parent = json.loads((out / "parent.json").read_text())
     assert Path(parent["path"]) == float_run.resolve()
     pred = backend.predict(out, windows.test[0])
@@ -244,7 +244,7 @@ def test_ptq_run_folder_round_trip(float_run, windows, tmp_path):
     assert rmse == pytest.approx(metrics["test"]["rmse"], rel=1e-12)
     assert len(metrics["test"]["rmse_per_step"]) == 2
     saved = json.loads((out / "metrics.json").read_text())
-    assert saved["types"]["rnn0.state"] == desc.quantisation.layers[0].state.describe()
+    assert saved["types"]["rnn0.state"] == desc.quantization.layers[0].state.describe()
     assert saved["test"]["rmse"] == metrics["test"]["rmse"]
     # the saved config reproduces the run
     metrics2 = core.quantize_run(float_run, tmp_path / "again", QuantizeConfig(bits=8), win=windows)
@@ -257,7 +257,7 @@ def test_cli_ptq_qat_and_sweep(float_run, tmp_path, capsys):
     assert main(["quantize", str(float_run), "--bits", "8", "--method", "qat", "--config", str(cfg),
                  "--out", str(tmp_path / "qat8"), "--no-progress"]) == 0  # fmt: skip
     desc, _ = description.load(tmp_path / "qat8")
-    assert desc.quantisation.method == "qat" and desc.quantisation.layers[0].state.width == 10
+    assert desc.quantization.method == "qat" and desc.quantization.layers[0].state.width == 10
     assert main(["quantize", str(float_run), "--sweep", "6,10", "--method", "ptq", "--out", str(tmp_path / "sw"),
                  "--type", "rnn0.state=ap_fixed<8,2>"]) == 2  # fmt: skip
     assert (
@@ -279,7 +279,7 @@ BAD = [
     (["--bits", "8", "--type", "rnn0.state=ap_fixed<8,9>"], "integer bits 9 are larger than the width 8"),
     (["--bits", "8", "--rounding", "AP_ROUND"], "unknown rounding mode 'AP_ROUND'"),
     (["--bits", "8", "--overflow", "AP_CLAMP"], "unknown overflow mode 'AP_CLAMP'"),
-    (["--bits", "8", "--type", "rnn7.state=ap_fixed<8,2>"], "unknown quantisation point 'rnn7.state'"),
+    (["--bits", "8", "--type", "rnn7.state=ap_fixed<8,2>"], "unknown quantization point 'rnn7.state'"),
     (["--bits", "8", "--table-size", "1000"], "must be a power of two"),
     (["--sweep", "6,x"], "expected comma-separated integers"),
 ]
@@ -311,10 +311,10 @@ def test_bad_run_folders(float_run, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err, err
         assert not (tmp_path / "o").exists()
-    # a quantised run is not a float parent; an occupied --out is refused without --overwrite
+    # a quantized run is not a float parent; an occupied --out is refused without --overwrite
     core.quantize_run(float_run, tmp_path / "q", QuantizeConfig(bits=6))
     assert main(["quantize", str(tmp_path / "q"), "--bits", "8", "--out", str(tmp_path / "o")]) == 2
-    assert "already a quantised run" in capsys.readouterr().err
+    assert "already a quantized run" in capsys.readouterr().err
     before = (tmp_path / "q" / "model.json").read_text()
     assert main(["quantize", str(float_run), "--bits", "8", "--out", str(tmp_path / "q")]) == 2
     assert "--overwrite" in capsys.readouterr().err
@@ -324,7 +324,7 @@ def test_bad_run_folders(float_run, tmp_path, capsys):
 def test_backend_refuses_float_runs_and_bad_shapes(float_run, tmp_path):
     from qlstm.errors import QlstmError
 
-    with pytest.raises(QlstmError, match="not a quantised run"):
+    with pytest.raises(QlstmError, match="not a quantized run"):
         backend.predict(float_run, np.zeros((2, 6, 1)))
     core.quantize_run(float_run, tmp_path / "q", QuantizeConfig(bits=6))
     with pytest.raises(QlstmError, match=r"expected \(N, L=6, C=1\)"):

@@ -31,7 +31,7 @@ CASES = [
 ]
 
 
-def _save_quantised(tmp_path, cell, bits, stress, seed):
+def _save_quantized(tmp_path, cell, bits, stress, seed):
     rng = np.random.default_rng(seed)
     arch = Architecture(1, 6, 3, (RecurrentLayer(cell, 10), RecurrentLayer(cell, 5)))
     w = {k: rng.normal(0, 0.6, s) for k, s in arch.weight_shapes().items()}
@@ -53,7 +53,7 @@ def _save_quantised(tmp_path, cell, bits, stress, seed):
     ids=[f"{c}-{b}b-{'saturating' if s else 'profiled'}" for c, b, s in CASES],
 )
 def test_firmware_backend_equals_the_oracle(tmp_path, cell, bits, stress):
-    run, x, q = _save_quantised(tmp_path, cell, bits, stress, seed=bits + 100 * stress)
+    run, x, q = _save_quantized(tmp_path, cell, bits, stress, seed=bits + 100 * stress)
     ours = firmware_backend.predict(run, x)
     desc, qw = description.load(run)
     theirs = reference(desc.architecture, qw, q, x)
@@ -90,7 +90,7 @@ def test_trained_run_ptq_and_qat_metrics_are_the_firmware_s(tmp_path):
         argv = ["quantize", str(tmp_path / "f"), "--bits", str(bits), "--method", method, "--out", str(out)]
         assert main([*argv, "--config", str(tmp_path / "q.yaml"), "--no-progress"]) == 0
         qdesc, qw = description.load(out)
-        oracle = reference(qdesc.architecture, qw, qdesc.quantisation, x)
+        oracle = reference(qdesc.architecture, qw, qdesc.quantization, x)
         np.testing.assert_array_equal(firmware_backend.predict(out, x), oracle)
         saved = json.loads((out / "metrics.json").read_text())
         assert saved["eval_backend"] == "firmware"

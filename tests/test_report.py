@@ -14,7 +14,7 @@ import pytest
 from qlstm import description
 from qlstm import runs as run_files
 from qlstm.cli import main
-from qlstm.description import DenseQuant, Quantisation, RecurrentQuant, TableSpec
+from qlstm.description import DenseQuant, Quantization, RecurrentQuant, TableSpec
 from qlstm.fixedpoint import FixedType
 
 SECTIONS = (
@@ -27,8 +27,8 @@ SECTIONS = (
 )
 
 
-def fake_quantised_run(float_run: Path, out: Path, bits: int, method: str, rmse: list[float]) -> Path:
-    """A quantised run folder as quantize/ writes it: weights on their grids, parent.json,
+def fake_quantized_run(float_run: Path, out: Path, bits: int, method: str, rmse: list[float]) -> Path:
+    """A quantized run folder as quantize/ writes it: weights on their grids, parent.json,
     metrics.json through qlstm.runs (the report only reads these files)."""
     desc, weights = description.load(float_run)
     w = FixedType(bits, 2, rounding="AP_RND", overflow="AP_SAT")
@@ -37,8 +37,8 @@ def fake_quantised_run(float_run: Path, out: Path, bits: int, method: str, rmse:
         RecurrentQuant(w, w, w, w, acc, FixedType(bits, 2), TableSpec(1024, FixedType(bits, 1, False)))
         for _ in desc.architecture.layers
     )
-    q = Quantisation(FixedType(bits, 1), layers, DenseQuant(w, w, acc, FixedType(bits, 2)), method, bits)
-    description.save(out, desc.with_quantisation(q), {k: w.quantize(v) for k, v in weights.items()})
+    q = Quantization(FixedType(bits, 1), layers, DenseQuant(w, w, acc, FixedType(bits, 2)), method, bits)
+    description.save(out, desc.with_quantization(q), {k: w.quantize(v) for k, v in weights.items()})
     run_files.write_parent(out, float_run, desc.fingerprint())
     test = run_files.Metrics(
         float(np.sqrt(np.mean(np.square(rmse)))), tuple(rmse), 0.0, (0.0,) * len(rmse), 0.0, 0.0, 10
@@ -64,8 +64,8 @@ def runs(tmp_path_factory):
     float_run = root / "float"
     args = ["train", "--data", str(data), "--config", str(cfg), "--out", str(float_run), "--no-progress"]
     assert main([*args, "--threads", "1"]) == 0
-    qat = fake_quantised_run(float_run, root / "qat8", 8, "qat", [0.011, 0.013])
-    ptq = fake_quantised_run(float_run, root / "ptq8", 8, "ptq", [0.021, 0.023])
+    qat = fake_quantized_run(float_run, root / "qat8", 8, "qat", [0.011, 0.013])
+    ptq = fake_quantized_run(float_run, root / "ptq8", 8, "ptq", [0.021, 0.023])
     sweep = root / "sweep.csv"
     sweep.write_text(
         "method,bits,rmse\nfloat,8,0.01\nptq,8,0.021\nqat,8,0.012\nptq,16,0.0105\nqat,16,0.0101\n"
@@ -95,7 +95,7 @@ def test_report_sections_and_figures(runs, tmp_path):
     assert "## RTL (da4ml, Verilator, Yosys)" in md and "47-47 cycles" in md and "section omitted" not in md
     assert "| float model | 100 % (4/4) |" in md and (out / "figures" / "detect_roc.png").is_file()
     assert json.loads((out / "summary.json").read_text())["rtl"]["lut"] == 1234
-    # figures consistent with metrics.json: the float run's RMSE per step and the quantised runs'
+    # figures consistent with metrics.json: the float run's RMSE per step and the quantized runs'
     fm = json.loads((runs["float"] / "metrics.json").read_text())
     for key, name in (("model", "float"), ("persistence", "persistence"), ("linear_ar", "linear AR")):
         vals = fm["test"][key]["rmse_per_step"]
@@ -142,7 +142,7 @@ def test_html_is_self_contained(runs, tmp_path):
 def test_report_refuses_float_run(runs, tmp_path, capsys):
     out = tmp_path / "rep"
     assert main(["report", str(runs["float"]), "--out", str(out)]) == 2
-    assert "not a quantised run" in capsys.readouterr().err
+    assert "not a quantized run" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -15,7 +15,7 @@ import pytest
 from rtl_models import policy_model, windows
 
 from qlstm.errors import QlstmError
-from qlstm.firmware_sim.examples import random_model, uniform_quantisation
+from qlstm.firmware_sim.examples import random_model, uniform_quantization
 from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import FixedType
 from qlstm.fixedpoint import cast as np_cast
@@ -46,7 +46,7 @@ def test_saturating_and_rounding_accumulators(rounding, overflow):
     products, a 16-entry table reached through the index arithmetic."""
     from qlstm.description import TableSpec
 
-    q = uniform_quantisation(
+    q = uniform_quantization(
         2,
         width=8,
         integer=2,
@@ -64,7 +64,7 @@ def test_saturating_and_rounding_accumulators(rounding, overflow):
         method=q.method,
         bits=q.bits,
     )
-    desc, weights = random_model(("lstm", "gru"), (3, 3), history=5, quantisation=q, weight_range=1.5, seed=3)
+    desc, weights = random_model(("lstm", "gru"), (3, 3), history=5, quantization=q, weight_range=1.5, seed=3)
     _check(desc, weights, 600)
 
 
@@ -92,7 +92,7 @@ def test_wavefront_schedule_by_construction():
 
 def test_refuses_what_it_cannot_express():
     desc, weights = policy_model(("lstm",), (2,), 8)
-    q = desc.quantisation
+    q = desc.quantization
     bad = q.__class__(
         input=q.input,
         layers=(
@@ -103,9 +103,9 @@ def test_refuses_what_it_cannot_express():
         dense=q.dense,
     )
     with pytest.raises(QlstmError, match=r"rnn0\.state: .*AP_RND_ZERO, which the RTL backend cannot express"):
-        trace.trace(desc.with_quantisation(bad), weights)
-    with pytest.raises(QlstmError, match="not quantised"):
-        trace.trace(desc.with_quantisation(None), weights)
+        trace.trace(desc.with_quantization(bad), weights)
+    with pytest.raises(QlstmError, match="not quantized"):
+        trace.trace(desc.with_quantization(None), weights)
 
 
 def test_budget_chooses_a_depth_that_meets_it_or_says_why_not():

@@ -43,7 +43,7 @@ def load_model(run_dir: Path) -> Predictor:
     """The run's model in eval mode; for float runs the checkpoint must match ``weights.npz``."""
     run_dir = Path(run_dir)
     desc, weights = description.load(run_dir)
-    if not desc.quantised and (run_dir / CHECKPOINT_FILE).exists():
+    if not desc.quantized and (run_dir / CHECKPOINT_FILE).exists():
         ckpt = load_checkpoint(run_dir)
         for k, w in weights.items():
             if ckpt[k].shape != w.shape or not np.array_equal(ckpt[k], w):

@@ -144,7 +144,7 @@ def from_weights(arch: Architecture, weights: dict[str, np.ndarray]) -> Predicto
 def predict_array(model: Predictor, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """Run ``model`` on (N, L, C) windows in batches, in float64; returns (N, k) float64.
 
-    Float64 makes this the reference the quantised backends are compared against: its own
+    Float64 makes this the reference the quantized backends are compared against: its own
     rounding error (~1e-16) is far below any fixed-point LSB.
     """
     model = model.eval()

@@ -69,7 +69,7 @@ FAMILY_DELAYS: dict[str, Delays] = {
 
 
 # ----------------------------------------------------------------------------- inputs
-#: hls4ml's default precision, used for every point of a float (unquantised) description.
+#: hls4ml's default precision, used for every point of a float (unquantized) description.
 DEFAULT_TYPE = FixedType(16, 6)
 DEFAULT_TABLE = (1024, FixedType(18, 8))
 DEFAULT_TABLE_SHAPE = (DEFAULT_TABLE[0], DEFAULT_TABLE[1].width)
@@ -102,7 +102,7 @@ class _Head:
 
 
 def _shapes(desc: ModelDescription, weights: dict[str, np.ndarray] | None) -> tuple[list[_LayerShape], _Head]:
-    arch, q = desc.architecture, desc.quantisation
+    arch, q = desc.architecture, desc.quantization
     layers: list[_LayerShape] = []
     w_in = q.input.width if q else DEFAULT_TYPE.width
 

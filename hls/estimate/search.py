@@ -142,7 +142,7 @@ def estimate(
     notes: list[str] = []
     if target.family not in FAMILY_DELAYS:
         notes.append(f"family {target.family!r} unknown: 7-series delays assumed")
-    if desc.quantisation is None:
+    if desc.quantization is None:
         notes.append("float description: hls4ml's default ap_fixed<16,6> assumed everywhere")
     instances = 1 if settings.static else arch.history
     synthesisable = True

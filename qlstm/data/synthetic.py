@@ -13,7 +13,7 @@ whatever ``n_events`` is), on the grid ``t = n * dt``, ``n = 0 .. T-1``:
 * current ``I(t)``: powering cycles of the accelerator: injection plateau, ramp up at a fixed
   rate to a random flat-top current, flat top, ramp down; corners rounded by a moving average
   (parabolic ramp start/end), the first cycle starting at a random phase;
-* ``U_res = R I + f L dI/dt + drift + spikes + precursor + noise``, then ADC-quantised:
+* ``U_res = R I + f L dI/dt + drift + spikes + precursor + noise``, then ADC-quantized:
 
   - ``R I``: residual resistance (joints, leads) inside the measured span;
   - ``f L dI/dt``: the part of the inductive voltage the compensation leaves (fraction ``f``);

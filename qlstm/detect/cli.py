@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("float", "firmware"),
         default="float",
         help="float: the run's model in float64 (PyTorch); firmware: the bit-exact firmware simulation of a "
-        "quantised run with the alarm in fixed point, reported beside the float alarm (default float)",
+        "quantized run with the alarm in fixed point, reported beside the float alarm (default float)",
     )
     p.add_argument(
         "--false-alarms-per-day",

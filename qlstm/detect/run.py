@@ -247,9 +247,9 @@ def detect(
         raise QlstmError(f"unknown backend {cfg.backend!r}; choose one of {', '.join(BACKENDS)}")
     run_dir, data = Path(run_dir), Path(data)
     desc, _ = description.load(run_dir)
-    if cfg.backend == "firmware" and not desc.quantised:
+    if cfg.backend == "firmware" and not desc.quantized:
         raise QlstmError(
-            f"{run_dir}: not a quantised run; --backend firmware needs the output of `qlstm quantize`"
+            f"{run_dir}: not a quantized run; --backend firmware needs the output of `qlstm quantize`"
         )
     a, norm = desc.architecture, desc.normalisation
     channels = list(norm.channel_names)
@@ -324,7 +324,7 @@ def detect(
     backend_fn = get_backend(cfg.backend)
     cp, ep = forecasts(lambda x: backend_fn(run_dir, x))
     if cfg.backend == "firmware":
-        q = desc.quantisation
+        q = desc.quantization
         types = q.alarm_types()
         fx = _fixed_score(rule, types, q.input, q.dense.result)
         add("model", list(zip(cz, cp, strict=True)), list(zip(ez, ep, strict=True)), fx, types.score.lsb)

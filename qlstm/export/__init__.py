@@ -1,1 +1,1 @@
-"""ONNX and QONNX export of float and quantised models, and their onnxruntime/qonnx backends."""
+"""ONNX and QONNX export of float and quantized models, and their onnxruntime/qonnx backends."""

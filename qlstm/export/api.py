@@ -1,4 +1,4 @@
-"""Export a run folder to ONNX (float) or QONNX (quantised), and prove the file computes the model.
+"""Export a run folder to ONNX (float) or QONNX (quantized), and prove the file computes the model.
 
 ``export(run_dir, fmt, out)`` builds the graph from ``model.json`` + ``weights.npz``, checks it
 (``onnx.checker`` with full checking; the checker skips QONNX's custom ``Quant`` nodes, and the
@@ -30,7 +30,7 @@ DEFAULT_FILES = {"onnx": "model.onnx", "qonnx": "model.qonnx.onnx"}
 
 
 def default_format(desc: ModelDescription) -> str:
-    return "qonnx" if desc.quantised else "onnx"
+    return "qonnx" if desc.quantized else "onnx"
 
 
 def build_model(desc: ModelDescription, weights: dict[str, np.ndarray], fmt: str) -> Any:
@@ -43,9 +43,9 @@ def build_model(desc: ModelDescription, weights: dict[str, np.ndarray], fmt: str
     if fmt == "qonnx":
         from qlstm.export import qonnx_export
 
-        if not desc.quantised:
+        if not desc.quantized:
             raise QlstmError(
-                "--format qonnx needs a quantised run (model.json has no quantisation); "
+                "--format qonnx needs a quantized run (model.json has no quantization); "
                 "run `qlstm quantize` first or export --format onnx"
             )
         model = qonnx_export.build(desc, weights)
@@ -53,8 +53,8 @@ def build_model(desc: ModelDescription, weights: dict[str, np.ndarray], fmt: str
     else:
         from qlstm.export import float_onnx
 
-        if desc.quantised:
-            log.info("exporting a quantised run as float ONNX: on-grid weights, float arithmetic")
+        if desc.quantized:
+            log.info("exporting a quantized run as float ONNX: on-grid weights, float arithmetic")
         model = float_onnx.build(desc, weights)
         onnx.checker.check_model(model, full_check=True)
     props = read_metadata(model) | {"qlstm.weights_sha256": weights_sha256(weights)}
@@ -82,7 +82,7 @@ def batch_size(desc: ModelDescription) -> int:
     a QONNX graph (N, n_in, G*H), which is both memory-safe and faster (cache) than big batches
     (measured: 128-cell LSTM, 16-bit, 11.6 s per 1000 windows at 16 per call, 18.3 s at 1024)."""
     a = desc.architecture
-    if not desc.quantised:
+    if not desc.quantized:
         return 4096
     per_window = max(
         max(a.history * a.n_in(i), layer.units) * layer.units * (4 if layer.cell == "lstm" else 3)
@@ -93,7 +93,7 @@ def batch_size(desc: ModelDescription) -> int:
 
 def run_session(sess: Any, x: np.ndarray, batch: int = 2048) -> np.ndarray:
     """(N, L, C) windows -> (N, k) float64, in batches (input cast to the file's input type:
-    float32 for float ONNX, float64 for QONNX, which quantises the input as hls4ml's bridge does
+    float32 for float ONNX, float64 for QONNX, which quantizes the input as hls4ml's bridge does
     from double)."""
     inp = sess.get_inputs()[0]  # "x" in our files; tools such as qonnx's cleanup rename it
     x = np.asarray(x, dtype=np.float64 if inp.type == "tensor(double)" else np.float32)
@@ -126,12 +126,12 @@ def verify(
     (docs/quantize.md, "One firmware forward"); the table semantics come from the core.
     """
     y = run_session(session(model), x)
-    quantised = any(o.domain == "qonnx.custom_op.general" for o in model.opset_import)
-    if quantised:
+    quantized = any(o.domain == "qonnx.custom_op.general" for o in model.opset_import)
+    if quantized:
         from qlstm.firmware_sim.simulate import Firmware
 
         ref = Firmware(desc, weights).predict(x)
-        lsb = desc.quantisation.dense.result.lsb  # type: ignore[union-attr]
+        lsb = desc.quantization.dense.result.lsb  # type: ignore[union-attr]
         diff = np.abs(y - ref) / lsb
         result = {
             "reference": "qlstm.firmware_sim (bit-exact hls4ml firmware)",

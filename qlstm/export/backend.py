@@ -1,6 +1,6 @@
 """The ``onnx`` backend of ``qlstm predict``: run the run folder's exported file in onnxruntime.
 
-A float run uses ``RUN_DIR/model.onnx``; a quantised run ``RUN_DIR/model.qonnx.onnx``
+A float run uses ``RUN_DIR/model.onnx``; a quantized run ``RUN_DIR/model.qonnx.onnx``
 (lowered to standard ops, float64). The file is (re-)exported first when it is absent or was
 written from other weights or another description than the run folder now holds.
 """
@@ -100,7 +100,7 @@ def predict(run_dir: Path, x: np.ndarray) -> np.ndarray:
 def trace(run_dir: Path, x: np.ndarray) -> dict[str, np.ndarray]:
     """Intermediates of the exported graph under the firmware backend's trace names.
 
-    QONNX (quantised run): ``input``, per layer ``rnn{i}.x_acc``, ``h_acc``, ``preact``,
+    QONNX (quantized run): ``input``, per layer ``rnn{i}.x_acc``, ``h_acc``, ``preact``,
     ``gates`` ((N, L, G*H), PyTorch gate order), LSTM ``c``/``tanh_c``, GRU ``r_h``, ``h``
     ((N, L, H)), ``rnn{i}`` (the layer output), ``head.acc`` and ``head``: so
     ``trace(run, x)[name] == qlstm.firmware_sim.backend.trace(run, x)[name]`` localises a
@@ -113,23 +113,23 @@ def trace(run_dir: Path, x: np.ndarray) -> dict[str, np.ndarray]:
     model, _ = load_model(run_dir)
     wanted = _trace_tensors(desc)
     model.graph.output.extend(
-        helper.make_tensor_value_info(t, TensorProto.DOUBLE if desc.quantised else TensorProto.FLOAT, None)
+        helper.make_tensor_value_info(t, TensorProto.DOUBLE if desc.quantized else TensorProto.FLOAT, None)
         for t in sorted({t for parts in wanted.values() for step in parts for t in step})
     )
     sess = session(model)
     names = [o.name for o in sess.get_outputs()]
-    dtype = np.float64 if desc.quantised else np.float32
+    dtype = np.float64 if desc.quantized else np.float32
     values = dict(zip(names, sess.run(None, {"x": x.astype(dtype)}), strict=True))
     n = x.shape[0]
     out: dict[str, np.ndarray] = {}
     for name, steps in wanted.items():
         per_step = [np.concatenate([_batch(values[t], n) for t in parts], axis=-1) for parts in steps]
         out[name] = per_step[0] if len(per_step) == 1 else np.stack(per_step, axis=1)
-    if not desc.quantised:  # LSTM/GRU Y is (L, 1, N, H)
+    if not desc.quantized:  # LSTM/GRU Y is (L, 1, N, H)
         out = {k: (np.moveaxis(v[:, 0], 0, 1) if k.startswith("rnn") else v) for k, v in out.items()}
     last = len(desc.architecture.layers) - 1
     for i in range(last + 1):
-        seq = out[f"rnn{i}.h"] if desc.quantised else out[f"rnn{i}"]
+        seq = out[f"rnn{i}.h"] if desc.quantized else out[f"rnn{i}"]
         out[f"rnn{i}"] = seq[:, -1] if i == last else seq
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
@@ -142,7 +142,7 @@ def _batch(v: np.ndarray, n: int) -> np.ndarray:
 def _trace_tensors(desc: description.ModelDescription) -> dict[str, list[list[str]]]:
     """trace name -> per time step, the graph tensors concatenated along the last axis."""
     a = desc.architecture
-    if not desc.quantised:
+    if not desc.quantized:
         return {**{f"rnn{i}": [[f"rnn{i}.Y"]] for i in range(len(a.layers))}, "head": [["y"]]}
     out: dict[str, list[list[str]]] = {"input": [["x_q"]]}
     for i, layer in enumerate(a.layers):

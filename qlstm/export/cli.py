@@ -1,11 +1,11 @@
-"""``qlstm export``: write a run folder's model as ONNX (float) or QONNX (quantised)"""
+"""``qlstm export``: write a run folder's model as ONNX (float) or QONNX (quantized)"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-HELP = "export a run folder's model as ONNX (float) or QONNX (quantised)"
+HELP = "export a run folder's model as ONNX (float) or QONNX (quantized)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--format",
         metavar="{onnx,qonnx}",
         default=None,
-        help="onnx (float model) or qonnx (needs a quantised run); default: qonnx for a quantised "
+        help="onnx (float model) or qonnx (needs a quantized run); default: qonnx for a quantized "
         "run, onnx otherwise",
     )
     p.add_argument(

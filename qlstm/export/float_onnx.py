@@ -30,7 +30,7 @@ def _reorder(a: np.ndarray, cell: str, units: int) -> np.ndarray:
 
 
 def build(desc: ModelDescription, weights: dict[str, np.ndarray]) -> Any:
-    """The float ONNX ModelProto of ``desc`` with ``weights`` (quantised runs export too:
+    """The float ONNX ModelProto of ``desc`` with ``weights`` (quantized runs export too:
     their on-grid weights, with float arithmetic everywhere else)."""
     from onnx import TensorProto
 

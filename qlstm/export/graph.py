@@ -92,9 +92,9 @@ def metadata(desc: ModelDescription, kind: str, dtype: str = "float32") -> dict[
         ),
         "qlstm.description": json.dumps(desc.to_dict(), sort_keys=True),
     }
-    if desc.quantisation is not None:
+    if desc.quantization is not None:
         meta["qlstm.fixed_point_types"] = json.dumps(
-            {k: t.describe() for k, t in desc.quantisation.points().items()}
+            {k: t.describe() for k, t in desc.quantization.points().items()}
         )
     return meta
 

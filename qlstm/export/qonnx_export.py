@@ -1,6 +1,6 @@
-"""The quantised model as QONNX: the hls4ml firmware dataflow, unrolled over the L time steps.
+"""The quantized model as QONNX: the hls4ml firmware dataflow, unrolled over the L time steps.
 
-Every quantisation point of the description (:class:`qlstm.description.Quantisation`) is a
+Every quantization point of the description (:class:`qlstm.description.Quantization`) is a
 QONNX ``Quant`` node (domain ``qonnx.custom_op.general``) with scale ``2**-frac``, the type's
 width, signedness and rounding mode, placed exactly where the hls4ml C++ assigns to a narrower
 ``ap_fixed`` (``nnet_recurrent.h`` ``lstm_static``/``gru_static`` with ``pytorch_order``,
@@ -155,7 +155,7 @@ def _split(q: QuantWriter, x: str, parts: int, units: int, base: str) -> list[st
 def _layer_consts(
     q: QuantWriter, weights: dict[str, np.ndarray], i: int, lq: RecurrentQuant
 ) -> tuple[str, str, str, str, dict[str, str]]:
-    """Quantised weights (transposed to (n_in, G*H)), biases cast to accum, and tables."""
+    """Quantized weights (transposed to (n_in, G*H)), biases cast to accum, and tables."""
     g = q.g
     w = q.quant(g.const(f"rnn{i}.weight_ih", weights[f"rnn{i}.weight_ih"].T), lq.weight, f"rnn{i}.W", True)
     u = q.quant(
@@ -261,7 +261,7 @@ def float64_exact(desc: ModelDescription) -> bool:
     about ``2 lf + 2`` bits, the state update ``max(2 lf, state.frac + lf) + max(1, state.integer)
     + 2``, and the GRU's ``r * (U_n h + b)`` ``lf + 2 + accum.width``.
     """
-    q = desc.quantisation
+    q = desc.quantization
     assert q is not None
     a = desc.architecture
     need = []
@@ -283,13 +283,13 @@ def float64_exact(desc: ModelDescription) -> bool:
 
 
 def build(desc: ModelDescription, weights: dict[str, np.ndarray]) -> Any:
-    """The QONNX ModelProto of a quantised description (see the module docstring)."""
+    """The QONNX ModelProto of a quantized description (see the module docstring)."""
     from onnx import TensorProto
 
-    qz = desc.quantisation
+    qz = desc.quantization
     if qz is None:
         raise QlstmError(
-            "QONNX export needs a quantised run (model.json has no quantisation); run quantize first"
+            "QONNX export needs a quantized run (model.json has no quantization); run quantize first"
         )
     for name, t in qz.points().items():
         if t.rounding not in QONNX_ROUNDING:  # pragma: no cover - every ap mode is mapped

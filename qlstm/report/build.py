@@ -48,12 +48,12 @@ DEFAULT_BUDGET_US = ReportSection().budget_us
 # ----------------------------------------------------------------------------- the report
 def build(inp: Inputs, budget_us: float = DEFAULT_BUDGET_US) -> tuple[list[Block], dict[str, Any]]:
     """Every section as render blocks, and ``summary.json``'s content."""
-    a, q = inp.desc.architecture, inp.desc.quantisation
+    a, q = inp.desc.architecture, inp.desc.quantization
     layers = " -> ".join(f"{layer.cell.upper()}({layer.units})" for layer in a.layers)
     blocks: list[Block] = [
         Heading(f"qlstm report: {inp.qrun.name}", 1),
         Para(
-            f"Quantised run `{inp.qrun}` ({q.method.upper()}, {q.bits} bits) of float run `{inp.float_run}`: "
+            f"Quantized run `{inp.qrun}` ({q.method.upper()}, {q.bits} bits) of float run `{inp.float_run}`: "
             f"{layers} -> Dense({a.horizon}), L = {a.history}, {a.input_channels} channel(s), "
             f"{a.n_parameters():,} parameters."
         ),

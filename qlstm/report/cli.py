@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument(
-        "paths", nargs="+", metavar="[estimate] RUN_DIR", help="a run folder (quantised for the report)"
+        "paths", nargs="+", metavar="[estimate] RUN_DIR", help="a run folder (quantized for the report)"
     )
     p.add_argument("--out", type=Path, help="report folder to write (report form)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="QRUN_DIR",
-        help="another quantised run of the same float run to list (e.g. PTQ beside QAT)",
+        help="another quantized run of the same float run to list (e.g. PTQ beside QAT)",
     )
     p.add_argument(
         "--sweep", type=Path, help="the quantize sweep CSV (default: sweep*.csv found beside QRUN_DIR)"

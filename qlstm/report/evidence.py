@@ -31,7 +31,7 @@ class Inputs:
     fmetrics: runs.FloatMetrics
     data_info: dict[str, Any]
     heldout: runs.HeldOut
-    others: list[Path] = field(default_factory=list)  # further quantised runs (PTQ vs QAT)
+    others: list[Path] = field(default_factory=list)  # further quantized runs (PTQ vs QAT)
     sweep_csv: Path | None = None
     firmware_check_file: Path | None = None
     #: the firmware step's predictions on the quench trace (None: computed by the report)
@@ -48,9 +48,9 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def load_inputs(qrun: Path, others: list[Path] | None = None, sweep_csv: Path | None = None) -> Inputs:
-    """Open the quantised run, its float parent, their metrics and the held-out windows.
+    """Open the quantized run, its float parent, their metrics and the held-out windows.
 
-    Raises QlstmError when ``qrun`` is not a quantised run, its parent.json is missing or names
+    Raises QlstmError when ``qrun`` is not a quantized run, its parent.json is missing or names
     no float run, or a metrics.json / windows.npz is missing or of an older format.
     """
     q = runs.open_quant_run(Path(qrun))

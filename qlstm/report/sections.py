@@ -61,7 +61,7 @@ def section_data(inp: Inputs) -> list[Block]:
 
 
 def section_accuracy(inp: Inputs) -> tuple[list[Block], dict[str, Any]]:
-    """Test RMSE per step ahead of float, baselines, each quantised run and firmware_sim, all
+    """Test RMSE per step ahead of float, baselines, each quantized run and firmware_sim, all
     from the runs' ``metrics.json`` (normalised units); the sweep table from its CSV."""
     fm = inp.fmetrics
     series: dict[str, list[float]] = {
@@ -74,7 +74,7 @@ def section_accuracy(inp: Inputs) -> tuple[list[Block], dict[str, Any]]:
         series[f"{qm.method.upper()} {qm.bits}-bit"] = list(qm.test.rmse_per_step)
     fw_windows = None
     if inp.qmetrics.raw.get("eval_backend") == "firmware":  # quantize measured with firmware_sim
-        series[f"firmware_sim {inp.desc.quantisation.bits}-bit"] = list(inp.qmetrics.test.rmse_per_step)
+        series[f"firmware_sim {inp.desc.quantization.bits}-bit"] = list(inp.qmetrics.test.rmse_per_step)
         fw_windows = inp.qmetrics.test.windows
     k = inp.desc.architecture.horizon
     header = ("model", "RMSE (all k)", *(f"k={j + 1}" for j in range(min(k, 8))))
@@ -86,7 +86,7 @@ def section_accuracy(inp: Inputs) -> tuple[list[Block], dict[str, Any]]:
         Heading("Accuracy: float vs PTQ vs QAT vs firmware"),
         Para(
             "Test RMSE in normalised units, per step ahead (first 8 shown), on the held-out events. "
-            "Float and baselines from the float run's `metrics.json`, quantised runs from theirs"
+            "Float and baselines from the float run's `metrics.json`, quantized runs from theirs"
             + (
                 f"; firmware_sim is the deployed run's own test metrics (quantize evaluates with it) on "
                 f"the same {fw_windows:,} test windows. "
@@ -117,7 +117,7 @@ def section_accuracy(inp: Inputs) -> tuple[list[Block], dict[str, Any]]:
 
 def trace_backends(desc, float_run: Path, qrun: Path) -> list[tuple[str, str, Path]]:
     """(label, ``qlstm predict`` backend, run folder) of the quench figure's curves."""
-    q = desc.quantisation
+    q = desc.quantization
     return [
         ("float", "float", float_run),
         (f"{q.method} {q.bits}-bit", "quant", qrun),
@@ -273,9 +273,9 @@ def section_targets(inp: Inputs) -> list[Block]:
     from qlstm.hls.estimate import search_budget
     from qlstm.hls.targets import get_target
 
-    a, q = inp.desc.architecture, inp.desc.quantisation
+    a, q = inp.desc.architecture, inp.desc.quantization
     paper_arch = Architecture(a.input_channels, 16, a.horizon, (RecurrentLayer("lstm", 128),))
-    paper = replace(inp.desc, architecture=paper_arch, quantisation=replace(q, layers=q.layers[:1]))
+    paper = replace(inp.desc, architecture=paper_arch, quantization=replace(q, layers=q.layers[:1]))
     tgt = get_target("zynq7045")
     rows = []
     for name, desc, weights, budget in (
