@@ -10,7 +10,6 @@ temporary QLSTM_CACHE).
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import numpy as np
@@ -38,19 +37,8 @@ from qlstm.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedType
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("g++") is None, reason="the C simulation needs g++"),
+    pytest.mark.usefixtures("module_csim_cache"),  # a private compile cache (conftest)
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def csim_cache(tmp_path_factory):
-    """A private compile cache for this module's C simulations."""
-    old = os.environ.get("QLSTM_CACHE")
-    os.environ["QLSTM_CACHE"] = str(tmp_path_factory.mktemp("qlstm-cache"))
-    yield
-    if old is None:
-        os.environ.pop("QLSTM_CACHE", None)
-    else:
-        os.environ["QLSTM_CACHE"] = old
 
 
 _COMPILED: dict[str, tuple] = {}

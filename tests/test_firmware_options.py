@@ -4,7 +4,6 @@ Oracle: the hls4ml C simulation compiled with that option; exact equality of the
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import numpy as np
@@ -23,15 +22,7 @@ from qlstm.hls_config import HlsConfig
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="the C simulation needs g++")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def csim_cache(tmp_path_factory):
-    old = os.environ.get("QLSTM_CACHE")
-    os.environ["QLSTM_CACHE"] = str(tmp_path_factory.mktemp("qlstm-cache"))
-    yield
-    if old is None:
-        os.environ.pop("QLSTM_CACHE", None)
-    else:
-        os.environ["QLSTM_CACHE"] = old
+pytestmark = pytest.mark.usefixtures("module_csim_cache")  # a private compile cache (conftest)
 
 
 def _saturating_model(rounded: bool):
