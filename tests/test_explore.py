@@ -3,6 +3,7 @@ started Dask processes, resume after a kill, the front, failing trials, bad inpu
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -154,14 +155,48 @@ def test_local_cluster_two_workers_front_and_resume(tmp_path: Path) -> None:
 
 
 def _states(out: Path) -> dict[int, str]:
-    import optuna
+    """The trials' states, read without writing: optuna.load_study would create the schema of a
+    database the explorer is creating at that moment (the race test_concurrent_open_study covers)."""
+    import sqlite3
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.load_study(study_name="qlstm-explore", storage=f"sqlite:///{out / 'study.db'}")
-    except Exception:  # noqa: BLE001 - not created yet
+    db = out / "study.db"
+    if not db.exists():
         return {}
-    return {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            return dict(con.execute("SELECT number, state FROM trials").fetchall())
+    except sqlite3.OperationalError:  # tables not created yet
+        return {}
+
+
+def _open_fresh(url: str, barrier, results) -> None:
+    from qlstm.explore.study import open_study
+
+    space = load_space(None)
+    barrier.wait()
+    try:
+        open_study(url, space, {"k": 1})
+        results.put("ok")
+    except QlstmError as exc:
+        results.put(str(exc))
+
+
+def test_concurrent_open_study(tmp_path: Path) -> None:
+    """Two explorers opening one new study at once both get it (optuna creates the schema
+    unlocked; without the retry, 20 of 40 such openings failed here)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    for i in range(4):
+        url = f"sqlite:///{tmp_path / f's{i}.db'}"
+        barrier, results = ctx.Barrier(3), ctx.Queue()
+        procs = [ctx.Process(target=_open_fresh, args=(url, barrier, results)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        got = [results.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        assert got == ["ok"] * 3, got
 
 
 @pytest.mark.slow
@@ -175,14 +210,19 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "qlstm.cli", "explore", "--space", str(space), "--trials", "4", "--out",
            str(out), "--workers", "1", "--no-progress"]  # fmt: skip
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    err = tmp_path / "stderr.txt"
+    with open(err, "w") as errf:
+        proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=errf)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and "COMPLETE" not in _states(out).values():
-            assert proc.poll() is None, "the explorer ended before it could be killed"
+            assert proc.poll() is None, (
+                f"the explorer ended before it could be killed: {err.read_text()[-2000:]}"
+            )
             time.sleep(0.3)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the explorer, its cluster and its worker
+        with contextlib.suppress(ProcessLookupError):  # the whole group may have ended already
+            os.killpg(proc.pid, signal.SIGKILL)  # the explorer, its cluster and its worker
         proc.wait(timeout=30)
     before = _states(out)
     done = [n for n, s in before.items() if s == "COMPLETE"]
