@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["QLSTM_CACHE"] = cache
         from qlstm.hls.csim import build_csim
         from qlstm.hls.graph import build_model_graph
-        from qlstm.hls.testing import random_model, random_windows
         from qlstm.hls_config import HlsConfig
+        from qlstm.testing import random_model, random_windows
 
         desc, w = random_model(
             (args.cell,), (args.units,), history=args.history, horizon=args.horizon, bits=args.bits

@@ -47,10 +47,10 @@ def working_set_bytes(fw, chunk: int) -> int:
 def bench_model(args, accum: str, np) -> dict:
     import tracemalloc
 
-    from qlstm.firmware_sim.examples import random_model, uniform_quantization
     from qlstm.firmware_sim.simulate import Firmware
     from qlstm.fixedpoint import FixedType
     from qlstm.hls.csim import build_csim
+    from qlstm.testing import random_model, uniform_quantization
 
     n = args.windows
     n_cs = min(n, args.csim_windows or n)
@@ -59,7 +59,7 @@ def bench_model(args, accum: str, np) -> dict:
     q = uniform_quantization(1, width=args.bits, integer=integer, accum=acc)
     desc, w = random_model(
         (args.cell,), (args.units,), history=args.history, channels=1, horizon=1, quantization=q,
-        weight_range=0.25, seed=0,
+        init="uniform", scale=0.25, seed=0,
     )  # fmt: skip
     x = np.random.default_rng(1).uniform(0.0, 1.0, size=(n, args.history, 1))
     lq = q.layers[0]
@@ -142,11 +142,13 @@ def bench_model(args, accum: str, np) -> dict:
 def bench_predict(args, np, tmp: Path) -> tuple[bool, float]:
     """Whole `qlstm predict` processes, firmware vs csim, on the compact model."""
     from qlstm.description import save
-    from qlstm.firmware_sim.examples import random_model, uniform_quantization
     from qlstm.hls.csim import build_csim
+    from qlstm.testing import random_model, uniform_quantization
 
     q = uniform_quantization(1, width=8, integer=3)
-    desc, w = random_model(("lstm",), (16,), history=16, horizon=4, quantization=q, weight_range=0.5, seed=2)
+    desc, w = random_model(
+        ("lstm",), (16,), history=16, horizon=4, quantization=q, init="uniform", scale=0.5, seed=2
+    )
     run, xf = tmp / "compact_qrun", tmp / "x.npy"
     save(run, desc, w)
     np.save(xf, np.random.default_rng(3).uniform(0.0, 1.0, size=(args.predict_windows, 16, 1)))

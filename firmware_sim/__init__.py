@@ -12,5 +12,4 @@ numbers as the compiled C simulation (tested by exact equality against it).
   ``qlstm predict``;
 * :mod:`.reference` - the same network in float64 under the same tensor names;
 * :mod:`.cli` - ``qlstm firmware check`` and ``qlstm firmware trace``;
-* :mod:`.examples` - random quantized models for tests and benchmarks.
 """

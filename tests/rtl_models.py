@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from qlstm.description import Architecture, ModelDescription, Normalisation, RecurrentLayer
+from qlstm.description import ModelDescription
+from qlstm.testing import random_model
 
 
 def policy_model(
@@ -29,14 +30,17 @@ def policy_model(
     from qlstm.quantize.model import Profile
     from qlstm.quantize.policy import QuantizeConfig, choose_types
 
-    arch = Architecture(
-        input_channels=1,
+    fdesc, w = random_model(
+        cells,
+        units,
         history=history,
         horizon=horizon,
-        layers=tuple(RecurrentLayer(c, u) for c, u in zip(cells, units, strict=True)),
+        bits=None,
+        init="uniform",
+        scale=weight_range,
+        seed=seed,
     )
-    rng = np.random.default_rng(seed)
-    w = {k: rng.uniform(-weight_range, weight_range, s) for k, s in arch.weight_shapes().items()}
+    arch = fdesc.architecture
     m = {"input": 1.0, "head.result": 1.5, "head.accum": accum_range}
     for i in range(len(cells)):
         p = f"rnn{i}"
@@ -52,8 +56,7 @@ def policy_model(
         )
     m.update({"head.weight": np.abs(w["head.weight"]).max(), "head.bias": np.abs(w["head.bias"]).max()})
     q = choose_types(arch, Profile(m), QuantizeConfig(bits=bits, **cfg), method)
-    norm = Normalisation(lo=(0.0,), hi=(1.0,), channel_names=("ch0",))
-    desc = ModelDescription(architecture=arch, normalisation=norm, quantization=q)
+    desc = fdesc.with_quantization(q)
     weights = {k: q.weight_type(k).quantize(v) for k, v in w.items()}
     return desc, weights
 

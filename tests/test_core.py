@@ -16,6 +16,7 @@ from qlstm.config import from_mapping, merge, to_mapping
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
 from qlstm.io import atomic_path, atomic_write_text, staged_dir
+from qlstm.testing import random_weights
 
 
 def _arch(cells=("lstm",), units=(8,)):
@@ -28,7 +29,7 @@ def _norm():
 
 
 def _weights(arch, rng, t=None):
-    w = {k: rng.normal(0, 0.3, s) for k, s in arch.weight_shapes().items()}
+    w = random_weights(arch, init="normal", scale=0.3, seed=rng)
     return {k: t.quantize(v) for k, v in w.items()} if t else w
 
 

@@ -146,10 +146,10 @@ def test_make_windows_refuses_unconverted_units(b21):
 def test_firmware_check_converts_mV_like_predict(tmp_path, capsys):
     """The firmware check on a recording goes through the same conversion (B21, firmware time)."""
     from qlstm.description import save
-    from qlstm.firmware_sim.examples import random_model, uniform_quantization
+    from qlstm.testing import random_model, uniform_quantization
 
     q = uniform_quantization(1, width=16, integer=4, rounding="AP_RND", overflow="AP_SAT")
-    desc, w = random_model(("lstm",), (4,), history=6, horizon=2, quantization=q, weight_range=1.0)
+    desc, w = random_model(("lstm",), (4,), history=6, horizon=2, quantization=q, init="uniform", scale=1.0)
     norm = dataclasses.replace(desc.normalisation, channel_names=("U_res",), units=("V",))
     save(tmp_path / "q", dataclasses.replace(desc, normalisation=norm), w)
     t = np.arange(300) * 0.4

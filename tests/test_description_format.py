@@ -8,12 +8,12 @@ import json
 import numpy as np
 
 from qlstm import description
-from qlstm.firmware_sim.examples import random_model, uniform_quantization
+from qlstm.testing import random_model, uniform_quantization
 
 
 def test_old_format_reads_to_the_same_description(tmp_path):
     desc, w = random_model(
-        ("lstm",), (3,), history=4, horizon=2, quantization=uniform_quantization(1), seed=1
+        ("lstm",), (3,), history=4, horizon=2, quantization=uniform_quantization(1), init="uniform", seed=1
     )
     description.save(tmp_path / "new", desc, w)
     d = json.loads((tmp_path / "new" / "model.json").read_text())

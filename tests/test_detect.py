@@ -299,9 +299,9 @@ def test_counter_saturates():
 
 
 def test_description_alarm_types_optional_and_round_trip():
-    from qlstm.firmware_sim.examples import random_model
+    from qlstm.testing import random_model, uniform_quantization
 
-    desc, _ = random_model()
+    desc, _ = random_model(quantization=uniform_quantization(1), init="uniform")
     d = desc.to_dict()
     assert "alarm" not in d["quantization"]  # old descriptions stay as they were
     q = desc.quantization

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # about 20 s: windows of 4 events through firmwar
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from qlstm.firmware_sim.examples import random_model, uniform_quantization
+    from qlstm.testing import random_model, uniform_quantization
 
     root = tmp_path_factory.mktemp("detect")
     cfg = SyntheticConfig.short(n_events=4, duration_s=400.0, precursor_lead_s=(40.0, 120.0))
@@ -26,7 +26,12 @@ def setup(tmp_path_factory):
     es = generate(cfg)
     data = save_events(es, root / "events.npz")
     desc, weights = random_model(
-        history=8, horizon=2, units=(4,), quantization=uniform_quantization(1, width=16, integer=4), seed=3
+        history=8,
+        horizon=2,
+        units=(4,),
+        quantization=uniform_quantization(1, width=16, integer=4),
+        init="uniform",
+        seed=3,
     )
     lo = min(float(e.x.min()) for e in es.events)
     hi = max(float(e.x.max()) for e in es.events)

@@ -14,19 +14,38 @@ import numpy as np
 import onnx
 import pytest
 from oracle_firmware import reference
-from test_export_reference import ARCHS, description, quantized, random_weights
 
 from qlstm import description as desc_io
 from qlstm.cli import main
+from qlstm.description import Normalisation
 from qlstm.errors import QlstmError
 from qlstm.export import backend
 from qlstm.export.api import export, run_session, session
 from qlstm.export.graph import IR_VERSION
 from qlstm.export.lower import lower_quant
 from qlstm.firmware_sim import backend as firmware
+from qlstm.testing import random_model, saturating_quantization
 from qlstm.train.model import from_weights, predict_array
 
 BITS = (6, 8, 16)
+ARCHS = {
+    "lstm": (("lstm", 8),),
+    "stacked_lstm": (("lstm", 6), ("lstm", 5)),
+    "gru": (("gru", 7),),
+}
+#: two channels with a normalisation other than [0, 1] (the export folds it into the graph)
+NORM = Normalisation((-0.5, -0.5 * 2), (0.7, 0.7 * 2), ("U_res", "I"))
+
+
+def make_model(arch: str, seed: int, bits: int | None = None, history: int = 12):
+    """ARCHS[arch] on 2 channels, L = ``history``, k = 3, weights ~ N(0, 0.5^2); with ``bits``:
+    :func:`~qlstm.testing.saturating_quantization` and the same weights on its grids."""
+    cells, units = zip(*ARCHS[arch], strict=True)
+    q = None if bits is None else saturating_quantization(len(cells), bits)
+    return random_model(
+        cells, units, channels=2, history=history, horizon=3, bits=None, quantization=q,
+        init="normal", scale=0.5, seed=seed, normalisation=NORM,
+    )  # fmt: skip
 
 
 def torch_reference(desc, weights, x):
@@ -43,16 +62,14 @@ def held_out_like(n: int, history: int, channels: int, seed: int) -> np.ndarray:
 
 
 def float_run(tmp_path, arch: str, seed: int = 3):
-    d = description(ARCHS[arch])
-    w = random_weights(d, seed)
+    d, w = make_model(arch, seed)
     run = tmp_path / f"{arch}_float"
     desc_io.save(run, d, w)
     return run, d, w
 
 
 def quant_run(tmp_path, arch: str, bits: int, seed: int = 3):
-    d = description(ARCHS[arch])
-    dq, wq = quantized(d, random_weights(d, seed), bits)
+    dq, wq = make_model(arch, seed, bits)
     run = tmp_path / f"{arch}_q{bits}"
     desc_io.save(run, dq, wq)
     return run, dq, wq
@@ -139,8 +156,7 @@ def test_qonnx_file_executes_in_qonnx(tmp_path, arch, monkeypatch):
         return m
 
     monkeypatch.setattr(ox, "qonnx_make_model", make_ir)
-    d = description(ARCHS[arch], history=4)
-    dq, wq = quantized(d, random_weights(d, 5), 8)
+    dq, wq = make_model(arch, 5, 8, history=4)
     run = tmp_path / "q"
     desc_io.save(run, dq, wq)
     model = onnx.load_model(str(export(run, "qonnx")))
@@ -159,8 +175,7 @@ def test_qonnx_file_survives_qonnx_cleanup(tmp_path):
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
 
-    d = description(ARCHS["gru"], history=3)
-    dq, wq = quantized(d, random_weights(d, 6), 8)
+    dq, wq = make_model("gru", 6, 8, history=3)
     run = tmp_path / "q"
     desc_io.save(run, dq, wq)
     cleaned = cleanup_model(ModelWrapper(onnx.load_model(str(export(run, "qonnx"))))).model
@@ -288,8 +303,7 @@ def test_export_refuses_a_file_that_does_not_match(tmp_path, capsys):
 
     from qlstm.fixedpoint import FixedType
 
-    d = description(ARCHS["lstm"])
-    dq, wq = quantized(d, random_weights(d, 3), 8)
+    dq, wq = make_model("lstm", 3, 8)
     q = dq.quantization
     narrow = replace(q.layers[0], accum=FixedType(8, -1))  # ap_fixed<8,-1>: |x| < 1/4, wraps
     run = tmp_path / "wraps"

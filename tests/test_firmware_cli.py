@@ -13,9 +13,9 @@ from qlstm.cli import main
 from qlstm.description import save
 from qlstm.errors import QlstmError
 from qlstm.firmware_sim import backend
-from qlstm.firmware_sim.examples import random_model, uniform_quantization
 from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import FixedType
+from qlstm.testing import random_model, uniform_quantization
 
 
 @pytest.fixture
@@ -24,7 +24,9 @@ def qrun(tmp_path):
         2, width=8, integer=2, rounding="AP_RND", overflow="AP_SAT",
         accum=FixedType(10, 4, True, "AP_RND", "AP_SAT"),
     )  # fmt: skip
-    desc, w = random_model(("lstm", "gru"), (4, 3), history=6, horizon=2, quantization=q, weight_range=1.5)
+    desc, w = random_model(
+        ("lstm", "gru"), (4, 3), history=6, horizon=2, quantization=q, init="uniform", scale=1.5
+    )
     save(tmp_path / "qrun", desc, w)
     x = np.random.default_rng(0).uniform(-1, 2, size=(30, 6, 1))
     np.save(tmp_path / "x.npy", x)
@@ -97,7 +99,7 @@ def test_bad_inputs_are_one_line_errors_without_output(qrun, tmp_path, capsys):
 
 
 def test_float_run_is_refused(tmp_path, capsys):
-    desc, w = random_model(("lstm",), (2,), history=3)
+    desc, w = random_model(("lstm",), (2,), history=3, quantization=uniform_quantization(1), init="uniform")
     save(tmp_path / "frun", desc.with_quantization(None), w)
     with pytest.raises(QlstmError, match="not a quantized run"):
         backend.predict(tmp_path / "frun", np.zeros((1, 3, 1)))

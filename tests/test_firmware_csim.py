@@ -30,9 +30,9 @@ from qlstm.description import (
     save,
 )
 from qlstm.firmware_sim import backend
-from qlstm.firmware_sim.examples import random_model, uniform_quantization
 from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedType
+from qlstm.testing import random_model, uniform_quantization
 
 pytestmark = [
     pytest.mark.slow,
@@ -114,7 +114,7 @@ def _model(name: str):
     m = MODELS[name]
     desc, w = random_model(
         m["cells"], m["units"], history=6, channels=2, horizon=2, quantization=m["q"],
-        weight_range=m["scale"], seed=11,
+        init="uniform", scale=m["scale"], seed=11,
     )  # fmt: skip
     return compiled(name, desc, w), m["scale"]
 
@@ -228,7 +228,7 @@ def _random_precision_model(data) -> tuple[ModelDescription, dict[str, np.ndarra
     )
     q = _q(width, integer, r, o, 1, accum=acc, table=table)
     desc, w = random_model(
-        (cell,), (4,), history=5, channels=1, horizon=1, quantization=q, weight_range=2.0, seed=3
+        (cell,), (4,), history=5, channels=1, horizon=1, quantization=q, init="uniform", scale=2.0, seed=3
     )
     return desc, w, float(2 ** (integer - 1))
 

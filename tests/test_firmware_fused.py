@@ -18,9 +18,9 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from qlstm.description import TableSpec
-from qlstm.firmware_sim.examples import random_model, uniform_quantization
 from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedType
+from qlstm.testing import random_model, uniform_quantization
 
 CELLS = (("lstm",), ("gru",), ("gru", "lstm"))
 
@@ -47,7 +47,7 @@ def _model(cells, rounding: str, overflow: str, acc: FixedType, seed: int) -> Fi
         table=TableSpec(256, FixedType(12, 3, True, rounding, overflow)),
     )  # fmt: skip
     desc, w = random_model(
-        cells, (6,) * len(cells), history=6, horizon=2, quantization=q, weight_range=4.0, seed=seed
+        cells, (6,) * len(cells), history=6, horizon=2, quantization=q, init="uniform", scale=4.0, seed=seed
     )
     return Firmware(desc, w)
 
@@ -83,7 +83,10 @@ def test_compiled_step_float32_and_int64_products(cells):
     bound allows, int64 beyond (large weights); both equal the NumPy step; chunks and threads too."""
     x = np.random.default_rng(3).uniform(-1.0, 2.0, size=(70, 8, 1))
     for scale in (0.5, 30.0):
-        desc, w = random_model(cells, (9,) * len(cells), history=8, horizon=3, weight_range=scale, seed=4)
+        desc, w = random_model(
+            cells, (9,) * len(cells), history=8, horizon=3,
+            quantization=uniform_quantization(len(cells)), init="uniform", scale=scale, seed=4,
+        )  # fmt: skip
         fw = Firmware(desc, w)
         _check(fw, x)
         fw.compiled = None  # automatic: numba is loaded here, so the compiled step

@@ -12,11 +12,11 @@ from numpy.testing import assert_array_equal
 
 from qlstm.description import TableSpec
 from qlstm.errors import QlstmError
-from qlstm.firmware_sim.examples import random_model, uniform_quantization
 from qlstm.firmware_sim.kernels import Dense, exact_matmul, fast_cast
 from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedType, cast
 from qlstm.float_reference import float_trace
+from qlstm.testing import random_model, uniform_quantization
 
 
 def _c(m: int, frac: int, t: FixedType) -> int:
@@ -189,7 +189,7 @@ def test_network_equals_literal_cpp(cells, width, integer, rounding, overflow, s
         table=TableSpec(128, FixedType(width, 2, True, rounding, overflow)),
     )  # fmt: skip
     desc, w = random_model(
-        cells, (3,) * len(cells), history=4, horizon=2, quantization=q, weight_range=scale, seed=5
+        cells, (3,) * len(cells), history=4, horizon=2, quantization=q, init="uniform", scale=scale, seed=5
     )
     fw = Firmware(desc, w)
     x = np.random.default_rng(1).uniform(-scale, scale, size=(6, 4, 1))
@@ -200,7 +200,10 @@ def test_network_equals_literal_cpp(cells, width, integer, rounding, overflow, s
 
 @pytest.mark.parametrize("cells", [("lstm",), ("gru", "lstm")], ids=["lstm", "gru-lstm"])
 def test_fused_and_traced_paths_agree_and_traces_match_outputs(cells):
-    desc, w = random_model(cells, (5,) * len(cells), history=5, horizon=2, weight_range=1.0, seed=2)
+    desc, w = random_model(
+        cells, (5,) * len(cells), history=5, horizon=2,
+        quantization=uniform_quantization(len(cells)), init="uniform", scale=1.0, seed=2,
+    )  # fmt: skip
     fw = Firmware(desc, w)
     x = np.random.default_rng(0).uniform(-2, 3, size=(40, 5, 1))
     fast = fw.run(x, chunk=16)
@@ -219,7 +222,7 @@ def test_float_reference_tracks_a_wide_firmware():
     q = uniform_quantization(
         1, width=24, integer=8, accum=FixedType(32, 10), table=TableSpec(4096, FixedType(24, 2))
     )
-    desc, w = random_model(("lstm",), (6,), history=6, quantization=q, weight_range=0.5)
+    desc, w = random_model(("lstm",), (6,), history=6, quantization=q, init="uniform", scale=0.5)
     x = np.random.default_rng(0).uniform(0, 1, size=(30, 6, 1))
     y = Firmware(desc, w).predict(x)
     ref = float_trace(desc.architecture, w, x)["head"]
@@ -228,7 +231,7 @@ def test_float_reference_tracks_a_wide_firmware():
 
 
 def test_bad_inputs_are_one_line_errors():
-    desc, w = random_model(("lstm",), (2,), history=3)
+    desc, w = random_model(("lstm",), (2,), history=3, quantization=uniform_quantization(1), init="uniform")
     fw = Firmware(desc, w)
     with pytest.raises(QlstmError, match=r"shape \(2, 4, 1\)"):
         fw.predict(np.zeros((2, 4, 1)))
@@ -244,6 +247,6 @@ def test_too_wide_types_are_refused():
     q = uniform_quantization(
         1, width=32, integer=17, accum=FixedType(32, 17, True, "AP_TRN", "AP_SAT"), overflow="AP_SAT"
     )
-    desc, w = random_model(("lstm",), (4,), quantization=q, weight_range=60000.0)
+    desc, w = random_model(("lstm",), (4,), quantization=q, init="uniform", scale=60000.0)
     with pytest.raises(QlstmError, match="too wide"):
         Firmware(desc, w).predict(np.full((1, 8, 1), 60000.0))

@@ -13,11 +13,11 @@ from numpy.testing import assert_array_equal
 from qlstm.cli import main
 from qlstm.description import save
 from qlstm.errors import QlstmError
-from qlstm.firmware_sim.examples import random_model, uniform_quantization
 from qlstm.firmware_sim.kernels import summation_order
 from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import FixedType
 from qlstm.hls_config import HlsConfig
+from qlstm.testing import random_model, uniform_quantization
 
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="the C simulation needs g++")
 
@@ -35,7 +35,7 @@ def _saturating_model(rounded: bool):
     )
     q = uniform_quantization(2, width=8, integer=2, accum=acc)
     desc, w = random_model(
-        ("lstm", "gru"), (4, 4), history=5, horizon=2, quantization=q, weight_range=1.9, seed=4
+        ("lstm", "gru"), (4, 4), history=5, horizon=2, quantization=q, init="uniform", scale=1.9, seed=4
     )
     x = np.random.default_rng(5).uniform(-1.9, 1.9, size=(400, 5, 1))
     return desc, w, x
@@ -122,14 +122,16 @@ def test_predict_and_check_use_the_projects_options(tmp_path, capsys):
     assert main([*check, "--hls-project", str(tmp_path / "prj")]) == 0
     assert "resource, reuse factor 2" in capsys.readouterr().out
     # a project of another model (architecture or types) is refused
-    desc2, w2 = random_model(("lstm", "gru"), (6, 4), history=5, horizon=2, quantization=desc.quantization)
+    desc2, w2 = random_model(
+        ("lstm", "gru"), (6, 4), history=5, horizon=2, quantization=desc.quantization, init="uniform"
+    )
     save(tmp_path / "other", desc2, w2)
     other = ["predict", str(tmp_path / "other"), "--backend", "csim", "--inputs", str(tmp_path / "x.npy")]
     assert main([*other, "--hls-project", str(tmp_path / "prj")]) != 0
     assert "generated from another model" in capsys.readouterr().err
     # the same model with other weights (a retrained copy) takes the project's options
     desc3, w3 = random_model(
-        ("lstm", "gru"), (4, 4), history=5, horizon=2, quantization=desc.quantization, seed=8
+        ("lstm", "gru"), (4, 4), history=5, horizon=2, quantization=desc.quantization, init="uniform", seed=8
     )
     save(tmp_path / "copy", desc3, w3)
     out = tmp_path / "copy.npy"

@@ -10,15 +10,17 @@ import pytest
 
 from qlstm.cli import main
 from qlstm.description import save
-from qlstm.firmware_sim.examples import random_model, uniform_quantization
 from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import FixedType
+from qlstm.testing import random_model, uniform_quantization
 
 
 def _case(n: int = 300):
     """LSTM(4), L = 8, k = 2, 10 bits, a narrow saturating accumulator (as case B16)."""
     q = uniform_quantization(1, width=10, integer=2, accum=FixedType(12, 3, True, "AP_TRN", "AP_SAT"))
-    desc, w = random_model(("lstm",), (4,), history=8, horizon=2, quantization=q, weight_range=1.9, seed=3)
+    desc, w = random_model(
+        ("lstm",), (4,), history=8, horizon=2, quantization=q, init="uniform", scale=1.9, seed=3
+    )
     x = np.random.default_rng(7).uniform(-2.2, 2.2, size=(n, 8, 1))
     return desc, w, x
 

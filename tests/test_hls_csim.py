@@ -23,9 +23,9 @@ from qlstm.fixedpoint import FixedType
 from qlstm.hls import csim as csim_mod
 from qlstm.hls.csim import build_csim
 from qlstm.hls.graph import parse_typedefs
-from qlstm.hls.testing import random_model, random_windows
 from qlstm.hls.verify import ProjectTypeError, check_project_types
 from qlstm.hls_config import HlsConfig, check_reuse, valid_reuse_factors
+from qlstm.testing import random_model, random_windows
 
 #: Float-ish models: ap_fixed<32,12> everywhere, 65536-entry tables. The remaining error is the
 #: tables' resolution (sigmoid step 16/65536, slope <= 1/4 -> ~6e-5 per activation) plus

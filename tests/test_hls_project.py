@@ -21,9 +21,9 @@ from qlstm.hls import csim as csim_mod
 from qlstm.hls.csim import build_csim
 from qlstm.hls.project import METADATA, TB_INPUTS, TB_OUTPUTS
 from qlstm.hls.targets import TARGETS
-from qlstm.hls.testing import random_model, random_windows
 from qlstm.hls.verify import check_project_types
 from qlstm.hls_config import HlsConfig
+from qlstm.testing import random_model, random_windows
 
 MODELS = {
     "lstm": (("lstm",), (6,)),

@@ -22,6 +22,7 @@ from qlstm.quantize import core
 from qlstm.quantize.brevitas_bridge import quantizer, read_type
 from qlstm.quantize.model import profile, quantized_weights
 from qlstm.quantize.policy import QatConfig, QuantizeConfig, choose_types
+from qlstm.testing import random_weights
 
 TINY = """\
 train:
@@ -62,7 +63,7 @@ def windows(float_run) -> core.Windows:
 def _random_model(cell: str = "lstm", seed: int = 0):
     rng = np.random.default_rng(seed)
     arch = Architecture(1, 5, 1, (RecurrentLayer(cell, 6), RecurrentLayer(cell, 4)))
-    w = {k: rng.normal(0, 0.7, s) for k, s in arch.weight_shapes().items()}
+    w = random_weights(arch, init="normal", scale=0.7, seed=rng)
     return arch, w, rng
 
 
@@ -201,7 +202,7 @@ def test_qat_keeps_the_ptq_model_when_it_is_better_on_validation():
     torch.manual_seed(0)
     rng = np.random.default_rng(3)
     arch = Architecture(1, 5, 1, (RecurrentLayer("lstm", 6),))
-    w = {k: rng.normal(0, 0.3, s) for k, s in arch.weight_shapes().items()}
+    w = random_weights(arch, init="normal", scale=0.3, seed=rng)
     w["rnn0.bias_ih"][:18] += np.repeat([4.0, 4.0, 2.0], 6)  # i, f open, g ~ 1: c grows ~1 per step
     x = rng.uniform(0, 1, (400, 5, 1))
     y = float_predict(arch, w, x)  # the float model's own output: float is exact

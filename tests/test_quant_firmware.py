@@ -21,6 +21,7 @@ from qlstm.firmware_sim import backend as firmware_backend
 from qlstm.predict import run_backend
 from qlstm.quantize.model import profile, quantized_weights
 from qlstm.quantize.policy import QuantizeConfig, choose_types
+from qlstm.testing import random_weights
 
 NORM = Normalisation((0.0,), (1.0,), ("U_res",))
 CASES = [
@@ -34,7 +35,7 @@ CASES = [
 def _save_quantized(tmp_path, cell, bits, stress, seed):
     rng = np.random.default_rng(seed)
     arch = Architecture(1, 6, 3, (RecurrentLayer(cell, 10), RecurrentLayer(cell, 5)))
-    w = {k: rng.normal(0, 0.6, s) for k, s in arch.weight_shapes().items()}
+    w = random_weights(arch, init="normal", scale=0.6, seed=rng)
     prof_x = rng.uniform(0, 0.3 if stress else 1.0, (200, 6, 1))
     overrides = {"accum_headroom": 0, "accum_overflow": "AP_SAT"} if stress else {}
     q = choose_types(arch, profile(arch, w, prof_x), QuantizeConfig(bits=bits, **overrides), "ptq")

@@ -22,6 +22,7 @@ from qlstm.description import Architecture, ModelDescription, Normalisation, Rec
 from qlstm.firmware_sim.simulate import Firmware
 from qlstm.quantize.model import QuantNet, profile, quantized_weights
 from qlstm.quantize.policy import QuantizeConfig, choose_types
+from qlstm.testing import random_weights
 
 
 def _firmware(arch, qw, q, x):
@@ -33,7 +34,7 @@ def _firmware(arch, qw, q, x):
 def _model(cell, seed, layers=(5, 4), scale=0.6):
     rng = np.random.default_rng(seed)
     arch = Architecture(1, 6, 2, tuple(RecurrentLayer(cell, u) for u in layers))
-    w = {k: rng.normal(0, scale, s) for k, s in arch.weight_shapes().items()}
+    w = random_weights(arch, init="normal", scale=scale, seed=rng)
     return arch, w, rng
 
 

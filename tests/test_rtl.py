@@ -15,11 +15,11 @@ import pytest
 from rtl_models import policy_model, windows
 
 from qlstm.errors import QlstmError
-from qlstm.firmware_sim.examples import random_model, uniform_quantization
 from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import FixedType
 from qlstm.fixedpoint import cast as np_cast
 from qlstm.rtl import api, trace, verilog
+from qlstm.testing import random_model, uniform_quantization
 
 CELLS = {"lstm": ("lstm",), "gru": ("gru",), "stacked": ("lstm", "gru")}
 
@@ -64,7 +64,9 @@ def test_saturating_and_rounding_accumulators(rounding, overflow):
         method=q.method,
         bits=q.bits,
     )
-    desc, weights = random_model(("lstm", "gru"), (3, 3), history=5, quantization=q, weight_range=1.5, seed=3)
+    desc, weights = random_model(
+        ("lstm", "gru"), (3, 3), history=5, quantization=q, init="uniform", scale=1.5, seed=3
+    )
     _check(desc, weights, 600)
 
 

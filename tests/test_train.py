@@ -16,6 +16,7 @@ from qlstm.cli import main
 from qlstm.description import Architecture, RecurrentLayer
 from qlstm.errors import QlstmError
 from qlstm.runs import open_float_run
+from qlstm.testing import random_weights
 from qlstm.train import backend
 from qlstm.train.config import load_config
 from qlstm.train.dataset import WindowSet, prepare
@@ -104,7 +105,7 @@ def reference_forward(arch: Architecture, w: dict[str, np.ndarray], x: np.ndarra
 def test_weights_follow_the_description_layout(arch):
     """from_weights + predict_array compute exactly the documented equations (float64)."""
     rng = np.random.default_rng(1)
-    w = {k: rng.normal(0, 0.5, s) for k, s in arch.weight_shapes().items()}
+    w = random_weights(arch, init="normal", scale=0.5, seed=rng)
     w = {k: v.astype(np.float32).astype(np.float64) for k, v in w.items()}  # exact in float32
     x = rng.random((7, arch.history, arch.input_channels))
     got = predict_array(from_weights(arch, w), x)
