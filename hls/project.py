@@ -11,6 +11,9 @@ simulation, the test bench) plus:
   ``csim_design`` and ``cosim_design`` run unchanged and their logs can be diffed exactly;
 * ``qlstm_hls.json`` - target (part, clock, device resources), options, the type of every
   quantization point, and where the numbers came from;
+* ``estimate.json`` - latency/resource ESTIMATES of this model per report target, the budget
+  search's candidates and the paper comparisons (:mod:`.estimate.summary`), which the run report
+  renders instead of running the estimator;
 * with ``--csim``: ``csim_predictions.npy`` on up to ``--csim-windows`` held-out windows, their
   RMSE and the quantized model's on the same windows.
 
@@ -37,6 +40,7 @@ from qlstm.hls_config import HlsConfig, check_reuse, valid_reuse_factors
 from qlstm.io import atomic_path, atomic_write_text, staged_dir
 
 from .csim import CSim, build_csim, write_project
+from .estimate.summary import write_summary
 from .graph import PROJECT_NAME
 from .targets import Target
 from .verify import check_project_types
@@ -215,6 +219,7 @@ def generate(
             with atomic_path(stage / CSIM_PREDICTIONS) as tmp:
                 np.save(tmp, meta["csim"].pop("_predictions"))
             meta["csim"]["predictions"] = CSIM_PREDICTIONS
+        write_summary(stage, desc, weights, target)
         runs.write_json(stage / METADATA, meta)
     log.info("wrote hls4ml project %s for %s (%s)", out, target.name, target.part)
     return meta

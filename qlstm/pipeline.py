@@ -150,12 +150,12 @@ def step_firmware(cfg: RunConfig, run: Run) -> dict[str, Any]:
     trace = qrun.heldout().trace
     if trace is not None:  # the report's quench figure: each backend once, here, not in the report
         from qlstm.predict import run_backend
-        from qlstm.report.sections import trace_backends
 
+        q = desc.quantization
         float_run = Path(run.outputs["train"]["float_run"])
-        preds = {
-            name: run_backend(b, r, trace.x) for name, b, r in trace_backends(desc, float_run, qrun.path)
-        }
+        curves = (("float", "float", float_run), (f"{q.method} {q.bits}-bit", "quant", qrun.path),
+                  ("firmware_sim", "firmware", qrun.path))  # fmt: skip
+        preds = {name: run_backend(b, r, trace.x) for name, b, r in curves}
         out["trace"] = str(run.dir("firmware") / runs.TRACE_PREDICTIONS_FILE)
         runs.save_trace_predictions(Path(out["trace"]), preds)
     return out
@@ -247,8 +247,8 @@ def step_detect(cfg: RunConfig, run: Run) -> dict[str, Any]:
 
 def step_report(cfg: RunConfig, run: Run) -> dict[str, Any]:
     """The run report (Markdown, self-contained HTML, summary.json) from the steps' files, read
-    through :mod:`qlstm.runs`: no data preparation, no backend run, no C simulation (only the
-    latency/resource estimates are computed here)."""
+    through :mod:`qlstm.runs`: no data preparation, no backend run, no C simulation, no estimate
+    (the hls step's ``estimate.json`` holds them)."""
     from qlstm.report.build import write_report
 
     q = run.outputs["quantize"]
@@ -259,6 +259,7 @@ def step_report(cfg: RunConfig, run: Run) -> dict[str, Any]:
         sweep_csv=Path(q["sweep_csv"]) if q.get("sweep_csv") else None,
         firmware_check_file=Path(fw["check"]) if fw.get("check") else None,
         trace_predictions_file=Path(fw["trace"]) if fw.get("trace") else None,
+        hls_dir=_step_folder(run, "hls", "project"),
         rtl_dir=_step_folder(run, "rtl", "rtl"), detect_dir=_step_folder(run, "detect", "detect"),
     )  # fmt: skip
     return {
@@ -284,7 +285,7 @@ STEPS: tuple[tuple[str, StepFn, tuple[str, ...], tuple[str, ...]], ...] = (
     ("firmware", step_firmware, ("firmware",), ("train", "quantize", "hls")),
     ("rtl", step_rtl, ("hls", "rtl"), ("quantize",)),
     ("detect", step_detect, ("detect",), ("data", "quantize")),
-    ("report", step_report, ("report",), ("train", "quantize", "firmware", "rtl", "detect")),
+    ("report", step_report, ("report",), ("train", "quantize", "hls", "firmware", "rtl", "detect")),
 )
 STEP_NAMES = tuple(s[0] for s in STEPS)
 

@@ -18,6 +18,8 @@ parent.json        quantize        :attr:`QuantRun.parent` -> the :class:`FloatR
 qlstm_hls.json     hls             :func:`read_hls_project` -> :class:`HlsProject`
 firmware_check     firmware step   :func:`read_json` (an :class:`Agreement` and two RMSEs)
 trace_predictions  firmware step   :func:`load_trace_predictions` (the report's quench figure)
+estimate.json      hls             :func:`read_estimates` -> :class:`Estimates` (the report's
+                                   latency/resource ESTIMATES; the report never estimates)
 =================  ==============  ============================================================
 
 ``windows.npz`` holds the train/validation/test windows exactly as training used them (float32,
@@ -43,6 +45,7 @@ import numpy as np
 from qlstm import description
 from qlstm.description import ModelDescription
 from qlstm.errors import QlstmError
+from qlstm.hls_config import HlsConfig
 from qlstm.io import atomic_write_bytes, atomic_write_text
 
 MODEL_FILE = description.DESCRIPTION_FILE
@@ -57,6 +60,8 @@ CURVE_FILE = "training_curve.png"
 HLS_PROJECT_FILE = "qlstm_hls.json"
 FIRMWARE_CHECK_FILE = "firmware_check.json"
 TRACE_PREDICTIONS_FILE = "trace_predictions.npz"
+ESTIMATE_FILE = "estimate.json"
+ESTIMATE_FORMAT = "qlstm-estimate/1"
 
 WINDOWS_FORMAT = "qlstm-windows/1"
 SPLITS = ("train", "val", "test")
@@ -431,6 +436,99 @@ def read_hls_project(path: Path) -> HlsProject:
         return HlsProject(path, Path(m["run"]), m["target"]["part"], float(m["target"]["clock_ns"]), cfg, m)
     except (KeyError, TypeError) as exc:
         raise QlstmError(f"{where}: missing {exc} (not a qlstm hls project?)") from None
+
+
+# ----------------------------------------------------------------------------- estimates
+@dataclass(frozen=True)
+class EstimateRecord:
+    """One hls4ml configuration's ESTIMATE as ``estimate.json`` stores it (``hls/estimate``: a
+    model of hls4ml's scheduling, not synthesis). ``usage``: dsp, lut, ff, bram_18k."""
+
+    target: str
+    part: str
+    clock_ns: float
+    config: HlsConfig
+    latency_cycles: int
+    latency_us: float
+    usage: dict[str, int]
+    utilisation: dict[str, float]
+    fits: bool
+    synthesisable: bool
+    peak_utilisation: float
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TargetEstimates:
+    """One target at one clock: the ESTIMATE at hls4ml's defaults (reuse factor 1, latency,
+    static) and every candidate configuration of the budget search."""
+
+    target: str
+    part: str
+    clock_ns: float
+    rf1: EstimateRecord
+    candidates: tuple[EstimateRecord, ...]
+
+    @property
+    def clock_mhz(self) -> float:
+        return 1000.0 / self.clock_ns
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """``estimate.json`` of an hls project (:mod:`qlstm.hls.estimate.summary`)."""
+
+    path: Path
+    model_fingerprint: str
+    weights_sha256: str
+    targets: tuple[TargetEstimates, ...]
+    paper_model: TargetEstimates
+    paper_architecture: str
+    khoda: EstimateRecord
+    khoda_band_us: tuple[float, float]
+    raw: dict[str, Any]
+
+    def at(self, target: str, clock_mhz: float) -> TargetEstimates | None:
+        """The entry of ``target`` at ``clock_mhz`` (None: not estimated)."""
+        return next(
+            (t for t in self.targets if t.target == target and abs(t.clock_mhz - clock_mhz) < 1e-6), None
+        )
+
+
+def _estimate_record(d: dict[str, Any]) -> EstimateRecord:
+    cfg = HlsConfig(strategy=d["strategy"], reuse_factor=int(d["reuse_factor"]), static=bool(d["static"]))
+    return EstimateRecord(
+        str(d["target"]), str(d["part"]), float(d["clock_ns"]), cfg, int(d["latency_cycles"]),
+        float(d["latency_us"]), {k: int(v) for k, v in d["usage"].items()},
+        {k: float(v) for k, v in d["utilisation"].items()}, bool(d["fits"]), bool(d["synthesisable"]),
+        float(d["peak_utilisation"]), d,
+    )  # fmt: skip
+
+
+def _target_estimates(d: dict[str, Any]) -> TargetEstimates:
+    return TargetEstimates(
+        str(d["target"]), str(d["part"]), float(d["clock_ns"]), _estimate_record(d["rf1"]),
+        tuple(_estimate_record(c) for c in d["candidates"]),
+    )  # fmt: skip
+
+
+def read_estimates(path: Path) -> Estimates:
+    """The ``estimate.json`` in hls project folder ``path`` (or the file itself); one QlstmError
+    line when it is missing, corrupt or not a qlstm estimate.json."""
+    path = Path(path)
+    where = path / ESTIMATE_FILE if path.is_dir() else path
+    m = read_json(where)
+    if m.get("format") != ESTIMATE_FORMAT:
+        raise QlstmError(f"{where}: not a qlstm estimate.json (format {m.get('format')!r})")
+    try:
+        k = m["khoda"]
+        return Estimates(
+            where, str(m["model_fingerprint"]), str(m["weights_sha256"]), tuple(_target_estimates(t) for t in m["targets"]),
+            _target_estimates(m["paper_model"]), str(m["paper_model"]["architecture"]),
+            _estimate_record(k["estimate"]), (float(k["band_us"][0]), float(k["band_us"][1])), m,
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise QlstmError(f"{where}: missing or bad field {exc}") from None
 
 
 # ----------------------------------------------------------------------------- trace predictions

@@ -23,6 +23,7 @@ from qlstm.hls.project import METADATA, TB_INPUTS, TB_OUTPUTS
 from qlstm.hls.targets import TARGETS
 from qlstm.hls.verify import check_project_types
 from qlstm.hls_config import HlsConfig
+from qlstm.runs import read_estimates
 from qlstm.testing import random_model, random_windows
 
 MODELS = {
@@ -93,6 +94,12 @@ def test_project_per_target_compiles_and_simulates(qruns, hls_cache, tmp_path, m
         assert pred.shape == (40, 2) and np.all(np.isfinite(pred))
         assert np.unique(pred.round(12), axis=0).shape[0] > 1  # not a constant output
         keys.add(meta["csim"]["cache_key"])
+        # estimate.json: this model's ESTIMATES for the report, at this target and clock too
+        est = read_estimates(out)
+        assert est.model_fingerprint == desc.fingerprint()
+        own = est.at(name, target.clock_mhz)
+        assert own is not None and own.rf1.part == target.part and own.rf1.config.reuse_factor == 1
+        assert len(own.candidates) == 2 * len(meta["valid_reuse_factors"])
     assert len(keys) == 1  # one compiled C simulation served every target
     entries = [p for p in (hls_cache / "csim").iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(entries) >= 1

@@ -170,6 +170,14 @@ def test_run_end_to_end_tiny(tmp_path, capsys):
     preds = runs.load_trace_predictions(root / "firmware" / runs.TRACE_PREDICTIONS_FILE)
     assert list(preds) == ["float", "ptq 8-bit", "firmware_sim"]
     assert (root / "report" / "figures" / "trace_quench.png").is_file()
+    # the estimate sections render the hls step's estimate.json (the report runs no estimator)
+    est = runs.read_estimates(root / "hls" / "project")
+    te = est.at("zynq7045", 200.0)
+    row = next(line for line in md.splitlines() if line.startswith("| zynq7045 @ 200 MHz |"))
+    assert f"| {te.rf1.latency_us:.3f} us, {100 * te.rf1.peak_utilisation:.0f} % peak |" in row
+    lat = next(r for r in summary["latency"] if (r["target"], r["clock_mhz"]) == ("zynq7045", 200.0))
+    assert lat["rf1"] == te.rf1.raw and "Not available: no hls project" not in md
+    assert f"Our estimator gives {est.khoda.latency_us:.3f} us" in md and "### Latency targets" in md
     project = json.loads((root / "hls" / "project" / "qlstm_hls.json").read_text())
     assert check["hls_options"] == project["options"]
     assert project["options"] == {"io_type": "io_parallel", "strategy": "resource", "reuse_factor": 2,

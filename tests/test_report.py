@@ -70,7 +70,30 @@ def runs(tmp_path_factory):
     sweep.write_text(
         "method,bits,rmse\nfloat,8,0.01\nptq,8,0.021\nqat,8,0.012\nptq,16,0.0105\nqat,16,0.0101\n"
     )
-    return {"root": root, "float": float_run, "qat": qat, "ptq": ptq, "sweep": sweep}
+    return {
+        "root": root,
+        "float": float_run,
+        "qat": qat,
+        "ptq": ptq,
+        "sweep": sweep,
+        "hls": hls_estimates(qat, root),
+    }
+
+
+def hls_estimates(qrun: Path, root: Path) -> Path:
+    """An hls project folder holding only the estimate.json that `qlstm hls` writes for ``qrun``
+    (zynq7045 at 200 MHz), from the hls step's own writer (tests/test_hls_project.py checks
+    `qlstm hls` writes it; tests/test_pipeline.py that `qlstm run`'s report renders it)."""
+    from dataclasses import replace
+
+    from qlstm.hls.estimate.summary import write_summary
+    from qlstm.hls.targets import get_target
+
+    prj = root / "hls_prj"
+    prj.mkdir()
+    desc, weights = description.load(qrun)
+    write_summary(prj, desc, weights, replace(get_target("zynq7045"), clock_ns=5.0))
+    return prj
 
 
 @pytest.mark.slow  # compiles the hls4ml C simulation for the bit-exactness section
@@ -86,9 +109,20 @@ def test_report_sections_and_figures(runs, tmp_path):
         str(runs["ptq"]),
         "--sweep",
         str(runs["sweep"]),
-        *("--rtl", str(rtl_dir), "--detect", str(det_dir)),
+        *("--rtl", str(rtl_dir), "--detect", str(det_dir), "--hls", str(runs["hls"])),
     ]
-    assert main(argv) == 0
+    # the report renders the hls step's estimate.json: it never runs the estimator
+    import qlstm.hls.estimate.search as search
+    import qlstm.hls.estimate.summary as summary
+
+    def refuse(*a, **k):
+        raise AssertionError("the report ran the estimator")
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("estimate", "candidates", "search_budget"):
+            mp.setattr(search, name, refuse)
+        mp.setattr(summary, "summarise", refuse)
+        assert main(argv) == 0
     md = (out / "report.md").read_text()
     for s in SECTIONS:
         assert s in md, s
@@ -102,7 +136,7 @@ def test_report_sections_and_figures(runs, tmp_path):
         row = next(line for line in md.splitlines() if line.startswith(f"| {name} |"))
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[2:4] == [f"{v:.4g}" for v in vals]
-        assert cells[1] == f"{np.sqrt(np.mean(np.square(vals))):.4g}"
+        assert cells[1] == f"{np.sqrt(np.mean(np.square(vals))):.4g}" == f"{fm['test'][key]['rmse']:.4g}"
     assert re.search(r"\| QAT 8-bit \| [^|]+ \| 0\.011 \| 0\.013 \|", md)
     assert re.search(r"\| PTQ 8-bit \| [^|]+ \| 0\.021 \| 0\.023 \|", md)
     assert "| ptq | 0.021 | 0.0105 |" in md  # the sweep table, bits 8 and 16
@@ -119,8 +153,33 @@ def test_report_sections_and_figures(runs, tmp_path):
         assert label in md
     lat = md.split("## Latency and resources")[1].split("## Comparison")[0]
     assert "ESTIMATE" in lat
+    # the estimate section's figures are estimate.json's: RF 1 and the fastest fitting candidate
+    est = run_files.read_estimates(runs["hls"])
+    te = est.at("zynq7045", 200.0)
+    fastest = min((e for e in te.candidates if e.fits and e.synthesisable), key=lambda e: e.latency_us)
+    row = next(line for line in lat.splitlines() if line.startswith("| zynq7045 @ 200 MHz |"))
+    assert f"| {te.rf1.latency_us:.3f} us, {100 * te.rf1.peak_utilisation:.0f} % peak |" in row
+    assert (
+        f"| {fastest.latency_us:.3f} us (RF {fastest.config.reuse_factor}, {fastest.config.strategy}) |"
+        in row
+    )
+    assert f"{fastest.usage['dsp']:,} / {fastest.usage['lut']:,}" in row
+    assert f"Our estimator gives {est.khoda.latency_us:.3f} us ({est.khoda.latency_cycles} cycles)" in md
     summary = json.loads((out / "summary.json").read_text())
+    z = next(r for r in summary["latency"] if r["target"] == "zynq7045" and r["clock_mhz"] == 200.0)
+    assert z["rf1"] == te.rf1.raw and z["fastest_fitting"] == fastest.raw
+    # the same verdict as the estimator's own budget search on the model
+    from qlstm.hls.estimate import search_budget
+    from qlstm.hls.targets import get_target
+
+    desc, weights = description.load(runs["qat"])
+    ref = search_budget(desc, get_target("zynq7045"), 5.0, 1.0, weights)
+    assert z["verdict"] == ref.verdict
+    assert (z["chosen"] is None) == (ref.chosen is None)
+    if ref.chosen is not None:
+        assert z["chosen"] == ref.chosen.to_dict()
     assert summary["rmse_per_step"]["QAT 8-bit"] == [0.011, 0.013]
+    assert summary["rmse"]["float"] == fm["test"]["model"]["rmse"]  # as metrics.json states it
     for fig in re.findall(r"\(figures/([\w.]+)\)", md):
         assert (out / "figures" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -135,6 +194,11 @@ def test_html_is_self_contained(runs, tmp_path):
     assert all(base64.b64decode(i)[:4] == b"\x89PNG" for i in imgs)
     assert "src='figures" not in html and "<script" not in html
     assert html.count("section omitted") == 2  # no rtl/ or detect/ folder given: omitted with a note
+    # no hls project given: the estimate sections say so in one line each and name the command
+    assert html.count("Not available: no hls project was given.") == 2 and "qlstm hls " in html
+    assert "does not run the estimator" in html and "Latency targets" not in html
+    # no firmware folder given: no quench figure, and the report did not run the backends
+    assert "Not available: no trace_predictions.npz" in html and "trace_quench" not in html
     for s in SECTIONS:
         assert s.removeprefix("## ").split(" (")[0] in html
 
@@ -275,6 +339,7 @@ def test_rtl_and_detection_sections_from_artifacts(runs, tmp_path):
         True,
     )
     inp = load_inputs(runs["qat"])
+    inp.hls_dir, inp.estimates = runs["hls"], run_files.read_estimates(runs["hls"])
     blocks = section_rtl(inp, rtl, budget_us=0.2)
     md = to_markdown(blocks)
     assert "MEASURED in RTL simulation" in md and "NOT placed" in md and "ASSUMED clock" in md
@@ -283,6 +348,11 @@ def test_rtl_and_detection_sections_from_artifacts(runs, tmp_path):
     table = next(b for b in blocks if isinstance(b, Table))
     assert table.rows[0][1] == "1,234 of 218,600 (0.6 %)"
     assert table.rows[1][0].startswith("hls4ml: ESTIMATE") and "estimate" in table.rows[1][5]
+    rf1 = inp.estimates.at("zynq7045", 200.0).rf1  # the rtl's target and clock, from estimate.json
+    assert table.rows[1][1:] == (
+        f"{rf1.usage['lut']:,}", f"{rf1.usage['ff']:,}", f"{rf1.usage['dsp']:,}", f"{rf1.usage['bram_18k']}",
+        f"{rf1.latency_us:.3f} us (estimate)",
+    )  # fmt: skip
 
     det = run_files.read_detection(det_dir)
     blocks = section_detection(det)
@@ -303,6 +373,31 @@ def test_report_without_rtl_and_detection_omits_them_with_a_note(runs):
 
     md = to_markdown(section_rtl(load_inputs(runs["qat"]), None, 1.0) + section_detection(None))
     assert md.count("section omitted") == 2 and "rtl/rtl.json" in md and "detect/detection.json" in md
+
+
+def test_estimates_of_an_older_project_or_another_model(runs, tmp_path, capsys):
+    """An hls project without estimate.json (older qlstm) is named in one line with the command
+    that writes it; an estimate.json of another model is refused; a corrupt one too."""
+    from qlstm.report.evidence import load_inputs
+    from qlstm.report.render import to_markdown
+    from qlstm.report.sections import section_comparison, section_latency
+
+    old = tmp_path / "old_prj"
+    old.mkdir()
+    inp = load_inputs(runs["qat"])
+    inp.hls_dir = old
+    blocks, records = section_latency(inp, 1.0)
+    md = to_markdown(blocks + section_comparison(inp, records))
+    assert records == [] and md.count(f"Not available: no estimate.json in {old}") == 2
+    assert f"`qlstm hls {runs['qat']} --target zynq7045 --out PRJ` writes it" in md
+    out = tmp_path / "rep"
+    assert main(["report", str(runs["ptq"]), "--out", str(out), "--hls", str(runs["hls"])]) == 2
+    err = capsys.readouterr().err
+    assert "estimates of another model" in err and len(err.strip().splitlines()) == 1 and not out.exists()
+    (old / "estimate.json").write_text('{"format": "qlstm-estimate/1", "targets": []}')
+    assert main(["report", str(runs["qat"]), "--out", str(out), "--hls", str(old)]) == 2
+    err = capsys.readouterr().err
+    assert "estimate.json: missing or bad field" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("name", ["rtl.json", "detection.json"])

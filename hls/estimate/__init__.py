@@ -75,13 +75,13 @@ from .model import (
     closest_reuse_factor,
 )
 from .resources import Usage
-from .search import BudgetResult, Estimate, LayerEstimate, estimate, search_budget
+from .search import BudgetResult, Estimate, LayerEstimate, candidates, choose, estimate, search_budget
 
 __all__ = [
     "BRAM_MIN_BITS", "BRAM_MIN_DEPTH", "CALIBRATION", "CLOCK_UNCERTAINTY", "CONST_MULT_LUT",
     "CONST_WEIGHT_DSP_FRACTION", "DEFAULT_TABLE", "DEFAULT_TYPE", "FAMILY_DELAYS", "IO_CYCLES",
     "LOOKUP_LUT_PER_BIT", "LUT_MULT_MAX_BITS", "MAX_UNROLLED_MULTS", "UW_REPO", "BudgetResult",
     "CalibrationPoint", "CalibrationRow", "Delays", "Estimate", "LayerEstimate", "Usage",
-    "calibration_rows", "closest_reuse_factor", "estimate", "estimate_point", "search_budget",
+    "calibration_rows", "candidates", "choose", "closest_reuse_factor", "estimate", "estimate_point", "search_budget",
     "valid_reuse_factor", "valid_reuse_factors",
 ]  # fmt: skip

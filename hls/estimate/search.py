@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -88,6 +90,8 @@ class Estimate:
             "usage": asdict(self.usage),
             "utilisation": self.utilisation(),
             "fits": self.fits,
+            "synthesisable": self.synthesisable,
+            "peak_utilisation": self.peak_utilisation,
             "layers": [
                 {"name": x.name, "step_cycles": x.step_cycles, "cycles": x.cycles, "usage": asdict(x.usage)}
                 for x in self.layers
@@ -182,11 +186,27 @@ def estimate(
 
 
 # ----------------------------------------------------------------------------- budget search
+class Candidate(Protocol):
+    """What the budget choice reads of an estimate: an :class:`Estimate`, or its record as a run
+    folder stores it (:class:`qlstm.runs.EstimateRecord`)."""
+
+    @property
+    def config(self) -> HlsConfig: ...
+    @property
+    def latency_us(self) -> float: ...
+    @property
+    def fits(self) -> bool: ...
+    @property
+    def synthesisable(self) -> bool: ...
+    @property
+    def peak_utilisation(self) -> float: ...
+
+
 @dataclass(frozen=True)
 class BudgetResult:
     budget_us: float
-    chosen: Estimate | None
-    candidates: tuple[Estimate, ...]
+    chosen: Any  # the chosen Candidate (an Estimate from search_budget), or None
+    candidates: tuple[Any, ...]
     verdict: str
 
 
@@ -205,14 +225,36 @@ def search_budget(
     the best candidate misses (latency over budget, or resources over the part)."""
     if not budget_us > 0:
         raise QlstmError(f"--budget-us {budget_us} must be > 0")
+    return choose(candidates(desc, target, clock_ns, weights, statics, max_reuse), budget_us, target.name)
+
+
+def candidates(
+    desc: ModelDescription,
+    target: Target,
+    clock_ns: float,
+    weights: dict[str, np.ndarray] | None = None,
+    statics: tuple[bool, ...] = (True,),
+    max_reuse: int | None = None,
+) -> tuple[Estimate, ...]:
+    """The ESTIMATE of every (reuse factor hls4ml accepts, strategy, static) at ``clock_ns``: what
+    :func:`choose` picks from (the hls step stores them in ``estimate.json`` for the report)."""
     rfs = [r for r in valid_reuse_factors(desc) if max_reuse is None or r <= max_reuse]
     at_clock = replace(target, clock_ns=clock_ns)
-    cands = [
+    return tuple(
         estimate(desc, at_clock, HlsConfig(strategy=strat, reuse_factor=rf, static=static), weights)
         for rf in rfs
         for strat in ("latency", "resource")
         for static in statics
-    ]
+    )
+
+
+def choose(cands: Sequence[Candidate], budget_us: float, target_name: str) -> BudgetResult:
+    """Of ``cands`` (one target), the smallest-resource candidate whose ESTIMATED latency meets
+    ``budget_us`` and that fits (the rule of :func:`search_budget`), with its verdict. Pure: it
+    reads the candidates, it estimates nothing. Raises QlstmError for a budget <= 0."""
+    if not budget_us > 0:
+        raise QlstmError(f"--budget-us {budget_us} must be > 0")
+    cands = tuple(cands)
     ok = [e for e in cands if e.fits and e.latency_us <= budget_us and e.synthesisable]
     if ok:
         best = min(ok, key=lambda e: (e.peak_utilisation, e.latency_us))
@@ -228,7 +270,7 @@ def search_budget(
         fastest = min(fitting, key=lambda e: (e.latency_us, e.peak_utilisation))
         s = fastest.config
         verdict = (
-            f"NO configuration meets {budget_us:g} us on {target.name} (estimate): the fastest that fits "
+            f"NO configuration meets {budget_us:g} us on {target_name} (estimate): the fastest that fits "
             f"(reuse factor {s.reuse_factor}, {s.strategy}) takes {fastest.latency_us:.3f} us, "
             f"{fastest.latency_us - budget_us:.3f} us ({fastest.latency_us / budget_us:.2f}x) over budget"
         )
@@ -236,7 +278,7 @@ def search_budget(
     smallest = min(cands, key=lambda e: e.peak_utilisation)
     s = smallest.config
     verdict = (
-        f"NO configuration fits {target.name} (estimate): the smallest (reuse factor {s.reuse_factor}, {s.strategy}) "
+        f"NO configuration fits {target_name} (estimate): the smallest (reuse factor {s.reuse_factor}, {s.strategy}) "
         f"needs {100 * smallest.peak_utilisation:.0f} % of its scarcest resource"
     )
     return BudgetResult(budget_us, None, tuple(cands), verdict)

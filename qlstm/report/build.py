@@ -6,11 +6,10 @@ predicted vs true traces before a quench (the paper's Fig. 11); latency and reso
 hls4ml RNN paper; the bit-exactness of firmware_sim against the hls4ml C simulation.
 
 Figures come from the run folders, read through :mod:`qlstm.runs` (``metrics.json``,
-``data.json``, ``parent.json``, ``windows.npz``), the quantize sweep CSV and the firmware step's
-``firmware_check.json`` and ``trace_predictions.npz``; what is missing is named as not
-available, never invented. Computed here: the latency/resource estimates, and - only when the
-report runs alone, without the firmware step's file - the quench figure's predictions (three
-backends on the ~300 stored trace windows).
+``data.json``, ``parent.json``, ``windows.npz``), the quantize sweep CSV, the hls step's
+``estimate.json``, the firmware step's ``firmware_check.json`` and ``trace_predictions.npz``, the
+rtl and detect steps' files; what is missing is named as not available (with the command that
+writes it), never invented. The report runs no backend, no C simulation and no estimator.
 """
 
 from __future__ import annotations
@@ -20,11 +19,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from qlstm import runs
 from qlstm.errors import QlstmError
-from qlstm.io import atomic_write_bytes, atomic_write_text, staged_dir
+from qlstm.io import atomic_write_bytes, atomic_write_text, staged_dir, weights_sha256
 from qlstm.report.evidence import Inputs, firmware_check, load_inputs
 from qlstm.report.render import Block, Figure, Heading, Para, to_html, to_markdown
 from qlstm.report.sections import (
@@ -59,7 +56,7 @@ def build(inp: Inputs, budget_us: float = DEFAULT_BUDGET_US) -> tuple[list[Block
         ),
     ]
     blocks += section_data(inp)
-    acc_blocks, series = section_accuracy(inp)
+    acc_blocks, models = section_accuracy(inp)
     blocks += acc_blocks
     blocks += section_trace(inp)
     lat_blocks, records = section_latency(inp, budget_us)
@@ -72,8 +69,8 @@ def build(inp: Inputs, budget_us: float = DEFAULT_BUDGET_US) -> tuple[list[Block
     summary = {
         "qrun": str(inp.qrun),
         "float_run": str(inp.float_run),
-        "rmse": {k: float(np.sqrt(np.mean(np.square(v)))) for k, v in series.items()},
-        "rmse_per_step": series,
+        "rmse": {k: m.rmse for k, m in models.items()},
+        "rmse_per_step": {k: list(m.rmse_per_step) for k, m in models.items()},
         "latency": records,
         "bit_exact": check,
         "budget_us": budget_us,
@@ -103,9 +100,12 @@ def write_report(
     trace_predictions_file: Path | None = None,
     rtl_dir: Path | None = None,
     detect_dir: Path | None = None,
+    hls_dir: Path | None = None,
 ) -> Path:
     """Write ``report.md``, ``report.html``, ``figures/`` and ``summary.json`` into ``out``.
-    ``rtl_dir``/``detect_dir``: the rtl and detect steps' folders (None: those sections say so)."""
+    ``rtl_dir``/``detect_dir``: the rtl and detect steps' folders; ``hls_dir``: the hls project
+    whose ``estimate.json`` the estimate sections render (None, or a project without one: those
+    sections say so). Raises QlstmError for an ``estimate.json`` of another model."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:  # refuse before the slow part
         raise QlstmError(f"{out} already exists and is not empty; choose another folder or pass --overwrite")
@@ -115,6 +115,20 @@ def write_report(
         inp.trace_predictions = runs.load_trace_predictions(trace_predictions_file)
     inp.rtl = runs.read_rtl(rtl_dir) if rtl_dir is not None else None
     inp.detection = runs.read_detection(detect_dir) if detect_dir is not None else None
+    inp.hls_dir = None if hls_dir is None else Path(hls_dir)
+    if inp.hls_dir is not None:
+        if not inp.hls_dir.is_dir():
+            raise QlstmError(f"{inp.hls_dir}: hls project folder not found")
+        if (inp.hls_dir / runs.ESTIMATE_FILE).is_file():
+            inp.estimates = runs.read_estimates(inp.hls_dir)
+            e = inp.estimates
+            if (e.model_fingerprint, e.weights_sha256) != (
+                inp.desc.fingerprint(),
+                weights_sha256(inp.weights),
+            ):
+                raise QlstmError(
+                    f"{inp.estimates.path}: estimates of another model than {inp.qrun} (description or weights differ)"
+                )
     blocks, summary = build(inp, DEFAULT_BUDGET_US if budget_us is None else budget_us)
     with staged_dir(out, overwrite=overwrite) as stage:
         for b in blocks:

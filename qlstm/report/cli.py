@@ -44,6 +44,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--sweep", type=Path, help="the quantize sweep CSV (default: sweep*.csv found beside QRUN_DIR)"
     )
     p.add_argument(
+        "--hls",
+        type=Path,
+        metavar="PRJ_DIR",
+        help="an hls project (`qlstm hls` or a run's hls/project) whose estimate.json holds the latency and "
+        "resource ESTIMATES (default: none, those sections say so; the report never runs the estimator)",
+    )
+    p.add_argument(
+        "--firmware",
+        type=Path,
+        metavar="FIRMWARE_DIR",
+        help="a run's firmware/ folder: firmware_check.json (bit-exactness section) and trace_predictions.npz "
+        "(quench figure) (default: none, those sections say so; the report never runs a backend)",
+    )
+    p.add_argument(
         "--rtl",
         type=Path,
         metavar="RTL_DIR",
@@ -103,9 +117,26 @@ def run(args: argparse.Namespace) -> int:
         sweep_csv=args.sweep,
         rtl_dir=args.rtl,
         detect_dir=args.detect,
+        hls_dir=args.hls,
+        **_firmware_files(args.firmware),
     )
     print(f"report written: {out / 'report.md'} and {out / 'report.html'}")
     return 0
+
+
+def _firmware_files(folder: Path | None) -> dict[str, Path | None]:
+    """``--firmware DIR``: its firmware_check.json and trace_predictions.npz (those present)."""
+    from qlstm import runs
+
+    if folder is None:
+        return {}
+    if not folder.is_dir():
+        raise QlstmError(f"{folder}: firmware folder not found")
+    check, trace = folder / runs.FIRMWARE_CHECK_FILE, folder / runs.TRACE_PREDICTIONS_FILE
+    return {
+        "firmware_check_file": check if check.is_file() else None,
+        "trace_predictions_file": trace if trace.is_file() else None,
+    }
 
 
 def run_estimate(args: argparse.Namespace, run_dir: Path) -> int:

@@ -34,12 +34,16 @@ class Inputs:
     others: list[Path] = field(default_factory=list)  # further quantized runs (PTQ vs QAT)
     sweep_csv: Path | None = None
     firmware_check_file: Path | None = None
-    #: the firmware step's predictions on the quench trace (None: computed by the report)
+    #: the firmware step's predictions on the quench trace (None: the figure is not available)
     trace_predictions: dict[str, np.ndarray] | None = None
     #: the rtl step's ``rtl.json`` (None: the report omits the RTL section with a note)
     rtl: runs.RtlSummary | None = None
     #: the detect step's ``detection.json`` (None: the report omits the detection section)
     detection: runs.DetectionSummary | None = None
+    #: the hls project given (None: none given) and its ``estimate.json`` (None: the estimate
+    #: sections say it is not available; the report never runs the estimator)
+    hls_dir: Path | None = None
+    estimates: runs.Estimates | None = None
 
 
 # ----------------------------------------------------------------------------- reading
@@ -63,15 +67,6 @@ def load_inputs(qrun: Path, others: list[Path] | None = None, sweep_csv: Path | 
         q.path, parent.path, desc, weights, q.metrics, parent.metrics, parent.data, parent.heldout(),
         list(others or []), sweep_csv,
     )  # fmt: skip
-
-
-def _predict(backend: str, run_dir: Path, x: np.ndarray) -> tuple[np.ndarray | None, str]:
-    from qlstm.predict import run_backend
-
-    try:
-        return run_backend(backend, run_dir, x), ""
-    except QlstmError as exc:
-        return None, str(exc)
 
 
 def read_sweep(path: Path) -> list[dict[str, Any]]:

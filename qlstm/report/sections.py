@@ -6,11 +6,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from qlstm import runs
-from qlstm.hls_config import HlsConfig
-from qlstm.report.evidence import Inputs, _predict, read_sweep
+from qlstm.hls.estimate.search import choose
+from qlstm.hls.estimate.summary import REPORT_TARGETS
+from qlstm.report.evidence import Inputs, read_sweep
 from qlstm.report.figures import _plot_per_step, _plot_sweep, _plot_trace
 from qlstm.report.render import Block, Figure, Heading, Para, Table
 
@@ -23,10 +22,20 @@ PAPER_TABLE6 = (
     ("ku060", 200.0, 82.7, "XCKU060"),
     ("zynq7045", 100.0, 15.96, "XC7Z045"),
 )
-#: Khoda et al., MLST 4 (2023) 025004: LSTM(20), 20 steps x 6 features, 200 MHz, lowest RF.
-KHODA = {"band_us": (1.5, 1.7), "clock_mhz": 200.0}
-#: (target, clock MHz) rows of the latency section.
-REPORT_TARGETS = (("zynq7020", 142.0), ("zynq7045", 100.0), ("zynq7045", 200.0), ("ku060", 200.0))
+
+
+def estimates_missing(inp: Inputs) -> str:
+    """The one line the estimate sections show when the hls step's ``estimate.json`` is absent."""
+    where = (
+        "no hls project was given"
+        if inp.hls_dir is None
+        else f"no {runs.ESTIMATE_FILE} in {inp.hls_dir} (a project written before qlstm stored its estimates)"
+    )
+    return (
+        f"Not available: {where}. `qlstm hls {inp.qrun} --target zynq7045 --out PRJ` writes it "
+        "(so does the hls step of `qlstm run`); `qlstm report ... --hls PRJ` renders it. The report "
+        "does not run the estimator."
+    )
 
 
 def _fmt(v: float | None, spec: str = ".3g") -> str:
@@ -60,28 +69,29 @@ def section_data(inp: Inputs) -> list[Block]:
     return blocks
 
 
-def section_accuracy(inp: Inputs) -> tuple[list[Block], dict[str, Any]]:
-    """Test RMSE per step ahead of float, baselines, each quantized run and firmware_sim, all
-    from the runs' ``metrics.json`` (normalised units); the sweep table from its CSV."""
+def section_accuracy(inp: Inputs) -> tuple[list[Block], dict[str, runs.Metrics]]:
+    """Test RMSE over all steps and per step ahead of float, baselines, each quantized run and
+    firmware_sim, all as the runs' ``metrics.json`` state them (normalised units; nothing is
+    recomputed); the sweep table from its CSV. Returns the blocks and the metrics per row."""
     fm = inp.fmetrics
-    series: dict[str, list[float]] = {
-        "float": list(fm.model.rmse_per_step),
-        "persistence": list(fm.persistence.rmse_per_step),
-        "linear AR": list(fm.linear_ar.rmse_per_step),
+    models: dict[str, runs.Metrics] = {
+        "float": fm.model,
+        "persistence": fm.persistence,
+        "linear AR": fm.linear_ar,
     }
     for path in [inp.qrun, *inp.others]:
         qm = runs.QuantRun(Path(path)).metrics
-        series[f"{qm.method.upper()} {qm.bits}-bit"] = list(qm.test.rmse_per_step)
+        models[f"{qm.method.upper()} {qm.bits}-bit"] = qm.test
     fw_windows = None
     if inp.qmetrics.raw.get("eval_backend") == "firmware":  # quantize measured with firmware_sim
-        series[f"firmware_sim {inp.desc.quantization.bits}-bit"] = list(inp.qmetrics.test.rmse_per_step)
+        models[f"firmware_sim {inp.desc.quantization.bits}-bit"] = inp.qmetrics.test
         fw_windows = inp.qmetrics.test.windows
+    series = {name: list(m.rmse_per_step) for name, m in models.items()}
     k = inp.desc.architecture.horizon
     header = ("model", "RMSE (all k)", *(f"k={j + 1}" for j in range(min(k, 8))))
     rows = []
-    for name, vals in series.items():
-        overall = float(np.sqrt(np.mean(np.square(vals))))
-        rows.append((name, f"{overall:.4g}", *(f"{v:.4g}" for v in vals[:8])))
+    for name, m in models.items():
+        rows.append((name, f"{m.rmse:.4g}", *(f"{v:.4g}" for v in m.rmse_per_step[:8])))
     blocks: list[Block] = [
         Heading("Accuracy: float vs PTQ vs QAT vs firmware"),
         Para(
@@ -112,17 +122,7 @@ def section_accuracy(inp: Inputs) -> tuple[list[Block], dict[str, Any]]:
         ]  # fmt: skip
     else:
         blocks.append(Para("No quantize sweep CSV was found or given (`--sweep`): no per-bit-width table."))
-    return blocks, series
-
-
-def trace_backends(desc, float_run: Path, qrun: Path) -> list[tuple[str, str, Path]]:
-    """(label, ``qlstm predict`` backend, run folder) of the quench figure's curves."""
-    q = desc.quantization
-    return [
-        ("float", "float", float_run),
-        (f"{q.method} {q.bits}-bit", "quant", qrun),
-        ("firmware_sim", "firmware", qrun),
-    ]
+    return blocks, models
 
 
 def section_trace(inp: Inputs) -> list[Block]:
@@ -132,50 +132,47 @@ def section_trace(inp: Inputs) -> list[Block]:
     tr = inp.heldout.trace
     if tr is None:
         return [*blocks, Para("Not available: no test event has a quench marker (or it comes too early).")]
-    win, truth, t = tr.x, tr.truth, tr.t
-    preds: dict[str, np.ndarray] = {}
-    missing = []
-    if inp.trace_predictions is not None:  # written by the run's firmware step
-        preds = {name: y[:, 0] for name, y in inp.trace_predictions.items()}
-    else:  # the report alone (`qlstm report`): three backends on the ~300 trace windows
-        for name, backend, run in trace_backends(inp.desc, inp.float_run, inp.qrun):
-            y, why = _predict(backend, run, win)
-            if y is None:
-                missing.append(f"{name}: {why}")
-            else:
-                preds[name] = y[:, 0]
-    blocks.append(
+    if inp.trace_predictions is None:
+        return [
+            *blocks,
+            Para(
+                f"Not available: no {runs.TRACE_PREDICTIONS_FILE} (the firmware step of `qlstm run` writes it; "
+                "`qlstm report ... --firmware RUN/firmware` renders it). The report does not run the backends."
+            ),
+        ]
+    preds = {name: y[:, 0] for name, y in inp.trace_predictions.items()}
+    return [
+        *blocks,
         Figure(
             "trace_quench.png",
-            _plot_trace(t, truth, preds, 0.0),
-            f"Event {tr.event}: the last {len(t)} samples up to the quench, true normalised voltage and "
+            _plot_trace(tr.t, tr.truth, preds, 0.0),
+            f"Event {tr.event}: the last {len(tr.t)} samples up to the quench, true normalised voltage and "
             "1-step-ahead predictions.",
-        )
-    )
-    if missing:
-        blocks.append(Para("Not shown: " + "; ".join(missing)))
-    return blocks
+        ),
+    ]
 
 
 def section_latency(inp: Inputs, budget_us: float) -> tuple[list[Block], list[dict[str, Any]]]:
-    """Latency and resources per target (ESTIMATES, ``hls/estimate``) at reuse factor 1 and the
-    fastest fitting configuration, with the budget search's verdict per target (microseconds)."""
-    from dataclasses import replace
-
-    from qlstm.hls.estimate import estimate, search_budget
-    from qlstm.hls.targets import get_target
-
+    """Latency and resources per target (ESTIMATES from the hls step's ``estimate.json``) at
+    reuse factor 1 and the fastest fitting configuration, with the budget's verdict per target
+    (:func:`qlstm.hls.estimate.search.choose` over the stored candidates; microseconds)."""
+    head = Heading("Latency and resources per target (ESTIMATES)")
+    est = inp.estimates
+    if est is None:
+        return [head, Para(estimates_missing(inp))], []
     rows, records = [], []
     for name, mhz in REPORT_TARGETS:
-        tgt = get_target(name)
-        clock = 1000.0 / mhz
-        full = estimate(inp.desc, replace(tgt, clock_ns=clock), HlsConfig(), inp.weights)
-        res = search_budget(inp.desc, tgt, clock, budget_us, inp.weights)
-        fit = [e for e in res.candidates if e.fits and e.synthesisable]
+        te = est.at(name, mhz)
+        if te is None:
+            rows.append((f"{name} @ {mhz:g} MHz", f"n/a (not in {runs.ESTIMATE_FILE})", "n/a", "n/a", "n/a"))
+            continue
+        full = te.rf1
+        res = choose(te.candidates, budget_us, name)
+        fit = [e for e in te.candidates if e.fits and e.synthesisable]
         fastest = min(fit, key=lambda e: e.latency_us) if fit else None
-        rec = {"target": name, "clock_mhz": mhz, "rf1": full.to_dict(), "verdict": res.verdict,
-               "chosen": None if res.chosen is None else res.chosen.to_dict(),
-               "fastest_fitting": None if fastest is None else fastest.to_dict()}  # fmt: skip
+        rec = {"target": name, "clock_mhz": mhz, "rf1": full.raw, "verdict": res.verdict,
+               "chosen": None if res.chosen is None else res.chosen.raw,
+               "fastest_fitting": None if fastest is None else fastest.raw}  # fmt: skip
         records.append(rec)
         f = fastest
         rows.append(
@@ -187,14 +184,15 @@ def section_latency(inp: Inputs, budget_us: float) -> tuple[list[Block], list[di
                 else f"{f.latency_us:.3f} us (RF {f.config.reuse_factor}, {f.config.strategy})",
                 "n/a"
                 if f is None
-                else f"{f.usage.dsp:,} / {f.usage.lut:,} / {f.usage.ff:,} / {f.usage.bram_18k}",
+                else f"{f.usage['dsp']:,} / {f.usage['lut']:,} / {f.usage['ff']:,} / {f.usage['bram_18k']}",
                 res.verdict.split(" (estimate)")[0] if res.chosen is None else "meets budget",
             )
         )
     blocks: list[Block] = [
-        Heading("Latency and resources per target (ESTIMATES)"),
+        head,
         Para(
-            "Every figure in this section is an ESTIMATE from `hls/estimate.py` (docs/estimator.md: a "
+            f"Every figure in this section is an ESTIMATE that the hls step stored in `{est.path}` "
+            "(`hls/estimate`, docs/estimator.md: a "
             "model of hls4ml's scheduling checked on four published 16-bit hls4ml LSTM/GRU builds: layer "
             "latency +0.3 to +6.2 %, DSP within 9 %, BRAM exact, LUT within 40 %, FF up to 4x low). "
             "Static LSTM/GRU, io_parallel. "
@@ -217,36 +215,31 @@ def section_latency(inp: Inputs, budget_us: float) -> tuple[list[Block], list[di
 
 def section_comparison(inp: Inputs, records: list[dict[str, Any]]) -> list[Block]:
     """The paper's Table 6 (measured) beside this model's fastest fitting ESTIMATE per platform,
-    and the estimator on the hls4ml RNN paper's LSTM(20) against its published band."""
-    from qlstm.hls.estimate import estimate
-    from qlstm.hls.targets import get_target
-
+    and the estimator on the hls4ml RNN paper's LSTM(20) against its published band (both from
+    the hls step's ``estimate.json``)."""
+    head = Heading("Comparison with the paper (Table 6) and with the hls4ml RNN results")
+    est = inp.estimates
+    if est is None:
+        return [head, Para(estimates_missing(inp))]
     rows = []
     for name, mhz, paper_us, label in PAPER_TABLE6:
-        tgt = get_target(name)
-        from qlstm.hls.estimate import search_budget
-
-        res = search_budget(inp.desc, tgt, 1000.0 / mhz, 1e6, inp.weights)
-        fit = [e for e in res.candidates if e.fits and e.synthesisable]
+        te = est.at(name, mhz)
+        fit = [] if te is None else [e for e in te.candidates if e.fits and e.synthesisable]
         f = min(fit, key=lambda e: e.latency_us) if fit else None
         ours = (
-            "does not fit (estimate)"
+            f"n/a (not in {runs.ESTIMATE_FILE})"
+            if te is None
+            else "does not fit (estimate)"
             if f is None
             else f"{f.latency_us:.3f} us (estimate, RF {f.config.reuse_factor})"
         )
         ratio = "n/a" if f is None else f"{paper_us / f.latency_us:.0f}x"
         rows.append((f"{label} @ {mhz:g} MHz", f"{paper_us:g} us (measured, paper)", ours, ratio))
-    from qlstm.description import Architecture, ModelDescription, Normalisation, RecurrentLayer
-
-    khoda = ModelDescription(
-        Architecture(6, 20, 5, (RecurrentLayer("lstm", 20),)),
-        Normalisation((0.0,) * 6, (1.0,) * 6, tuple(f"f{i}" for i in range(6))),
-    )
-    k_est = estimate(khoda, get_target("ku060"), HlsConfig())  # ku060's clock is 5 ns
+    k_est = est.khoda
     targets = section_targets(inp)
-    lo, hi = KHODA["band_us"]
+    lo, hi = est.khoda_band_us
     return [
-        Heading("Comparison with the paper (Table 6) and with the hls4ml RNN results"),
+        head,
         Para(
             "Wielgosz et al., NIM A 867 (2017) 40, Table 6 measured their 128-cell LSTM (L = 16) on three "
             "FPGAs; beside each, the fastest configuration of THIS run's model that fits the part at the "
@@ -265,29 +258,22 @@ def section_comparison(inp: Inputs, records: list[dict[str, Any]]) -> list[Block
 
 
 def section_targets(inp: Inputs) -> list[Block]:
-    """The project's latency targets (issue 8), as estimates: the `paper` architecture with this
-    run's fixed-point types on zynq7045 at 200 MHz (<= 2.5 us), and this run's model (<= 1 us)."""
-    from dataclasses import replace
-
-    from qlstm.description import Architecture, RecurrentLayer
-    from qlstm.hls.estimate import search_budget
-    from qlstm.hls.targets import get_target
-
-    a, q = inp.desc.architecture, inp.desc.quantization
-    paper_arch = Architecture(a.input_channels, 16, a.horizon, (RecurrentLayer("lstm", 128),))
-    paper = replace(inp.desc, architecture=paper_arch, quantization=replace(q, layers=q.layers[:1]))
-    tgt = get_target("zynq7045")
+    """The project's latency targets (issue 8), as estimates from ``estimate.json``: the `paper`
+    architecture with this run's fixed-point types on zynq7045 at 200 MHz (<= 2.5 us), and this
+    run's model (<= 1 us)."""
+    est = inp.estimates
+    assert est is not None
+    a = inp.desc.architecture
+    here = est.at("zynq7045", 200.0)
     rows = []
-    for name, desc, weights, budget in (
-        ("paper: LSTM(128), L = 16, this run's types", paper, None, 2.5),
-        (
-            f"this run: {'+'.join(str(x.units) for x in a.layers)} cells, L = {a.history}",
-            inp.desc,
-            inp.weights,
-            1.0,
-        ),
+    for name, te, budget in (
+        (f"paper: {est.paper_architecture}", est.paper_model, 2.5),
+        (f"this run: {'+'.join(str(x.units) for x in a.layers)} cells, L = {a.history}", here, 1.0),
     ):
-        res = search_budget(desc, tgt, 5.0, budget, weights)
+        if te is None:
+            rows.append((name, f"<= {budget:g} us", "n/a", f"not in {runs.ESTIMATE_FILE}"))
+            continue
+        res = choose(te.candidates, budget, te.target)
         rows.append((name, f"<= {budget:g} us", "met" if res.chosen is not None else "MISSED", res.verdict))
     return [
         Heading("Latency targets (ESTIMATES, zynq7045 at 200 MHz)", 3),
@@ -321,11 +307,6 @@ def section_rtl(inp: Inputs, rtl: runs.RtlSummary | None, budget_us: float) -> l
     """The rtl step's figures (``rtl.json``, read through :func:`qlstm.runs.read_rtl`): cycles
     MEASURED in Verilator simulation, resources after Yosys synthesis (NOT placed), logic depth,
     the clock ASSUMED; beside hls4ml's ESTIMATE for the same model, target and clock at RF 1."""
-    from dataclasses import replace
-
-    from qlstm.hls.estimate import estimate
-    from qlstm.hls.targets import get_target
-
     head: list[Block] = [Heading("RTL (da4ml, Verilator, Yosys): measured cycles, synthesised resources")]
     if rtl is None:
         return [
@@ -380,23 +361,26 @@ def section_rtl(inp: Inputs, rtl: runs.RtlSummary | None, budget_us: float) -> l
         )
     else:
         paras.append("Not synthesised (rtl.synth false): no resources.")
-    if rtl.target is not None:
-        try:
-            tgt = get_target(rtl.target)
-            e = estimate(inp.desc, replace(tgt, clock_ns=clock), HlsConfig(), inp.weights)
-            u = e.usage
-            rows.append(
-                (
-                    "hls4ml: ESTIMATE at RF 1 (hls/estimate.py)",
-                    f"{u.lut:,}",
-                    f"{u.ff:,}",
-                    f"{u.dsp:,}",
-                    f"{u.bram_18k}",
-                    f"{e.latency_us:.3f} us (estimate)",
-                )
+    te = None if inp.estimates is None or rtl.target is None else inp.estimates.at(rtl.target, 1000 / clock)
+    if te is not None:
+        e = te.rf1
+        rows.append(
+            (
+                "hls4ml: ESTIMATE at RF 1 (hls/estimate, the hls step's estimate.json)",
+                f"{e.usage['lut']:,}",
+                f"{e.usage['ff']:,}",
+                f"{e.usage['dsp']:,}",
+                f"{e.usage['bram_18k']}",
+                f"{e.latency_us:.3f} us (estimate)",
             )
-        except Exception as exc:  # an estimate the model cannot give is named, not invented
-            paras.append(f"hls4ml estimate not available: {exc}")
+        )
+    elif inp.estimates is None:
+        paras.append("hls4ml estimate: " + estimates_missing(inp))
+    else:
+        paras.append(
+            f"hls4ml estimate not available: {inp.estimates.path} has no entry for "
+            f"{rtl.target or rtl.part} at {1000 / clock:g} MHz."
+        )
     blocks: list[Block] = [*head, Para("\n\n".join(paras))]
     if rows:
         blocks.append(
