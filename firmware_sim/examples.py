@@ -12,6 +12,7 @@ import numpy as np
 
 from qlstm.description import (
     Architecture,
+    DenseLayer,
     DenseQuant,
     ModelDescription,
     Normalisation,
@@ -33,11 +34,16 @@ def uniform_quantization(
     table: TableSpec | None = None,
     rounding: str = "AP_TRN",
     overflow: str = "AP_WRAP",
+    head: tuple[str, ...] = ("linear",),
+    act_result: FixedType | None = None,
+    head_table: TableSpec | None = None,
 ) -> Quantization:
     """One type ``ap_fixed<width, integer, rounding, overflow>`` everywhere, unless overridden.
 
     The default accumulator keeps every product exact (``2 * frac`` fractional bits) and is as
-    wide as qlstm allows.
+    wide as qlstm allows. ``head``: the activation of each head Dense layer (the last is the
+    output layer); their ``act_result`` (default: the common type) and sigmoid/tanh
+    ``head_table`` (default: ``table``).
     """
     t = FixedType(width, integer, True, rounding, overflow)
     if accum is None:
@@ -48,12 +54,21 @@ def uniform_quantization(
     lq = RecurrentQuant(
         weight=t, recurrent_weight=t, bias=t, recurrent_bias=t, accum=accum, state=state, table=table
     )
+    dqs = tuple(
+        DenseQuant(
+            weight=t, bias=t, accum=accum, result=t,
+            act_result=None if act == "linear" else (act_result or t),
+            table=(head_table or table) if act in ("sigmoid", "tanh") else None,
+        )
+        for act in head
+    )  # fmt: skip
     return Quantization(
         input=t,
         layers=tuple(lq for _ in range(n_layers)),
-        dense=DenseQuant(weight=t, bias=t, accum=accum, result=t),
+        dense=dqs[-1],
         method="random",
         bits=width,
+        hidden=dqs[:-1],
     )
 
 
@@ -67,15 +82,19 @@ def random_model(
     quantization: Quantization | None = None,
     weight_range: float = 0.5,
     seed: int = 0,
+    head: tuple[tuple[int, str], ...] = (),
 ) -> tuple[ModelDescription, dict[str, np.ndarray]]:
-    """A quantized model with random weights on the grids of ``quantization`` (default 16 bits)."""
+    """A quantized model with random weights on the grids of ``quantization`` (default 16 bits);
+    ``head``: ``(units, activation)`` per head Dense layer (default: one linear layer of
+    ``horizon`` units)."""
     arch = Architecture(
         input_channels=channels,
         history=history,
         horizon=horizon,
         layers=tuple(RecurrentLayer(c, u) for c, u in zip(cells, units, strict=True)),
+        head=tuple(DenseLayer(u, a) for u, a in head),
     )
-    q = quantization or uniform_quantization(len(cells))
+    q = quantization or uniform_quantization(len(cells), head=tuple(d.activation for d in arch.head))
     norm = Normalisation(
         lo=tuple(0.0 for _ in range(channels)),
         hi=tuple(1.0 for _ in range(channels)),
