@@ -697,6 +697,7 @@ def test_khoda_lstm20_relu64_sigmoid_every_stage(tmp_path, capsys, csim_cache):
     path, layers = _keras_khoda(tmp_path)
     run, q = tmp_path / "run", tmp_path / "q"
     assert main(["import", str(path), "--out", str(run)]) == 0
+    assert "-> LSTM(20) -> Dense(64, relu) -> Dense(1, sigmoid)" in capsys.readouterr().out
     rng = np.random.default_rng(5)
     x = rng.uniform(0, 1, size=(300, 20, 6))
     y_float = predict_float(tmp_path, run, x)
@@ -716,7 +717,9 @@ def test_khoda_lstm20_relu64_sigmoid_every_stage(tmp_path, capsys, csim_cache):
                  "--bits", "16", "--no-progress", *types]) == 0  # fmt: skip
     desc, _ = description.load(q)
     qz = desc.quantization
-    assert {t.describe() for n, t in qz.points().items() if not n.endswith(".table")} == {HLS4ML_DEFAULT}
+    assert {t for n, t in qz.points().items() if not n.endswith(".table")} == {
+        FixedType.from_ap(HLS4ML_DEFAULT)
+    }
     assert qz.dense.table == description.TableSpec(1024, FixedType.from_ap("ap_fixed<18,8>"))
     assert [(d.units, d.activation) for d in desc.architecture.head] == [(64, "relu"), (1, "sigmoid")]
     capsys.readouterr()
@@ -746,3 +749,20 @@ def test_khoda_lstm20_relu64_sigmoid_every_stage(tmp_path, capsys, csim_cache):
                  "433200,866400,3600,2940", "--clock-ns", "5", "--reuse", "1", "--json", str(est)]) == 0  # fmt: skip
     e = json.loads(est.read_text())
     assert [layer["name"] for layer in e["layers"]] == ["rnn0", "dense0", "head"]
+
+
+def test_softmax_head_imports_and_is_refused_at_quantization(tmp_path, capsys):
+    """A softmax output layer: the float model imports and predicts (NumPy forward); quantization
+    refuses it with one line naming the layer (hls4ml's softmax tables are not simulated)."""
+    layers = stack([("LSTM", {"units": 4}), ("Dense", {"units": 3, "activation": "softmax"})], C, seed=4)
+    write_keras2_h5(tmp_path / "m.h5", layers, L, C)
+    assert main(["import", str(tmp_path / "m.h5"), "--out", str(tmp_path / "run")]) == 0
+    x = windows()
+    y = predict_float(tmp_path, tmp_path / "run", x)
+    assert np.max(np.abs(y - keras_forward(layers, x))) <= TOL
+    np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    np.save(tmp_path / "cal.npy", x)
+    line = refused(capsys, ["quantize", str(tmp_path / "run"), "--out", str(tmp_path / "q"),
+                            "--calibration", str(tmp_path / "cal.npy"), "--no-progress"])  # fmt: skip
+    assert "head layer 'head' (softmax): not supported at quantization" in line
+    assert not (tmp_path / "q").exists()

@@ -97,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
     desc = import_model(args.model, args.out, args.history, args.normalisation, args.overwrite)
     a = desc.architecture
     layers = " -> ".join(f"{layer.cell.upper()}({layer.units})" for layer in a.layers)
-    print(f"imported {args.model}: (N, {a.history}, {a.input_channels}) -> {layers} -> Dense({a.horizon})")
+    head = " -> ".join(
+        f"Dense({d.units}" + ("" if d.activation == "linear" else f", {d.activation}") + ")" for d in a.head
+    )
+    print(f"imported {args.model}: (N, {a.history}, {a.input_channels}) -> {layers} -> {head}")
     print(
         f"wrote {args.out} (float run folder; quantize it with: qlstm quantize {args.out} --calibration X.npy)"
     )
