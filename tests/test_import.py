@@ -407,6 +407,7 @@ def test_torch_export_pt2_refusals(tmp_path, capsys):
     ):
         net = _net(**kw)
         torch.export.save(torch.export.export(net, (torch.randn(2, L, C),)), tmp_path / "m.pt2")
+        capsys.readouterr()  # torch.export's own warnings (printed once per process) are not qlstm's
         line = refused(capsys, ["import", str(tmp_path / "m.pt2"), "--out", str(tmp_path / "r")])
         assert expected in line, line
 
@@ -766,3 +767,35 @@ def test_softmax_head_imports_and_is_refused_at_quantization(tmp_path, capsys):
                             "--calibration", str(tmp_path / "cal.npy"), "--no-progress"])  # fmt: skip
     assert "head layer 'head' (softmax): not supported at quantization" in line
     assert not (tmp_path / "q").exists()
+
+
+@pytest.mark.parametrize("activation", ["linear", "sigmoid"])
+def test_predict_on_a_recording_skips_regression_metrics_for_a_score(tmp_path, capsys, activation):
+    """A classifier's score (a non-linear output layer) is predicted on a recording, and the RMSE
+    against the target channel is skipped with a note; a linear output is still scored."""
+    from qlstm.data.events import Event, EventSet
+    from qlstm.data.formats import save_events
+
+    layers = stack([("GRU", {"units": 3}), ("Dense", {"units": 4, "activation": "relu"}),
+                    ("Dense", {"units": 1, "activation": activation})], 2)  # fmt: skip
+    write_keras3(tmp_path / "m.keras", layers, L, 2)
+    (tmp_path / "n.json").write_text(
+        json.dumps({"lo": [0.0, -5.0], "hi": [2.0, 5.0], "channel_names": ["U_res", "I"]})
+    )
+    assert main(["import", str(tmp_path / "m.keras"), "--out", str(tmp_path / "run"),
+                 "--normalisation", str(tmp_path / "n.json")]) == 0  # fmt: skip
+    rng = np.random.default_rng(3)
+    t = np.arange(40) * 0.4
+    ev = Event(name="e0", t=t, x=np.stack([rng.uniform(0, 2, 40), rng.uniform(-5, 5, 40)], axis=1))
+    save_events(EventSet((ev,), ("U_res", "I"), ("V", "A"), 0.4), tmp_path / "rec.csv")
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "run"), "--data", str(tmp_path / "rec.csv"), "--out",
+                 str(tmp_path / "y.npy"), "--metrics", str(tmp_path / "m.json")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert np.load(tmp_path / "y.npy").shape == (40 - L - 1 + 1, 1)
+    if activation == "linear":
+        assert "RMSE" in out and "rmse" in m["model"]
+    else:
+        assert "regression metrics skipped: the model's output layer is sigmoid" in out
+        assert "model" not in m and "skipped" in m["note"]
