@@ -762,6 +762,9 @@ def test_softmax_head_imports_and_is_refused_at_quantization(tmp_path, capsys):
     y = predict_float(tmp_path, tmp_path / "run", x)
     assert np.max(np.abs(y - keras_forward(layers, x))) <= TOL
     np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    assert (
+        main(["export", str(tmp_path / "run")]) == 0
+    )  # float ONNX with a Softmax node, verified by running it
     np.save(tmp_path / "cal.npy", x)
     line = refused(capsys, ["quantize", str(tmp_path / "run"), "--out", str(tmp_path / "q"),
                             "--calibration", str(tmp_path / "cal.npy"), "--no-progress"])  # fmt: skip
