@@ -28,8 +28,9 @@ and of a GRU layer (``gru_static``, ``pytorch_order``)::
     h_state        = (res_T)(n * (1 - z) + h * z)
 
 The states start at zero for every window (``reset_state`` on the first step). Every layer but
-the last passes its whole ``h`` sequence on; the Dense head maps the last ``h`` to the outputs
-(``dense_latency`` then ``(res_T) acc``). Inputs arrive as doubles and are converted to the input
+the last passes its whole ``h`` sequence on; the head's Dense layers map the last ``h`` to the
+outputs (``dense_latency`` then ``(res_T) acc``, then the layer's activation: ``relu``, or the
+``sigmoid``/``tanh`` lookup of ``nnet_activation.h`` with the tables of the recurrent layers). Inputs arrive as doubles and are converted to the input
 type as the hls4ml bridge does (``convert_data``: ``input_t(double)``).
 """
 
@@ -114,6 +115,22 @@ class _Layer:
     @property
     def name(self) -> str:
         return f"rnn{self.index}"
+
+
+@dataclass(frozen=True)
+class _HeadLayer:
+    """A Dense layer of the head prepared for simulation, with its activation layer (if any)."""
+
+    name: str  # dense{j} or head
+    activation: str
+    dense: Dense  # dense_latency -> accum_t
+    result_t: FixedType  # the Dense layer's res_T
+    act_t: FixedType | None  # the activation layer's res_T (None: linear)
+    table: Activation | None  # sigmoid/tanh: the lookup, result_t -> act_t
+
+    @property
+    def output_t(self) -> FixedType:
+        return self.result_t if self.act_t is None else self.act_t
 
 
 @dataclass
@@ -214,11 +231,27 @@ class Firmware:
             layers.append(lay)
             x_t = st
         self.layers: tuple[_Layer, ...] = tuple(layers)
-        self.head = Dense.build(
-            "head.acc", w["head.weight"].T, q.dense.weight, w["head.bias"], q.dense.bias, x_t, q.dense.accum,
-            order("head.acc", arch.layers[-1].units),
-        )  # fmt: skip
-        self.result_t = q.dense.result
+        head = []
+        for j, (nm, d, dq) in enumerate(zip(arch.head_names(), arch.head, q.head, strict=True)):
+            if d.activation == "softmax":
+                raise QlstmError(
+                    f"head layer {nm!r} (softmax): hls4ml's softmax is not simulated bit-exactly; not supported"
+                )
+            dense = Dense.build(
+                f"{nm}.acc", w[f"{nm}.weight"].T, dq.weight, w[f"{nm}.bias"], dq.bias, x_t, dq.accum,
+                order(f"{nm}.acc", arch.head_n_in(j)),
+            )  # fmt: skip
+            table = None
+            if d.activation in ("sigmoid", "tanh"):
+                assert dq.table is not None and dq.act_result is not None  # check_quantization
+                table = Activation(d.activation, dq.table, dq.result, dq.act_result)
+            head.append(_HeadLayer(nm, d.activation, dense, dq.result, dq.act_result, table))
+            x_t = head[-1].output_t
+        self.head_layers: tuple[_HeadLayer, ...] = tuple(head)
+        #: the head's last Dense product (the one of every run before multi-layer heads)
+        self.head = head[-1].dense
+        #: the network output type
+        self.result_t = x_t
         self.input_t = q.input
         #: untraced runs do each cell step as one compiled loop (numba) when True, or when None and
         #: the run is large (:data:`COMPILED_MIN_UPDATES`) or numba is loaded already; False: the
@@ -269,8 +302,11 @@ class Firmware:
                 out[f"{lay.name}.r_h"] = a
             out[f"{lay.name}.h"] = s
             out[lay.name] = s
-        out["head.acc"] = self.head.acc_t
-        out["head"] = self.result_t
+        for hl in self.head_layers:
+            out[f"{hl.name}.acc"] = hl.dense.acc_t
+            if hl.act_t is not None:
+                out[f"{hl.name}.result"] = hl.result_t
+            out[hl.name] = hl.output_t
         return out
 
     def run(
@@ -344,11 +380,33 @@ class Firmware:
         for lay in self.layers:
             h = self._layer(lay, seq, tr, rec, compiled)
             seq = h
-        last = h if h.ndim == 2 else h[:, -1]
-        acc = self.head(last, rec)
-        y = cast_noted(acc, self.head.acc_t.frac, self.result_t, rec, "head.result")
+        y = h if h.ndim == 2 else h[:, -1]
+        for hl in self.head_layers:
+            y = self._head_layer(hl, y, tr, rec)
+        return y
+
+    @staticmethod
+    def _head_layer(
+        hl: _HeadLayer, x: np.ndarray, tr: dict[str, np.ndarray] | None, rec: Recorder | None
+    ) -> np.ndarray:
+        """One head layer: ``dense_latency`` then ``(res_T) acc``; then its activation layer:
+        relu ``res = data > 0 ? data : 0`` (cast to the activation's ``res_T``), sigmoid/tanh
+        ``(res_T) table[index]`` (``nnet_activation.h``)."""
+        acc = hl.dense(x, rec)
+        r = cast_noted(acc, hl.dense.acc_t.frac, hl.result_t, rec, f"{hl.name}.result")
+        if hl.act_t is None:
+            y = r
+        elif hl.table is not None:
+            if rec is not None:
+                rec.note(f"{hl.name}.act_result", hl.table.overflowed(r))
+            y = hl.table(r)
+        else:  # relu
+            y = cast_noted(np.maximum(r, 0), hl.result_t.frac, hl.act_t, rec, f"{hl.name}.act_result")
         if tr is not None:
-            tr["head.acc"], tr["head"] = acc, y
+            tr[f"{hl.name}.acc"] = acc
+            if hl.act_t is not None:
+                tr[f"{hl.name}.result"] = r
+            tr[hl.name] = y
         return y
 
     def _layer(

@@ -44,7 +44,7 @@ from qlstm.errors import QlstmError
 from qlstm.hls_config import HlsConfig, check_reuse
 from qlstm.io import atomic_write_text, weights_sha256
 
-from .graph import HEAD_NAME, PROJECT_NAME, build_model_graph, rnn_name
+from .graph import HEAD_NAME, PROJECT_NAME, build_model_graph, head_layers, rnn_name
 from .targets import TARGETS, check_part
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,10 @@ class CSim:
         for i, layer in enumerate(arch.layers):
             seq = i != len(arch.layers) - 1
             outs.append(_LayerOut(rnn_name(i), (arch.history, layer.units) if seq else (layer.units,)))
-        outs.append(_LayerOut(HEAD_NAME, (arch.horizon,)))
+        for (nm, dname, act), d in zip(head_layers(desc), arch.head, strict=True):
+            outs.append(_LayerOut(dname, (d.units,)))
+            if act != "linear":
+                outs.append(_LayerOut(nm, (d.units,)))
         self.layer_outputs: tuple[_LayerOut, ...] = tuple(outs)
         self._lib = ctypes.CDLL(str(self.lib_path))
         self._fn = getattr(self._lib, f"{PROJECT_NAME}_double")
@@ -270,7 +273,9 @@ class CSim:
         return _call_windows(self._fn, xf, self._k)
 
     def trace(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Every layer's output (hls4ml's trace): ``{"rnn0": (N, L, H) or (N, H), ..., "head": (N, k)}``.
+        """Every layer's output (hls4ml's trace): ``{"rnn0": (N, L, H) or (N, H), ..., "head": (N, k)}``;
+        per head layer ``dense{j}``/``head`` its output and, with an activation, ``<name>.result``
+        (the Dense layer's output, hls4ml's layer ``<name>_linear``): firmware_sim's trace names.
 
         Values are the fixed-point outputs converted to double, so they are exact.
         """
@@ -300,6 +305,9 @@ class CSim:
                     out[name][i] = np.frombuffer(buf, dtype=np.float64).reshape(out[name].shape[1:])
         finally:
             lib.free_trace_storage()
+        for nm, dname, act in head_layers(self.desc):
+            if act != "linear":  # the Dense layer of a head layer with an activation
+                out[f"{nm}.result"] = out.pop(dname)
         if not np.array_equal(out[HEAD_NAME], y):
             raise RuntimeError("traced head output differs from the returned prediction")
         return out

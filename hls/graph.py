@@ -14,10 +14,15 @@ Layout and gate order (checked against ``hls4ml/converters/pytorch/recurrent.py`
 * GRU gates stay in PyTorch order r, z, n with ``pytorch_order = true`` and the reset gate
   applied after the recurrent product (``apply_reset_gate='after'``), as PyTorch does;
 * both biases are kept separately (``pytorch=True``): ``W x + b_ih`` and ``U h + b_hh``;
-* the Dense head kernel is transposed to ``(H, k)``.
+* the head's Dense kernels are transposed to ``(n_in, units)``; a head layer with an activation
+  is hls4ml's ``Dense`` followed by an ``Activation`` layer (what the Keras converter makes of
+  ``Dense(activation=...)``), with its own ``result`` type and, for sigmoid/tanh, ``table_t``
+  and ``TableSize``.
 
-Layer names in the generated project are ``x`` (input), ``rnn0``, ``rnn1``, ... and ``head``,
-the same names as the description's weight keys, so traces read naturally.
+Layer names in the generated project are ``x`` (input), ``rnn0``, ``rnn1``, ..., then per head
+layer (``dense0`` ..., the last ``head``) the layer's name for its output: the Dense layer when
+linear, else the activation layer, whose Dense layer is ``<name>_linear``. These are the
+description's weight keys, so traces read naturally.
 
 No precision is given a model-wide default: a quantization point missing here makes hls4ml
 raise instead of silently using ``ap_fixed<16,6>``.
@@ -43,6 +48,20 @@ HEAD_NAME = "head"
 
 def rnn_name(i: int) -> str:
     return f"rnn{i}"
+
+
+def dense_layer_name(name: str, activation: str) -> str:
+    """The hls4ml name of head layer ``name``'s Dense layer (``name`` itself when linear)."""
+    return name if activation == "linear" else f"{name}_linear"
+
+
+def head_layers(desc: ModelDescription) -> list[tuple[str, str, str]]:
+    """``(head layer name, hls4ml Dense layer name, activation)`` per head layer, in order."""
+    arch = desc.architecture
+    return [
+        (nm, dense_layer_name(nm, d.activation), d.activation)
+        for nm, d in zip(arch.head_names(), arch.head, strict=True)
+    ]
 
 
 # ====================================================================== layer list + config
@@ -81,18 +100,25 @@ def layer_list(desc: ModelDescription, weights: dict[str, np.ndarray]) -> list[d
             d["apply_reset_gate"] = "after"
         layers.append(d)
         prev = name
-    layers.append(
-        {
-            "name": HEAD_NAME,
-            "class_name": "Dense",
-            "inputs": [prev],
-            "n_in": arch.layers[-1].units,
-            "n_out": arch.horizon,
-            "use_bias": True,
-            "weight_data": np.ascontiguousarray(f64["head.weight"].T),
-            "bias_data": f64["head.bias"].copy(),
-        }
-    )
+    for j, (nm, dname, act) in enumerate(head_layers(desc)):
+        units = arch.head[j].units
+        layers.append(
+            {
+                "name": dname,
+                "class_name": "Dense",
+                "inputs": [prev],
+                "n_in": arch.head_n_in(j),
+                "n_out": units,
+                "use_bias": True,
+                "weight_data": np.ascontiguousarray(f64[f"{nm}.weight"].T),
+                "bias_data": f64[f"{nm}.bias"].copy(),
+            }
+        )
+        if act != "linear":
+            if act == "softmax":
+                raise QlstmError(f"head layer {nm!r} (softmax): not supported by qlstm's hls4ml projects")
+            layers.append({"name": nm, "class_name": "Activation", "activation": act, "inputs": [dname]})
+        prev = nm
     return layers
 
 
@@ -138,17 +164,27 @@ def hls_config(
             "Strategy": opts.strategy.capitalize(),
             "Trace": trace,
         }
-    by_name[HEAD_NAME] = {
-        "Precision": {
-            "weight": _p(q.dense.weight),
-            "bias": _p(q.dense.bias),
-            "accum": _p(q.dense.accum),
-            "result": _p(q.dense.result),
-        },
-        "ReuseFactor": opts.reuse_factor,
-        "Strategy": opts.strategy.capitalize(),
-        "Trace": trace,
-    }
+    if len(q.head) != len(desc.architecture.head):
+        raise QlstmError("quantization has a different number of head layers than the architecture")
+    for (nm, dname, act), dq in zip(head_layers(desc), q.head, strict=True):
+        by_name[dname] = {
+            "Precision": {
+                "weight": _p(dq.weight),
+                "bias": _p(dq.bias),
+                "accum": _p(dq.accum),
+                "result": _p(dq.result),
+            },
+            "ReuseFactor": opts.reuse_factor,
+            "Strategy": opts.strategy.capitalize(),
+            "Trace": trace,
+        }
+        if act != "linear":
+            assert dq.act_result is not None  # check_quantization
+            cfg: dict[str, Any] = {"Precision": {"result": _p(dq.act_result)}, "Trace": trace}
+            if dq.table is not None:  # as for the recurrent layers: the `table_t` layer key
+                cfg["table_t"] = _p(dq.table.type)
+                cfg["TableSize"] = dq.table.size
+            by_name[nm] = cfg
     return {
         "OutputDir": output_dir,
         "ProjectName": PROJECT_NAME,
@@ -216,12 +252,12 @@ def expected_layer_types(desc: ModelDescription) -> dict[str, dict[str, tuple[Fi
             "result": lq.state,
             "table": lq.table.type,
         }
-    out[HEAD_NAME] = {
-        "weight": q.dense.weight,
-        "bias": q.dense.bias,
-        "accum": q.dense.accum,
-        "result": q.dense.result,
-    }
+    for (nm, dname, act), dq in zip(head_layers(desc), q.head, strict=True):
+        out[dname] = {"weight": dq.weight, "bias": dq.bias, "accum": dq.accum, "result": dq.result}
+        if act != "linear":
+            out[nm] = {"result": dq.act_result}
+            if dq.table is not None:
+                out[nm]["table"] = dq.table.type
     return out
 
 

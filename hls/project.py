@@ -246,7 +246,7 @@ def _evaluate(
     # firmware of its other options (and says so)
     simulated = opts if opts.io_type == "io_parallel" else replace(opts, io_type="io_parallel")
     quant = Firmware(sim.desc, weights, simulated).predict(xs)
-    agree = runs.compare(pred, quant, sim.desc.quantization.dense.result.lsb)  # type: ignore[union-attr]
+    agree = runs.compare(pred, quant, sim.desc.quantization.output.lsb)  # type: ignore[union-attr]
     res: dict[str, Any] = {
         "windows": len(idx),
         "of_windows": len(x),

@@ -20,7 +20,7 @@ from qlstm.description import ModelDescription
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
 
-from .graph import HEAD_NAME, INPUT_NAME, PROJECT_NAME, expected_layer_types, parse_typedefs, rnn_name
+from .graph import INPUT_NAME, PROJECT_NAME, expected_layer_types, head_layers, parse_typedefs, rnn_name
 
 _STRUCT_RE = re.compile(r"struct\s+(?P<name>\w+)\s*:\s*nnet::(?P<base>\w+)\s*\{(?P<body>.*?)\n\};", re.DOTALL)
 _CONST_RE = re.compile(r"static\s+const\s+(?:unsigned|bool|int)\s+(?P<name>\w+)\s*=\s*(?P<value>[^;]+);")
@@ -166,16 +166,36 @@ def check_project_types(project_dir: Path, desc: ModelDescription) -> dict[str, 
         c.const(f"{name}.n_sequence_out", cfg, "n_sequence_out", seq_out)
         prev = w["result"]
 
-    call = calls.get(HEAD_NAME)
-    if call is None:
-        c.errors.append(f"layer {HEAD_NAME} is not called in {PROJECT_NAME}.cpp")
-    else:
+    for (nm, dname, act), dq in zip(head_layers(desc), desc.quantization.head, strict=True):  # type: ignore[union-attr]
+        call = calls.get(dname)
+        if call is None:
+            c.errors.append(f"layer {dname} is not called in {PROJECT_NAME}.cpp")
+            continue
         data_t, res_t, cfg = (a.strip() for a in call["args"].split(","))
-        w = want[HEAD_NAME]
-        c.expect(f"{HEAD_NAME}.input", data_t, prev)
-        c.expect(f"{HEAD_NAME}.result", res_t, w["result"])
+        w = want[dname]
+        c.expect(f"{dname}.input", data_t, prev)
+        c.expect(f"{dname}.result", res_t, w["result"])
         for member, role in (("accum_t", "accum"), ("weight_t", "weight"), ("bias_t", "bias")):
-            c.member(f"{HEAD_NAME}.{role}", cfg, member, w[role])
+            c.member(f"{dname}.{role}", cfg, member, w[role])
+        prev = w["result"]
+        if act == "linear":
+            continue
+        call = calls.get(nm)
+        if call is None:
+            c.errors.append(f"layer {nm} ({act}) is not called in {PROJECT_NAME}.cpp")
+            continue
+        if call["fn"] != act:
+            c.errors.append(f"{nm}: calls nnet::{call['fn']}, expected nnet::{act}")
+        data_t, res_t, cfg = (a.strip() for a in call["args"].split(","))
+        c.expect(f"{nm}.input", data_t, prev)
+        c.expect(f"{nm}.result", res_t, want[nm]["result"])
+        if dq.table is not None:
+            c.member(f"{nm}.table", cfg, "table_t", dq.table.type)
+            c.const(f"{nm}.table_size", cfg, "table_size", dq.table.size)
+        elif (td := c.struct(cfg)["typedefs"].get("table_t")) is not None:
+            c.used.add(td)  # hls4ml's activation config always names a table type; relu never reads it
+            c.checked[f"{nm}.table (unused by {act})"] = td
+        prev = want[nm]["result"]
 
     for tname, ttext in c.defines.items():
         if tname in c.used:

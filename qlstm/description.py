@@ -15,9 +15,16 @@ key                    shape            meaning
 ``rnn{i}.weight_hh``   (G*H, H)         recurrent kernel
 ``rnn{i}.bias_ih``     (G*H,)           input bias
 ``rnn{i}.bias_hh``     (G*H,)           recurrent bias
-``head.weight``        (k, H_last)      Dense head
+``dense{j}.weight``    (U_j, n_in)      Dense layer j of the head but the last
+``dense{j}.bias``      (U_j,)
+``head.weight``        (k, n_in)        the head's last (output) Dense layer
 ``head.bias``          (k,)
 =====================  ===============  ==========================================
+
+The head is a list of Dense layers (:class:`DenseLayer`: ``units`` and ``activation``, one of
+:data:`HEAD_ACTIVATIONS`) reading the last time step of the last recurrent layer; the last has
+``k`` units and keeps the names ``head.*`` (a run with one linear Dense layer, the only head
+before qlstm-model/3, has exactly the arrays it had).
 
 with ``G = 4`` for LSTM and ``3`` for GRU. In a quantized run every array lies exactly on the
 grid of its fixed-point type (float64 values ``mantissa * 2**-frac``).
@@ -32,7 +39,11 @@ types describe, per recurrent layer:
 * ``state``: hls4ml's ``res_T``: the hidden state ``h`` *and* the cell state ``c`` of an LSTM
   are both stored at this type every step, and it is the layer's output type.
 
-The Dense head has ``weight``, ``bias``, ``accum`` and ``result`` (the network output).
+Each Dense layer of the head (hls4ml's ``Dense`` then, unless linear, an ``Activation`` layer)
+has ``weight``, ``bias``, ``accum`` and ``result`` (the Dense output, ``res_T`` of
+``dense_latency``); a layer with an activation also has ``act_result`` (the activation layer's
+``res_T``) and, for sigmoid/tanh, ``table`` (the activation layer's ``table_t`` and
+``table_size``). The last layer's output is the network output.
 """
 
 from __future__ import annotations
@@ -51,10 +62,11 @@ from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
 from qlstm.io import atomic_write_bytes, atomic_write_text
 
-FORMAT = "qlstm-model/2"
+FORMAT = "qlstm-model/3"
 #: Formats still read, and the key renames that bring them to :data:`FORMAT`: qlstm-model/1
-#: spelt the quantization section with an s (written by qlstm before 2026-11-30).
-OLD_FORMATS = {"qlstm-model/1": {"quantisation": "quantization"}}
+#: spelt the quantization section with an s (written by qlstm before 2026-11-30); qlstm-model/2
+#: has no ``architecture.head`` (one linear Dense layer of ``horizon`` units, the default).
+OLD_FORMATS = {"qlstm-model/1": {"quantisation": "quantization"}, "qlstm-model/2": {}}
 DESCRIPTION_FILE = "model.json"
 WEIGHTS_FILE = "weights.npz"
 
@@ -64,6 +76,10 @@ GATES = {"lstm": 4, "gru": 3}
 #: [-8, 8), tanh [-4, 4). Fixed by the templates; recorded so a reader need not know that.
 SIGMOID_RANGE = 8.0
 TANH_RANGE = 4.0
+#: Activations of a head Dense layer (hls4ml ``Activation`` layers, ``nnet_activation.h``).
+HEAD_ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
+#: Head activations computed by hls4ml with a lookup table (``table_t``, ``table_size``).
+TABLE_ACTIVATIONS = ("sigmoid", "tanh")
 
 
 def _check_keys(cls: type, data: dict[str, Any], where: str) -> None:
@@ -95,6 +111,27 @@ class RecurrentLayer:
             raise QlstmError(f"recurrent layer units {self.units} outside 1-1024")
 
 
+@dataclass(frozen=True)
+class DenseLayer:
+    """One Dense layer of the head: ``units`` outputs, then ``activation`` (linear: none)."""
+
+    units: int
+    activation: str = "linear"
+
+    def __post_init__(self) -> None:
+        if self.activation not in HEAD_ACTIVATIONS:
+            raise QlstmError(
+                f"unknown head activation {self.activation!r}; choose one of {', '.join(HEAD_ACTIVATIONS)}"
+            )
+        if not 1 <= self.units <= 4096:
+            raise QlstmError(f"dense layer units {self.units} outside 1-4096")
+
+
+def head_name(j: int, n: int) -> str:
+    """Name of head layer ``j`` of ``n``: ``dense{j}``, the last ``head`` (weights, traces, hls4ml)."""
+    return "head" if j == n - 1 else f"dense{j}"
+
+
 #: The one range of the history L and the horizon k (inclusive).
 HISTORY_RANGE = (1, 128)
 HORIZON_RANGE = (1, 32)
@@ -122,9 +159,18 @@ class Architecture:
     horizon: int  # k
     layers: tuple[RecurrentLayer, ...]
     dropout: float = 0.0  # training only; the exported/firmware model has none
+    #: The Dense layers after the last recurrent layer; the last has ``horizon`` units. Empty
+    #: means one linear Dense layer (the head of every run before qlstm-model/3).
+    head: tuple[DenseLayer, ...] = ()
 
     def __post_init__(self) -> None:
         check_history_horizon(self.history, self.horizon)
+        if not self.head:
+            object.__setattr__(self, "head", (DenseLayer(self.horizon),))
+        if self.head[-1].units != self.horizon:
+            raise QlstmError(
+                f"the head's last Dense layer has {self.head[-1].units} units, expected horizon k={self.horizon}"
+            )
         if self.input_channels < 1:
             raise QlstmError(f"input_channels={self.input_channels} must be >= 1")
         if not self.layers:
@@ -134,6 +180,18 @@ class Architecture:
 
     def n_in(self, i: int) -> int:
         return self.input_channels if i == 0 else self.layers[i - 1].units
+
+    @property
+    def simple_head(self) -> bool:
+        """One linear Dense layer (the head every stage has supported from the start)."""
+        return len(self.head) == 1 and self.head[0].activation == "linear"
+
+    def head_names(self) -> tuple[str, ...]:
+        """``dense0`` ... ``head``: the names of the head's layers (:func:`head_name`)."""
+        return tuple(head_name(j, len(self.head)) for j in range(len(self.head)))
+
+    def head_n_in(self, j: int) -> int:
+        return self.layers[-1].units if j == 0 else self.head[j - 1].units
 
     def check_windows(self, x: np.ndarray, where: str = "inputs") -> np.ndarray:
         """The one input-window check: ``x`` must be finite numbers of shape (N > 0, L, C) for
@@ -165,8 +223,9 @@ class Architecture:
             shapes[f"rnn{i}.weight_hh"] = (g, layer.units)
             shapes[f"rnn{i}.bias_ih"] = (g,)
             shapes[f"rnn{i}.bias_hh"] = (g,)
-        shapes["head.weight"] = (self.horizon, self.layers[-1].units)
-        shapes["head.bias"] = (self.horizon,)
+        for j, (nm, d) in enumerate(zip(self.head_names(), self.head, strict=True)):
+            shapes[f"{nm}.weight"] = (d.units, self.head_n_in(j))
+            shapes[f"{nm}.bias"] = (d.units,)
         return shapes
 
     def n_parameters(self) -> int:
@@ -176,7 +235,11 @@ class Architecture:
     def from_dict(cls, d: dict[str, Any]) -> Architecture:
         _check_keys(cls, d, "architecture")
         layers = tuple(RecurrentLayer(**layer) for layer in d["layers"])
-        return cls(**{**d, "layers": layers})
+        head = []
+        for x in d.get("head", ()):
+            _check_keys(DenseLayer, x, "architecture.head[]")
+            head.append(DenseLayer(**x))
+        return cls(**{**d, "layers": layers, "head": tuple(head)})
 
 
 # ====================================================================== normalisation
@@ -253,10 +316,24 @@ class RecurrentQuant:
 
 @dataclass(frozen=True)
 class DenseQuant:
+    """Fixed-point types of one Dense layer of the head (hls4ml's names).
+
+    ``result``: the Dense output (``res_T`` of ``dense_latency``); ``act_result``: the output of
+    its activation layer (None when linear); ``table``: that layer's ``table_t``/``table_size``
+    (sigmoid and tanh only).
+    """
+
     weight: FixedType
     bias: FixedType
     accum: FixedType
     result: FixedType
+    act_result: FixedType | None = None
+    table: TableSpec | None = None
+
+    @property
+    def output(self) -> FixedType:
+        """The layer's output type: the activation's result, or the Dense result when linear."""
+        return self.result if self.act_result is None else self.act_result
 
 
 @dataclass(frozen=True)
@@ -283,7 +360,7 @@ class AlarmQuant:
         keeps the bits its division shifts out) in 24 bits, unsigned, saturating; the counter
         is ``ap_uint<8>`` saturating (run lengths up to 255 samples).
         """
-        frac = max(q.input.frac, q.dense.result.frac)
+        frac = max(q.input.frac, q.output.frac)
         sfrac = frac + 8
         return cls(
             residual=FixedType(18, 18 - frac, True, "AP_TRN", "AP_SAT"),
@@ -299,6 +376,7 @@ class Quantization:
 
     input: FixedType
     layers: tuple[RecurrentQuant, ...]
+    #: the head's last (output) Dense layer; its ``output`` is the network output type
     dense: DenseQuant
     #: Brevitas/PTQ bookkeeping: how the integer bits were chosen (free text, for humans).
     method: str = "ptq"
@@ -306,6 +384,18 @@ class Quantization:
     #: The alarm's types (optional: descriptions written before it existed have none, and
     #: :meth:`alarm_types` then derives them with :meth:`AlarmQuant.default_for`).
     alarm: AlarmQuant | None = None
+    #: the head's Dense layers before the last (``dense0`` ...), empty for a one-layer head
+    hidden: tuple[DenseQuant, ...] = ()
+
+    @property
+    def head(self) -> tuple[DenseQuant, ...]:
+        """Every head layer's types, in order (``hidden`` then ``dense``)."""
+        return (*self.hidden, self.dense)
+
+    @property
+    def output(self) -> FixedType:
+        """The network output type (the last head layer's output)."""
+        return self.dense.output
 
     def alarm_types(self) -> AlarmQuant:
         """The alarm's types: the description's own, or the default derived from this one."""
@@ -318,8 +408,12 @@ class Quantization:
             for name in ("weight", "recurrent_weight", "bias", "recurrent_bias", "accum", "state"):
                 out[f"rnn{i}.{name}"] = getattr(q, name)
             out[f"rnn{i}.table"] = q.table.type
-        for name in ("weight", "bias", "accum", "result"):
-            out[f"head.{name}"] = getattr(self.dense, name)
+        for nm, dq in zip(_head_names(len(self.head)), self.head, strict=True):
+            for name in ("weight", "bias", "accum", "result", "act_result"):
+                if getattr(dq, name) is not None:
+                    out[f"{nm}.{name}"] = getattr(dq, name)
+            if dq.table is not None:
+                out[f"{nm}.table"] = dq.table.type
         if self.alarm is not None:
             for name in ("residual", "score", "threshold", "counter"):
                 out[f"alarm.{name}"] = getattr(self.alarm, name)
@@ -327,9 +421,10 @@ class Quantization:
 
     def weight_type(self, name: str) -> FixedType:
         """The type of weight array ``name`` (a key of ``Architecture.weight_shapes()``)."""
-        if name in ("head.weight", "head.bias"):
-            return getattr(self.dense, name.split(".")[1])
         layer, key = name.split(".")
+        names = _head_names(len(self.head))
+        if layer in names:
+            return getattr(self.head[names.index(layer)], key)
         lq = self.layers[int(layer.removeprefix("rnn"))]
         return {
             "weight_ih": lq.weight,
@@ -342,6 +437,12 @@ class Quantization:
         d = _types_to_json(asdict(self))
         if self.alarm is None:  # absent, not null: older descriptions (and their fingerprints) unchanged
             del d["alarm"]
+        if not self.hidden:
+            del d["hidden"]
+        for dd in (d["dense"], *d.get("hidden", ())):
+            for k in ("act_result", "table"):
+                if dd[k] is None:
+                    del dd[k]
         return d
 
     @classmethod
@@ -360,15 +461,29 @@ class Quantization:
                 table=TableSpec(int(t["size"]), ft(t["type"])),
             )
 
-        _check_keys(DenseQuant, d["dense"], "quantization.dense")
+        def dq(x: dict[str, Any], where: str) -> DenseQuant:
+            _check_keys(DenseQuant, x, where)
+            t = x.get("table")
+            if t is not None:
+                _check_keys(TableSpec, t, f"{where}.table")
+            return DenseQuant(
+                **{k: ft(v) for k, v in x.items() if k != "table"},
+                table=None if t is None else TableSpec(int(t["size"]), ft(t["type"])),
+            )
+
         return cls(
             input=ft(d["input"]),
             layers=tuple(rq(x) for x in d["layers"]),
-            dense=DenseQuant(**{k: ft(v) for k, v in d["dense"].items()}),
+            dense=dq(d["dense"], "quantization.dense"),
             method=d.get("method", "ptq"),
             bits=int(d.get("bits", 16)),
             alarm=_alarm_from_dict(d.get("alarm")),
+            hidden=tuple(dq(x, "quantization.hidden[]") for x in d.get("hidden", ())),
         )
+
+
+def _head_names(n: int) -> tuple[str, ...]:
+    return tuple(head_name(j, n) for j in range(n))
 
 
 def _alarm_from_dict(d: dict[str, Any] | None) -> AlarmQuant | None:
@@ -407,8 +522,8 @@ class ModelDescription:
         return self.quantization is not None
 
     def with_quantization(self, q: Quantization | None) -> ModelDescription:
-        if q is not None and len(q.layers) != len(self.architecture.layers):
-            raise QlstmError("quantization has a different number of layers than the architecture")
+        if q is not None:
+            check_quantization(self.architecture, q)
         return replace(self, quantization=q)
 
     def to_dict(self) -> dict[str, Any]:
@@ -431,10 +546,14 @@ class ModelDescription:
             raise QlstmError(f"{where}: not a {FORMAT} file (format={fmt!r})")
         _check_keys(cls, d, where)
         q = d.get("quantization")
+        arch = Architecture.from_dict(d["architecture"])
+        quant = None if q is None else Quantization.from_dict(q)
+        if quant is not None:
+            check_quantization(arch, quant, where)
         return cls(
-            architecture=Architecture.from_dict(d["architecture"]),
+            architecture=arch,
             normalisation=Normalisation.from_dict(d["normalisation"]),
-            quantization=None if q is None else Quantization.from_dict(q),
+            quantization=quant,
             data=d.get("data", {}),
             qlstm_version=d.get("qlstm_version", "?"),
         )
@@ -442,6 +561,27 @@ class ModelDescription:
     def fingerprint(self) -> str:
         """sha256 of the canonical JSON: caches (e.g. compiled C simulations) key on it."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def check_quantization(arch: Architecture, q: Quantization, where: str = "quantization") -> None:
+    """The types must match the architecture: one set per recurrent and per head layer, an
+    ``act_result`` exactly for head layers with an activation, a ``table`` for sigmoid/tanh.
+    Raises QlstmError naming the first mismatch."""
+    if len(q.layers) != len(arch.layers):
+        raise QlstmError(f"{where}: quantization has a different number of layers than the architecture")
+    if len(q.head) != len(arch.head):
+        raise QlstmError(
+            f"{where}: quantization has {len(q.head)} head layer(s), the architecture {len(arch.head)}"
+        )
+    for nm, d, dq in zip(arch.head_names(), arch.head, q.head, strict=True):
+        if (dq.act_result is None) != (d.activation == "linear"):
+            raise QlstmError(
+                f"{where}: head layer {nm!r} ({d.activation}): act_result must be given exactly for an activation"
+            )
+        if (dq.table is None) == (d.activation in TABLE_ACTIVATIONS):
+            raise QlstmError(
+                f"{where}: head layer {nm!r} ({d.activation}): a table is needed exactly for sigmoid/tanh"
+            )
 
 
 def save(run_dir: Path, desc: ModelDescription, weights: dict[str, np.ndarray]) -> None:

@@ -26,7 +26,9 @@ def float_trace(arch: Architecture, weights: dict[str, np.ndarray], x: np.ndarra
     Keys: ``input`` (N, L, C); per layer ``rnn{i}.x_acc`` (W x + b_ih), ``h_acc`` (U h + b_hh),
     ``preact``, ``gates``, ``h``, and ``c``/``tanh_c`` (LSTM) or ``r_h`` (GRU), each (N, L, .);
     ``rnn{i}`` (the layer output: the sequence, or the last step for the last layer);
-    ``head.acc`` and ``head`` (N, k). Memory grows with N: call it on batches.
+    per head layer (``dense{j}`` ..., the last ``head``) ``{name}.acc`` (W x + b) and ``{name}``
+    (the layer output), and for a layer with an activation ``{name}.result`` (before it);
+    ``head`` is the network output (N, k). Memory grows with N: call it on batches.
     """
     x = np.asarray(x, dtype=np.float64)
     n, steps, _ = x.shape
@@ -72,10 +74,30 @@ def float_trace(arch: Architecture, weights: dict[str, np.ndarray], x: np.ndarra
             out[f"{nm}.{k}"] = np.stack(v, axis=1)
         seq = out[f"{nm}.h"]
         out[nm] = seq if i != len(arch.layers) - 1 else seq[:, -1]
-    acc = seq[:, -1] @ weights["head.weight"].T + weights["head.bias"]
-    out["head.acc"] = acc
-    out["head"] = acc
+    v = seq[:, -1]
+    for nm, d in zip(arch.head_names(), arch.head, strict=True):
+        acc = v @ weights[f"{nm}.weight"].T + weights[f"{nm}.bias"]
+        out[f"{nm}.acc"] = acc
+        if d.activation != "linear":
+            out[f"{nm}.result"] = acc
+        v = activate(d.activation, acc)
+        out[nm] = v
     return out
+
+
+def activate(kind: str, x: np.ndarray) -> np.ndarray:
+    """A head activation (``qlstm.description.HEAD_ACTIVATIONS``) in float64, on (N, U):
+    softmax over the last axis (max subtracted first; the value is the same)."""
+    if kind == "linear":
+        return x
+    if kind == "relu":
+        return np.maximum(x, 0.0)
+    if kind == "sigmoid":
+        return _sigmoid(x)
+    if kind == "tanh":
+        return np.tanh(x)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def float_predict(

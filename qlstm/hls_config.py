@@ -89,7 +89,8 @@ def products(desc: ModelDescription) -> dict[str, tuple[int, int]]:
         g = GATES[layer.cell] * layer.units
         out[f"rnn{i} input kernel"] = (arch.n_in(i), g)
         out[f"rnn{i} recurrent kernel"] = (layer.units, g)
-    out["head kernel"] = (arch.layers[-1].units, arch.horizon)
+    for j, (nm, d) in enumerate(zip(arch.head_names(), arch.head, strict=True)):
+        out[f"{nm} kernel"] = (arch.head_n_in(j), d.units)
     return out
 
 

@@ -139,7 +139,7 @@ def step_firmware(cfg: RunConfig, run: Run) -> dict[str, Any]:
     cs = build_csim(desc, weights, project.config, part=project.part, clock_ns=project.clock_ns).predict(x)
     check = {
         "available": True,
-        **runs.compare(fw, cs, desc.quantization.dense.result.lsb).to_dict(),
+        **runs.compare(fw, cs, desc.quantization.output.lsb).to_dict(),
         "hls_options": project.config.to_dict(),
         "firmware_rmse": runs.rmse_metrics(fw, y).rmse,
         "csim_rmse": runs.rmse_metrics(cs, y).rmse,

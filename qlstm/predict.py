@@ -164,6 +164,14 @@ def _windows_from_data(run_dir: Path, path: Path, stride: int, max_windows: int 
     return w.x, w.y
 
 
+def _output_activation(run_dir: Path) -> str:
+    """The activation of the run's output layer: ``linear`` for a regression of the target."""
+    from qlstm import description
+
+    desc, _ = description.load(run_dir)
+    return desc.architecture.head[-1].activation
+
+
 def run(args: argparse.Namespace) -> int:
     from qlstm.io import atomic_path, atomic_write_text
 
@@ -188,6 +196,19 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         with atomic_path(args.out) as tmp:
             np.save(tmp, y)
+    out_act = _output_activation(args.run_dir)
+    if y_true is not None and out_act != "linear":
+        note = (
+            f"regression metrics skipped: the model's output layer is {out_act} (a score, not a prediction "
+            "of the target channel)"
+        )
+        print(f"{args.backend} backend on {args.data}: {len(y)} windows; {note}")
+        if args.metrics is not None:
+            atomic_write_text(
+                args.metrics,
+                json.dumps({"backend": args.backend, "windows": int(len(y)), "note": note}, indent=2) + "\n",
+            )
+        y_true = None
     if y_true is not None:
         from qlstm.train import metrics as M
 

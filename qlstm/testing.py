@@ -26,6 +26,7 @@ import numpy as np
 
 from qlstm.description import (
     Architecture,
+    DenseLayer,
     DenseQuant,
     ModelDescription,
     Normalisation,
@@ -50,11 +51,16 @@ def uniform_quantization(
     table: TableSpec | None = None,
     rounding: str = "AP_TRN",
     overflow: str = "AP_WRAP",
+    head: tuple[str, ...] = ("linear",),
+    act_result: FixedType | None = None,
+    head_table: TableSpec | None = None,
 ) -> Quantization:
     """One type ``ap_fixed<width, integer, rounding, overflow>`` everywhere, unless overridden.
 
     The default accumulator keeps every product exact (``2 * frac`` fractional bits) and is as
-    wide as qlstm allows.
+    wide as qlstm allows. ``head``: the activation of each head Dense layer (the last is the
+    output layer); their ``act_result`` (default: the common type) and sigmoid/tanh
+    ``head_table`` (default: ``table``).
     """
     t = FixedType(width, integer, True, rounding, overflow)
     if accum is None:
@@ -65,12 +71,21 @@ def uniform_quantization(
     lq = RecurrentQuant(
         weight=t, recurrent_weight=t, bias=t, recurrent_bias=t, accum=accum, state=state, table=table
     )
+    dqs = tuple(
+        DenseQuant(
+            weight=t, bias=t, accum=accum, result=t,
+            act_result=None if act == "linear" else (act_result or t),
+            table=(head_table or table) if act in ("sigmoid", "tanh") else None,
+        )
+        for act in head
+    )  # fmt: skip
     return Quantization(
         input=t,
         layers=tuple(lq for _ in range(n_layers)),
-        dense=DenseQuant(weight=t, bias=t, accum=accum, result=t),
+        dense=dqs[-1],
         method="random",
         bits=width,
+        hidden=dqs[:-1],
     )
 
 
@@ -188,8 +203,13 @@ def random_model(
     scale: float = 0.5,
     seed: int | np.random.Generator = 0,
     normalisation: Normalisation | None = None,
+    head: Sequence[tuple[int, str]] = (),
 ) -> tuple[ModelDescription, dict[str, np.ndarray]]:
     """A model description and its random weights (:func:`random_weights`).
+
+    ``head``: ``(units, activation)`` per head Dense layer (default: one linear layer of
+    ``horizon`` units); a quantization for such a head comes from ``quantization`` (e.g.
+    :func:`uniform_quantization` with its ``head``).
 
     Quantized with ``quantization`` if given, else with :func:`mixed_quantization` at ``bits``;
     ``bits=None`` and no quantization: a float description and float weights. Quantized weights
@@ -201,6 +221,7 @@ def random_model(
         history=history,
         horizon=horizon,
         layers=tuple(RecurrentLayer(c, u) for c, u in zip(cells, units, strict=True)),
+        head=tuple(DenseLayer(u, a) for u, a in head),
     )
     norm = normalisation or Normalisation(
         lo=(0.0,) * channels, hi=(1.0,) * channels, channel_names=tuple(f"ch{i}" for i in range(channels))

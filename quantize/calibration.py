@@ -88,7 +88,7 @@ def quantize_calibrated(
             "calibration windows themselves (in-sample)",
             "rms_deviation_from_float": float(np.sqrt(np.mean(dev**2))),
             "max_abs_deviation_from_float": float(np.max(np.abs(dev))),
-            "max_abs_deviation_lsb": float(np.max(np.abs(dev)) / q.dense.result.lsb),
+            "max_abs_deviation_lsb": float(np.max(np.abs(dev)) / q.output.lsb),
         },
         **extra,
     }

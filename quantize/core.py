@@ -32,7 +32,14 @@ import numpy as np
 
 from qlstm import description, runs
 from qlstm.config import to_mapping
-from qlstm.description import Architecture, DenseQuant, ModelDescription, Quantization, RecurrentQuant
+from qlstm.description import (
+    Architecture,
+    DenseQuant,
+    ModelDescription,
+    Quantization,
+    RecurrentQuant,
+    head_name,
+)
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
 from qlstm.float_reference import float_predict
@@ -91,12 +98,14 @@ def rmse_metrics(pred: np.ndarray, y: np.ndarray) -> dict[str, Any]:
 
 
 def apply_type_overrides(q: Quantization, types: dict[str, str]) -> Quantization:
-    """Replace named points (``rnn0.state``, ``head.accum``, ``input``, ``rnn1.table`` ...)."""
+    """Replace named points (``rnn0.state``, ``head.accum``, ``input``, ``rnn1.table``,
+    ``dense0.act_result``, ``head.table`` ...)."""
     if not types:
         return q
     known = q.points()
     layers = [dict(vars(lq)) for lq in q.layers]
-    dense = dict(vars(q.dense))
+    head = [dict(vars(dq)) for dq in q.head]
+    names = [head_name(j, len(head)) for j in range(len(head))]
     inp = q.input
     for name, text in types.items():
         if name not in known:
@@ -104,17 +113,16 @@ def apply_type_overrides(q: Quantization, types: dict[str, str]) -> Quantization
         t = FixedType.from_ap(text)
         if name == "input":
             inp = t
-        elif name.startswith("head."):
-            dense[name.split(".")[1]] = t
+            continue
+        layer, role = name.split(".")
+        target = head[names.index(layer)] if layer in names else layers[int(layer[3:])]
+        if role == "table":
+            target["table"] = replace(target["table"], type=t)
         else:
-            layer, role = name.split(".")
-            i = int(layer[3:])
-            if role == "table":
-                layers[i]["table"] = replace(layers[i]["table"], type=t)
-            else:
-                layers[i][role] = t
+            target[role] = t
+    dqs = tuple(DenseQuant(**dq) for dq in head)
     return replace(
-        q, input=inp, layers=tuple(RecurrentQuant(**lq) for lq in layers), dense=DenseQuant(**dense)
+        q, input=inp, layers=tuple(RecurrentQuant(**lq) for lq in layers), dense=dqs[-1], hidden=dqs[:-1]
     )
 
 

@@ -90,27 +90,32 @@ def profile(
             for key in STATE_TRACES:
                 if f"{p}.{key}" in tr:
                     prof.update(f"{p}.state", tr[f"{p}.{key}"])
-        prof.update("head.weight", weights["head.weight"])
-        prof.update("head.bias", weights["head.bias"])
-        prof.update("head.accum", weights["head.bias"])
-        prof.update("head.accum", tr["head.acc"])
-        prof.update("head.result", tr["head"])
+        for nm, d in zip(arch.head_names(), arch.head, strict=True):
+            prof.update(f"{nm}.weight", weights[f"{nm}.weight"])
+            prof.update(f"{nm}.bias", weights[f"{nm}.bias"])
+            prof.update(f"{nm}.accum", weights[f"{nm}.bias"])
+            prof.update(f"{nm}.accum", tr[f"{nm}.acc"])
+            if d.activation == "linear":
+                prof.update(f"{nm}.result", tr[nm])
+            else:
+                prof.update(f"{nm}.result", tr[f"{nm}.result"])
+                prof.update(f"{nm}.act_result", tr[nm])
     for i in range(n_layers):
         p = f"rnn{i}"
         xin = m["input"] if i == 0 else m[f"rnn{i - 1}.state"]
         m[f"{p}.accum"] = max(
             m[f"{p}.accum"], 1.0, xin * m[f"{p}.weight"], m[f"{p}.state"] * m[f"{p}.recurrent_weight"]
         )
-    m["head.accum"] = max(m["head.accum"], m[f"rnn{n_layers - 1}.state"] * m["head.weight"])
+    xin = m[f"rnn{n_layers - 1}.state"]
+    for nm, d in zip(arch.head_names(), arch.head, strict=True):
+        m[f"{nm}.accum"] = max(m[f"{nm}.accum"], xin * m[f"{nm}.weight"])
+        xin = m[f"{nm}.result"] if d.activation == "linear" else m[f"{nm}.act_result"]
     return prof
 
 
 def weight_type(q: Quantization, name: str) -> FixedType:
     """The type of the description weight ``name`` (e.g. ``rnn0.weight_ih``, ``head.bias``)."""
-    if name.startswith("head."):
-        return q.dense.weight if name.endswith("weight") else q.dense.bias
-    layer, key = name.split(".")
-    return getattr(q.layers[int(layer[3:])], WEIGHT_ROLE[key])
+    return q.weight_type(name)
 
 
 def quantized_weights(q: Quantization, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -133,6 +138,11 @@ class QuantNet(nn.Module):
     def __init__(self, arch: Architecture, weights: dict[str, np.ndarray], quant: Quantization) -> None:
         from qlstm.quantize.brevitas_bridge import quantizer
 
+        if not arch.simple_head:
+            raise QlstmError(
+                f"QAT: the head {' -> '.join(f'Dense({d.units}, {d.activation})' for d in arch.head)} is not "
+                "trainable by the QAT forward (one linear Dense layer only); use --method ptq"
+            )
         super().__init__()
         self.arch = arch
         self.quant = quant

@@ -41,6 +41,13 @@ Policy (documented defaults, every one overridable in :class:`QuantizeConfig`):
   entries, 6e-4 with 16,384, 1e-4 with 65,536), ten times the paper's best RMSE. Type
   ``ap_fixed<bits + 2, 1, AP_RND_CONV, AP_SAT>``: sigmoid and tanh lie in (-1, 1); two more bits
   than the data so the table is not the coarsest step.
+* **a head of several Dense layers** (imported models): per layer ``weight``/``bias`` and
+  ``accum`` as the output layer's; the Dense ``result`` of a hidden layer or of a layer with an
+  activation is ``--bits`` wide (datapath), covering the profiled range, capped for sigmoid/tanh
+  at the table's input range ([-8, 8) / [-4, 4): beyond it the table's end entry is looked up
+  anyway); the activation's ``act_result`` is ``--bits`` wide (the network output ``bits + 4``);
+  sigmoid/tanh tables as the recurrent layers' (size and type). Softmax is refused: hls4ml's
+  softmax (exp and inverse tables) is not simulated bit-exactly by firmware_sim.
 """
 
 from __future__ import annotations
@@ -50,7 +57,15 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from qlstm.description import TANH_RANGE, Architecture, DenseQuant, Quantization, RecurrentQuant, TableSpec
+from qlstm.description import (
+    SIGMOID_RANGE,
+    TANH_RANGE,
+    Architecture,
+    DenseQuant,
+    Quantization,
+    RecurrentQuant,
+    TableSpec,
+)
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import MAX_WIDTH, MIN_WIDTH, FixedType
 
@@ -221,14 +236,38 @@ def choose_types(arch: Architecture, prof: Profile, cfg: QuantizeConfig, method:
         a_t = accum(f"{p}.accum", lb.accum_bits or cfg.accum_bits, frac)
         layers.append(RecurrentQuant(w_t, u_t, b_t, br_t, a_t, s_t, table))
         data_t = s_t
-    hw = t(cfg.weight_bits or bits, "head.weight", 0)
-    hb = t(cfg.bias_bits or bits, "head.bias", 0)
-    ha = accum("head.accum", cfg.accum_bits, max(data_t.frac + hw.frac, hb.frac))
-    hr = t(cfg.result_bits or io_bits, "head.result", cfg.headroom)
+    head = []
+    n_head = len(arch.head)
+    for j, (nm, d) in enumerate(zip(arch.head_names(), arch.head, strict=True)):
+        last = j == n_head - 1
+        if d.activation == "softmax":
+            raise QlstmError(
+                f"head layer {nm!r} (softmax): not supported at quantization - hls4ml's softmax "
+                "(exp and inverse tables) is not simulated bit-exactly by firmware_sim"
+            )
+        hw = t(cfg.weight_bits or bits, f"{nm}.weight", 0)
+        hb = t(cfg.bias_bits or bits, f"{nm}.bias", 0)
+        ha = accum(f"{nm}.accum", cfg.accum_bits, max(data_t.frac + hw.frac, hb.frac))
+        out_bits = (cfg.result_bits or io_bits) if last else bits
+        if d.activation == "linear":
+            head.append(DenseQuant(hw, hb, ha, t(out_bits, f"{nm}.result", cfg.headroom)))
+        else:
+            hr = t(bits, f"{nm}.result", cfg.headroom)
+            table = None
+            if d.activation in ("sigmoid", "tanh"):
+                cap = 1 + int(math.log2(SIGMOID_RANGE if d.activation == "sigmoid" else TANH_RANGE))
+                hr = FixedType(bits, min(hr.integer, cap), True, cfg.rounding, cfg.overflow)
+                tbits = cfg.table_bits or min(bits + 2, MAX_WIDTH)
+                size = cfg.table_size or min(max(1 << bits, 1024), 1 << 16)
+                table = TableSpec(size, FixedType(tbits, 1, True, cfg.rounding, cfg.overflow))
+            act = t(out_bits, f"{nm}.act_result", cfg.headroom)
+            head.append(DenseQuant(hw, hb, ha, hr, act, table))
+        data_t = head[-1].output
     return Quantization(
         input=t(cfg.input_bits or io_bits, "input", cfg.headroom),
         layers=tuple(layers),
-        dense=DenseQuant(hw, hb, ha, hr),
+        dense=head[-1],
         method=method,
         bits=bits,
+        hidden=tuple(head[:-1]),
     )

@@ -81,5 +81,5 @@ def predict(run_dir: Path, x: np.ndarray) -> np.ndarray:
     xm = q.input.to_int(np.asarray(x, dtype=np.float64))
     with tempfile.TemporaryDirectory() as tmp:
         binary = folder / "sim" / "obj_dir" / f"V{TB}"
-        r = sim.run(binary, folder, xm, q.input, q.dense.result, desc.architecture.horizon, io_dir=Path(tmp))  # type: ignore[attr-defined]
-    return q.dense.result.to_float(r.y_m)
+        r = sim.run(binary, folder, xm, q.input, q.output, desc.architecture.horizon, io_dir=Path(tmp))  # type: ignore[attr-defined]
+    return q.output.to_float(r.y_m)

@@ -20,7 +20,8 @@ step-by-step casts) on da4ml traced variables:
 Two graphs are traced: the *step* graph ``[x_t, h_0, c_0, h_1, c_1, ...] -> [h_0', c_0', ...]`` in
 which layer ``l`` reads layer ``l-1``'s current ``h`` (so layer ``l`` runs step ``t - l`` while
 layer 0 runs step ``t``: a wavefront, one graph as deep as one layer), and the *head* graph
-``h_last -> y``. :func:`interpret` runs them with da4ml's C++ interpreter (``CombLogic.predict``)
+``h_last -> y`` (every Dense layer of the head, each followed by its activation: relu as a
+sign-bit multiplexer, sigmoid/tanh as ROMs like the cell's tables). :func:`interpret` runs them with da4ml's C++ interpreter (``CombLogic.predict``)
 under exactly the schedule the RTL wrapper uses.
 """
 
@@ -204,7 +205,7 @@ class Traced:
 
     @property
     def result_t(self) -> FixedType:
-        return self.desc.quantization.dense.result  # type: ignore[union-attr]
+        return self.desc.quantization.output  # type: ignore[union-attr]
 
 
 def _inputs(t, ft: FixedType, n: int) -> list:
@@ -275,12 +276,36 @@ def trace(desc: ModelDescription, weights: dict[str, np.ndarray]) -> Traced:
     step = t.comb_trace(inputs, outputs)
     last = arch.layers[-1]
     hl = _inputs(t, q.layers[-1].state, last.units)
-    d = q.dense
-    hw, hb = d.weight.to_int(weights["head.weight"]), d.bias.to_int(weights["head.bias"])
-    acc = dense(hl, hw.T, d.weight, hb, d.bias, q.layers[-1].state, d.accum)
-    y = [cast(a, d.result) for a in acc]
+    y, y_t = hl, q.layers[-1].state
+    for nm, dl, d in zip(arch.head_names(), arch.head, q.head, strict=True):
+        hw, hb = d.weight.to_int(weights[f"{nm}.weight"]), d.bias.to_int(weights[f"{nm}.bias"])
+        acc = dense(y, hw.T, d.weight, hb, d.bias, y_t, d.accum)
+        y = [cast(a, d.result) for a in acc]
+        y = _head_activation(y, dl.activation, d, nm)
+        y_t = d.output
     head = t.comb_trace(hl, y)
     return Traced(desc, step, head, tuple(ios), len(inputs), len(outputs))
+
+
+def _head_activation(y: list, kind: str, d, name: str) -> list:
+    """The activation layer after a head Dense layer (``nnet_activation.h``): relu ``(res_T)(x > 0
+    ? x : 0)`` as a sign-bit multiplexer; sigmoid/tanh as the ROMs of the cell's tables."""
+    if kind == "linear":
+        return y
+    if kind == "relu":
+        out = []
+        for v in y:
+            if v.low >= 0:
+                r = v
+            elif v.high <= 0 or v.low == v.high:
+                r = _fv(max(float(v.low), 0.0), v)
+            else:
+                r = v.msb_mux(0.0, v)
+            out.append(cast(r, d.act_result))
+        return out
+    if kind in ("sigmoid", "tanh"):
+        return [activation(v, kind, d.table, d.result, d.act_result) for v in y]
+    raise QlstmError(f"head layer {name!r} ({kind}): the RTL backend does not build this activation")
 
 
 def _lstm(xa, ha, h, c, units, lq):

@@ -27,6 +27,21 @@ def sigmoid(v: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-v))
 
 
+def act(name: str | None, v: np.ndarray) -> np.ndarray:
+    """Keras / PyTorch activation functions by name, from their definitions."""
+    if name in (None, "linear"):
+        return v
+    if name == "relu":
+        return np.where(v > 0, v, 0.0)
+    if name == "sigmoid":
+        return sigmoid(v)
+    if name == "tanh":
+        return np.tanh(v)
+    assert name == "softmax", name
+    e = np.exp(v - v.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 # ====================================================================== Keras-layout layers
 def keras_layer(
     cls: str, name: str, rng: np.random.Generator | None = None, n_in: int = 0, **cfg: Any
@@ -198,10 +213,13 @@ def keras_forward(layers: list[dict], x: np.ndarray) -> np.ndarray:
     out = None
     for e in layers:
         cls, a, c = e["class_name"], {k: v.astype(np.float64) for k, v in e["arrays"].items()}, e["config"]
-        if cls == "Dropout" or (cls == "Activation" and c["activation"] == "linear"):
+        if cls == "Dropout":
+            continue
+        if cls == "Activation":
+            out = seq = act(c["activation"], seq)
             continue
         if cls == "Dense":
-            out = seq @ a["kernel"] + a.get("bias", 0.0)
+            out = seq = act(c.get("activation"), seq @ a["kernel"] + a.get("bias", 0.0))
             continue
         n, steps, _ = seq.shape
         units = c["units"]
@@ -230,9 +248,10 @@ def keras_forward(layers: list[dict], x: np.ndarray) -> np.ndarray:
 
 
 def torch_forward(
-    layers: list[tuple[str, dict[str, np.ndarray]]], head: tuple[np.ndarray, np.ndarray], x: np.ndarray
+    layers: list[tuple[str, dict[str, np.ndarray]]], head: tuple | list, x: np.ndarray
 ) -> np.ndarray:
-    """PyTorch ``nn.LSTM``/``nn.GRU`` equations (docs) on PyTorch-layout arrays, then ``h_L W^T + b``."""
+    """PyTorch ``nn.LSTM``/``nn.GRU`` equations (docs) on PyTorch-layout arrays, then ``h_L W^T + b``
+    (``head`` a ``(W, b)`` pair, or a list of ``(W, b, activation)`` applied in order)."""
     seq = np.asarray(x, dtype=np.float64)
     for cell, p in layers:
         w_ih, w_hh, b_ih, b_hh = (
@@ -256,7 +275,10 @@ def torch_forward(
                 h = (1 - z) * nn_ + z * h
             hs.append(h)
         seq = np.stack(hs, axis=1)
-    return seq[:, -1] @ np.asarray(head[0], dtype=np.float64).T + np.asarray(head[1], dtype=np.float64)
+    y = seq[:, -1]
+    for w, b, a in head if isinstance(head, list) else [(*head, "linear")]:
+        y = act(a, y @ np.asarray(w, dtype=np.float64).T + np.asarray(b, dtype=np.float64))
+    return y
 
 
 def torch_params(module: Any) -> list[tuple[str, dict[str, np.ndarray]]]:

@@ -312,3 +312,43 @@ def test_export_refuses_a_file_that_does_not_match(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "does not match its reference" in err and "AP_WRAP" in err
     assert not list(run.glob("*.onnx")) and not list(run.glob(".*tmp*"))
+
+
+# ---------------------------------------------------------------------------- heads of several layers
+HEADS = {
+    "relu-sigmoid": ((6, "relu"), (2, "sigmoid")),
+    "tanh-relu-linear": ((5, "tanh"), (3, "relu"), (2, "linear")),
+}
+
+
+@pytest.mark.parametrize("head", list(HEADS))
+def test_head_of_several_layers_exports_and_executes(tmp_path, head):
+    """Float ONNX (Gemm + Relu/Sigmoid/Tanh per layer) equals the float64 PyTorch model; the QONNX
+    graph (Relu, and the sigmoid/tanh tables as Gather) equals firmware_sim exactly, tensor by
+    tensor (issue #17)."""
+    from qlstm.description import TableSpec
+    from qlstm.fixedpoint import FixedType
+    from qlstm.testing import random_model, uniform_quantization
+
+    acts = tuple(a for _, a in HEADS[head])
+    q = uniform_quantization(
+        2, width=12, integer=3, rounding="AP_RND_CONV", overflow="AP_SAT", head=acts,
+        act_result=FixedType(10, 2, True, "AP_RND", "AP_SAT"),
+        head_table=TableSpec(512, FixedType(12, 1, True, "AP_RND_CONV", "AP_SAT")),
+    )  # fmt: skip
+    dq, wq = random_model(("lstm", "gru"), (4, 3), history=5, channels=2, horizon=2, quantization=q,
+                          init="uniform", scale=2.5, seed=8, head=HEADS[head])  # fmt: skip
+    run, frun = tmp_path / "q", tmp_path / "f"
+    desc_io.save(run, dq, wq)
+    desc_io.save(frun, dq.with_quantization(None), wq)
+    x = np.random.default_rng(13).uniform(-2.0, 2.0, (300, 5, 2))  # wider than [0, 1]: varied outputs
+    export(frun, "onnx")
+    np.testing.assert_allclose(backend.predict(frun, x), torch_reference(dq, wq, x), rtol=0, atol=1e-5)
+    export(run, "qonnx")
+    y, ref = backend.predict(run, x), firmware.predict(run, x)
+    np.testing.assert_array_equal(y, ref)
+    assert len(np.unique(ref)) > 10 and np.ptp(ref) > 0.5  # not a constant comparison
+    ours, theirs = backend.trace(run, x[:20]), firmware.trace(run, x[:20])
+    assert set(ours) == set(theirs) and {"dense0.result", "dense0", "head"} <= set(ours)
+    for name in theirs:
+        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)

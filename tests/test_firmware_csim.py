@@ -74,10 +74,10 @@ def _inputs(seed: int, n: int, shape: tuple[int, int], lo: float, hi: float) -> 
 
 
 # ---------------------------------------------------------------- fixed models
-def _q(width, integer, rounding, overflow, n_layers, accum=None, state=None, table=None):
+def _q(width, integer, rounding, overflow, n_layers, accum=None, state=None, table=None, **head):
     return uniform_quantization(
         n_layers, width=width, integer=integer, rounding=rounding, overflow=overflow,
-        accum=accum, state=state, table=table,
+        accum=accum, state=state, table=table, **head,
     )  # fmt: skip
 
 
@@ -107,6 +107,22 @@ MODELS = {
         q=_q(6, 2, "AP_TRN", "AP_WRAP", 2, accum=FixedType(8, 3), table=TableSpec(64, FixedType(6, 1))),
         scale=3.0,
     ),
+    # heads of several Dense layers with activations (issue #17): relu and the sigmoid table,
+    # an activation type with fewer fraction bits than the Dense result (rounds, saturates)
+    "head-relu-sigmoid": dict(
+        cells=("lstm",), units=(6,), head=((8, "relu"), (2, "sigmoid")),
+        q=_q(12, 4, "AP_RND_CONV", "AP_SAT", 1, head=("relu", "sigmoid"),
+             act_result=FixedType(9, 3, True, "AP_RND", "AP_SAT"),
+             head_table=TableSpec(512, FixedType(10, 1, False, "AP_RND_CONV", "AP_SAT"))),
+        scale=2.0,
+    ),
+    # stacked cells, tanh table then relu then a linear output, wrapping types
+    "head-tanh-relu-stack": dict(
+        cells=("gru", "lstm"), units=(5, 4), head=((7, "tanh"), (3, "relu"), (2, "linear")),
+        q=_q(10, 3, "AP_TRN", "AP_WRAP", 2, accum=FixedType(12, 5), table=TableSpec(256, FixedType(10, 2)),
+             head=("tanh", "relu", "linear"), act_result=FixedType(8, 2, True, "AP_RND_CONV", "AP_WRAP")),
+        scale=3.0,
+    ),
 }  # fmt: skip
 
 
@@ -114,7 +130,7 @@ def _model(name: str):
     m = MODELS[name]
     desc, w = random_model(
         m["cells"], m["units"], history=6, channels=2, horizon=2, quantization=m["q"],
-        init="uniform", scale=m["scale"], seed=11,
+        init="uniform", scale=m["scale"], seed=11, head=m.get("head", ()),
     )  # fmt: skip
     return compiled(name, desc, w), m["scale"]
 
@@ -126,7 +142,7 @@ def test_bit_exact_on_random_models(name):
     assert_bit_exact(fw, cs, x)
 
 
-@pytest.mark.parametrize("name", ["gru10-sat-narrow", "stack12-mixed", "stack6-wrap"])
+@pytest.mark.parametrize("name", ["gru10-sat-narrow", "stack12-mixed", "stack6-wrap", "head-tanh-relu-stack"])
 def test_overflow_and_saturation_are_exercised_and_exact(name):
     """Inputs far outside [0, 1]: accumulators and states overflow (wrap) or saturate."""
     (fw, cs), scale = _model(name)
@@ -136,6 +152,26 @@ def test_overflow_and_saturation_are_exercised_and_exact(name):
     assert "input" in hits
     assert any(k.endswith(".accum") for k in hits), hits
     assert any(k.endswith((".h", ".c", ".preact")) for k in hits), hits
+
+
+def test_head_activations_are_exercised_and_exact():
+    """The relu clips negative Dense outputs, the sigmoid table saturates at both ends and the
+    activation's narrower type rounds: all bit-exact with the C simulation (issue #17)."""
+    (fw, cs), scale = _model("head-relu-sigmoid")
+    x = _inputs(3, 300, (6, 2), -2 * scale, 2 * scale)
+    assert_bit_exact(fw, cs, x, trace_rows=300)
+    run = fw.run(x, trace=True)
+    r, y = run.mantissas["dense0.result"], run.mantissas["dense0"]
+    assert (r < 0).any() and (y == 0).any() and (y > 0).any()
+    assert not np.array_equal(run.types["dense0.result"], run.types["dense0"])
+    pre = run.values()["head.result"]
+    assert pre.min() == run.types["head.result"].min_value  # the table's lower clamp is reached
+    # the same model with the output layer negated reaches the table's upper end
+    w = {k: (-v if k.startswith("head.") else v) for k, v in _COMPILED["head-relu-sigmoid"][2].items()}
+    fw2, cs2 = compiled("head-relu-sigmoid-negated", fw.desc, w)
+    assert_bit_exact(fw2, cs2, x, trace_rows=300)
+    run2 = fw2.run(x, trace=True)
+    assert run2.values()["head.result"].max() > 7 and run2.values()["head"].max() > 0.99
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -14,6 +14,7 @@ from torch import nn
 from qlstm import description
 from qlstm.cli import main
 from qlstm.errors import QlstmError
+from qlstm.fixedpoint import FixedType
 from qlstm.float_reference import float_predict
 from qlstm.importers import import_model
 from qlstm.importers.common import KERAS_TO_TORCH, ONNX_TO_TORCH, permute_gates
@@ -52,6 +53,12 @@ STACKS = {
     "lstm-nobias": [("LSTM", {"units": 5, "use_bias": False}), ("Dense", {"units": 3, "use_bias": False})],
     "gru-unrolled": [("GRU", {"units": 3, "unroll": True}), ("Activation", {"activation": "linear"}),
                      ("Dense", {"units": 2, "activation": "linear"})],
+    # heads of several Dense layers with activations (issue #17)
+    "lstm-relu-sigmoid": [("LSTM", {"units": 5}), ("Dense", {"units": 6, "activation": "relu"}),
+                          ("Dense", {"units": 2, "activation": "sigmoid"})],
+    "gru-activation-layers": [("GRU", {"units": 4}), ("Dense", {"units": 5}), ("Activation", {"activation": "tanh"}),
+                              ("Dropout", {"rate": 0.1}), ("Dense", {"units": 4}), ("Activation", {"activation": "relu"}),
+                              ("Dense", {"units": 3, "activation": "softmax"})],
 }  # fmt: skip
 
 
@@ -155,13 +162,11 @@ REFUSALS = {
                                "'lstm' (LSTM): the last recurrent layer returns sequences"),
     "middle_returns_last": ([("LSTM", {"units": 3}), ("LSTM", {"units": 2}), ("Dense", {"units": 1})],
                             "'lstm' (LSTM): return_sequences is false"),
-    "issue_model_head": ([("LSTM", {"units": 20}), ("Dense", {"units": 64, "activation": "relu"}),
-                          ("Dense", {"units": 1, "activation": "sigmoid"})],
-                         "head of 2 Dense layer(s) with activations (dense: relu, dense_1: sigmoid): not supported yet (issue #17)"),
-    "sigmoid_head": ([("GRU", {"units": 3}), ("Dense", {"units": 1, "activation": "sigmoid"})],
-                     "head of 1 Dense layer(s) with activations (dense: sigmoid)"),
-    "activation_layer": ([("GRU", {"units": 3}), ("Dense", {"units": 1}), ("Activation", {"activation": "tanh"})],
-                         "head of 1 Dense layer(s) with activations (activation: tanh)"),
+    "two_activations": ([("GRU", {"units": 3}), ("Dense", {"units": 1, "activation": "relu"}),
+                         ("Activation", {"activation": "sigmoid"})],
+                        "layer 'activation' (Activation): a second activation after Dense layer 'dense' (relu)"),
+    "gelu_head": ([("GRU", {"units": 3}), ("Dense", {"units": 1, "activation": "gelu"})],
+                  "layer 'dense' (Dense): activation 'gelu' is not supported in the head"),
     "no_head": ([("LSTM", {"units": 3})], "no Dense layer after the recurrent layers"),
 }  # fmt: skip
 
@@ -272,10 +277,15 @@ def test_normalisation_file(tmp_path, capsys):
 # ====================================================================== PyTorch
 class TorchNet(nn.Module):
     def __init__(
-        self, head_layers: int = 1, bidirectional: bool = False, proj: int = 0, use_hn: bool = False
+        self,
+        head_layers: int = 1,
+        bidirectional: bool = False,
+        proj: int = 0,
+        use_hn: bool = False,
+        head_act=torch.relu,
     ) -> None:
         super().__init__()
-        self.use_hn = use_hn
+        self.use_hn, self.head_act = use_hn, head_act
         self.lstm = nn.LSTM(C, 5, num_layers=2, batch_first=True, bidirectional=bidirectional, proj_size=proj)
         self.gru = nn.GRU(proj if proj else 5 * (2 if bidirectional else 1), 4, batch_first=True)
         self.fc = nn.Linear(4, 2)
@@ -285,7 +295,7 @@ class TorchNet(nn.Module):
         y, _ = self.lstm(x)
         y, h_n = self.gru(y)
         y = self.fc(h_n[-1] if self.use_hn else y[:, -1])
-        return self.fc2(torch.relu(y)) if self.fc2 is not None else y
+        return self.fc2(self.head_act(y)) if self.fc2 is not None else y
 
 
 def _net(seed: int = 0, **kw) -> TorchNet:
@@ -317,6 +327,34 @@ def test_torch_state_dict_yaml_matches_numpy_and_torch(tmp_path):
     np.testing.assert_array_equal(w["rnn1.bias_hh"], net.lstm.bias_hh_l1.detach().numpy())  # both biases kept
 
 
+def _head_ref(net) -> list:
+    """``[(W, b, activation), ...]`` of TorchNet's head (fc, then relu and fc2 if present)."""
+    out = [(net.fc.weight.detach().numpy(), net.fc.bias.detach().numpy(), "linear")]
+    if net.fc2 is not None:
+        out = [
+            (*out[0][:2], "relu"),
+            (net.fc2.weight.detach().numpy(), net.fc2.bias.detach().numpy(), "linear"),
+        ]
+    return out
+
+
+def test_torch_state_dict_yaml_head_of_several_layers(tmp_path):
+    net = _net(seed=2, head_layers=2)
+    text = f"history: {L}\n"
+    path = _yaml(tmp_path, net, text).replace("m.yaml", "m2.yaml")
+    (tmp_path / "m2.yaml").write_text(
+        (tmp_path / "m.yaml")
+        .read_text()
+        .replace("head: fc\n", "head: [{module: fc, activation: relu}, {module: fc2}]\n")
+    )
+    assert main(["import", path, "--out", str(tmp_path / "run")]) == 0
+    x = windows()
+    y = predict_float(tmp_path, tmp_path / "run", x)
+    assert np.max(np.abs(y - torch_forward(torch_params(net), _head_ref(net), x))) <= TOL
+    desc, _ = description.load(tmp_path / "run")
+    assert [(d.units, d.activation) for d in desc.architecture.head] == [(2, "relu"), (1, "linear")]
+
+
 def test_torch_yaml_refusals(tmp_path, capsys):
     out = ["--out", str(tmp_path / "r"), "--history", str(L)]
     line = refused(capsys, ["import", _yaml(tmp_path, _net(bidirectional=True)), *out])
@@ -324,7 +362,11 @@ def test_torch_yaml_refusals(tmp_path, capsys):
     line = refused(capsys, ["import", _yaml(tmp_path, _net(proj=3)), *out])
     assert "layer 'lstm' (nn.LSTM): proj_size > 0" in line
     line = refused(capsys, ["import", _yaml(tmp_path, _net(head_layers=2)), *out])
-    assert "head of 2 Dense layer(s) with activations (fc, fc2): not supported yet (issue #17)" in line
+    assert "state_dict entries the YAML does not describe: fc2.bias, fc2.weight" in line
+    line = refused(
+        capsys, ["import", _yaml(tmp_path, _net(), "head: [{module: fc, activation: hardtanh}]\n"), *out]
+    )
+    assert "layer 'fc' (nn.Linear): activation 'hardtanh' is not supported in the head" in line
     torch.save(_net(), tmp_path / "w.pt")  # a pickled module, not a state_dict: weights_only refuses it
     line = refused(capsys, ["import", str(tmp_path / "m.yaml"), *out])
     assert "not a state_dict loadable with weights_only=True" in line
@@ -346,13 +388,26 @@ def test_torch_export_pt2_matches_numpy(tmp_path, use_hn):
     assert np.max(np.abs(y - ref)) <= TOL
 
 
+def test_torch_export_pt2_head_of_several_layers(tmp_path):
+    net = _net(seed=4, head_layers=2)
+    torch.export.save(torch.export.export(net, (torch.randn(2, L, C),)), tmp_path / "m.pt2")
+    assert main(["import", str(tmp_path / "m.pt2"), "--out", str(tmp_path / "run")]) == 0
+    x = windows()
+    y = predict_float(tmp_path, tmp_path / "run", x)
+    assert np.max(np.abs(y - torch_forward(torch_params(net), _head_ref(net), x))) <= TOL
+
+
 def test_torch_export_pt2_refusals(tmp_path, capsys):
     for kw, expected in (
-        ({"head_layers": 2}, "head of 2 Dense layer(s) with activations"),
+        (
+            {"head_layers": 2, "head_act": torch.nn.functional.gelu},
+            "(aten.gelu): not a supported head activation",
+        ),
         ({"bidirectional": True}, "(aten.lstm): bidirectional=True"),
     ):
         net = _net(**kw)
         torch.export.save(torch.export.export(net, (torch.randn(2, L, C),)), tmp_path / "m.pt2")
+        capsys.readouterr()  # torch.export's own warnings (printed once per process) are not qlstm's
         line = refused(capsys, ["import", str(tmp_path / "m.pt2"), "--out", str(tmp_path / "r")])
         assert expected in line, line
 
@@ -413,15 +468,33 @@ def _onnx_gru(
     return str(tmp_path / "g.onnx")
 
 
+@pytest.mark.parametrize("head_act", ["Relu", "Sigmoid", "Tanh", "Softmax"])
+def test_onnx_head_activation_matches_numpy(tmp_path, head_act):
+    from onnx import numpy_helper
+
+    path = _onnx_gru(tmp_path, 1, head_act=head_act)
+    assert main(["import", path, "--out", str(tmp_path / "run")]) == 0
+    import onnx
+
+    init = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in onnx.load(path).graph.initializer}
+    w, r, b, h = init["W"][0], init["R"][0], init["B"][0], 3
+    perm = np.r_[h : 2 * h, 0:h, 2 * h : 3 * h]  # ONNX z, r, h -> PyTorch r, z, n
+    cell = {"w_ih": w[perm], "w_hh": r[perm], "b_ih": b[: 3 * h][perm], "b_hh": b[3 * h :][perm]}
+    x = windows()
+    y = predict_float(tmp_path, tmp_path / "run", x)
+    ref = torch_forward([("gru", cell)], [(init["Wd"], init["bd"], head_act.lower())], x)
+    assert np.max(np.abs(y - ref)) <= TOL
+
+
 def test_onnx_refusals(tmp_path, capsys):
     out = ["--out", str(tmp_path / "r")]
     assert main(["import", _onnx_gru(tmp_path, 1), *out]) == 0  # the well-formed twin imports
     line = refused(capsys, ["import", _onnx_gru(tmp_path, 0), "--out", str(tmp_path / "r2")])
     assert "layer 'gru0' (GRU): linear_before_reset=0" in line
     line = refused(
-        capsys, ["import", _onnx_gru(tmp_path, 1, head_act="Sigmoid"), "--out", str(tmp_path / "r2")]
+        capsys, ["import", _onnx_gru(tmp_path, 1, head_act="HardSigmoid"), "--out", str(tmp_path / "r2")]
     )
-    assert "head of 1 Dense layer(s) with activations (act: Sigmoid)" in line
+    assert "layer 'act' (HardSigmoid): not a supported head activation (Relu, Sigmoid, Tanh, Softmax)" in line
     line = refused(
         capsys, ["import", _onnx_gru(tmp_path, 1, direction="bidirectional"), "--out", str(tmp_path / "r2")]
     )
@@ -526,12 +599,33 @@ def _onnx_stack(tmp_path):
     return tmp_path / "m.onnx", L, C
 
 
+def _keras3_head(tmp_path):
+    """GRU(6) -> Dense(5, tanh) -> Dense(4) + Activation(relu) -> Dense(2, sigmoid), Keras 3."""
+    layers = stack(
+        [("GRU", {"units": 6}), ("Dense", {"units": 5, "activation": "tanh"}), ("Dense", {"units": 4}),
+         ("Activation", {"activation": "relu"}), ("Dense", {"units": 2, "activation": "sigmoid"})], C, seed=13,
+    )  # fmt: skip
+    write_keras3(tmp_path / "m.keras", layers, L, C)
+    return tmp_path / "m.keras", L, C
+
+
+def _pt2_head(tmp_path):
+    """torch.export of LSTM(5) x 2 -> GRU(4) -> Linear(2) -> tanh -> Linear(1)."""
+    net = _net(seed=7, head_layers=2, head_act=torch.tanh)
+    torch.export.save(torch.export.export(net, (torch.randn(2, L, C),)), tmp_path / "m.pt2")
+    return tmp_path / "m.pt2", L, C
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("make", [_keras_lstm20, _onnx_stack], ids=["keras-lstm20", "onnx-lstm2-gru"])
+@pytest.mark.parametrize(
+    "make",
+    [_keras_lstm20, _onnx_stack, _keras3_head, _pt2_head],
+    ids=["keras-lstm20", "onnx-lstm2-gru", "keras3-head-tanh-relu-sigmoid", "pt2-head-tanh"],
+)
 def test_imported_model_quantize_csim_firmware_bit_exact(tmp_path, capsys, csim_cache, make):
     """import -> quantize --calibration (PTQ, 16 bits) -> hls4ml C simulation == firmware_sim."""
     model, history, channels = make(tmp_path)
-    assert main(["import", str(model), "--out", str(tmp_path / "run")]) == 0
+    assert main(["import", str(model), "--out", str(tmp_path / "run"), "--history", str(history)]) == 0
     rng = np.random.default_rng(2)
     np.save(tmp_path / "cal.npy", rng.uniform(0, 1, size=(256, history, channels)))
     q = tmp_path / "q"
@@ -560,7 +654,7 @@ def test_imported_model_quantize_csim_firmware_bit_exact(tmp_path, capsys, csim_
         )
         ys[backend] = np.load(out)
     desc, _ = description.load(q)
-    lsb = desc.quantization.dense.result.lsb
+    lsb = desc.quantization.output.lsb
     ints = {k: ys[k] / lsb for k in ("csim", "firmware")}
     for v in ints.values():
         assert np.array_equal(v, np.round(v))  # on the result type's grid
@@ -571,3 +665,140 @@ def test_imported_model_quantize_csim_firmware_bit_exact(tmp_path, capsys, csim_
     assert main(["export", str(tmp_path / "run")]) == 0
     assert main(["export", str(q)]) == 0
     assert "100.00% exact" in capsys.readouterr().out
+
+
+# ====================================================================== issue #17's done-when model
+#: hls4ml's default precision (``ap_fixed<16,6>``: AP_TRN, AP_WRAP) for every quantization point,
+#: tables of 1024 ``ap_fixed<18,8>`` entries: the configuration of Khoda et al.'s published builds.
+HLS4ML_DEFAULT = "ap_fixed<16,6>"
+KHODA_POINTS = [
+    "input",
+    *(f"rnn0.{r}" for r in ("weight", "recurrent_weight", "bias", "recurrent_bias", "accum", "state")),
+    *(f"dense0.{r}" for r in ("weight", "bias", "accum", "result", "act_result")),
+    *(f"head.{r}" for r in ("weight", "bias", "accum", "result", "act_result")),
+]
+
+
+def _keras_khoda(tmp_path):
+    """LSTM(20) -> Dense(64, relu) -> Dense(1, sigmoid) on (20, 6) windows (Khoda et al., MLST 4
+    (2023) 025004), a Keras 2 ``.h5`` written with h5py from seeded weights."""
+    layers = stack(
+        [("LSTM", {"units": 20}), ("Dense", {"units": 64, "activation": "relu"}),
+         ("Dense", {"units": 1, "activation": "sigmoid"})], 6, seed=12,
+    )  # fmt: skip
+    write_keras2_h5(tmp_path / "m.h5", layers, 20, 6)
+    return tmp_path / "m.h5", layers
+
+
+@pytest.mark.slow
+def test_khoda_lstm20_relu64_sigmoid_every_stage(tmp_path, capsys, csim_cache):
+    """import -> float predict (vs NumPy) -> PTQ with --calibration and hls4ml's default types ->
+    export (ONNX and QONNX, each executed by the stage) -> hls project + C simulation == firmware_sim
+    (integers) -> predict on a classifier score -> estimate."""
+    path, layers = _keras_khoda(tmp_path)
+    run, q = tmp_path / "run", tmp_path / "q"
+    assert main(["import", str(path), "--out", str(run)]) == 0
+    assert "-> LSTM(20) -> Dense(64, relu) -> Dense(1, sigmoid)" in capsys.readouterr().out
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 1, size=(300, 20, 6))
+    y_float = predict_float(tmp_path, run, x)
+    assert np.max(np.abs(y_float - keras_forward(layers, x))) <= TOL
+    assert y_float.min() > 0 and y_float.max() < 1 and np.ptp(y_float) > 0.05  # a sigmoid score
+    np.save(tmp_path / "cal.npy", rng.uniform(0, 1, size=(256, 20, 6)))
+    types = [a for p in KHODA_POINTS for a in ("--type", f"{p}={HLS4ML_DEFAULT}")]
+    types += [
+        "--type",
+        "rnn0.table=ap_fixed<18,8>",
+        "--type",
+        "head.table=ap_fixed<18,8>",
+        "--table-size",
+        "1024",
+    ]
+    assert main(["quantize", str(run), "--out", str(q), "--calibration", str(tmp_path / "cal.npy"),
+                 "--bits", "16", "--no-progress", *types]) == 0  # fmt: skip
+    desc, _ = description.load(q)
+    qz = desc.quantization
+    assert {t for n, t in qz.points().items() if not n.endswith(".table")} == {
+        FixedType.from_ap(HLS4ML_DEFAULT)
+    }
+    assert qz.dense.table == description.TableSpec(1024, FixedType.from_ap("ap_fixed<18,8>"))
+    assert [(d.units, d.activation) for d in desc.architecture.head] == [(64, "relu"), (1, "sigmoid")]
+    capsys.readouterr()
+    assert main(["export", str(q)]) == 0
+    assert "100.00% exact" in capsys.readouterr().out
+    np.save(tmp_path / "x.npy", x)
+    proj = tmp_path / "proj"
+    assert main(["hls", str(q), "--target", "ku060", "--tb-inputs", str(tmp_path / "x.npy"),
+                 "--out", str(proj), "--csim"]) == 0  # fmt: skip
+    ys = {}
+    for backend in ("csim", "firmware"):
+        out = tmp_path / f"y_{backend}.npy"
+        assert main(["predict", str(q), "--inputs", str(tmp_path / "x.npy"), "--backend", backend,
+                     "--out", str(out)]) == 0  # fmt: skip
+        ys[backend] = np.load(out)
+    m = {k: qz.output.to_int(v) for k, v in ys.items()}
+    for k, v in ys.items():
+        np.testing.assert_array_equal(qz.output.to_float(m[k]), v, err_msg=k)  # on the output grid
+    np.testing.assert_array_equal(m["csim"], m["firmware"])
+    assert len(np.unique(m["firmware"])) > 20  # the score is not saturated or constant
+    assert np.max(np.abs(ys["firmware"] - y_float)) < 0.05  # 16-bit fixed point computes the same model
+    info = json.loads((proj / "qlstm_hls.json").read_text())
+    assert info is not None
+    capsys.readouterr()
+    est = tmp_path / "est.json"
+    assert main(["report", "estimate", str(q), "--part", "xc7vx690t-ffg1761-2", "--resources",
+                 "433200,866400,3600,2940", "--clock-ns", "5", "--reuse", "1", "--json", str(est)]) == 0  # fmt: skip
+    e = json.loads(est.read_text())
+    assert [layer["name"] for layer in e["layers"]] == ["rnn0", "dense0", "head"]
+
+
+def test_softmax_head_imports_and_is_refused_at_quantization(tmp_path, capsys):
+    """A softmax output layer: the float model imports and predicts (NumPy forward); quantization
+    refuses it with one line naming the layer (hls4ml's softmax tables are not simulated)."""
+    layers = stack([("LSTM", {"units": 4}), ("Dense", {"units": 3, "activation": "softmax"})], C, seed=4)
+    write_keras2_h5(tmp_path / "m.h5", layers, L, C)
+    assert main(["import", str(tmp_path / "m.h5"), "--out", str(tmp_path / "run")]) == 0
+    x = windows()
+    y = predict_float(tmp_path, tmp_path / "run", x)
+    assert np.max(np.abs(y - keras_forward(layers, x))) <= TOL
+    np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    assert (
+        main(["export", str(tmp_path / "run")]) == 0
+    )  # float ONNX with a Softmax node, verified by running it
+    np.save(tmp_path / "cal.npy", x)
+    line = refused(capsys, ["quantize", str(tmp_path / "run"), "--out", str(tmp_path / "q"),
+                            "--calibration", str(tmp_path / "cal.npy"), "--no-progress"])  # fmt: skip
+    assert "head layer 'head' (softmax): not supported at quantization" in line
+    assert not (tmp_path / "q").exists()
+
+
+@pytest.mark.parametrize("activation", ["linear", "sigmoid"])
+def test_predict_on_a_recording_skips_regression_metrics_for_a_score(tmp_path, capsys, activation):
+    """A classifier's score (a non-linear output layer) is predicted on a recording, and the RMSE
+    against the target channel is skipped with a note; a linear output is still scored."""
+    from qlstm.data.events import Event, EventSet
+    from qlstm.data.formats import save_events
+
+    layers = stack([("GRU", {"units": 3}), ("Dense", {"units": 4, "activation": "relu"}),
+                    ("Dense", {"units": 1, "activation": activation})], 2)  # fmt: skip
+    write_keras3(tmp_path / "m.keras", layers, L, 2)
+    (tmp_path / "n.json").write_text(
+        json.dumps({"lo": [0.0, -5.0], "hi": [2.0, 5.0], "channel_names": ["U_res", "I"]})
+    )
+    assert main(["import", str(tmp_path / "m.keras"), "--out", str(tmp_path / "run"),
+                 "--normalisation", str(tmp_path / "n.json")]) == 0  # fmt: skip
+    rng = np.random.default_rng(3)
+    t = np.arange(40) * 0.4
+    ev = Event(name="e0", t=t, x=np.stack([rng.uniform(0, 2, 40), rng.uniform(-5, 5, 40)], axis=1))
+    save_events(EventSet((ev,), ("U_res", "I"), ("V", "A"), 0.4), tmp_path / "rec.csv")
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "run"), "--data", str(tmp_path / "rec.csv"), "--out",
+                 str(tmp_path / "y.npy"), "--metrics", str(tmp_path / "m.json")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert np.load(tmp_path / "y.npy").shape == (40 - L - 1 + 1, 1)
+    if activation == "linear":
+        assert "RMSE" in out and "rmse" in m["model"]
+    else:
+        assert "regression metrics skipped: the model's output layer is sigmoid" in out
+        assert "model" not in m and "skipped" in m["note"]

@@ -198,3 +198,26 @@ def test_cli_budget_writes_the_folder_without_tools(tmp_path, capsys):
     assert "--budget-us 1" in s["notes"][0]
     assert (out / "src" / "qlstm_top.v").is_file() and (out / "model" / "model.json").is_file()
     assert "by construction" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("head", "bits"),
+    [(((6, "relu"), (2, "sigmoid")), 8), (((5, "tanh"), (3, "relu"), (2, "linear")), 10)],
+    ids=["relu-sigmoid-8bit", "tanh-relu-linear-10bit"],
+)
+def test_head_of_several_layers_is_bit_exact(head, bits):
+    """Dense layers with relu (a sign multiplexer) and sigmoid/tanh (ROMs) after the cell: da4ml's
+    interpreter equals firmware_sim (issue #17)."""
+    from qlstm.description import TableSpec
+
+    q = uniform_quantization(
+        1, width=bits, integer=3, rounding="AP_RND_CONV", overflow="AP_SAT",
+        table=TableSpec(256, FixedType(bits, 1, True, "AP_RND", "AP_SAT")),
+        head=tuple(a for _, a in head), act_result=FixedType(bits - 1, 2, True, "AP_RND", "AP_SAT"),
+    )  # fmt: skip
+    desc, weights = random_model(("lstm",), (4,), history=6, horizon=2, quantization=q, init="uniform", scale=1.5,
+                                 seed=5, head=head)  # fmt: skip
+    _check(desc, weights, n=500)
+    run = Firmware(desc, weights).run(windows(desc, 500), trace=True)
+    relu = next(f"dense{j}" for j, (_, a) in enumerate(head) if a == "relu")
+    assert (run.mantissas[f"{relu}.result"] < 0).any() and (run.mantissas[relu] > 0).any()

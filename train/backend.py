@@ -14,7 +14,7 @@ import numpy as np
 from qlstm import description
 from qlstm.errors import QlstmError
 from qlstm.runs import CHECKPOINT_FILE
-from qlstm.train.model import Predictor, from_weights, predict_array, state_dict_to_weights
+from qlstm.train.model import Predictor, activate, from_weights, predict_array, state_dict_to_weights
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, np.ndarray]:
@@ -71,5 +71,8 @@ def trace(run_dir: Path, x: np.ndarray) -> dict[str, np.ndarray]:
         for i, rnn in enumerate(model.rnns):
             h, _ = rnn(h)
             out[f"rnn{i}"] = h.numpy().copy()
-        out["head"] = model.head(h[:, -1, :]).numpy().copy()
+        y = h[:, -1, :]
+        for lin, d in zip(model.hidden, model.arch.head[:-1], strict=True):
+            y = activate(d.activation, lin(y))
+        out["head"] = activate(model.arch.head[-1].activation, model.head(y)).numpy().copy()
     return out

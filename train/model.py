@@ -65,6 +65,11 @@ class Predictor(nn.Module):
             self.rnns.append(_CELLS[layer.cell](n_in, layer.units, num_layers=1, batch_first=True))
             n_in = layer.units
         self.dropout = nn.Dropout(arch.dropout)
+        # the head's Dense layers before the last (description names dense{j}); empty for one layer
+        self.hidden = nn.ModuleList()
+        for d in arch.head[:-1]:
+            self.hidden.append(nn.Linear(n_in, d.units))
+            n_in = d.units
         self.head = nn.Linear(n_in, arch.horizon)
 
     @property
@@ -78,8 +83,24 @@ class Predictor(nn.Module):
             if i > 0:
                 h = self.dropout(h)
             h, _ = rnn(h)
-        y = self.head(h[:, -1, :])
+        y = h[:, -1, :]
+        for lin, d in zip(self.hidden, self.arch.head[:-1], strict=True):
+            y = activate(d.activation, lin(y))
+        y = activate(self.arch.head[-1].activation, self.head(y))
         return y * self.out_scale + self.out_shift if self.standardised else y
+
+
+def activate(kind: str, x: torch.Tensor) -> torch.Tensor:
+    """A head activation (``qlstm.description.HEAD_ACTIVATIONS``) in PyTorch."""
+    if kind == "linear":
+        return x
+    if kind == "relu":
+        return torch.relu(x)
+    if kind == "sigmoid":
+        return torch.sigmoid(x)
+    if kind == "tanh":
+        return torch.tanh(x)
+    return torch.softmax(x, dim=-1)
 
 
 def to_weights(model: Predictor) -> dict[str, np.ndarray]:
@@ -94,10 +115,15 @@ def to_weights(model: Predictor) -> dict[str, np.ndarray]:
         params = dict(rnn.named_parameters())
         for key, torch_name in _PARAM_NAMES.items():
             out[f"rnn{i}.{key}"] = params[torch_name].detach().cpu().double().numpy().copy()
+    for j, lin in enumerate(model.hidden):
+        out[f"dense{j}.weight"] = lin.weight.detach().cpu().double().numpy().copy()
+        out[f"dense{j}.bias"] = lin.bias.detach().cpu().double().numpy().copy()
     out["head.weight"] = model.head.weight.detach().cpu().double().numpy().copy()
     out["head.bias"] = model.head.bias.detach().cpu().double().numpy().copy()
     if model.standardised:
         shift, scale, oshift, oscale = model._fold
+        if model.arch.head[-1].activation != "linear" and (oshift != 0 or oscale != 1):
+            raise QlstmError("output standardisation folds into a linear last head layer only")
         w = out["rnn0.weight_ih"] * scale[None, :]
         out["rnn0.weight_ih"] = w
         out["rnn0.bias_ih"] = out["rnn0.bias_ih"] - w @ shift
@@ -112,6 +138,9 @@ def state_dict_to_weights(arch: Architecture, state: dict[str, torch.Tensor]) ->
         f"rnns.{i}.{t}": f"rnn{i}.{k}" for i in range(len(arch.layers)) for k, t in _PARAM_NAMES.items()
     }
     expected |= {"head.weight": "head.weight", "head.bias": "head.bias"}
+    expected |= {
+        f"hidden.{j}.{p}": f"dense{j}.{p}" for j in range(len(arch.head) - 1) for p in ("weight", "bias")
+    }
     if set(state) != set(expected):
         raise QlstmError(
             "checkpoint does not match the architecture "
@@ -138,6 +167,9 @@ def from_weights(arch: Architecture, weights: dict[str, np.ndarray]) -> Predicto
                 params[torch_name].copy_(torch.from_numpy(np.asarray(weights[f"rnn{i}.{key}"])))
         model.head.weight.copy_(torch.from_numpy(np.asarray(weights["head.weight"])))
         model.head.bias.copy_(torch.from_numpy(np.asarray(weights["head.bias"])))
+        for j, lin in enumerate(model.hidden):
+            lin.weight.copy_(torch.from_numpy(np.asarray(weights[f"dense{j}.weight"])))
+            lin.bias.copy_(torch.from_numpy(np.asarray(weights[f"dense{j}.bias"])))
     return model.eval()
 
 

@@ -93,15 +93,24 @@ class _LayerShape:
 
 @dataclass(frozen=True)
 class _Head:
+    """One Dense layer of the head and its activation (``w_result``: the Dense output width)."""
+
     n_in: int
     n_out: int
     w_in: int
     w_weight: int
     w_accum: int
     zeros: int = 0
+    name: str = "head"
+    activation: str = "linear"
+    w_result: int = 0
+    table_size: int = 0
+    w_table: int = 0
 
 
-def _shapes(desc: ModelDescription, weights: dict[str, np.ndarray] | None) -> tuple[list[_LayerShape], _Head]:
+def _shapes(
+    desc: ModelDescription, weights: dict[str, np.ndarray] | None
+) -> tuple[list[_LayerShape], list[_Head]]:
     arch, q = desc.architecture, desc.quantization
     layers: list[_LayerShape] = []
     w_in = q.input.width if q else DEFAULT_TYPE.width
@@ -130,11 +139,20 @@ def _shapes(desc: ModelDescription, weights: dict[str, np.ndarray] | None) -> tu
             )  # fmt: skip
         )
         w_in = types[3]
-    if q is not None:
-        head = _Head(arch.layers[-1].units, arch.horizon, w_in, q.dense.weight.width, q.dense.accum.width)
-    else:
-        head = _Head(arch.layers[-1].units, arch.horizon, w_in, DEFAULT_TYPE.width, DEFAULT_TYPE.width)
-    return layers, replace(head, zeros=zeros("head.weight"))
+    heads = []
+    for j, (nm, dl) in enumerate(zip(arch.head_names(), arch.head, strict=True)):
+        if q is not None:
+            dq = q.head[j]
+            ws = (dq.weight.width, dq.accum.width, dq.result.width)
+            table = (dq.table.size, dq.table.type.width) if dq.table is not None else DEFAULT_TABLE_SHAPE
+            w_out = dq.output.width
+        else:
+            ws = (DEFAULT_TYPE.width,) * 3
+            table, w_out = DEFAULT_TABLE_SHAPE, DEFAULT_TYPE.width
+        h = _Head(arch.head_n_in(j), dl.units, w_in, ws[0], ws[1], 0, nm, dl.activation, ws[2], *table)
+        heads.append(replace(h, zeros=zeros(f"{nm}.weight")))
+        w_in = w_out
+    return layers, heads
 
 
 # ----------------------------------------------------------------------------- reuse factors

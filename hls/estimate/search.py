@@ -19,11 +19,12 @@ from .model import (
     FAMILY_DELAYS,
     IO_CYCLES,
     MAX_UNROLLED_MULTS,
+    SUBFUNCTION_REGISTER_CYCLES,
     _shapes,
     closest_reuse_factor,
 )
-from .resources import Usage, _dense_usage, _layer_usage
-from .schedule import _Chain, _dense_chain, _step
+from .resources import Usage, _dense_usage, _layer_usage, _table_usage
+from .schedule import _add_delay, _Chain, _dense_chain, _lookup_chain, _step
 
 
 # ----------------------------------------------------------------------------- the estimate
@@ -142,7 +143,7 @@ def estimate(
     d = FAMILY_DELAYS.get(target.family, FAMILY_DELAYS["zynq7"])
     rf = settings.reuse_factor
     check_reuse(desc, rf)
-    layers_shape, head = _shapes(desc, weights)
+    layers_shape, heads = _shapes(desc, weights)
     notes: list[str] = []
     if target.family not in FAMILY_DELAYS:
         notes.append(f"family {target.family!r} unknown: 7-series delays assumed")
@@ -169,19 +170,31 @@ def estimate(
                     f"limit of {MAX_UNROLLED_MULTS}; use reuse >= {math.ceil(n_in * g / MAX_UNROLLED_MULTS)} "
                     "or the resource strategy"
                 )
-    head_rf = closest_reuse_factor(head.n_in, head.n_out, rf)
-    if head_rf != rf:
-        notes.append(f"head: reuse {rf} invalid for {head.n_in}x{head.n_out}, hls4ml uses {head_rf}")
-    ch = _Chain(target.clock_ns * (1.0 - CLOCK_UNCERTAINTY))
-    _dense_chain(ch, head.n_in, head.w_in, head.w_weight, head.w_accum, head_rf, settings, d)
-    head_cycles = ch.total()
-    head_usage = _dense_usage(
-        head.n_in, head.n_out, head.zeros, head.w_in, head.w_weight, head.w_accum, head_rf, settings, d
-    )
-    results.append(LayerEstimate("head", head_cycles, head_cycles, head_usage))
-    latency += head_cycles
-    total_usage += head_usage
-    ii = latency if settings.static else max(rf, head_rf)
+    ii = 0
+    for head in heads:
+        head_rf = closest_reuse_factor(head.n_in, head.n_out, rf)
+        if head_rf != rf:
+            notes.append(
+                f"{head.name}: reuse {rf} invalid for {head.n_in}x{head.n_out}, hls4ml uses {head_rf}"
+            )
+        ch = _Chain(target.clock_ns * (1.0 - CLOCK_UNCERTAINTY))
+        _dense_chain(ch, head.n_in, head.w_in, head.w_weight, head.w_accum, head_rf, settings, d)
+        head_usage = _dense_usage(
+            head.n_in, head.n_out, head.zeros, head.w_in, head.w_weight, head.w_accum, head_rf, settings, d
+        )
+        if head.activation == "relu":  # a compare and a multiplexer per output, registered
+            ch.op(_add_delay(head.w_result, d))
+            ch.whole(SUBFUNCTION_REGISTER_CYCLES)
+            head_usage += Usage(lut=head.n_out * head.w_result, ff=head.n_out * head.w_result)
+        elif head.activation in ("sigmoid", "tanh"):
+            _lookup_chain(ch, head.w_result, d, head.w_table)
+            head_usage += _table_usage(head.n_out, head.table_size, head.w_table, head.w_result)
+        head_cycles = ch.total()
+        results.append(LayerEstimate(head.name, head_cycles, head_cycles, head_usage))
+        latency += head_cycles
+        total_usage += head_usage
+        ii = max(ii, head_rf)
+    ii = latency if settings.static else max(rf, ii)
     return Estimate(target, settings, tuple(results), latency, ii, total_usage, tuple(notes), synthesisable)
 
 

@@ -326,7 +326,7 @@ def detect(
     if cfg.backend == "firmware":
         q = desc.quantization
         types = q.alarm_types()
-        fx = _fixed_score(rule, types, q.input, q.dense.result)
+        fx = _fixed_score(rule, types, q.input, q.output)
         add("model", list(zip(cz, cp, strict=True)), list(zip(ez, ep, strict=True)), fx, types.score.lsb)
         detectors["model"]["alarm_types"] = {k2: v.describe() for k2, v in asdict_types(types).items()}
         _check_fixed_alarm(
@@ -418,7 +418,7 @@ def _check_fixed_alarm(res, tracks, ev_in, types, q, rule) -> None:
     for (z, p), tr in zip(ev_in, tracks, strict=True):
         valid = np.isfinite(p).all(axis=1)
         out = alarm_fixed(
-            q.input.to_int(z), q.input.frac, q.dense.result.to_int(np.nan_to_num(p)), q.dense.result.frac,
+            q.input.to_int(z), q.input.frac, q.output.to_int(np.nan_to_num(p)), q.output.frac,
             valid, types, rule, kappa_m, theta_m, clip_m,
         )  # fmt: skip
         fired = np.flatnonzero(

@@ -131,7 +131,7 @@ def verify(
         from qlstm.firmware_sim.simulate import Firmware
 
         ref = Firmware(desc, weights).predict(x)
-        lsb = desc.quantization.dense.result.lsb  # type: ignore[union-attr]
+        lsb = desc.quantization.output.lsb  # type: ignore[union-attr]
         diff = np.abs(y - ref) / lsb
         result = {
             "reference": "qlstm.firmware_sim (bit-exact hls4ml firmware)",

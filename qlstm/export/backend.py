@@ -159,6 +159,11 @@ def _trace_tensors(desc: description.ModelDescription) -> dict[str, list[list[st
             out[f"rnn{i}.gates"] = [[f"{s}.sigm.acc", f"{s}.n.acc"] for s in steps]
             out[f"rnn{i}.r_h"] = [[f"{s}.r_hn"] for s in steps]
         out[f"rnn{i}.h"] = [[f"{s}.h"] for s in steps]
-    out["head.acc"] = [["head.acc"]]
-    out["head"] = [["head.result"]]
+    for nm, d in zip(a.head_names(), a.head, strict=True):
+        out[f"{nm}.acc"] = [[f"{nm}.acc"]]
+        if d.activation == "linear":
+            out[nm] = [[f"{nm}.result"]]
+        else:
+            out[f"{nm}.result"] = [[f"{nm}.result"]]
+            out[nm] = [[f"{nm}.act" if d.activation == "relu" else f"{nm}.act.acc"]]
     return out

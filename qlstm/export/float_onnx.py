@@ -1,7 +1,7 @@
 """The float model as standard ONNX: one ``LSTM``/``GRU`` operator per layer and a ``Gemm`` head.
 
 The graph is ``x (N, L, C) -> Transpose (L, N, C) -> [LSTM|GRU] -> ... -> last Y_h (N, H)
--> Gemm -> y (N, k)``, in float32 with a dynamic batch dimension. Weights come from the run
+-> Gemm [-> Relu|Sigmoid|Tanh|Softmax] -> ... -> y (N, k)`` (one ``Gemm`` per head layer), in float32 with a dynamic batch dimension. Weights come from the run
 folder's ``weights.npz`` (PyTorch layout); ONNX orders the gates differently, so the blocks
 are permuted here:
 
@@ -63,17 +63,31 @@ def build(desc: ModelDescription, weights: dict[str, np.ndarray]) -> Any:
             seq = g.op("Squeeze", [y, g.const(f"rnn{i}.axis", [1], np.int64)], f"rnn{i}.seq")  # (L, N, H)
         else:
             last_h = g.op("Squeeze", [y_h, g.const(f"rnn{i}.axis", [0], np.int64)], f"rnn{i}.h_last")
-    g.nodes.append(
-        _gemm(
-            last_h,
-            g.const("head.weight", weights["head.weight"], np.float32),
-            g.const("head.bias", weights["head.bias"], np.float32),
-        )
-    )
+    v = last_h
+    names = a.head_names()
+    for j, (nm, d) in enumerate(zip(names, a.head, strict=True)):
+        w = g.const(f"{nm}.weight", weights[f"{nm}.weight"], np.float32)
+        b = g.const(f"{nm}.bias", weights[f"{nm}.bias"], np.float32)
+        last = j == len(names) - 1
+        if d.activation == "linear" and last:
+            g.nodes.append(_node("Gemm", [v, w, b], OUTPUT_NAME, nm, transB=1))
+            break
+        v = g.op("Gemm", [v, w, b], f"{nm}.gemm", transB=1)
+        if d.activation != "linear":
+            op = _ONNX_ACTIVATION[d.activation]
+            attrs = {"axis": -1} if op == "Softmax" else {}
+            if last:
+                g.nodes.append(_node(op, [v], OUTPUT_NAME, f"{nm}.{d.activation}", **attrs))
+            else:
+                v = g.op(op, [v], f"{nm}.{d.activation}", **attrs)
     return make_model(g, desc, "float-onnx", TensorProto.FLOAT, TensorProto.FLOAT)
 
 
-def _gemm(x: str, w: str, b: str) -> Any:
+#: head activation -> ONNX operator
+_ONNX_ACTIVATION = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softmax": "Softmax"}
+
+
+def _node(op: str, inputs: list[str], out: str, name: str, **attrs: Any) -> Any:
     from onnx import helper
 
-    return helper.make_node("Gemm", [x, w, b], [OUTPUT_NAME], name="head", transB=1)
+    return helper.make_node(op, inputs, [out], name=name, **attrs)

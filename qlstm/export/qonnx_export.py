@@ -15,7 +15,9 @@ width, signedness and rounding mode, placed exactly where the hls4ml C++ assigns
   (``Quant`` at the table type), the result cast to ``accum``;
 * LSTM ``c = (state)(g i + c f)``, ``h = (state)(o tanh(c))`` (tanh indexed from the state
   type); GRU ``n`` branch ``(accum)(r (U_n h + b_rn))`` and ``h = (state)(n (1 - z) + h z)``;
-* the Dense head: products and bias at ``accum``, output cast to ``result``.
+* each Dense layer of the head: products and bias at ``accum``, output cast to ``result``; then
+  its activation: ``Relu`` cast to ``act_result``, or the sigmoid/tanh table as above cast to
+  ``act_result``.
 
 Arithmetic between ``Quant`` nodes is float64 (each ``Quant`` output is cast back to double),
 which is exact while the operands' widths fit 53 bits (checked: ``qlstm.float64_exact`` in the
@@ -276,9 +278,11 @@ def float64_exact(desc: ModelDescription) -> bool:
         if a.layers[i].cell == "gru":
             need.append(lf + 2 + acc.width)
         x_t = st
-    d = q.dense
-    need.append(x_t.width + d.weight.width + (a.layers[-1].units + 1).bit_length())
-    need.append(d.accum.width + (a.layers[-1].units + 1).bit_length())
+    for j, d in enumerate(q.head):
+        n_in = a.head_n_in(j)
+        need.append(x_t.width + d.weight.width + (n_in + 1).bit_length())
+        need.append(d.accum.width + (n_in + 1).bit_length())
+        x_t = d.output
     return max(need) <= 53
 
 
@@ -319,14 +323,31 @@ def build(desc: ModelDescription, weights: dict[str, np.ndarray]) -> Any:
                 "Concat", [g.op("Unsqueeze", [o, one], f"{o}.seq") for o in outs], f"rnn{i}.sequence", axis=1
             )
         x_t = lq.state
-    d = qz.dense
-    hw = q.quant(g.const("head.weight", weights["head.weight"].T), d.weight, "head.W", True)
-    hb = q.quant(
-        q.quant(g.const("head.bias", weights["head.bias"]), d.bias, "head.b", True), d.accum, "head.b_acc"
-    )
     assert h is not None
-    acc = _dense(q, h, x_t, hw, d.weight, hb, d.accum, "head")
-    res = q.quant(acc, d.result, "head.result")
+    res = h
+    for nm, dl, d in zip(a.head_names(), a.head, qz.head, strict=True):
+        hw = q.quant(g.const(f"{nm}.weight", weights[f"{nm}.weight"].T), d.weight, f"{nm}.W", True)
+        hb = q.quant(
+            q.quant(g.const(f"{nm}.bias", weights[f"{nm}.bias"]), d.bias, f"{nm}.b", True),
+            d.accum,
+            f"{nm}.b_acc",
+        )
+        acc = _dense(q, res, x_t, hw, d.weight, hb, d.accum, nm)
+        res = q.quant(acc, d.result, f"{nm}.result")
+        if dl.activation == "relu":  # res = data > 0 ? data : 0, cast to the activation's res_T
+            res = q.quant(g.op("Relu", [res], f"{nm}.relu"), d.output, f"{nm}.act")
+        elif dl.activation in ("sigmoid", "tanh"):
+            assert d.table is not None
+            tab = q.quant(
+                g.const(f"{nm}.{dl.activation}_table_raw", table(dl.activation, d.table)),
+                d.table.type,
+                f"{nm}.{dl.activation}_table",
+                True,
+            )
+            res = _lut(q, res, dl.activation, tab, d.table.size, d.output, f"{nm}.act")
+        elif dl.activation != "linear":
+            raise QlstmError(f"head layer {nm!r} ({dl.activation}): no QONNX form in qlstm")
+        x_t = d.output
     g.nodes.append(_identity(res))
     exact = float64_exact(desc)
     if not exact:

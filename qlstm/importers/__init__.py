@@ -65,7 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "import",
         help="import a trained Keras (.h5/.keras), PyTorch (.pt2 or YAML + state_dict) or ONNX model",
         description=(
-            "Read a trained recurrent model - stacked LSTM/GRU layers and one linear Dense layer - from a "
+            "Read a trained recurrent model - stacked LSTM/GRU layers, then Dense layers each with an activation "
+            "(linear, relu, sigmoid, tanh; softmax in float only) - from a "
             "Keras .h5 or .keras file (no TensorFlow needed), a torch.export .pt2 archive, a YAML file naming "
             "a PyTorch state_dict's modules, or an ONNX file, and write a float run folder that predict, "
             "quantize --calibration, export, hls and firmware accept. Constructs the firmware cannot compute "
@@ -97,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
     desc = import_model(args.model, args.out, args.history, args.normalisation, args.overwrite)
     a = desc.architecture
     layers = " -> ".join(f"{layer.cell.upper()}({layer.units})" for layer in a.layers)
-    print(f"imported {args.model}: (N, {a.history}, {a.input_channels}) -> {layers} -> Dense({a.horizon})")
+    head = " -> ".join(
+        f"Dense({d.units}" + ("" if d.activation == "linear" else f", {d.activation}") + ")" for d in a.head
+    )
+    print(f"imported {args.model}: (N, {a.history}, {a.input_channels}) -> {layers} -> {head}")
     print(
         f"wrote {args.out} (float run folder; quantize it with: qlstm quantize {args.out} --calibration X.npy)"
     )

@@ -2,7 +2,8 @@
 conversions into the description's layout, and the writer of the float run folder.
 
 A front end reads a foreign file into an :class:`Imported` (recurrent layers in PyTorch layout
-and gate order, one linear Dense head) or raises :func:`refuse` with one line naming the layer
+and gate order, then a head of Dense layers, each with an activation of
+:data:`qlstm.description.HEAD_ACTIVATIONS`) or raises :func:`refuse` with one line naming the layer
 and the reason. Gate orders and bias layouts (sources: Keras ``LSTMCell``/``GRUCell``, PyTorch
 ``nn.LSTM``/``nn.GRU`` docs, ONNX operator spec ``LSTM``/``GRU``):
 
@@ -29,7 +30,16 @@ from typing import Any
 import numpy as np
 
 from qlstm import description
-from qlstm.description import GATES, Architecture, ModelDescription, Normalisation, RecurrentLayer
+from qlstm.description import (
+    GATES,
+    HEAD_ACTIVATIONS,
+    Architecture,
+    DenseLayer,
+    ModelDescription,
+    Normalisation,
+    RecurrentLayer,
+    head_name,
+)
 from qlstm.errors import QlstmError
 from qlstm.io import atomic_write_text, staged_dir
 
@@ -45,12 +55,17 @@ def refuse(where: str, layer: str, kind: str, reason: str) -> QlstmError:
     return QlstmError(f"{where}: layer {layer!r} ({kind}): {reason}")
 
 
-def head_refusal(where: str, n_dense: int, what: list[str]) -> QlstmError:
-    """A Dense stack the description cannot hold yet (several layers, or any activation)."""
-    return QlstmError(
-        f"{where}: head of {n_dense} Dense layer(s) with activations ({', '.join(what)}): "
-        "not supported yet (issue #17); qlstm imports one linear Dense layer after the recurrent layers"
+def activation_name(where: str, layer: str, kind: str, name: str) -> str:
+    """A head activation's name in the description (``HEAD_ACTIVATIONS``), or a refusal."""
+    n = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax", "linear": "linear"}.get(
+        str(name).lower()
     )
+    if n is None:
+        raise refuse(
+            where, layer, kind,
+            f"activation {name!r} is not supported in the head (supported: {', '.join(HEAD_ACTIVATIONS)})",
+        )  # fmt: skip
+    return n
 
 
 def permute_gates(a: np.ndarray, cell: str, units: int, perm: tuple[int, ...], axis: int = 0) -> np.ndarray:
@@ -77,6 +92,8 @@ class Imported:
     #: source layer names, in order (recurrent layers, then the head), for import.json
     layer_names: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: the head's Dense layers: [source name, weight (units, n_in), bias (units,), activation]
+    dense: list[list[Any]] = field(default_factory=list)
 
     def add_recurrent(
         self, name: str, cell: str, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray
@@ -90,11 +107,31 @@ class Imported:
         for key, v in (("weight_ih", w_ih), ("weight_hh", w_hh), ("bias_ih", b_ih), ("bias_hh", b_hh)):
             self.weights[f"rnn{i}.{key}"] = np.asarray(v, dtype=np.float64)
 
-    def set_head(self, name: str, weight: np.ndarray, bias: np.ndarray) -> None:
-        """The Dense head in PyTorch layout: ``weight (k, H_last)``, ``bias (k,)``."""
+    def add_dense(self, name: str, weight: np.ndarray, bias: np.ndarray, activation: str = "linear") -> None:
+        """Append a head Dense layer in PyTorch layout: ``weight (units, n_in)``, ``bias (units,)``."""
         self.layer_names.append(name)
-        self.weights["head.weight"] = np.asarray(weight, dtype=np.float64)
-        self.weights["head.bias"] = np.asarray(bias, dtype=np.float64)
+        w = np.asarray(weight, dtype=np.float64)
+        self.dense.append([name, w, np.asarray(bias, dtype=np.float64), activation])
+
+    def set_head(self, name: str, weight: np.ndarray, bias: np.ndarray) -> None:
+        """One linear Dense layer (the head of earlier importers): :meth:`add_dense`."""
+        self.add_dense(name, weight, bias)
+
+    def add_activation(self, where: str, name: str, kind: str, activation: str) -> None:
+        """A separate activation layer (Keras ``Activation``, ONNX ``Relu``...) after the last
+        Dense layer, which must not have one already; a linear one is an identity."""
+        if activation == "linear":
+            return
+        if not self.dense:
+            raise refuse(where, name, kind, "an activation before the first Dense layer is not supported")
+        if self.dense[-1][3] != "linear":
+            raise refuse(
+                where, name, kind,
+                f"a second activation after Dense layer {self.dense[-1][0]!r} ({self.dense[-1][3]}) "
+                "is not supported (one activation per Dense layer)",
+            )  # fmt: skip
+        self.dense[-1][3] = activation
+        self.layer_names.append(name)
 
     def architecture(self, where: str, history: int | None) -> Architecture:
         """The description's architecture; ``history`` (``--history``) fills or must match L."""
@@ -105,17 +142,20 @@ class Imported:
         length = history if history is not None else self.history
         if length is None:
             raise QlstmError(f"{where}: the model does not fix its sequence length; pass --history L")
-        if "head.weight" not in self.weights:
-            raise QlstmError(
-                f"{where}: no Dense layer after the recurrent layers; qlstm needs one (issue #17)"
-            )
-        k = int(self.weights["head.weight"].shape[0])
+        if not self.dense:
+            raise QlstmError(f"{where}: no Dense layer after the recurrent layers; qlstm needs at least one")
+        n = len(self.dense)
+        for j, (_, w, b, _) in enumerate(self.dense):
+            self.weights[f"{head_name(j, n)}.weight"] = w
+            self.weights[f"{head_name(j, n)}.bias"] = b
+        k = int(self.dense[-1][1].shape[0])
         try:
             arch = Architecture(
                 input_channels=self.input_channels,
                 history=int(length),
                 horizon=k,
                 layers=tuple(RecurrentLayer(c, u) for c, u in zip(self.cells, self.units, strict=True)),
+                head=tuple(DenseLayer(int(w.shape[0]), act) for _, w, _, act in self.dense),
             )
         except QlstmError as exc:
             raise QlstmError(f"{where}: {exc}") from None

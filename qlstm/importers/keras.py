@@ -11,7 +11,8 @@ Both are read with h5py and json only:
   (``keras/src/saving/saving_lib.py``, ``_save_container_state``).
 
 Supported: Sequential models and functional single-input chains of ``LSTM``/``GRU`` layers
-followed by one linear ``Dense`` layer; ``Dropout`` (and linear ``Activation``) are identities
+followed by a head of ``Dense`` layers, each with an activation (``Dense(activation=...)`` or a
+separate ``Activation`` layer: linear, relu, sigmoid, tanh, softmax); ``Dropout`` is an identity
 at inference and skipped. Everything else is refused with one line naming the layer: see
 ``docs/import.md`` for the semantics table and the reasons.
 """
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from qlstm.errors import QlstmError
-from qlstm.importers.common import KERAS_TO_TORCH, Imported, head_refusal, permute_gates, refuse
+from qlstm.importers.common import KERAS_TO_TORCH, Imported, activation_name, permute_gates, refuse
 
 RECURRENT = {"LSTM": "lstm", "GRU": "gru"}
 #: identities at inference (Keras applies them in training only)
@@ -317,26 +318,27 @@ def _convert(config: dict[str, Any], weights_of: Any, fmt: str, where: str) -> I
         _recurrent(imp, e, w, n_in, where, e is body[last_rec])
         n_in = imp.units[-1]
     head = body[last_rec + 1 :]
-    dense = [e for e in head if e["class_name"] == "Dense"]
-    acts = [
-        f"{_name(e)}: {a}"
-        for e in head
-        if (a := _activation((e.get("config") or {}).get("activation"))) not in LINEAR
-    ]
-    if not dense:
-        raise QlstmError(f"{where}: no Dense layer after the recurrent layers; qlstm needs one (issue #17)")
-    if len(dense) > 1 or acts:
-        raise head_refusal(where, len(dense), acts or [_name(e) for e in dense])
-    e = dense[0]
-    c = e.get("config") or {}
-    use_bias = c.get("use_bias", True)
-    w = weights_of(e, "dense", use_bias)
-    kernel = w.get("kernel", f"{where}: layer {_name(e)!r}")
-    k = int(c.get("units", kernel.shape[-1]))
-    if kernel.shape != (n_in, k):
-        raise refuse(where, _name(e), "Dense", f"kernel {kernel.shape} does not match {n_in} -> {k}")
-    bias = w.get("bias", f"{where}: layer {_name(e)!r}") if use_bias else np.zeros(k)
-    imp.set_head(_name(e), kernel.T, bias)
+    if not any(e["class_name"] == "Dense" for e in head):
+        raise QlstmError(f"{where}: no Dense layer after the recurrent layers; qlstm needs at least one")
+    for e in head:
+        c = e.get("config") or {}
+        cls = e["class_name"]
+        act = _activation(c.get("activation"))
+        act = activation_name(where, _name(e), cls, "linear" if act in LINEAR else act)
+        if cls == "Activation":
+            imp.add_activation(where, _name(e), cls, act)
+            continue
+        use_bias = c.get("use_bias", True)
+        w = weights_of(e, "dense", use_bias)
+        kernel = w.get("kernel", f"{where}: layer {_name(e)!r}")
+        k = int(c.get("units", kernel.shape[-1]))
+        if kernel.shape != (n_in, k):
+            raise refuse(where, _name(e), "Dense", f"kernel {kernel.shape} does not match {n_in} -> {k}")
+        bias = w.get("bias", f"{where}: layer {_name(e)!r}") if use_bias else np.zeros(k)
+        if act == "softmax" and (c.get("axis", -1) not in (-1, None)):
+            raise refuse(where, _name(e), cls, "softmax over another axis than the last is not supported")
+        imp.add_dense(_name(e), kernel.T, bias, act)
+        n_in = k
     return imp
 
 

@@ -1,12 +1,13 @@
-"""ONNX models: ``LSTM``/``GRU`` operators followed by one ``Gemm`` or ``MatMul`` (+ ``Add``).
+"""ONNX models: ``LSTM``/``GRU`` operators followed by a head of ``Gemm`` or ``MatMul`` (+ ``Add``)
+layers, each optionally followed by ``Relu``, ``Sigmoid``, ``Tanh`` or ``Softmax``.
 
 The operators' weights are read from initializers (or ``Constant`` nodes) and converted from
 ONNX's layout - ``W (1, G*H, n_in)``, ``R (1, G*H, H)``, ``B (1, 2*G*H)`` = ``Wb`` then ``Rb``,
 gate order LSTM i, o, f, c and GRU z, r, h - into the description's (PyTorch order). Refused with
 one line: ``direction`` other than forward, non-default ``activations``, ``clip``,
 ``input_forget``, non-zero peepholes ``P``, ``sequence_lens``, GRU ``linear_before_reset=0``
-(reset gate before the recurrent product, which hls4ml's kernels cannot compute), a head of
-several MatMul/Gemm or with activations, and operators outside the plumbing a recurrent model
+(reset gate before the recurrent product, which hls4ml's kernels cannot compute), other
+activations (LeakyRelu, Elu, HardSigmoid ...), two activations in a row, and operators outside the plumbing a recurrent model
 exports with (Transpose, Squeeze, Slice, Gather, Reshape ...).
 
 Because that plumbing may wire layers in ways qlstm does not read (another time step, reversed
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from qlstm.errors import QlstmError
-from qlstm.importers.common import ONNX_TO_TORCH, Imported, head_refusal, permute_gates, refuse
+from qlstm.importers.common import ONNX_TO_TORCH, Imported, permute_gates, refuse
 
 _PLUMBING = {
     "Transpose", "Squeeze", "Unsqueeze", "Slice", "Gather", "Reshape", "Flatten", "Shape", "Concat",
@@ -41,6 +42,8 @@ _ACTIVATIONS = {
     "Selu",
     "LogSoftmax",
 }
+#: ONNX operator -> head activation (qlstm.description.HEAD_ACTIVATIONS)
+_HEAD_ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softmax": "softmax"}
 _DEFAULT_ACTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
 #: Worst-case |onnxruntime float32 - float64| accepted, relative to max(1, |y|).
 VERIFY_TOLERANCE = 1e-4
@@ -91,30 +94,32 @@ def read(path: Path, history: int | None = None) -> Imported:
         raise QlstmError(f"{where}: input {inputs[0].name!r} does not fix its channel count C")
     imp.input_channels = int(dims[2].dim_value)
     imp.history = int(dims[1].dim_value) if dims[1].dim_value > 0 else None
-    dense, acts = [], []
     for n in g.node:
         name, op = n.name or n.output[0], n.op_type
         if op in ("LSTM", "GRU"):
+            if imp.dense:
+                raise refuse(where, name, op, "a recurrent layer after a dense product is not supported")
             _recurrent(imp, n, const, where)
         elif op in ("Gemm", "MatMul"):
             if not imp.cells:
                 raise refuse(where, name, op, "a dense product before the recurrent layers is not supported")
-            dense.append(n)
+            _dense(imp, n, g, const, where)
         elif op in _ACTIVATIONS:
             if not imp.cells:
                 raise refuse(where, name, op, "an activation before the recurrent layers is not supported")
-            acts.append(f"{name}: {op}")
+            if op not in _HEAD_ACTIVATIONS:
+                raise refuse(
+                    where, name, op, f"not a supported head activation ({', '.join(_HEAD_ACTIVATIONS)})"
+                )
+            if op == "Softmax" and _attrs(n).get("axis", -1) not in (-1, 1):
+                raise refuse(where, name, op, "softmax over another axis than the last is not supported")
+            imp.add_activation(where, name, op, _HEAD_ACTIVATIONS[op])
         elif op not in _PLUMBING:
             raise refuse(where, name, op, "operator not supported in an imported recurrent model")
     if not imp.cells:
         raise QlstmError(f"{where}: no LSTM or GRU operator; qlstm imports recurrent models")
-    if len(dense) > 1 or acts:
-        raise head_refusal(where, len(dense), acts or [d.name or d.op_type for d in dense])
-    if not dense:
-        raise QlstmError(
-            f"{where}: no Gemm/MatMul after the recurrent layers; qlstm needs one Dense layer (issue #17)"
-        )
-    _head(imp, dense[0], g, const, where)
+    if not imp.dense:
+        raise QlstmError(f"{where}: no Gemm/MatMul after the recurrent layers; qlstm needs at least one")
     _verify(imp, model, inputs[0], history, where)
     return imp
 
@@ -183,9 +188,10 @@ def _recurrent(imp: Imported, n: Any, const: dict[str, np.ndarray], where: str) 
     )
 
 
-def _head(imp: Imported, n: Any, g: Any, const: dict[str, np.ndarray], where: str) -> None:
+def _dense(imp: Imported, n: Any, g: Any, const: dict[str, np.ndarray], where: str) -> None:
+    """One head Dense layer from ``Gemm`` or ``MatMul`` (+ ``Add`` of a constant bias)."""
     name, op = n.name or n.output[0], n.op_type
-    h = imp.units[-1]
+    h = int(imp.dense[-1][1].shape[0]) if imp.dense else imp.units[-1]
     if op == "Gemm":
         a = _attrs(n)
         if a.get("transA", 0) or n.input[1] not in const:
@@ -209,8 +215,8 @@ def _head(imp: Imported, n: Any, g: Any, const: dict[str, np.ndarray], where: st
             if other and other[0] in const:
                 bias = bias + np.asarray(const[other[0]], dtype=np.float64).reshape(-1)
     if w.ndim != 2 or w.shape[1] != h:
-        raise refuse(where, name, op, f"weight {w.shape} does not read the last layer's {h} units")
-    imp.set_head(name, w, np.array(np.broadcast_to(bias, (w.shape[0],))))
+        raise refuse(where, name, op, f"weight {w.shape} does not read the previous layer's {h} units")
+    imp.add_dense(name, w, np.array(np.broadcast_to(bias, (w.shape[0],))))
 
 
 def _verify(imp: Imported, model: Any, inp: Any, history: int | None, where: str) -> None:

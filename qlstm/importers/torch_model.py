@@ -6,16 +6,19 @@
       state_dict: w.pt          # relative to the YAML file
       recurrent:                # nn.LSTM / nn.GRU modules in order (any num_layers, batch_first)
         - {module: lstm, cell: lstm}
-      head: fc                  # the nn.Linear reading the last step of the last layer
+      head: fc                  # the nn.Linear reading the last step of the last layer, or a list:
+      # head: [{module: fc1, activation: relu}, {module: fc2, activation: sigmoid}]
       history: 20               # optional (else --history)
 
-  The YAML asserts the forward pass (stacked modules, last time step, one Linear); every
-  state_dict key must be claimed by it.
+  The YAML asserts the forward pass (stacked modules, last time step, the Linear layers in order,
+  each followed by its activation: linear, relu, sigmoid, tanh, softmax); every state_dict key
+  must be claimed by it.
 * **``.pt2``** (``torch.export.save``): the archive is read as data - the graph
   (``models/model.json``) and the raw weight bytes - never through ``torch.export.load``, which
   falls back to ``torch.load(weights_only=False)``. The graph must be ``aten.lstm``/``aten.gru``
   nodes (zero initial state, forward, batch_first) feeding each other, the last step
-  (``select(seq, 1, -1)`` or ``h_n[-1]``) and one ``aten.linear``; dropout in eval mode is skipped.
+  (``select(seq, 1, -1)`` or ``h_n[-1]``) and a chain of ``aten.linear``, each optionally
+  followed by ``aten.relu``/``sigmoid``/``tanh``/``softmax``; dropout in eval mode is skipped.
 
 PyTorch keeps both biases (``bias_ih``, ``bias_hh``) and the gate order of the description
 (LSTM i, f, g, o; GRU r, z, n with the reset gate applied after the recurrent product), so the
@@ -33,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from qlstm.errors import QlstmError
-from qlstm.importers.common import Imported, head_refusal, refuse
+from qlstm.importers.common import Imported, activation_name, refuse
 
 _YAML_KEYS = {"state_dict", "recurrent", "head", "history", "input_channels"}
 _CELLS = {"lstm": 4, "gru": 3}
@@ -113,17 +116,26 @@ def read_yaml(path: Path) -> Imported:
         if not isinstance(item, dict) or set(item) != {"module", "cell"} or item["cell"] not in _CELLS:
             raise QlstmError(f"{where}: recurrent entry {item!r}: expected {{module: NAME, cell: lstm|gru}}")
         _module_layers(imp, sd, str(item["module"]), item["cell"], where, claimed)
-    head = str(spec["head"])
-    hw, hb = sd.get(f"{head}.weight"), sd.get(f"{head}.bias")
-    if hw is None or hw.ndim != 2:
-        raise QlstmError(f"{where}: head {head!r}: no 2-D {head}.weight in the state_dict")
-    imp.set_head(head, hw, hb if hb is not None else np.zeros(hw.shape[0]))
-    claimed.update({f"{head}.weight", f"{head}.bias"})
+    heads = spec["head"] if isinstance(spec["head"], list) else [{"module": spec["head"]}]
+    for item in heads:
+        if not isinstance(item, dict) or "module" not in item or set(item) - {"module", "activation"}:
+            raise QlstmError(
+                f"{where}: head entry {item!r}: expected a module name or {{module: NAME, activation: A}}"
+            )
+        head = str(item["module"])
+        act = activation_name(where, head, "nn.Linear", str(item.get("activation", "linear")))
+        hw, hb = sd.get(f"{head}.weight"), sd.get(f"{head}.bias")
+        if hw is None or hw.ndim != 2:
+            raise QlstmError(f"{where}: head {head!r}: no 2-D {head}.weight in the state_dict")
+        n_in = int(imp.dense[-1][1].shape[0]) if imp.dense else imp.units[-1]
+        if hw.shape[1] != n_in:
+            raise refuse(
+                where, head, "nn.Linear", f"weight {hw.shape} does not read the previous layer's {n_in} units"
+            )
+        imp.add_dense(head, hw, hb if hb is not None else np.zeros(hw.shape[0]), act)
+        claimed.update({f"{head}.weight", f"{head}.bias"})
     rest = sorted(set(sd) - claimed)
     if rest:
-        linear = sorted({k.rsplit(".", 1)[0] for k in rest if k.endswith(".weight") and sd[k].ndim == 2})
-        if linear:
-            raise head_refusal(where, 1 + len(linear), [head, *linear])
         raise QlstmError(f"{where}: state_dict entries the YAML does not describe: {', '.join(rest)}")
     imp.input_channels = int(imp.weights["rnn0.weight_ih"].shape[1])
     if "input_channels" in spec and int(spec["input_channels"]) != imp.input_channels:
@@ -150,6 +162,14 @@ _ACTIVATIONS = {
     "leaky_relu",
     "hardtanh",
     "silu",
+}
+#: aten op -> head activation (qlstm.description.HEAD_ACTIVATIONS)
+_HEAD_ACTIVATIONS = {
+    "relu": "relu",
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "softmax": "softmax",
+    "_softmax": "softmax",
 }
 _PLUMBING = {"contiguous", "clone", "alias", "detach", "_to_copy", "to"}
 
@@ -242,7 +262,6 @@ def read_pt2(path: Path) -> Imported:
     imp.history = int(xmeta[1]["as_int"]) if "as_int" in xmeta[1] else None
     imp.input_channels = int(xmeta[2]["as_int"])
     val: dict[str, tuple[Any, ...]] = {x: ("seq", -1)}
-    n_dense, acts, head = 0, [], None
     for node in graph["nodes"]:
         op = node["target"].removeprefix("torch.ops.aten.").split(".")[0]
         outs = [o.get("as_tensor", {}).get("name") for o in node["outputs"]]
@@ -324,36 +343,58 @@ def read_pt2(path: Path) -> Imported:
             val[outs[0]] = src("self") if _arg(node, "self") else src()
         elif op == "linear":
             s = src()
-            n_dense += 1
-            if s[0] == "last" and s[1] == len(imp.cells) - 1 and head is None:
+            last_dense = len(imp.dense) - 1
+            if (s[0] == "last" and s[1] == len(imp.cells) - 1 and not imp.dense) or (
+                s[0] == "dense" and s[1] == last_dense
+            ):
                 w = names.get(_arg(node, "weight")["as_tensor"]["name"])
                 b_arg = _arg(node, "bias") or {}
                 b = names.get(b_arg.get("as_tensor", {}).get("name", ""))
                 if w is None:
                     raise refuse(where, nm, "aten.linear", "weight is not a parameter of the program")
-                head = (w.rsplit(".", 1)[0], params[w], params[b] if b else np.zeros(params[w].shape[0]))
+                n_in = int(imp.dense[-1][1].shape[0]) if imp.dense else imp.units[-1]
+                if params[w].shape[1] != n_in:
+                    raise refuse(
+                        where, nm, "aten.linear", f"weight {params[w].shape} does not read {n_in} units"
+                    )
+                imp.add_dense(
+                    w.rsplit(".", 1)[0], params[w], params[b] if b else np.zeros(params[w].shape[0])
+                )
             elif s[0] == "seq":
                 raise refuse(
                     where, nm, "aten.linear", "applied to every time step; qlstm's head reads the last step"
                 )
-            val[outs[0]] = ("dense",)
+            else:
+                raise refuse(
+                    where, nm, "aten.linear", "does not read the last step or the previous head layer"
+                )
+            val[outs[0]] = ("dense", len(imp.dense) - 1)
         elif op in _ACTIVATIONS:
-            acts.append(f"{nm}: {op}")
-            val[outs[0]] = src("self") if _arg(node, "self") else src()
+            s = src("self") if _arg(node, "self") else src()
+            if s[0] != "dense" or s[1] != len(imp.dense) - 1:
+                raise refuse(where, nm, f"aten.{op}", "an activation only follows a head Linear layer")
+            if op not in _HEAD_ACTIVATIONS:
+                raise refuse(
+                    where,
+                    nm,
+                    f"aten.{op}",
+                    "not a supported head activation (relu, sigmoid, tanh, softmax)",
+                )
+            if "softmax" in op and _scalar(_arg(node, "dim")) not in (-1, 1):
+                raise refuse(
+                    where, nm, f"aten.{op}", "softmax over another axis than the last is not supported"
+                )
+            imp.add_activation(where, nm, f"aten.{op}", _HEAD_ACTIVATIONS[op])
+            val[outs[0]] = s
         else:
             raise refuse(where, nm, node["target"], "operation not supported in an imported recurrent model")
     # operator.getitem nodes are serialized as tuple outputs of the lstm node itself, so the
     # select/linear chain above sees the named outputs directly.
     if not imp.cells:
         raise QlstmError(f"{where}: no aten.lstm/aten.gru node; qlstm imports recurrent models")
-    if n_dense > 1 or acts:
-        raise head_refusal(where, n_dense, acts or [f"{n_dense} linear"])
-    if head is None:
-        raise QlstmError(
-            f"{where}: no Linear layer reading the last step of the last recurrent layer (issue #17)"
-        )
+    if not imp.dense:
+        raise QlstmError(f"{where}: no Linear layer reading the last step of the last recurrent layer")
     outputs = [o.get("as_tensor", {}).get("name") for o in graph["outputs"]]
-    if len(outputs) != 1 or val.get(outputs[0], ("?",))[0] != "dense":
-        raise QlstmError(f"{where}: the program's output is not the Linear head's output")
-    imp.set_head(*head)
+    if len(outputs) != 1 or val.get(outputs[0], ("?",)) != ("dense", len(imp.dense) - 1):
+        raise QlstmError(f"{where}: the program's output is not the last head layer's output")
     return imp
