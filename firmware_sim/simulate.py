@@ -116,6 +116,17 @@ class _Layer:
     hh_colsq: int  # largest column sum of squares of U's mantissas (0 if they could reach 2**24)
 
     @property
+    def float32_sums(self) -> bool:
+        """The gate sums ``W x + b_ih + U h + b_hh`` of any input and state of their types stay
+        below 2**24 and within accum_t (wrapping, exact products): exact in float32, never cast."""
+        ih, hh = self.ih, self.hh
+        if not (ih.modular and hh.modular) or ih.w_float is None or hh.w_float is None:
+            return False
+        bias = int(np.abs(ih.b_acc + hh.b_acc).max(initial=0))
+        reach = (ih.product_bound() << ih.shift) + (hh.product_bound() << hh.shift) + bias
+        return reach < _F32_EXACT and _within(reach, self.acc_t)
+
+    @property
     def name(self) -> str:
         return f"rnn{self.index}"
 
@@ -378,6 +389,7 @@ class Firmware:
             if compiled and tr is None and rec is None
             else None
         )
+        u32 = None  # float32 U (scaled onto accum_t's grid) when the NumPy gate sums run in float32
         # The input product of every step at once: it does not depend on the recurrence.
         xsh, bsum = 0, np.zeros(g, dtype=np.int64)  # compiled step: xa << xsh + bsum
         xw = np.zeros((0, g), dtype=np.int64)  # no rows: xa holds the products
@@ -390,6 +402,14 @@ class Firmware:
                 xa = lay.ih.products(flat, as_int=False).reshape(n, steps, g)
             xsh, bsum = lay.ih.shift, lay.ih.b_acc.copy()
             bsum[:ns] += lay.hh.b_acc[:ns]
+        elif fused and lstm and lay.float32_sums:
+            # |W x + b_ih + U h + b_hh| stays below 2**24 and within accum_t for any input and
+            # state of their types (_Layer.float32_sums): float32 products and sums of exact
+            # integers, never cast (the cast would be the identity)
+            xa = np.matmul(flat.astype(np.float32), _scaled32(lay.ih)).reshape(n, steps, g)
+            xa += (lay.ih.b_acc + lay.hh.b_acc).astype(np.float32)
+            u32 = _scaled32(lay.hh)
+            h32 = np.empty((n, hsz), dtype=np.float32)
         elif fused:
             # tmpres + tmpres_state = W x + b_ih + U h + b_hh, one cast of the exact sum; the
             # cast is the identity (skipped) when a bound shows the sum stays in range.
@@ -429,7 +449,12 @@ class Firmware:
                     ha = lay.hh(h)
                 hmax, ssmax = step(xa, xw, xsh, bsum, t, ha, hsh, c, h, hs, hf)
                 continue
-            if fused:
+            if u32 is not None:  # float32 gate sums (exact, in range: see above)
+                h32[...] = h
+                pre = np.matmul(h32, u32)
+                pre += xa[:, t]
+                ha = ha_n = None
+            elif fused:
                 raw = lay.hh.exact_sum(h, bias=False)
                 ha = None
                 pre = xa[:, t, :ns] + raw[:, :ns]
@@ -528,6 +553,11 @@ class Firmware:
         rec.note(f"{lay.name}.gates", lay.sigmoid.overflowed(pre[:, : 2 * hsz]), t)
         rec.note(f"{lay.name}.gates", lay.tanh.overflowed(pre[:, 2 * hsz : 3 * hsz]), t)
         rec.note(f"{lay.name}.gates", lay.sigmoid.overflowed(pre[:, 3 * hsz :]), t)
+
+
+def _scaled32(d: Dense) -> np.ndarray:
+    """``d``'s kernel as float32 on the accumulator's grid (times ``2**shift``, ``shift >= 0``)."""
+    return d.w_float[0] * np.float32(2.0**d.shift)  # type: ignore[index]
 
 
 def _fits_int32(t: FixedType) -> bool:

@@ -156,3 +156,25 @@ def test_compiled_step_cauchy_schwarz_and_input_products(channels, monkeypatch):
     _check(Firmware(desc, w), x)
     # steps through BLAS by the first bound, by the second only, and refused (exact int64 sums)
     assert {(False, True), (True, True), (True, False)} <= set(seen)
+
+
+@pytest.mark.parametrize("width", [6, 8])  # accumulators of 13 and 17 bits: direct and shift-and-clamp tables
+def test_numpy_float32_gate_sums(width):
+    """The untraced NumPy LSTM step with float32 gate sums (taken when no input and state of their
+    types can bring them to 2**24 or out of accum_t) equals the traced int64 step, on inputs that
+    saturate the input type; stacked layers too. A model with larger sums does not take it."""
+    x = np.random.default_rng(7).uniform(-9.0, 9.0, size=(300, 10, 2))
+    q = uniform_quantization(2, width=width, integer=3)
+    desc, w = random_model(
+        ("lstm", "lstm"), (12, 7), history=10, channels=2, horizon=3, quantization=q, seed=8
+    )
+    fw = Firmware(desc, w)
+    fw.compiled = False
+    assert all(lay.float32_sums for lay in fw.layers)
+    assert fw.layers[0].sigmoid.direct is not None if width == 6 else fw.layers[0].sigmoid.shift is not None
+    y = fw.run(x, chunk=64).y_m
+    assert_array_equal(y, fw.run(x, trace=True).y_m)
+    counts = {k: e.count for k, e in fw.run(x, record=True).overflows.items()}
+    assert counts["input"] > 0
+    desc16, w16 = random_model(("lstm",), (32,), weight_range=0.5, seed=9)  # 16 bits, 30-bit accumulator
+    assert not Firmware(desc16, w16).layers[0].float32_sums
