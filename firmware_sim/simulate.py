@@ -36,7 +36,6 @@ type as the hls4ml bridge does (``convert_data``: ``input_t(double)``).
 from __future__ import annotations
 
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -315,6 +314,8 @@ class Firmware:
         n_threads = min(threads or qlstm_threads.count(), len(starts))
         ys, parts = [], []
         if n_threads > 1 and not trace and rec is None:
+            from concurrent.futures import ThreadPoolExecutor  # only here: start-up of 1-thread runs
+
             with ThreadPoolExecutor(n_threads, thread_name_prefix="firmware_sim") as pool:
                 ys = list(pool.map(lambda s: self._run_chunk(x[s : s + chunk], None, None, comp), starts))
         else:
