@@ -10,12 +10,15 @@ that needs no compiled kernel does not pay it). One implementation of each rule:
 * ``cast(v, k, rmode, omode, lo, hi, mask)``: both (``k <= 0``: an exact left shift);
 * ``lookup(tab, m, direct, k, half)``: :class:`qlstm.firmware_sim.kernels.Activation`'s table
   read, ``k`` = min_int for a direct table, else the shift of the shift-and-clamp index;
-* ``lstm_step``/``gru_step``: one time step of ``lstm_static``/``gru_static`` after the two dense
-  products, every element in one loop (the NumPy form in :mod:`qlstm.firmware_sim.simulate` is
-  the traced/recorded path; tests/test_firmware_fused.py proves the two equal in every mode).
+* ``lstm_step``/``gru_step``: one time step of ``lstm_static``/``gru_static`` after the recurrent
+  product (the input product read from a precomputed array or, for a few input channels, formed
+  here: :func:`xprod`), every element of a window in one pass (the NumPy form in
+  :mod:`qlstm.firmware_sim.simulate` is the traced/recorded path; tests/test_firmware_fused.py
+  proves the two equal in every mode).
 
 Parameters are unpacked into scalars before the loops (array reads inside them may alias the
-outputs and are not hoisted: measured 50x slower). Mode numbers are run-time arguments, so one compiled function serves every type and is cached on
+outputs and are not hoisted: measured 50x slower); for the same reason the input mantissas are
+passed as int32, not int64 (measured 14x slower). Mode numbers are run-time arguments, so one compiled function serves every type and is cached on
 disk (``cache=True``: numba's cache next to this file or in ``$NUMBA_CACHE_DIR``).
 """
 

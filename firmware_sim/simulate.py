@@ -420,6 +420,8 @@ class Firmware:
             xa_max = int(np.abs(xa[:, :, :ns]).max(initial=0)) if exact64 else None
         else:
             xa = lay.ih(flat, rec, steps=steps).reshape(n, steps, g)
+            if step is not None and _fits_int32(a):  # accum_t mantissas, read as int32 (see above)
+                xa = xa.astype(np.int32)
         h = np.zeros((n, hsz), dtype=np.int64)
         c = np.zeros((n, hsz), dtype=np.int64)
         # the compiled step writes no sequence for the last layer (only its final h is used)
