@@ -35,6 +35,8 @@ type as the hls4ml bridge does (``convert_data``: ``input_t(double)``).
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import sys
 from dataclasses import dataclass, field
 
@@ -90,6 +92,24 @@ def _gate_order(cell: str, units: int) -> np.ndarray:
         i, f, g, o = np.split(idx, 4)
         return np.concatenate([i, f, o, g])
     return idx
+
+
+@functools.cache
+def _keep_heap() -> None:
+    """Let glibc's malloc keep freed memory for reuse (once per process; results unchanged).
+
+    A chunk's NumPy temporaries (128 KiB - 4 MiB) are otherwise mmapped or trimmed and faulted in
+    afresh on every use: 44,600 page faults and 0.04-0.06 s of system time in a 20,000-window
+    ``qlstm predict`` of the compact model, against 1,900 and 0.002-0.004 s with these settings
+    (measured 2026-11-30, load 9). Arrays above 32 MiB are still mmapped; at most 64 MiB of free
+    heap is kept. No effect where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (also stops its dynamic adjustment)
+        libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
 
 def _amax(a: np.ndarray) -> int:
@@ -304,6 +324,7 @@ class Firmware:
         Chunks are independent, so the result does not depend on ``chunk`` or ``threads``.
         """
         x = self._check_x(x)
+        _keep_heap()
         rec = Recorder() if record else None
         updates = x.shape[0] * x.shape[1] * sum(lay.units for lay in self.layers)
         comp = self.compiled
