@@ -412,6 +412,15 @@ class Activation:
         return tables.table_index(self.kind, m, self.in_t.frac, self.spec)  # type: ignore[arg-type]
 
     def __call__(self, m: np.ndarray) -> np.ndarray:
+        """Table entries for int64 mantissas ``m``, or float arrays holding exact integer mantissas
+        (an untraced LSTM's float32 gate sums)."""
+        if m.dtype.kind == "f" and self.shift is not None:
+            # m * 2**-k is exact (a power of two) and astype truncates toward zero, like the C++
+            r = (m * m.dtype.type(2.0**-self.shift)).astype(np.int64)
+            r += self.half
+            return np.take(self.table_out, r, mode="clip")
+        if m.dtype.kind == "f":
+            m = m.astype(np.int64)
         if self.direct is not None:
             return self.direct[m - self.in_t.min_int]
         if self.shift is None:

@@ -36,8 +36,9 @@ type as the hls4ml bridge does (``convert_data``: ``input_t(double)``).
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,6 +70,9 @@ DEFAULT_CHUNK = 512
 #: compiled cell step when numba is not loaded yet: importing numba and loading the cached kernels
 #: costs ~0.3-0.8 s, more than the NumPy step spends on a few million updates (README, Speed).
 COMPILED_MIN_UPDATES = 1 << 24
+#: Input channels up to which the compiled step forms the input products itself from the input
+#: mantissas instead of reading a precomputed (chunk, L, G*H) array (README, Speed).
+INKERNEL_MAX_INPUTS = 4
 
 
 def _reach(x: np.ndarray, d: Dense) -> int:
@@ -91,6 +95,24 @@ def _gate_order(cell: str, units: int) -> np.ndarray:
     return idx
 
 
+@functools.cache
+def _keep_heap() -> None:
+    """Let glibc's malloc keep freed memory for reuse (once per process; results unchanged).
+
+    A chunk's NumPy temporaries (128 KiB - 4 MiB) are otherwise mmapped or trimmed and faulted in
+    afresh on every use: 44,600 page faults and 0.04-0.06 s of system time in a 20,000-window
+    ``qlstm predict`` of the compact model, against 1,900 and 0.002-0.004 s with these settings
+    (measured 2026-11-30, load 9). Arrays above 32 MiB are still mmapped; at most 64 MiB of free
+    heap is kept. No effect where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (also stops its dynamic adjustment)
+        libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def _amax(a: np.ndarray) -> int:
     return int(np.abs(a).max(initial=0))
 
@@ -111,6 +133,18 @@ class _Layer:
     tanh: Activation  # accum_t -> accum_t
     tanh_state: Activation | None  # res_T -> accum_t (LSTM: tanh of the cell state)
     return_sequences: bool
+    hh_colsq: int  # largest column sum of squares of U's mantissas (0 if they could reach 2**24)
+
+    @property
+    def float32_sums(self) -> bool:
+        """The gate sums ``W x + b_ih + U h + b_hh`` of any input and state of their types stay
+        below 2**24 and within accum_t (wrapping, exact products): exact in float32, never cast."""
+        ih, hh = self.ih, self.hh
+        if not (ih.modular and hh.modular) or ih.w_float is None or hh.w_float is None:
+            return False
+        bias = int(np.abs(ih.b_acc + hh.b_acc).max(initial=0))
+        reach = (ih.product_bound() << ih.shift) + (hh.product_bound() << hh.shift) + bias
+        return reach < _F32_EXACT and _within(reach, self.acc_t)
 
     @property
     def name(self) -> str:
@@ -226,6 +260,7 @@ class Firmware:
                 tanh=Activation("tanh", lq.table, acc, acc),
                 tanh_state=Activation("tanh", lq.table, st, acc) if layer.cell == "lstm" else None,
                 return_sequences=i != len(arch.layers) - 1,
+                hh_colsq=_colsq(hh.w),
             )
             self._check_elementwise(lay)
             layers.append(lay)
@@ -325,6 +360,7 @@ class Firmware:
         Chunks are independent, so the result does not depend on ``chunk`` or ``threads``.
         """
         x = self._check_x(x)
+        _keep_heap()
         rec = Recorder() if record else None
         updates = x.shape[0] * x.shape[1] * sum(lay.units for lay in self.layers)
         comp = self.compiled
@@ -335,6 +371,8 @@ class Firmware:
         n_threads = min(threads or qlstm_threads.count(), len(starts))
         ys, parts = [], []
         if n_threads > 1 and not trace and rec is None:
+            from concurrent.futures import ThreadPoolExecutor  # only here: start-up of 1-thread runs
+
             with ThreadPoolExecutor(n_threads, thread_name_prefix="firmware_sim") as pool:
                 ys = list(pool.map(lambda s: self._run_chunk(x[s : s + chunk], None, None, comp), starts))
         else:
@@ -431,12 +469,27 @@ class Firmware:
             if compiled and tr is None and rec is None
             else None
         )
+        u32 = None  # float32 U (scaled onto accum_t's grid) when the NumPy gate sums run in float32
         # The input product of every step at once: it does not depend on the recurrence.
         xsh, bsum = 0, np.zeros(g, dtype=np.int64)  # compiled step: xa << xsh + bsum
-        if fused and step is not None:  # the BLAS result as it is; the biases added in the step
-            xa = lay.ih.products(flat, as_int=False).reshape(n, steps, g)
+        xw = np.zeros((0, g), dtype=np.int64)  # no rows: xa holds the products
+        if fused and step is not None:  # the biases are added in the step
+            if n_in <= INKERNEL_MAX_INPUTS and _fits_int32(lay.x_t):
+                # the step forms x W itself from the mantissas, read as int32 (with an int64 xa,
+                # which may alias the int64 outputs, the compiled loop was measured 14x slower)
+                xa, xw = seq.astype(np.int32), lay.ih.w
+            else:  # the BLAS result as it is
+                xa = lay.ih.products(flat, as_int=False).reshape(n, steps, g)
             xsh, bsum = lay.ih.shift, lay.ih.b_acc.copy()
             bsum[:ns] += lay.hh.b_acc[:ns]
+        elif fused and lstm and lay.float32_sums:
+            # |W x + b_ih + U h + b_hh| stays below 2**24 and within accum_t for any input and
+            # state of their types (_Layer.float32_sums): float32 products and sums of exact
+            # integers, never cast (the cast would be the identity)
+            xa = np.matmul(flat.astype(np.float32), _scaled32(lay.ih)).reshape(n, steps, g)
+            xa += (lay.ih.b_acc + lay.hh.b_acc).astype(np.float32)
+            u32 = _scaled32(lay.hh)
+            h32 = np.empty((n, hsz), dtype=np.float32)
         elif fused:
             # tmpres + tmpres_state = W x + b_ih + U h + b_hh, one cast of the exact sum; the
             # cast is the identity (skipped) when a bound shows the sum stays in range.
@@ -446,9 +499,13 @@ class Firmware:
             xa_max = int(np.abs(xa[:, :, :ns]).max(initial=0)) if exact64 else None
         else:
             xa = lay.ih(flat, rec, steps=steps).reshape(n, steps, g)
+            if step is not None and _fits_int32(a):  # accum_t mantissas, read as int32 (see above)
+                xa = xa.astype(np.int32)
         h = np.zeros((n, hsz), dtype=np.int64)
         c = np.zeros((n, hsz), dtype=np.int64)
-        hs = np.empty((n, steps, hsz), dtype=np.int64)
+        # the compiled step writes no sequence for the last layer (only its final h is used)
+        seq_out = step is None or lay.return_sequences
+        hs = np.empty((n, steps if seq_out else 0, hsz), dtype=np.int64)
         keep: dict[str, np.ndarray] = {}
         if tr is not None:
             extra = ("c", "tanh_c") if lay.cell == "lstm" else ("r_h",)
@@ -456,24 +513,30 @@ class Firmware:
             keep.update({k: np.empty((n, steps, hsz), dtype=np.int64) for k in extra})
         common = max(2 * a.frac, s.frac + a.frac)  # binary point of the state-update sums
         # LSTM, exact products: U h in float32 BLAS straight into the compiled step while its
-        # partial sums stay below 2**24 (the bound of kernels.exact_matmul), h kept as float32 too
+        # partial sums provably stay below 2**24 (_f32_exact), h kept as float32 too
         f32 = step is not None and fused and lstm and lay.hh.w_float is not None
         hf = np.zeros((n, hsz) if f32 else (0, 0), dtype=np.float32)
-        hmax = 0
+        ha32 = np.empty((n, g) if f32 else (0, 0), dtype=np.float32)
+        hmax, ssmax = 0, 0
         for t in range(steps):
             if step is not None:  # the whole elementwise step as one compiled loop
                 hsh = 0
-                if f32 and hmax * lay.hh.colsum < _F32_EXACT:
-                    ha, hsh = hf @ lay.hh.w_float[0], lay.hh.shift  # type: ignore[index]
+                if f32 and _f32_exact(hmax, ssmax, hsz, lay.hh.colsum, lay.hh_colsq):
+                    ha, hsh = np.matmul(hf, lay.hh.w_float[0], out=ha32), lay.hh.shift  # type: ignore[index]
                 elif fused:
                     ha = lay.hh.exact_sum(h, bias=False)
                     if not lstm:
                         ha[:, ns:] = fast_cast(ha[:, ns:] + lay.hh.b_acc[ns:], a.frac, a)
                 else:
                     ha = lay.hh(h)
-                hmax = step(xa, xsh, bsum, t, ha, hsh, c, h, hs, hf)
+                hmax, ssmax = step(xa, xw, xsh, bsum, t, ha, hsh, c, h, hs, hf)
                 continue
-            if fused:
+            if u32 is not None:  # float32 gate sums (exact, in range: see above)
+                h32[...] = h
+                pre = np.matmul(h32, u32)
+                pre += xa[:, t]
+                ha = ha_n = None
+            elif fused:
                 raw = lay.hh.exact_sum(h, bias=False)
                 ha = None
                 pre = xa[:, t, :ns] + raw[:, :ns]
@@ -531,6 +594,8 @@ class Firmware:
                 tr[f"{nm}.{k}"] = v[:, :, back] if v.shape[2] == g else v
             tr[f"{nm}.h"] = hs
             tr[nm] = hs if lay.return_sequences else hs[:, -1]
+        if not seq_out:
+            return h
         return hs if lay.return_sequences else hs[:, -1]
 
     def _compiled_step(self, lay: _Layer, common: int):
@@ -550,17 +615,17 @@ class Firmware:
                 [common - s.frac, 2 * a.frac - s.frac, common - 2 * a.frac, common - s.frac - a.frac]
             )
 
-            def lstm(xa, xsh, bsum, t, ha, hsh, c, h, hs, hf):
+            def lstm(xa, xw, xsh, bsum, t, ha, hsh, c, h, hs, hf):
                 return cj.lstm_step(
-                    xa, xsh, bsum, t, ha, hsh, c, h, hs, hf, ca, cs, sh, sig, asig, tnh, atnh, tst, atst
+                    xa, xw, xsh, bsum, t, ha, hsh, c, h, hs, hf, ca, cs, sh, sig, asig, tnh, atnh, tst, atst
                 )
 
             return lstm
         sh = np.array([common - s.frac, a.frac, common - 2 * a.frac, common - s.frac - a.frac, 1 << a.frac])
 
-        def gru(xa, xsh, bsum, t, ha, hsh, c, h, hs, hf):  # noqa: ARG001 - int64 products, no cell state
-            cj.gru_step(xa, xsh, bsum, t, ha, h, hs, ca, cs, sh, sig, asig, tnh, atnh)
-            return 0
+        def gru(xa, xw, xsh, bsum, t, ha, hsh, c, h, hs, hf):  # noqa: ARG001 - int64 products, no cell state
+            cj.gru_step(xa, xw, xsh, bsum, t, ha, h, hs, ca, cs, sh, sig, asig, tnh, atnh)
+            return 0, 0
 
         return gru
 
@@ -570,6 +635,39 @@ class Firmware:
         rec.note(f"{lay.name}.gates", lay.sigmoid.overflowed(pre[:, : 2 * hsz]), t)
         rec.note(f"{lay.name}.gates", lay.tanh.overflowed(pre[:, 2 * hsz : 3 * hsz]), t)
         rec.note(f"{lay.name}.gates", lay.sigmoid.overflowed(pre[:, 3 * hsz :]), t)
+
+
+def _scaled32(d: Dense) -> np.ndarray:
+    """``d``'s kernel as float32 on the accumulator's grid (times ``2**shift``, ``shift >= 0``)."""
+    return d.w_float[0] * np.float32(2.0**d.shift)  # type: ignore[index]
+
+
+def _fits_int32(t: FixedType) -> bool:
+    return t.min_int >= -(1 << 31) and t.max_int < 1 << 31
+
+
+def _colsq(w: np.ndarray) -> int:
+    """Largest column sum of squares of the (n_in, n_out) mantissas ``w``, exact; 0 when an entry
+    reaches 2**24 (float32 cannot be exact then: :func:`_f32_exact` falls back to max |h|)."""
+    if w.size == 0 or int(np.abs(w).max()) >= _F32_EXACT or w.shape[0] >= 1 << 14:
+        return 0
+    return int((w * w).sum(axis=0).max())  # < 2**48 * 2**14: exact in int64
+
+
+def _f32_exact(hmax: int, ssmax: int, units: int, colsum: int, colsq: int) -> bool:
+    """Whether float32 BLAS computes ``h @ w`` exactly for every row of ``h`` (int mantissas).
+
+    BLAS adds the products ``h_i * w_ij`` in some order and grouping, so every partial sum is a
+    sum of a subset of them; all are exact integers when ``sum_i |h_i| |w_ij| < 2**24``. Two
+    bounds of that sum: ``max|h| * colsum`` (``colsum``: the largest column sum of ``|w|``), and,
+    by Cauchy-Schwarz, ``sqrt(sum_i h_i**2 * colsq)`` (``colsq``: the largest column sum of
+    ``w**2``; ``ssmax``: the largest row sum of ``h**2``), which is much smaller when few entries
+    of ``h`` are near its largest. ``ssmax`` is trusted only when it cannot have wrapped int64
+    (``units * hmax**2 < 2**62``).
+    """
+    if hmax * colsum < _F32_EXACT:
+        return True
+    return colsq > 0 and hmax < _F32_EXACT and units * hmax * hmax < 1 << 62 and ssmax * colsq < 1 << 48
 
 
 def _cast_params(t: FixedType) -> np.ndarray:

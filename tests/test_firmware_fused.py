@@ -93,3 +93,91 @@ def test_compiled_step_float32_and_int64_products(cells):
         y = fw.run(x).y_m
         assert_array_equal(fw.run(x, chunk=16, threads=2).y_m, y)
         assert_array_equal(fw.run(x, trace=True).y_m, y)
+
+
+def test_f32_bound_edges():
+    """``_f32_exact``: max |h| * colsum below 2**24, or the Cauchy-Schwarz bound
+    ``sum h**2 * max column sum w**2 < 2**48``; both exact at their edges, and a product of
+    2**24 + 1 (not a float32) refused. Each accepted case is checked against int64."""
+    from qlstm.firmware_sim.simulate import _colsq, _f32_exact
+
+    def bounds(h: np.ndarray, w: np.ndarray) -> tuple[int, int, int, int]:
+        colsum = int(np.abs(w).sum(axis=0).max())
+        return int(np.abs(h).max()), int((h * h).sum(axis=1).max()), colsum, _colsq(w)
+
+    def f32_equals_int64(h: np.ndarray, w: np.ndarray) -> bool:
+        return np.array_equal((h.astype(np.float32) @ w.astype(np.float32)).astype(np.int64), h @ w)
+
+    # sum_i |h_i w_i| = 15 * 273 * 4097 = 2**24 - 1: the largest exact sum, accepted by max|h|
+    h, w = np.full((3, 15), 273, dtype=np.int64), np.full((15, 2), 4097, dtype=np.int64)
+    hmax, ss, colsum, colsq = bounds(h, w)
+    assert hmax * colsum == (1 << 24) - 1 and _f32_exact(hmax, ss, 15, colsum, colsq)
+    assert f32_equals_int64(h, w)
+    # one more unit: 2**24 + 1 products of odd sums are not float32 numbers; both bounds refuse
+    h2, w2 = np.full((3, 1), (1 << 24) + 1, dtype=np.int64), np.ones((1, 2), dtype=np.int64)
+    assert not _f32_exact(*bounds(h2, w2)[:2], 1, *bounds(h2, w2)[2:])
+    assert not f32_equals_int64(h2, w2)
+    # one large entry of h: max |h| * colsum = 1023 * 128 * 256 > 2**24, Cauchy-Schwarz accepts
+    h3 = np.ones((4, 128), dtype=np.int64)
+    h3[:, 5] = -1023
+    w3 = np.full((128, 8), 256, dtype=np.int64)
+    w3[::2] *= -1
+    hmax, ss, colsum, colsq = bounds(h3, w3)
+    assert hmax * colsum >= 1 << 24 and ss * colsq < 1 << 48
+    assert _f32_exact(hmax, ss, 128, colsum, colsq) and f32_equals_int64(h3, w3)
+    # Cauchy-Schwarz is tight for equal entries: sqrt(ss * colsq) = 2**24 exactly is refused
+    h4, w4 = np.full((1, 64), 1 << 10, dtype=np.int64), np.full((64, 1), 1 << 8, dtype=np.int64)
+    hmax, ss, colsum, colsq = bounds(h4, w4)
+    assert ss * colsq == 1 << 48 and not _f32_exact(hmax, ss, 64, colsum, colsq)
+    # a weight of 2**24 or more disables the second bound; a row sum of squares that could have
+    # wrapped int64 is not trusted
+    assert _colsq(np.array([[1 << 24]])) == 0
+    assert not _f32_exact(1 << 23, 0, 1 << 17, 4, 1)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 5])
+def test_compiled_step_cauchy_schwarz_and_input_products(channels, monkeypatch):
+    """A model whose U h passes float32 BLAS in some steps only through the Cauchy-Schwarz bound
+    (max |h| * colsum >= 2**24) and is refused in others, with the input products formed inside the compiled
+    step (1 and 3 channels) or read from BLAS (5 > INKERNEL_MAX_INPUTS): equal to the NumPy step."""
+    from qlstm.firmware_sim import simulate
+
+    assert 3 <= simulate.INKERNEL_MAX_INPUTS < 5
+    seen = []
+    real = simulate._f32_exact
+
+    def spy(hmax, ssmax, units, colsum, colsq):
+        ok = real(hmax, ssmax, units, colsum, colsq)
+        seen.append((hmax * colsum >= 1 << 24, ok))
+        return ok
+
+    monkeypatch.setattr(simulate, "_f32_exact", spy)
+    x = np.random.default_rng(5).uniform(-1.0, 2.0, size=(60, 8, channels))
+    desc, w = random_model(
+        ("lstm",), (64,), history=8, channels=channels, horizon=2, weight_range=1.0, seed=6
+    )
+    _check(Firmware(desc, w), x)
+    # steps through BLAS by the first bound, by the second only, and refused (exact int64 sums)
+    assert {(False, True), (True, True), (True, False)} <= set(seen)
+
+
+@pytest.mark.parametrize("width", [6, 8])  # accumulators of 13 and 17 bits: direct and shift-and-clamp tables
+def test_numpy_float32_gate_sums(width):
+    """The untraced NumPy LSTM step with float32 gate sums (taken when no input and state of their
+    types can bring them to 2**24 or out of accum_t) equals the traced int64 step, on inputs that
+    saturate the input type; stacked layers too. A model with larger sums does not take it."""
+    x = np.random.default_rng(7).uniform(-9.0, 9.0, size=(300, 10, 2))
+    q = uniform_quantization(2, width=width, integer=3)
+    desc, w = random_model(
+        ("lstm", "lstm"), (12, 7), history=10, channels=2, horizon=3, quantization=q, seed=8
+    )
+    fw = Firmware(desc, w)
+    fw.compiled = False
+    assert all(lay.float32_sums for lay in fw.layers)
+    assert fw.layers[0].sigmoid.direct is not None if width == 6 else fw.layers[0].sigmoid.shift is not None
+    y = fw.run(x, chunk=64).y_m
+    assert_array_equal(y, fw.run(x, trace=True).y_m)
+    counts = {k: e.count for k, e in fw.run(x, record=True).overflows.items()}
+    assert counts["input"] > 0
+    desc16, w16 = random_model(("lstm",), (32,), weight_range=0.5, seed=9)  # 16 bits, 30-bit accumulator
+    assert not Firmware(desc16, w16).layers[0].float32_sums
