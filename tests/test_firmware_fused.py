@@ -154,8 +154,9 @@ def test_compiled_step_cauchy_schwarz_and_input_products(channels, monkeypatch):
     monkeypatch.setattr(simulate, "_f32_exact", spy)
     x = np.random.default_rng(5).uniform(-1.0, 2.0, size=(60, 8, channels))
     desc, w = random_model(
-        ("lstm",), (64,), history=8, channels=channels, horizon=2, weight_range=1.0, seed=6
-    )
+        ("lstm",), (64,), history=8, channels=channels, horizon=2, quantization=uniform_quantization(1),
+        init="uniform", scale=1.0, seed=6,
+    )  # fmt: skip
     _check(Firmware(desc, w), x)
     # steps through BLAS by the first bound, by the second only, and refused (exact int64 sums)
     assert {(False, True), (True, True), (True, False)} <= set(seen)
@@ -179,5 +180,7 @@ def test_numpy_float32_gate_sums(width):
     assert_array_equal(y, fw.run(x, trace=True).y_m)
     counts = {k: e.count for k, e in fw.run(x, record=True).overflows.items()}
     assert counts["input"] > 0
-    desc16, w16 = random_model(("lstm",), (32,), weight_range=0.5, seed=9)  # 16 bits, 30-bit accumulator
+    desc16, w16 = random_model(
+        ("lstm",), (32,), quantization=uniform_quantization(1), init="uniform", scale=0.5, seed=9
+    )  # 16 bits, 30-bit accumulator
     assert not Firmware(desc16, w16).layers[0].float32_sums
