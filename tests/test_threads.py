@@ -40,7 +40,34 @@ def test_option_and_environment(clean_env):
     assert os.environ[threads.ENV] == "2"
     assert all(os.environ[v] == "2" for v in threads.THREAD_VARS)
     assert os.environ["OPENBLAS_NUM_THREADS"] == "1"  # firmware_sim's own threads parallelise
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+@pytest.mark.parametrize("busy", [True, False])
+def test_wait_policy_follows_the_machine(clean_env, busy):
+    """Passive waiting beside other work, libgomp's default (spin, then sleep) on an idle machine."""
+    clean_env.setattr(threads, "machine_busy", lambda n: busy)
+    threads.configure(2)
+    assert os.environ.get("OMP_WAIT_POLICY") == ("PASSIVE" if busy else None)
+
+
+@pytest.mark.parametrize(
+    ("load1", "runnable", "extra", "busy"),
+    [
+        (0.0, 1, 0, False),  # idle: only this process runs
+        (0.0, 2, 0, True),  # another thread wants a core now
+        (0.0, 1, 1, True),  # more threads than cores
+        (None, 1, 0, True),  # work that comes and goes: 1-minute load above half the cores
+        ("unreadable", 1, 0, True),  # passive is the safe choice
+    ],
+)
+def test_machine_busy_reads_the_kernel_load(clean_env, tmp_path, load1, runnable, extra, busy):
+    cores = threads.available_cores()
+    path = tmp_path / "loadavg"
+    if load1 != "unreadable":
+        load = cores / 2 + 0.5 if load1 is None else load1
+        path.write_text(f"{load:.2f} 0.50 0.40 {runnable}/350 999\n")
+    clean_env.setattr(threads, "LOADAVG", str(path))
+    assert threads.machine_busy(cores + extra) is busy
 
 
 def test_user_wait_policy_is_kept(clean_env):
@@ -61,20 +88,22 @@ def test_bad_counts_are_one_line_errors(clean_env, bad, capsys):
         assert err.count("\n") == 1 and "--threads" in err
 
 
-def test_wait_policy_reaches_openmp_before_torch_loads(tmp_path):
-    """In a fresh `qlstm` process torch's OpenMP runtime sees PASSIVE and the count."""
+@pytest.mark.parametrize("busy", [True, False])
+def test_wait_policy_reaches_openmp_before_torch_loads(tmp_path, busy):
+    """In a fresh `qlstm` process torch's OpenMP runtime sees the chosen policy and the count."""
     code = (
-        "import sys; from qlstm.cli import main; import qlstm.predict as p\n"
+        "import sys; from qlstm.cli import main; import qlstm.predict as p; import qlstm.threads as t\n"
+        f"t.machine_busy = lambda n: {busy}\n"
         "def probe(args):\n"
         "    import os, torch\n"
-        "    print(os.environ['OMP_WAIT_POLICY'], torch.get_num_threads(), 'torch' in sys.modules)\n"
+        "    print(os.environ.get('OMP_WAIT_POLICY', 'unset'), torch.get_num_threads(), 'torch' in sys.modules)\n"
         "    return 0\n"
         "p.run = probe\n"
         "sys.exit(main(['--threads', '2', 'predict', 'x', '--inputs', 'x.npy']))\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
-    assert out.stdout.split() == ["PASSIVE", "2", "True"], out.stderr
+    assert out.stdout.split() == ["PASSIVE" if busy else "unset", "2", "True"], out.stderr
 
 
 TINY = {
