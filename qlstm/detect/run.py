@@ -443,6 +443,7 @@ class _RtlStreams:
     def alarms(self, res: dict[str, Any], tracks: list[EventTrack], types, rule: AlarmRule) -> dict[str, Any]:
         """Pass 2: the held-out events at the calibrated threshold, clip and drift. The RTL's
         score and alarm bits per sample must equal the scored firmware alarm's (else RuntimeError)."""
+        from qlstm.detect.alarm import counter_alarm
         from qlstm.detect.evaluate import fire_indices
         from qlstm.rtl.alarm import Constants
 
@@ -457,14 +458,13 @@ class _RtlStreams:
         c = Constants(theta_m, types.score.max_int if clip_m is None else clip_m, kappa_m, rule.min_run)
         r, cuts = self._run(self.ev_xm, c)
         samples = firings = 0
-        for tr, s, al, y, y1 in zip(
-            tracks,
+        parts = (
             np.split(r.score, cuts),
             np.split(r.alarm, cuts),
+            np.split(r.counter, cuts),
             np.split(r.y_m, cuts),
-            self.ev_y,
-            strict=True,
-        ):
+        )
+        for tr, s, al, cnt, y, y1 in zip(tracks, *parts, self.ev_y, strict=True):
             if not np.array_equal(y, y1):
                 raise RuntimeError(f"RTL forecasts of {tr.name} differ between two simulations")
             full = np.zeros(len(tr.score), dtype=np.int64)
@@ -475,6 +475,13 @@ class _RtlStreams:
                 raise RuntimeError(f"RTL score of {tr.name} differs from firmware_sim's alarm")
             alarm = np.zeros(len(tr.score), dtype=bool)
             alarm[self.L - 1 :] = al
+            counter = np.zeros(len(tr.score), dtype=np.int64)
+            counter[self.L - 1 :] = cnt
+            want_c, want_a = counter_alarm(
+                np.nan_to_num(tr.score, nan=-np.inf) >= res["threshold"], rule.min_run, types.counter.max_int
+            )
+            if not (np.array_equal(counter, want_c) and np.array_equal(alarm, want_a)):
+                raise RuntimeError(f"RTL alarm counter or bit of {tr.name} differs from firmware_sim's alarm")
             fired = np.flatnonzero(np.diff(np.concatenate([[0], alarm.astype(np.int8)])) == 1)
             expect = fire_indices(np.nan_to_num(tr.score, nan=-np.inf) >= res["threshold"], rule.min_run)
             if not np.array_equal(fired, expect):
@@ -483,7 +490,7 @@ class _RtlStreams:
             firings += len(fired)
         return {
             "source": "RTL simulation (Verilator) of the generated design with the alarm; every held-out sample's "
-            "score and alarm bit equal to firmware_sim's alarm (exact integer equality)",
+            "score, run-length counter, alarm bit and firing equal to firmware_sim's alarm (exact integer equality)",
             "samples": samples,
             "firings": firings,
             "windows_simulated": int(len(self.cycles) + len(r.cycles)),
