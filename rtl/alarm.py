@@ -27,7 +27,8 @@ description):
 * **Timing**: the alarm graph reads only registers that are stable from the ``start`` edge (the
   latched window, the kept outputs, the score), so it runs beside the recurrent steps:
   ``score``/``alarm_count``/``alarm`` are written ``A`` cycles after the ``start`` edge
-  (``alarm_valid`` pulses then; ``A`` = the alarm graph's stages) and the window's output ``y``
+  (``alarm_valid`` pulses then; ``A`` = the alarm graph's stages + 1, a register between the graph
+  and the counter) and the window's output ``y``
   enters the kept outputs at ``done``. ``A`` must not exceed the window's cycles (checked), so the
   alarm adds no cycle to the window's latency.
 
@@ -48,6 +49,8 @@ from qlstm.fixedpoint import FixedType
 
 from . import trace as _trace
 
+#: Bump when the generated alarm logic changes (the RTL cache of ``detect --backend rtl`` is keyed by it).
+ALARM_FORMAT = 2
 #: the graph's inputs, in order: y, yhat_0 .. yhat_{k-1}, then these
 _CONSTS = ("score", "clip", "kappa", "theta")
 
@@ -71,6 +74,12 @@ class AlarmDesign:
     def stages(self) -> int:
         return len(self.pipe.solutions) if self.pipe is not None else 0  # type: ignore[attr-defined]
 
+    @property
+    def cycles(self) -> int:
+        """Cycles from the ``start`` edge to ``alarm_valid``: the graph's stages, then one register
+        before the counter (so the counter's increment and compare are a path of their own)."""
+        return self.stages + 1
+
     def summary(self) -> dict:
         t = self.types
         return {
@@ -78,7 +87,7 @@ class AlarmDesign:
             "ewma_shift": self.rule.ewma_shift,  # type: ignore[attr-defined]
             "types": {n: getattr(t, n).describe() for n in ("residual", "score", "threshold", "counter")},
             "stages": self.stages,
-            "cycles_by_construction": self.stages,
+            "cycles_by_construction": self.cycles,
             "interface": "stream of consecutive windows; y = newest sample of the window (target channel); "
             "alarm_clear with start begins a recording",
         }
@@ -292,21 +301,22 @@ def body(ad: AlarmDesign, *, x_bits: int, head_stages: int, cw: int, cycles: int
     if ad.pipe is None:
         raise AssertionError("pipeline the alarm first")
     n_st = ad.stages
-    if n_st > cycles:
+    if ad.cycles > cycles:
         raise QlstmError(
-            f"the alarm graph needs {n_st} stages, more than the window's {cycles} cycles; raise the pipeline cutoff"
+            f"the alarm needs {ad.cycles} cycles, more than the window's {cycles}; raise the pipeline cutoff"
         )
     k = ad.horizon
     wx, wy = ad.input_t.width, ad.result_t.width
     st, tt, ct = ad.types.score, ad.types.threshold, ad.types.counter
     L, C = ad.history, ad.channels
     nw = max(1, math.ceil(math.log2(k + 1)))
-    aw = max(1, math.ceil(math.log2(n_st + 1)))
+    aw = max(1, math.ceil(math.log2(n_st + 2)))
     lines = [
         "// ---- the alarm (qlstm.rtl.alarm): residual, score, threshold, run-length counter",
         f"reg [{k * k * wy - 1}:0] ahist;  // entry j: the outputs of the window j+1 before this one",
         f"reg [{nw - 1}:0] anwin;  // windows since the last clear (saturates at k)",
-        "reg avalid, apend;",
+        "reg avalid, apend, a_above_q;",
+        f"reg [{st.width - 1}:0] a_s_q;  // the graph's outputs, registered before the counter",
         f"reg [{aw - 1}:0] acyc;",
         f"reg [{tt.width - 1}:0] a_theta;",
         f"reg [{st.width - 1}:0] a_clip, a_kappa;",
@@ -335,7 +345,7 @@ def body(ad: AlarmDesign, *, x_bits: int, head_stages: int, cw: int, cycles: int
     lines.append(f"wire a_above = {convert(out_bus, out_f[1], Field(0, 0, 1, 0))};")
     cmax = ct.max_int
     lines.append(
-        f"wire [{ct.width - 1}:0] a_cnt_next = a_above ? ((alarm_count == {ct.width}'d{cmax}) ? "
+        f"wire [{ct.width - 1}:0] a_cnt_next = a_above_q ? ((alarm_count == {ct.width}'d{cmax}) ? "
         f"{ct.width}'d{cmax} : alarm_count + 1'b1) : {ct.width}'d0;"
     )
     kk = f"{nw}'d{k}"
@@ -351,10 +361,11 @@ def body(ad: AlarmDesign, *, x_bits: int, head_stages: int, cw: int, cycles: int
         f"        anwin <= alarm_clear ? {nw}'d1 : (anwin >= {kk} ? anwin : anwin + 1'b1);",
         "        apend <= 1'b1; acyc <= 0;",
         "    end else if (apend) begin",
-        f"        if (acyc == {aw}'d{n_st - 1}) begin",
+        f"        if (acyc == {aw}'d{n_st - 1}) begin a_s_q <= a_s_next; a_above_q <= a_above; end",
+        f"        if (acyc == {aw}'d{n_st}) begin",
         "            apend <= 1'b0; alarm_valid <= 1'b1;",
         "            if (avalid) begin",
-        "                score <= a_s_next; alarm_count <= a_cnt_next; alarm <= a_cnt_next >= a_min_run;",
+        "                score <= a_s_q; alarm_count <= a_cnt_next; alarm <= a_cnt_next >= a_min_run;",
         f"            end else begin score <= {st.width}'d0; alarm_count <= {ct.width}'d0; alarm <= 1'b0; end",
         "        end else acyc <= acyc + 1'b1;",
         "    end",

@@ -37,7 +37,9 @@ def _key(desc, weights: dict[str, np.ndarray], pipeline: float, alarm_rule=None)
     d = desc.to_dict()
     key = [d["architecture"], d["quantization"], pipeline, RTL_FORMAT, __version__]
     if alarm_rule is not None:  # the design with the alarm (qlstm detect --backend rtl)
-        key.append(["alarm", alarm_rule.score, alarm_rule.ewma_shift])
+        from .alarm import ALARM_FORMAT
+
+        key.append(["alarm", ALARM_FORMAT, alarm_rule.score, alarm_rule.ewma_shift])
     h.update(json.dumps(key, sort_keys=True).encode())
     for k in sorted(weights):
         h.update(k.encode())

@@ -147,7 +147,7 @@ def test_alarm_is_in_the_top_module_only_when_asked_and_fits_the_window():
     d = api.design(desc, weights, 8.0)
     assert d.alarm is None  # no quantization.alarm, no rule: the design of qlstm rtl is unchanged
     d2 = api.design(desc, weights, 8.0, AlarmRule(score="cusum"))
-    assert 1 <= d2.alarm.stages <= d2.cycles
+    assert 1 <= d2.alarm.stages < d2.alarm.cycles <= d2.cycles
     from qlstm.rtl.verilog import top_module
 
     top, _ = top_module(d2)
@@ -198,7 +198,13 @@ def test_verilator_alarm_equals_firmware_through_rtl_cli(tmp_path, capsys):
     assert s["bit_exact"] is True and al["bit_exact"] is True and al["mismatches"] == 0
     assert al["windows"] == len(x) and 0 < al["alarms"] < len(x)
     # the alarm is written A cycles after start, beside the steps: the window's cycles are unchanged
-    assert al["cycles_min"] == al["cycles_max"] == al["stages"] <= s["cycles_max"]
+    assert (
+        al["cycles_min"]
+        == al["cycles_max"]
+        == al["cycles_by_construction"]
+        == al["stages"] + 1
+        <= s["cycles_max"]
+    )
     assert s["cycles_min"] == s["cycles_max"] == s["cycles_by_construction"]
 
 
