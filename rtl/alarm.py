@@ -50,7 +50,7 @@ from qlstm.fixedpoint import FixedType
 from . import trace as _trace
 
 #: Bump when the generated alarm logic changes (the RTL cache of ``detect --backend rtl`` is keyed by it).
-ALARM_FORMAT = 2
+ALARM_FORMAT = 3
 #: the graph's inputs, in order: y, yhat_0 .. yhat_{k-1}, then these
 _CONSTS = ("score", "clip", "kappa", "theta")
 
