@@ -122,6 +122,10 @@ class RtlResult:
                     "bram18": round(y.bram18 / self.capacity["bram_18k"], 4),
                 }
                 s["fits"] = all(v <= 1.0 for v in s["utilisation"].values())
+        if d.alarm is not None:
+            s["alarm"] = d.alarm.summary()  # type: ignore[attr-defined]
+            if self.sim is not None and "alarm" in self.sim:
+                s["alarm"].update(self.sim["alarm"])
         if self.notes:
             s["notes"] = self.notes
         return s
@@ -130,9 +134,33 @@ class RtlResult:
         atomic_write_text(self.out / RTL_JSON, json.dumps(self.summary(), indent=2) + "\n")
 
 
-def design(desc: ModelDescription, weights: dict[str, np.ndarray], pipeline: float) -> _verilog.Design:
-    """Trace and pipeline (no files)."""
-    return _verilog.pipeline(_trace.trace(desc, weights), pipeline)
+def design(
+    desc: ModelDescription, weights: dict[str, np.ndarray], pipeline: float, alarm_rule=None
+) -> _verilog.Design:
+    """Trace and pipeline (no files); with the precursor alarm (:mod:`.alarm`) when ``alarm_rule``
+    (a ``qlstm.detect.alarm.AlarmRule``) is given or the description carries the alarm's types."""
+    return with_alarm(_verilog.pipeline(_trace.trace(desc, weights), pipeline), alarm_rule)
+
+
+def with_alarm(d: _verilog.Design, alarm_rule=None) -> _verilog.Design:
+    """``d`` with the alarm traced and pipelined at ``d``'s cutoff: for ``alarm_rule``, or for the
+    default rule when the description carries ``quantization.alarm``; ``d`` unchanged otherwise."""
+    from . import alarm as _alarm
+
+    desc = d.traced.desc
+    if alarm_rule is None:
+        if desc.quantization is None or desc.quantization.alarm is None:
+            return d
+        from qlstm.detect.alarm import AlarmRule
+
+        alarm_rule = AlarmRule()
+    # half the cutoff: the alarm has slack (it runs beside the steps), so its paths stay shorter than theirs
+    d.alarm = _alarm.pipeline(_alarm.trace_alarm(desc, alarm_rule), max(1.0, d.pipeline / 2))
+    if d.alarm.cycles > d.cycles:  # type: ignore[attr-defined]
+        raise QlstmError(
+            f"the alarm needs {d.alarm.cycles} cycles, more than the window's {d.cycles}"  # type: ignore[attr-defined]
+        )
+    return d
 
 
 def build(
@@ -170,10 +198,45 @@ def simulate(res: RtlResult, x: np.ndarray, *, jobs: int = 1) -> dict[str, Any]:
     binary = _sim.build(res.out, jobs=jobs)
     t1 = time.perf_counter()
     xm = tr.input_t.to_int(np.asarray(x, dtype=np.float64))
-    r = _sim.run(binary, res.out, xm, tr.input_t, tr.result_t, res.desc.architecture.horizon)
+    ad = res.design.alarm
+    if ad is not None:  # the windows as one stream through the alarm, checked against alarm_fixed
+        weights = _load_weights(res.out)
+        ref = Firmware(res.desc, weights).run(x).y_m
+        from . import alarm as _alarm
+
+        consts = _alarm.check_constants_for(ad, xm, ref)  # type: ignore[arg-type]
+        clear = np.zeros(len(xm), dtype=bool)
+        clear[0] = True
+        r = _alarm.run(binary, res.out, xm, clear, ad, consts)  # type: ignore[arg-type]
+        want = _alarm.reference(
+            ad.types,
+            ad.rule,
+            tr.input_t,
+            tr.result_t,
+            _alarm.newest_target(ad, xm),
+            ref,
+            clear,
+            consts,
+        )
+        bad_alarm = int(
+            ((r.score != want["score"]) | (r.counter != want["counter"]) | (r.alarm != want["alarm"])).sum()
+        )
+        alarm_fig = {
+            "windows": int(len(xm)),
+            "bit_exact": bad_alarm == 0,
+            "mismatches": bad_alarm,
+            "constants": consts.__dict__,
+            "alarms": int(r.alarm.sum()),
+            "cycles_min": int(r.alarm_cycles.min()),
+            "cycles_max": int(r.alarm_cycles.max()),
+            "cycles_source": "measured in RTL simulation: start edge to alarm_valid (beside the window's steps)",
+            "reference": "qlstm.detect.alarm.alarm_fixed on firmware_sim's outputs (exact integer equality)",
+        }
+    else:
+        r = _sim.run(binary, res.out, xm, tr.input_t, tr.result_t, res.desc.architecture.horizon)
+        weights = _load_weights(res.out)
+        ref = Firmware(res.desc, weights).run(x).y_m
     t2 = time.perf_counter()
-    weights = _load_weights(res.out)
-    ref = Firmware(res.desc, weights).run(x).y_m
     bad = int(np.any(r.y_m != ref, axis=1).sum())
     res.sim = {
         "windows": int(xm.shape[0]),
@@ -184,6 +247,9 @@ def simulate(res: RtlResult, x: np.ndarray, *, jobs: int = 1) -> dict[str, Any]:
         "build_s": round(t1 - t0, 1),
         "run_s": round(t2 - t1, 1),
     }
+    if ad is not None:
+        res.sim["alarm"] = alarm_fig
+        res.sim["bit_exact"] = bad == 0 and bad_alarm == 0
     res.write_json()
     return res.sim
 

@@ -32,14 +32,15 @@ def cache_root() -> Path:
     return Path(base) / "rtl" if base else Path.home() / ".cache" / "qlstm" / "rtl"
 
 
-def _key(desc, weights: dict[str, np.ndarray], pipeline: float) -> str:
+def _key(desc, weights: dict[str, np.ndarray], pipeline: float, alarm_rule=None) -> str:
     h = hashlib.sha256()
     d = desc.to_dict()
-    h.update(
-        json.dumps(
-            [d["architecture"], d["quantization"], pipeline, RTL_FORMAT, __version__], sort_keys=True
-        ).encode()
-    )
+    key = [d["architecture"], d["quantization"], pipeline, RTL_FORMAT, __version__]
+    if alarm_rule is not None:  # the design with the alarm (qlstm detect --backend rtl)
+        from .alarm import ALARM_FORMAT
+
+        key.append(["alarm", ALARM_FORMAT, alarm_rule.score, alarm_rule.ewma_shift])
+    h.update(json.dumps(key, sort_keys=True).encode())
     for k in sorted(weights):
         h.update(k.encode())
         h.update(np.ascontiguousarray(weights[k], dtype=np.float64).tobytes())
@@ -47,15 +48,16 @@ def _key(desc, weights: dict[str, np.ndarray], pipeline: float) -> str:
 
 
 def compiled(
-    run_dir: Path, pipeline: float = api.DEFAULT_PIPELINE
+    run_dir: Path, pipeline: float = api.DEFAULT_PIPELINE, alarm_rule=None
 ) -> tuple[Path, api.RtlResult | None, object]:
-    """(folder, result if built now, description) of the run's compiled RTL in the cache."""
+    """(folder, result if built now, description) of the run's compiled RTL in the cache; with
+    ``alarm_rule`` (an ``AlarmRule``) the design with the precursor alarm (:mod:`.alarm`)."""
     desc, weights = description.load(Path(run_dir))
     if not desc.quantized:
         raise QlstmError(
             f"{run_dir}: not a quantized run; the rtl backend needs the output of qlstm quantize"
         )
-    entry = cache_root() / _key(desc, weights, pipeline)
+    entry = cache_root() / _key(desc, weights, pipeline, alarm_rule)
     binary = entry / "sim" / "obj_dir" / f"V{TB}"
     if binary.is_file():
         return entry, None, desc
@@ -63,7 +65,10 @@ def compiled(
     entry.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:
-        res = api.build(desc, weights, part="xc7z045ffg900-2", clock_ns=5.0, pipeline=pipeline, out=stage)
+        d = api.with_alarm(api._verilog.pipeline(api._trace.trace(desc, weights), pipeline), alarm_rule)
+        res = api.build(
+            desc, weights, part="xc7z045ffg900-2", clock_ns=5.0, pipeline=pipeline, out=stage, traced_design=d
+        )
         sim.build(stage)
         if entry.exists():
             shutil.rmtree(entry)
@@ -83,3 +88,23 @@ def predict(run_dir: Path, x: np.ndarray) -> np.ndarray:
         binary = folder / "sim" / "obj_dir" / f"V{TB}"
         r = sim.run(binary, folder, xm, q.input, q.output, desc.architecture.horizon, io_dir=Path(tmp))  # type: ignore[attr-defined]
     return q.output.to_float(r.y_m)
+
+
+def alarm_stream(
+    run_dir: Path,
+    alarm_rule,
+    xm: np.ndarray,
+    clear: np.ndarray,
+    constants,
+    pipeline: float = api.DEFAULT_PIPELINE,
+):
+    """Run a stream of windows (N, L, C input-type mantissas; ``clear`` (N,) where a recording
+    starts) through the run's RTL with the alarm in Verilator -> :class:`qlstm.rtl.alarm.AlarmSim`
+    (outputs, alarm registers and cycles per window, measured in RTL simulation)."""
+    from . import alarm
+
+    folder, _, desc = compiled(run_dir, pipeline, alarm_rule)
+    ad = alarm.trace_alarm(desc, alarm_rule)  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory() as tmp:
+        binary = folder / "sim" / "obj_dir" / f"V{TB}"
+        return alarm.run(binary, folder, xm, clear, ad, constants, io_dir=Path(tmp))

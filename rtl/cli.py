@@ -88,6 +88,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--jobs", type=int, default=1, metavar="J", help="parallel compile jobs for Verilator (default 1)"
     )
+    p.add_argument(
+        "--alarm",
+        choices=("instant", "ewma", "cusum"),
+        metavar="SCORE",
+        help="add the quench-precursor alarm of qlstm detect behind the head (score instant, ewma or cusum; "
+        "on by default with ewma when the description carries quantization.alarm): residual, score, threshold "
+        "compare and run-length counter in the description's alarm types; --sim checks it against "
+        "firmware_sim's alarm (docs/rtl.md, 'The alarm')",
+    )
+    p.add_argument(
+        "--alarm-ewma-shift",
+        type=int,
+        default=7,
+        metavar="N",
+        help="--alarm ewma: weight 2**-N (default 7, as qlstm detect)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty RTL_DIR")
     p.set_defaults(func=run)
 
@@ -152,11 +168,17 @@ def run(args: argparse.Namespace) -> int:
         from .synth import _yosys
 
         _yosys()
+    rule = None
+    if args.alarm is not None:
+        from qlstm.detect.alarm import AlarmRule
+
+        rule = AlarmRule(score=args.alarm, ewma_shift=args.alarm_ewma_shift)
     rows = None
     if args.budget_us is not None:
         d, rows = api.choose_pipeline(desc, weights, args.budget_us, clock_ns)
+        d = api.with_alarm(d, rule)
     else:
-        d = api.design(desc, weights, args.pipeline or api.DEFAULT_PIPELINE)
+        d = api.design(desc, weights, args.pipeline or api.DEFAULT_PIPELINE, rule)
     with staged_dir(args.out, overwrite=args.overwrite) as stage:
         res = api.build(
             desc,
@@ -177,6 +199,13 @@ def run(args: argparse.Namespace) -> int:
         if args.sim:
             s = api.simulate(res, np.asarray(x), jobs=args.jobs)
             verdict = "bit-exact" if s["bit_exact"] else f"NOT bit-exact ({s['mismatches']} windows differ)"
+            if "alarm" in s:
+                al = s["alarm"]
+                print(
+                    f"alarm (Verilator): {al['windows']} windows as one stream, {al['alarms']} with the alarm set, "
+                    f"{al['mismatches']} differing from firmware_sim's alarm; written {al['cycles_min']}-"
+                    f"{al['cycles_max']} cycles after start (measured, beside the steps)"
+                )
             print(
                 f"simulated (Verilator): {s['windows']} windows, cycles start->done {s['cycles_min']}-{s['cycles_max']} "
                 f"(measured), {s['cycles_max'] * clock_ns / 1000:.3f} us at an assumed {clock_ns:g} ns clock; "

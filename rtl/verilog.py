@@ -90,6 +90,7 @@ class Design:
     pipeline: float
     step_pipe: object  # da4ml Pipeline
     head_pipe: object
+    alarm: object | None = None  # qlstm.rtl.alarm.AlarmDesign: the precursor alarm behind the head
 
     @property
     def stages(self) -> int:
@@ -185,7 +186,13 @@ def top_module(d: Design) -> tuple[str, dict[str, int]]:
     a(f"    input  [{L * x_bits - 1}:0] x,  // window: step t, channel c at bits [(t*{C}+c)*{wx} +: {wx}]")
     a("    output busy,")
     a("    output reg done,")
-    a(f"    output reg [{K * wy - 1}:0] y  // output j at bits [j*{wy} +: {wy}]")
+    a(
+        f"    output reg [{K * wy - 1}:0] y{',' if d.alarm is not None else ''}  // output j at bits [j*{wy} +: {wy}]"
+    )
+    if d.alarm is not None:
+        from . import alarm as _alarm
+
+        L_ += _alarm.ports(d.alarm)  # type: ignore[arg-type]
     a(");")
     a(f"reg [{L * x_bits - 1}:0] xbuf;")
     a(f"reg [{st_w - 1}:0] st;  // state registers: every layer's h (and c), stage 0's input")
@@ -241,6 +248,8 @@ def top_module(d: Design) -> tuple[str, dict[str, int]]:
     a("        end else cyc <= cyc + 1'b1;")
     a("    end")
     a("end")
+    if d.alarm is not None:
+        L_ += _alarm.body(d.alarm, x_bits=x_bits, head_stages=SH, cw=cw, cycles=d.cycles)  # type: ignore[arg-type]
     a("endmodule")
     return "\n".join(L_) + "\n", {"x_bits": L * x_bits, "y_bits": K * wy, "wx": wx, "wy": wy}
 
@@ -329,6 +338,10 @@ def write(d: Design, out: Path, part: str, clock_ns: float) -> dict[str, int]:
     m2, mem2 = _stage_modules(d.head_pipe, "head")
     mods.update(m2)
     mems.update(mem2)
+    if d.alarm is not None:
+        m3, mem3 = _stage_modules(d.alarm.pipe, "alarm")  # type: ignore[attr-defined]
+        mods.update(m3)
+        mems.update(mem3)
     for name, code in mods.items():
         (src / f"{name}.v").write_text(code)
     for name, mem in mems.items():
@@ -337,7 +350,13 @@ def write(d: Design, out: Path, part: str, clock_ns: float) -> dict[str, int]:
         shutil.copy(p, src / p.name)
     top, widths = top_module(d)
     (src / f"{TOP}.v").write_text(top)
-    (out / "tb" / f"{TB}.v").write_text(testbench(widths, clock_ns))
+    if d.alarm is not None:
+        from . import alarm as _alarm
+
+        tb = _alarm.testbench(widths, d.alarm, clock_ns)  # type: ignore[arg-type]
+    else:
+        tb = testbench(widths, clock_ns)
+    (out / "tb" / f"{TB}.v").write_text(tb)
     (out / "constraints" / "qlstm.xdc").write_text(xdc(clock_ns))
     (out / "build_vivado.tcl").write_text(build_tcl(part))
     return widths

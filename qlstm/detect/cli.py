@@ -31,10 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--backend",
-        choices=("float", "firmware"),
+        choices=("float", "firmware", "rtl"),
         default="float",
         help="float: the run's model in float64 (PyTorch); firmware: the bit-exact firmware simulation of a "
-        "quantized run with the alarm in fixed point, reported beside the float alarm (default float)",
+        "quantized run with the alarm in fixed point, reported beside the float alarm; rtl: the generated "
+        "Verilog with the alarm (qlstm rtl) in Verilator, each event as one stream of windows, its scores and "
+        "alarm bits checked equal to the firmware's (builds and caches the RTL: minutes) (default float)",
     )
     p.add_argument(
         "--false-alarms-per-day",

@@ -28,7 +28,7 @@ from qlstm.errors import QlstmError
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("float", "firmware")
+BACKENDS = ("float", "firmware", "rtl")
 BASELINES = ("persistence", "linear_ar", "voltage_threshold")
 
 
@@ -65,7 +65,7 @@ class DetectionResult:
                 "detection_rate", "false_alarms_per_day", "false_alarms_per_day_upper95", "median_lead_time_s",
                 "precursors", "detected", "false_alarms", "normal_hours", "lead_times_s", "threshold", "auc",
                 "auc_calibration", "calibration", "alarms", "alarms_per_day", "kappa", "clip",
-                "residual_rms_per_step", "alarm_types",
+                "residual_rms_per_step", "alarm_types", "rtl",
             )  # fmt: skip
             out = {k: d[k] for k in keep if k in d}
             out["events"] = d.get("per_event", [])
@@ -75,9 +75,15 @@ class DetectionResult:
             return out
 
         m = brief(self.detectors["model"])
+        figures = "simulated: detectors run on the recording (synthetic unless a real file is given)"
+        if self.backend == "rtl":
+            figures += (
+                "; the model's forecasts, scores and alarm bits are the generated RTL's in RTL simulation "
+                "(Verilator), checked equal to firmware_sim's alarm"
+            )
         out = {
             "format": "qlstm-detection/1",
-            "figures": "simulated: detectors run on the recording (synthetic unless a real file is given)",
+            "figures": figures,
             "run_dir": self.run_dir,
             "data": self.data,
             "backend": self.backend,
@@ -247,9 +253,9 @@ def detect(
         raise QlstmError(f"unknown backend {cfg.backend!r}; choose one of {', '.join(BACKENDS)}")
     run_dir, data = Path(run_dir), Path(data)
     desc, _ = description.load(run_dir)
-    if cfg.backend == "firmware" and not desc.quantized:
+    if cfg.backend in ("firmware", "rtl") and not desc.quantized:
         raise QlstmError(
-            f"{run_dir}: not a quantized run; --backend firmware needs the output of `qlstm quantize`"
+            f"{run_dir}: not a quantized run; --backend {cfg.backend} needs the output of `qlstm quantize`"
         )
     a, norm = desc.architecture, desc.normalisation
     channels = list(norm.channel_names)
@@ -308,7 +314,7 @@ def detect(
             res["residual_rms_per_step"] = _per_step_rms(ev_in, tr)
         detectors[name], tracks[name] = res, tr
 
-    steps = ["model"] + (["float"] if cfg.backend == "firmware" else []) + list(BASELINES)
+    steps = ["model"] + (["float"] if cfg.backend != "float" else []) + list(BASELINES)
     try:
         from tqdm import tqdm
 
@@ -321,9 +327,14 @@ def detect(
             bar.update(1)
 
     resid = _residual_score(rule)
-    backend_fn = get_backend(cfg.backend)
-    cp, ep = forecasts(lambda x: backend_fn(run_dir, x))
-    if cfg.backend == "firmware":
+    rtl = None
+    if cfg.backend == "rtl":  # the RTL with the alarm: forecasts of every event as one stream
+        rtl = _RtlStreams(run_dir, desc, rule, cal_es, ev_es)
+        cp, ep = rtl.forecasts(cz, ez)
+    else:
+        backend_fn = get_backend(cfg.backend)
+        cp, ep = forecasts(lambda x: backend_fn(run_dir, x))
+    if cfg.backend in ("firmware", "rtl"):
         q = desc.quantization
         types = q.alarm_types()
         fx = _fixed_score(rule, types, q.input, q.output)
@@ -332,6 +343,8 @@ def detect(
         _check_fixed_alarm(
             detectors["model"], tracks["model"], list(zip(ez, ep, strict=True)), types, q, rule
         )
+        if rtl is not None:  # the held-out events again, the alarm at the calibrated constants
+            detectors["model"]["rtl"] = rtl.alarms(detectors["model"], tracks["model"], types, rule)
         tick()
         fp_fn = get_backend("float")
         cpf, epf = forecasts(lambda x: fp_fn(run_dir, x))
@@ -381,6 +394,110 @@ def detect(
         data=str(data),
         tracks=tracks,
     )
+
+
+class _RtlStreams:
+    """``detect --backend rtl``: the run's generated RTL with the alarm (:mod:`qlstm.rtl.alarm`) in
+    Verilator, each event's windows as one stream (``alarm_clear`` on its first window, one window
+    more than the other backends so the event's last sample gets its alarm too)."""
+
+    def __init__(self, run_dir: Path, desc, rule: AlarmRule, cal_es: EventSet, ev_es: EventSet) -> None:
+        from qlstm.rtl import alarm as rtl_alarm
+
+        self.run_dir, self.desc, self.rule = run_dir, desc, rule
+        q = desc.quantization
+        self.in_t, self.res_t = q.input, q.output
+        self.L = desc.architecture.history
+        norm = desc.normalisation
+        self.cal_xm = [self._windows(e, norm, rtl_alarm) for e in cal_es.events]
+        self.ev_xm = [self._windows(e, norm, rtl_alarm) for e in ev_es.events]
+        self.ev_y: list[np.ndarray] = []
+
+    def _windows(self, e, norm, rtl_alarm) -> np.ndarray:
+        z = norm.apply(e.x).astype(np.float32)  # as the other backends' windows (_event_windows)
+        return self.in_t.to_int(rtl_alarm.stream_windows(z, self.L).astype(np.float64))
+
+    def _run(self, xms: list[np.ndarray], constants):
+        from qlstm.rtl.backend import alarm_stream
+
+        xm = np.concatenate(xms)
+        clear = np.zeros(len(xm), dtype=bool)
+        clear[np.cumsum([0] + [len(a) for a in xms[:-1]])] = True
+        r = alarm_stream(self.run_dir, self.rule, xm, clear, constants)
+        return r, np.cumsum([len(a) for a in xms])[:-1]
+
+    def forecasts(self, cz: list[np.ndarray], ez: list[np.ndarray]):
+        """Pass 1 (the alarm's constants do not matter yet): every window's forecasts, aligned."""
+        from qlstm.rtl.alarm import Constants
+
+        types = self.desc.quantization.alarm_types()
+        c = Constants(types.threshold.max_int, types.score.max_int, 0, self.rule.min_run)
+        r, cuts = self._run(self.cal_xm + self.ev_xm, c)
+        self.cycles = r.cycles
+        ys = np.split(r.y_m, cuts)
+        n_cal = len(self.cal_xm)
+        self.ev_y = ys[n_cal:]
+        out = [align(self.res_t.to_float(y[:-1]), len(z), self.L) for y, z in zip(ys, cz + ez, strict=True)]
+        return out[:n_cal], out[n_cal:]
+
+    def alarms(self, res: dict[str, Any], tracks: list[EventTrack], types, rule: AlarmRule) -> dict[str, Any]:
+        """Pass 2: the held-out events at the calibrated threshold, clip and drift. The RTL's
+        score and alarm bits per sample must equal the scored firmware alarm's (else RuntimeError)."""
+        from qlstm.detect.alarm import counter_alarm
+        from qlstm.detect.evaluate import fire_indices
+        from qlstm.rtl.alarm import Constants
+
+        lsb = types.score.lsb
+        theta_m = int(round(res["threshold"] / lsb))
+        clip = res["clip"] if res["clip"] is not None else float("inf")
+        kappa_m, clip_m = _fixed_constants((res["kappa"], clip), lsb)
+        if theta_m > types.threshold.max_int:
+            raise QlstmError(
+                f"--backend rtl: the calibrated threshold {res['threshold']:g} exceeds {types.threshold.describe()}"
+            )
+        c = Constants(theta_m, types.score.max_int if clip_m is None else clip_m, kappa_m, rule.min_run)
+        r, cuts = self._run(self.ev_xm, c)
+        samples = firings = 0
+        parts = (
+            np.split(r.score, cuts),
+            np.split(r.alarm, cuts),
+            np.split(r.counter, cuts),
+            np.split(r.y_m, cuts),
+        )
+        for tr, s, al, cnt, y, y1 in zip(tracks, *parts, self.ev_y, strict=True):
+            if not np.array_equal(y, y1):
+                raise RuntimeError(f"RTL forecasts of {tr.name} differ between two simulations")
+            full = np.zeros(len(tr.score), dtype=np.int64)
+            full[self.L - 1 :] = s
+            ok = np.isfinite(tr.score)
+            want = np.where(ok, np.round(np.nan_to_num(tr.score) / lsb), 0).astype(np.int64)
+            if not np.array_equal(full, want):
+                raise RuntimeError(f"RTL score of {tr.name} differs from firmware_sim's alarm")
+            alarm = np.zeros(len(tr.score), dtype=bool)
+            alarm[self.L - 1 :] = al
+            counter = np.zeros(len(tr.score), dtype=np.int64)
+            counter[self.L - 1 :] = cnt
+            want_c, want_a = counter_alarm(
+                np.nan_to_num(tr.score, nan=-np.inf) >= res["threshold"], rule.min_run, types.counter.max_int
+            )
+            if not (np.array_equal(counter, want_c) and np.array_equal(alarm, want_a)):
+                raise RuntimeError(f"RTL alarm counter or bit of {tr.name} differs from firmware_sim's alarm")
+            fired = np.flatnonzero(np.diff(np.concatenate([[0], alarm.astype(np.int8)])) == 1)
+            expect = fire_indices(np.nan_to_num(tr.score, nan=-np.inf) >= res["threshold"], rule.min_run)
+            if not np.array_equal(fired, expect):
+                raise RuntimeError(f"RTL alarm of {tr.name} fires where firmware_sim's alarm does not")
+            samples += len(tr.score)
+            firings += len(fired)
+        return {
+            "source": "RTL simulation (Verilator) of the generated design with the alarm; every held-out sample's "
+            "score, run-length counter, alarm bit and firing equal to firmware_sim's alarm (exact integer equality)",
+            "samples": samples,
+            "firings": firings,
+            "windows_simulated": int(len(self.cycles) + len(r.cycles)),
+            "constants": c.__dict__,
+            "cycles_per_window": [int(self.cycles.min()), int(self.cycles.max())],
+            "alarm_cycles": [int(r.alarm_cycles.min()), int(r.alarm_cycles.max())],
+        }
 
 
 def _per_step_rms(ev_in: list, tracks: list[EventTrack]) -> dict[str, list[float] | None]:
