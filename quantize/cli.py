@@ -31,11 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fixed-point quantization (PTQ or Brevitas QAT)",
         description=(
             "Choose an ap_fixed type for every quantization point of a float run's firmware (PTQ from "
-            "ranges profiled on its training windows, or Brevitas quantization-aware fine-tuning) and "
+            "ranges profiled on its training windows, or on --calibration windows for an imported model; or Brevitas "
+            "quantization-aware fine-tuning) and "
             "write a quantized run folder, or sweep bit widths (CSV + PNG of test RMSE)."
         ),
     )
-    p.add_argument("run_dir", type=Path, help="float run folder written by `qlstm train`")
+    p.add_argument("run_dir", type=Path, help="float run folder written by `qlstm train` or `qlstm import`")
     p.add_argument("--out", type=Path, required=True, help="quantized run folder (or sweep folder)")
     p.add_argument("--bits", type=int, help="width of every type not set otherwise (default 8)")
     p.add_argument(
@@ -59,7 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="POINT=TYPE",
-        help="force one point's type, e.g. rnn0.state=ap_fixed<12,3,AP_RND_CONV,AP_SAT> (repeatable)",
+        help=(
+            "force one point's type, e.g. rnn0.state=ap_fixed<12,3,AP_RND_CONV,AP_SAT> (repeatable); "
+            "'*=ap_fixed<16,6>' sets every point but the tables (hls4ml's model-wide default precision), "
+            "named points override it"
+        ),
     )
     p.add_argument("--epochs", type=int, help="QAT epochs (default 8)")
     p.add_argument(

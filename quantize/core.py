@@ -99,10 +99,18 @@ def rmse_metrics(pred: np.ndarray, y: np.ndarray) -> dict[str, Any]:
 
 def apply_type_overrides(q: Quantization, types: dict[str, str]) -> Quantization:
     """Replace named points (``rnn0.state``, ``head.accum``, ``input``, ``rnn1.table``,
-    ``dense0.act_result``, ``head.table`` ...)."""
+    ``dense0.act_result``, ``head.table`` ...).
+
+    ``*`` names every point except the tables (as hls4ml's model-wide default precision, which
+    leaves ``table_t`` at its own default); named points override it. Raises QlstmError for an
+    unknown point or a malformed type.
+    """
     if not types:
         return q
     known = q.points()
+    if "*" in types:
+        every = {k: types["*"] for k in known if not k.endswith(".table") and not k.startswith("alarm.")}
+        types = {**every, **{k: v for k, v in types.items() if k != "*"}}
     layers = [dict(vars(lq)) for lq in q.layers]
     head = [dict(vars(dq)) for dq in q.head]
     names = [head_name(j, len(head)) for j in range(len(head))]

@@ -330,3 +330,22 @@ def test_backend_refuses_float_runs_and_bad_shapes(float_run, tmp_path):
     core.quantize_run(float_run, tmp_path / "q", QuantizeConfig(bits=6))
     with pytest.raises(QlstmError, match=r"expected \(N, L=6, C=1\)"):
         backend.predict(tmp_path / "q", np.zeros((2, 5, 1)))
+
+
+def test_type_override_star_sets_every_point_but_the_tables():
+    """`--type '*=ap_fixed<16,6>'` is hls4ml's model-wide default precision: every point except
+    the tables (their table_t keeps its own default); a named point overrides it."""
+    from qlstm.fixedpoint import FixedType
+    from qlstm.quantize.core import apply_type_overrides
+    from qlstm.testing import uniform_quantization
+
+    q = uniform_quantization(2, width=8, integer=3, head=("relu", "sigmoid"))
+    got = apply_type_overrides(q, {"*": "ap_fixed<16,6>", "rnn0.state": "ap_fixed<12,3>"})
+    t16 = FixedType(16, 6)
+    before, after = q.points(), got.points()
+    assert set(after) == set(before) and any(k.endswith(".table") for k in after)
+    for name, t in after.items():
+        want = (
+            before[name] if name.endswith(".table") else (FixedType(12, 3) if name == "rnn0.state" else t16)
+        )
+        assert t == want, name

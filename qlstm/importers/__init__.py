@@ -103,6 +103,6 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"imported {args.model}: (N, {a.history}, {a.input_channels}) -> {layers} -> {head}")
     print(
-        f"wrote {args.out} (float run folder; quantize it with: qlstm quantize {args.out} --calibration X.npy)"
+        f"wrote {args.out} (float run folder; quantize it with: qlstm quantize {args.out} --calibration X.npy --out QRUN_DIR)"
     )
     return 0
