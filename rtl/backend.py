@@ -24,7 +24,7 @@ from . import api, sim
 from .verilog import TB
 
 #: Bump when the generated RTL changes for the same model (invalidates the cache).
-RTL_FORMAT = 1
+RTL_FORMAT = 2  # 2: x_t registered, product latency
 
 
 def cache_root() -> Path:
@@ -37,7 +37,15 @@ def _key(desc, weights: dict[str, np.ndarray], pipeline: float) -> str:
     d = desc.to_dict()
     h.update(
         json.dumps(
-            [d["architecture"], d["quantization"], pipeline, RTL_FORMAT, __version__], sort_keys=True
+            [
+                d["architecture"],
+                d["quantization"],
+                pipeline,
+                api.DEFAULT_PRODUCT_LATENCY,
+                RTL_FORMAT,
+                __version__,
+            ],
+            sort_keys=True,
         ).encode()
     )
     for k in sorted(weights):

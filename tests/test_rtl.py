@@ -90,6 +90,22 @@ def test_wavefront_schedule_by_construction():
     _check(desc, weights, 300)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_product_latency_moves_the_cuts_not_the_values(cell):
+    """A DSP product given 4 delay units instead of da4ml's LUT-multiplier delay: fewer stages, and
+    the stage chain still computes exactly what the step graph computes."""
+    desc, weights = policy_model((cell,), (4,), 8, history=4)
+    tr = trace.trace(desc, weights)
+    base, fast = verilog.pipeline(tr, 5), verilog.pipeline(tr, 5, product_latency=4)
+    assert fast.stages < base.stages
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        v = [float(rng.integers(round(lo / st), round(hi / st) + 1) * st) for lo, hi, st in tr.step.inp_qint]
+        ref = np.asarray(tr.step(v), dtype=np.float64)
+        for d in (base, fast):
+            np.testing.assert_array_equal(np.asarray(d.step_pipe(v), dtype=np.float64), ref)
+
+
 def test_refuses_what_it_cannot_express():
     desc, weights = policy_model(("lstm",), (2,), 8)
     q = desc.quantization

