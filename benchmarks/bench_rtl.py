@@ -131,12 +131,14 @@ def bench(name: str, args) -> list[dict]:
             tag = "_".join([engine or "auto", mapper or "", *(f.strip("-") for f in (flags or ()))]).strip(
                 "_"
             )
-            y = api.synthesize(res, flags=flags, engine=engine, mapper=mapper, work=out / f"synth_{tag}")
+            y = api.synthesize(
+                res, flags=flags, engine=engine, mapper=mapper, work=out / f"synth_{tag}", keep_netlist=True
+            )
             r2.update({k: v for k, v in y.to_dict().items() if k != "cells"})
             summ = res.summary()
             r2["fits"] = summ.get("fits")
             r2["utilisation"] = summ.get("utilisation")
-            print(f"[{name}] cutoff {cut:g}: Yosys {y.engine} {y.flags} {y.family} in {y.seconds} s (not placed): {y.lut:,} LUT, "
+            print(f"[{name}] cutoff {cut:g}: Yosys {y.engine} {y.flags} {y.family} in {y.seconds} s wall, {y.cpu_seconds} s CPU (not placed): {y.lut:,} LUT, "
                   f"{y.ff:,} FF, {y.carry:,} CARRY, {y.dsp} DSP, {y.bram18} BRAM18; logic depth {y.logic_depth} cells; "
                   f"fits {t.name}: {r2['fits']}", flush=True)  # fmt: skip
             print(f"    critical path: {path_text(y.logic_path)}", flush=True)

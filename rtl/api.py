@@ -113,10 +113,11 @@ class RtlResult:
                 muxf=y.muxf,
                 logic_depth=y.logic_depth,
                 resources_source=f"after Yosys 0.70 ({y.engine}) synth_xilinx -family {y.family} {y.flags}, not placed",
-                logic_depth_source="longest register-to-register path in LUT/CARRY/MUXF cells (a proxy, not an Fmax)",
+                logic_depth_source="longest register-to-register path in LUT/INV/CARRY/MUXF cells (a proxy, not an Fmax)",
                 logic_path=y.logic_path,
                 yosys_cells=y.cells,
                 synth_seconds=y.seconds,
+                synth_cpu_seconds=y.cpu_seconds,
             )
             if self.capacity:
                 s["capacity"] = self.capacity
@@ -214,10 +215,13 @@ def synthesize(
     engine: str | None = None,
     mapper: str | None = None,
     work: Path | None = None,
+    keep_netlist: bool = False,
 ) -> _synth.SynthResult:
     """Yosys synthesis of the folder for its part's family (``flags``, ``engine``, ``mapper``: see
     :func:`qlstm.rtl.synth.synthesize`); stores and returns the counts."""
-    res.synth = _synth.synthesize(res.out, res.part, work, flags=flags, engine=engine, mapper=mapper)
+    res.synth = _synth.synthesize(
+        res.out, res.part, work, flags=flags, engine=engine, mapper=mapper, keep_netlist=keep_netlist
+    )
     res.write_json()
     return res.synth
 

