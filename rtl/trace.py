@@ -43,8 +43,10 @@ DIRECT_BITS = 10
 ROUNDING = ("AP_TRN", "AP_RND", "AP_RND_CONV")
 OVERFLOW = {"AP_WRAP": "WRAP", "AP_SAT": "SAT", "AP_SAT_SYM": "SAT_SYM"}
 #: da4ml's constant-matrix solver options (``da4ml.cmvm.solver_options_t``) for ``W x`` and ``U h``
-#: by default. They choose the adder graph (how many adders, how deep), never the values: every
-#: graph computes the exact sum. docs/rtl.md has the measured choice.
+#: by default, plus qlstm's ``columns``: solve the matrix in blocks of that many output columns
+#: (less sharing between blocks, a much smaller search each). They choose the adder graph (how
+#: many adders, how deep), never the values: every graph computes the exact sum. docs/rtl.md has
+#: the measured choice.
 SOLVER_OPTIONS: dict = {"search_all_decompose_dc": False}
 
 
@@ -116,9 +118,10 @@ def dense(
     exact = acc_t.frac >= x_t.frac + w_t.frac
     if exact and acc_t.overflow == "AP_WRAP":
         # the sum modulo 2**width does not depend on the order: one adder graph, one wrap
-        opts = SOLVER_OPTIONS if solver is None else solver
-        xs = t.FixedVariableArray(np.array(x, dtype=object), dict(opts))
-        s = xs @ w
+        opts = dict(SOLVER_OPTIONS if solver is None else solver)
+        block = int(opts.pop("columns", 0)) or n_out  # qlstm's own key: solve column blocks apart
+        xs = t.FixedVariableArray(np.array(x, dtype=object), opts)
+        s = [v for j0 in range(0, n_out, block) for v in (xs @ w[:, j0 : j0 + block])._vars.ravel()]
         return [cast(s[j] + float(b_acc[j]), acc_t) for j in range(n_out)]
     out = []
     for j in range(n_out):

@@ -90,6 +90,16 @@ def test_wavefront_schedule_by_construction():
     _check(desc, weights, 300)
 
 
+@pytest.mark.parametrize(
+    "solver", [{"search_all_decompose_dc": True}, {"columns": 3}], ids=["search", "columns"]
+)
+def test_solver_options_change_the_adder_graph_not_the_values(solver):
+    desc, weights = policy_model(("lstm",), (4,), 8, history=8)
+    x = windows(desc, 400)
+    y = trace.interpret(trace.trace(desc, weights, solver), x)
+    np.testing.assert_array_equal(y, Firmware(desc, weights).run(x).y_m)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_product_latency_moves_the_cuts_not_the_values(cell):
     """A DSP product given 4 delay units instead of da4ml's LUT-multiplier delay: fewer stages, and
