@@ -32,10 +32,10 @@ from . import verilog as _verilog
 log = logging.getLogger(__name__)
 
 #: da4ml latency cutoff used when none is given (see docs/rtl.md for the measured trade-off).
-DEFAULT_PIPELINE = 8.0
+DEFAULT_PIPELINE = 4.0
 #: Delay of a variable product (a DSP48) when the step is cut into stages, in da4ml's units; None:
 #: da4ml's own LUT-multiplier model (see :func:`qlstm.rtl.verilog.pipeline`, docs/rtl.md).
-DEFAULT_PRODUCT_LATENCY: float | None = None
+DEFAULT_PRODUCT_LATENCY: float | None = 4.0
 #: Cutoffs ``choose_pipeline`` tries for a latency budget.
 CANDIDATES = (3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0)
 RTL_JSON = "rtl.json"
@@ -144,8 +144,11 @@ def design(
     product_latency: float | None | str = "default",
 ) -> _verilog.Design:
     """Trace and pipeline (no files); ``solver``: da4ml's constant-matrix solver options,
-    ``product_latency``: see :data:`DEFAULT_PRODUCT_LATENCY` (``"default"``: that value)."""
-    pl = DEFAULT_PRODUCT_LATENCY if product_latency == "default" else product_latency
+    ``product_latency``: see :data:`DEFAULT_PRODUCT_LATENCY` (``"default"``: that value, at most
+    the cutoff)."""
+    pl = product_latency
+    if pl == "default":  # the default never exceeds the cutoff (a product within one stage)
+        pl = None if DEFAULT_PRODUCT_LATENCY is None else min(DEFAULT_PRODUCT_LATENCY, pipeline)
     return _verilog.pipeline(_trace.trace(desc, weights, solver), pipeline, pl)  # type: ignore[arg-type]
 
 
@@ -247,7 +250,7 @@ def choose_pipeline(
     pl = DEFAULT_PRODUCT_LATENCY if product_latency == "default" else product_latency
     rows, best = [], None
     for cut in CANDIDATES:
-        d = _verilog.pipeline(tr, cut, pl)  # type: ignore[arg-type]
+        d = _verilog.pipeline(tr, cut, None if pl is None else min(float(pl), cut))  # type: ignore[arg-type]
         us = d.cycles * clock_ns / 1000.0
         cost = float(d.step_pipe.cost) + float(d.head_pipe.cost) + d.register_bits  # type: ignore[attr-defined]
         rows.append(

@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         metavar="D",
         help="da4ml latency cutoff in its delay units (about one adder level each): smaller D, more stages "
-        "per step and shorter logic paths (default 8)",
+        f"per step and shorter logic paths (default {api_default_pipeline()})",
     )
     depth.add_argument(
         "--budget-us",
@@ -97,6 +97,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty RTL_DIR")
     p.set_defaults(func=run)
+
+
+def api_default_pipeline() -> str:
+    from .api import DEFAULT_PIPELINE
+
+    return f"{DEFAULT_PIPELINE:g}"
 
 
 def api_default_product_latency() -> str:

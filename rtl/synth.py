@@ -42,7 +42,7 @@ BASE_FLAGS = ("-flatten", "-noiopad")
 DEFAULT_FLAGS: tuple[str, ...] = ()
 #: LUT mapper: "abc9" (synth_xilinx's own, the only one it offers in Yosys 0.70) or "abc" (the
 #: classic mapper synth_xilinx ran before ABC9 became its default, substituted into its map_luts step)
-DEFAULT_MAPPER = "abc9"
+DEFAULT_MAPPER = "abc"
 #: synth_xilinx's map_luts step with the classic ABC mapper (its commands as ``help synth_xilinx``
 #: of Yosys 0.70 lists them, ``abc9`` replaced by ``abc -luts``; LUT_WIDTH 6 for every family here)
 _MAP_LUTS_ABC = (

@@ -48,6 +48,9 @@ OVERFLOW = {"AP_WRAP": "WRAP", "AP_SAT": "SAT", "AP_SAT_SYM": "SAT_SYM"}
 #: many adders, how deep), never the values: every graph computes the exact sum. docs/rtl.md has
 #: the measured choice.
 SOLVER_OPTIONS: dict = {"search_all_decompose_dc": False}
+#: Matrices with more rows than this are solved in column blocks (see ``columns``): da4ml's CPU
+#: time grew 31-fold from LSTM(32) to LSTM(64) on the whole matrix, 9-fold by blocks (docs/rtl.md).
+BLOCK_ROWS = 64
 
 
 def _da4ml():
@@ -119,7 +122,9 @@ def dense(
     if exact and acc_t.overflow == "AP_WRAP":
         # the sum modulo 2**width does not depend on the order: one adder graph, one wrap
         opts = dict(SOLVER_OPTIONS if solver is None else solver)
-        block = int(opts.pop("columns", 0)) or n_out  # qlstm's own key: solve column blocks apart
+        # qlstm's own key: solve column blocks apart (by default for matrices of more than
+        # BLOCK_ROWS rows, in blocks of as many columns as rows: one gate of U at a time)
+        block = int(opts.pop("columns", n_in if n_in > BLOCK_ROWS else 0)) or n_out
         xs = t.FixedVariableArray(np.array(x, dtype=object), opts)
         s = [v for j0 in range(0, n_out, block) for v in (xs @ w[:, j0 : j0 + block])._vars.ravel()]
         return [cast(s[j] + float(b_acc[j]), acc_t) for j in range(n_out)]
