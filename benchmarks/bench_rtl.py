@@ -13,6 +13,12 @@ random weights in +-0.3 with qlstm's type policy are used and the output says so
 LSTM(128), L = 16, k = 8 at 8 bits (random weights, policy types).
 
     nice -n 10 .venv/bin/python benchmarks/bench_rtl.py --model default [--run QRUN_DIR] [--out DIR]
+    # logic depth against the cutoff, two Yosys variants, no simulation:
+    nice -n 10 .venv/bin/python benchmarks/bench_rtl.py --model default --cutoffs 5,6,8 --no-sim \\
+        --yosys pyosys: --yosys pyosys,abc: --json depth.json
+
+``--solver JSON`` passes da4ml constant-matrix solver options (adder graph only, never the values).
+Every synthesis prints its critical path: the registers it starts and ends at and its cells.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
-def _model(name: str, run: Path | None, bits: int):
+def _model(name: str, run: Path | None, bits: int, units: int | None = None):
     from rtl_models import policy_model
 
     from qlstm import description
@@ -36,68 +42,111 @@ def _model(name: str, run: Path | None, bits: int):
         desc, w = description.load(run)
         return desc, w, f"trained run {run}"
     if name == "default":
-        desc, w = policy_model(("lstm",), (32,), bits, history=16, horizon=4, method="qat", weight_range=0.3)
-        return desc, w, "random weights (+-0.3), qlstm's QAT type policy (NOT trained)"
+        n = units or 32
+        desc, w = policy_model(("lstm",), (n,), bits, history=16, horizon=4, method="qat", weight_range=0.3)
+        return desc, w, f"LSTM({n}), random weights (+-0.3), qlstm's QAT type policy (NOT trained)"
     desc, w = policy_model(("lstm",), (128,), bits, history=16, horizon=8, method="qat", weight_range=0.15)
     return desc, w, "random weights (+-0.15), qlstm's QAT type policy (NOT trained)"
 
 
-def bench(name: str, args) -> dict:
+def path_text(logic_path: list[str]) -> str:
+    """``from REG: LUT2 CARRY4x2 ... to REG``: the synthesised critical path, runs of a type merged."""
+    if not logic_path:
+        return "no combinational path"
+    runs: list[list] = []
+    for t in logic_path[1:-1]:
+        if runs and runs[-1][0] == t:
+            runs[-1][1] += 1
+        else:
+            runs.append([t, 1])
+    mid = " ".join(f"{t}x{n}" if n > 1 else t for t, n in runs)
+    return f"{logic_path[0]}: {mid} {logic_path[-1]}"
+
+
+def _variants(args) -> list[tuple[str | None, str | None, tuple[str, ...] | None]]:
+    """(engine, mapper, synth_xilinx flags) to run: --yosys 'ENGINE[,MAPPER]:FLAGS' entries, or the default."""
+    if not args.yosys:
+        return [(None, None, None)]
+    out = []
+    for v in args.yosys:
+        head, _, fl = v.partition(":")
+        eng, _, mapper = head.partition(",")
+        out.append((eng or None, mapper or None, tuple(fl.split())))
+    return out
+
+
+def bench(name: str, args) -> list[dict]:
     from qlstm.firmware_sim.simulate import Firmware
     from qlstm.hls.targets import get_target
     from qlstm.rtl import api
+    from qlstm.rtl import trace as rtl_trace
+    from qlstm.rtl import verilog as rtl_verilog
 
-    desc, w, what = _model(name, args.run if name == "default" else None, args.bits)
+    desc, w, what = _model(name, args.run if name == "default" else None, args.bits, args.units)
     t = get_target(args.target)
     clock = args.clock_ns or t.clock_ns
-    row: dict = {
-        "model": name,
-        "weights": what,
-        "target": t.name,
-        "clock_ns": clock,
-        "pipeline": args.pipeline,
-    }
+    solver = json.loads(args.solver) if args.solver else None
     t0 = time.perf_counter()
-    d = api.design(desc, w, args.pipeline)
-    row["trace_pipeline_s"] = round(time.perf_counter() - t0, 1)
-    out = Path(args.out) / name if args.out else Path(tempfile.mkdtemp(prefix=f"bench_rtl_{name}_"))
-    out.mkdir(parents=True, exist_ok=True)
-    cap = {
-        "lut": t.resources.lut,
-        "ff": t.resources.ff,
-        "dsp": t.resources.dsp,
-        "bram_18k": t.resources.bram_18k,
-    }
-    res = api.build(
-        desc, w, part=t.part, clock_ns=clock, out=out, target=t.name, capacity=cap, traced_design=d
-    )
-    row.update(stages_per_step=d.stages, head_stages=d.head_stages, cycles_by_construction=d.cycles)
-    print(
-        f"[{name}] {what}: traced and pipelined in {row['trace_pipeline_s']} s: {d.stages} stages/step",
-        flush=True,
-    )
-    if not args.no_sim:
-        x = api.default_windows(desc, args.windows, seed=11)
+    tr = rtl_trace.trace(desc, w, solver)
+    trace_s = round(time.perf_counter() - t0, 1)
+    print(f"[{name}] {what}: traced in {trace_s} s (solver options {solver or 'default'}); step latency "
+          f"{tr.step.latency} (da4ml units), da4ml cost {float(tr.step.cost):.0f}", flush=True)  # fmt: skip
+    rows = []
+    base = Path(args.out) / name if args.out else Path(tempfile.mkdtemp(prefix=f"bench_rtl_{name}_"))
+    for cut in args.cutoffs:
+        row: dict = {"model": name, "weights": what, "target": t.name, "clock_ns": clock, "pipeline": cut,
+                     "product_latency": args.product_latency, "solver": solver, "trace_s": trace_s}  # fmt: skip
         t0 = time.perf_counter()
-        Firmware(desc, w).run(x)
-        ref_s = time.perf_counter() - t0
-        s = api.simulate(res, x, jobs=args.jobs)
-        row.update({f"sim_{k}": v for k, v in s.items()})
-        row["firmware_sim_s"] = round(ref_s, 3)
-        row["rtl_sim_vs_firmware_sim_time"] = round(s["run_s"] / max(ref_s, 1e-9), 1)
-        print(f"[{name}] Verilator build {s['build_s']} s; {s['windows']} windows: cycles {s['cycles_min']}-{s['cycles_max']} "
-              f"(measured), bit-exact {s['bit_exact']} ({s['mismatches']} windows differ); RTL sim {s['run_s']} s = "
-              f"{row['rtl_sim_vs_firmware_sim_time']} x firmware_sim's time", flush=True)  # fmt: skip
-    if not args.no_synth:
-        y = api.synthesize(res)
-        row.update({k: v for k, v in y.to_dict().items() if k != "cells"})
-        summ = res.summary()
-        row["fits"] = summ.get("fits")
-        row["utilisation"] = summ.get("utilisation")
-        print(f"[{name}] Yosys {y.family} in {y.seconds} s (not placed): {y.lut:,} LUT, {y.ff:,} FF, {y.carry:,} CARRY, "
-              f"{y.dsp} DSP, {y.bram18} BRAM18; logic depth {y.logic_depth} cells; fits {t.name}: {row['fits']}", flush=True)  # fmt: skip
-    row["folder"] = str(out)
-    return row
+        d = rtl_verilog.pipeline(tr, cut, args.product_latency)
+        row["pipeline_s"] = round(time.perf_counter() - t0, 1)
+        out = base / f"p{cut:g}"
+        out.mkdir(parents=True, exist_ok=True)
+        cap = {"lut": t.resources.lut, "ff": t.resources.ff, "dsp": t.resources.dsp,
+               "bram_18k": t.resources.bram_18k}  # fmt: skip
+        res = api.build(
+            desc, w, part=t.part, clock_ns=clock, out=out, target=t.name, capacity=cap, traced_design=d
+        )
+        row.update(stages_per_step=d.stages, head_stages=d.head_stages, cycles_by_construction=d.cycles,
+                   da4ml_lut_estimate=round(float(d.step_pipe.cost) + float(d.head_pipe.cost)),
+                   register_bits=d.register_bits)  # fmt: skip
+        print(f"[{name}] cutoff {cut:g}: {d.stages} stages/step, {d.head_stages} head, {d.cycles} cycles by "
+              f"construction (pipelined in {row['pipeline_s']} s)", flush=True)  # fmt: skip
+        if not args.no_sim:
+            x = api.default_windows(desc, args.windows, seed=11)
+            t0 = time.perf_counter()
+            Firmware(desc, w).run(x)
+            ref_s = time.perf_counter() - t0
+            s = api.simulate(res, x, jobs=args.jobs)
+            row.update({f"sim_{k}": v for k, v in s.items()})
+            row["firmware_sim_s"] = round(ref_s, 3)
+            row["rtl_sim_vs_firmware_sim_time"] = round(s["run_s"] / max(ref_s, 1e-9), 1)
+            print(f"[{name}] Verilator build {s['build_s']} s; {s['windows']} windows: cycles {s['cycles_min']}-{s['cycles_max']} "
+                  f"(measured), bit-exact {s['bit_exact']} ({s['mismatches']} windows differ); RTL sim {s['run_s']} s = "
+                  f"{row['rtl_sim_vs_firmware_sim_time']} x firmware_sim's time", flush=True)  # fmt: skip
+        if args.no_synth:
+            rows.append(row)
+            continue
+        for engine, mapper, flags in _variants(args):
+            r2 = dict(row)
+            tag = "_".join([engine or "auto", mapper or "", *(f.strip("-") for f in (flags or ()))]).strip(
+                "_"
+            )
+            y = api.synthesize(
+                res, flags=flags, engine=engine, mapper=mapper, work=out / f"synth_{tag}", keep_netlist=True
+            )
+            r2.update({k: v for k, v in y.to_dict().items() if k != "cells"})
+            summ = res.summary()
+            r2["fits"] = summ.get("fits")
+            r2["utilisation"] = summ.get("utilisation")
+            print(f"[{name}] cutoff {cut:g}: Yosys {y.engine} {y.flags} {y.family} in {y.seconds} s wall, {y.cpu_seconds} s CPU (not placed): {y.lut:,} LUT, "
+                  f"{y.ff:,} FF, {y.carry:,} CARRY, {y.dsp} DSP, {y.bram18} BRAM18; logic depth {y.logic_depth} cells; "
+                  f"fits {t.name}: {r2['fits']}", flush=True)  # fmt: skip
+            print(f"    critical path: {path_text(y.logic_path)}", flush=True)
+            r2["folder"] = str(out)
+            rows.append(r2)
+            if args.json:  # partial results survive a stopped run
+                args.json.write_text(json.dumps(args.rows_so_far + rows, indent=2, default=str) + "\n")
+    return rows
 
 
 def matrix(args) -> list[dict]:
@@ -133,7 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--run", type=Path, help="a trained quantized run for the default model")
     p.add_argument("--bits", type=int, default=8)
-    p.add_argument("--pipeline", type=float, default=8.0, help="da4ml latency cutoff (default 8)")
+    p.add_argument("--pipeline", type=float, default=None, help="da4ml latency cutoff (default: qlstm's)")
+    p.add_argument("--cutoffs", help="comma-separated cutoffs to measure on one trace (overrides --pipeline)")
+    p.add_argument(
+        "--product-latency", type=float, help="delay of a DSP product when pipelining (da4ml units)"
+    )
+    p.add_argument("--units", type=int, help="cells of the default-shape model (default 32)")
+    p.add_argument("--solver", help="da4ml constant-matrix solver options as JSON, e.g. '{\"hard_dc\": 2}'")
+    p.add_argument("--yosys", action="append", metavar="ENGINE:FLAGS",
+                   help="Yosys variant, repeatable: engine (pyosys|yowasp|empty=auto), optional LUT mapper "
+                   "(abc9|abc) and extra synth_xilinx flags, e.g. 'pyosys,abc:' or 'yowasp:-nodsp'")  # fmt: skip
     p.add_argument("--target", default="zynq7045")
     p.add_argument("--clock-ns", type=float, default=5.0, help="assumed clock (default 5 ns = 200 MHz)")
     p.add_argument("--windows", type=int, default=2000)
@@ -143,10 +201,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="keep the RTL folders here (default: temporary folders)")
     p.add_argument("--json", type=Path, help="write the figures as JSON")
     args = p.parse_args(argv)
+    from qlstm.rtl.api import DEFAULT_PIPELINE
+
+    args.pipeline = args.pipeline or DEFAULT_PIPELINE
+    args.cutoffs = [float(c) for c in args.cutoffs.split(",")] if args.cutoffs else [args.pipeline]
+    args.rows_so_far = []
     if args.model == "matrix":
         rows = matrix(args)
     else:
-        rows = [bench(m, args) for m in (("default", "paper") if args.model == "both" else (args.model,))]
+        rows = []
+        for m in ("default", "paper") if args.model == "both" else (args.model,):
+            rows += bench(m, args)
+            args.rows_so_far = list(rows)
     print(json.dumps(rows, indent=2, default=str))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=str) + "\n")

@@ -75,16 +75,16 @@ class RtlSection:
     #: run the rtl step at all (false: the report omits the RTL section with a note)
     enabled: bool = True
     #: da4ml latency cutoff (pipeline depth); ignored when ``budget_us`` is given
-    pipeline: float = 8.0
+    pipeline: float = 4.0
     #: choose the cutoff that meets this latency, microseconds, with the fewest resources (da4ml
     #: estimate); null: use ``pipeline``
     budget_us: float | None = None
     #: held-out test windows simulated in Verilator and compared exactly with firmware_sim
     windows: int = 500
-    #: Yosys synth_xilinx for the target's family (LUT/FF/DSP/BRAM18/CARRY, logic depth); off by
-    #: default: on LSTM(32) it took > 16 CPU-minutes, more than the run's 15-minute budget leaves
-    #: (docs/architecture.md, 2026-11-30)
-    synth: bool = False
+    #: Yosys synth_xilinx for the target's family (LUT/FF/DSP/BRAM18/CARRY, logic depth); with the
+    #: native pyosys wheel and the classic ABC mapper it took 197 CPU-s on LSTM(32) (docs/rtl.md,
+    #: 2026-11-30; the WebAssembly wheel's ABC9 took > 16 CPU-min)
+    synth: bool = True
     #: parallel compile jobs for the Verilator build
     jobs: int = 2
 

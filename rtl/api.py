@@ -32,7 +32,10 @@ from . import verilog as _verilog
 log = logging.getLogger(__name__)
 
 #: da4ml latency cutoff used when none is given (see docs/rtl.md for the measured trade-off).
-DEFAULT_PIPELINE = 8.0
+DEFAULT_PIPELINE = 4.0
+#: Delay of a variable product (a DSP48) when the step is cut into stages, in da4ml's units; None:
+#: da4ml's own LUT-multiplier model (see :func:`qlstm.rtl.verilog.pipeline`, docs/rtl.md).
+DEFAULT_PRODUCT_LATENCY: float | None = 4.0
 #: Cutoffs ``choose_pipeline`` tries for a latency budget.
 CANDIDATES = (3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0)
 RTL_JSON = "rtl.json"
@@ -67,6 +70,7 @@ class RtlResult:
             "clock_ns": self.clock_ns,
             "clock_source": "assumed (no place and route was run)",
             "pipeline": d.pipeline,
+            "product_latency": d.product_latency,
             "stages_per_step": d.stages,
             "head_stages": d.head_stages,
             "passes": _trace.iterations(self.desc),
@@ -108,10 +112,12 @@ class RtlResult:
                 carry=y.carry,
                 muxf=y.muxf,
                 logic_depth=y.logic_depth,
-                resources_source=f"after Yosys 0.70 synth_xilinx -family {y.family}, not placed",
-                logic_depth_source="longest register-to-register path in LUT/CARRY/MUXF cells (a proxy, not an Fmax)",
+                resources_source=f"after Yosys 0.70 ({y.engine}) synth_xilinx -family {y.family} {y.flags}, not placed",
+                logic_depth_source="longest register-to-register path in LUT/INV/CARRY/MUXF cells (a proxy, not an Fmax)",
+                logic_path=y.logic_path,
                 yosys_cells=y.cells,
                 synth_seconds=y.seconds,
+                synth_cpu_seconds=y.cpu_seconds,
             )
             if self.capacity:
                 s["capacity"] = self.capacity
@@ -135,11 +141,22 @@ class RtlResult:
 
 
 def design(
-    desc: ModelDescription, weights: dict[str, np.ndarray], pipeline: float, alarm_rule=None
+    desc: ModelDescription,
+    weights: dict[str, np.ndarray],
+    pipeline: float,
+    alarm_rule=None,
+    solver: dict | None = None,
+    product_latency: float | None | str = "default",
 ) -> _verilog.Design:
-    """Trace and pipeline (no files); with the precursor alarm (:mod:`.alarm`) when ``alarm_rule``
-    (a ``qlstm.detect.alarm.AlarmRule``) is given or the description carries the alarm's types."""
-    return with_alarm(_verilog.pipeline(_trace.trace(desc, weights), pipeline), alarm_rule)
+    """Trace and pipeline (no files); ``solver``: da4ml's constant-matrix solver options,
+    ``product_latency``: see :data:`DEFAULT_PRODUCT_LATENCY` (``"default"``: that value, at most
+    the cutoff); with the precursor alarm (:mod:`.alarm`) when ``alarm_rule`` (a
+    ``qlstm.detect.alarm.AlarmRule``) is given or the description carries the alarm's types."""
+    pl = product_latency
+    if pl == "default":  # the default never exceeds the cutoff (a product within one stage)
+        pl = None if DEFAULT_PRODUCT_LATENCY is None else min(DEFAULT_PRODUCT_LATENCY, pipeline)
+    d = _verilog.pipeline(_trace.trace(desc, weights, solver), pipeline, pl)  # type: ignore[arg-type]
+    return with_alarm(d, alarm_rule)
 
 
 def with_alarm(d: _verilog.Design, alarm_rule=None) -> _verilog.Design:
@@ -260,15 +277,30 @@ def _load_weights(out: Path) -> dict[str, np.ndarray]:
     return description.load(out / "model")[1]
 
 
-def synthesize(res: RtlResult) -> _synth.SynthResult:
-    """Yosys synthesis of the folder for its part's family; stores and returns the counts."""
-    res.synth = _synth.synthesize(res.out, res.part)
+def synthesize(
+    res: RtlResult,
+    *,
+    flags: tuple[str, ...] | None = None,
+    engine: str | None = None,
+    mapper: str | None = None,
+    work: Path | None = None,
+    keep_netlist: bool = False,
+) -> _synth.SynthResult:
+    """Yosys synthesis of the folder for its part's family (``flags``, ``engine``, ``mapper``: see
+    :func:`qlstm.rtl.synth.synthesize`); stores and returns the counts."""
+    res.synth = _synth.synthesize(
+        res.out, res.part, work, flags=flags, engine=engine, mapper=mapper, keep_netlist=keep_netlist
+    )
     res.write_json()
     return res.synth
 
 
 def choose_pipeline(
-    desc: ModelDescription, weights: dict[str, np.ndarray], budget_us: float, clock_ns: float
+    desc: ModelDescription,
+    weights: dict[str, np.ndarray],
+    budget_us: float,
+    clock_ns: float,
+    product_latency: float | None | str = "default",
 ) -> tuple[_verilog.Design, list[dict[str, Any]]]:
     """The latency cutoff meeting ``budget_us`` at ``clock_ns`` with the fewest resources.
 
@@ -281,9 +313,10 @@ def choose_pipeline(
     if not budget_us > 0:
         raise QlstmError(f"--budget-us {budget_us}: the budget must be positive")
     tr = _trace.trace(desc, weights)
+    pl = DEFAULT_PRODUCT_LATENCY if product_latency == "default" else product_latency
     rows, best = [], None
     for cut in CANDIDATES:
-        d = _verilog.pipeline(tr, cut)
+        d = _verilog.pipeline(tr, cut, None if pl is None else min(float(pl), cut))  # type: ignore[arg-type]
         us = d.cycles * clock_ns / 1000.0
         cost = float(d.step_pipe.cost) + float(d.head_pipe.cost) + d.register_bits  # type: ignore[attr-defined]
         rows.append(

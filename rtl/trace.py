@@ -43,6 +43,15 @@ DIRECT_BITS = 10
 #: Rounding modes this module can build (others refuse the description).
 ROUNDING = ("AP_TRN", "AP_RND", "AP_RND_CONV")
 OVERFLOW = {"AP_WRAP": "WRAP", "AP_SAT": "SAT", "AP_SAT_SYM": "SAT_SYM"}
+#: da4ml's constant-matrix solver options (``da4ml.cmvm.solver_options_t``) for ``W x`` and ``U h``
+#: by default, plus qlstm's ``columns``: solve the matrix in blocks of that many output columns
+#: (less sharing between blocks, a much smaller search each). They choose the adder graph (how
+#: many adders, how deep), never the values: every graph computes the exact sum. docs/rtl.md has
+#: the measured choice.
+SOLVER_OPTIONS: dict = {"search_all_decompose_dc": False}
+#: Matrices with more rows than this are solved in column blocks (see ``columns``): da4ml's CPU
+#: time grew 31-fold from LSTM(32) to LSTM(64) on the whole matrix, 9-fold by blocks (docs/rtl.md).
+BLOCK_ROWS = 64
 
 
 def _da4ml():
@@ -101,9 +110,11 @@ def dense(
     b_t: FixedType,
     x_t: FixedType,
     acc_t: FixedType,
+    solver: dict | None = None,
 ):
     """``nnet::dense_latency``: (n_in,) traced ``x_t`` values, kernel (n_in, n_out) mantissas ->
-    (n_out,) traced ``acc_t`` values (``acc = (accum_t) b; acc += (accum_t)(x * w)``)."""
+    (n_out,) traced ``acc_t`` values (``acc = (accum_t) b; acc += (accum_t)(x * w)``). ``solver``:
+    da4ml's constant-matrix solver options (default :data:`SOLVER_OPTIONS`)."""
     t = _da4ml()
     b_acc = _real(np_cast(np.asarray(b_m, dtype=np.int64), b_t.frac, acc_t), acc_t)
     w = _real(w_m, w_t)
@@ -111,8 +122,12 @@ def dense(
     exact = acc_t.frac >= x_t.frac + w_t.frac
     if exact and acc_t.overflow == "AP_WRAP":
         # the sum modulo 2**width does not depend on the order: one adder graph, one wrap
-        xs = t.FixedVariableArray(np.array(x, dtype=object))
-        s = xs @ w
+        opts = dict(SOLVER_OPTIONS if solver is None else solver)
+        # qlstm's own key: solve column blocks apart (by default for matrices of more than
+        # BLOCK_ROWS rows, in blocks of as many columns as rows: one gate of U at a time)
+        block = int(opts.pop("columns", n_in if n_in > BLOCK_ROWS else 0)) or n_out
+        xs = t.FixedVariableArray(np.array(x, dtype=object), opts)
+        s = [v for j0 in range(0, n_out, block) for v in (xs @ w[:, j0 : j0 + block])._vars.ravel()]
         return [cast(s[j] + float(b_acc[j]), acc_t) for j in range(n_out)]
     out = []
     for j in range(n_out):
@@ -222,8 +237,9 @@ def check_description(desc: ModelDescription) -> None:
         check_expressible(ft, name)
 
 
-def trace(desc: ModelDescription, weights: dict[str, np.ndarray]) -> Traced:
-    """Trace the step and head graphs of a quantized description (see :class:`Traced`)."""
+def trace(desc: ModelDescription, weights: dict[str, np.ndarray], solver: dict | None = None) -> Traced:
+    """Trace the step and head graphs of a quantized description (see :class:`Traced`); ``solver``:
+    da4ml's constant-matrix solver options (default :data:`SOLVER_OPTIONS`)."""
     check_description(desc)
     check_weights(desc, weights)
     t = _da4ml()
@@ -258,10 +274,11 @@ def trace(desc: ModelDescription, weights: dict[str, np.ndarray]) -> Traced:
             ("weight_ih", lq.weight), ("weight_hh", lq.recurrent_weight),
             ("bias_ih", lq.bias), ("bias_hh", lq.recurrent_bias),
         )}  # fmt: skip
-        xa = dense(x, w["weight_ih"].T, lq.weight, w["bias_ih"], lq.bias, x_t, lq.accum)
+        xa = dense(x, w["weight_ih"].T, lq.weight, w["bias_ih"], lq.bias, x_t, lq.accum, solver)
         ha = dense(
-            h, w["weight_hh"].T, lq.recurrent_weight, w["bias_hh"], lq.recurrent_bias, lq.state, lq.accum
-        )
+            h, w["weight_hh"].T, lq.recurrent_weight, w["bias_hh"], lq.recurrent_bias, lq.state, lq.accum,
+            solver,
+        )  # fmt: skip
         h_new, c_new = (_lstm if layer.cell == "lstm" else _gru)(xa, ha, h, c, layer.units, lq)
         outputs += h_new
         h_out = slice(opos, opos + layer.units)
@@ -279,7 +296,7 @@ def trace(desc: ModelDescription, weights: dict[str, np.ndarray]) -> Traced:
     y, y_t = hl, q.layers[-1].state
     for nm, dl, d in zip(arch.head_names(), arch.head, q.head, strict=True):
         hw, hb = d.weight.to_int(weights[f"{nm}.weight"]), d.bias.to_int(weights[f"{nm}.bias"])
-        acc = dense(y, hw.T, d.weight, hb, d.bias, y_t, d.accum)
+        acc = dense(y, hw.T, d.weight, hb, d.bias, y_t, d.accum, solver)
         y = [cast(a, d.result) for a in acc]
         y = _head_activation(y, dl.activation, d, nm)
         y_t = d.output

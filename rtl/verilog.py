@@ -91,6 +91,7 @@ class Design:
     step_pipe: object  # da4ml Pipeline
     head_pipe: object
     alarm: object | None = None  # qlstm.rtl.alarm.AlarmDesign: the precursor alarm behind the head
+    product_latency: float | None = None
 
     @property
     def stages(self) -> int:
@@ -110,18 +111,89 @@ class Design:
         return int(self.step_pipe.reg_bits) + int(self.head_pipe.reg_bits)  # type: ignore[attr-defined]
 
 
-def pipeline(traced: Traced, cutoff: float) -> Design:
-    """Split the step and head graphs into stages at da4ml latency ``cutoff`` (>= 1)."""
+def pipeline(traced: Traced, cutoff: float, product_latency: float | None = None) -> Design:
+    """Split the step and head graphs into stages at da4ml latency ``cutoff`` (>= 1).
+
+    ``product_latency``: the delay a variable product (a DSP48 multiplier) is given when splitting,
+    in da4ml's units, instead of da4ml's own LUT-multiplier model (as many adder levels as the
+    wider operand has bits, 8-12 here); None keeps da4ml's model (see :func:`relatency`)."""
     from da4ml.trace import to_pipeline
 
     if not cutoff >= 1:
         raise QlstmError(f"--pipeline {cutoff}: the latency cutoff must be >= 1 (da4ml delay units)")
+    if product_latency is not None and not 0 < product_latency <= cutoff:
+        raise QlstmError(
+            f"--product-latency {product_latency}: must be > 0 and at most the cutoff {cutoff:g}"
+        )
     try:
-        step = to_pipeline(traced.step, cutoff, verbose=False)  # type: ignore[arg-type]
-        head = to_pipeline(traced.head, cutoff, verbose=False)  # type: ignore[arg-type]
+        if product_latency is None:
+            step = to_pipeline(traced.step, cutoff, verbose=False)  # type: ignore[arg-type]
+            head = to_pipeline(traced.head, cutoff, verbose=False)  # type: ignore[arg-type]
+        else:
+            step = _balanced(relatency(traced.step, product_latency), cutoff)
+            head = _balanced(relatency(traced.head, product_latency), cutoff)
     except AssertionError as exc:
         raise QlstmError(f"--pipeline {cutoff}: da4ml cannot pipeline at this cutoff ({exc})") from None
-    return Design(traced, float(cutoff), step, head)
+    return Design(traced, float(cutoff), step, head, product_latency)
+
+
+def _operands(op) -> list[int]:
+    """Buffer indices an operation of a da4ml ``CombLogic`` reads (``da4ml.codegen`` opcodes)."""
+    if op.opcode == -1 or op.opcode == 5:  # input, constant
+        return []
+    if op.opcode in (6, -6):  # MSB mux: the key is in the low half of data
+        return [op.data & 0xFFFFFFFF, op.id0, op.id1]
+    if op.opcode in (0, 1, 7, 10):
+        return [op.id0, op.id1]
+    return [op.id0]
+
+
+def relatency(comb, product_latency: float):
+    """``comb`` with every operation's available time recomputed, variable products (opcode 7)
+    taking ``product_latency`` and every other operation its own delay as da4ml traced it. The
+    operations and so the values are unchanged: only where the pipeline cuts moves."""
+    ops = list(comb.ops)
+    old = [float(o.latency) for o in ops]
+    const = [o.opcode == 5 for o in ops]
+    new: list[float] = []
+    for o in ops:
+        ins = [i for i in _operands(o) if not const[i]]  # a constant is there at any time
+        if not ins:
+            new.append(0.0 if o.opcode == 5 else float(o.latency))
+            continue
+        base_old = max([old[i] for i in ins])
+        base_new = max(new[i] for i in ins)
+        delay = float(product_latency) if o.opcode == 7 else old[len(new)] - base_old
+        new.append(base_new + max(delay, 0.0))
+    # a constant is placed where its earliest reader's other operands are (never after a reader)
+    when = [math.inf] * len(ops)
+    for o in ops:
+        others = [new[k] for k in _operands(o) if not const[k]]
+        for i in _operands(o):
+            if const[i]:
+                when[i] = min(when[i], max(others) if others else 0.0)
+    new = [(w if w < math.inf else 0.0) if c else t for t, c, w in zip(new, const, when, strict=True)]
+    return comb._replace(ops=[o._replace(latency=t) for o, t in zip(ops, new, strict=True)])
+
+
+def _balanced(comb, cutoff: float):
+    """da4ml's ``to_pipeline`` at ``cutoff`` without its retiming (which re-traces with da4ml's own
+    delays), then the smallest cutoff giving as few stages, to balance the stages (da4ml's
+    retiming, by bisection on the cutoff)."""
+    from da4ml.trace import to_pipeline
+
+    best = to_pipeline(comb, cutoff, retiming=False, verbose=False)
+    n = len(best.solutions)
+    lat = max(float(comb.ops[i].latency) for i in comb.out_idxs if i >= 0) if comb.out_idxs else 0.0
+    lo, hi = lat / n, float(cutoff)
+    while hi - lo > 0.25:
+        mid = (lo + hi) / 2
+        cand = to_pipeline(comb, mid, retiming=False, verbose=False)
+        if len(cand.solutions) <= n:
+            best, hi = cand, mid
+        else:
+            lo = mid
+    return best
 
 
 def _stage_modules(pipe, name: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -200,8 +272,11 @@ def top_module(d: Design) -> tuple[str, dict[str, int]]:
     a(f"reg [{cw - 1}:0] cyc;")
     a(f"reg [{iw - 1}:0] it;")
     a("assign busy = running | heading;")
-    a(f"wire [{iw - 1}:0] it_x = (it < {L}) ? it : {iw}'d0;")
-    a(f"wire [{x_bits - 1}:0] x_cur = xbuf[it_x * {x_bits} +: {x_bits}];")
+    # x_t of the current pass sits in a register loaded at the end of the previous pass, so the
+    # window read (a multiplexer over L steps) is not on the step's combinational path
+    a(f"reg  [{x_bits - 1}:0] x_cur;")
+    a(f"wire [{iw - 1}:0] it_nx = (it < {L - 1}) ? it + 1'b1 : {iw}'d0;")
+    a(f"wire [{x_bits - 1}:0] x_nx = xbuf[it_nx * {x_bits} +: {x_bits}];")
     a(f"wire [{st_w + x_bits - 1}:0] step_in = {{st, x_cur}};")
     lines, out_bus, w_out = _chain(d.step_pipe, "step", "step_in")
     L_ += lines
@@ -234,11 +309,12 @@ def top_module(d: Design) -> tuple[str, dict[str, int]]:
     a("    if (rst) begin")
     a("        running <= 1'b0; heading <= 1'b0; cyc <= 0; it <= 0;")
     a("    end else if (start && !running && !heading) begin")
-    a(f"        xbuf <= x; st <= {st_w}'d0; it <= 0; cyc <= 0; running <= 1'b1;")
+    a(f"        xbuf <= x; x_cur <= x[{x_bits - 1}:0]; st <= {st_w}'d0; it <= 0; cyc <= 0; running <= 1'b1;")
     a("    end else if (running) begin")
     a(f"        if (cyc == {cw}'d{S - 1}) begin")
     a("            cyc <= 0;")
     a("            it <= it + 1'b1;")
+    a("            x_cur <= x_nx;")
     L_ += upd
     a(f"            if (it == {iw}'d{n_it - 1}) begin running <= 1'b0; heading <= 1'b1; end")
     a("        end else cyc <= cyc + 1'b1;")

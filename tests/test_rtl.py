@@ -92,6 +92,32 @@ def test_wavefront_schedule_by_construction():
     _check(desc, weights, 300)
 
 
+@pytest.mark.parametrize(
+    "solver", [{"search_all_decompose_dc": True}, {"columns": 3}], ids=["search", "columns"]
+)
+def test_solver_options_change_the_adder_graph_not_the_values(solver):
+    desc, weights = policy_model(("lstm",), (4,), 8, history=8)
+    x = windows(desc, 400)
+    y = trace.interpret(trace.trace(desc, weights, solver), x)
+    np.testing.assert_array_equal(y, Firmware(desc, weights).run(x).y_m)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_product_latency_moves_the_cuts_not_the_values(cell):
+    """A DSP product given 4 delay units instead of da4ml's LUT-multiplier delay: fewer stages, and
+    the stage chain still computes exactly what the step graph computes."""
+    desc, weights = policy_model((cell,), (4,), 8, history=4)
+    tr = trace.trace(desc, weights)
+    base, fast = verilog.pipeline(tr, 5), verilog.pipeline(tr, 5, product_latency=4)
+    assert fast.stages < base.stages
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        v = [float(rng.integers(round(lo / st), round(hi / st) + 1) * st) for lo, hi, st in tr.step.inp_qint]
+        ref = np.asarray(tr.step(v), dtype=np.float64)
+        for d in (base, fast):
+            np.testing.assert_array_equal(np.asarray(d.step_pipe(v), dtype=np.float64), ref)
+
+
 def test_refuses_what_it_cannot_express():
     desc, weights = policy_model(("lstm",), (2,), 8)
     q = desc.quantization
@@ -138,8 +164,8 @@ def test_unknown_part_is_refused(tmp_path):
 
 
 def test_logic_depth_counts_lut_carry_mux_cells_between_registers():
-    """LUT -> CARRY4 O[0] -> LUT -> the same CARRY4's S[3] -> CO[3] -> CARRY4 -> LUT between
-    flip-flops: 6 cells. A CARRY4's low outputs do not depend on its high inputs, so this is no
+    """LUT -> CARRY4 O[0] -> LUT -> the same CARRY4's S[3] -> CO[3] -> CARRY4 -> LUT -> INV between
+    flip-flops: 7 cells (an INV left outside a LUT is one). A CARRY4's low outputs do not depend on its high inputs, so this is no
     loop (at whole-cell granularity, as Yosys's ltp sees it, it is one)."""
     from qlstm.rtl.synth import longest_path
 
@@ -156,7 +182,12 @@ def test_logic_depth_counts_lut_carry_mux_cells_between_registers():
         "ff": {
             "type": "FDRE",
             "port_directions": {"D": "input", "Q": "output"},
-            "connections": {"D": [99], "Q": [2]},
+            "connections": {"D": [98], "Q": [2]},
+        },
+        "inv": {
+            "type": "INV",
+            "port_directions": {"I": "input", "O": "output"},
+            "connections": {"I": [99], "O": [98]},
         },
         "l1": lut(2, 3),
         "c1": carry([3, "0", "0", 41], "0", [10, 11, 12, 13], [14, 15, 16, 17]),
@@ -164,7 +195,7 @@ def test_logic_depth_counts_lut_carry_mux_cells_between_registers():
         "c2": carry(["0"] * 4, 17, [30, 31, 32, 33], [34, 35, 36, 37]),
         "l2": lut(33, 99),
     }
-    assert longest_path({"cells": cells}) == 6
+    assert longest_path({"cells": cells}) == 7
 
 
 def test_cli_budget_writes_the_folder_without_tools(tmp_path, capsys):

