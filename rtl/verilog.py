@@ -134,7 +134,7 @@ def pipeline(traced: Traced, cutoff: float, product_latency: float | None = None
             head = _balanced(relatency(traced.head, product_latency), cutoff)
     except AssertionError as exc:
         raise QlstmError(f"--pipeline {cutoff}: da4ml cannot pipeline at this cutoff ({exc})") from None
-    return Design(traced, float(cutoff), step, head, product_latency)
+    return Design(traced, float(cutoff), step, head, product_latency=product_latency)
 
 
 def _operands(op) -> list[int]:
