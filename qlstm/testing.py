@@ -243,3 +243,36 @@ def random_windows(desc: ModelDescription, n: int, seed: int = 1) -> np.ndarray:
     start = rng.uniform(0.1, 0.9, size=(n, 1, a.input_channels))
     steps = rng.normal(scale=0.05, size=(n, a.history, a.input_channels))
     return np.clip(start + np.cumsum(steps, axis=1), 0.0, 1.0)
+
+
+def detection_run(root, name: str, desc: ModelDescription, weights: dict[str, np.ndarray]):
+    """A small labelled recording and a quantized run folder over it, for ``qlstm detect`` tests.
+
+    Generates 4 short synthetic events (400 s each, "steps" and "oscillation" precursors 40-120 s
+    before the quench) into ``root/events.npz``, sets ``desc``'s normalisation to the recording's
+    range (channel ``U_res`` in V) and its split to events 0 and 1 for training (the calibration
+    events), and saves the run as ``root/name``. Returns ``(run_dir, events_path, events, desc)``.
+    """
+    from dataclasses import replace
+    from pathlib import Path
+
+    from qlstm import description
+    from qlstm.data import SyntheticConfig, generate, save_events
+
+    root = Path(root)
+    cfg = replace(
+        SyntheticConfig.short(n_events=4, duration_s=400.0, precursor_lead_s=(40.0, 120.0)),
+        precursor_kinds=("steps", "oscillation"),
+    )
+    es = generate(cfg)
+    data = save_events(es, root / "events.npz")
+    lo = min(float(e.x.min()) for e in es.events)
+    hi = max(float(e.x.max()) for e in es.events)
+    desc = replace(
+        desc,
+        normalisation=Normalisation((lo,), (hi,), ("U_res",), units=("V",)),
+        data={"path": str(data), "split": {"train": ["event_0000", "event_0001"], "val": [], "test": []}},
+    )
+    run = root / name
+    description.save(run, desc, weights)
+    return run, data, es, desc

@@ -11,37 +11,20 @@ import pytest
 from qlstm import description
 from qlstm.cli import main
 from qlstm.data import SyntheticConfig, generate, save_events
-from qlstm.description import Normalisation
 
 pytestmark = pytest.mark.slow  # about 20 s: windows of 4 events through firmware_sim and PyTorch
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from qlstm.testing import random_model, uniform_quantization
+    from qlstm.testing import detection_run, random_model, uniform_quantization
 
     root = tmp_path_factory.mktemp("detect")
-    cfg = SyntheticConfig.short(n_events=4, duration_s=400.0, precursor_lead_s=(40.0, 120.0))
-    cfg = replace(cfg, precursor_kinds=("steps", "oscillation"))
-    es = generate(cfg)
-    data = save_events(es, root / "events.npz")
-    desc, weights = random_model(
-        history=8,
-        horizon=2,
-        units=(4,),
-        quantization=uniform_quantization(1, width=16, integer=4),
-        init="uniform",
-        seed=3,
-    )
-    lo = min(float(e.x.min()) for e in es.events)
-    hi = max(float(e.x.max()) for e in es.events)
-    desc = replace(
-        desc,
-        normalisation=Normalisation((lo,), (hi,), ("U_res",), units=("V",)),
-        data={"path": str(data), "split": {"train": ["event_0000", "event_0001"], "val": [], "test": []}},
-    )
-    run = root / "q16"
-    description.save(run, desc, weights)
+    model = random_model(
+        history=8, horizon=2, units=(4,), quantization=uniform_quantization(1, width=16, integer=4),
+        init="uniform", seed=3,
+    )  # fmt: skip
+    run, data, _, _ = detection_run(root, "q16", *model)
     return root, run, data
 
 

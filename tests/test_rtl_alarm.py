@@ -210,26 +210,10 @@ def test_verilator_alarm_equals_firmware_through_rtl_cli(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def detect_setup(tmp_path_factory):
-    from qlstm.data import SyntheticConfig, generate, save_events
-    from qlstm.description import Normalisation
+    from qlstm.testing import detection_run
 
     root = tmp_path_factory.mktemp("detect_rtl")
-    cfg = replace(
-        SyntheticConfig.short(n_events=4, duration_s=400.0, precursor_lead_s=(40.0, 120.0)),
-        precursor_kinds=("steps", "oscillation"),
-    )
-    es = generate(cfg)
-    data = save_events(es, root / "events.npz")
-    desc, weights = _model(history=4, horizon=2)
-    lo = min(float(e.x.min()) for e in es.events)
-    hi = max(float(e.x.max()) for e in es.events)
-    desc = replace(
-        desc,
-        normalisation=Normalisation((lo,), (hi,), ("U_res",), units=("V",)),
-        data={"path": str(data), "split": {"train": ["event_0000", "event_0001"], "val": [], "test": []}},
-    )
-    run = root / "q6"
-    description.save(run, desc, weights)
+    run, data, es, desc = detection_run(root, "q6", *_model(history=4, horizon=2))
     return root, run, data, es, desc
 
 
