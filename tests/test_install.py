@@ -29,6 +29,7 @@ def test_regular_install_maps_stage_folders(tmp_path):
         ".pytest_cache",
         ".hypothesis",
         ".ruff_cache",
+        "runs",  # run folders of `make run`
     )
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*junk))
     subprocess.run(
