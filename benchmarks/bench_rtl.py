@@ -90,7 +90,7 @@ def bench(name: str, args) -> list[dict]:
     tr = rtl_trace.trace(desc, w, solver)
     trace_s = round(time.perf_counter() - t0, 1)
     print(f"[{name}] {what}: traced in {trace_s} s (solver options {solver or 'default'}); step latency "
-          f"{tr.step.latency} (da4ml units), da4ml cost {float(tr.step.cost):.0f}", flush=True)  # fmt: skip
+          f"{tr.step.latency} (da4ml units), da4ml cost {float(tr.step.cost):.0f} (estimate)", flush=True)  # fmt: skip
     rows = []
     base = Path(args.out) / name if args.out else Path(tempfile.mkdtemp(prefix=f"bench_rtl_{name}_"))
     for cut in args.cutoffs:
@@ -167,7 +167,7 @@ def matrix(args) -> list[dict]:
                 s = api.simulate(res, api.default_windows(desc, args.windows, seed=bits), jobs=args.jobs)
             row = {"cells": "+".join(cells), "bits": bits, **s, "stages_per_step": res.design.stages}
             print(f"[matrix] {row['cells']} {bits} bits: {s['windows']} windows, bit-exact {s['bit_exact']} "
-                  f"({s['mismatches']} differ), cycles {s['cycles_min']}-{s['cycles_max']}", flush=True)  # fmt: skip
+                  f"({s['mismatches']} differ), cycles {s['cycles_min']}-{s['cycles_max']} (measured)", flush=True)  # fmt: skip
             rows.append(row)
     return rows
 

@@ -96,6 +96,7 @@ def _gate_order(cell: str, units: int) -> np.ndarray:
 
 
 @functools.cache
+@functools.cache
 def _keep_heap() -> None:
     """Let glibc's malloc keep freed memory for reuse (once per process; results unchanged).
 
