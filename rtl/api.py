@@ -205,14 +205,16 @@ def build(
     return res
 
 
-def simulate(res: RtlResult, x: np.ndarray, *, jobs: int = 1) -> dict[str, Any]:
+def simulate(res: RtlResult, x: np.ndarray, *, jobs: int = 1, opt: str = "-O1") -> dict[str, Any]:
     """Build the Verilator testbench, run windows ``x`` (N, L, C) and compare every output with
-    ``firmware_sim`` (exact integer equality). Stores and returns the figures."""
+    ``firmware_sim`` (exact integer equality). Stores and returns the figures. ``opt``: the C++
+    optimisation level of the Verilator build (``-O0`` compiles faster and simulates slower: for a
+    few windows, e.g. per trial of ``qlstm explore --rtl``); cycles and outputs do not depend on it."""
     from qlstm.firmware_sim.simulate import Firmware
 
     tr = res.design.traced
     t0 = time.perf_counter()
-    binary = _sim.build(res.out, jobs=jobs)
+    binary = _sim.build(res.out, jobs=jobs, opt=opt)
     t1 = time.perf_counter()
     xm = tr.input_t.to_int(np.asarray(x, dtype=np.float64))
     ad = res.design.alarm

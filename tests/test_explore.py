@@ -346,3 +346,26 @@ def test_rtl_trials_measure_cycles_in_verilator(tmp_path: Path) -> None:
     assert (
         "qlstm rtl" in row["reproduce"] and f"--pipeline {float(row['pipeline_depth']):g}" in row["reproduce"]
     )
+
+
+def test_rtl_trial_that_cannot_fit_is_not_simulated(tmp_path: Path) -> None:
+    """A design over the part by da4ml's estimate cannot be on the front: no Verilator build, its
+    latency is the schedule's cycle count labelled ``estimate``; a fitting one would be measured."""
+    import json
+
+    from hls.targets import Resources, Target
+    from qlstm.explore import trial
+    from tests.rtl_models import policy_model
+
+    desc, weights = policy_model(("lstm",), (4,), 6, history=4)
+    ctx = trial.Context(events="", trials_dir=str(tmp_path), target="tiny", clock_ns=5.0, budget_us=1.0,
+                        settings={"rtl_windows": 4}, synthetic=True, rtl=True)  # fmt: skip
+    tiny = Target.custom("xc7z045ffg900-2", Resources(lut=10, ff=10, dsp=1, bram_18k=1))
+    x = np.zeros((4, 4, desc.architecture.input_channels))
+    got = trial._rtl(tmp_path, desc, weights, x, tiny, 4.0, ctx)
+    summary = json.loads((tmp_path / "rtl" / "rtl.json").read_text())
+    assert not got["fits"] and got["resource_frac"] > 1.0
+    assert got["latency_kind"] == "estimate" and got["rtl_bit_exact_windows"] == 0
+    assert got["latency_cycles"] == summary["cycles_by_construction"] and summary["cycles_max"] is None
+    assert not (tmp_path / "rtl" / "sim" / "obj_dir").exists()  # no Verilator build
+    assert got["latency_us"] == pytest.approx(got["latency_cycles"] * 5.0 / 1000.0)

@@ -19,7 +19,7 @@ from qlstm.io import atomic_path, atomic_write_text
 
 COLUMNS = ("number", "state", "rmse", "latency_us", "latency_kind", "resource_frac")
 EXTRA = ("fits", "meets_budget", "float_rmse", "reuse_factor_used", "latency_cycles", "seconds", "duplicate_of",
-         "resource_kind", "error", "reproduce")  # fmt: skip
+         "resource_kind", "latency_source", "rtl_bit_exact_windows", "error", "reproduce")  # fmt: skip
 
 
 def reproduce_command(
