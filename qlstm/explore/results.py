@@ -96,6 +96,14 @@ def _col(rows: list[dict[str, Any]], name: str) -> list[Any]:
     return [r[name] for r in rows]
 
 
+def _points(rows: list[dict[str, Any]], x: str, y: str) -> dict[tuple[float, float], list[int]]:
+    """The trials at each distinct (x, y) position, in trial order (repeated points share one)."""
+    at: dict[tuple[float, float], list[int]] = {}
+    for r in sorted(rows, key=lambda r: r["number"]):
+        at.setdefault((r[x], r[y]), []).append(r["number"])
+    return at
+
+
 def _plot(rows: list[dict[str, Any]], pareto: list[dict[str, Any]], path: Path, budget_us: float) -> None:
     import matplotlib
 
@@ -103,16 +111,23 @@ def _plot(rows: list[dict[str, Any]], pareto: list[dict[str, Any]], path: Path, 
     import matplotlib.pyplot as plt
 
     ok = [r for r in rows if r["state"] == "COMPLETE"]
+    kinds = sorted({str(r["latency_kind"]) for r in ok}) or ["estimate"]
+    marker = {"measured": "o", "estimate": "^"}
     pairs = (("latency_us", "rmse"), ("resource_frac", "rmse"), ("latency_us", "resource_frac"))
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     for ax, (x, y) in zip(axes, pairs, strict=True):
-        ax.scatter(_col(ok, x), _col(ok, y), s=18, c="0.6", label="completed trial")
-        ax.scatter(
-            _col(pareto, x), _col(pareto, y), s=36, c="tab:red", label="front (feasible, non-dominated)"
-        )
-        for r in pareto:
+        for kind in kinds:  # the marker says how the trial's latency was obtained
+            mine = [r for r in ok if str(r["latency_kind"]) == kind]
+            ax.scatter(_col(mine, x), _col(mine, y), s=18, c="0.6", marker=marker.get(kind, "s"),
+                       label=f"completed trial ({kind} latency)")  # fmt: skip
+            front = [r for r in pareto if str(r["latency_kind"]) == kind]
+            if front:
+                ax.scatter(_col(front, x), _col(front, y), s=36, c="tab:red", marker=marker.get(kind, "s"),
+                       label=f"front ({kind} latency; feasible, non-dominated)")  # fmt: skip
+        for (px, py), numbers in _points(pareto, x, y).items():  # a point proposed again: one label
+            more = f" (+{len(numbers) - 1} same)" if len(numbers) > 1 else ""
             ax.annotate(
-                f"#{r['number']}", (r[x], r[y]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                f"#{numbers[0]}{more}", (px, py), fontsize=7, xytext=(3, 3), textcoords="offset points"
             )
         if x == "latency_us":
             ax.axvline(budget_us, color="tab:blue", lw=0.8, ls="--", label=f"budget {budget_us:g} us")
@@ -122,13 +137,13 @@ def _plot(rows: list[dict[str, Any]], pareto: list[dict[str, Any]], path: Path, 
                 (ax.axvline if axis is ax.xaxis else ax.axhline)(1.0, color="k", lw=0.8, ls=":")
         ax.set_xlabel(
             {
-                "latency_us": "latency, us (estimate)",
+                "latency_us": f"latency, us ({' / '.join(kinds)})",
                 "resource_frac": "resource fraction of the part (log; 1 = full)",
             }[x]
         )
         ax.set_ylabel({"rmse": "test RMSE, firmware_sim (normalised)",
                        "resource_frac": "resource fraction of the part (log; 1 = full)"}[y])  # fmt: skip
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, loc="best")
     fig.suptitle(f"qlstm explore: {len(ok)} completed trials, {len(pareto)} on the front")
     fig.tight_layout()
     with atomic_path(path) as tmp:
