@@ -764,10 +764,16 @@ def _cast_params(t: FixedType) -> np.ndarray:
 
 
 def _lookup_params(act: Activation) -> tuple[np.ndarray, np.ndarray]:
-    """The table and (direct, min_int or shift, half) of an activation for ``_compiled.lookup``."""
+    """The table and (direct, min_int or shift, half) of an activation for ``_compiled.lookup``.
+
+    The table is int32 when its entries fit (same values, half the cache: a direct table of a
+    16-bit state has 65,536 entries; the compiled LSTM step was 1.7x faster with int32 tables,
+    measured 2026-11-30, load 6)."""
     if act.direct is not None:
-        return act.direct, np.array([1, act.in_t.min_int, 0], dtype=np.int64)
-    return act.table_out, np.array([0, act.shift, act.half], dtype=np.int64)
+        tab, params = act.direct, np.array([1, act.in_t.min_int, 0], dtype=np.int64)
+    else:
+        tab, params = act.table_out, np.array([0, act.shift, act.half], dtype=np.int64)
+    return (tab.astype(np.int32) if max_abs(act.out_t) < 1 << 31 else tab), params
 
 
 def _to_int_overflowed(x: np.ndarray, t: FixedType) -> np.ndarray:
