@@ -129,9 +129,9 @@ def fast_cast(m: np.ndarray, frac: int, dst: FixedType) -> np.ndarray:
     ``cast`` is ``overflow(shift_round(...))``; the overflow step is the identity on in-range
     values, and checking the range (min and max) is cheaper than applying it. int32 mantissas
     shifted right with truncation stay int32 (LSTM state update, ``simulate._int32_update``),
-    also where they overflow: the result then lies in ``dst``'s range, narrower than theirs.
+    also where they overflow when ``dst`` fits int32 (the result then lies in its range).
     """
-    if frac > dst.frac and dst.rounding == "AP_TRN" and m.dtype == np.int32:
+    if m.dtype == np.int32 and frac > dst.frac and dst.rounding == "AP_TRN" and max_abs(dst) < 1 << 31:
         r = np.right_shift(m, frac - dst.frac)  # shift_round's floor, keeping int32
         if r.size and (int(r.min()) < dst.min_int or int(r.max()) > dst.max_int):
             return cast(r, dst.frac, dst).astype(np.int32)

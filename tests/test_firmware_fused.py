@@ -223,3 +223,28 @@ def test_gate_lookup_every_sum(width):
     c = np.arange(ts.in_t.min_int, ts.in_t.max_int + 1, dtype=np.int64)
     assert ts.direct32 is not None
     assert_array_equal(ts(c.astype(np.int32)), ts(c))
+
+
+@pytest.mark.parametrize(
+    "dst",
+    [
+        FixedType(8, 3, True, "AP_TRN", "AP_WRAP"),
+        FixedType(8, 3, True, "AP_TRN", "AP_SAT"),
+        FixedType(12, 2, False, "AP_TRN", "AP_SAT_ZERO"),
+        FixedType(32, 12, False, "AP_TRN", "AP_WRAP"),  # unsigned 32 bits: not int32, int64 result
+        FixedType(8, 3, True, "AP_RND", "AP_WRAP"),  # rounding: the int64 form
+    ],
+)
+def test_fast_cast_int32(dst):
+    """``kernels.fast_cast`` on int32 mantissas (the int32 LSTM update) equals ``cast`` on int64,
+    in range and overflowing, and keeps int32 only where the result type fits it."""
+    from qlstm.firmware_sim.kernels import fast_cast
+    from qlstm.fixedpoint import cast
+
+    m = np.random.default_rng(5).integers(-(1 << 30), 1 << 30, size=4000).astype(np.int32)
+    m[:3] = (-(1 << 31), (1 << 31) - 1, 0)
+    frac = dst.frac + 20
+    for part in (m, m >> 16):  # overflowing, and (for the narrow types) partly in range
+        got = fast_cast(part, frac, dst)
+        assert_array_equal(got, cast(part.astype(np.int64), frac, dst))
+        assert got.dtype == (np.int32 if dst.rounding == "AP_TRN" and dst.width < 32 else np.int64)
