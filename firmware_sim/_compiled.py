@@ -9,7 +9,8 @@ that needs no compiled kernel does not pay it). One implementation of each rule:
   grid (``lo = -hi`` for a signed ``AP_SAT_SYM``), as :func:`qlstm.fixedpoint._overflow`;
 * ``cast(v, k, rmode, omode, lo, hi, mask)``: both (``k <= 0``: an exact left shift);
 * ``lookup(tab, m, direct, k, half)``: :class:`qlstm.firmware_sim.kernels.Activation`'s table
-  read, ``k`` = min_int for a direct table, else the shift of the shift-and-clamp index;
+  read, ``k`` = min_int for a direct table, else the shift of the shift-and-clamp index
+  (``shift_index``);
 * ``lstm_step``/``gru_step``: one time step of ``lstm_static``/``gru_static`` after the recurrent
   product (the input product read from a precomputed array or, for a few input channels, formed
   here: :func:`xprod`), every element of a window in one pass (the NumPy form in
@@ -67,15 +68,19 @@ def cast(v, k, rm, om, lo, hi, mask):
 
 
 @numba.njit(inline="always", cache=True)
+def shift_index(m, k, half, top):
+    """The shift-and-clamp index for ``k > 0``: ``m / 2**k`` truncated toward zero, plus
+    ``half``, clamped to ``[0, top]``."""
+    return min(max(((m + ((m >> 63) & ((1 << k) - 1))) >> k) + half, 0), top)
+
+
+@numba.njit(inline="always", cache=True)
 def lookup(tab, m, direct, k, half):
     if direct:
         return tab[m - k]
-    if k > 0:  # noqa: SIM108 - the ternary form compiled slower (measured)
-        r = (m + ((m >> 63) & ((1 << k) - 1))) >> k
-    else:
-        r = m << -k
-    r += half
-    return tab[min(max(r, 0), tab.size - 1)]
+    if k > 0:
+        return tab[shift_index(m, k, half, tab.size - 1)]
+    return tab[min(max((m << -k) + half, 0), tab.size - 1)]
 
 
 @numba.njit(inline="always", cache=True)
@@ -152,13 +157,13 @@ def lstm_step(xa, xw, xsh, bsum, t, ha, hsh, c, h, hs, hf, ca, cs, sh, sig, asig
                 pre[q] = ovf(pre[q], loa, hia, mka, oma)
         if not ds and ks > 0:  # the usual shift-and-clamp index, without lookup()'s branches
             for q in range(3 * hsz):
-                act[q] = sig[min(max(((pre[q] + ((pre[q] >> 63) & ((1 << ks) - 1))) >> ks) + hfs, 0), nsig)]
+                act[q] = sig[shift_index(pre[q], ks, hfs, nsig)]
         else:
             for q in range(3 * hsz):
                 act[q] = lookup(sig, pre[q], ds, ks, hfs)
         if not dt and kt > 0:
             for q in range(3 * hsz, g4):
-                act[q] = tnh[min(max(((pre[q] + ((pre[q] >> 63) & ((1 << kt) - 1))) >> kt) + hft, 0), ntnh)]
+                act[q] = tnh[shift_index(pre[q], kt, hft, ntnh)]
         else:
             for q in range(3 * hsz, g4):
                 act[q] = lookup(tnh, pre[q], dt, kt, hft)
