@@ -66,6 +66,12 @@ from .kernels import (
 #: Windows simulated together; bounds memory (a few (chunk, 4H) int64 arrays) and keeps caches warm
 #: (512 was 1.3x-2.6x faster than 2048 on the compact and the paper model: firmware_sim/README.md).
 DEFAULT_CHUNK = 512
+#: Without an explicit chunk the NumPy step takes about this many gate values (chunk x G*H of the
+#: widest layer) per chunk, between DEFAULT_CHUNK and NUMPY_MAX_CHUNK windows: on narrow layers a
+#: larger chunk spreads its per-step overhead (the compact model's LSTM(16), 20,000 windows: 50 /
+#: 44 / 41 / 40 ms of CPU at 512 / 1,024 / 2,048 / 4,096, min of 9, 2026-11-30, load 4).
+NUMPY_CHUNK_GATES = 1 << 17
+NUMPY_MAX_CHUNK = 4096
 #: Cell updates (windows x steps x units, summed over layers) from which an untraced run uses the
 #: compiled cell step when numba is not loaded yet: importing numba and loading the cached kernels
 #: costs ~0.3-0.8 s, more than the NumPy step spends on a few million updates (README, Speed).
@@ -387,14 +393,16 @@ class Firmware:
         *,
         trace: bool = False,
         record: bool = False,
-        chunk: int = DEFAULT_CHUNK,
+        chunk: int | None = None,
         threads: int | None = None,
     ) -> Run:
         """Simulate (N, L, C) normalised float inputs; see :class:`Run`.
 
-        Windows are simulated ``chunk`` at a time; without ``trace``/``record`` the chunks run in
-        ``threads`` threads (default :func:`qlstm.threads.count`; the kernels release the GIL).
-        Chunks are independent, so the result does not depend on ``chunk`` or ``threads``.
+        Windows are simulated ``chunk`` at a time (default: :data:`DEFAULT_CHUNK` for the
+        compiled step, about :data:`NUMPY_CHUNK_GATES` gate values for the NumPy step); without
+        ``trace``/``record`` the chunks run in ``threads`` threads (default
+        :func:`qlstm.threads.count`; the kernels release the GIL). Chunks are independent, so the
+        result does not depend on ``chunk`` or ``threads``.
         """
         x = self._check_x(x)
         _keep_heap()
@@ -403,6 +411,10 @@ class Firmware:
         comp = self.compiled
         if comp is None:
             comp = updates >= COMPILED_MIN_UPDATES or "numba" in sys.modules
+        if chunk is None:
+            gates = max((4 if lay.cell == "lstm" else 3) * lay.units for lay in self.layers)
+            numpy_chunk = min(max(NUMPY_CHUNK_GATES // gates, DEFAULT_CHUNK), NUMPY_MAX_CHUNK)
+            chunk = DEFAULT_CHUNK if comp and not (trace or record) else numpy_chunk
         chunk = max(1, chunk)
         starts = range(0, x.shape[0], chunk)
         n_threads = min(threads or qlstm_threads.count(), len(starts))
@@ -437,7 +449,7 @@ class Firmware:
             overflows=rec.entries if rec is not None else {},
         )
 
-    def predict(self, x: np.ndarray, chunk: int = DEFAULT_CHUNK, threads: int | None = None) -> np.ndarray:
+    def predict(self, x: np.ndarray, chunk: int | None = None, threads: int | None = None) -> np.ndarray:
         """(N, L, C) float -> (N, k) float64, exactly the C simulation's outputs."""
         return self.run(x, chunk=chunk, threads=threads).y
 
