@@ -21,8 +21,8 @@ Part 2 (``--predict-windows``) times whole ``qlstm predict`` processes on the co
 beforehand: the cache is warm), with ``qlstm --threads 1`` and ``2``, ``--repeats`` pairs each,
 interleaved (firmware, csim, firmware, csim, ...) so that a change of load hits both; prints
 every time, the ratio of each pair and their median, and checks the outputs are identical
-(target: firmware >= 20x csim, the median at one thread). ``--scan`` adds firmware_sim's scaling with threads
-and chunk size. Ratios measured in one run on one machine are the figures to compare; absolute
+(target: firmware >= 20x csim, the median at one thread). ``--scan`` adds firmware_sim's
+windows/s over cells, accumulator kind, chunk size and 1 or 2 threads (a markdown table). Ratios measured in one run on one machine are the figures to compare; absolute
 rates depend on the machine and its load.
 
     nice .venv/bin/python benchmarks/bench_firmware.py [--windows 20000] [--units 128] [--scan]
@@ -142,19 +142,60 @@ def bench_model(args, accum: str, np) -> dict:
     print(
         f"PyTorch float64:    {n / t_f64:12,.0f} windows/s  (firmware_sim is {t_f64 / t_fw:.2f}x its speed)"
     )
-    if args.scan:
-        for chunk in (128, 512, 2048):
-            for th in (1, 2):
-                fw.run(x[:512], chunk=chunk, threads=th)
-                t0 = time.perf_counter()
-                fw.run(x, chunk=chunk, threads=th)
-                print(
-                    f"  scan: chunk {chunk:5d}, threads {th}: {n / (time.perf_counter() - t0):10,.0f} windows/s"
-                )
     return {
         "fw": n / t_fw, "csim": n_cs / t_cs, "ratio": ratio, "exact": exact,
         "f32": float(np.median(f32_ratios)), "f64": t_f64 / t_fw, "peak": peak / ws,
     }  # fmt: skip
+
+
+def scan(args, np) -> None:
+    """firmware_sim's windows/s over cells x accumulator kind x chunk x threads, in one run.
+
+    The paper's network shape (LSTM(cells) -> Dense(1), L = 16, 16 bits, 1 channel) at each of
+    ``--scan-cells``, both accumulator kinds, the compiled step (as for every large run), on
+    ``--scan-windows`` windows; at each (cells, accumulator, chunk) one and two threads are
+    timed back to back, ``--scan-repeats`` times, and the best of each is printed (the machine
+    may be shared: the load average is printed before and after).
+    """
+    from qlstm.firmware_sim.simulate import Firmware
+    from qlstm.fixedpoint import FixedType
+    from qlstm.testing import random_model, uniform_quantization
+
+    cells = [int(v) for v in args.scan_cells.split(",")]
+    chunks = [int(v) for v in args.scan_chunks.split(",")]
+    n = args.scan_windows
+    x = np.random.default_rng(1).uniform(0.0, 1.0, size=(n, args.history, 1))
+    print(
+        f"\n[scan] firmware_sim (compiled step), {args.cell.upper()}(cells) -> Dense(1), L={args.history}, "
+        f"{args.bits} bits, {n} windows; best of {args.scan_repeats} per entry, 1 and 2 threads back to back; "
+        f"load average at start {', '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
+    print("| cells | accumulator | chunk | 1 thread (win/s) | 2 threads (win/s) | 2 / 1 |")
+    print("|---|---|---|---|---|---|")
+    for units in cells:
+        for accum in ("exact", "narrow"):
+            acc = None if accum == "exact" else FixedType(args.bits, 6)
+            q = uniform_quantization(1, width=args.bits, integer=6, accum=acc)
+            desc, w = random_model(
+                (args.cell,), (units,), history=args.history, channels=1, horizon=1, quantization=q,
+                init="uniform", scale=0.25, seed=0,
+            )  # fmt: skip
+            fw = Firmware(desc, w)
+            fw.compiled = True
+            fw.run(x[:64], threads=1)  # numba: compile or load from the cache
+            label = f"{q.layers[0].accum.ap()} ({accum})"
+            for chunk in chunks:
+                best = {1: float("inf"), 2: float("inf")}
+                for _ in range(args.scan_repeats):
+                    for th in (1, 2):
+                        t0 = time.perf_counter()
+                        fw.run(x, chunk=chunk, threads=th)
+                        best[th] = min(best[th], time.perf_counter() - t0)
+                print(
+                    f"| {units} | {label} | {chunk} | {n / best[1]:,.0f} | {n / best[2]:,.0f} | "
+                    f"{best[1] / best[2]:.2f}x |"
+                )
+    print(f"load average at the end of the scan: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 def bench_predict(args, np, tmp: Path) -> tuple[bool, float]:
@@ -257,8 +298,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--scan",
         action="store_true",
-        help="also scan firmware_sim's threads and chunk size (no C simulation)",
+        help="also measure firmware_sim's windows/s over cells x accumulator kind x chunk x threads "
+        "1 and 2 (no C simulation; `--accum none --predict-windows 0 --scan`: only that)",
     )
+    p.add_argument("--scan-cells", default="32,64,128", help="--scan: cells, comma-separated")
+    p.add_argument(
+        "--scan-chunks", default="256,1024,4096,16384", help="--scan: chunk sizes (windows), comma-separated"
+    )
+    p.add_argument("--scan-windows", type=int, default=16384, help="--scan: windows per run")
+    p.add_argument("--scan-repeats", type=int, default=2, help="--scan: timed runs per entry, the best kept")
     p.add_argument(
         "--repeats",
         type=int,
@@ -286,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         for accum in kinds:
             res[accum] = bench_model(args, accum, np)
             ok &= res[accum]["exact"]
+        if args.scan:
+            scan(args, np)
         whole = None
         if args.predict_windows:
             same, whole = bench_predict(args, np, Path(tmp))

@@ -9,7 +9,8 @@ that needs no compiled kernel does not pay it). One implementation of each rule:
   grid (``lo = -hi`` for a signed ``AP_SAT_SYM``), as :func:`qlstm.fixedpoint._overflow`;
 * ``cast(v, k, rmode, omode, lo, hi, mask)``: both (``k <= 0``: an exact left shift);
 * ``lookup(tab, m, direct, k, half)``: :class:`qlstm.firmware_sim.kernels.Activation`'s table
-  read, ``k`` = min_int for a direct table, else the shift of the shift-and-clamp index;
+  read, ``k`` = min_int for a direct table, else the shift of the shift-and-clamp index
+  (``shift_index``);
 * ``lstm_step``/``gru_step``: one time step of ``lstm_static``/``gru_static`` after the recurrent
   product (the input product read from a precomputed array or, for a few input channels, formed
   here: :func:`xprod`), every element of a window in one pass (the NumPy form in
@@ -67,15 +68,19 @@ def cast(v, k, rm, om, lo, hi, mask):
 
 
 @numba.njit(inline="always", cache=True)
+def shift_index(m, k, half, top):
+    """The shift-and-clamp index for ``k > 0``: ``m / 2**k`` truncated toward zero, plus
+    ``half``, clamped to ``[0, top]``."""
+    return min(max(((m + ((m >> 63) & ((1 << k) - 1))) >> k) + half, 0), top)
+
+
+@numba.njit(inline="always", cache=True)
 def lookup(tab, m, direct, k, half):
     if direct:
         return tab[m - k]
-    if k > 0:  # noqa: SIM108 - the ternary form compiled slower (measured)
-        r = (m + ((m >> 63) & ((1 << k) - 1))) >> k
-    else:
-        r = m << -k
-    r += half
-    return tab[min(max(r, 0), tab.size - 1)]
+    if k > 0:
+        return tab[shift_index(m, k, half, tab.size - 1)]
+    return tab[min(max((m << -k) + half, 0), tab.size - 1)]
 
 
 @numba.njit(inline="always", cache=True)
@@ -113,7 +118,7 @@ def lstm_step(xa, xw, xsh, bsum, t, ha, hsh, c, h, hs, hf, ca, cs, sh, sig, asig
     decides whether float32 stays exact).
     """
     n, hsz = c.shape
-    rma, oma, loa, hia, mka = ca[0], ca[1], ca[2], ca[3], ca[4]  # scalars: hoisted out of the loop
+    oma, loa, hia, mka = ca[1], ca[2], ca[3], ca[4]  # scalars, hoisted; gate sums need no rounding
     rms, oms, los, his, mks = cs[0], cs[1], cs[2], cs[3], cs[4]
     kc, kh, s1, s2 = sh[0], sh[1], sh[2], sh[3]
     ds, ks, hfs = asig[0] == 1, asig[1], asig[2]
@@ -122,37 +127,73 @@ def lstm_step(xa, xw, xsh, bsum, t, ha, hsh, c, h, hs, hf, ca, cs, sh, sig, asig
     use_hf = hf.shape[0] == n
     seq_out = hs.shape[1] > 0
     g4 = 4 * hsz
-    # one window at a time in short loops over its gates, then its units (measured 6 % faster
-    # than one loop doing everything per unit, 2026-11-30, load 10)
+    # one window at a time in short loops over its gates, then its units, on local rows: the
+    # state is read into cr once and c, h, hs, hf are written in one last loop (the outputs may
+    # alias the inputs as far as the compiler knows; interleaving their writes with the reads
+    # made this step 4.7x slower, measured 2026-11-30, load 6)
+    nsig, ntnh = sig.size - 1, tnh.size - 1
     pre = np.empty(g4, dtype=np.int64)
     act = np.empty(g4, dtype=np.int64)
+    cr = np.empty(hsz, dtype=np.int64)
+    hr = np.empty(hsz, dtype=np.int64)
     hmax = 0
     ssmax = 0
     for r in range(n):
+        # gate_sum, term by term: int64 wraps modulo 2**64, so the order does not change the sum
         for q in range(g4):
-            pre[q] = gate_sum(xa, xw, ha, bsum, r, t, q, xsh, hsh)
-        for q in range(g4):
-            pre[q] = cast(pre[q], 0, rma, oma, loa, hia, mka)
-        for q in range(3 * hsz):
-            act[q] = lookup(sig, pre[q], ds, ks, hfs)
-        for q in range(3 * hsz, g4):
-            act[q] = lookup(tnh, pre[q], dt, kt, hft)
+            pre[q] = bsum[q] + (int(ha[r, q]) << hsh)
+        if xw.shape[0] == 0:
+            for q in range(g4):
+                pre[q] += int(xa[r, t, q]) << xsh
+        for k in range(xw.shape[0]):
+            xv = int(xa[r, t, k])
+            for q in range(g4):
+                pre[q] += (xv * xw[k, q]) << xsh
+        if oma == 0:  # the cast of the gate sums (no rounding: on accum_t's grid), wrapping
+            for q in range(g4):
+                pre[q] = ovf(pre[q], loa, hia, mka, 0)
+        else:
+            for q in range(g4):
+                pre[q] = ovf(pre[q], loa, hia, mka, oma)
+        if not ds and ks > 0:  # the usual shift-and-clamp index, without lookup()'s branches
+            for q in range(3 * hsz):
+                act[q] = sig[shift_index(pre[q], ks, hfs, nsig)]
+        else:
+            for q in range(3 * hsz):
+                act[q] = lookup(sig, pre[q], ds, ks, hfs)
+        if not dt and kt > 0:
+            for q in range(3 * hsz, g4):
+                act[q] = tnh[shift_index(pre[q], kt, hft, ntnh)]
+        else:
+            for q in range(3 * hsz, g4):
+                act[q] = lookup(tnh, pre[q], dt, kt, hft)
         for j in range(hsz):
-            acc = ((act[3 * hsz + j] * act[j]) << s1) + ((c[r, j] * act[hsz + j]) << s2)
-            c[r, j] = cast(acc, kc, rms, oms, los, his, mks)
-        for j in range(hsz):
-            h[r, j] = cast(act[2 * hsz + j] * lookup(tst, c[r, j], dc, kcs, hfc), kh, rms, oms, los, his, mks)
+            cr[j] = c[r, j]
+        if rms == 0 and kc > 0 and kh > 0 and dc:  # truncating casts, direct tanh(c) table
+            for j in range(hsz):
+                acc = ((act[3 * hsz + j] * act[j]) << s1) + ((cr[j] * act[hsz + j]) << s2)
+                cr[j] = ovf(acc >> kc, los, his, mks, oms)
+            for j in range(hsz):
+                hr[j] = ovf((act[2 * hsz + j] * tst[cr[j] - kcs]) >> kh, los, his, mks, oms)
+        else:
+            for j in range(hsz):
+                acc = ((act[3 * hsz + j] * act[j]) << s1) + ((cr[j] * act[hsz + j]) << s2)
+                cr[j] = cast(acc, kc, rms, oms, los, his, mks)
+            for j in range(hsz):
+                hr[j] = cast(act[2 * hsz + j] * lookup(tst, cr[j], dc, kcs, hfc), kh, rms, oms, los, his, mks)
         ss = 0
         for j in range(hsz):
-            hn = h[r, j]
+            hn = hr[j]
             hmax = max(hmax, abs(hn))
             ss += hn * hn
+            c[r, j] = cr[j]
+            h[r, j] = hn
         if seq_out:
             for j in range(hsz):
-                hs[r, t, j] = h[r, j]
+                hs[r, t, j] = hr[j]
         if use_hf:
             for j in range(hsz):
-                hf[r, j] = h[r, j]
+                hf[r, j] = hr[j]
         ssmax = max(ssmax, ss)
     return hmax, ssmax
 

@@ -127,8 +127,15 @@ def fast_cast(m: np.ndarray, frac: int, dst: FixedType) -> np.ndarray:
     """``cast(m, frac, dst)``, skipping the overflow step when every value is already in range.
 
     ``cast`` is ``overflow(shift_round(...))``; the overflow step is the identity on in-range
-    values, and checking the range (min and max) is cheaper than applying it.
+    values, and checking the range (min and max) is cheaper than applying it. int32 mantissas
+    shifted right with truncation stay int32 (LSTM state update, ``simulate._int32_update``),
+    also where they overflow when ``dst`` fits int32 (the result then lies in its range).
     """
+    if m.dtype == np.int32 and frac > dst.frac and dst.rounding == "AP_TRN" and max_abs(dst) < 1 << 31:
+        r = np.right_shift(m, frac - dst.frac)  # shift_round's floor, keeping int32
+        if r.size and (int(r.min()) < dst.min_int or int(r.max()) > dst.max_int):
+            return cast(r, dst.frac, dst).astype(np.int32)
+        return r
     r = m if frac == dst.frac else shift_round(m, frac - dst.frac, dst.rounding)
     if r.size and (int(r.min()) < dst.min_int or int(r.max()) > dst.max_int):
         return cast(r, dst.frac, dst)
@@ -398,9 +405,12 @@ class Activation:
         self.shift: int | None = None  # data_round = trunc0(m / 2**shift) (or m << -shift)
         n_bits = spec.size.bit_length() - 1
         d_bits = 4 if kind == "sigmoid" else 3  # '/ 16' for sigmoid, '/ 8' for tanh
+        self.direct32: np.ndarray | None = None  # the direct table as int32, for int32 inputs
         if in_t.width <= _DIRECT_LUT_BITS:
             m = np.arange(in_t.min_int, in_t.max_int + 1, dtype=np.int64)
             self.direct = self.table_out[self.index(m)]
+            if max_abs(out_t) < 1 << 31:
+                self.direct32 = self.direct.astype(np.int32)
         elif n_bits >= d_bits:
             shift = in_t.frac - (n_bits - d_bits)
             largest = max_abs(in_t) >> shift if shift >= 0 else max_abs(in_t) << -shift
@@ -422,6 +432,8 @@ class Activation:
         if m.dtype.kind == "f":
             m = m.astype(np.int64)
         if self.direct is not None:
+            if m.dtype == np.int32 and self.direct32 is not None:  # int32 in, int32 out (same values)
+                return np.take(self.direct32, m - np.int32(self.in_t.min_int))
             return self.direct[m - self.in_t.min_int]
         if self.shift is None:
             return self.table_out[self.index(m)]

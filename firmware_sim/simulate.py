@@ -66,6 +66,12 @@ from .kernels import (
 #: Windows simulated together; bounds memory (a few (chunk, 4H) int64 arrays) and keeps caches warm
 #: (512 was 1.3x-2.6x faster than 2048 on the compact and the paper model: firmware_sim/README.md).
 DEFAULT_CHUNK = 512
+#: Without an explicit chunk the NumPy step takes about this many gate values (chunk x G*H of the
+#: widest layer) per chunk, between DEFAULT_CHUNK and NUMPY_MAX_CHUNK windows: on narrow layers a
+#: larger chunk spreads its per-step overhead (the compact model's LSTM(16), 20,000 windows: 50 /
+#: 44 / 41 / 40 ms of CPU at 512 / 1,024 / 2,048 / 4,096, min of 9, 2026-11-30, load 4).
+NUMPY_CHUNK_GATES = 1 << 17
+NUMPY_MAX_CHUNK = 4096
 #: Cell updates (windows x steps x units, summed over layers) from which an untraced run uses the
 #: compiled cell step when numba is not loaded yet: importing numba and loading the cached kernels
 #: costs ~0.3-0.8 s, more than the NumPy step spends on a few million updates (README, Speed).
@@ -140,12 +146,50 @@ class _Layer:
     def float32_sums(self) -> bool:
         """The gate sums ``W x + b_ih + U h + b_hh`` of any input and state of their types stay
         below 2**24 and within accum_t (wrapping, exact products): exact in float32, never cast."""
+        return self._f32_reach() is not None
+
+    def _f32_reach(self) -> int | None:
+        """The bound on ``|W x + b_ih + U h + b_hh|`` behind :attr:`float32_sums`, or None."""
         ih, hh = self.ih, self.hh
         if not (ih.modular and hh.modular) or ih.w_float is None or hh.w_float is None:
-            return False
+            return None
         bias = int(np.abs(ih.b_acc + hh.b_acc).max(initial=0))
         reach = (ih.product_bound() << ih.shift) + (hh.product_bound() << hh.shift) + bias
-        return reach < _F32_EXACT and _within(reach, self.acc_t)
+        return reach if reach < _F32_EXACT and _within(reach, self.acc_t) else None
+
+    @functools.cached_property
+    def gate_lookup(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """One table for the four LSTM gate lookups on float32 gate sums (:attr:`float32_sums`):
+        ``(scale, offset, table)`` with ``table[trunc(pre * scale) + offset]`` equal, column by
+        column (i, f, o: sigmoid; g: tanh), to the lookup of the gate sum ``pre``; None when the
+        layer has no float32 sums, a generic table index, or the table would exceed 2**22 entries.
+
+        The index of both lookup forms depends on ``pre`` only through ``q = trunc(pre / 2**s)``
+        (``s``: the activation's shift, 0 for a direct table), and ``|pre| <= reach``, so the
+        table holds the lookup of ``q * 2**s`` for every ``|q| <= reach >> s``: no clamp, one
+        gather for all gates. ``pre * 2**-s`` is exact in float32 (a power of two, ``pre`` an
+        integer below 2**24), and so are the products and sums formed with ``U`` and ``W`` scaled
+        by ``scale``; ``astype`` truncates toward zero as the C++ ``/`` and ``to_int()`` do.
+        """
+        reach = self._f32_reach()
+        if self.cell != "lstm" or reach is None:
+            return None
+        parts, scales, offsets, n = [], [], [], 0
+        for act, cols in ((self.sigmoid, 3 * self.units), (self.tanh, self.units)):
+            s = 0 if act.direct is not None else act.shift
+            if s is None or s < 0 or (reach >> s) >= 1 << 20:
+                return None
+            q = np.arange(-(reach >> s), (reach >> s) + 1, dtype=np.int64)
+            parts.append(act(np.left_shift(q, s)))
+            scales.append(np.full(cols, 2.0**-s, dtype=np.float32))
+            offsets.append(np.full(cols, n + (reach >> s), dtype=np.int32))
+            n += q.size
+        table = np.concatenate(parts)
+        return (
+            np.concatenate(scales),
+            np.concatenate(offsets),
+            table.astype(np.int32) if _int32_update(self) else table,
+        )
 
     @property
     def name(self) -> str:
@@ -302,11 +346,9 @@ class Firmware:
         sig, th = _amax(lay.sigmoid.table_out), _amax(lay.tanh.table_out)
         check_int64(2 * max_abs(a), f"{lay.name} gate sum")
         if lay.cell == "lstm":
-            common = max(2 * a.frac, s.frac + a.frac)
-            t1 = (th * sig) << (common - 2 * a.frac)
-            t2 = (max_abs(s) * sig) << (common - s.frac - a.frac)
-            check_int64(t1 + t2, f"{lay.name} cell state update")
-            check_int64(sig * _amax(lay.tanh_state.table_out), f"{lay.name} hidden state")  # type: ignore[union-attr]
+            c_bound, h_bound = _lstm_update_bounds(lay)
+            check_int64(c_bound, f"{lay.name} cell state update")
+            check_int64(h_bound, f"{lay.name} hidden state")
         else:
             check_int64(sig * max_abs(a), f"{lay.name} reset-gate product")
             common = max(2 * a.frac, s.frac + a.frac)
@@ -351,14 +393,16 @@ class Firmware:
         *,
         trace: bool = False,
         record: bool = False,
-        chunk: int = DEFAULT_CHUNK,
+        chunk: int | None = None,
         threads: int | None = None,
     ) -> Run:
         """Simulate (N, L, C) normalised float inputs; see :class:`Run`.
 
-        Windows are simulated ``chunk`` at a time; without ``trace``/``record`` the chunks run in
-        ``threads`` threads (default :func:`qlstm.threads.count`; the kernels release the GIL).
-        Chunks are independent, so the result does not depend on ``chunk`` or ``threads``.
+        Windows are simulated ``chunk`` at a time (default: :data:`DEFAULT_CHUNK` for the
+        compiled step, about :data:`NUMPY_CHUNK_GATES` gate values for the NumPy step); without
+        ``trace``/``record`` the chunks run in ``threads`` threads (default
+        :func:`qlstm.threads.count`; the kernels release the GIL). Chunks are independent, so the
+        result does not depend on ``chunk`` or ``threads``.
         """
         x = self._check_x(x)
         _keep_heap()
@@ -367,6 +411,10 @@ class Firmware:
         comp = self.compiled
         if comp is None:
             comp = updates >= COMPILED_MIN_UPDATES or "numba" in sys.modules
+        if chunk is None:
+            gates = max((4 if lay.cell == "lstm" else 3) * lay.units for lay in self.layers)
+            numpy_chunk = min(max(NUMPY_CHUNK_GATES // gates, DEFAULT_CHUNK), NUMPY_MAX_CHUNK)
+            chunk = DEFAULT_CHUNK if comp and not (trace or record) else numpy_chunk
         chunk = max(1, chunk)
         starts = range(0, x.shape[0], chunk)
         n_threads = min(threads or qlstm_threads.count(), len(starts))
@@ -401,7 +449,7 @@ class Firmware:
             overflows=rec.entries if rec is not None else {},
         )
 
-    def predict(self, x: np.ndarray, chunk: int = DEFAULT_CHUNK, threads: int | None = None) -> np.ndarray:
+    def predict(self, x: np.ndarray, chunk: int | None = None, threads: int | None = None) -> np.ndarray:
         """(N, L, C) float -> (N, k) float64, exactly the C simulation's outputs."""
         return self.run(x, chunk=chunk, threads=threads).y
 
@@ -470,7 +518,7 @@ class Firmware:
             if compiled and tr is None and rec is None
             else None
         )
-        u32 = None  # float32 U (scaled onto accum_t's grid) when the NumPy gate sums run in float32
+        u32 = lut = None  # float32 U (scaled onto accum_t's grid) when the NumPy gate sums run in float32
         # The input product of every step at once: it does not depend on the recurrence.
         xsh, bsum = 0, np.zeros(g, dtype=np.int64)  # compiled step: xa << xsh + bsum
         xw = np.zeros((0, g), dtype=np.int64)  # no rows: xa holds the products
@@ -486,11 +534,20 @@ class Firmware:
         elif fused and lstm and lay.float32_sums:
             # |W x + b_ih + U h + b_hh| stays below 2**24 and within accum_t for any input and
             # state of their types (_Layer.float32_sums): float32 products and sums of exact
-            # integers, never cast (the cast would be the identity)
-            xa = np.matmul(flat.astype(np.float32), _scaled32(lay.ih)).reshape(n, steps, g)
-            xa += (lay.ih.b_acc + lay.hh.b_acc).astype(np.float32)
-            u32 = _scaled32(lay.hh)
-            h32 = np.empty((n, hsz), dtype=np.float32)
+            # integers, never cast (the cast would be the identity). One product per step,
+            # [h, x_t, 1] @ [U; W; b_ih + b_hh]: every partial sum is a sum of some of the terms
+            # whose magnitudes the bound adds up. With one gate table (_Layer.gate_lookup) the
+            # columns are scaled by 2**-shift (exact: a power of two).
+            lut = lay.gate_lookup
+            scale = np.float32(1.0) if lut is None else lut[0]
+            bias = (lay.ih.b_acc + lay.hh.b_acc).astype(np.float32)[None, :]
+            u32 = np.concatenate([_scaled32(lay.hh), _scaled32(lay.ih), bias]) * scale
+            x32 = seq.astype(np.float32)
+            h32 = np.empty((n, hsz + n_in + 1), dtype=np.float32)  # [h, x_t, 1]
+            h32[:, -1] = 1.0
+            pre = np.empty((n, g), dtype=np.float32)
+            idx = np.empty((n, g), dtype=np.int32)
+            xa = np.zeros((n, steps, 0), dtype=np.int64)  # in the product
         elif fused:
             # tmpres + tmpres_state = W x + b_ih + U h + b_hh, one cast of the exact sum; the
             # cast is the identity (skipped) when a bound shows the sum stays in range.
@@ -502,10 +559,12 @@ class Firmware:
             xa = lay.ih(flat, rec, steps=steps).reshape(n, steps, g)
             if step is not None and _fits_int32(a):  # accum_t mantissas, read as int32 (see above)
                 xa = xa.astype(np.int32)
-        h = np.zeros((n, hsz), dtype=np.int64)
-        c = np.zeros((n, hsz), dtype=np.int64)
-        # the compiled step writes no sequence for the last layer (only its final h is used)
-        seq_out = step is None or lay.return_sequences
+        # int32 state update (_int32_update, with the int32 gate table): same values, half the memory
+        dt = np.int32 if lut is not None and lut[2].dtype == np.int32 else np.int64
+        h = np.zeros((n, hsz), dtype=dt)
+        c = np.zeros((n, hsz), dtype=dt)
+        # untraced runs write no sequence for the last layer (only its final h is used)
+        seq_out = tr is not None or lay.return_sequences
         hs = np.empty((n, steps if seq_out else 0, hsz), dtype=np.int64)
         keep: dict[str, np.ndarray] = {}
         if tr is not None:
@@ -533,10 +592,15 @@ class Firmware:
                 hmax, ssmax = step(xa, xw, xsh, bsum, t, ha, hsh, c, h, hs, hf)
                 continue
             if u32 is not None:  # float32 gate sums (exact, in range: see above)
-                h32[...] = h
-                pre = np.matmul(h32, u32)
-                pre += xa[:, t]
+                h32[:, :hsz] = h
+                h32[:, hsz:-1] = x32[:, t]
+                np.matmul(h32, u32, out=pre)
                 ha = ha_n = None
+                if lut is not None:  # every gate in one gather (_Layer.gate_lookup)
+                    idx[...] = pre  # truncation toward zero
+                    idx += lut[1]
+                    gates = np.take(lut[2], idx)
+                    sig, g_ = gates[:, : 3 * hsz], gates[:, 3 * hsz :]
             elif fused:
                 raw = lay.hh.exact_sum(h, bias=False)
                 ha = None
@@ -549,8 +613,9 @@ class Firmware:
                 pre = cast_noted(xa[:, t, :ns] + ha[:, :ns], a.frac, a, rec, f"{nm}.preact", t)  # inputacc
                 ha_n = ha[:, ns:]
             if lstm:
-                sig = lay.sigmoid(pre[:, : 3 * hsz])  # tmpres_ifo: i, f, o
-                g_ = lay.tanh(pre[:, 3 * hsz :])  # tmpres_c
+                if u32 is None or lut is None:
+                    sig = lay.sigmoid(pre[:, : 3 * hsz])  # tmpres_ifo: i, f, o
+                    g_ = lay.tanh(pre[:, 3 * hsz :])  # tmpres_c
                 i_, f_, o_ = sig[:, :hsz], sig[:, hsz : 2 * hsz], sig[:, 2 * hsz :]
                 # s_state = tmpres_c * i + s_state * f: exact products and sum, then res_T
                 cs = align(g_ * i_, 2 * a.frac, common)
@@ -585,7 +650,8 @@ class Firmware:
                     keep["r_h"][:, t] = rh
                     keep["preact"][:, t] = np.concatenate([zr_pre, n_pre], axis=1)
                     keep["gates"][:, t] = np.concatenate([zr, n_act], axis=1)
-            hs[:, t] = h
+            if seq_out:
+                hs[:, t] = h
             if tr is not None:
                 keep["h_acc"][:, t] = ha
         if tr is not None:
@@ -596,7 +662,7 @@ class Firmware:
             tr[f"{nm}.h"] = hs
             tr[nm] = hs if lay.return_sequences else hs[:, -1]
         if not seq_out:
-            return h
+            return h.astype(np.int64, copy=False)  # the int32 update's h too
         return hs if lay.return_sequences else hs[:, -1]
 
     def _compiled_step(self, lay: _Layer, common: int):
@@ -647,6 +713,29 @@ def _fits_int32(t: FixedType) -> bool:
     return t.min_int >= -(1 << 31) and t.max_int < 1 << 31
 
 
+def _lstm_update_bounds(lay: _Layer) -> tuple[int, int]:
+    """Bounds on the magnitudes of the LSTM state update's exact sums: ``g * i + c * f`` (at the
+    common binary point, either term's) and ``o * tanh(c)``."""
+    a, s = lay.acc_t, lay.state_t
+    sig, th = _amax(lay.sigmoid.table_out), _amax(lay.tanh.table_out)
+    common = max(2 * a.frac, s.frac + a.frac)
+    t1 = (th * sig) << (common - 2 * a.frac)
+    t2 = (max_abs(s) * sig) << (common - s.frac - a.frac)
+    return t1 + t2, sig * _amax(lay.tanh_state.table_out)  # type: ignore[union-attr]
+
+
+def _int32_update(lay: _Layer) -> bool:
+    """The LSTM state update can run on int32 arrays: gate values, state and every exact sum
+    and product fit, and its casts keep the dtype (truncation: an arithmetic shift; a direct
+    ``tanh(c)`` table)."""
+    if lay.cell != "lstm" or lay.tanh_state is None or lay.tanh_state.direct is None:
+        return False
+    a, s = lay.acc_t, lay.state_t
+    if not (_fits_int32(a) and _fits_int32(s) and s.rounding == "AP_TRN"):
+        return False
+    return max(_lstm_update_bounds(lay)) < 1 << 31
+
+
 def _colsq(w: np.ndarray) -> int:
     """Largest column sum of squares of the (n_in, n_out) mantissas ``w``, exact; 0 when an entry
     reaches 2**24 (float32 cannot be exact then: :func:`_f32_exact` falls back to max |h|)."""
@@ -687,10 +776,16 @@ def _cast_params(t: FixedType) -> np.ndarray:
 
 
 def _lookup_params(act: Activation) -> tuple[np.ndarray, np.ndarray]:
-    """The table and (direct, min_int or shift, half) of an activation for ``_compiled.lookup``."""
+    """The table and (direct, min_int or shift, half) of an activation for ``_compiled.lookup``.
+
+    The table is int32 when its entries fit (same values, half the cache: a direct table of a
+    16-bit state has 65,536 entries; the compiled LSTM step was 1.7x faster with int32 tables,
+    measured 2026-11-30, load 6)."""
     if act.direct is not None:
-        return act.direct, np.array([1, act.in_t.min_int, 0], dtype=np.int64)
-    return act.table_out, np.array([0, act.shift, act.half], dtype=np.int64)
+        tab, params = act.direct, np.array([1, act.in_t.min_int, 0], dtype=np.int64)
+    else:
+        tab, params = act.table_out, np.array([0, act.shift, act.half], dtype=np.int64)
+    return (tab.astype(np.int32) if max_abs(act.out_t) < 1 << 31 else tab), params
 
 
 def _to_int_overflowed(x: np.ndarray, t: FixedType) -> np.ndarray:

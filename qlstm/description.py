@@ -48,7 +48,6 @@ has ``weight``, ``bias``, ``accum`` and ``result`` (the Dense output, ``res_T`` 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -560,6 +559,8 @@ class ModelDescription:
 
     def fingerprint(self) -> str:
         """sha256 of the canonical JSON: caches (e.g. compiled C simulations) key on it."""
+        import hashlib  # here: loading OpenSSL costs every command's start-up ~2 ms
+
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
 

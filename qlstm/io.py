@@ -8,7 +8,6 @@ looks complete. Multi-file outputs use :func:`staged_dir`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import tempfile
@@ -97,6 +96,8 @@ def staged_dir(final: Path, overwrite: bool = False) -> Iterator[Path]:
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    import hashlib  # here: loading OpenSSL costs every command's start-up ~2 ms
+
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
@@ -108,6 +109,8 @@ def weights_sha256(weights: dict[str, np.ndarray]) -> str:
     """The one hash of a set of weight arrays: sha256 over the sorted names, shapes and float64
     bytes (``name:shape;`` then the data), used by the C-simulation cache key and the exported
     files' ``qlstm.weights_sha256`` metadata to spot stale artifacts."""
+    import hashlib
+
     h = hashlib.sha256()
     for k in sorted(weights):
         a = np.ascontiguousarray(weights[k], dtype=np.float64)

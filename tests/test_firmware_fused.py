@@ -162,25 +162,89 @@ def test_compiled_step_cauchy_schwarz_and_input_products(channels, monkeypatch):
     assert {(False, True), (True, True), (True, False)} <= set(seen)
 
 
+@pytest.mark.parametrize("rounding", ["AP_TRN", "AP_RND_CONV"])  # int32 state update, or int64
 @pytest.mark.parametrize("width", [6, 8])  # accumulators of 13 and 17 bits: direct and shift-and-clamp tables
-def test_numpy_float32_gate_sums(width):
+def test_numpy_float32_gate_sums(width, rounding):
     """The untraced NumPy LSTM step with float32 gate sums (taken when no input and state of their
-    types can bring them to 2**24 or out of accum_t) equals the traced int64 step, on inputs that
-    saturate the input type; stacked layers too. A model with larger sums does not take it."""
+    types can bring them to 2**24 or out of accum_t: one product [h, x_t, 1] @ [U; W; b] per step,
+    one gather for the four gates, an int32 state update with truncating casts) equals the traced
+    int64 step on every layer's whole h sequence, on inputs that saturate the input type and
+    states that wrap; stacked layers too. A model with larger sums does not take it."""
     x = np.random.default_rng(7).uniform(-9.0, 9.0, size=(300, 10, 2))
-    q = uniform_quantization(2, width=width, integer=3)
+    q = uniform_quantization(2, width=width, integer=3, rounding=rounding)
     desc, w = random_model(
         ("lstm", "lstm"), (12, 7), history=10, channels=2, horizon=3, quantization=q, seed=8
     )
     fw = Firmware(desc, w)
     fw.compiled = False
-    assert all(lay.float32_sums for lay in fw.layers)
+    assert all(lay.float32_sums and lay.gate_lookup is not None for lay in fw.layers)
     assert fw.layers[0].sigmoid.direct is not None if width == 6 else fw.layers[0].sigmoid.shift is not None
+    int32 = rounding == "AP_TRN"
+    assert all((lay.gate_lookup[2].dtype == np.int32) == int32 for lay in fw.layers)  # type: ignore[index]
+    traced = fw.run(x, trace=True)
+    seq = fw.input_t.to_int(x)
+    for lay in fw.layers:  # every layer's h sequence (the last: its final h), untraced vs traced
+        hs = fw._layer(lay, seq, None, None, False)
+        want = traced.mantissas[f"{lay.name}.h"]
+        assert_array_equal(hs, want if lay.return_sequences else want[:, -1])
+        seq = hs
     y = fw.run(x, chunk=64).y_m
-    assert_array_equal(y, fw.run(x, trace=True).y_m)
+    assert_array_equal(y, traced.y_m)
+    for lay in fw.layers:  # without the one gate table (generic index, or too large): per-gate lookups
+        lay.__dict__["gate_lookup"] = None  # functools.cached_property's slot
+    assert_array_equal(fw.run(x, chunk=64).y_m, traced.y_m)
     counts = {k: e.count for k, e in fw.run(x, record=True).overflows.items()}
-    assert counts["input"] > 0
+    assert counts["input"] > 0 and counts["rnn0.c"] > 0  # inputs and cell states wrapped
     desc16, w16 = random_model(
         ("lstm",), (32,), quantization=uniform_quantization(1), init="uniform", scale=0.5, seed=9
     )  # 16 bits, 30-bit accumulator
     assert not Firmware(desc16, w16).layers[0].float32_sums
+
+
+@pytest.mark.parametrize("width", [6, 8])
+def test_gate_lookup_every_sum(width):
+    """``_Layer.gate_lookup`` (one table for the four LSTM gates, read at ``trunc(pre * scale) +
+    offset``) equals the sigmoid / tanh lookup of every gate sum the layer can form (all of
+    ``|pre| <= reach``, the float32 bound, in float32 as the step computes it); the int32 direct
+    ``tanh(c)`` table equals the int64 one on every state."""
+    q = uniform_quantization(1, width=width, integer=3)
+    desc, w = random_model(("lstm",), (5,), history=4, quantization=q, seed=1)
+    lay = Firmware(desc, w).layers[0]
+    reach = lay._f32_reach()
+    assert reach is not None and lay.gate_lookup is not None
+    scale, offset, table = lay.gate_lookup
+    m = np.arange(-reach, reach + 1, dtype=np.int64)
+    pre = m.astype(np.float32)
+    assert np.array_equal(pre.astype(np.int64), m)  # below 2**24: exact
+    for col, act in ((0, lay.sigmoid), (3 * lay.units, lay.tanh)):
+        idx = (pre * scale[col]).astype(np.int32) + offset[col]
+        assert_array_equal(table[idx], act(m))
+    ts = lay.tanh_state
+    c = np.arange(ts.in_t.min_int, ts.in_t.max_int + 1, dtype=np.int64)
+    assert ts.direct32 is not None
+    assert_array_equal(ts(c.astype(np.int32)), ts(c))
+
+
+@pytest.mark.parametrize(
+    "dst",
+    [
+        FixedType(8, 3, True, "AP_TRN", "AP_WRAP"),
+        FixedType(8, 3, True, "AP_TRN", "AP_SAT"),
+        FixedType(12, 2, False, "AP_TRN", "AP_SAT_ZERO"),
+        FixedType(32, 12, False, "AP_TRN", "AP_WRAP"),  # unsigned 32 bits: not int32, int64 result
+        FixedType(8, 3, True, "AP_RND", "AP_WRAP"),  # rounding: the int64 form
+    ],
+)
+def test_fast_cast_int32(dst):
+    """``kernels.fast_cast`` on int32 mantissas (the int32 LSTM update) equals ``cast`` on int64,
+    in range and overflowing, and keeps int32 only where the result type fits it."""
+    from qlstm.firmware_sim.kernels import fast_cast
+    from qlstm.fixedpoint import cast
+
+    m = np.random.default_rng(5).integers(-(1 << 30), 1 << 30, size=4000).astype(np.int32)
+    m[:3] = (-(1 << 31), (1 << 31) - 1, 0)
+    frac = dst.frac + 20
+    for part in (m, m >> 16):  # overflowing, and (for the narrow types) partly in range
+        got = fast_cast(part, frac, dst)
+        assert_array_equal(got, cast(part.astype(np.int64), frac, dst))
+        assert got.dtype == (np.int32 if dst.rounding == "AP_TRN" and dst.width < 32 else np.int64)

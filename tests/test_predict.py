@@ -178,3 +178,40 @@ def test_float_trace_ends_in_the_prediction(run):
     tr = backend.trace(run, x)
     assert tr["rnn0"].shape == (5, 8, 8)
     np.testing.assert_array_equal(tr["head"], backend.predict(run, x))
+
+
+#: Packages the firmware backend of `qlstm predict` must not load (start-up time: the whole
+#: process is compared with the C simulation's, firmware_sim/README.md): PyTorch and Brevitas
+#: (training, quantization), the data readers, units, plots, the hls/export tool chains, and
+#: numba below the compiled step's size (``simulate.COMPILED_MIN_UPDATES``), hashlib (loads OpenSSL).
+HEAVY = (
+    "torch", "brevitas", "pandas", "pyarrow", "h5py", "pint", "matplotlib", "yaml", "scipy",
+    "numba", "hls4ml", "onnx", "onnxruntime", "qonnx", "optuna", "dask", "tqdm", "hashlib",
+)  # fmt: skip
+
+
+def test_firmware_backend_imports_no_heavy_package(tmp_path):
+    """A whole `qlstm predict --backend firmware` process (a fresh interpreter) computes the
+    simulation's outputs without importing any package of :data:`HEAVY`."""
+    import subprocess
+    import sys
+
+    from qlstm.description import save
+    from qlstm.firmware_sim.simulate import Firmware
+    from qlstm.testing import random_model, uniform_quantization
+
+    q = uniform_quantization(1, width=8, integer=3)
+    desc, w = random_model(("lstm",), (16,), history=16, horizon=4, quantization=q, seed=2)
+    save(tmp_path / "qrun", desc, w)
+    x = np.random.default_rng(3).uniform(0.0, 1.0, size=(500, 16, 1))
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import sys; from qlstm.cli import main; "
+        f"rc = main(['predict', {str(tmp_path / 'qrun')!r}, '--backend', 'firmware', "
+        f"'--inputs', {str(tmp_path / 'x.npy')!r}, '--out', {str(tmp_path / 'y.npy')!r}]); "
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules)); sys.exit(rc)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]", r.stdout
+    assert np.array_equal(np.load(tmp_path / "y.npy"), Firmware(desc, w).predict(x))
