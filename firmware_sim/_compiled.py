@@ -134,6 +134,7 @@ def lstm_step(xa, xw, xsh, bsum, t, ha, hsh, c, h, hs, hf, ca, cs, sh, sig, asig
     nsig, ntnh = sig.size - 1, tnh.size - 1
     pre = np.empty(g4, dtype=np.int64)
     act = np.empty(g4, dtype=np.int64)
+    idx = np.empty(g4, dtype=np.uint32)  # table indices in [0, size): unsigned, no wraparound test
     cr = np.empty(hsz, dtype=np.int64)
     hr = np.empty(hsz, dtype=np.int64)
     hmax = 0
@@ -155,15 +156,21 @@ def lstm_step(xa, xw, xsh, bsum, t, ha, hsh, c, h, hs, hf, ca, cs, sh, sig, asig
         else:
             for q in range(g4):
                 pre[q] = ovf(pre[q], loa, hia, mka, oma)
-        if not ds and ks > 0:  # the usual shift-and-clamp index, without lookup()'s branches
+        # the usual shift-and-clamp index, without lookup()'s branches: the indices in one loop
+        # (integer arithmetic: vectorised), the loads in another (scalar loads)
+        if not ds and ks > 0:
             for q in range(3 * hsz):
-                act[q] = sig[shift_index(pre[q], ks, hfs, nsig)]
+                idx[q] = shift_index(pre[q], ks, hfs, nsig)
+            for q in range(3 * hsz):
+                act[q] = sig[idx[q]]
         else:
             for q in range(3 * hsz):
                 act[q] = lookup(sig, pre[q], ds, ks, hfs)
         if not dt and kt > 0:
             for q in range(3 * hsz, g4):
-                act[q] = tnh[shift_index(pre[q], kt, hft, ntnh)]
+                idx[q] = shift_index(pre[q], kt, hft, ntnh)
+            for q in range(3 * hsz, g4):
+                act[q] = tnh[idx[q]]
         else:
             for q in range(3 * hsz, g4):
                 act[q] = lookup(tnh, pre[q], dt, kt, hft)
@@ -173,8 +180,11 @@ def lstm_step(xa, xw, xsh, bsum, t, ha, hsh, c, h, hs, hf, ca, cs, sh, sig, asig
             for j in range(hsz):
                 acc = ((act[3 * hsz + j] * act[j]) << s1) + ((cr[j] * act[hsz + j]) << s2)
                 cr[j] = ovf(acc >> kc, los, his, mks, oms)
+                idx[j] = cr[j] - kcs
             for j in range(hsz):
-                hr[j] = ovf((act[2 * hsz + j] * tst[cr[j] - kcs]) >> kh, los, his, mks, oms)
+                hr[j] = tst[idx[j]]
+            for j in range(hsz):
+                hr[j] = ovf((act[2 * hsz + j] * hr[j]) >> kh, los, his, mks, oms)
         else:
             for j in range(hsz):
                 acc = ((act[3 * hsz + j] * act[j]) << s1) + ((cr[j] * act[hsz + j]) << s2)
