@@ -139,41 +139,58 @@ def lstm_step(xa, xw, xsh, bsum, t, ha, hsh, c, h, hs, hf, ca, cs, sh, sig, asig
     hr = np.empty(hsz, dtype=np.int64)
     hmax = 0
     ssmax = 0
+    # the usual case in one loop per gate kind: one input channel (or the input products read
+    # from xa), wrapping gate casts, shift-and-clamp indices of both gate tables
+    fused = oma == 0 and not ds and ks > 0 and not dt and kt > 0
     for r in range(n):
-        # gate_sum, term by term: int64 wraps modulo 2**64, so the order does not change the sum
-        for q in range(g4):
-            pre[q] = bsum[q] + (int(ha[r, q]) << hsh)
-        if xw.shape[0] == 0:
-            for q in range(g4):
-                pre[q] += int(xa[r, t, q]) << xsh
-        for k in range(xw.shape[0]):
-            xv = int(xa[r, t, k])
-            for q in range(g4):
-                pre[q] += (xv * xw[k, q]) << xsh
-        if oma == 0:  # the cast of the gate sums (no rounding: on accum_t's grid), wrapping
-            for q in range(g4):
-                pre[q] = ovf(pre[q], loa, hia, mka, 0)
-        else:
-            for q in range(g4):
-                pre[q] = ovf(pre[q], loa, hia, mka, oma)
-        # the usual shift-and-clamp index, without lookup()'s branches: the indices in one loop
-        # (integer arithmetic: vectorised), the loads in another (scalar loads)
-        if not ds and ks > 0:
+        if fused and xw.shape[0] == 1:
+            xv = int(xa[r, t, 0])
             for q in range(3 * hsz):
-                idx[q] = shift_index(pre[q], ks, hfs, nsig)
+                v = bsum[q] + (int(ha[r, q]) << hsh) + ((xv * xw[0, q]) << xsh)
+                idx[q] = shift_index(ovf(v, loa, hia, mka, 0), ks, hfs, nsig)
+            for j in range(hsz):
+                q = 3 * hsz + j
+                v = bsum[q] + (int(ha[r, q]) << hsh) + ((xv * xw[0, q]) << xsh)
+                idx[q] = shift_index(ovf(v, loa, hia, mka, 0), kt, hft, ntnh)
             for q in range(3 * hsz):
                 act[q] = sig[idx[q]]
+            for j in range(hsz):
+                act[3 * hsz + j] = tnh[idx[3 * hsz + j]]
         else:
-            for q in range(3 * hsz):
-                act[q] = lookup(sig, pre[q], ds, ks, hfs)
-        if not dt and kt > 0:
-            for q in range(3 * hsz, g4):
-                idx[q] = shift_index(pre[q], kt, hft, ntnh)
-            for q in range(3 * hsz, g4):
-                act[q] = tnh[idx[q]]
-        else:
-            for q in range(3 * hsz, g4):
-                act[q] = lookup(tnh, pre[q], dt, kt, hft)
+            # gate_sum, term by term: int64 wraps modulo 2**64, so the order does not change the sum
+            for q in range(g4):
+                pre[q] = bsum[q] + (int(ha[r, q]) << hsh)
+            if xw.shape[0] == 0:
+                for q in range(g4):
+                    pre[q] += int(xa[r, t, q]) << xsh
+            for k in range(xw.shape[0]):
+                xv = int(xa[r, t, k])
+                for q in range(g4):
+                    pre[q] += (xv * xw[k, q]) << xsh
+            if oma == 0:  # the cast of the gate sums (no rounding: on accum_t's grid), wrapping
+                for q in range(g4):
+                    pre[q] = ovf(pre[q], loa, hia, mka, 0)
+            else:
+                for q in range(g4):
+                    pre[q] = ovf(pre[q], loa, hia, mka, oma)
+            # the usual shift-and-clamp index, without lookup()'s branches: the indices in one loop
+            # (integer arithmetic: vectorised), the loads in another (scalar loads)
+            if not ds and ks > 0:
+                for q in range(3 * hsz):
+                    idx[q] = shift_index(pre[q], ks, hfs, nsig)
+                for q in range(3 * hsz):
+                    act[q] = sig[idx[q]]
+            else:
+                for q in range(3 * hsz):
+                    act[q] = lookup(sig, pre[q], ds, ks, hfs)
+            if not dt and kt > 0:
+                for j in range(hsz):
+                    idx[3 * hsz + j] = shift_index(pre[3 * hsz + j], kt, hft, ntnh)
+                for j in range(hsz):
+                    act[3 * hsz + j] = tnh[idx[3 * hsz + j]]
+            else:
+                for q in range(3 * hsz, g4):
+                    act[q] = lookup(tnh, pre[q], dt, kt, hft)
         for j in range(hsz):
             cr[j] = c[r, j]
         if rms == 0 and kc > 0 and kh > 0 and dc:  # truncating casts, direct tanh(c) table
