@@ -21,7 +21,8 @@ Part 2 (``--predict-windows``) times whole ``qlstm predict`` processes on the co
 beforehand: the cache is warm), with ``qlstm --threads 1`` and ``2``, ``--repeats`` pairs each,
 interleaved (firmware, csim, firmware, csim, ...) so that a change of load hits both; prints
 every time, the ratio of each pair and their median, and checks the outputs are identical
-(target: firmware >= 20x csim, the median at one thread). ``--scan`` adds firmware_sim's
+(target: firmware >= 20x csim, the median at one thread). ``--step`` times the compiled LSTM step
+alone (ns per cell, on the arguments of a real step of part 1's exact model). ``--scan`` adds firmware_sim's
 windows/s over cells, accumulator kind, chunk size and 1 or 2 threads (a markdown table). Ratios measured in one run on one machine are the figures to compare; absolute
 rates depend on the machine and its load.
 
@@ -146,6 +147,60 @@ def bench_model(args, accum: str, np) -> dict:
         "fw": n / t_fw, "csim": n_cs / t_cs, "ratio": ratio, "exact": exact,
         "f32": float(np.median(f32_ratios)), "f64": t_f64 / t_fw, "peak": peak / ws,
     }  # fmt: skip
+
+
+def bench_step(args, np) -> None:
+    """The compiled LSTM step alone: ns per cell on the paper model with exact accumulators.
+
+    Runs ``--chunk`` windows of the model of part 1 (``exact``) through firmware_sim, keeps the
+    arguments of the compiled step at step L/2 (real gate products, states and tables), then times
+    that one call ``--step-repeats`` times x 20 (state arrays copied back before each call, not
+    timed) and prints the best of each 20 in ns per cell (window x unit).
+    """
+    from qlstm.firmware_sim.simulate import Firmware
+    from qlstm.testing import random_model, uniform_quantization
+
+    q = uniform_quantization(1, width=args.bits, integer=6)
+    desc, w = random_model(
+        ("lstm",), (args.units,), history=args.history, channels=1, horizon=1, quantization=q,
+        init="uniform", scale=0.25, seed=0,
+    )  # fmt: skip
+    fw = Firmware(desc, w)
+    fw.compiled = True
+    x = np.random.default_rng(1).uniform(0.0, 1.0, size=(args.chunk, args.history, 1))
+    kept: dict = {}
+    make = fw._compiled_step
+
+    def keeping(lay, common):
+        step = make(lay, common)
+
+        def call(*a):
+            if a[4] == args.history // 2 and "args" not in kept:
+                kept["args"] = [v.copy() if isinstance(v, np.ndarray) else v for v in a]
+            return step(*a)
+
+        kept["step"] = step
+        return call
+
+    fw._compiled_step = keeping
+    fw.run(x, chunk=args.chunk, threads=1)
+    a, step = kept["args"], kept["step"]
+    cells = args.chunk * args.units
+    best = []
+    for _ in range(args.step_repeats):
+        ts = []
+        for _ in range(20):
+            b = list(a)
+            b[7], b[8], b[10] = a[7].copy(), a[8].copy(), a[10].copy()  # c, h, hf: updated in place
+            t0 = time.perf_counter()
+            step(*b)
+            ts.append(time.perf_counter() - t0)
+        best.append(min(ts) / cells * 1e9)
+    print(
+        f"\n[step] compiled LSTM step alone ({q.layers[0].accum.ap()}, {args.chunk} windows x {args.units} "
+        f"cells, step {args.history // 2}), measured: {', '.join(f'{v:.2f}' for v in best)} ns per cell "
+        f"(best of 20 calls each); min {min(best):.2f}; load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
 
 
 def scan(args, np) -> None:
@@ -301,6 +356,18 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure firmware_sim's windows/s over cells x accumulator kind x chunk x threads "
         "1 and 2 (no C simulation; `--accum none --predict-windows 0 --scan`: only that)",
     )
+    p.add_argument(
+        "--step",
+        action="store_true",
+        help="also time the compiled LSTM step alone (ns per cell, exact accumulators, --chunk windows; "
+        "`--accum none --predict-windows 0 --step`: only that)",
+    )
+    p.add_argument(
+        "--step-repeats",
+        type=int,
+        default=5,
+        help="--step: timed rounds of 20 calls, each round's best printed",
+    )
     p.add_argument("--scan-cells", default="32,64,128", help="--scan: cells, comma-separated")
     p.add_argument(
         "--scan-chunks", default="256,1024,4096,16384", help="--scan: chunk sizes (windows), comma-separated"
@@ -334,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         for accum in kinds:
             res[accum] = bench_model(args, accum, np)
             ok &= res[accum]["exact"]
+        if args.step:
+            bench_step(args, np)
         if args.scan:
             scan(args, np)
         whole = None
