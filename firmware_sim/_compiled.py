@@ -133,7 +133,7 @@ def lstm_step(xa, xw, xsh, bsum, t, ha, hsh, c, h, hs, hf, ca, cs, sh, sig, asig
     # made this step 4.7x slower, measured 2026-11-30, load 6)
     nsig, ntnh = sig.size - 1, tnh.size - 1
     pre = np.empty(g4, dtype=np.int64)
-    act = np.empty(g4, dtype=np.int64)
+    act = np.empty(g4, dtype=sig.dtype)  # gate values: int32 with int32 tables (sig, tnh: one dtype)
     idx = np.empty(g4, dtype=np.uint32)  # table indices in [0, size): unsigned, no wraparound test
     cr = np.empty(hsz, dtype=np.int64)
     hr = np.empty(hsz, dtype=np.int64)

@@ -676,6 +676,8 @@ class Firmware:
         a, s = lay.acc_t, lay.state_t
         ca, cs = _cast_params(a), _cast_params(s)
         (sig, asig), (tnh, atnh) = _lookup_params(lay.sigmoid), _lookup_params(lay.tanh)
+        if sig.dtype != tnh.dtype:  # the compiled LSTM step keeps both tables' values in one array
+            sig, tnh = sig.astype(np.int64), tnh.astype(np.int64)
         if lay.cell == "lstm":
             tst, atst = _lookup_params(lay.tanh_state)  # type: ignore[arg-type]
             sh = np.array(

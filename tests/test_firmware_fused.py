@@ -248,3 +248,52 @@ def test_fast_cast_int32(dst):
         got = fast_cast(part, frac, dst)
         assert_array_equal(got, cast(part.astype(np.int64), frac, dst))
         assert got.dtype == (np.int32 if dst.rounding == "AP_TRN" and dst.width < 32 else np.int64)
+
+
+@pytest.mark.parametrize("state_overflow", ["AP_WRAP", "AP_SAT"])
+@pytest.mark.parametrize(("acc_width", "acc_overflow"), [(20, "AP_WRAP"), (22, "AP_WRAP"), (20, "AP_SAT")])
+def test_compiled_step_one_channel_edges(acc_width, acc_overflow, state_overflow, monkeypatch):
+    """The compiled LSTM step's one-input-channel loops (gate sum, wrapping cast and the
+    shift-and-clamp index of both gate tables in one vectorised loop, the loads in another; the
+    state update with its ``tanh(c)`` indices apart from their loads) equal the NumPy step and the
+    traced step: gate sums that clamp the index at 0 and at the top of both tables, that wrap the
+    accumulator (shift 0 and 2 onto its grid) or saturate it (the generic loops), cell states at
+    both ends of their type, 13 units (vector remainders)."""
+    from qlstm.firmware_sim import _compiled
+
+    rows = []
+    real = _compiled.lstm_step
+
+    def spy(xa, xw, *rest):
+        rows.append(xw.shape[0])
+        return real(xa, xw, *rest)
+
+    monkeypatch.setattr(_compiled, "lstm_step", spy)
+    acc = FixedType(acc_width, 6, True, "AP_TRN", acc_overflow)  # >= 14 fractional bits: products exact
+    state = FixedType(8, 1, True, "AP_TRN", state_overflow)  # |c| >= 1 leaves it
+    q = uniform_quantization(1, width=12, integer=5, accum=acc, state=state)  # weights up to 16
+    desc, w = random_model(
+        ("lstm",), (13,), history=7, channels=1, horizon=1, quantization=q, init="uniform", scale=6.0, seed=11
+    )
+    fw = Firmware(desc, w)
+    lay = fw.layers[0]
+    assert lay.sigmoid.shift > 0 and lay.tanh.shift > 0 and lay.tanh_state.direct is not None
+    x = np.random.default_rng(12).uniform(-20.0, 20.0, size=(90, 7, 1))
+    _check(fw, x)  # compiled vs NumPy step, every layer's h sequence and the outputs
+    assert rows and set(rows) == ({1} if acc_overflow == "AP_WRAP" else {0})  # the loop under test
+    fw.compiled = True
+    traced = fw.run(x, trace=True)
+    assert_array_equal(fw.run(x, chunk=32).y_m, traced.y_m)
+    pre, hsz = traced.mantissas["rnn0.preact"], lay.units  # PyTorch order: i, f, g, o
+    for act, cols in (
+        (lay.sigmoid, np.r_[0 : 2 * hsz, 3 * hsz : 4 * hsz]),
+        (lay.tanh, np.r_[2 * hsz : 3 * hsz]),
+    ):
+        m = pre[:, :, cols]
+        idx = np.trunc(m / 2.0**act.shift).astype(np.int64) + act.half  # before the clamps
+        assert (idx < 0).any() and (idx > act.spec.size - 1).any()  # both ends of the table
+    counts = {k: e.count for k, e in fw.run(x, record=True).overflows.items()}
+    assert counts["rnn0.preact"] > 0 and counts["rnn0.c"] > 0  # gate sums and states overflowed
+    c = traced.mantissas["rnn0.c"]
+    if state_overflow == "AP_SAT":
+        assert c.min() == state.min_int and c.max() == state.max_int
