@@ -139,11 +139,15 @@ def lstm_step(xa, xw, xsh, bsum, t, ha, hsh, c, h, hs, hf, ca, cs, sh, sig, asig
     hr = np.empty(hsz, dtype=np.int64)
     hmax = 0
     ssmax = 0
-    # the usual case in one loop per gate kind: one input channel (or the input products read
-    # from xa), wrapping gate casts, shift-and-clamp indices of both gate tables
-    fused = oma == 0 and not ds and ks > 0 and not dt and kt > 0
+    # Table lookups: the indices are formed in loops of their own (integer arithmetic, which LLVM
+    # vectorises), the loads in tight loops of scalar loads (unsigned indices: no negative-index
+    # test); the g-gate loops run over range(hsz) (a loop over range(3H, 4H) kept numba's
+    # negative-index test or was vectorised with gathers and scatters).
+    # The usual case, one input channel with wrapping gate casts and shift-and-clamp indices of
+    # both gate tables: gate sum (gate_sum's terms), cast and index in one loop per gate kind.
+    usual = oma == 0 and not ds and ks > 0 and not dt and kt > 0
     for r in range(n):
-        if fused and xw.shape[0] == 1:
+        if usual and xw.shape[0] == 1:
             xv = int(xa[r, t, 0])
             for q in range(3 * hsz):
                 v = bsum[q] + (int(ha[r, q]) << hsh) + ((xv * xw[0, q]) << xsh)
@@ -173,8 +177,7 @@ def lstm_step(xa, xw, xsh, bsum, t, ha, hsh, c, h, hs, hf, ca, cs, sh, sig, asig
             else:
                 for q in range(g4):
                     pre[q] = ovf(pre[q], loa, hia, mka, oma)
-            # the usual shift-and-clamp index, without lookup()'s branches: the indices in one loop
-            # (integer arithmetic: vectorised), the loads in another (scalar loads)
+            # the usual shift-and-clamp index, without lookup()'s branches
             if not ds and ks > 0:
                 for q in range(3 * hsz):
                     idx[q] = shift_index(pre[q], ks, hfs, nsig)
