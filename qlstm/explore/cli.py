@@ -4,6 +4,7 @@ NSGA-II with trials as Dask tasks (docs/explore.md)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -56,8 +57,17 @@ def run(args: argparse.Namespace) -> int:
         target=args.target, clock_ns=args.clock_ns, budget_us=args.budget_us, storage=args.storage,
         prune_runs=args.prune_runs, rtl=args.rtl, progress=not args.no_progress,
     )  # fmt: skip
-    print(f"qlstm explore: ran {res['ran']} trial(s) in {res['seconds']:.0f} s (wall); the study holds "
-          f"{res['finished']} finished trial(s), {res['front']} on the front")  # fmt: skip
+    dup = (
+        f" and reused {res['reused']} duplicate point(s) (a finished trial's result)" if res["reused"] else ""
+    )
+    failed = f"; {res['failed']} of this run's trial(s) FAILED (trials.csv: error)" if res["failed"] else ""
+    print(f"qlstm explore: ran {res['ran']} trial(s){dup} in {res['seconds']:.0f} s (wall){failed}; the study "
+          f"holds {res['finished']} finished trial(s), {res['front']} on the front")  # fmt: skip
     for k, v in res["files"].items():
         print(f"  {k}: {v}")
+    if res["all_failed"]:
+        print(
+            f"qlstm explore: every trial of this run failed; the first: {res['first_error']}", file=sys.stderr
+        )
+        return 1
     return 0
