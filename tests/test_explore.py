@@ -306,6 +306,57 @@ def test_concurrent_open_study(tmp_path: Path) -> None:
         assert got == ["ok"] * 3, got
 
 
+def test_another_study_refusal_names_the_difference(tmp_path: Path) -> None:
+    from qlstm.explore.study import open_study
+
+    url, space = f"sqlite:///{tmp_path / 's.db'}", load_space(None)
+    open_study(url, space, {"clock_ns": 5.0, "target": "zynq7045", "settings": {"epochs": 5}})
+    with pytest.raises(QlstmError) as exc:
+        open_study(url, space, {"clock_ns": 10.0, "target": "zynq7045", "settings": {"epochs": 6}})
+    msg = str(exc.value)
+    assert "clock_ns: stored 5.0, given 10.0" in msg and "settings.epochs: stored 5, given 6" in msg
+    assert "target" not in msg.split("(")[1].split(")")[0] and "\n" not in msg
+
+
+def test_concurrent_explorers_propose_different_points(tmp_path: Path) -> None:
+    """Two explorers on one study, asking in turn: per-trial seeds give different points (one
+    process-wide seed gave the same point pairwise); a fresh study with the same seed proposes the
+    same points again (reproducible)."""
+    import optuna
+
+    from qlstm.explore.study import TrialSeededNSGAII
+
+    def points(url: str, n_explorers: int, n: int) -> list[int]:
+        studies = [optuna.create_study(study_name="s", storage=url, load_if_exists=True,
+                                       sampler=TrialSeededNSGAII(4, 0), directions=["minimize"] * 2)
+                   for _ in range(n_explorers)]  # fmt: skip
+        return [studies[i % n_explorers].ask().suggest_int("x", 0, 10**9) for i in range(n)]
+
+    shared = points(f"sqlite:///{tmp_path / 'a.db'}", 2, 6)
+    assert len(set(shared)) == 6
+    assert points(f"sqlite:///{tmp_path / 'b.db'}", 1, 6) == shared
+
+
+@pytest.mark.slow
+def test_running_trials_of_another_explorer_count_towards_n(tmp_path: Path) -> None:
+    """N counts the study's finished AND running trials (every explorer's), re-read before each
+    submission: with another live explorer's trial running, --trials 2 runs one more, not two."""
+    import optuna
+
+    from qlstm.explore.study import STUDY_NAME, explore
+
+    sp = parse_space({**TINY, "cells": [4], "history": [4], "bits": {"low": 6, "high": 16}}, "space")
+    res = explore(sp, tmp_path, 1, workers=1, progress=False, echo=lambda m: None)  # makes the study
+    assert res["ran"] == 1
+    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{tmp_path / 'study.db'}")
+    other = study.ask()  # another explorer's trial, still running (its process is alive: ours' parent)
+    other.set_user_attr("owner", {"host": socket.gethostname(), "pid": os.getppid()})
+    res = explore(sp, tmp_path, 3, workers=1, progress=False, echo=lambda m: None)
+    assert res["ran"] + res["reused"] == 1
+    states = _states(tmp_path)
+    assert sorted(states.values()) == ["COMPLETE", "COMPLETE", "RUNNING"]
+
+
 @pytest.mark.slow
 def test_kill_and_resume(tmp_path: Path) -> None:
     import yaml
@@ -384,7 +435,7 @@ def test_separate_dask_scheduler_and_worker_processes(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_data_file_and_its_reproduce_commands(tmp_path: Path) -> None:
+def test_data_file_and_its_reproduce_commands(tmp_path: Path, monkeypatch) -> None:
     from qlstm.data import generate, save_events
     from qlstm.data.synthetic import SyntheticConfig
     from qlstm.explore.study import explore
@@ -395,6 +446,10 @@ def test_data_file_and_its_reproduce_commands(tmp_path: Path) -> None:
         parse_space(TINY, "space"), out, 1, data=events, workers=1, progress=False, echo=lambda m: None
     )
     assert res["ran"] == 1 and not (out / "data_run").exists()  # no data step: the given file
+    monkeypatch.chdir(tmp_path)  # the same file by a relative path is the same exploration (resolved)
+    again = explore(parse_space(TINY, "space"), out, 1, data=Path("ev.npz"), workers=1, progress=False,
+                    echo=lambda m: None)  # fmt: skip
+    assert again["ran"] == 0 and again["finished"] == 1
     (row,) = _rows(out / "trials.csv")
     assert row["state"] == "COMPLETE"
     cmds = [c.strip().split() for c in row["reproduce"].split("&&")]
