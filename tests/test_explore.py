@@ -231,7 +231,10 @@ def test_local_cluster_two_workers_front_and_resume(tmp_path: Path) -> None:
     assert {r["latency_kind"] for r in rows} == {"estimate"}
     for f in ("pareto.csv", "pareto.png", "pareto.html"):
         assert (tmp_path / f).stat().st_size > 0
-    assert "<title>trial #" in (tmp_path / "pareto.html").read_text()
+    page = (tmp_path / "pareto.html").read_text()
+    assert "<title>trial #" in page and "<td>None</td>" not in page  # an empty cell is empty
+    assert {r["resource_kind"] for r in rows} == {"estimate (hls4ml resource estimator: LUT, FF, DSP, BRAM)"}
+    assert {r["latency_source"] for r in rows} == {"estimate (hls4ml latency estimator, hls/estimate)"}
     _check_front(tmp_path)
     # the events were generated once and every trial trained on that one file
     events = list(tmp_path.rglob("events.npz"))
