@@ -105,7 +105,7 @@ def connect(address: str, timeout_s: float | None = None):
 
     def attempt() -> None:  # a daemon thread: a hung attempt does not keep the process alive
         try:
-            got["client"] = Client(address, timeout=f"{timeout_s:g}s", set_as_default=False)
+            got["client"] = Client(address, timeout=f"{timeout_s:g}s")
         except BaseException as exc:  # noqa: BLE001 - reported below as one line
             got["error"] = exc
         if got.get("late"):  # the caller gave up: do not leave a client connected
@@ -343,8 +343,9 @@ def explore(
     echo(f"study {url}: {done} finished trial(s), {todo} to run")
     first_trial = len(study.trials)
     ran = windows_built = reused = 0
-    if todo and client is None:
-        client, cluster = _client(scheduler, workers)
+    if todo:
+        if client is None:  # the local cluster (a --scheduler was connected before anything was created)
+            client, cluster = _client(scheduler, workers)
         pending: dict[Any, Any] = {}
         windows: dict[int, Any] = {}  # L -> the future of its windows
         known = _known_points(study)  # point (JSON) -> result of a completed trial
