@@ -154,6 +154,19 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path: Path, capsys, monkey
     mute = socket.socket()  # a service that is not Dask: connects (the kernel's backlog), never answers
     mute.bind(("127.0.0.1", 0))
     mute.listen(16)
+    noisy = socket.socket()  # one that answers garbage (read as a Dask header it once asked for 3 EiB)
+    noisy.bind(("127.0.0.1", 0))
+    noisy.listen(16)
+
+    def answer_garbage() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = noisy.accept()
+                conn.sendall(b"\xff" * 64)
+
+    import threading
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
     monkeypatch.setattr(study, "CONNECT_TIMEOUT_S", 2.0)
     kept = tmp_path / "kept"
     kept.mkdir()
@@ -167,6 +180,8 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path: Path, capsys, monkey
         "--target foo: unknown target; choose one of zynq": ["--target", "foo"],
         f"cannot connect to the Dask scheduler at tcp://127.0.0.1:{mute.getsockname()[1]}": [
             "--scheduler", f"tcp://127.0.0.1:{mute.getsockname()[1]}"],
+        f"cannot connect to the Dask scheduler at tcp://127.0.0.1:{noisy.getsockname()[1]}": [
+            "--scheduler", f"tcp://127.0.0.1:{noisy.getsockname()[1]}"],
         "binary.yaml: not a text file": ["--space", str(tmp_path / "binary.yaml")],
         "dup.yaml: duplicate key 'cells'": ["--space", str(tmp_path / "dup.yaml")],
     }  # fmt: skip
@@ -181,6 +196,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path: Path, capsys, monkey
                 assert [p.name for p in kept.iterdir()] == ["mine.txt"], msg
     finally:
         mute.close()
+        noisy.close()
     for out, msg in (
         (tmp_path / "afile", "exists and is not a folder"),
         (Path("/proc/qlstm-x"), "cannot create"),
@@ -338,6 +354,29 @@ def test_concurrent_explorers_propose_different_points(tmp_path: Path) -> None:
     shared = points(f"sqlite:///{tmp_path / 'a.db'}", 2, 6)
     assert len(set(shared)) == 6
     assert points(f"sqlite:///{tmp_path / 'b.db'}", 1, 6) == shared
+
+
+@pytest.mark.slow
+def test_two_explorers_started_together_share_n(tmp_path: Path) -> None:
+    """Issue #19: two explorers with --trials 4 on one fresh --out, started together, ran 8 trials
+    and proposed identical points pairwise. Now the study holds exactly 4 finished trials, at 4
+    different points, and both explorers succeed (the creation phase is serialised on the folder)."""
+    import yaml
+
+    space = tmp_path / "tiny.yaml"
+    space.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "qlstm.cli", "explore", "--space", str(space), "--trials", "4", "--out",
+           str(out), "--workers", "1", "--no-progress"]  # fmt: skip
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    rows = [r for r in _rows(out / "trials.csv") if r["state"] != "PRUNED"]  # PRUNED: a surplus ask
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 4
+    points = {(r["cells"], r["history"], r["bits"], r["reuse_factor"]) for r in rows}
+    assert len(points) == 4
 
 
 @pytest.mark.slow

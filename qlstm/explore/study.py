@@ -10,6 +10,7 @@ several explorers can share one study. The events are generated once (one data s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -318,18 +319,16 @@ def explore(
     client = cluster = None
     if scheduler is not None:  # before anything is created: an unreachable scheduler leaves nothing
         client, cluster = _client(scheduler, workers)
-    created = _Created(out)  # everything below is undone if it fails before the first trial
     try:
-        created.mkdir()
-        url = storage or f"sqlite:///{out / 'study.db'}"
-        settings = {"space": [dataclasses.asdict(p) for p in space.params], "settings": space.settings,
-                    "target": target, "clock_ns": clock, "budget_us": budget_us,
-                    "data": str(data) if data else "synthetic", "rtl": rtl}  # fmt: skip
-        study = open_study(url, space, settings)
-        t0 = time.perf_counter()
-        events, synthetic = _events(out, space, data)
+        with _Created(out):  # undone if it fails; concurrent explorers on one out take turns here
+            url = storage or f"sqlite:///{out / 'study.db'}"
+            settings = {"space": [dataclasses.asdict(p) for p in space.params], "settings": space.settings,
+                        "target": target, "clock_ns": clock, "budget_us": budget_us,
+                        "data": str(data) if data else "synthetic", "rtl": rtl}  # fmt: skip
+            study = open_study(url, space, settings)
+            t0 = time.perf_counter()
+            events, synthetic = _events(out, space, data)
     except BaseException:
-        created.undo()
         if client is not None:
             client.close()
         raise
@@ -361,6 +360,10 @@ def explore(
                 while len(pending) < capacity and _held(study) < n_trials:
                     trial = study.ask()
                     trial.set_user_attr("owner", owner)
+                    if _held(study, below=trial.number) >= n_trials:  # another explorer asked meanwhile
+                        trial.set_user_attr("error", f"surplus: the study already held {n_trials} trials")
+                        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                        break
                     params = space.suggest(trial)
                     point = json.dumps(params, sort_keys=True)
                     if point in known:  # NSGA-II proposed a finished point again: its result, not a rerun
@@ -431,11 +434,14 @@ def owner_attr() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
-def _held(study) -> int:
-    """Trials that count towards N: finished (:func:`finished`) plus running (any explorer's)."""
-    return len(finished(study)) + len(
-        study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    )
+def _held(study, below: int | None = None) -> int:
+    """Trials that count towards N: finished (:func:`finished`) plus running (any explorer's);
+    ``below``: only those numbered below it. Checking then asking is not atomic, so after asking,
+    a trial with N held trials below its number is a surplus one (told PRUNED, not run): the
+    trial numbers order concurrent explorers the same way in every process."""
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    held = [t.number for t in (*finished(study), *running)]
+    return sum(1 for n in held if below is None or n < below)
 
 
 def _target(name: str):
@@ -460,31 +466,56 @@ def _check_storage(url: str) -> None:
 
 
 class _Created:
-    """What this invocation created of ``out`` (the folder and its missing parents, or study.db and
-    data_run inside an existing folder), removed again by :meth:`undo` when a later check fails."""
+    """What this invocation creates in ``out`` before its first trial (the folder and its missing
+    parents, study.db, data_run/), removed again by :meth:`undo` when a step fails.
+
+    Explorers sharing ``out`` serialise this phase on an exclusive ``flock`` of the folder itself
+    (no lock file is left behind): the second waits while the first creates the study and the
+    events (the data step is not safe to run twice at once), and each undoes only the entries
+    that did not exist when it took the lock, and the folders it created only if they are empty,
+    so a failing explorer never removes another one's study."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
-        top = out
-        while not top.parent.exists() and top.parent != top:
-            top = top.parent
-        self.top = None if out.exists() else top  # the first folder this invocation creates
-        self.before = set(out.iterdir()) if out.exists() else set()
+        self.fd: int | None = None
+        self.made: list[Path] = []  # folders this invocation created, deepest first
+        self.before: set[Path] = set()
 
-    def mkdir(self) -> None:
+    def __enter__(self) -> _Created:
+        import fcntl
+
+        for _ in range(5):  # the folder may be removed by another explorer's undo while we wait
+            missing = [q for q in (self.out, *self.out.parents) if not q.exists()]
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise QlstmError(
+                    f"--out {self.out}: cannot create the folder ({exc.strerror or exc})"
+                ) from None
+            self.made = [q for q in missing if q.is_dir()] or self.made
+            fd = os.open(self.out, os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if self.out.is_dir() and os.path.samestat(os.fstat(fd), os.stat(self.out)):
+                self.fd, self.before = fd, set(self.out.iterdir())
+                return self
+            os.close(fd)
+        raise QlstmError(f"--out {self.out}: the folder keeps disappearing (another explorer's failure)")
+
+    def __exit__(self, kind, exc, tb) -> None:
         try:
-            self.out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            self.top = None  # nothing created (or not ours to remove)
-            raise QlstmError(f"--out {self.out}: cannot create the folder ({exc.strerror or exc})") from None
+            if kind is not None:
+                self.undo()
+        finally:
+            if self.fd is not None:
+                os.close(self.fd)  # releases the lock
 
     def undo(self) -> None:
-        if self.top is not None:
-            shutil.rmtree(self.top, ignore_errors=True)
-            return
         if self.out.is_dir():
-            for p in set(self.out.iterdir()) - self.before:
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            for q in set(self.out.iterdir()) - self.before:
+                shutil.rmtree(q, ignore_errors=True) if q.is_dir() else q.unlink(missing_ok=True)
+        for q in self.made:  # only if empty: another explorer may have put its study there meanwhile
+            with contextlib.suppress(OSError):
+                q.rmdir()
 
 
 def _known_points(study) -> dict[str, dict[str, Any]]:
