@@ -20,12 +20,32 @@ from qlstm.errors import QlstmError
 T = TypeVar("T")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one
+    silently, so a repeated key would drop a setting without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise QlstmError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
+    """The mapping in YAML file ``path``; a missing, non-text or invalid file, a key given twice or
+    a top level that is not a mapping raises one QlstmError line naming the file."""
     path = Path(path)
     if not path.is_file():
         raise QlstmError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+    except UnicodeDecodeError:
+        raise QlstmError(f"{path}: not a text file (not UTF-8)") from None
+    except QlstmError as exc:  # a duplicate key
+        raise QlstmError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise QlstmError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):

@@ -61,6 +61,21 @@ def test_space_default_and_bad_input() -> None:
         "settings: unknown key 'epoch'": {"bits": [8], "settings": {"epoch": 1}},
         "pipeline_depth is the RTL design's; give --rtl": {"pipeline_depth": [1]},
         "searches nothing": {},
+        # the stages' own limits, refused at parse time instead of failing every trial
+        "cells 0: recurrent layer units 0 outside 1-1024": {"cells": [0]},
+        "bits 1: bits=1: bit width outside 2-32": {"bits": [1, 40]},
+        "bits 40: bits=40: bit width outside 2-32": {"bits": {"low": 8, "high": 40}},
+        "weight_bits 1: weight_bits=1": {"weight_bits": [1]},
+        "reuse_factor 0: reuse factor must be an integer >= 1": {"reuse_factor": [0]},
+        "history 500: history L=500 outside 1-128": {"history": [500]},
+        "settings: training.epochs": {"bits": [8], "settings": {"epochs": -1}},
+        "settings: data.stride, data.max_train_windows": {"bits": [8], "settings": {"max_train_windows": 0}},
+        "settings: epochs must be an integer, got 'one'": {"bits": [8], "settings": {"epochs": "one"}},
+        "settings: lr must be a number, got 'x'": {"bits": [8], "settings": {"lr": "x"}},
+        "settings: seed must be an integer, got 1.5": {"bits": [8], "settings": {"seed": 1.5}},
+        "settings: population_size 1 must be >= 2": {"bits": [8], "settings": {"population_size": 1}},
+        "cells: a log range cannot have a step": {"cells": {"low": 4, "high": 8, "log": True, "step": 2}},
+        "cells: low must be an integer, got 4.5": {"cells": {"low": 4.5, "high": 8}},
     }
     for msg, data in cases.items():
         with pytest.raises(QlstmError, match=msg) as exc:
@@ -87,19 +102,127 @@ def test_cli_bad_space_and_unreachable_scheduler(tmp_path: Path, capsys) -> None
                "--scheduler", f"tcp://127.0.0.1:{port}", "--no-progress"])  # fmt: skip
     err = [x for x in capsys.readouterr().err.strip().splitlines() if x.startswith("qlstm")]
     assert (
-        rc != 0 and len(err) == 1 and f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in err[0]
+        rc != 0
+        and len(err) == 1
+        and f"cannot connect to the Dask scheduler at tcp://127.0.0.1:{port}" in err[0]
     )
 
 
-def test_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
-    from qlstm.explore.study import explore
+def test_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, capsys) -> None:
+    import yaml
 
-    sp = parse_space({**TINY, "bits": [1]}, "space")  # bits 1 is refused inside every trial
-    res = explore(sp, tmp_path, 3, workers=1, progress=False, echo=lambda m: None)
-    assert res["ran"] == 3 and res["finished"] == 3
-    rows = _rows(tmp_path / "trials.csv")
+    from qlstm.cli import main
+
+    # 3 s events (8 samples each) cannot hold a window of L 6 + k 4: refused inside every trial
+    space = tmp_path / "short.yaml"
+    space.write_text(
+        yaml.safe_dump({**TINY, "history": [6], "settings": {**TINY_SETTINGS, "duration_s": 3.0}})
+    )
+    out = tmp_path / "out"
+    rc = main(["explore", "--space", str(space), "--trials", "3", "--out", str(out), "--workers", "1",
+               "--no-progress"])  # fmt: skip
+    rows = _rows(out / "trials.csv")
     assert [r["state"] for r in rows] == ["FAIL"] * 3
-    assert all("bits" in r["error"] and "\n" not in r["error"] for r in rows)
+    assert all(r["error"] and "\n" not in r["error"] for r in rows)
+    cap = capsys.readouterr()
+    # every trial of this invocation failed: exit 1, the count in the summary, the first error line
+    assert rc == 1 and "3 of this run's trial(s) FAILED" in cap.out
+    assert f"every trial of this run failed; the first: {rows[0]['error']}" in cap.err
+
+
+def _cli_error(capsys, argv: list[str]) -> tuple[int, list[str]]:
+    from qlstm.cli import main
+
+    rc = main(argv)
+    err = [x for x in capsys.readouterr().err.strip().splitlines() if x.strip()]
+    return rc, err
+
+
+def test_bad_input_is_one_line_and_leaves_nothing(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Issue #19's bad inputs: each is one error line, a non-zero exit, and --out is as before
+    (absent, or with exactly the entries it had), so a later good run is not refused."""
+    import yaml
+
+    from qlstm.explore import study
+
+    space = tmp_path / "tiny.yaml"
+    space.write_text(yaml.safe_dump(TINY))
+    (tmp_path / "notanpz.npz").write_text("hello")
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "binary.yaml").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "dup.yaml").write_text("cells: [4]\nbits: [6]\ncells: [8]\n")
+    mute = socket.socket()  # a service that is not Dask: connects (the kernel's backlog), never answers
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(16)
+    noisy = socket.socket()  # one that answers garbage (read as a Dask header it once asked for 3 EiB)
+    noisy.bind(("127.0.0.1", 0))
+    noisy.listen(16)
+
+    def answer_garbage() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = noisy.accept()
+                conn.sendall(b"\xff" * 64)
+
+    import threading
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    monkeypatch.setattr(study, "CONNECT_TIMEOUT_S", 2.0)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "mine.txt").write_text("x")
+    cases = {
+        "--data: /nonexist.npz: file not found": ["--data", "/nonexist.npz"],
+        "notanpz.npz: not a readable NPZ file": ["--data", str(tmp_path / "notanpz.npz")],
+        "--workers 0 must be >= 1": ["--workers", "0"],
+        "--workers -1 must be >= 1": ["--workers", "-1"],
+        "--storage bogus://x: ": ["--storage", "bogus://x"],
+        "--target foo: unknown target; choose one of zynq": ["--target", "foo"],
+        f"cannot connect to the Dask scheduler at tcp://127.0.0.1:{mute.getsockname()[1]}": [
+            "--scheduler", f"tcp://127.0.0.1:{mute.getsockname()[1]}"],
+        f"cannot connect to the Dask scheduler at tcp://127.0.0.1:{noisy.getsockname()[1]}": [
+            "--scheduler", f"tcp://127.0.0.1:{noisy.getsockname()[1]}"],
+        "binary.yaml: not a text file": ["--space", str(tmp_path / "binary.yaml")],
+        "dup.yaml: duplicate key 'cells'": ["--space", str(tmp_path / "dup.yaml")],
+    }  # fmt: skip
+    try:
+        for msg, extra in cases.items():
+            for out in (tmp_path / "new" / "out", kept):
+                argv = ["explore", "--space", str(space), "--trials", "1", "--out", str(out), "--no-progress"]
+                rc, err = _cli_error(capsys, [*argv, *extra])
+                assert rc != 0 and len(err) == 1 and msg in err[0], (msg, err)
+                assert "--part" not in err[0]
+                assert not (tmp_path / "new").exists(), msg
+                assert [p.name for p in kept.iterdir()] == ["mine.txt"], msg
+    finally:
+        mute.close()
+        noisy.close()
+    for out, msg in (
+        (tmp_path / "afile", "exists and is not a folder"),
+        (Path("/proc/qlstm-x"), "cannot create"),
+    ):
+        rc, err = _cli_error(capsys, ["explore", "--space", str(space), "--trials", "1", "--out", str(out)])
+        assert rc != 0 and len(err) == 1 and msg in err[0], err
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_a_failure_after_creation_removes_what_it_created(tmp_path: Path, monkeypatch) -> None:
+    """A step that fails once --out exists (here the events step) undoes this invocation's
+    folder and study.db; in an existing --out only the new entries go."""
+    from qlstm.explore import study
+
+    def broken(*a, **k):
+        raise QlstmError("the events step failed")
+
+    monkeypatch.setattr(study, "_events", broken)
+    sp = parse_space(TINY, "space")
+    for out in (tmp_path / "a" / "b", tmp_path / "kept"):
+        with pytest.raises(QlstmError, match="the events step failed"):
+            study.explore(sp, out, 1, workers=1, progress=False, echo=lambda m: None)
+        assert not (tmp_path / "a").exists()
+        (tmp_path / "kept").mkdir(exist_ok=True)
+        (tmp_path / "kept" / "mine.txt").write_text("x")
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["mine.txt"]
 
 
 @pytest.mark.slow
@@ -124,7 +247,10 @@ def test_local_cluster_two_workers_front_and_resume(tmp_path: Path) -> None:
     assert {r["latency_kind"] for r in rows} == {"estimate"}
     for f in ("pareto.csv", "pareto.png", "pareto.html"):
         assert (tmp_path / f).stat().st_size > 0
-    assert "<title>trial #" in (tmp_path / "pareto.html").read_text()
+    page = (tmp_path / "pareto.html").read_text()
+    assert "<title>trial #" in page and "<td>None</td>" not in page  # an empty cell is empty
+    assert {r["resource_kind"] for r in rows} == {"estimate (hls4ml resource estimator: LUT, FF, DSP, BRAM)"}
+    assert {r["latency_source"] for r in rows} == {"estimate (hls4ml latency estimator, hls/estimate)"}
     _check_front(tmp_path)
     # the events were generated once and every trial trained on that one file
     events = list(tmp_path.rglob("events.npz"))
@@ -197,6 +323,80 @@ def test_concurrent_open_study(tmp_path: Path) -> None:
         for p in procs:
             p.join(timeout=60)
         assert got == ["ok"] * 3, got
+
+
+def test_another_study_refusal_names_the_difference(tmp_path: Path) -> None:
+    from qlstm.explore.study import open_study
+
+    url, space = f"sqlite:///{tmp_path / 's.db'}", load_space(None)
+    open_study(url, space, {"clock_ns": 5.0, "target": "zynq7045", "settings": {"epochs": 5}})
+    with pytest.raises(QlstmError) as exc:
+        open_study(url, space, {"clock_ns": 10.0, "target": "zynq7045", "settings": {"epochs": 6}})
+    msg = str(exc.value)
+    assert "clock_ns: stored 5.0, given 10.0" in msg and "settings.epochs: stored 5, given 6" in msg
+    assert "target" not in msg.split("(")[1].split(")")[0] and "\n" not in msg
+
+
+def test_concurrent_explorers_propose_different_points(tmp_path: Path) -> None:
+    """Two explorers on one study, asking in turn: per-trial seeds give different points (one
+    process-wide seed gave the same point pairwise); a fresh study with the same seed proposes the
+    same points again (reproducible)."""
+    import optuna
+
+    from qlstm.explore.study import TrialSeededNSGAII
+
+    def points(url: str, n_explorers: int, n: int) -> list[int]:
+        studies = [optuna.create_study(study_name="s", storage=url, load_if_exists=True,
+                                       sampler=TrialSeededNSGAII(4, 0), directions=["minimize"] * 2)
+                   for _ in range(n_explorers)]  # fmt: skip
+        return [studies[i % n_explorers].ask().suggest_int("x", 0, 10**9) for i in range(n)]
+
+    shared = points(f"sqlite:///{tmp_path / 'a.db'}", 2, 6)
+    assert len(set(shared)) == 6
+    assert points(f"sqlite:///{tmp_path / 'b.db'}", 1, 6) == shared
+
+
+@pytest.mark.slow
+def test_two_explorers_started_together_share_n(tmp_path: Path) -> None:
+    """Issue #19: two explorers with --trials 4 on one fresh --out, started together, ran 8 trials
+    and proposed identical points pairwise. Now the study holds exactly 4 finished trials, at 4
+    different points, and both explorers succeed (the creation phase is serialised on the folder)."""
+    import yaml
+
+    space = tmp_path / "tiny.yaml"
+    space.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "qlstm.cli", "explore", "--space", str(space), "--trials", "4", "--out",
+           str(out), "--workers", "1", "--no-progress"]  # fmt: skip
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    rows = [r for r in _rows(out / "trials.csv") if r["state"] != "PRUNED"]  # PRUNED: a surplus ask
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 4
+    points = {(r["cells"], r["history"], r["bits"], r["reuse_factor"]) for r in rows}
+    assert len(points) == 4
+
+
+@pytest.mark.slow
+def test_running_trials_of_another_explorer_count_towards_n(tmp_path: Path) -> None:
+    """N counts the study's finished AND running trials (every explorer's), re-read before each
+    submission: with another live explorer's trial running, --trials 2 runs one more, not two."""
+    import optuna
+
+    from qlstm.explore.study import STUDY_NAME, explore
+
+    sp = parse_space({**TINY, "cells": [4], "history": [4], "bits": {"low": 6, "high": 16}}, "space")
+    res = explore(sp, tmp_path, 1, workers=1, progress=False, echo=lambda m: None)  # makes the study
+    assert res["ran"] == 1
+    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{tmp_path / 'study.db'}")
+    other = study.ask()  # another explorer's trial, still running (its process is alive: ours' parent)
+    other.set_user_attr("owner", {"host": socket.gethostname(), "pid": os.getppid()})
+    res = explore(sp, tmp_path, 3, workers=1, progress=False, echo=lambda m: None)
+    assert res["ran"] + res["reused"] == 1
+    states = _states(tmp_path)
+    assert sorted(states.values()) == ["COMPLETE", "COMPLETE", "RUNNING"]
 
 
 @pytest.mark.slow
@@ -277,7 +477,7 @@ def test_separate_dask_scheduler_and_worker_processes(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_data_file_and_its_reproduce_commands(tmp_path: Path) -> None:
+def test_data_file_and_its_reproduce_commands(tmp_path: Path, monkeypatch) -> None:
     from qlstm.data import generate, save_events
     from qlstm.data.synthetic import SyntheticConfig
     from qlstm.explore.study import explore
@@ -288,6 +488,10 @@ def test_data_file_and_its_reproduce_commands(tmp_path: Path) -> None:
         parse_space(TINY, "space"), out, 1, data=events, workers=1, progress=False, echo=lambda m: None
     )
     assert res["ran"] == 1 and not (out / "data_run").exists()  # no data step: the given file
+    monkeypatch.chdir(tmp_path)  # the same file by a relative path is the same exploration (resolved)
+    again = explore(parse_space(TINY, "space"), out, 1, data=Path("ev.npz"), workers=1, progress=False,
+                    echo=lambda m: None)  # fmt: skip
+    assert again["ran"] == 0 and again["finished"] == 1
     (row,) = _rows(out / "trials.csv")
     assert row["state"] == "COMPLETE"
     cmds = [c.strip().split() for c in row["reproduce"].split("&&")]

@@ -152,7 +152,7 @@ def _plot(rows: list[dict[str, Any]], pareto: list[dict[str, Any]], path: Path, 
 
 
 def _html(cols: list[str], rows: list[dict[str, Any]], pareto: list[dict[str, Any]], budget_us: float) -> str:
-    """A self-contained page (no script, no CDN): an SVG scatter of RMSE against latency whose
+    """A self-contained page (no executable script, no CDN; the front as a JSON data block): an SVG scatter of RMSE against latency whose
     points show the trial on hover (SVG <title>), and the front as a table."""
     ok = [r for r in rows if r["state"] == "COMPLETE"]
     w, h, m = 760, 440, 60
@@ -194,8 +194,8 @@ def _html(cols: list[str], rows: list[dict[str, Any]], pareto: list[dict[str, An
     )
     shown = [c for c in cols if c != "error"]
 
-    def cell(v: Any) -> str:
-        return f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))
+    def cell(v: Any) -> str:  # an empty cell is empty, not "None"
+        return "" if v is None else f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))
 
     table = (
         "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in shown) + "</tr>"

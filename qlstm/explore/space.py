@@ -105,15 +105,20 @@ def _param(name: str, spec: Any, where: str) -> Param:
             raise QlstmError(
                 f"{where}: {name}: unknown key {sorted(unknown)[0]!r} (keys: low, high, step, log)"
             )
-        try:
-            low, high = int(spec["low"]), int(spec["high"])
-            step, log = int(spec.get("step", 1)), bool(spec.get("log", False))
-        except (KeyError, TypeError, ValueError):
-            raise QlstmError(f"{where}: {name}: a range needs integer low and high") from None
+        if "low" not in spec or "high" not in spec:
+            raise QlstmError(f"{where}: {name}: a range needs integer low and high")
+        low, high, step, log = spec["low"], spec["high"], spec.get("step", 1), spec.get("log", False)
+        for k, v in (("low", low), ("high", high), ("step", step)):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise QlstmError(f"{where}: {name}: {k} must be an integer, got {v!r}")
+        if not isinstance(log, bool):
+            raise QlstmError(f"{where}: {name}: log must be true or false, got {log!r}")
         if high < low or step < 1:
             raise QlstmError(f"{where}: {name}: empty range low={low} high={high} step={step}")
         if log and low < 1:
             raise QlstmError(f"{where}: {name}: a log range needs low >= 1")
+        if log and step != 1:  # Optuna's suggest_int refuses it (a log scale has no constant step)
+            raise QlstmError(f"{where}: {name}: a log range cannot have a step (give log or step, not both)")
         return Param(name, low=low, high=high, step=step, log=log)
     if kind == "int" and isinstance(spec, int) and not isinstance(spec, bool):
         return Param(name, choices=(spec,))
@@ -136,7 +141,7 @@ def parse_space(data: dict[str, Any], where: str, rtl: bool = False) -> Space:
             for k, v in spec.items():
                 if k not in SETTINGS:
                     raise QlstmError(f"{where}: settings: unknown key {k!r} (keys: {', '.join(SETTINGS)})")
-                settings[k] = v
+                settings[k] = _setting(k, v, where)
             continue
         if name not in KEYS:
             raise QlstmError(f"{where}: unknown key {name!r} (keys: {', '.join(KEYS)}, settings)")
@@ -149,7 +154,52 @@ def parse_space(data: dict[str, Any], where: str, rtl: bool = False) -> Space:
         params.append(_param(name, spec, where))
     if not params:
         raise QlstmError(f"{where}: the space searches nothing (no parameter keys)")
-    return Space(tuple(params), settings)
+    space = Space(tuple(params), settings)
+    check_limits(space, where)
+    return space
+
+
+def _setting(key: str, value: Any, where: str) -> Any:
+    """A fixed setting, of the type of its default (an integer setting refuses 1.5 and "one")."""
+    default = SETTINGS[key]
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise QlstmError(f"{where}: settings: {key} must be an integer, got {value!r}")
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise QlstmError(f"{where}: settings: {key} must be a number, got {value!r}")
+    lowest = {"seed": 0, "population_size": 2, "rtl_windows": 1}.get(key)  # Optuna's, numpy's, one window
+    if lowest is not None and value < lowest:
+        raise QlstmError(f"{where}: settings: {key} {value} must be >= {lowest}")
+    return value
+
+
+def check_limits(space: Space, where: str) -> None:
+    """Refuse a space whose settings or extreme values the stages would refuse in every trial.
+
+    Builds the run config of each searched value at the ends of its range (every choice of a
+    list) over the fixed settings, with the same constructors a trial uses
+    (:func:`qlstm.explore.trial.run_config`, ``architecture()``, ``quantize.config()``), so the
+    limits are the stages' own (units 1-1024, L 1-128, bit width 2-32, reuse factor >= 1,
+    epochs/windows >= 1 ...), not re-derived here. Raises QlstmError naming the key and value."""
+    from qlstm.explore.trial import Context, run_config
+
+    ctx = Context("", "", "zynq7045", 10.0, 1.0, dict(space.settings), True)
+
+    def check(params: dict[str, Any], what: str) -> None:
+        try:
+            cfg = run_config(params, ctx)
+            cfg.train.architecture()
+            cfg.quantize.config()
+            dict(cfg.quantize.types)
+        except QlstmError as exc:
+            raise QlstmError(f"{where}: {what}: {str(exc).splitlines()[0]}") from None
+
+    check({"method": "qat"}, "settings")  # qat_epochs too, whether or not the space searches QAT
+    for p in space.params:
+        if p.name == "pipeline_depth":  # the RTL design's; checked as positive numbers above
+            continue
+        for v in p.choices if p.choices is not None else (p.low, p.high):
+            check({p.name: v}, f"{p.name} {v}")
 
 
 def load_space(path: Path | None, rtl: bool = False) -> Space:

@@ -10,6 +10,7 @@ several explorers can share one study. The events are generated once (one data s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,6 +19,8 @@ import socket
 import time
 from pathlib import Path
 from typing import Any
+
+import optuna
 
 from qlstm.errors import QlstmError
 from qlstm.explore.space import Space
@@ -28,13 +31,30 @@ OBJECTIVES = ("rmse", "latency_us", "resource_frac")
 INTERRUPTED = "interrupted"
 
 
+def check_data(data: Path | None) -> Path | None:
+    """``--data`` resolved to an absolute path, after reading it once with the project's events
+    loader (:func:`qlstm.data.load_events`: format, columns, NaN, timestamps), so a missing or
+    corrupt file is one error line before anything is created, not a failure in every trial."""
+    if data is None:
+        return None
+    from qlstm.data import load_events
+
+    path = Path(data).resolve()
+    try:
+        load_events(path)
+    except QlstmError as exc:
+        raise QlstmError(f"--data: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - a reader library's error on a corrupt file: one line
+        raise QlstmError(f"--data {data}: not a readable events file ({_error_line(exc)})") from None
+    return path
+
+
 def _events(out: Path, space: Space, data: Path | None) -> tuple[Path, bool]:
-    """The exploration's events: ``--data``, or the synthetic default generated ONCE by the
-    run's data step (``DIR/data_run``; reused when its config did not change)."""
+    """The exploration's events: ``--data`` (checked by :func:`check_data`), or the synthetic
+    default generated ONCE by the run's data step (``DIR/data_run``; reused when its config did
+    not change)."""
     if data is not None:
-        if not Path(data).is_file():
-            raise QlstmError(f"--data {data}: file not found")
-        return Path(data).resolve(), False
+        return Path(data), False
     from qlstm.data.synthetic import SyntheticConfig
     from qlstm.pipeline import execute
     from qlstm.run_config import RunConfig
@@ -55,11 +75,7 @@ def _client(scheduler: str | None, workers: int):
         logging.getLogger(name).setLevel(logging.ERROR)
 
     if scheduler is not None:
-        try:
-            return Client(scheduler, timeout="10s"), None
-        except (OSError, TimeoutError, ValueError) as exc:
-            line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise QlstmError(f"cannot reach the Dask scheduler at {scheduler}: {line}") from None
+        return connect(scheduler), None
     if workers < 1:
         raise QlstmError(f"--workers {workers} must be >= 1")
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
@@ -68,6 +84,45 @@ def _client(scheduler: str | None, workers: int):
                            dashboard_address=None, host="127.0.0.1",
                            silence_logs=logging.ERROR)  # fmt: skip
     return Client(cluster), cluster
+
+
+#: seconds to connect to a Dask scheduler (Client's own timeout; the whole attempt is bounded by
+#: 5 s more, because a service that accepts the connection but does not speak Dask can hang it)
+CONNECT_TIMEOUT_S = 10.0
+
+
+def connect(address: str, timeout_s: float | None = None):
+    """A ``dask.distributed.Client`` on the scheduler at ``address``, or one QlstmError line
+    ``cannot connect to the Dask scheduler at ADDRESS: ...`` after at most ``timeout_s + 5``
+    seconds, whatever answers there (nothing, another service, garbage: a non-Dask peer's bytes
+    read as a message header once asked numpy for 3 EiB)."""
+    import threading
+
+    from dask.distributed import Client
+
+    timeout_s = CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
+
+    got: dict[str, Any] = {}
+
+    def attempt() -> None:  # a daemon thread: a hung attempt does not keep the process alive
+        try:
+            got["client"] = Client(address, timeout=f"{timeout_s:g}s")
+        except BaseException as exc:  # noqa: BLE001 - reported below as one line
+            got["error"] = exc
+        if got.get("late"):  # the caller gave up: do not leave a client connected
+            got["client"].close() if "client" in got else None
+
+    th = threading.Thread(target=attempt, name="qlstm-connect", daemon=True)
+    th.start()
+    th.join(timeout_s + 5)
+    if "client" in got:
+        return got["client"]
+    if "error" in got:
+        why = _error_line(got.pop("error").with_traceback(None))  # no frame keeps a half-made client
+    else:
+        got["late"] = True
+        why = f"no Dask answer within {timeout_s + 5:g} s"
+    raise QlstmError(f"cannot connect to the Dask scheduler at {address}: {why}")
 
 
 _SCHEMA_RETRIES = 5
@@ -93,10 +148,7 @@ def open_study(storage: str, space: Space, settings: dict[str, Any]):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.NSGAIISampler(
-        population_size=int(space.settings["population_size"]),
-        seed=int(space.settings["seed"]),
-    )
+    sampler = TrialSeededNSGAII(int(space.settings["population_size"]), int(space.settings["seed"]))
     for attempt in range(_SCHEMA_RETRIES + 1):
         try:
             study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler,
@@ -112,11 +164,80 @@ def open_study(storage: str, space: Space, settings: dict[str, Any]):
     if have is None:
         study.set_user_attr("exploration", key)
     elif have != key:
+        diff = _differences(json.loads(have), json.loads(key))
         raise QlstmError(
-            "the study in the storage was created with another space, target, clock or budget; "
-            "use another --out or --storage"
+            f"the study in the storage was created with another exploration ({diff}); give the same "
+            "space and options (--data, --target, --clock-ns, --budget-us, --rtl), or another --out or --storage"
         )
     return study
+
+
+def _differences(stored: Any, given: Any, prefix: str = "") -> str:
+    """``key: stored X, given Y`` for each leaf that differs (the first three), for the refusal."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, where: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b), key=str):
+                walk(a.get(k), b.get(k), f"{where}.{k}" if where else str(k))
+        elif a != b:
+            out.append(f"{where}: stored {a}, given {b}")
+
+    walk(stored, given, prefix)
+    return "; ".join(out[:3]) + (f"; and {len(out) - 3} more" if len(out) > 3 else "")
+
+
+def _sampler_seed(seed: int, number: int) -> int:
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+class TrialSeededNSGAII(optuna.samplers.BaseSampler):
+    """Optuna's NSGA-II whose random draws are seeded per trial from (``settings.seed``, trial
+    number) instead of once per process.
+
+    Two explorers sharing one study with one process-wide seed draw the same sequence, so they
+    proposed the same points pairwise (measured: 2 explorers x 4 trials, 4 identical pairs). Trial
+    numbers are unique in the study (the storage hands them out), so concurrent explorers now draw
+    different points, while a single explorer still proposes the same points for the same seed.
+    Each trial gets a fresh ``NSGAIISampler`` (its state lives in the study's storage); the
+    methods are Optuna's ``BaseSampler`` interface, delegated."""
+
+    def __init__(self, population_size: int, seed: int) -> None:
+        self.population_size, self.seed = population_size, seed
+        self._by_trial: dict[int, Any] = {}
+
+    def _inner(self, trial):
+        s = self._by_trial.get(trial.number)
+        if s is None:
+            s = optuna.samplers.NSGAIISampler(
+                population_size=self.population_size, seed=_sampler_seed(self.seed, trial.number)
+            )
+            self._by_trial[trial.number] = s
+        return s
+
+    def infer_relative_search_space(self, study, trial):
+        return self._inner(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._inner(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._inner(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial) -> None:
+        self._inner(trial).before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._inner(trial).after_trial(study, trial, state, values)
+        self._by_trial.pop(trial.number, None)
+
+    def reseed_rng(self) -> None:
+        pass  # seeded per trial
+
+    def _raise_error_if_multi_objective(self, study) -> None:
+        pass  # NSGA-II is multi-objective
 
 
 def _mark_interrupted(study) -> int:
@@ -174,30 +295,43 @@ def explore(
     Returns ``{"ran": trials run now, "finished": total, "seconds": wall time, "files": ...}``.
     Raises QlstmError for bad input (space, target, storage, unreachable scheduler).
     """
-    import optuna
     from dask.distributed import wait
     from tqdm import tqdm
 
     from qlstm.explore.results import front_lines, write_results
-    from qlstm.hls.targets import get_target
 
     if n_trials < 1:
         raise QlstmError(f"--trials {n_trials} must be >= 1")
-    tgt = get_target(target)
+    tgt = _target(target)
     clock = float(clock_ns if clock_ns is not None else tgt.clock_ns)
     if not clock > 0:
         raise QlstmError(f"--clock-ns {clock} must be > 0")
     if not budget_us > 0:
         raise QlstmError(f"--budget-us {budget_us} must be > 0")
+    if scheduler is None and workers < 1:
+        raise QlstmError(f"--workers {workers} must be >= 1")
+    if storage is not None:
+        _check_storage(storage)
+    data = check_data(data)
     out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    url = storage or f"sqlite:///{out / 'study.db'}"
-    settings = {"space": [dataclasses.asdict(p) for p in space.params], "settings": space.settings,
-                "target": target, "clock_ns": clock, "budget_us": budget_us,
-                "data": str(data) if data else "synthetic", "rtl": rtl}  # fmt: skip
-    study = open_study(url, space, settings)
-    t0 = time.perf_counter()
-    events, synthetic = _events(out, space, data)
+    if out.exists() and not out.is_dir():
+        raise QlstmError(f"--out {out}: exists and is not a folder")
+    client = cluster = None
+    if scheduler is not None:  # before anything is created: an unreachable scheduler leaves nothing
+        client, cluster = _client(scheduler, workers)
+    try:
+        with _Created(out):  # undone if it fails; concurrent explorers on one out take turns here
+            url = storage or f"sqlite:///{out / 'study.db'}"
+            settings = {"space": [dataclasses.asdict(p) for p in space.params], "settings": space.settings,
+                        "target": target, "clock_ns": clock, "budget_us": budget_us,
+                        "data": str(data) if data else "synthetic", "rtl": rtl}  # fmt: skip
+            study = open_study(url, space, settings)
+            t0 = time.perf_counter()
+            events, synthetic = _events(out, space, data)
+    except BaseException:
+        if client is not None:
+            client.close()
+        raise
     ctx = Context(str(events), str(out / "trials"), target, clock, budget_us, dict(space.settings), synthetic,
                   rtl=rtl)  # fmt: skip
     stale = _mark_interrupted(study)
@@ -206,28 +340,34 @@ def explore(
     done = len(finished(study))
     todo = max(0, n_trials - done)
     echo(f"study {url}: {done} finished trial(s), {todo} to run")
+    first_trial = len(study.trials)
     ran = windows_built = reused = 0
     if todo:
-        client, cluster = _client(scheduler, workers)
+        if client is None:  # the local cluster (a --scheduler was connected before anything was created)
+            client, cluster = _client(scheduler, workers)
         pending: dict[Any, Any] = {}
         windows: dict[int, Any] = {}  # L -> the future of its windows
         known = _known_points(study)  # point (JSON) -> result of a completed trial
         ctx_history = run_config({}, ctx).train.history
         bar = tqdm(total=n_trials, initial=done, desc="trials", disable=not progress, unit="trial")
-        owner = {"host": socket.gethostname(), "pid": os.getpid()}
+        owner = owner_attr()
         tag = f"{owner['host']}-{owner['pid']}"  # Dask keys unique per explorer on a shared scheduler
         try:
             capacity = max(1, sum(client.nthreads().values()))
-            submitted = 0
-            while submitted < todo or pending:
-                while submitted < todo and len(pending) < capacity:
+            while True:
+                # the study's finished + running trials (other explorers' too), re-read before each
+                # submission, so explorers sharing one study stop together at N
+                while len(pending) < capacity and _held(study) < n_trials:
                     trial = study.ask()
                     trial.set_user_attr("owner", owner)
+                    if _held(study, below=trial.number) >= n_trials:  # another explorer asked meanwhile
+                        trial.set_user_attr("error", f"surplus: the study already held {n_trials} trials")
+                        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                        break
                     params = space.suggest(trial)
                     point = json.dumps(params, sort_keys=True)
                     if point in known:  # NSGA-II proposed a finished point again: its result, not a rerun
                         _tell(study, trial, {**known[point], "seconds": 0.0}, False, ctx)
-                        submitted += 1
                         reused += 1
                         bar.update(1)
                         continue
@@ -238,7 +378,8 @@ def explore(
                     fut = client.submit(run_trial, trial.number, params, ctx, windows[hist], pure=False,
                                         key=f"qlstm-explore-{tag}-{trial.number}")  # fmt: skip
                     pending[fut] = trial
-                    submitted += 1
+                if not pending:
+                    break
                 fin, _ = wait(list(pending), return_when="FIRST_COMPLETED")
                 for fut in fin:
                     trial = pending.pop(fut)
@@ -271,10 +412,110 @@ def explore(
             client.close()
             if cluster is not None:
                 cluster.close()
+            client = cluster = None
+    if client is not None:
+        client.close()
+    if cluster is not None:
+        cluster.close()
     files = write_results(study, out, budget_us)
     seconds = time.perf_counter() - t0
+    mine = [t for t in study.get_trials(deepcopy=False) if t.number >= first_trial
+            and t.user_attrs.get("owner") == owner_attr() and t.state.name in ("COMPLETE", "FAIL")]  # fmt: skip
+    failed = [t for t in mine if t.state.name == "FAIL"]
+    first_error = failed[0].user_attrs.get("error", "") if failed else ""
     return {"ran": ran, "finished": len(finished(study)), "seconds": seconds, "files": files,
-            "front": len(study.best_trials), "windows_built": windows_built, "reused": reused}  # fmt: skip
+            "front": len(study.best_trials), "windows_built": windows_built, "reused": reused,
+            "failed": len(failed), "all_failed": bool(mine) and len(failed) == len(mine),
+            "first_error": first_error}  # fmt: skip
+
+
+def owner_attr() -> dict[str, Any]:
+    """The ``owner`` user attribute of this explorer's trials (host and process id)."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _held(study, below: int | None = None) -> int:
+    """Trials that count towards N: finished (:func:`finished`) plus running (any explorer's);
+    ``below``: only those numbered below it. Checking then asking is not atomic, so after asking,
+    a trial with N held trials below its number is a surplus one (told PRUNED, not run): the
+    trial numbers order concurrent explorers the same way in every process."""
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    held = [t.number for t in (*finished(study), *running)]
+    return sum(1 for n in held if below is None or n < below)
+
+
+def _target(name: str):
+    """The target ``name``; explore has no --part, so the refusal names only the targets."""
+    from qlstm.hls.targets import TARGETS, get_target
+
+    try:
+        return get_target(name)
+    except QlstmError:
+        raise QlstmError(f"--target {name}: unknown target; choose one of {', '.join(TARGETS)}") from None
+
+
+def _check_storage(url: str) -> None:
+    """Refuse a storage URL SQLAlchemy cannot use (bad scheme, missing driver) before anything is
+    created; ``create_engine`` loads the dialect without connecting."""
+    import sqlalchemy
+
+    try:
+        sqlalchemy.create_engine(url).dispose()
+    except Exception as exc:  # noqa: BLE001 - ArgumentError, NoSuchModuleError, a missing driver
+        raise QlstmError(f"--storage {url}: {str(exc).splitlines()[0] or type(exc).__name__}") from None
+
+
+class _Created:
+    """What this invocation creates in ``out`` before its first trial (the folder and its missing
+    parents, study.db, data_run/), removed again by :meth:`undo` when a step fails.
+
+    Explorers sharing ``out`` serialise this phase on an exclusive ``flock`` of the folder itself
+    (no lock file is left behind): the second waits while the first creates the study and the
+    events (the data step is not safe to run twice at once), and each undoes only the entries
+    that did not exist when it took the lock, and the folders it created only if they are empty,
+    so a failing explorer never removes another one's study."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.fd: int | None = None
+        self.made: list[Path] = []  # folders this invocation created, deepest first
+        self.before: set[Path] = set()
+
+    def __enter__(self) -> _Created:
+        import fcntl
+
+        for _ in range(5):  # the folder may be removed by another explorer's undo while we wait
+            missing = [q for q in (self.out, *self.out.parents) if not q.exists()]
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise QlstmError(
+                    f"--out {self.out}: cannot create the folder ({exc.strerror or exc})"
+                ) from None
+            self.made = [q for q in missing if q.is_dir()] or self.made
+            fd = os.open(self.out, os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if self.out.is_dir() and os.path.samestat(os.fstat(fd), os.stat(self.out)):
+                self.fd, self.before = fd, set(self.out.iterdir())
+                return self
+            os.close(fd)
+        raise QlstmError(f"--out {self.out}: the folder keeps disappearing (another explorer's failure)")
+
+    def __exit__(self, kind, exc, tb) -> None:
+        try:
+            if kind is not None:
+                self.undo()
+        finally:
+            if self.fd is not None:
+                os.close(self.fd)  # releases the lock
+
+    def undo(self) -> None:
+        if self.out.is_dir():
+            for q in set(self.out.iterdir()) - self.before:
+                shutil.rmtree(q, ignore_errors=True) if q.is_dir() else q.unlink(missing_ok=True)
+        for q in self.made:  # only if empty: another explorer may have put its study there meanwhile
+            with contextlib.suppress(OSError):
+                q.rmdir()
 
 
 def _known_points(study) -> dict[str, dict[str, Any]]:
