@@ -205,14 +205,14 @@ def build(
     return res
 
 
-def simulate(res: RtlResult, x: np.ndarray, *, jobs: int = 1) -> dict[str, Any]:
-    """Build the Verilator testbench, run windows ``x`` (N, L, C) and compare every output with
-    ``firmware_sim`` (exact integer equality). Stores and returns the figures."""
+def simulate(res: RtlResult, x: np.ndarray, *, jobs: int = 1, opt: str = _sim.DEFAULT_OPT) -> dict[str, Any]:
+    """Build the Verilator testbench (C++ optimisation ``opt``), run windows ``x`` (N, L, C) and
+    compare every output with ``firmware_sim`` (exact integer equality). Stores and returns the figures."""
     from qlstm.firmware_sim.simulate import Firmware
 
     tr = res.design.traced
     t0 = time.perf_counter()
-    binary = _sim.build(res.out, jobs=jobs)
+    binary = _sim.build(res.out, jobs=jobs, opt=opt)
     t1 = time.perf_counter()
     xm = tr.input_t.to_int(np.asarray(x, dtype=np.float64))
     ad = res.design.alarm
@@ -250,9 +250,7 @@ def simulate(res: RtlResult, x: np.ndarray, *, jobs: int = 1) -> dict[str, Any]:
             "reference": "qlstm.detect.alarm.alarm_fixed on firmware_sim's outputs (exact integer equality)",
         }
     else:
-        r = _sim.run(binary, res.out, xm, tr.input_t, tr.result_t, res.desc.architecture.horizon)
-        weights = _load_weights(res.out)
-        ref = Firmware(res.desc, weights).run(x).y_m
+        r, ref = run_folder(binary, res.out, res.desc, x)
     t2 = time.perf_counter()
     bad = int(np.any(r.y_m != ref, axis=1).sum())
     res.sim = {
@@ -269,6 +267,19 @@ def simulate(res: RtlResult, x: np.ndarray, *, jobs: int = 1) -> dict[str, Any]:
         res.sim["bit_exact"] = bad == 0 and bad_alarm == 0
     res.write_json()
     return res.sim
+
+
+def run_folder(
+    binary: Path, out: Path, desc: ModelDescription, x: np.ndarray
+) -> tuple[_sim.SimResult, np.ndarray]:
+    """(RTL simulation, firmware_sim's output mantissas (N, k)) of windows ``x`` (N, L, C) on the
+    compiled testbench ``binary`` of folder ``out`` (a design without the alarm)."""
+    from qlstm.firmware_sim.simulate import Firmware
+
+    q = desc.quantization
+    xm = q.input.to_int(np.asarray(x, dtype=np.float64))  # type: ignore[union-attr]
+    r = _sim.run(binary, out, xm, q.input, q.output, desc.architecture.horizon)  # type: ignore[union-attr]
+    return r, Firmware(desc, _load_weights(out)).run(x).y_m
 
 
 def _load_weights(out: Path) -> dict[str, np.ndarray]:
