@@ -17,6 +17,13 @@ LSTM(128), L = 16, k = 8 at 8 bits (random weights, policy types).
     nice -n 10 .venv/bin/python benchmarks/bench_rtl.py --model default --cutoffs 5,6,8 --no-sim \\
         --yosys pyosys: --yosys pyosys,abc: --json depth.json
 
+A large model in separate processes (the paper model: the trace takes minutes, the Verilator build
+and Yosys each far longer): write the folder once, then simulate and synthesise it side by side:
+
+    nice -n 19 .venv/bin/python benchmarks/bench_rtl.py --model paper --cutoffs 4 --no-sim --no-synth --out O
+    nice -n 19 .venv/bin/python benchmarks/bench_rtl.py --folder O/paper/p4 --no-synth --verilator-opt=-O0 --json sim.json
+    nice -n 19 .venv/bin/python benchmarks/bench_rtl.py --folder O/paper/p4 --no-sim --yosys pyosys,abc: --json synth.json
+
 ``--solver JSON`` passes da4ml constant-matrix solver options (adder graph only, never the values).
 Every synthesis prints its critical path: the registers it starts and ends at and its cells.
 """
@@ -29,6 +36,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -75,6 +84,11 @@ def _variants(args) -> list[tuple[str | None, str | None, tuple[str, ...] | None
     return out
 
 
+def _tag(engine: str | None, mapper: str | None, flags: tuple[str, ...] | None) -> str:
+    """Folder name of one Yosys variant: ``synth_<tag>``."""
+    return "_".join([engine or "auto", mapper or "", *(f.strip("-") for f in (flags or ()))]).strip("_")
+
+
 def bench(name: str, args) -> list[dict]:
     from qlstm.firmware_sim.simulate import Firmware
     from qlstm.hls.targets import get_target
@@ -116,7 +130,7 @@ def bench(name: str, args) -> list[dict]:
             t0 = time.perf_counter()
             Firmware(desc, w).run(x)
             ref_s = time.perf_counter() - t0
-            s = api.simulate(res, x, jobs=args.jobs)
+            s = api.simulate(res, x, jobs=args.jobs, opt=args.verilator_opt)
             row.update({f"sim_{k}": v for k, v in s.items()})
             row["firmware_sim_s"] = round(ref_s, 3)
             row["rtl_sim_vs_firmware_sim_time"] = round(s["run_s"] / max(ref_s, 1e-9), 1)
@@ -128,9 +142,7 @@ def bench(name: str, args) -> list[dict]:
             continue
         for engine, mapper, flags in _variants(args):
             r2 = dict(row)
-            tag = "_".join([engine or "auto", mapper or "", *(f.strip("-") for f in (flags or ()))]).strip(
-                "_"
-            )
+            tag = _tag(engine, mapper, flags)
             y = api.synthesize(
                 res, flags=flags, engine=engine, mapper=mapper, work=out / f"synth_{tag}", keep_netlist=True
             )
@@ -149,6 +161,86 @@ def bench(name: str, args) -> list[dict]:
     return rows
 
 
+def _cpu() -> tuple[float, float]:
+    """(CPU seconds of this process, of its waited-for children: Verilator, g++, Yosys, ABC)."""
+    import resource
+
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime, b.ru_utime + b.ru_stime
+
+
+def on_folder(args) -> list[dict]:
+    """``--folder``: simulate and/or synthesise a folder written before (``--no-sim --no-synth --out``),
+    with wall and CPU time of every phase; the figures go to ``--json`` (``rtl.json`` is left as written)."""
+    from qlstm import description
+    from qlstm.firmware_sim.simulate import Firmware
+    from qlstm.rtl import api
+    from qlstm.rtl import sim as rtl_sim
+    from qlstm.rtl import synth as rtl_synth
+
+    folder = Path(args.folder)
+    meta = json.loads((folder / api.RTL_JSON).read_text())
+    if "alarm" in meta:
+        raise SystemExit(f"{folder}: a design with the alarm; simulate it with qlstm detect --backend rtl")
+    desc, w = description.load(folder / "model")
+    base = {k: meta[k] for k in ("part", "target", "clock_ns", "pipeline", "product_latency", "stages_per_step",
+                                 "head_stages", "cycles_by_construction", "da4ml_estimate")}  # fmt: skip
+    base["folder"] = str(folder)
+    rows = []
+    if not args.no_sim:
+        row = dict(base)
+        x = api.default_windows(desc, args.windows, seed=11)
+        t0, (s0, c0) = time.perf_counter(), _cpu()
+        binary = rtl_sim.build(folder, jobs=args.jobs, opt=args.verilator_opt)
+        t1, (s1, c1) = time.perf_counter(), _cpu()
+        print(f"[folder] Verilator build ({args.verilator_opt}, {args.jobs} jobs) {t1 - t0:.1f} s wall, "
+              f"{c1 - c0:.1f} s CPU (measured)", flush=True)  # fmt: skip
+        r, ref = api.run_folder(binary, folder, desc, x)
+        t2, (s2, c2) = time.perf_counter(), _cpu()
+        Firmware(desc, w).run(x)
+        ref_s = time.perf_counter() - t2
+        bad = int(np.any(r.y_m != ref, axis=1).sum())
+        row.update(sim_windows=int(len(x)), sim_cycles_min=int(r.cycles.min()), sim_cycles_max=int(r.cycles.max()),
+                   sim_bit_exact=bad == 0, sim_mismatches=bad, verilator_opt=args.verilator_opt, jobs=args.jobs,
+                   build_s=round(t1 - t0, 1), build_cpu_s=round(c1 - c0 + s1 - s0, 1),
+                   run_s=round(t2 - t1, 1), run_cpu_s=round(c2 - c1 + s2 - s1, 1),
+                   firmware_sim_s=round(ref_s, 3),
+                   rtl_sim_vs_firmware_sim_time=round((t2 - t1) / max(ref_s, 1e-9), 1),
+                   cycles_source="measured in RTL simulation (Verilator), start edge to done edge")  # fmt: skip
+        print(f"[folder] {len(x)} windows: cycles {row['sim_cycles_min']}-{row['sim_cycles_max']} (measured), "
+              f"bit-exact {bad == 0} ({bad} windows differ); simulation and check {row['run_s']} s wall", flush=True)  # fmt: skip
+        rows.append(row)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2, default=str) + "\n")
+    if not args.no_synth:
+        cap = meta.get("capacity")
+        if cap is None:
+            from qlstm.hls.targets import get_target
+
+            t = get_target(meta["target"] or args.target)
+            cap = {"lut": t.resources.lut, "ff": t.resources.ff, "dsp": t.resources.dsp,
+                   "bram_18k": t.resources.bram_18k}  # fmt: skip
+        for engine, mapper, flags in _variants(args):
+            row = dict(base)
+            tag = _tag(engine, mapper, flags)
+            y = rtl_synth.synthesize(folder, meta["part"], folder / f"synth_{tag}", flags=flags, engine=engine,
+                                     mapper=mapper, keep_netlist=True)  # fmt: skip
+            row.update({k: v for k, v in y.to_dict().items() if k != "cells"})
+            util = {"lut": y.lut / cap["lut"], "ff": y.ff / cap["ff"], "dsp": y.dsp / cap["dsp"],
+                    "bram18": y.bram18 / cap["bram_18k"]}  # fmt: skip
+            row.update(capacity=cap, utilisation={k: round(v, 4) for k, v in util.items()},
+                       fits=all(v <= 1.0 for v in util.values()),
+                       resources_source="after Yosys synthesis, not placed")  # fmt: skip
+            print(f"[folder] Yosys {y.engine} {y.flags} {y.family} in {y.seconds} s wall, {y.cpu_seconds} s CPU (not placed): "
+                  f"{y.lut:,} LUT, {y.ff:,} FF, {y.carry:,} CARRY, {y.dsp} DSP, {y.bram18} BRAM18; logic depth "
+                  f"{y.logic_depth} cells; fits: {row['fits']} ({row['utilisation']})", flush=True)  # fmt: skip
+            print(f"    critical path: {path_text(y.logic_path)}", flush=True)
+            rows.append(row)
+            if args.json:
+                args.json.write_text(json.dumps(rows, indent=2, default=str) + "\n")
+    return rows
+
+
 def matrix(args) -> list[dict]:
     """Bit-exactness of the RTL in Verilator: 4-cell LSTM, GRU and LSTM+GRU at 6, 8, 16 bits."""
     from rtl_models import policy_model
@@ -164,7 +256,12 @@ def matrix(args) -> list[dict]:
                 res = api.build(
                     desc, w, part="xc7z045ffg900-2", clock_ns=5.0, pipeline=args.pipeline, out=Path(tmp)
                 )
-                s = api.simulate(res, api.default_windows(desc, args.windows, seed=bits), jobs=args.jobs)
+                s = api.simulate(
+                    res,
+                    api.default_windows(desc, args.windows, seed=bits),
+                    jobs=args.jobs,
+                    opt=args.verilator_opt,
+                )
             row = {"cells": "+".join(cells), "bits": bits, **s, "stages_per_step": res.design.stages}
             print(f"[matrix] {row['cells']} {bits} bits: {s['windows']} windows, bit-exact {s['bit_exact']} "
                   f"({s['mismatches']} differ), cycles {s['cycles_min']}-{s['cycles_max']} (measured)", flush=True)  # fmt: skip
@@ -196,6 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clock-ns", type=float, default=5.0, help="assumed clock (default 5 ns = 200 MHz)")
     p.add_argument("--windows", type=int, default=2000)
     p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--verilator-opt", default=None,
+                   help="g++ optimisation of the Verilated model, e.g. =-O0 (with the =; builds large designs faster) "
+                   "or -O1 (qlstm's default)")  # fmt: skip
+    p.add_argument("--folder", type=Path,
+                   help="simulate/synthesise this RTL folder (written before with --no-sim --no-synth --out) "
+                   "instead of tracing a model; --no-sim / --no-synth choose the phase")  # fmt: skip
     p.add_argument("--no-sim", action="store_true")
     p.add_argument("--no-synth", action="store_true")
     p.add_argument("--out", help="keep the RTL folders here (default: temporary folders)")
@@ -206,7 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     args.pipeline = args.pipeline or DEFAULT_PIPELINE
     args.cutoffs = [float(c) for c in args.cutoffs.split(",")] if args.cutoffs else [args.pipeline]
     args.rows_so_far = []
-    if args.model == "matrix":
+    from qlstm.rtl.sim import DEFAULT_OPT
+
+    args.verilator_opt = args.verilator_opt or DEFAULT_OPT
+    if args.folder is not None:
+        rows = on_folder(args)
+    elif args.model == "matrix":
         rows = matrix(args)
     else:
         rows = []

@@ -205,7 +205,7 @@ def build(
     return res
 
 
-def simulate(res: RtlResult, x: np.ndarray, *, jobs: int = 1, opt: str = "-O1") -> dict[str, Any]:
+def simulate(res: RtlResult, x: np.ndarray, *, jobs: int = 1, opt: str = _sim.DEFAULT_OPT) -> dict[str, Any]:
     """Build the Verilator testbench, run windows ``x`` (N, L, C) and compare every output with
     ``firmware_sim`` (exact integer equality). Stores and returns the figures. ``opt``: the C++
     optimisation level of the Verilator build (``-O0`` compiles faster and simulates slower: for a
@@ -252,9 +252,7 @@ def simulate(res: RtlResult, x: np.ndarray, *, jobs: int = 1, opt: str = "-O1") 
             "reference": "qlstm.detect.alarm.alarm_fixed on firmware_sim's outputs (exact integer equality)",
         }
     else:
-        r = _sim.run(binary, res.out, xm, tr.input_t, tr.result_t, res.desc.architecture.horizon)
-        weights = _load_weights(res.out)
-        ref = Firmware(res.desc, weights).run(x).y_m
+        r, ref = run_folder(binary, res.out, res.desc, x)
     t2 = time.perf_counter()
     bad = int(np.any(r.y_m != ref, axis=1).sum())
     res.sim = {
@@ -271,6 +269,19 @@ def simulate(res: RtlResult, x: np.ndarray, *, jobs: int = 1, opt: str = "-O1") 
         res.sim["bit_exact"] = bad == 0 and bad_alarm == 0
     res.write_json()
     return res.sim
+
+
+def run_folder(
+    binary: Path, out: Path, desc: ModelDescription, x: np.ndarray
+) -> tuple[_sim.SimResult, np.ndarray]:
+    """(RTL simulation, firmware_sim's output mantissas (N, k)) of windows ``x`` (N, L, C) on the
+    compiled testbench ``binary`` of folder ``out`` (a design without the alarm)."""
+    from qlstm.firmware_sim.simulate import Firmware
+
+    q = desc.quantization
+    xm = q.input.to_int(np.asarray(x, dtype=np.float64))  # type: ignore[union-attr]
+    r = _sim.run(binary, out, xm, q.input, q.output, desc.architecture.horizon)  # type: ignore[union-attr]
+    return r, Firmware(desc, _load_weights(out)).run(x).y_m
 
 
 def _load_weights(out: Path) -> dict[str, np.ndarray]:

@@ -52,8 +52,14 @@ def verilator_env() -> tuple[Path, dict[str, str]]:
     return exe, env
 
 
-def build(folder: Path, *, jobs: int = 1, opt: str = "-O1") -> Path:
-    """Compile ``folder``'s testbench and sources into ``folder/sim/obj_dir/Vtb_qlstm``."""
+#: g++ optimisation of the Verilated model (``-CFLAGS``; it comes after verilated.mk's ``-Os``).
+#: ``-O0`` compiles large designs several times faster and runs slower (docs/rtl.md).
+DEFAULT_OPT = "-O1"
+
+
+def build(folder: Path, *, jobs: int = 1, opt: str = DEFAULT_OPT) -> Path:
+    """Compile ``folder``'s testbench and sources into ``folder/sim/obj_dir/Vtb_qlstm`` with g++
+    optimisation ``opt`` (e.g. ``-O0``, ``-O1``)."""
     exe, env = verilator_env()
     sim = folder / "sim"
     sim.mkdir(exist_ok=True)

@@ -86,6 +86,23 @@ class SynthResult:
         return asdict(self)
 
 
+def resource_counts(cells: dict[str, int]) -> dict[str, int]:
+    """LUT (incl. INV and LUT RAM/ROM), FF, CARRY, DSP, BRAM18 (a RAMB36 counts 2) and MUXF from
+    Yosys's cell counts by type (``stat -json``'s ``num_cells_by_type``)."""
+
+    def count(pattern: str) -> int:
+        return sum(v for k, v in cells.items() if re.match(pattern, k))
+
+    return {
+        "lut": count(r"^(LUT[1-6]|INV)$") + count(r"^(RAM|ROM)\d+[XMS]"),
+        "ff": count(r"^FD[A-Z]*$"),
+        "carry": count(r"^CARRY[48]$"),
+        "dsp": count(r"^DSP48"),
+        "bram18": count(r"^RAMB18") + 2 * count(r"^RAMB36"),
+        "muxf": count(r"^MUXF"),
+    }
+
+
 def yosys_family(part: str) -> str:
     """``synth_xilinx -family`` for a part: xc7 (7 series, Zynq-7000), xcu (UltraScale), xcup (UltraScale+)."""
     p = part.lower()
@@ -195,17 +212,9 @@ def synthesize(
     if not keep_netlist:
         (work / "netlist.json").unlink()  # large; the log and statistics stay
 
-    def count(pattern: str) -> int:
-        return sum(v for k, v in cells.items() if re.match(pattern, k))
-
     return SynthResult(
         family=family,
-        lut=count(r"^(LUT[1-6]|INV)$") + count(r"^(RAM|ROM)\d+[XMS]"),
-        ff=count(r"^FD[A-Z]*$"),
-        carry=count(r"^CARRY[48]$"),
-        dsp=count(r"^DSP48"),
-        bram18=count(r"^RAMB18") + 2 * count(r"^RAMB36"),
-        muxf=count(r"^MUXF"),
+        **resource_counts(cells),
         logic_depth=max(len(path) - 2, 0),
         cells=cells,
         seconds=round(seconds, 1),
