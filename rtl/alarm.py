@@ -463,27 +463,17 @@ def run(
     binary, folder, xm: np.ndarray, clear: np.ndarray, ad: AlarmDesign, c: Constants, io_dir=None
 ) -> AlarmSim:
     """Simulate a stream of windows ``xm`` (N, L, C) input-type mantissas with ``clear`` (N,)."""
-    import subprocess
     from pathlib import Path
 
-    from .sim import _hex_words
+    from .sim import _hex_words, run_testbench
 
     _check_constants(ad, c)
     sim = Path(io_dir or Path(folder) / "sim")
     fin, fout = sim / "tb_inputs.hex", sim / "tb_outputs.txt"
     words = _hex_words(np.asarray(xm), ad.input_t)
     fin.write_text("".join(f"{int(cl)} {w}\n" for cl, w in zip(np.asarray(clear, bool), words, strict=True)))
-    args = [f"+theta={c.theta:x}", f"+clip={c.clip:x}", f"+kappa={c.kappa:x}", f"+min_run={c.min_run:x}"]
-    r = subprocess.run(
-        [str(Path(binary).resolve()), f"+in={fin.resolve()}", f"+out={fout.resolve()}", *args],
-        cwd=Path(folder) / "src",
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if r.returncode != 0 or not fout.is_file():
-        raise QlstmError(f"RTL simulation failed: {(r.stderr or r.stdout).strip()[-300:]}")
-    tok = fout.read_text().split()
+    args = (f"+theta={c.theta:x}", f"+clip={c.clip:x}", f"+kappa={c.kappa:x}", f"+min_run={c.min_run:x}")
+    tok = run_testbench(binary, folder, fin, fout, args)
     if len(tok) != 6 * len(words):
         raise QlstmError(f"RTL simulation returned {len(tok) // 6} of {len(words)} windows")
     k = ad.horizon

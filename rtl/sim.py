@@ -102,6 +102,25 @@ def _hex_words(xm: np.ndarray, t: FixedType) -> list[str]:
     return words
 
 
+def run_testbench(
+    binary: Path, folder: Path, fin: Path, fout: Path, plusargs: tuple[str, ...] = ()
+) -> list[str]:
+    """Run a built testbench on the input file ``fin``; returns the tokens it wrote to ``fout``.
+
+    It runs in ``folder/src`` ($readmemh paths of the ROMs are relative to the sources); raises
+    QlstmError (one line) when it fails or writes nothing."""
+    r = subprocess.run(
+        [str(Path(binary).resolve()), f"+in={fin.resolve()}", f"+out={fout.resolve()}", *plusargs],
+        cwd=Path(folder) / "src",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if r.returncode != 0 or not fout.is_file():
+        raise QlstmError(f"RTL simulation failed: {(r.stderr or r.stdout).strip()[-300:]}")
+    return fout.read_text().split()
+
+
 def run(
     binary: Path,
     folder: Path,
@@ -118,16 +137,7 @@ def run(
     sim = io_dir or folder / "sim"
     fin, fout = sim / "tb_inputs.hex", sim / "tb_outputs.txt"
     fin.write_text("\n".join(_hex_words(xm, input_t)) + "\n")
-    r = subprocess.run(
-        [str(binary.resolve()), f"+in={fin.resolve()}", f"+out={fout.resolve()}"],
-        cwd=folder / "src",  # $readmemh paths of the ROMs are relative to the sources
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if r.returncode != 0 or not fout.is_file():
-        raise QlstmError(f"RTL simulation failed: {(r.stderr or r.stdout).strip()[-300:]}")
-    lines = fout.read_text().split()
+    lines = run_testbench(binary, folder, fin, fout)
     cyc = np.array(lines[0::2], dtype=np.int64)
     wy, mask = result_t.width, (1 << result_t.width) - 1
     ys = np.empty((len(cyc), k), dtype=np.int64)

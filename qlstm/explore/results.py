@@ -60,11 +60,14 @@ def trials_table(study) -> tuple[list[str], list[dict[str, Any]]]:
 
 def front_lines(front) -> list[str]:
     """The current front as text lines (progress output)."""
-    lines = [f"front ({len(front)} trial(s), latency estimate unless marked):"]
+    lines = [
+        f"front ({len(front)} trial(s); RMSE simulated by firmware_sim, latency and resources as marked):"
+    ]
     for t in sorted(front, key=lambda t: t.values[0]):
         lines.append(
             f"  #{t.number}: RMSE {t.values[0]:.4g}, {t.values[1]:.3f} us ({t.user_attrs.get('latency_kind')}), "
-            f"resources {100 * t.values[2]:.1f} %, {t.params}"
+            f"resources {100 * t.values[2]:.1f} % ({str(t.user_attrs.get('resource_kind', 'estimate')).split(' (')[0]}), "
+            f"{t.params}"
         )
     return lines
 

@@ -109,8 +109,8 @@ def connect(address: str, timeout_s: float | None = None):
             got["client"] = Client(address, timeout=f"{timeout_s:g}s")
         except BaseException as exc:  # noqa: BLE001 - reported below as one line
             got["error"] = exc
-        if got.get("late"):  # the caller gave up: do not leave a client connected
-            got["client"].close() if "client" in got else None
+        if got.get("late") and "client" in got:  # the caller gave up: do not leave a client connected
+            got["client"].close()
 
     th = threading.Thread(target=attempt, name="qlstm-connect", daemon=True)
     th.start()
@@ -419,8 +419,9 @@ def explore(
         cluster.close()
     files = write_results(study, out, budget_us)
     seconds = time.perf_counter() - t0
+    me = owner_attr()
     mine = [t for t in study.get_trials(deepcopy=False) if t.number >= first_trial
-            and t.user_attrs.get("owner") == owner_attr() and t.state.name in ("COMPLETE", "FAIL")]  # fmt: skip
+            and t.user_attrs.get("owner") == me and t.state.name in ("COMPLETE", "FAIL")]  # fmt: skip
     failed = [t for t in mine if t.state.name == "FAIL"]
     first_error = failed[0].user_attrs.get("error", "") if failed else ""
     return {"ran": ran, "finished": len(finished(study)), "seconds": seconds, "files": files,
@@ -512,7 +513,10 @@ class _Created:
     def undo(self) -> None:
         if self.out.is_dir():
             for q in set(self.out.iterdir()) - self.before:
-                shutil.rmtree(q, ignore_errors=True) if q.is_dir() else q.unlink(missing_ok=True)
+                if q.is_dir():
+                    shutil.rmtree(q, ignore_errors=True)
+                else:
+                    q.unlink(missing_ok=True)
         for q in self.made:  # only if empty: another explorer may have put its study there meanwhile
             with contextlib.suppress(OSError):
                 q.rmdir()
