@@ -222,7 +222,7 @@ def scan(args, np) -> None:
     x = np.random.default_rng(1).uniform(0.0, 1.0, size=(n, args.history, 1))
     print(
         f"\n[scan] firmware_sim (compiled step), {args.cell.upper()}(cells) -> Dense(1), L={args.history}, "
-        f"{args.bits} bits, {n} windows; best of {args.scan_repeats} per entry, 1 and 2 threads back to back; "
+        f"{args.bits} bits, {n} windows; windows/s measured, best of {args.scan_repeats} per entry, 1 and 2 threads back to back; "
         f"load average at start {', '.join(f'{v:.2f}' for v in os.getloadavg())}"
     )
     print("| cells | accumulator | chunk | 1 thread (win/s) | 2 threads (win/s) | 2 / 1 |")
