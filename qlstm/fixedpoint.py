@@ -208,6 +208,10 @@ class FixedType:
             raise QlstmError(f"cannot convert non-finite values to {self.describe()}")
         floor = np.floor(scaled)
         rem = scaled - floor  # in [0, 1), exact
+        far = np.abs(floor) > 2.0**62  # beyond int64; integers there (rem == 0: no rounding)
+        if far.any():  # AP_WRAP reads the low `width` bits (exact in float64), the others saturate
+            near = np.mod(floor, 2.0**self.width) if self.overflow == "AP_WRAP" else np.sign(floor) * 2.0**62
+            floor = np.where(far, near, floor)
         m = floor.astype(np.int64)
         m = m + _round_increment(m, rem > 0, rem == 0.5, rem > 0.5, self.rounding)
         return _overflow(m, self)
@@ -282,17 +286,34 @@ def shift_round(m: np.ndarray, shift: int, rounding: str) -> np.ndarray:
     return floor + _round_increment(floor, rem > 0, rem == half, rem > half, rounding)
 
 
+def _to_grid(m: np.ndarray, src_frac: int, dst: FixedType, *, wrap_bits: bool) -> np.ndarray:
+    """:func:`shift_round` of ``m`` onto ``dst``'s grid. A left shift that int64 cannot hold
+    (``|m| * 2**k >= 2**62``) gives ``sign(m) * 2**62``, outside every ``dst`` range (widths <=
+    MAX_WIDTH), so saturation and the overflow test see the right side; with ``wrap_bits`` the
+    int64 shift is kept as is (it wraps modulo 2**64, so its low ``dst.width`` bits, all AP_WRAP
+    reads, are exact)."""
+    shift = src_frac - dst.frac
+    m = np.asarray(m, dtype=np.int64)
+    if shift >= 0 or wrap_bits:
+        return shift_round(m, shift, dst.rounding)
+    k = -shift
+    far = np.abs(m) > ((1 << 62) >> k if k < 62 else 0)
+    if not far.any():
+        return np.left_shift(m, k)
+    return np.where(far, np.sign(m) << 62, np.left_shift(np.where(far, 0, m), k))
+
+
 def cast(m: np.ndarray, src_frac: int, dst: FixedType) -> np.ndarray:
     """Assign mantissas with ``src_frac`` fractional bits to type ``dst``: round, then overflow.
 
     Equivalent to ``dst_t y = x;`` in C++ for an ``x`` wide enough to hold ``m`` exactly.
     """
-    return _overflow(shift_round(m, src_frac - dst.frac, dst.rounding), dst)
+    return _overflow(_to_grid(m, src_frac, dst, wrap_bits=dst.overflow == "AP_WRAP"), dst)
 
 
 def would_overflow(m: np.ndarray, src_frac: int, dst: FixedType) -> np.ndarray:
     """Boolean mask: where casting ``m`` to ``dst`` hits the overflow mode (not rounding)."""
-    r = shift_round(m, src_frac - dst.frac, dst.rounding)
+    r = _to_grid(m, src_frac, dst, wrap_bits=False)
     return (r < dst.min_int) | (r > dst.max_int)
 
 

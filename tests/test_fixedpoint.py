@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 
@@ -209,9 +209,22 @@ def test_saturating_quantize_is_monotone(t, xs):
 
 @settings(max_examples=300, deadline=None)
 @given(types, st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=50), st.integers(0, 20))
+# found by this test in CI: m << 26 leaves int64 (it wrapped to a large positive value, saturated
+# to the maximum instead of 0); the same value under every overflow mode and both signs
+@example(FixedType(22, -4, False, "AP_TRN", "AP_SAT"), [-(2**37) - 1, 2**37 + 1], 0)
+@example(FixedType(22, -4, True, "AP_TRN", "AP_SAT_SYM"), [-(2**37) - 1, 2**37 + 1], 0)
+@example(FixedType(22, -4, True, "AP_TRN", "AP_SAT_ZERO"), [-(2**37) - 1, 2**37 + 1], 0)
+@example(FixedType(22, -4, True, "AP_RND", "AP_WRAP"), [-(2**37) - 1, 2**37 + 1], 0)
 def test_cast_of_mantissas_equals_cast_of_reals(t, ms, src_frac):
     m = np.array(ms, dtype=np.int64)
     assert_array_equal(cast(m, src_frac, t), t.to_int(m * 2.0**-src_frac))
+
+
+@pytest.mark.parametrize("overflow", OVERFLOW_MODES)
+def test_would_overflow_when_the_left_shift_leaves_int64(overflow):
+    t = FixedType(22, -4, True, "AP_TRN", overflow)  # 26 fractional bits: m << 26
+    m = np.array([-(2**37) - 1, 2**37 + 1, -(2**36), 2**36, 0], dtype=np.int64)
+    assert_array_equal(would_overflow(m, 0, t), [True, True, True, True, False])
 
 
 @settings(max_examples=200, deadline=None)
