@@ -1,12 +1,18 @@
-"""File helpers: atomic writes and output folders that are either complete or absent.
+"""File helpers: atomic writes, output folders that are either complete or absent, text decoding.
 
 Every file qlstm writes goes through :func:`atomic_write_bytes` (write to a temporary name in the
 same folder, fsync, rename), so an interrupted or failed command never leaves a partial file that
 looks complete. Multi-file outputs use :func:`staged_dir`.
+
+Every text file qlstm reads (recordings, configs, label files, model specs) is decoded by
+:func:`decode_text` / :func:`read_text`: a byte-order mark (Excel's "CSV UTF-8" and "Unicode
+text" exports) selects UTF-8, UTF-16 or UTF-32 and is dropped; undecodable bytes are one error line
+naming the file, the byte offset and the encoding, never silently replaced.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import shutil
@@ -117,3 +123,93 @@ def weights_sha256(weights: dict[str, np.ndarray]) -> str:
         h.update(f"{k}:{a.shape};".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+# ====================================================================== text encodings
+#: Byte-order marks and Python's codecs that read the text behind them (and drop the mark);
+#: UTF-32 LE first: its mark starts with the UTF-16 LE one.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+#: UTF-16/32 without a mark, by which of the first 4 bytes are NUL (an ASCII first character:
+#: the rule of RFC 4627 section 3, as in :func:`json.loads` for bytes).
+_NUL_PATTERNS = {
+    (True, True, True, False): "utf-32-be",
+    (False, True, True, True): "utf-32-le",
+    (True, False, True, False): "utf-16-be",
+    (False, True, False, True): "utf-16-le",
+}
+#: The legacy 8-bit encoding tried when text is not UTF-8 (Western Windows and Excel "CSV").
+LEGACY_ENCODING = "cp1252"
+_NAMES = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "cp1252": "UTF-8 or Windows-1252"}
+
+
+def text_encoding(head: bytes) -> str:
+    """The Python codec of a text starting with ``head`` (its first 4 bytes suffice): the one its
+    byte-order mark names ("utf-8-sig", "utf-16", "utf-32": they drop the mark), UTF-16/32 without
+    a mark from its NUL bytes, else "utf-8"."""
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return encoding
+    return _NUL_PATTERNS.get(tuple(b == 0 for b in head[:4]), "utf-8")
+
+
+def _decode_error(path: Path, encoding: str, offset: int, exc: UnicodeDecodeError) -> QlstmError:
+    name = _NAMES.get(encoding, encoding.upper())
+    bad = exc.object[exc.start : max(exc.end, exc.start + 1)][:4]
+    what = ("byte " if len(bad) == 1 else "bytes ") + " ".join(f"0x{b:02X}" for b in bad)
+    return QlstmError(
+        f"{path}: not a text file in {name}: {what} at byte offset {offset} ({exc.reason}); save it as UTF-8"
+    )
+
+
+def decode_text(path: Path, data: bytes, final: bool = True, legacy: bool = False) -> tuple[str, str]:
+    """``data`` (the start of file ``path``, the whole file if ``final``) as text, and its codec.
+
+    The codec is :func:`text_encoding`'s; with ``legacy``, text without a mark that is not UTF-8 is
+    read as Windows-1252 (:data:`LEGACY_ENCODING`: ``°C``, ``µV`` in Western Excel exports). A
+    character cut at the end of ``data`` is dropped when not ``final``. Raises QlstmError (file,
+    byte offset, encoding) for bytes that do not decode.
+    """
+    encoding = text_encoding(data)
+    try:
+        return codecs.getincrementaldecoder(encoding)().decode(data, final=final), encoding
+    except UnicodeDecodeError as exc:
+        if not (legacy and encoding == "utf-8"):
+            # "utf-8-sig" counts from after the mark; "utf-16"/"utf-32" from the file's start
+            mark = len(codecs.BOM_UTF8) if encoding == "utf-8-sig" else 0
+            raise _decode_error(path, encoding, mark + exc.start, exc) from None
+    try:
+        return data.decode(LEGACY_ENCODING), LEGACY_ENCODING
+    except UnicodeDecodeError as exc:
+        raise _decode_error(path, LEGACY_ENCODING, exc.start, exc) from None
+
+
+def read_text(path: Path, legacy: bool = False) -> str:
+    """The text of file ``path`` decoded by :func:`decode_text` (a byte-order mark dropped); raises
+    QlstmError (one line: file, byte offset, encoding) for bytes that do not decode."""
+    return decode_text(path, Path(path).read_bytes(), legacy=legacy)[0]
+
+
+def find_decode_error(path: Path, encoding: str, block: int = 1 << 20) -> QlstmError | None:
+    """The error :func:`decode_text` would give for the first bytes of file ``path`` that do not
+    decode in ``encoding`` (read in blocks: for a large file whose head decoded), or None."""
+    offset = 0
+    with open(path, "rb") as fh:
+        if encoding == "utf-8-sig":  # it counts from after the mark
+            encoding, offset = "utf-8", len(fh.read(len(codecs.BOM_UTF8)))
+        decoder = codecs.getincrementaldecoder(encoding)()
+        while True:
+            data = fh.read(block)
+            pending = len(decoder.getstate()[0])  # bytes of a character cut by the last block
+            try:
+                decoder.decode(data, final=not data)
+            except UnicodeDecodeError as exc:
+                return _decode_error(path, encoding, offset - pending + exc.start, exc)
+            if not data:
+                return None
+            offset += len(data)

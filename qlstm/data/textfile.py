@@ -2,8 +2,11 @@
 
 :func:`sniff` reads the first 256 KiB and decides (the rules are in ``docs/data.md``):
 
-* encoding: a UTF-8 byte-order mark is dropped; a UTF-16 mark (Excel's "Unicode text") selects
-  UTF-16; otherwise UTF-8, or Windows-1252 if the head is not valid UTF-8;
+* encoding (:func:`qlstm.io.decode_text`): a byte-order mark selects UTF-8 (Excel's "CSV UTF-8"),
+  UTF-16 (Excel's "Unicode text") or UTF-32 and is dropped; UTF-16/32 without a mark is found by
+  its NUL bytes; otherwise UTF-8, or Windows-1252 if the head is not valid UTF-8; bytes that do not
+  decode (in the head or later in the file) are refused in one line naming their byte offset;
+  header names lose surrounding blanks and quotes and a stray mark;
 * line ends: LF, CRLF or CR (pyarrow accepts all three);
 * delimiter: tab, semicolon, comma, ``|`` or runs of blanks, among those that split the last line
   into >= 2 fields and the line above it into as many, the one whose data fields are most often
@@ -22,6 +25,7 @@ another number of fields than the data; quoted fields spanning lines are not sup
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qlstm.errors import QlstmError
+from qlstm.io import decode_text, find_decode_error
 
 HEAD_BYTES = 256 * 1024
 DELIMITERS = ("\t", ";", ",", "|", " ")
@@ -67,23 +72,7 @@ def sniff(path: Path) -> Dialect:
     with open(path, "rb") as fh:
         head = fh.read(HEAD_BYTES)
         at_end = not fh.read(1)
-    if head.startswith(b"\xef\xbb\xbf"):
-        encoding, text = "utf-8", head[3:]
-    elif head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        encoding, text = "utf-16", head
-    else:
-        encoding, text = "utf-8", head
-    if encoding == "utf-16":
-        cut = len(text) - (len(text) % 2)
-        decoded = text[:cut].decode("utf-16", errors="replace")
-    else:
-        try:
-            decoded = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if not at_end and exc.start >= len(text) - 4:
-                decoded = text[: exc.start].decode("utf-8")
-            else:
-                encoding, decoded = "cp1252", text.decode("cp1252", errors="replace")
+    decoded, encoding = decode_text(path, head, final=at_end, legacy=True)
     lines = _NEWLINE.split(decoded)
     if not at_end:
         lines = lines[:-1]  # possibly cut in the middle
@@ -170,7 +159,16 @@ def _dialect(
         raise QlstmError(f"{path}: empty file (a header but no data rows)")
     h = content[first - 1]
     header = header_fields(h)
-    return Dialect(encoding, delim, decimal, h, tuple(c.strip() for c in header), bool(trailing))
+    return Dialect(encoding, delim, decimal, h, tuple(_column_name(c) for c in header), bool(trailing))
+
+
+def _column_name(field: str) -> str:
+    """A header field as a column name: surrounding blanks, a byte-order mark left over (a file
+    saved with two) and quotes around it (blank-aligned columns: no CSV parser removes them) dropped."""
+    name = field.strip().lstrip("\ufeff").strip()
+    if len(name) >= 2 and name[0] == name[-1] and name[0] in "\"'":
+        name = name[1:-1].strip()
+    return name
 
 
 def _name(delim: str) -> str:
@@ -179,13 +177,16 @@ def _name(delim: str) -> str:
 
 class _Blanks(io.RawIOBase):
     """A binary stream with runs of blanks turned into one tab (and leading blanks removed),
-    so pyarrow's single-character delimiter can parse blank-aligned columns."""
+    so pyarrow's single-character delimiter can parse blank-aligned columns; text in another
+    ``encoding`` than UTF-8 (UTF-16: bytes, not characters, would be replaced) comes out as UTF-8."""
 
     _run = re.compile(rb"[ \t]+")
     _lead = re.compile(rb"(?m)^\t|\t(?=\r?$)")
 
-    def __init__(self, fh) -> None:
+    def __init__(self, fh, encoding: str = "utf-8") -> None:
         self.fh, self.rest, self.out = fh, b"", b""
+        utf8 = encoding in ("utf-8", "utf-8-sig")
+        self.decoder = None if utf8 else codecs.getincrementaldecoder(encoding)()
 
     def readable(self) -> bool:
         return True
@@ -196,8 +197,9 @@ class _Blanks(io.RawIOBase):
 
     def _fill(self) -> None:
         while not self.out:
-            chunk = self.fh.read(1 << 20)
-            if not chunk:
+            raw = self.fh.read(1 << 20)
+            chunk = raw if self.decoder is None else self.decoder.decode(raw, final=not raw).encode()
+            if not raw:
                 data, self.rest = self.rest, b""
                 if not data:
                     return
@@ -225,7 +227,9 @@ def batches(path: Path, d: Dialect, column_names: list[str], column_types: dict,
 
     names = list(column_names) + (["__trailing__"] if d.trailing else [])
     read = pcsv.ReadOptions(
-        column_names=names, skip_rows=d.skip_rows + 1, encoding=d.encoding, block_size=1 << 18,
+        column_names=names, skip_rows=d.skip_rows + 1, block_size=1 << 18,
+        # a UTF-8 mark is on the header line, which is skipped; "utf-8" is not transcoded
+        encoding="utf-8" if d.encoding == "utf-8-sig" or d.delimiter == " " else d.encoding,
         use_threads=False,
     )  # fmt: skip
     parse = pcsv.ParseOptions(delimiter="\t" if d.delimiter == " " else d.delimiter)
@@ -233,8 +237,9 @@ def batches(path: Path, d: Dialect, column_names: list[str], column_types: dict,
         column_types=column_types, include_columns=include, decimal_point=d.decimal,
         strings_can_be_null=False,
     )  # fmt: skip
-    # blank-aligned columns: a stream with every run of blanks turned into one tab
-    source = io.BufferedReader(_Blanks(open(path, "rb")), 1 << 20) if d.delimiter == " " else str(path)  # noqa: SIM115
+    # blank-aligned columns: a UTF-8 stream with every run of blanks turned into one tab
+    blanks = d.delimiter == " "
+    source = io.BufferedReader(_Blanks(open(path, "rb"), d.encoding), 1 << 20) if blanks else str(path)  # noqa: SIM115
     try:
         reader = pcsv.open_csv(source, read_options=read, parse_options=parse, convert_options=conv)
         while True:
@@ -242,8 +247,12 @@ def batches(path: Path, d: Dialect, column_names: list[str], column_types: dict,
                 yield reader.read_next_batch()
             except StopIteration:
                 return
+    except UnicodeDecodeError:  # raised by pyarrow's transcoding of a file that is not UTF-8
+        raise find_decode_error(path, d.encoding) or QlstmError(f"{path}: not {d.encoding} text") from None
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         msg = str(exc).splitlines()[0]
+        if "invalid UTF8" in msg and (err := find_decode_error(path, d.encoding)):
+            raise err from None
         m = re.match(
             r"In CSV column #(\d+): Row #(\d+): CSV conversion error to \w+: invalid value '(.*)'", msg
         )

@@ -49,7 +49,12 @@ def _is_unit(text: str) -> bool:
 
 
 def split_header(header: str) -> tuple[str, str]:
-    """``"U_res [mV]"`` -> ``("U_res", "mV")``; a header without a unit -> ``(header, "")``."""
+    """``"U_res [mV]"`` -> ``("U_res", "mV")``; a header without a unit -> ``(header, "")``.
+
+    A byte-order mark (U+FEFF) is dropped first: a file decoded without its mark (a CSV converted
+    to Parquet/NPZ by a reader that kept it, case B10) glues it to the first name, which must still
+    match ``event`` or ``time_s``."""
+    header = header.replace("\ufeff", "")
     m = _BRACKET.match(header)
     if m and m["name"]:
         return m["name"], m["unit"].strip()
