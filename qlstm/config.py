@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import yaml
 
 from qlstm.errors import QlstmError
+from qlstm.io import read_text
 
 T = TypeVar("T")
 
@@ -36,14 +37,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """The mapping in YAML file ``path``; a missing, non-text or invalid file, a key given twice or
-    a top level that is not a mapping raises one QlstmError line naming the file."""
+    a top level that is not a mapping raises one QlstmError line naming the file. A byte-order mark
+    (UTF-8, UTF-16, UTF-32: :func:`qlstm.io.read_text`) is dropped."""
     path = Path(path)
     if not path.is_file():
         raise QlstmError(f"{path}: config file not found")
+    text = read_text(path)  # its error line names the file, the byte offset and the encoding
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
-    except UnicodeDecodeError:
-        raise QlstmError(f"{path}: not a text file (not UTF-8)") from None
+        data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except QlstmError as exc:  # a duplicate key
         raise QlstmError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:

@@ -59,7 +59,7 @@ import numpy as np
 from qlstm import __version__
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
-from qlstm.io import atomic_write_bytes, atomic_write_text
+from qlstm.io import atomic_write_bytes, atomic_write_text, read_text
 
 FORMAT = "qlstm-model/3"
 #: Formats still read, and the key renames that bring them to :data:`FORMAT`: qlstm-model/1
@@ -613,7 +613,7 @@ def load(run_dir: Path) -> tuple[ModelDescription, dict[str, np.ndarray]]:
             f"{run_dir}: no {DESCRIPTION_FILE}; not a qlstm run folder (train or quantize first)"
         )
     try:
-        desc = ModelDescription.from_dict(json.loads(dpath.read_text()), where=str(dpath))
+        desc = ModelDescription.from_dict(json.loads(read_text(dpath)), where=str(dpath))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise QlstmError(f"{dpath}: corrupt model description ({exc})") from None
     if not wpath.is_file():

@@ -46,7 +46,7 @@ from qlstm import description
 from qlstm.description import ModelDescription
 from qlstm.errors import QlstmError
 from qlstm.hls_config import HlsConfig
-from qlstm.io import atomic_write_bytes, atomic_write_text
+from qlstm.io import atomic_write_bytes, atomic_write_text, read_text
 
 MODEL_FILE = description.DESCRIPTION_FILE
 WEIGHTS_FILE = description.WEIGHTS_FILE
@@ -276,7 +276,7 @@ def read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise QlstmError(f"{path}: not found")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise QlstmError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict):

@@ -18,6 +18,7 @@ time span, a reversed (start > end) or non-finite window, overlapping windows of
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import numpy as np
 
 from qlstm.data.events import EventSet
 from qlstm.errors import QlstmError
+from qlstm.io import read_text
 
 #: Default anomaly window before a quench marker when no onset is labelled, s (10 min).
 QUENCH_WINDOW_S = 600.0
@@ -53,7 +55,7 @@ def read_labels_file(path: Path) -> dict[str, list[tuple[float, float]]]:
     out: dict[str, list[tuple[float, float]]] = {}
     try:
         if suffix == ".json":
-            data = json.loads(path.read_text())
+            data = json.loads(read_text(path))
             if isinstance(data, dict) and "windows" in data and isinstance(data["windows"], dict | list):
                 data = data["windows"]
             if isinstance(data, dict):
@@ -68,8 +70,10 @@ def read_labels_file(path: Path) -> dict[str, list[tuple[float, float]]]:
             else:
                 raise ValueError("expected an object {event: [[start_s, end_s], ...]} or a list of records")
         elif suffix == ".csv":
-            with open(path, newline="", encoding="utf-8") as fh:
+            # a byte-order mark dropped, Windows-1252 read (Excel exports), as recordings
+            with io.StringIO(read_text(path, legacy=True), newline="") as fh:
                 reader = csv.DictReader(fh)
+                reader.fieldnames = [f.strip() for f in reader.fieldnames or []] or None
                 need = {"event", "start_s", "end_s"}
                 if not reader.fieldnames or not need <= set(reader.fieldnames):
                     raise ValueError(f"columns {reader.fieldnames} must include event, start_s, end_s")

@@ -41,7 +41,7 @@ from qlstm.description import (
     head_name,
 )
 from qlstm.errors import QlstmError
-from qlstm.io import atomic_write_text, staged_dir
+from qlstm.io import atomic_write_text, read_text, staged_dir
 
 IMPORT_FILE = "import.json"
 
@@ -186,9 +186,11 @@ def read_normalisation(spec: str | None, channels: int) -> Normalisation:
         if path.suffix in (".yaml", ".yml"):
             import yaml
 
-            data = yaml.safe_load(path.read_text())
+            data = yaml.safe_load(read_text(path))
         else:
-            data = json.loads(path.read_text())
+            data = json.loads(read_text(path))
+    except QlstmError:  # bytes that are not text: file, byte offset, encoding
+        raise
     except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError
         raise QlstmError(f"--normalisation {spec}: not readable JSON/YAML ({type(exc).__name__})") from None
     if isinstance(data, dict) and data.get("format") == description.FORMAT:

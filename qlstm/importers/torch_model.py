@@ -37,6 +37,7 @@ import numpy as np
 
 from qlstm.errors import QlstmError
 from qlstm.importers.common import Imported, activation_name, refuse
+from qlstm.io import read_text
 
 _YAML_KEYS = {"state_dict", "recurrent", "head", "history", "input_channels"}
 _CELLS = {"lstm": 4, "gru": 3}
@@ -81,8 +82,8 @@ def read_yaml(path: Path) -> Imported:
 
     where = str(path)
     try:
-        spec = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        spec = yaml.safe_load(read_text(path))
+    except yaml.YAMLError as exc:
         raise QlstmError(f"{where}: not readable YAML ({type(exc).__name__})") from None
     if not isinstance(spec, dict):
         raise QlstmError(f"{where}: expected a mapping with state_dict, recurrent and head")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 
 from qlstm import description, runs
 from qlstm.errors import QlstmError
+from qlstm.io import read_text
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ def load_inputs(qrun: Path, others: list[Path] | None = None, sweep_csv: Path | 
 def read_sweep(path: Path) -> list[dict[str, Any]]:
     """Rows (method, bits, rmse) from the quantize sweep CSV, long or wide format."""
     try:
-        with open(path, newline="") as fh:
+        with io.StringIO(read_text(path, legacy=True), newline="") as fh:  # a byte-order mark dropped
             raw = list(csv.DictReader(fh))
     except OSError as exc:
         raise QlstmError(f"{path}: cannot read the sweep CSV ({exc})") from None
