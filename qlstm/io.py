@@ -173,20 +173,28 @@ def decode_text(path: Path, data: bytes, final: bool = True, legacy: bool = Fals
     The codec is :func:`text_encoding`'s; with ``legacy``, text without a mark that is not UTF-8 is
     read as Windows-1252 (:data:`LEGACY_ENCODING`: ``°C``, ``µV`` in Western Excel exports). A
     character cut at the end of ``data`` is dropped when not ``final``. Raises QlstmError (file,
-    byte offset, encoding) for bytes that do not decode.
+    byte offset, encoding) for bytes that do not decode, and for a NUL byte in 8-bit text.
     """
     encoding = text_encoding(data)
     try:
-        return codecs.getincrementaldecoder(encoding)().decode(data, final=final), encoding
+        text = codecs.getincrementaldecoder(encoding)().decode(data, final=final)
     except UnicodeDecodeError as exc:
         if not (legacy and encoding == "utf-8"):
             # "utf-8-sig" counts from after the mark; "utf-16"/"utf-32" from the file's start
             mark = len(codecs.BOM_UTF8) if encoding == "utf-8-sig" else 0
             raise _decode_error(path, encoding, mark + exc.start, exc) from None
-    try:
-        return data.decode(LEGACY_ENCODING), LEGACY_ENCODING
-    except UnicodeDecodeError as exc:
-        raise _decode_error(path, LEGACY_ENCODING, exc.start, exc) from None
+        encoding = LEGACY_ENCODING
+        try:
+            text = data.decode(LEGACY_ENCODING)
+        except UnicodeDecodeError as exc:
+            raise _decode_error(path, LEGACY_ENCODING, exc.start, exc) from None
+    if encoding in ("utf-8", "utf-8-sig", LEGACY_ENCODING) and "\x00" in text:
+        # UTF-16 whose first character is not ASCII, NUL padding (a logger's preallocated file), binary
+        raise QlstmError(
+            f"{path}: not a text file in {_NAMES[encoding]}: NUL byte at byte offset {data.index(0)} "
+            "(UTF-16 without a byte-order mark, NUL padding or binary data); save it as UTF-8"
+        )
+    return text, encoding
 
 
 def read_text(path: Path, legacy: bool = False) -> str:

@@ -138,6 +138,8 @@ def _big(names=("1", "2")) -> list[list[str]]:
         # a byte Windows-1252 leaves undefined, in the header (the sniffed head)
         ("cp1252-undefined-in-header", _text(_rows(_header("V\x81"))).encode("latin-1"), b"\x81",
          "UTF-8 or Windows-1252"),
+        # NUL padding (a logger's preallocated file cut by a power loss)
+        ("nul-padding", _text(_rows()).encode() + bytes(512), b"\x00", "NUL byte"),
         # after a UTF-8 mark the text must be UTF-8 (the offset counts the mark)
         ("utf8-bom-then-latin1", codecs.BOM_UTF8 + _text(_rows(_header("µV"))).encode("latin-1"), b"\xb5",
          "in UTF-8:"),
