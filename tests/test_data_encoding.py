@@ -150,6 +150,9 @@ def _big(names=("1", "2")) -> list[list[str]]:
         # beyond the head: a Windows-1252 file with an undefined byte (pyarrow's transcoding)
         ("cp1252-head-then-undefined", _text(_big(("µ", "B\x81"))).encode("latin-1"), b"\x81",
          "UTF-8 or Windows-1252"),
+        # the same through the blank-aligned stream (qlstm transcodes it, not pyarrow)
+        ("cp1252-blank-aligned-then-undefined", _text(_big(("µ", "B\x81")), "   ").encode("latin-1"), b"\x81",
+         "UTF-8 or Windows-1252"),
         # beyond the head: a lone UTF-16 surrogate
         ("utf16-lone-surrogate", _text(_big(("1", "B\ud800")), "\t").encode("utf-16", "surrogatepass"),
          "\ud800".encode("utf-16-le", "surrogatepass"), "UTF-16"),
