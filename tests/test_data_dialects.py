@@ -402,3 +402,40 @@ def test_trailing_delimiter_on_header_or_data_only(tmp_path, header, row):
     path.write_text(header + "\n" + "".join(row.format(i * 0.4, i) + "\n" for i in range(10)))
     es = load_events(path)
     assert es.channel_names == ("U_res",) and len(es.events[0]) == 10
+
+
+@pytest.mark.parametrize("ext", ["csv", "h5"])
+def test_channel_named_like_time_with_a_physical_unit_is_a_channel(tmp_path, ext):
+    # a logger's temperature channel "T [°C]" beside time_s: "t" is a time name, but °C is not a
+    # time unit, so T is a channel (was: "several time columns (time_s, T)")
+    t = np.arange(300) * 1e-3
+    temp = np.round(20 + np.sin(np.arange(300) / 10), 4)
+    u = np.round(np.sin(np.arange(300) / 7), 5)
+    p = tmp_path / f"tc.{ext}"
+    if ext == "csv":
+        rows = ["time_s,T [°C],U_res [V]"] + [
+            f"{a!r},{b!r},{c!r}" for a, b, c in zip(t.tolist(), temp.tolist(), u.tolist(), strict=True)
+        ]
+        p.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    else:
+        with h5py.File(p, "w") as f:
+            f["time_s"], f["T [°C]"], f["U_res [V]"] = t, temp, u
+    es = load_events(p)
+    assert es.channel_names == ("T", "U_res")
+    np.testing.assert_array_equal(es.events[0].x[:, 0], temp)
+    np.testing.assert_array_equal(es.events[0].x[:, 1], u)
+
+
+def test_time_named_column_with_a_time_unit_is_still_time(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("t [ms],U_res [V]\n" + "".join(f"{i},{i / 10}\n" for i in range(300)), encoding="utf-8")
+    es = load_events(p)
+    assert es.channel_names == ("U_res",)
+    np.testing.assert_array_equal(es.events[0].t, np.arange(300) * 1e-3)
+
+
+def test_only_a_temperature_named_t_is_no_time_column(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("T [°C],U_res [V]\n" + "".join(f"{i},{i / 10}\n" for i in range(300)), encoding="utf-8")
+    with pytest.raises(QlstmError, match="no time column"):
+        load_events(p)

@@ -218,7 +218,7 @@ def _layout(path: Path, source: list[str], wanted, opts: TimeOptions, ignore=())
         raise QlstmError(f"{path}: duplicated column(s) {', '.join(dup)}")
     units = {b: u for b, u in pairs if u}
     considered = [b for b, s in zip(bare, source, strict=True) if s not in ignore]
-    tname = timecol.find_time_column(considered, opts.column, str(path))
+    tname = timecol.find_time_column(considered, opts.column, str(path), units)
     lower = {b.lower(): b for b in considered if b != tname}
     found = [lower[e] for e in EVENT_NAMES if e in lower]
     if len(found) > 1:
@@ -602,7 +602,10 @@ def _read_hdf5(path: Path, wanted, opts: TimeOptions):
 
         root_names = datasets(f)
         try:
-            root_time = timecol.find_time_column([split_header(k)[0] for k in root_names], opts.column, "")
+            root_pairs = [split_header(k) for k in root_names]
+            root_time = timecol.find_time_column(
+                [b for b, _ in root_pairs], opts.column, "", {b: u for b, u in root_pairs if u}
+            )
         except QlstmError:
             root_time = None
         if root_time is not None and "events" not in f.attrs:

@@ -23,6 +23,7 @@ import logging
 
 import numpy as np
 
+from qlstm.data.units import is_other_than_time
 from qlstm.errors import QlstmError
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,13 @@ _EPOCH |= {
 }
 
 
-def find_time_column(names: list[str], option: str | None, where: str) -> str:
-    """The name of the time column among ``names`` (bare names, units already split off)."""
+def find_time_column(
+    names: list[str], option: str | None, where: str, units: dict[str, str] | None = None
+) -> str:
+    """The name of the time column among ``names`` (bare names, units already split off).
+
+    ``units`` (bare name -> header unit): a name whose header unit is not a time unit
+    (``T [°C]``, ``t [V]``) is a channel, not a time column."""
     if option is not None:
         if option not in names:
             raise QlstmError(
@@ -52,6 +58,7 @@ def find_time_column(names: list[str], option: str | None, where: str) -> str:
         return option
     lower = {n.lower(): n for n in names}
     found = [lower[c] for c in TIME_NAMES if c in lower]
+    found = [n for n in found if not is_other_than_time((units or {}).get(n, ""))]
     if not found:
         raise QlstmError(
             f"{where}: no time column (looked for {', '.join(TIME_NAMES[:6])} ...; columns: "

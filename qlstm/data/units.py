@@ -48,6 +48,16 @@ def _is_unit(text: str) -> bool:
     return True
 
 
+def is_other_than_time(unit: str) -> bool:
+    """True if ``unit`` is a unit pint knows whose dimension is not time (``°C``, ``V``, ``A``).
+
+    A column such as ``T [°C]`` (a temperature channel) is then not taken for the time column
+    ``t``; an empty unit or one pint does not know (``[UTC]``) says nothing and gives False."""
+    if not unit or not _is_unit(unit):
+        return False
+    return registry().parse_units(unit.strip()).dimensionality != registry().parse_units("s").dimensionality
+
+
 def split_header(header: str) -> tuple[str, str]:
     """``"U_res [mV]"`` -> ``("U_res", "mV")``; a header without a unit -> ``(header, "")``.
 
