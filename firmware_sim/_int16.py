@@ -216,16 +216,29 @@ def matmul(h16: np.ndarray, bp: np.ndarray, out: np.ndarray) -> np.ndarray:
 
     ``h16``: int16 (rows, K') C-contiguous, ``rows`` a multiple of 4 and ``K'`` even
     (:func:`padded`; padding zero); ``out``: int32 (rows, 16 * bp.shape[0]). The caller reads
-    only its first ``N`` columns. Needs :func:`available`.
+    only its first ``N`` columns. Needs :func:`available`. Raises ValueError on other shapes or
+    dtypes (the kernel itself reads and writes whole blocks unchecked).
     """
+    rows, k = h16.shape
+    ok = h16.dtype == np.int16 and out.dtype == np.int32 and bp.dtype == np.int32 and bp.ndim == 3
+    ok = ok and h16.flags.c_contiguous and out.flags.c_contiguous and bp.flags.c_contiguous
+    ok = ok and rows % ROW_BLOCK == 0 and k == 2 * bp.shape[1] and bp.shape[0] % 4 == 0 and bp.shape[2] == 16
+    if not (ok and out.shape == (rows, 16 * bp.shape[0])):
+        raise ValueError(
+            f"int16 matmul: h {h16.dtype} {h16.shape}, packed U {bp.dtype} {bp.shape}, out {out.dtype} {out.shape}"
+        )
     _kernel(h16.view(np.int32), bp, out)
     return out
 
 
-def exact_for(state_min: int, state_max: int, u: np.ndarray, acc_width: int, acc_overflow: str, shift: int) -> bool:
+def exact_for(
+    state_min: int, state_max: int, u: np.ndarray, acc_width: int, acc_overflow: str, shift: int
+) -> bool:
     """Whether :func:`matmul` gives the C++ gate sums (module docstring): mantissas of ``h``
     (``[state_min, state_max]``) and of ``U`` within int16, a wrapping accumulator of at most
     ``32 + shift`` bits, ``shift >= 0`` (the products land on accum_t's grid)."""
     lo, hi = -(1 << 15), (1 << 15) - 1
-    fits = lo <= state_min and state_max <= hi and (u.size == 0 or (lo <= int(u.min()) and int(u.max()) <= hi))
-    return fits and acc_overflow == "AP_WRAP" and 0 <= shift and acc_width <= 32 + shift
+    fits = (
+        lo <= state_min and state_max <= hi and (u.size == 0 or (lo <= int(u.min()) and int(u.max()) <= hi))
+    )
+    return fits and acc_overflow == "AP_WRAP" and shift >= 0 and acc_width <= 32 + shift

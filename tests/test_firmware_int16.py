@@ -75,6 +75,17 @@ def test_matmul_extreme_sums():
     assert _product(np.full((1, 4), -32768), np.full((4, 1), -32768))[0, 0] == 0  # 2**32
 
 
+def test_matmul_refuses_other_shapes():
+    """Shapes the kernel would read or write out of bounds are refused before it runs."""
+    bp = _int16.pack(np.ones((4, 64), dtype=np.int64))
+    out = np.zeros((4, 64), dtype=np.int32)
+    for h in (np.zeros((3, 4), np.int16), np.zeros((4, 6), np.int16), np.zeros((4, 4), np.int32)):
+        with pytest.raises(ValueError, match="int16 matmul"):
+            _int16.matmul(h, bp, out)
+    with pytest.raises(ValueError, match="int16 matmul"):
+        _int16.matmul(np.zeros((4, 4), np.int16), bp, np.zeros((8, 64), np.int32))
+
+
 def test_pack_layout_and_range():
     """Element [jb, k, l] holds (u[2k, 16 jb + l], u[2k + 1, 16 jb + l]) as int16 pairs; entries
     outside int16 are refused."""
@@ -145,7 +156,8 @@ def test_network_with_a_wrapping_32_bit_accumulator(weight_int, monkeypatch):
     # kernel's int32 sums wrap too
     h = traced.mantissas["rnn0.h"][:, :-1].reshape(-1, lay.units)
     exact = h @ lay.hh.w
-    assert (exact << lay.hh.shift).max() > lay.acc_t.max_int or (exact << lay.hh.shift).min() < lay.acc_t.min_int
+    on_grid = exact << lay.hh.shift
+    assert on_grid.max() > lay.acc_t.max_int or on_grid.min() < lay.acc_t.min_int
     if lay.hh.shift == 0:
         assert exact.max() >= 1 << 31 or exact.min() < -(1 << 31)
     assert np.abs(h).max() > 1 << 14 and np.abs(lay.hh.w).max() > 32000  # h and U far into int16
@@ -156,7 +168,9 @@ def test_network_with_a_wrapping_32_bit_accumulator(weight_int, monkeypatch):
 def test_saturating_accumulator_keeps_the_exact_path(monkeypatch):
     """AP_SAT: the residue modulo 2**32 does not decide the result; the int16 kernel never runs."""
     fw, x = _wide_model(1, overflow="AP_SAT")
-    monkeypatch.setattr(_int16, "matmul", lambda *a: pytest.fail("int16 products with a saturating accumulator"))
+    monkeypatch.setattr(
+        _int16, "matmul", lambda *a: pytest.fail("int16 products with a saturating accumulator")
+    )
     fw.compiled = True
     assert fw._int16_weights(fw.layers[0]) is None
     y = fw.run(x).y_m
