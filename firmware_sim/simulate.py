@@ -344,7 +344,7 @@ class Firmware:
         #: the run is large (:data:`COMPILED_MIN_UPDATES`) or numba is loaded already; False: the
         #: NumPy form, which traced and recorded runs always use (the two are tested equal)
         self.compiled: bool | None = None
-        #: the compiled LSTM step forms U h with int16 products summed modulo 2**32 (AVX-512 VNNI,
+        #: the compiled LSTM/GRU step forms U h with int16 products summed modulo 2**32 (AVX-512 VNNI,
         #: :mod:`qlstm.firmware_sim._int16`) where that is exact (16-bit h and U, a wrapping
         #: accumulator of at most 32 + shift bits) and the CPU has the instruction: None
         #: automatic, False never (the float32 BLAS / int64 product: same values), True required
@@ -587,9 +587,9 @@ class Firmware:
         common = max(2 * a.frac, s.frac + a.frac)  # binary point of the state-update sums
         # LSTM, exact products: U h in float32 BLAS straight into the compiled step while its
         # partial sums provably stay below 2**24 (_f32_exact), h kept as float32 too
-        # or, exact modulo 2**32 (enough for these wrapping accumulators), int16 products summed
-        # in int32 with AVX-512 VNNI from an int16 copy of h (_int16_weights)
-        packed = self._int16_weights(lay) if step is not None and fused and lstm else None
+        # or (LSTM and GRU), exact modulo 2**32 (enough for these wrapping accumulators), int16
+        # products summed in int32 with AVX-512 VNNI from an int16 copy of h (_int16_weights)
+        packed = self._int16_weights(lay) if step is not None and fused else None
         f32 = step is not None and fused and lstm and lay.hh.w_float is not None and packed is None
         hf = np.zeros((n, hsz) if f32 else (0, 0), dtype=np.float32)
         ha32 = np.empty((n, g) if f32 else (0, 0), dtype=np.float32)
@@ -598,14 +598,20 @@ class Firmware:
 
             rows, cols = _int16.padded(n, hsz)
             h16 = np.zeros((rows, cols), dtype=np.int16)  # zero padding: zero products
-            hf = h16[:n]  # the step writes h here (it fits int16)
+            if lstm:
+                hf = h16[:n]  # the LSTM step writes h here (it fits int16)
             ha32 = np.empty((rows, packed.shape[0] * 16), dtype=np.int32)
         hmax, ssmax = 0, 0
         for t in range(steps):
             if step is not None:  # the whole elementwise step as one compiled loop
                 hsh = 0
                 if packed is not None:  # U h modulo 2**32 (int32): the wrapping cast's congruence
+                    if not lstm:
+                        h16[:n, :hsz] = h
                     ha, hsh = _int16.matmul(h16, packed, ha32), lay.hh.shift
+                    if not lstm:  # as exact_sum below, congruent modulo 2**(32 + shift)
+                        ha, hsh = np.left_shift(ha[:n, :g].astype(np.int64), hsh), 0
+                        ha[:, ns:] = fast_cast(ha[:, ns:] + lay.hh.b_acc[ns:], a.frac, a)
                 elif f32 and _f32_exact(hmax, ssmax, hsz, lay.hh.colsum, lay.hh_colsq):
                     ha, hsh = np.matmul(hf, lay.hh.w_float[0], out=ha32), lay.hh.shift  # type: ignore[index]
                 elif fused:

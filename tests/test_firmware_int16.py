@@ -1,10 +1,10 @@
 """The int16 recurrent products (firmware_sim/_int16.py, AVX-512 VNNI) at their edges, exact equality.
 
-The kernel returns ``h @ U`` modulo 2**32; the compiled LSTM step uses it only where that decides
+The kernel returns ``h @ U`` modulo 2**32; the compiled LSTM/GRU step uses it only where that decides
 the wrapping gate-sum cast (``_int16.exact_for``). Checked here: the kernel against int64 products
 reduced modulo 2**32 (full int16 range, every product ``-32768 * -32768``, pair sums of 2**31,
-padding of rows, columns and odd K); the rule's edges; whole networks whose U h really wraps a
-32-bit accumulator (products on its grid and two bits below it) against the same network without
+padding of rows, columns and odd K); the rule's edges; whole LSTM and GRU networks whose U h really
+wraps a 32-bit accumulator (products on its grid and two bits below it) against the same network without
 the int16 products, the NumPy step and the traced step; the fallback on a CPU without the
 instruction, and the refusal when it is required there. ``tests/test_firmware_fused.py`` runs
 every compiled-step case with and without the int16 products too.
@@ -117,25 +117,28 @@ def test_exact_for_edges():
     assert not ok(-32768, 32767, np.array([[32768]]), 24, "AP_WRAP", 0)
 
 
-def _wide_model(weight_int: int, overflow: str = "AP_WRAP") -> tuple[Firmware, np.ndarray]:
-    """LSTM(24), 16-bit state ap_fixed<16,1> (|h| up to 32767 mantissas), weights ap_fixed<16, weight_int>
+def _wide_model(
+    weight_int: int, overflow: str = "AP_WRAP", cell: str = "lstm"
+) -> tuple[Firmware, np.ndarray]:
+    """LSTM(24) or GRU(24), 16-bit state ap_fixed<16,1> (|h| up to 32767 mantissas), weights ap_fixed<16, weight_int>
     near their extremes, a 32-bit accumulator ap_fixed<32,2>: U h leaves it (and int32)."""
     acc = FixedType(32, 2, True, "AP_TRN", overflow)
     state = FixedType(16, 1, True, "AP_TRN", "AP_SAT")
     q = uniform_quantization(1, width=16, integer=weight_int, accum=acc, state=state, overflow=overflow)
     desc, w = random_model(
-        ("lstm",), (24,), history=6, channels=1, horizon=1, quantization=q, init="uniform", scale=8.0, seed=21
+        (cell,), (24,), history=6, channels=1, horizon=1, quantization=q, init="uniform", scale=8.0, seed=21
     )
     x = np.random.default_rng(22).uniform(-1.0, 1.0, size=(37, 6, 1))
     return Firmware(desc, w), x
 
 
 @needs_vnni
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("weight_int", [1, 3])  # shift 0 (products on accum_t's grid) and 2
-def test_network_with_a_wrapping_32_bit_accumulator(weight_int, monkeypatch):
+def test_network_with_a_wrapping_32_bit_accumulator(weight_int, cell, monkeypatch):
     """U h wraps the 32-bit accumulator: the int16 products (used: counted) give the same h
     sequences and outputs as the float/int64 products, the NumPy step and the traced run."""
-    fw, x = _wide_model(weight_int)
+    fw, x = _wide_model(weight_int, cell=cell)
     lay = fw.layers[0]
     assert lay.acc_t.width == 32 and lay.hh.shift == weight_int - 1
     calls = []
