@@ -23,7 +23,10 @@ interleaved (firmware, csim, firmware, csim, ...) so that a change of load hits 
 every time, the ratio of each pair and their median, and checks the outputs are identical
 (target: firmware >= 20x csim, the median at one thread). ``--step`` times the compiled LSTM step
 alone (ns per cell, on the arguments of a real step of part 1's exact model). ``--scan`` adds firmware_sim's
-windows/s over cells, accumulator kind, chunk size and 1 or 2 threads (a markdown table). Ratios measured in one run on one machine are the figures to compare; absolute
+windows/s over cells, accumulator kind, chunk size and 1 or 2 threads (a markdown table).
+Each model's part prints how the recurrent product ``U h`` was formed: int16 products summed
+modulo 2**32 with AVX-512 VNNI where that is exact and the CPU has it, else float32 BLAS / int64;
+``--int16-products off`` measures the second on a CPU that has VNNI. Ratios measured in one run on one machine are the figures to compare; absolute
 rates depend on the machine and its load.
 
     nice .venv/bin/python benchmarks/bench_firmware.py [--windows 20000] [--units 128] [--scan]
@@ -75,8 +78,13 @@ def bench_model(args, accum: str, np) -> dict:
     print(f"windows: {n} (C simulation: {n_cs}); threads: {args.threads}; chunk: {args.chunk}")
     fw = Firmware(desc, w)
     fw.compiled = True  # these runs are large: the automatic choice is the compiled step too
+    fw.int16_products = None if args.int16_products == "auto" else False
     t0 = time.perf_counter()
     fw.predict(x[:64], chunk=args.chunk, threads=args.threads)  # warm-up (tables, BLAS, numba compile)
+    kind = "float32 BLAS while exact, else int64"
+    if fw._int16_weights(fw.layers[0]) is not None:
+        kind = "int16 products summed modulo 2**32 (AVX-512 VNNI)"
+    print(f"recurrent product U h: {kind} (--int16-products {args.int16_products})")
     print(
         f"first call (numba import and compile, or load from $NUMBA_CACHE_DIR={os.environ.get('NUMBA_CACHE_DIR')}): "
         f"{time.perf_counter() - t0:.2f} s"
@@ -167,6 +175,7 @@ def bench_step(args, np) -> None:
     )  # fmt: skip
     fw = Firmware(desc, w)
     fw.compiled = True
+    fw.int16_products = None if args.int16_products == "auto" else False
     x = np.random.default_rng(1).uniform(0.0, 1.0, size=(args.chunk, args.history, 1))
     kept: dict = {}
     make = fw._compiled_step
@@ -237,6 +246,7 @@ def scan(args, np) -> None:
             )  # fmt: skip
             fw = Firmware(desc, w)
             fw.compiled = True
+            fw.int16_products = None if args.int16_products == "auto" else False
             fw.run(x[:64], threads=1)  # numba: compile or load from the cache
             label = f"{q.layers[0].accum.ap()} ({accum})"
             for chunk in chunks:
@@ -379,6 +389,13 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=5,
         help="whole-process part: timed (firmware, csim) pairs per thread count, interleaved (default 5)",
+    )
+    p.add_argument(
+        "--int16-products",
+        default="auto",
+        choices=("auto", "off"),
+        help="U h as int16 products with AVX-512 VNNI where exact and available (auto, the default), "
+        "or off: the float32 BLAS / int64 product (the path of CPUs without VNNI)",
     )
     p.add_argument("--chunk", type=int, default=512, help="windows simulated together")
     p.add_argument("--threads", type=int, default=1, help="firmware_sim / BLAS / torch threads (default 1)")

@@ -191,6 +191,13 @@ class _Layer:
             table.astype(np.int32) if _int32_update(self) else table,
         )
 
+    @functools.cached_property
+    def hh_int16(self) -> np.ndarray:
+        """``U``'s mantissas packed for :func:`qlstm.firmware_sim._int16.matmul` (once per layer)."""
+        from . import _int16
+
+        return _int16.pack(self.hh.w)
+
     @property
     def name(self) -> str:
         return f"rnn{self.index}"
@@ -337,6 +344,12 @@ class Firmware:
         #: the run is large (:data:`COMPILED_MIN_UPDATES`) or numba is loaded already; False: the
         #: NumPy form, which traced and recorded runs always use (the two are tested equal)
         self.compiled: bool | None = None
+        #: the compiled LSTM/GRU step forms U h with int16 products summed modulo 2**32 (AVX-512 VNNI,
+        #: :mod:`qlstm.firmware_sim._int16`) where that is exact (16-bit h and U, a wrapping
+        #: accumulator of at most 32 + shift bits) and the CPU has the instruction: None
+        #: automatic, False never (the float32 BLAS / int64 product: same values), True required
+        #: (QlstmError on a CPU without it)
+        self.int16_products: bool | None = None
 
     # ------------------------------------------------------------------ checks
     @staticmethod
@@ -574,14 +587,32 @@ class Firmware:
         common = max(2 * a.frac, s.frac + a.frac)  # binary point of the state-update sums
         # LSTM, exact products: U h in float32 BLAS straight into the compiled step while its
         # partial sums provably stay below 2**24 (_f32_exact), h kept as float32 too
-        f32 = step is not None and fused and lstm and lay.hh.w_float is not None
+        # or (LSTM and GRU), exact modulo 2**32 (enough for these wrapping accumulators), int16
+        # products summed in int32 with AVX-512 VNNI from an int16 copy of h (_int16_weights)
+        packed = self._int16_weights(lay) if step is not None and fused else None
+        f32 = step is not None and fused and lstm and lay.hh.w_float is not None and packed is None
         hf = np.zeros((n, hsz) if f32 else (0, 0), dtype=np.float32)
         ha32 = np.empty((n, g) if f32 else (0, 0), dtype=np.float32)
+        if packed is not None:
+            from . import _int16
+
+            rows, cols = _int16.padded(n, hsz)
+            h16 = np.zeros((rows, cols), dtype=np.int16)  # zero padding: zero products
+            if lstm:
+                hf = h16[:n]  # the LSTM step writes h here (it fits int16)
+            ha32 = np.empty((rows, packed.shape[0] * 16), dtype=np.int32)
         hmax, ssmax = 0, 0
         for t in range(steps):
             if step is not None:  # the whole elementwise step as one compiled loop
                 hsh = 0
-                if f32 and _f32_exact(hmax, ssmax, hsz, lay.hh.colsum, lay.hh_colsq):
+                if packed is not None:  # U h modulo 2**32 (int32): the wrapping cast's congruence
+                    if not lstm:
+                        h16[:n, :hsz] = h
+                    ha, hsh = _int16.matmul(h16, packed, ha32), lay.hh.shift
+                    if not lstm:  # as exact_sum below, congruent modulo 2**(32 + shift)
+                        ha, hsh = np.left_shift(ha[:n, :g].astype(np.int64), hsh), 0
+                        ha[:, ns:] = fast_cast(ha[:, ns:] + lay.hh.b_acc[ns:], a.frac, a)
+                elif f32 and _f32_exact(hmax, ssmax, hsz, lay.hh.colsum, lay.hh_colsq):
                     ha, hsh = np.matmul(hf, lay.hh.w_float[0], out=ha32), lay.hh.shift  # type: ignore[index]
                 elif fused:
                     ha = lay.hh.exact_sum(h, bias=False)
@@ -664,6 +695,26 @@ class Firmware:
         if not seq_out:
             return h.astype(np.int64, copy=False)  # the int32 update's h too
         return hs if lay.return_sequences else hs[:, -1]
+
+    def _int16_weights(self, lay: _Layer) -> np.ndarray | None:
+        """``U`` packed for :func:`qlstm.firmware_sim._int16.matmul` when the compiled step may
+        use it (:attr:`int16_products`; the rule: :func:`~qlstm.firmware_sim._int16.exact_for`),
+        else None."""
+        if self.int16_products is False:
+            return None
+        from . import _int16
+
+        hh, s = lay.hh, lay.state_t
+        if not _int16.exact_for(s.min_int, s.max_int, hh.w, hh.acc_t.width, hh.acc_t.overflow, hh.shift):
+            return None
+        if not _int16.available():
+            if self.int16_products:
+                raise QlstmError(
+                    "int16 products requested, but this CPU (or NUMBA_CPU_NAME) lacks AVX-512 VNNI; "
+                    "leave int16_products unset"
+                )
+            return None
+        return lay.hh_int16
 
     def _compiled_step(self, lay: _Layer, common: int):
         """The cell's elementwise step compiled (:mod:`qlstm.firmware_sim._compiled`), or None

@@ -8,7 +8,8 @@ rounding mode and every overflow mode of the accumulator and of the state, LSTM,
 with inputs that saturate the input type and states that leave their range; both table-index forms
 (direct table for inputs of <= 16 bits, shift-and-clamp above) and both product paths (wrapping
 accumulator with exact products: fused BLAS sums; saturating or rounding accumulators: the dense
-kernel) are covered, and each case checks that overflows really happened.
+kernel) are covered, and each case checks that overflows really happened. The compiled step
+runs with and without the int16 recurrent products (``Firmware.int16_products``).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from qlstm.testing import random_model, uniform_quantization
 CELLS = (("lstm",), ("gru",), ("gru", "lstm"))
 
 
-def _sequences(fw: Firmware, x: np.ndarray, compiled: bool) -> list[np.ndarray]:
-    """Every layer's (N, L, H) ``h`` sequence (untraced path) and the head's output mantissas."""
+def _sequences(fw: Firmware, x: np.ndarray, compiled: bool, int16: bool | None = None) -> list[np.ndarray]:
+    """Every layer's (N, L, H) ``h`` sequence (untraced path) and the head's output mantissas;
+    ``int16``: :attr:`Firmware.int16_products` (None: wherever exact on this CPU)."""
     fw.compiled = compiled
+    fw.int16_products = int16
     seq = fw.input_t.to_int(x)
     out = []
     for lay in fw.layers:
@@ -53,10 +56,14 @@ def _model(cells, rounding: str, overflow: str, acc: FixedType, seed: int) -> Fi
 
 
 def _check(fw: Firmware, x: np.ndarray) -> dict[str, int]:
-    compiled, numpy_ = _sequences(fw, x, True), _sequences(fw, x, False)
-    for a, b in zip(compiled, numpy_, strict=True):
-        assert_array_equal(a, b)
-    fw.compiled = True
+    """The compiled step with U h as int16 products where exact (tests/test_firmware_int16.py)
+    and without (float32 BLAS or int64) equal to the NumPy step; the overflow counts."""
+    numpy_ = _sequences(fw, x, False)
+    for int16 in (None, False):
+        compiled = _sequences(fw, x, True, int16)
+        for a, b in zip(compiled, numpy_, strict=True):
+            assert_array_equal(a, b)
+    fw.compiled, fw.int16_products = True, None
     return {k: e.count for k, e in fw.run(x, record=True).overflows.items()}
 
 
