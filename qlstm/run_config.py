@@ -283,6 +283,12 @@ def load_run_config(path: Path | None) -> RunConfig:
     return cfg
 
 
+def _section_fields(name: str) -> set[str]:
+    """The key names section ``name`` accepts (its dataclass fields)."""
+    typ = type(getattr(RunConfig(), name))
+    return {f.name for f in dataclasses.fields(typ)} if dataclasses.is_dataclass(typ) else set()
+
+
 def read_section(path: Path, name: str) -> Any:
     """Section ``name`` of config file ``path``, typed; the whole file is validated first.
 
@@ -293,5 +299,12 @@ def read_section(path: Path, name: str) -> Any:
     path = Path(path)
     data = read_yaml(path)
     if name not in data:
+        fields = _section_fields(name)
+        if isinstance(data, dict) and data and set(data) <= fields:
+            # a bare section (an older layout): say where its keys go, do not guess
+            raise QlstmError(
+                f"{path}: no `{name}:` section; the keys {', '.join(data)} are `{name}:` settings: "
+                f"indent them under a `{name}:` line"
+            )
         raise QlstmError(f"{path}: no `{name}:` section (sections: {', '.join(SECTIONS)})")
     return getattr(parse(data, str(path)), name)

@@ -77,3 +77,13 @@ def test_a_full_dump_of_the_settings_is_accepted(tmp_path):
     dump["quantize"]["method"] = "ptq"
     dump["quantize"]["qat"] = to_mapping(type(cfg.quantize)().qat)
     load_run_config(_write(tmp_path, dump))
+
+
+def test_a_bare_train_section_says_where_its_keys_go(tmp_path):
+    # a train-section file written without its `train:` line (an older layout, case B13's yaml)
+    path = tmp_path / "bare.yaml"
+    path.write_text("history: 8\nhorizon: 1\nmodel: {cell: lstm, layers: [4]}\ntraining: {epochs: 3}\n")
+    with pytest.raises(
+        QlstmError, match=r"history, horizon, model, training are `train:` settings: indent them"
+    ):
+        read_section(path, "train")
