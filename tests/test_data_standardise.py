@@ -119,6 +119,15 @@ def test_constant_target_refused(mode):
         standardisation(_ws(x, y), mode, ("U_res", "I"))
 
 
+@pytest.mark.parametrize("mode", ["none", "inputs", "both"])
+def test_all_inputs_constant_refused(mode):
+    rng = np.random.default_rng(0)
+    x = np.stack([np.full((300, 4), 0.2), np.full((300, 4), 1.0)], axis=2).astype(np.float32)
+    y = rng.normal(0.5, 0.1, (300, 1)).astype(np.float32)
+    with pytest.raises(QlstmError, match=r"every input channel \(U_res, I\) is constant"):
+        standardisation(_ws(x, y), mode, ("U_res", "I"))
+
+
 def test_k_targets_share_one_pooled_scale():
     """k > 1: the targets are one channel at t+1..t+k, scaled by one mean and std over all k
     columns; a column constant on its own (the channel varies only where other steps look) is no

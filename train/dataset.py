@@ -351,29 +351,35 @@ def standardisation(train: WindowSet, mode: str, names: tuple[str, ...] | None =
       B13) carries no information there: it gets scale 1 and shift = its constant value, so the
       network sees 0 (as scikit-learn's StandardScaler, scale 1 for a constant feature, and
       tslearn PR #315, a range of 1 for a constant series, both do), and one WARNING line names
-      it. The other channels are standardised as configured.
+      it. The other channels are standardised as configured. Every input channel constant:
+      QlstmError in every mode (the prediction could not depend on the inputs).
     * The targets are one channel at t+1..t+k: one mean and std over all ``k`` columns. A
       target constant over every training window leaves nothing to learn: QlstmError, in every
       mode.
 
-    Raises QlstmError for a constant target. ``names``: the channel names, for the messages.
+    Raises QlstmError for a constant target or when every input is constant. ``names``: the
+    channel names, for the messages.
     """
     c = train.x.shape[2]
     names = tuple(names) if names else tuple(str(i) for i in range(c))
     y64 = train.y.astype(np.float64)
     ym, yv = float(y64.mean()), float(y64.var())
     if is_constant(yv, ym, y64.size):
-        tgt = "the target" if len(names) == 1 else "the target channel"
         raise QlstmError(
-            f"training: {tgt} takes one value ({ym:.6g} normalised) in every training window's "
+            f"training: the target takes one value ({ym:.6g} normalised) in every training window's "
             f"targets: nothing to learn (it varies only where no target lies); use more or other events"
         )
-    if mode == "none":
-        return Standardisation("none", (0.0,) * c, (1.0,) * c)
     x64 = train.x.reshape(-1, c).astype(np.float64)
     mean, var = x64.mean(axis=0), x64.var(axis=0)
     del x64
     flat = is_constant(var, mean, train.x.shape[0] * train.x.shape[1])
+    if flat.all():
+        raise QlstmError(
+            f"training: every input channel ({', '.join(names)}) is constant over the training "
+            "windows: the prediction could not depend on the inputs; use more or other events"
+        )
+    if mode == "none":
+        return Standardisation("none", (0.0,) * c, (1.0,) * c)
     unscaled = tuple(names[i] for i in np.flatnonzero(flat))
     if unscaled:
         log.warning(
