@@ -350,7 +350,7 @@ class Standardisation:
         if self.unscaled:
             text += f"; {', '.join(self.unscaled)} left unscaled ({CONSTANT_IN_WINDOWS})"
         if self.mode == "both":
-            text += f"; target scaled by {self.out_scale:.3g}"
+            text += f"; target standardised (std {self.out_scale:.3g})"
         return text
 
     @classmethod

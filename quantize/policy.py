@@ -201,8 +201,9 @@ def input_weight_ranges(
     desc: ModelDescription, q: Quantization, weights: dict[str, np.ndarray]
 ) -> dict[str, Any] | None:
     """Which input channel sets the range of ``rnn0.weight`` (one type for all channels), and
-    what it costs the others; logs one WARNING line when it costs them
-    :data:`INPUT_RANGE_WARN_BITS` fraction bits or more, or when a channel's weights saturate.
+    what it costs the others; logs one WARNING line when a channel's weights saturate, or when
+    the channel with the largest training standardisation scale costs the others (with non-zero
+    weights) :data:`INPUT_RANGE_WARN_BITS` fraction bits or more.
 
     Training folds its standardisation scale ``1/std`` into each channel's column of
     ``rnn0.weight_ih``, so a channel with a tiny (but non-zero) std over the training windows
@@ -218,10 +219,14 @@ def input_weight_ranges(
     col = np.abs(np.asarray(weights["rnn0.weight_ih"], dtype=np.float64)).max(axis=0)
     need = [integer_bits(float(v), t.width, 0, None) for v in col]
     top = int(np.argmax(col))
-    others = max(n for i, n in enumerate(need) if i != top)
-    lost = t.integer - others
+    # the other channels with weights (a zero column, e.g. a channel left unscaled, loses nothing)
+    others = [i for i in range(len(names)) if i != top and col[i] > 0]
+    lost = t.integer - max(need[i] for i in others) if others else 0
     saturated = [names[i] for i in range(len(names)) if col[i] > t.max_value]
     std = desc.standardisation
+    # the cost is standardisation's doing when the channel that sets the range got the largest
+    # scale (a channel the network barely uses has small weights anyway: no advice to drop)
+    by_scale = std is not None and all(std.in_scale[top] > std.in_scale[i] for i in others)
     report = {
         "type": t.describe(),
         "max_abs": {n: float(v) for n, v in zip(names, col, strict=True)},
@@ -230,7 +235,7 @@ def input_weight_ranges(
         "fraction_bits_lost_by_the_others": max(0, lost),
         "saturated": saturated,
     }
-    if saturated or lost >= INPUT_RANGE_WARN_BITS:
+    if saturated or (by_scale and lost >= INPUT_RANGE_WARN_BITS):
         why = (
             f", training standardisation scale {std.in_scale[top]:.3g}"
             if std is not None and std.in_scale[top] != 1
@@ -245,7 +250,7 @@ def input_weight_ranges(
             names[top],
             col[top],
             why,
-            max(v for i, v in enumerate(col) if i != top),
+            max((col[i] for i in others), default=0.0),
             max(0, lost),
             sat,
             names[top],

@@ -191,6 +191,14 @@ def test_quantize_names_the_channel_whose_folded_weights_set_the_range(caplog):
     with caplog.at_level(logging.WARNING):
         assert input_weight_ranges(desc, q2, even)["fraction_bits_lost_by_the_others"] < 2
     assert not caplog.records
+    # a channel the network barely uses (ch1 small, though scaled more) is no reason to warn,
+    # and an all-zero column (a channel left unscaled) loses nothing
+    small = dict(w, **{"rnn0.weight_ih": even["rnn0.weight_ih"] * np.array([1.0, 1 / 40])})
+    zero = dict(w, **{"rnn0.weight_ih": even["rnn0.weight_ih"] * np.array([1.0, 0.0])})
+    with caplog.at_level(logging.WARNING):
+        assert input_weight_ranges(desc, q2, small)["set_by"] == "ch0"
+        assert input_weight_ranges(desc, q2, zero)["fraction_bits_lost_by_the_others"] == 0
+    assert not caplog.records
     one, w1 = random_model(("lstm",), (4,), channels=1, bits=None, seed=2)
     assert input_weight_ranges(one, q2, w1) is None
 
