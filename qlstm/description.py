@@ -287,6 +287,78 @@ class Normalisation:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+# ====================================================================== standardisation
+#: Why a channel (or the target) was left unscaled by the training standardisation.
+CONSTANT_IN_WINDOWS = "constant over the training windows"
+
+
+@dataclass(frozen=True)
+class Standardisation:
+    """The training standardisation actually applied, per input channel and for the target.
+
+    The network trained on ``(x - in_shift) * in_scale`` (per channel, normalised units) and its
+    output was mapped back by ``* out_scale + out_shift`` (one pair for all ``k`` steps: they are
+    one channel). Both maps are already folded into ``rnn0``'s input kernel and bias and into the
+    head (:func:`qlstm.train.model.to_weights`): this is a record of what training did, never
+    applied again by a later stage. ``mode`` is the configured ``training.standardise``;
+    ``unscaled`` names the input channels that got scale 1 (and shift = their constant value)
+    because they are constant over the training windows (the rule:
+    :func:`qlstm.train.dataset.standardisation`).
+    """
+
+    mode: str
+    in_shift: tuple[float, ...]
+    in_scale: tuple[float, ...]
+    out_shift: float = 0.0
+    out_scale: float = 1.0
+    unscaled: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.in_shift) != len(self.in_scale):
+            raise QlstmError("standardisation: one shift and one scale per input channel")
+        if not all(s > 0 and math.isfinite(s) for s in (*self.in_scale, self.out_scale)):
+            raise QlstmError("standardisation: every scale must be positive and finite")
+
+    @property
+    def applied(self) -> bool:
+        """Anything but the identity was applied."""
+        return (
+            any(v != 0 for v in self.in_shift)
+            or any(v != 1 for v in self.in_scale)
+            or (self.out_shift != 0 or self.out_scale != 1)
+        )
+
+    def fold_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`qlstm.train.model.Predictor`."""
+        return {
+            "in_shift": np.asarray(self.in_shift, dtype=np.float64),
+            "in_scale": np.asarray(self.in_scale, dtype=np.float64),
+            "out_shift": self.out_shift,
+            "out_scale": self.out_scale,
+        }
+
+    def summary(self, channel_names: tuple[str, ...]) -> str:
+        """One line saying what was standardised, e.g. for ``qlstm train``'s output."""
+        if self.mode == "none":
+            return "standardisation: none (configured)"
+        done = [
+            f"{n} (scale {s:.3g})"
+            for n, s in zip(channel_names, self.in_scale, strict=True)
+            if n not in self.unscaled
+        ]
+        text = f"standardisation ({self.mode}): inputs {', '.join(done) or 'none'} standardised"
+        if self.unscaled:
+            text += f"; {', '.join(self.unscaled)} left unscaled ({CONSTANT_IN_WINDOWS})"
+        if self.mode == "both":
+            text += f"; target standardised (std {self.out_scale:.3g})"
+        return text
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Standardisation:
+        _check_keys(cls, d, "standardisation")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
 # ====================================================================== quantization
 @dataclass(frozen=True)
 class TableSpec:
@@ -515,6 +587,9 @@ class ModelDescription:
     data: dict[str, Any] = field(default_factory=dict)
     qlstm_version: str = __version__
     format: str = FORMAT
+    #: The training standardisation that was applied (a record: already folded into the
+    #: weights); None for runs written before it was recorded and for imported models.
+    standardisation: Standardisation | None = None
 
     @property
     def quantized(self) -> bool:
@@ -534,6 +609,8 @@ class ModelDescription:
             "quantization": None if self.quantization is None else self.quantization.to_dict(),
             "data": self.data,
         }
+        if self.standardisation is not None:  # absent otherwise: older descriptions keep their fingerprint
+            d["standardisation"] = asdict(self.standardisation)
         return d
 
     @classmethod
@@ -549,12 +626,19 @@ class ModelDescription:
         quant = None if q is None else Quantization.from_dict(q)
         if quant is not None:
             check_quantization(arch, quant, where)
+        st = d.get("standardisation")
+        std = None if st is None else Standardisation.from_dict(st)
+        if std is not None and len(std.in_scale) != arch.input_channels:
+            raise QlstmError(
+                f"{where}: standardisation has {len(std.in_scale)} input channels, the model {arch.input_channels}"
+            )
         return cls(
             architecture=arch,
             normalisation=Normalisation.from_dict(d["normalisation"]),
             quantization=quant,
             data=d.get("data", {}),
             qlstm_version=d.get("qlstm_version", "?"),
+            standardisation=std,
         )
 
     def fingerprint(self) -> str:

@@ -45,7 +45,7 @@ from qlstm.fixedpoint import FixedType
 from qlstm.float_reference import float_predict
 from qlstm.io import atomic_path, atomic_write_bytes, atomic_write_text, staged_dir
 from qlstm.quantize.model import Profile, profile, quantized_weights
-from qlstm.quantize.policy import QuantizeConfig, choose_types
+from qlstm.quantize.policy import QuantizeConfig, choose_types, input_weight_ranges
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +259,7 @@ def quantize_run(
     win = win if win is not None else run_windows(run_dir, desc)
     q, qweights, extra = quantize_model(desc.architecture, weights, win, cfg, types, progress)
     metrics = {**evaluate(desc, weights, qweights, q, win), **extra}
+    metrics["input_weight_ranges"] = input_weight_ranges(desc, q, weights)
     with staged_dir(out, overwrite=overwrite) as stage:
         write_run(stage, run_dir, desc, q, qweights, metrics, cfg, types or {})
     return metrics
@@ -301,6 +302,7 @@ def sweep(
                 c = replace(cfg, bits=w, method=method)
                 q, qweights, extra = quantize_model(arch, weights, win, c, None, progress, prof)
                 metrics = {**evaluate(desc, weights, qweights, q, win, float_m), **extra}
+                metrics["input_weight_ranges"] = input_weight_ranges(desc, q, weights)
                 write_run(stage / f"{method}_{w}", run_dir, desc, q, qweights, metrics, c, {})
                 row[f"{method}_rmse"] = metrics["test"]["rmse"]
                 log.info(

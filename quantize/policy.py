@@ -23,6 +23,8 @@ Policy (documented defaults, every one overridable in :class:`QuantizeConfig`):
   plus ``headroom`` bits for the input, states and output (default 0) and ``accum_headroom``
   for the accumulators (default 1, they wrap). Weights and biases are covered exactly (their
   range is known). Integer bits may be negative (small weights) and never exceed the width.
+  ``rnn0.weight`` has one type for all input channels, whose columns carry the folded training
+  standardisation scales: :func:`input_weight_ranges` reports the channel that sets its range.
 * **weights, biases, states** (the datapath: multipliers and state registers): ``--bits`` wide;
   round to nearest even (``AP_RND_CONV``), saturate (``AP_SAT``).
 * **input and result**: ``--bits + 4`` wide (at most 32), same modes. There is one input channel
@@ -55,13 +57,16 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
 
 from qlstm.description import (
     SIGMOID_RANGE,
     TANH_RANGE,
     Architecture,
     DenseQuant,
+    ModelDescription,
     Quantization,
     RecurrentQuant,
     TableSpec,
@@ -175,15 +180,82 @@ class QuantizeConfig:
         FixedType(8, 1, True, self.accum_rounding, self.accum_overflow)
 
 
-def integer_bits(max_abs: float, width: int, headroom: int, what: str) -> int:
-    """Fewest integer bits (sign included) with ``max_value >= max_abs``, plus ``headroom``."""
+def integer_bits(max_abs: float, width: int, headroom: int, what: str | None) -> int:
+    """Fewest integer bits (sign included) with ``max_value >= max_abs``, plus ``headroom``;
+    logs a warning naming ``what`` when even ``width`` integer bits cannot hold it (None: no log)."""
     integer = -width
     while integer < width and FixedType(width, integer).max_value < max_abs:
         integer += 1
     integer = min(integer + headroom, width)
-    if FixedType(width, integer).max_value < max_abs:
+    if what is not None and FixedType(width, integer).max_value < max_abs:
         log.warning("%s: max |value| %.4g exceeds the %d-bit range; it will saturate", what, max_abs, width)
     return integer
+
+
+#: :func:`input_weight_ranges` warns when one input channel's first-layer weights need this many
+#: integer bits more than every other channel's: the others lose that many fraction bits.
+INPUT_RANGE_WARN_BITS = 2
+
+
+def input_weight_ranges(
+    desc: ModelDescription, q: Quantization, weights: dict[str, np.ndarray]
+) -> dict[str, Any] | None:
+    """Which input channel sets the range of ``rnn0.weight`` (one type for all channels), and
+    what it costs the others; logs one WARNING line when a channel's weights saturate, or when
+    the channel with the largest training standardisation scale costs the others (with non-zero
+    weights) :data:`INPUT_RANGE_WARN_BITS` fraction bits or more.
+
+    Training folds its standardisation scale ``1/std`` into each channel's column of
+    ``rnn0.weight_ih``, so a channel with a tiny (but non-zero) std over the training windows
+    gets large folded weights: the type still covers them (integer bits from the largest
+    weight), but every other channel's weights lose precision, or, past the width, saturate.
+    Returns None for a one-channel model, else the per-channel max |w| and integer bits needed
+    (``metrics.json``'s ``input_weight_ranges``).
+    """
+    names = desc.normalisation.channel_names
+    if len(names) < 2:
+        return None
+    t = q.layers[0].weight
+    col = np.abs(np.asarray(weights["rnn0.weight_ih"], dtype=np.float64)).max(axis=0)
+    need = [integer_bits(float(v), t.width, 0, None) for v in col]
+    top = int(np.argmax(col))
+    # the other channels with weights (a zero column, e.g. a channel left unscaled, loses nothing)
+    others = [i for i in range(len(names)) if i != top and col[i] > 0]
+    lost = t.integer - max(need[i] for i in others) if others else 0
+    saturated = [names[i] for i in range(len(names)) if col[i] > t.max_value]
+    std = desc.standardisation
+    # the cost is standardisation's doing when the channel that sets the range got the largest
+    # scale (a channel the network barely uses has small weights anyway: no advice to drop)
+    by_scale = std is not None and all(std.in_scale[top] > std.in_scale[i] for i in others)
+    report = {
+        "type": t.describe(),
+        "max_abs": {n: float(v) for n, v in zip(names, col, strict=True)},
+        "integer_bits_needed": dict(zip(names, need, strict=True)),
+        "set_by": names[top],
+        "fraction_bits_lost_by_the_others": max(0, lost),
+        "saturated": saturated,
+    }
+    if saturated or (by_scale and lost >= INPUT_RANGE_WARN_BITS):
+        why = (
+            f", training standardisation scale {std.in_scale[top]:.3g}"
+            if std is not None and std.in_scale[top] != 1
+            else ""
+        )
+        sat = f"; {', '.join(saturated)} saturate(s) at its range" if saturated else ""
+        log.warning(
+            "quantize: rnn0.weight %s: its range is set by input channel %s (max |w| %.3g%s); the "
+            "other channels' weights (max |w| %.3g) lose %d fraction bits%s; consider dropping %s, "
+            "wider weights or standardise: none",
+            t.describe(),
+            names[top],
+            col[top],
+            why,
+            max((col[i] for i in others), default=0.0),
+            max(0, lost),
+            sat,
+            names[top],
+        )
+    return report
 
 
 def choose_types(arch: Architecture, prof: Profile, cfg: QuantizeConfig, method: str) -> Quantization:

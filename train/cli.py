@@ -132,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         f"trained {m['n_parameters']} parameters in {tr['seconds']:.1f} s "
         f"({tr['epochs_run']} epochs, best {tr['best_epoch']}, {tr['train_windows']} training windows)"
     )
+    print(m["standardisation"]["summary"])
     print(f"test events, {t['windows']} windows, normalised units:")
     print(table(t))
     ru = m["raw_units"]

@@ -26,7 +26,7 @@ from qlstm.data import (
     split_events,
 )
 from qlstm.data.baselines import LinearAR
-from qlstm.description import Normalisation
+from qlstm.description import CONSTANT_IN_WINDOWS, Normalisation, Standardisation
 from qlstm.errors import QlstmError
 from qlstm.io import sha256_file
 from qlstm.train.config import TrainConfig
@@ -328,44 +328,73 @@ def heldout(prep: Prepared, history: int):
     )
 
 
-#: A channel whose values span less than this (normalised units, i.e. of its training range)
-#: over the training windows carries no information there: it gets shift 0 and scale 1.
-FLAT_SPAN = 0.0
+def is_constant(var: np.ndarray, mean: np.ndarray, n: int) -> np.ndarray:
+    """Which features are indistinguishable from constant, given their float64 variance ``var``
+    and mean ``mean`` over ``n`` values.
 
-
-def standardisation(train: WindowSet, mode: str, names: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Per-channel mean and 1/std of the training inputs and, for ``both``, of the targets
-    (the keyword arguments of :class:`qlstm.train.model.Predictor`; ``{}`` for ``none``).
-
-    A channel that is constant inside every training window (e.g. a current that changes only
-    on the last sample of each event, which no input window contains) carries no information
-    there: it gets shift 0 and scale 1 (it stays min-max normalised) and a one-line WARNING is
-    logged; the other channels are standardised as usual. A target constant over all training windows keeps
-    scale 1 likewise. (Source of the rule: tslearn PR #315, a range of 1 for a flat series.)
+    scikit-learn's rule (``sklearn.preprocessing._data._is_constant_feature``, used by
+    ``StandardScaler`` to give such features scale 1): ``var <= n eps var + (n mean eps)**2``
+    with float64 ``eps``, the error bound of the two-pass variance algorithm (Chan, Golub and
+    LeVeque), so a variance at the rounding level of the mean's magnitude counts as zero.
     """
-    if mode == "none":
-        return {}
+    eps = np.finfo(np.float64).eps
+    var, mean = np.asarray(var, dtype=np.float64), np.asarray(mean, dtype=np.float64)
+    return var <= n * eps * var + (n * mean * eps) ** 2
+
+
+def standardisation(train: WindowSet, mode: str, names: tuple[str, ...] | None = None) -> Standardisation:
+    """The per-channel standardisation of the training inputs and, for ``both``, of the targets
+    (mean and 1/std over the training windows, normalised units); identity for ``none``.
+
+    * An input channel constant over the training windows (:func:`is_constant`; e.g. a current
+      that changes only on the last sample of each event, which no input window contains, case
+      B13) carries no information there: it gets scale 1 and shift = its constant value, so the
+      network sees 0 (as scikit-learn's StandardScaler, scale 1 for a constant feature, and
+      tslearn PR #315, a range of 1 for a constant series, both do), and one WARNING line names
+      it. The other channels are standardised as configured. Every input channel constant:
+      QlstmError in every mode (the prediction could not depend on the inputs).
+    * The targets are one channel at t+1..t+k: one mean and std over all ``k`` columns. A
+      target constant over every training window leaves nothing to learn: QlstmError, in every
+      mode.
+
+    Raises QlstmError for a constant target or when every input is constant. ``names``: the
+    channel names, for the messages.
+    """
     c = train.x.shape[2]
-    x = train.x.reshape(-1, c)
-    y = train.y
-    span = x.max(axis=0).astype(np.float64) - x.min(axis=0)
-    x64 = x.astype(np.float64)
-    shift, sx = x64.mean(axis=0), x64.std(axis=0)
-    del x64
-    flat = span <= FLAT_SPAN
-    if flat.any():
-        log.warning(
-            "standardisation: input channel(s) %s constant inside every training window (no "
-            "information there): left unscaled (shift 0, scale 1); consider dropping them",
-            ", ".join(names[i] if names else str(i) for i in np.flatnonzero(flat)),
+    names = tuple(names) if names else tuple(str(i) for i in range(c))
+    y64 = train.y.astype(np.float64)
+    ym, yv = float(y64.mean()), float(y64.var())
+    if is_constant(yv, ym, y64.size):
+        raise QlstmError(
+            f"training: the target takes one value ({ym:.6g} normalised) in every training window's "
+            f"targets: nothing to learn (it varies only where no target lies); use more or other events"
         )
-    shift = np.where(flat, 0.0, shift)
-    scale = np.where(flat, 1.0, 1.0 / np.where(flat, 1.0, sx))
-    out: dict[str, Any] = {"in_shift": shift, "in_scale": scale}
-    if mode == "both":
-        y64 = y.astype(np.float64)
-        if float(y.max()) - float(y.min()) <= FLAT_SPAN:
-            log.warning("standardisation: the target is constant over the training windows: left unscaled")
-        else:
-            out |= {"out_shift": float(y64.mean()), "out_scale": float(y64.std())}
-    return out
+    x64 = train.x.reshape(-1, c).astype(np.float64)
+    mean, var = x64.mean(axis=0), x64.var(axis=0)
+    del x64
+    flat = is_constant(var, mean, train.x.shape[0] * train.x.shape[1])
+    if flat.all():
+        raise QlstmError(
+            f"training: every input channel ({', '.join(names)}) is constant over the training "
+            "windows: the prediction could not depend on the inputs; use more or other events"
+        )
+    if mode == "none":
+        return Standardisation("none", (0.0,) * c, (1.0,) * c)
+    unscaled = tuple(names[i] for i in np.flatnonzero(flat))
+    if unscaled:
+        log.warning(
+            "standardisation: input channel(s) %s %s (no information there): left unscaled "
+            "(scale 1, shift = the constant); the other inputs are standardised; consider dropping them",
+            ", ".join(unscaled),
+            CONSTANT_IN_WINDOWS,
+        )
+    scale = np.where(flat, 1.0, 1.0 / np.sqrt(np.where(flat, 1.0, var)))
+    out_shift, out_scale = (ym, math.sqrt(yv)) if mode == "both" else (0.0, 1.0)
+    return Standardisation(
+        mode,
+        tuple(float(v) for v in mean),
+        tuple(float(v) for v in scale),
+        float(out_shift),
+        float(out_scale),
+        unscaled,
+    )

@@ -19,7 +19,7 @@ import logging
 import math
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from torch import nn
 
 from qlstm import description
 from qlstm.config import to_mapping
-from qlstm.description import ModelDescription
+from qlstm.description import CONSTANT_IN_WINDOWS, ModelDescription, Standardisation
 from qlstm.errors import QlstmError
 from qlstm.io import atomic_path, atomic_write_bytes, atomic_write_text, staged_dir
 from qlstm.runs import CHECKPOINT_FILE, CONFIG_FILE, CURVE_FILE, DATA_FILE, METRICS_FILE, WINDOWS_FILE
@@ -223,15 +223,23 @@ def plot_curve(
     plt.close(fig)
 
 
-def _config_text(cfg: TrainConfig) -> str:
-    """config.yaml of the run: a qlstm config file whose ``train:`` section is ``cfg``."""
-    return yaml.safe_dump({"train": to_mapping(cfg)}, sort_keys=False)
+def _config_text(cfg: TrainConfig, std: Standardisation | None = None) -> str:
+    """config.yaml of the run: a qlstm config file whose ``train:`` section is ``cfg``; when the
+    standardisation left channels unscaled, a first comment line says so (the config holds what
+    was asked for; model.json's ``standardisation`` what was applied)."""
+    text = yaml.safe_dump({"train": to_mapping(cfg)}, sort_keys=False)
+    if std is not None and std.unscaled:
+        text = (
+            f"# standardise: {std.mode} applied to all but {', '.join(std.unscaled)} "
+            f"({CONSTANT_IN_WINDOWS}: scale 1); per channel: model.json standardisation\n" + text
+        )
+    return text
 
 
-def _same_run(out: Path, cfg: TrainConfig, prep_info: dict[str, Any]) -> bool:
+def _same_run(out: Path, cfg: TrainConfig, prep_info: dict[str, Any], std: Standardisation) -> bool:
     """``out`` is a complete run of exactly this config on exactly this data."""
     try:
-        same_cfg = (out / CONFIG_FILE).read_text() == _config_text(cfg)
+        same_cfg = (out / CONFIG_FILE).read_text() == _config_text(cfg, std)
         old = json.loads((out / DATA_FILE).read_text())
     except (OSError, ValueError):
         return False
@@ -276,8 +284,10 @@ def train_run(
         raise RuntimeError(
             f"prepared windows L={prep.info.get('L')}, k={prep.info.get('k')} do not fit the config"
         )
+    std = standardisation(prep.train, cfg.training.standardise, prep.norm.channel_names)
+    log.info("%s", std.summary(prep.norm.channel_names))
     if nonempty and not overwrite:
-        if _same_run(out, cfg, prep.info):
+        if _same_run(out, cfg, prep.info, std):
             log.info("%s already holds this run; nothing to do", out)
             return json.loads((out / METRICS_FILE).read_text())
         raise QlstmError(
@@ -287,22 +297,27 @@ def train_run(
     torch.use_deterministic_algorithms(True)
     try:
         torch.manual_seed(cfg.training.seed)
-        model = Predictor(
-            arch, **standardisation(prep.train, cfg.training.standardise, prep.norm.channel_names)
-        )
+        model = Predictor(arch, **std.fold_kwargs())
+        unscaled = [prep.norm.channel_names.index(n) for n in std.unscaled]
+        if unscaled:  # 0 in every training window: no gradient reaches these weights, so zero
+            # weights make the model ignore a channel it has no information about (at predict
+            # time too) instead of keeping their random initial values
+            with torch.no_grad():
+                model.rnns[0].weight_ih_l0[:, unscaled] = 0.0
         result = fit(model, prep.train, prep.val, cfg.training, progress=progress)
     finally:
         torch.use_deterministic_algorithms(prev_det)
     weights = to_weights(result.model)  # standardisation folded in
     final = from_weights(arch, weights)  # the plain model the run folder holds
     metrics = evaluate(prep, weights, cfg, result)
-    desc = ModelDescription(architecture=arch, normalisation=prep.norm, data=prep.info)
+    metrics["standardisation"] = {"summary": std.summary(prep.norm.channel_names), **asdict(std)}
+    desc = ModelDescription(architecture=arch, normalisation=prep.norm, data=prep.info, standardisation=std)
     with staged_dir(out, overwrite=overwrite) as stage:
         description.save(stage, desc, weights)
         buf = io.BytesIO()
         torch.save(final.state_dict(), buf)
         atomic_write_bytes(stage / CHECKPOINT_FILE, buf.getvalue())
-        atomic_write_text(stage / CONFIG_FILE, _config_text(cfg))
+        atomic_write_text(stage / CONFIG_FILE, _config_text(cfg, std))
         atomic_write_text(stage / DATA_FILE, json.dumps(prep.info, indent=2) + "\n")
         atomic_write_text(stage / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
         heldout(prep, cfg.history).save(stage / WINDOWS_FILE)  # the held-out data, written once

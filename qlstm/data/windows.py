@@ -59,7 +59,14 @@ def split_events(
 
 
 def fit_normalisation(es_train: EventSet, target_channel: int = 0) -> Normalisation:
-    """Per-channel min and max over all training events: ``(raw - lo) / (hi - lo)`` maps them to [0, 1]."""
+    """Per-channel min and max over all training events: ``(raw - lo) / (hi - lo)`` maps them to [0, 1].
+
+    Raises QlstmError naming every channel that is constant over the training events, or whose
+    range is at the float64 rounding level of its magnitude (``hi - lo <= 10 eps max(|lo|, |hi|)``:
+    scikit-learn's ``_handle_zeros_in_scale`` threshold of ``10 eps``, made relative because
+    recorded channels carry offsets, e.g. 25 A): scaling such a range to [0, 1] would blow
+    rounding noise up to the whole input range.
+    """
     if len(es_train) == 0:
         raise QlstmError("normalisation: no training events to fit on")
     c = len(es_train.channel_names)
@@ -67,11 +74,12 @@ def fit_normalisation(es_train: EventSet, target_channel: int = 0) -> Normalisat
         raise QlstmError(f"normalisation: target_channel {target_channel} outside 0-{c - 1}")
     lo = np.min([e.x.min(axis=0) for e in es_train.events], axis=0)
     hi = np.max([e.x.max(axis=0) for e in es_train.events], axis=0)
-    flat = [es_train.channel_names[i] for i in range(c) if not hi[i] > lo[i]]
+    tiny = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(lo), np.abs(hi))
+    flat = [es_train.channel_names[i] for i in range(c) if not hi[i] - lo[i] > tiny[i]]
     if flat:
         raise QlstmError(
             f"normalisation: channel(s) {', '.join(flat)} are constant over the training events of "
-            f"{es_train.source}; a constant channel cannot be scaled to [0, 1]"
+            f"{es_train.source} (to float64 rounding); a constant channel cannot be scaled to [0, 1]"
         )
     return Normalisation(
         lo=tuple(float(v) for v in lo),
