@@ -431,11 +431,11 @@ class _LongTable:
 
 
 def _count_lines(path: Path, encoding: str) -> int:
-    """Line ends in a text file (an upper bound of its data rows), read in 8 MiB blocks."""
+    """Line ends in a text file (an upper bound of its data rows), read in 1 MiB blocks."""
     nl = "\n".encode(encoding)[-2:] if encoding == "utf-16" else b"\n"
     n = 0
     with open(path, "rb") as fh:
-        while block := fh.read(8 << 20):
+        while block := fh.read(1 << 20):
             n += block.count(nl)
             last = block
     if encoding != "utf-16" and n and not last.endswith(b"\n"):
