@@ -276,14 +276,17 @@ class _LongTable:
                 setattr(self, name, b)
 
     def add_labels(self, values: np.ndarray, at: int) -> None:
-        """Event labels of rows ``at ..`` (a NumPy block of str/bytes/numbers)."""
-        uniq, first, inv = np.unique(values, return_index=True, return_inverse=True)
+        """Event labels of rows ``at ..`` (a 1-D NumPy block of str/bytes/numbers). Only the first
+        label of each run of equal labels is looked up (one per event when its rows are
+        contiguous), so the block's strings are compared once, not copied and sorted."""
+        heads = np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
+        uniq, first, inv = np.unique(values[heads], return_index=True, return_inverse=True)
         lut = np.empty(len(uniq), dtype=np.int64)
         for j in np.argsort(first, kind="stable"):
             v = uniq[j]
             key = v.decode() if isinstance(v, bytes) else str(v)
             lut[j] = self.labels.setdefault(key, len(self.labels))
-        self._put_codes(at, lut, inv.ravel())
+        self._put_codes(at, lut, np.repeat(inv.ravel(), np.diff(np.append(heads, len(values)))))
 
     def _put_codes(self, at: int, lut: np.ndarray, inv: np.ndarray) -> None:
         """Rows ``at ..`` get the codes ``lut[inv]``; the code array is widened (one copy) when
@@ -518,6 +521,8 @@ def _npz_chunks(zf: zipfile.ZipFile, name: str, rows: int, check=None):
         if dtype.hasobject:
             raise QlstmError(f"{zf.filename}: NPZ array {name} holds objects (pickled), refused")
         n = int(np.prod(shape))
+        # at most 256 KiB a block (NumPy's own read size): zipfile holds a few copies of each
+        rows = max(1, min(rows, (1 << 18) // max(dtype.itemsize, 1)))
         for start in range(0, n, rows):
             k = min(rows, n - start)
             buf = fh.read(k * dtype.itemsize)
@@ -565,48 +570,42 @@ def _read_npz_open(path: Path, z, wanted, opts: TimeOptions):
     if t.ndim != 1:
         raise QlstmError(f"{path}: array {lay.time} has shape {t.shape}, expected (N,)")
     n = t.shape[0]
-    # whole arrays are read once (NumPy reads a member in blocks) and used as they are
+    # the time column is read whole once (NumPy reads a member in blocks) and used as it is
     table = _LongTable(path, lay, capacity=1)
     table._add_time(t[:0], 0)  # the time encoding (datetime or numbers) from the dtype
     ns = timecol._datetime_ns(t, f"time column {lay.time!r}", str(path))
     table.t = t if ns is None else ns
     del t, ns
-    cols = []
-    for name in lay.channel_source:
-        a = z[name]
-        if a.shape != (n,):
-            raise QlstmError(f"{path}: array {name} has shape {a.shape}, expected ({n},) like {lay.time}")
-        cols.append(_numeric(path, name, a))
-        del a
-    if len(cols) == 1:
-        table.x = cols.pop().reshape(-1, 1)
-    else:
-        table.x = np.empty((n, len(cols)), dtype=np.float64)
-        for c in range(len(cols)):
-            table.x[:, c] = cols[c]
-            cols[c] = None
-    # per-row flags and event labels streamed in blocks (int8 / narrow codes, no float64 copy)
+    # channels, per-row flags and event labels streamed in blocks into their final arrays (float64
+    # (N, C), int8 flags, narrow event codes): no whole-column copy beside them
+    table.x = np.empty((n, len(lay.channel_source)), dtype=np.float64)
+    table.quench = np.empty(n, dtype=np.int8) if lay.quench is not None else None
+    table.anomaly = np.empty(n, dtype=np.int8) if lay.anomaly is not None else None
+    columns = [(name, c) for c, name in enumerate(lay.channel_source)]
+    columns += [(name, kind) for name, kind in ((lay.quench, "quench"), (lay.anomaly, "anomaly")) if name]
     with zipfile.ZipFile(path) as zf:
-        for name, attr in ((lay.quench, "quench"), (lay.anomaly, "anomaly")):
-            if name is None:
-                continue
+        for name, part in columns:
 
-            def check(shape, dtype, name=name):
+            def check(shape, dtype, name=name, part=part):
                 if dtype.hasobject:  # refused as np.load refuses the other arrays (-> _read_npz)
                     raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
                 if shape != (n,):
                     raise QlstmError(
                         f"{path}: array {name} has shape {shape}, expected ({n},) like {lay.time}"
                     )
+                if not isinstance(part, str):
+                    _numeric(path, name, np.empty(0, dtype))
 
-            out = np.empty(n, dtype=np.int8)
             at = 0
             for block in _npz_chunks(zf, name, BLOCK_ROWS, check):
-                out[at : at + len(block)] = (
-                    table.flag_codes("quench", block) if attr == "quench" else table.flags01(block)
-                )
-                at += len(block)
-            setattr(table, attr, out)
+                k = len(block)
+                if part == "quench":
+                    table.quench[at : at + k] = table.flag_codes("quench", block)
+                elif part == "anomaly":
+                    table.anomaly[at : at + k] = table.flags01(block)
+                else:
+                    table.x[at : at + k, part] = block
+                at += k
         if lay.event is not None:
             table.codes = np.empty(n, dtype=np.uint8)
             count = 0
