@@ -16,10 +16,11 @@ The schema of each format is documented in ``docs/data.md``. In short:
   optional string arrays ``channel_names`` / ``channel_units``.
 
 Every reader ends in :func:`qlstm.data.events.build_event_set`, so all formats refuse and
-repair the same things. Long tables are read in blocks (text, Parquet, the NPZ event column)
-into one array per column; events that are contiguous rows are views of those arrays, so the
-peak memory stays a small multiple of the samples (measured in ``docs/data.md``). Every writer
-goes through :func:`qlstm.io.atomic_path`.
+repair the same things. Long tables are read in blocks (text, Parquet, the NPZ arrays but its
+time column) into one array per column: float64 time and channels, int8 quench/anomaly flags,
+event codes of one byte per row up to 256 events; events that are contiguous rows are views of
+those arrays, so the peak memory stays a small multiple of the samples (measured in
+``docs/data.md``). Every writer goes through :func:`qlstm.io.atomic_path`.
 """
 
 from __future__ import annotations
