@@ -188,6 +188,7 @@ def training_windows(es: EventSet, norm: Normalisation, cfg: TrainConfig) -> tup
         activity.append(np.abs(np.diff(seq, axis=1)).max(axis=1))
     counts = np.array([len(a) for a in activity])
     act = np.concatenate(activity)
+    del activity  # the per-event copies of act
     rng = np.random.default_rng(cfg.training.seed)
     n = min(d.max_train_windows, act.size)
     if n == act.size:
@@ -196,7 +197,9 @@ def training_windows(es: EventSet, norm: Normalisation, cfg: TrainConfig) -> tup
         n_act = int(round(d.active_fraction * n))
         active = np.flatnonzero(act > np.quantile(act, 0.9)) if n_act else np.empty(0, dtype=int)
         pick_act = rng.choice(active, min(n_act, active.size), replace=False) if active.size else active
-        rest = np.setdiff1d(np.arange(act.size), pick_act, assume_unique=True)
+        rest = np.ones(act.size, dtype=bool)  # = setdiff1d(arange, pick_act), one byte a window
+        rest[pick_act] = False
+        rest = np.flatnonzero(rest)
         chosen = np.sort(np.concatenate([pick_act, rng.choice(rest, n - pick_act.size, replace=False)]))
     offsets = np.concatenate([[0], np.cumsum(counts)])
     xs, ys, evs, starts = [], [], [], []

@@ -16,10 +16,11 @@ The schema of each format is documented in ``docs/data.md``. In short:
   optional string arrays ``channel_names`` / ``channel_units``.
 
 Every reader ends in :func:`qlstm.data.events.build_event_set`, so all formats refuse and
-repair the same things. Long tables are read in blocks (text, Parquet, the NPZ event column)
-into one array per column; events that are contiguous rows are views of those arrays, so the
-peak memory stays a small multiple of the samples (measured in ``docs/data.md``). Every writer
-goes through :func:`qlstm.io.atomic_path`.
+repair the same things. Long tables are read in blocks (text, Parquet, the NPZ arrays but its
+time column) into one array per column: float64 time and channels, int8 quench/anomaly flags,
+event codes of one byte per row up to 256 events; events that are contiguous rows are views of
+those arrays, so the peak memory stays a small multiple of the samples (measured in
+``docs/data.md``). Every writer goes through :func:`qlstm.io.atomic_path`.
 """
 
 from __future__ import annotations
@@ -246,19 +247,21 @@ def _layout(path: Path, source: list[str], wanted, opts: TimeOptions, ignore=())
 
 class _LongTable:
     """Columns of a long table gathered block by block into preallocated arrays: event codes
-    (int32, labels in order of first appearance), raw time values, channel values (float64,
-    (N, C)), quench flags. ``capacity`` is the expected row count (exact for Parquet and NPZ,
-    the line count for text); the arrays grow if it was too small and are trimmed (as views)."""
+    (the narrowest unsigned integer holding the labels seen so far, in order of first
+    appearance: one byte per row up to 256 events), raw time values, channel values (float64,
+    (N, C)), quench flags (int8: 0, 1, or 2 for any other value). ``capacity`` is the expected
+    row count (exact for Parquet and NPZ, the line count for text); the arrays grow if it was
+    too small and are trimmed (as views)."""
 
     def __init__(self, path: Path, lay: _Layout, capacity: int) -> None:
         self.path, self.lay = path, lay
         self.cap = max(int(capacity), 1)
         self.labels: dict[str, int] = {}
-        self.codes = np.empty(self.cap, dtype=np.int32) if lay.event is not None else None
+        self.codes = np.empty(self.cap, dtype=np.uint8) if lay.event is not None else None
         self.t: np.ndarray | None = None
         self.time_is_datetime: bool | None = None
         self.x = np.empty((self.cap, len(lay.channels)), dtype=np.float64)
-        self.quench = np.empty(self.cap, dtype=np.float64) if lay.quench is not None else None
+        self.quench = np.empty(self.cap, dtype=np.int8) if lay.quench is not None else None
         self.anomaly = np.empty(self.cap, dtype=np.int8) if lay.anomaly is not None else None
         self.n = 0
 
@@ -274,14 +277,34 @@ class _LongTable:
                 setattr(self, name, b)
 
     def add_labels(self, values: np.ndarray, at: int) -> None:
-        """Event labels of rows ``at ..`` (a NumPy block of str/bytes/numbers)."""
-        uniq, first, inv = np.unique(values, return_index=True, return_inverse=True)
-        lut = np.empty(len(uniq), dtype=np.int32)
+        """Event labels of rows ``at ..`` (a 1-D NumPy block of str/bytes/numbers). Only the first
+        label of each run of equal labels is looked up (one per event when its rows are
+        contiguous), so the block's strings are compared once, not copied and sorted."""
+        heads = np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
+        uniq, first, inv = np.unique(values[heads], return_index=True, return_inverse=True)
+        lut = np.empty(len(uniq), dtype=np.int64)
         for j in np.argsort(first, kind="stable"):
             v = uniq[j]
             key = v.decode() if isinstance(v, bytes) else str(v)
             lut[j] = self.labels.setdefault(key, len(self.labels))
-        self.codes[at : at + len(values)] = lut[inv.ravel()]
+        self._put_codes(at, lut, np.repeat(inv.ravel(), np.diff(np.append(heads, len(values)))))
+
+    def _put_codes(self, at: int, lut: np.ndarray, inv: np.ndarray) -> None:
+        """Rows ``at ..`` get the codes ``lut[inv]``; the code array is widened (one copy) when
+        the labels outgrow its type (256 events for uint8, 65,536 for uint16)."""
+        need = np.min_scalar_type(max(len(self.labels) - 1, 0))
+        if need.itemsize > self.codes.dtype.itemsize:
+            self.codes = self.codes.astype(need)
+        self.codes[at : at + len(inv)] = lut.astype(self.codes.dtype)[inv]
+
+    def flag_codes(self, name: str, a: np.ndarray) -> np.ndarray:
+        """A block of the quench column as int8 codes: 0 and 1 as they are, 2 for any other value
+        (NaN included), refused per event by :meth:`events` (one byte per row, not eight)."""
+        a = _numeric(self.path, name, a)
+        out = np.full(len(a), 2, dtype=np.int8)
+        out[a == 0] = 0
+        out[a == 1] = 1
+        return out
 
     def add_arrow(self, batch) -> None:
         """One pyarrow RecordBatch holding the layout's columns."""
@@ -299,9 +322,9 @@ class _LongTable:
             enc = pc.cast(col, pa.string()).dictionary_encode()
             lut = np.array(
                 [self.labels.setdefault(str(v), len(self.labels)) for v in enc.dictionary.to_pylist()],
-                dtype=np.int32,
+                dtype=np.int64,
             )
-            self.codes[n : n + k] = lut[enc.indices.to_numpy(zero_copy_only=False)]
+            self._put_codes(n, lut, enc.indices.to_numpy(zero_copy_only=False))
         t = batch.column(lay.time)
         if t.null_count:
             raise QlstmError(f"{self.path}: time column {lay.time!r} has empty cells")
@@ -312,7 +335,7 @@ class _LongTable:
             q = batch.column(lay.quench)
             if q.null_count:
                 raise QlstmError(f"{self.path}: column quench has empty cells")
-            self.quench[n : n + k] = _numeric(self.path, "quench", q.to_numpy(zero_copy_only=False))
+            self.quench[n : n + k] = self.flag_codes("quench", q.to_numpy(zero_copy_only=False))
         if lay.anomaly is not None:
             a = batch.column(lay.anomaly)
             if a.null_count:
@@ -359,7 +382,8 @@ class _LongTable:
             raise QlstmError(f"{path}: empty file (a header but no data rows)")
         raw_t = self.t[:n]
         if self.time_is_datetime:
-            t = raw_t.astype(np.float64) * 1e-9
+            t = raw_t.astype(np.float64)
+            t *= 1e-9  # in place: one float64 copy of the column, not two
         else:
             t = timecol.to_seconds(
                 raw_t, lay.bare[lay.source.index(lay.time)], lay.time_unit, opts.unit, str(path)
@@ -368,27 +392,34 @@ class _LongTable:
         x = self.x[:n]
         quench = self.quench[:n] if self.quench is not None else None
         anomaly = self.anomaly[:n] if self.anomaly is not None else None
+        self.x = self.quench = self.anomaly = None  # the views above hold the arrays
         flags: dict[str, np.ndarray] | None = None if anomaly is None else {}
         if lay.event is None:
-            groups = [(path.stem, slice(0, n))]
+            bounds = [0, n]
+            labels = [path.stem]
         else:
             codes = self.codes[:n]
+            self.codes = None
             labels = list(self.labels)
             change = np.flatnonzero(codes[1:] != codes[:-1]) + 1
             if len(change) + 1 == len(labels):  # every event one contiguous run: views
                 bounds = [0, *change.tolist(), n]
-                groups = [(labels[g], slice(bounds[g], bounds[g + 1])) for g in range(len(labels))]
-            else:
+            else:  # rows of events interleaved: every column put in event order, one at a time
                 order = np.argsort(codes, kind="stable")
-                ends = np.cumsum(np.bincount(codes, minlength=len(labels)))
-                groups = [(labels[g], order[(ends[g - 1] if g else 0) : ends[g]]) for g in range(len(labels))]
-            self.codes = codes = None
+                bounds = [0, *np.cumsum(np.bincount(codes, minlength=len(labels))).tolist()]
+                del codes
+                t = t[order]
+                x = x[order]
+                quench = None if quench is None else quench[order]
+                anomaly = None if anomaly is None else anomaly[order]
+                del order
         raw = []
-        for name, idx in groups:
+        for g, name in enumerate(labels):
+            idx = slice(bounds[g], bounds[g + 1])
             q = None
             if quench is not None:
                 qv = quench[idx]
-                if not np.isin(qv, (0, 1)).all():
+                if (qv > 1).any():  # flag code 2: a value other than 0 and 1
                     raise QlstmError(f"{path}: event {name!r}: column quench must hold only 0 and 1")
                 ones = np.flatnonzero(qv)
                 if len(ones) > 1:
@@ -404,11 +435,11 @@ class _LongTable:
 
 
 def _count_lines(path: Path, encoding: str) -> int:
-    """Line ends in a text file (an upper bound of its data rows), read in 8 MiB blocks."""
+    """Line ends in a text file (an upper bound of its data rows), read in 1 MiB blocks."""
     nl = "\n".encode(encoding)[-2:] if encoding == "utf-16" else b"\n"
     n = 0
     with open(path, "rb") as fh:
-        while block := fh.read(8 << 20):
+        while block := fh.read(1 << 20):
             n += block.count(nl)
             last = block
     if encoding != "utf-16" and n and not last.endswith(b"\n"):
@@ -477,17 +508,22 @@ def _read_parquet(path: Path, wanted, opts: TimeOptions):
     return table.events(opts)
 
 
-def _npz_chunks(zf: zipfile.ZipFile, name: str, rows: int):
-    """Blocks of ``rows`` elements of the 1-D array ``name`` of an NPZ, read without loading it whole."""
+def _npz_chunks(zf: zipfile.ZipFile, name: str, rows: int, check=None):
+    """Blocks of ``rows`` elements of the 1-D array ``name`` of an NPZ, read without loading it
+    whole; ``check(shape, dtype)`` (optional) is called with its header before anything is read."""
     from numpy.lib import format as npformat
 
     with zf.open(name + ".npy") as fh:
         version = npformat.read_magic(fh)
         read_header = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
         shape, fortran, dtype = read_header(fh)
+        if check is not None:
+            check(shape, dtype)
         if dtype.hasobject:
             raise QlstmError(f"{zf.filename}: NPZ array {name} holds objects (pickled), refused")
         n = int(np.prod(shape))
+        # at most 256 KiB a block (NumPy's own read size): zipfile holds a few copies of each
+        rows = max(1, min(rows, (1 << 18) // max(dtype.itemsize, 1)))
         for start in range(0, n, rows):
             k = min(rows, n - start)
             buf = fh.read(k * dtype.itemsize)
@@ -535,52 +571,54 @@ def _read_npz_open(path: Path, z, wanted, opts: TimeOptions):
     if t.ndim != 1:
         raise QlstmError(f"{path}: array {lay.time} has shape {t.shape}, expected (N,)")
     n = t.shape[0]
-    # whole arrays are read once (NumPy reads a member in blocks) and used as they are
+    # the time column is read whole once (NumPy reads a member in blocks) and used as it is
     table = _LongTable(path, lay, capacity=1)
     table._add_time(t[:0], 0)  # the time encoding (datetime or numbers) from the dtype
     ns = timecol._datetime_ns(t, f"time column {lay.time!r}", str(path))
     table.t = t if ns is None else ns
     del t, ns
-    cols = []
-    for name in lay.channel_source:
-        a = z[name]
-        if a.shape != (n,):
-            raise QlstmError(f"{path}: array {name} has shape {a.shape}, expected ({n},) like {lay.time}")
-        cols.append(_numeric(path, name, a))
-        del a
-    if len(cols) == 1:
-        table.x = cols.pop().reshape(-1, 1)
-    else:
-        table.x = np.empty((n, len(cols)), dtype=np.float64)
-        for c in range(len(cols)):
-            table.x[:, c] = cols[c]
-            cols[c] = None
-    if lay.quench is not None:
-        q = z[lay.quench]
-        if q.shape != (n,):
-            raise QlstmError(
-                f"{path}: array {lay.quench} has shape {q.shape}, expected ({n},) like {lay.time}"
-            )
-        table.quench = _numeric(path, "quench", q)
-    if lay.anomaly is not None:
-        a = z[lay.anomaly]
-        if a.shape != (n,):
-            raise QlstmError(
-                f"{path}: array {lay.anomaly} has shape {a.shape}, expected ({n},) like {lay.time}"
-            )
-        table.anomaly = table.flags01(a)
-        del a
-    if lay.event is not None:
-        table.codes = np.empty(n, dtype=np.int32)
-        with zipfile.ZipFile(path) as zf:
+    # channels, per-row flags and event labels streamed in blocks into their final arrays (float64
+    # (N, C), int8 flags, narrow event codes): no whole-column copy beside them
+    table.x = np.empty((n, len(lay.channel_source)), dtype=np.float64)
+    table.quench = np.empty(n, dtype=np.int8) if lay.quench is not None else None
+    table.anomaly = np.empty(n, dtype=np.int8) if lay.anomaly is not None else None
+    columns = [(name, c) for c, name in enumerate(lay.channel_source)]
+    columns += [(name, kind) for name, kind in ((lay.quench, "quench"), (lay.anomaly, "anomaly")) if name]
+    with zipfile.ZipFile(path) as zf:
+        for name, part in columns:
+
+            def check(shape, dtype, name=name, part=part):
+                if dtype.hasobject:  # refused as np.load refuses the other arrays (-> _read_npz)
+                    raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
+                if shape != (n,):
+                    raise QlstmError(
+                        f"{path}: array {name} has shape {shape}, expected ({n},) like {lay.time}"
+                    )
+                if not isinstance(part, str):
+                    _numeric(path, name, np.empty(0, dtype))
+
+            at = 0
+            for block in _npz_chunks(zf, name, BLOCK_ROWS, check):
+                k = len(block)
+                if part == "quench":
+                    table.quench[at : at + k] = table.flag_codes("quench", block)
+                elif part == "anomaly":
+                    table.anomaly[at : at + k] = table.flags01(block)
+                else:
+                    table.x[at : at + k, part] = block
+                at += k
+        if lay.event is not None:
+            table.codes = np.empty(n, dtype=np.uint8)
             count = 0
             for block in _npz_chunks(zf, lay.event, BLOCK_ROWS):
                 if count + len(block) > n:
                     raise QlstmError(f"{path}: array {lay.event} has more values than {lay.time} ({n})")
                 table.add_labels(block, count)
                 count += len(block)
-        if count != n:
-            raise QlstmError(f"{path}: array {lay.event} has {count} values, expected {n} like {lay.time}")
+            if count != n:
+                raise QlstmError(
+                    f"{path}: array {lay.event} has {count} values, expected {n} like {lay.time}"
+                )
     table.n = table.cap = n
     return table.events(opts)
 
