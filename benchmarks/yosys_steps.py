@@ -4,15 +4,16 @@ Runs the same script as ``qlstm.rtl.synth.synthesize`` (pyosys, classic ABC mapp
 -noiopad``) but one ``synth_xilinx`` label at a time (``-run begin:prepare``, ``prepare:map_dsp``,
 ...; ``map_luts`` is the classic-ABC substitute of ``qlstm.rtl.synth``), in one pyosys process, and
 prints per step the wall time, the process's CPU time and the CPU time of its child processes
-(ABC). After ``prepare`` (the design flattened, processes turned into cells) it records the widest
+(ABC); the resource counts at the end (``qlstm.rtl.synth.resource_counts``), but no netlist and
+no logic depth (``synthesize`` loads the netlist's JSON into Python, gigabytes for the paper
+model). After ``prepare`` (the design flattened, processes turned into cells) it records the widest
 flip-flop cells (``stat -width``): the stage registers the issue #16 stall came from.
 
 ``--top-only``: synthesise ``qlstm_top`` with the stage modules as black boxes (the wrapper's own
 registers and logic only; what stalled on the paper model).
 
-``--max-seconds S`` stops after the step during which S seconds of wall time were exceeded (a
-stalled step still runs to its end or until killed: run it under ``timeout``). Each step's line is
-printed when it ends, so a killed run shows the last step that finished.
+Each step's line is printed when it ends (flushed), so a run stopped by ``timeout`` shows the last
+step that finished; ``WORK/yosys_steps.log`` (Yosys's log) shows the pass it was in.
 
 usage: yosys_steps.py RTL_DIR --work WORK [--top-only] [--family xc7] [--json OUT]
 Resources after Yosys synthesis, not placed; times are measured on the machine used (state its load).
