@@ -1,9 +1,11 @@
 """Yosys synthesis of a `qlstm rtl` folder one module at a time (benchmark, not CI).
 
 Why: on the paper model (LSTM(128), 8 bits) the flat `synth_xilinx -flatten` of
-`qlstm.rtl.synth.synthesize` stalls in `XILINX_DSP` on the top module's stage registers (one
+`qlstm.rtl.synth.synthesize` stalled in `XILINX_DSP` on the top module's stage registers (one
 `$dff` of up to 256,953 bits; docs/rtl.md, "The paper model, third sitting"), while each stage
-module alone passes in seconds. This script runs the same `synth_xilinx` steps as
+module alone passed in seconds. Since 2026-12-01 `rtl/verilog.py` writes one register per traced
+value and the flat run no longer has that cell (docs/rtl.md, "Stage registers one per value");
+this script remains a per-module breakdown of the resources. It runs the same `synth_xilinx` steps as
 `qlstm.rtl.synth` (classic ABC, pyosys) on each stage module as top (flattened on its own), then
 on `qlstm_top` with the stages as black boxes (`-nodsp -nosrl`: the top has no products), and
 prints per module the LUT/FF/CARRY/DSP/BRAM/MUXF counts (`qlstm.rtl.synth.resource_counts`), the

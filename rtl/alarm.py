@@ -308,7 +308,7 @@ def body(ad: AlarmDesign, *, x_bits: int, head_stages: int, cw: int, cycles: int
     k = ad.horizon
     wx, wy = ad.input_t.width, ad.result_t.width
     st, tt, ct = ad.types.score, ad.types.threshold, ad.types.counter
-    L, C = ad.history, ad.channels
+    L = ad.history
     nw = max(1, math.ceil(math.log2(k + 1)))
     aw = max(1, math.ceil(math.log2(n_st + 2)))
     lines = [
@@ -322,8 +322,8 @@ def body(ad: AlarmDesign, *, x_bits: int, head_stages: int, cw: int, cycles: int
         f"reg [{st.width - 1}:0] a_clip, a_kappa;",
         f"reg [{ct.width - 1}:0] a_min_run;",
     ]
-    y_off = ((L - 1) * C + ad.target_channel) * wx
-    srcs = [(f"xbuf[{y_off + wx - 1}:{y_off}]", ad.input_t)]
+    y_off = ad.target_channel * wx  # in xbuf_{L - 1}, the window's newest time step (rtl.verilog)
+    srcs = [(f"xbuf_{L - 1}[{y_off + wx - 1}:{y_off}]", ad.input_t)]
     for j in range(k):
         lo = (j * k + j) * wy
         srcs.append((f"ahist[{lo + wy - 1}:{lo}]", ad.result_t))
@@ -336,13 +336,12 @@ def body(ad: AlarmDesign, *, x_bits: int, head_stages: int, cw: int, cycles: int
         if (f.k, f.i, f.f) != _trace.kif(t):
             raise AssertionError(f"alarm input field {f} is not {t.describe()}")
         parts.append(expr)
-    w_in = sum(f.width for f in in_f)
-    lines.append(f"wire [{w_in - 1}:0] alarm_in = {{{', '.join(reversed(parts))}}};")
-    chain, out_bus, _ = _chain(ad.pipe, "alarm", "alarm_in")
+    # the packed input goes straight into stage 0's port: no wire as wide as all of them (issue #16)
+    chain, outs, out_f = _chain(ad.pipe, "alarm", "{" + ", ".join(reversed(parts)) + "}")
     lines += chain
-    out_f = fields(ad.pipe.solutions[-1].out_qint)  # type: ignore[attr-defined]
-    lines.append(f"wire [{st.width - 1}:0] a_s_next = {convert(out_bus, out_f[0], type_field(st))};")
-    lines.append(f"wire a_above = {convert(out_bus, out_f[1], Field(0, 0, 1, 0))};")
+    s_next = convert(outs[0], out_f[0], type_field(st), own=True)  # type: ignore[arg-type]
+    lines.append(f"wire [{st.width - 1}:0] a_s_next = {s_next};")
+    lines.append(f"wire a_above = {convert(outs[1], out_f[1], Field(0, 0, 1, 0), own=True)};")  # type: ignore[arg-type]
     cmax = ct.max_int
     lines.append(
         f"wire [{ct.width - 1}:0] a_cnt_next = a_above_q ? ((alarm_count == {ct.width}'d{cmax}) ? "

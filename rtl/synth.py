@@ -301,7 +301,7 @@ def path_names(module: dict, path: list[tuple[str, str, int]]) -> list[str]:
     """The path as text: ``"from CELL net"``, one ``"TYPE"`` per combinational cell, ``"to CELL net"``.
 
     The ends are the sequential cells (flip-flop, DSP48, block RAM) or ports the path starts and
-    ends at, named by the wire they drive (e.g. ``step_r3[7]``: the register in front of stage 3 of
+    ends at, named by the wire they drive (e.g. ``step_r3_12[7]``: bit 7 of value 12 in front of stage 3 of
     the step), which tells which pipeline stage the path is in; the synthesised LUTs and carry
     cells in between keep no source names."""
     if not path:

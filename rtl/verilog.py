@@ -6,8 +6,12 @@ latency cutoff ``D`` (``da4ml.trace.to_pipeline``) and writes each stage as a mo
 written here (module ``qlstm_top``):
 
 * the state registers (every layer's ``h`` and LSTM ``c``) are stage 0's input registers; ``S - 1``
-  registers separate the stages and the last stage's output is written back into the state
+  banks of registers separate the stages and the last stage's output is written back into the state
   registers, so one recurrent step takes exactly ``S`` cycles;
+* every register and wire holds one traced value (:func:`value_signals`), one time step of the
+  window (``xbuf_t``) or the outputs: never a whole stage boundary as one vector, which Yosys made
+  one flip-flop cell of up to 256,953 bits on the paper model and on which ``synth_xilinx`` stalled
+  (issue #16; docs/rtl.md has the measurements);
 * a pass ``j`` of the step graph runs layer ``l`` on time step ``j - l`` (a wavefront): a window
   takes ``L + layers - 1`` passes, each layer's state is written only on its own passes;
 * the Dense head (its own ``S_h`` stages) reads the last layer's ``h`` after the last pass;
@@ -59,23 +63,42 @@ def fields(qints) -> list[Field]:
     return out
 
 
-def convert(src: str, a: Field, b: Field) -> str:
+def convert(src: str, a: Field, b: Field, own: bool = False) -> str:
     """Verilog expression: value ``a`` of bus ``src`` re-laid as field ``b`` (exact; ``b`` must
-    hold every value of ``a``)."""
+    hold every value of ``a``). ``own``: ``src`` is a signal holding value ``a`` alone (bits
+    ``[a.width - 1:0]``, see :func:`value_signals`), not a packed bus with ``a`` at ``a.offset``."""
     if a.width == 0:
         return f"{b.width}'d0"
     if b.f < a.f or b.k + b.i < a.k + a.i or (a.k and not b.k):
         raise AssertionError(f"field {a} does not fit {b}")
-    bits = f"{src}[{a.offset + a.width - 1}:{a.offset}]"
+    lo = 0 if own else a.offset
+    bits = src if own else f"{src}[{lo + a.width - 1}:{lo}]"
     parts = []
     ext = (b.k + b.i) - (a.k + a.i)
     if ext:
-        msb = f"{src}[{a.offset + a.width - 1}]" if a.k else "1'b0"
+        msb = f"{src}[{lo + a.width - 1}]" if a.k else "1'b0"
         parts.append(f"{{{ext}{{{msb}}}}}")
     parts.append(bits)
     if b.f > a.f:
         parts.append(f"{b.f - a.f}'d0")
     return "{" + ", ".join(parts) + "}" if len(parts) > 1 else bits
+
+
+def value_signals(prefix: str, flds: list[Field]) -> list[str | None]:
+    """One signal name per value of a packed port (``None`` for a value of width 0, which has no bits).
+
+    Issue #16: a stage boundary emitted as one vector became one Yosys ``$dff`` of up to 256,953
+    bits on the paper model, on which ``synth_xilinx``'s ``XILINX_DSP`` pass stalled; one register
+    (and one wire) per traced value, as wide as the value, keeps every cell small."""
+    return [f"{prefix}_{j}" if f.width else None for j, f in enumerate(flds)]
+
+
+def concat(signals: list[str | None]) -> str:
+    """The packed port of :func:`value_signals`: value 0 in the low bits (da4ml's layout)."""
+    names = [s for s in signals if s is not None]
+    if not names:
+        raise AssertionError("a stage port without bits")
+    return "{" + ", ".join(reversed(names)) + "}" if len(names) > 1 else names[0]
 
 
 def type_field(t: FixedType, offset: int = 0) -> Field:
@@ -207,21 +230,33 @@ def _stage_modules(pipe, name: str) -> tuple[dict[str, str], dict[str, str]]:
     return mods, mems
 
 
-def _chain(pipe, name: str, inp: str) -> tuple[list[str], str, int]:
-    """Instances and registers of a stage chain; returns (lines, output bus, output width)."""
+def _chain(pipe, name: str, inp: str) -> tuple[list[str], list[str | None], list[Field]]:
+    """Instances and registers of a stage chain, one register and one wire per traced value
+    (:func:`value_signals`); ``inp``: the packed input of stage 0 (a Verilog expression).
+    Returns (lines, the last stage's output signals, their fields)."""
     sols = pipe.solutions
     lines = []
+    outs: list[str | None] = []
+    out_f: list[Field] = []
     for i, sol in enumerate(sols):
-        w_in = sum(f.width for f in fields(sol.inp_qint))
-        w_out = sum(f.width for f in fields(sol.out_qint))
-        src = inp if i == 0 else f"{name}_r{i}"
+        in_f = fields(sol.inp_qint)
+        src = inp
         if i > 0:
-            lines.append(f"reg  [{w_in - 1}:0] {name}_r{i};")
-            lines.append(f"always @(posedge clk) {name}_r{i} <= {name}_o{i - 1};")
-        lines.append(f"wire [{w_out - 1}:0] {name}_o{i};")
-        lines.append(f"{name}_stage{i} u_{name}_stage{i} (.model_inp({src}), .model_out({name}_o{i}));")
-    w_last = sum(f.width for f in fields(sols[-1].out_qint))
-    return lines, f"{name}_o{len(sols) - 1}", w_last
+            if [f.width for f in in_f] != [f.width for f in out_f]:
+                raise AssertionError(f"{name} stage {i}'s inputs are not stage {i - 1}'s outputs")
+            regs = value_signals(f"{name}_r{i}", in_f)
+            for r, o, f in zip(regs, outs, in_f, strict=True):
+                if r is not None:
+                    lines.append(f"reg  [{f.width - 1}:0] {r};")
+                    lines.append(f"always @(posedge clk) {r} <= {o};")
+            src = concat(regs)
+        out_f = fields(sol.out_qint)
+        outs = value_signals(f"{name}_o{i}", out_f)
+        for o, f in zip(outs, out_f, strict=True):
+            if o is not None:
+                lines.append(f"wire [{f.width - 1}:0] {o};")
+        lines.append(f"{name}_stage{i} u_{name}_stage{i} (.model_inp({src}), .model_out({concat(outs)}));")
+    return lines, outs, out_f
 
 
 def top_module(d: Design) -> tuple[str, dict[str, int]]:
@@ -237,8 +272,8 @@ def top_module(d: Design) -> tuple[str, dict[str, int]]:
     for fl in in_f[:C]:
         assert fl.width == wx, "the step graph's x inputs must be input-type wide"
     x_bits = sum(fl.width for fl in in_f[:C])
-    st_lo = in_f[C].offset if len(in_f) > C else x_bits
-    st_w = sum(fl.width for fl in in_f) - st_lo
+    st_f = in_f[C:]
+    st = value_signals("st", st_f)  # the state registers, one per value: st[e] holds stage-0 input C + e
     wy = tr.result_t.width
     n_it = iterations(tr.desc)
     S, SH = d.stages, d.head_stages
@@ -266,8 +301,13 @@ def top_module(d: Design) -> tuple[str, dict[str, int]]:
 
         L_ += _alarm.ports(d.alarm)  # type: ignore[arg-type]
     a(");")
-    a(f"reg [{L * x_bits - 1}:0] xbuf;")
-    a(f"reg [{st_w - 1}:0] st;  // state registers: every layer's h (and c), stage 0's input")
+    # the latched window, one register per time step (xbuf_t: step t, channel c at [c*wx +: wx])
+    for t in range(L):
+        a(f"reg [{x_bits - 1}:0] xbuf_{t};")
+    a("// state registers: every layer's h (and c), one per value, stage 0's inputs after x_t")
+    for r, fl in zip(st, st_f, strict=True):
+        if r is not None:
+            a(f"reg [{fl.width - 1}:0] {r};")
     a("reg running, heading;")
     a(f"reg [{cw - 1}:0] cyc;")
     a(f"reg [{iw - 1}:0] it;")
@@ -276,40 +316,48 @@ def top_module(d: Design) -> tuple[str, dict[str, int]]:
     # window read (a multiplexer over L steps) is not on the step's combinational path
     a(f"reg  [{x_bits - 1}:0] x_cur;")
     a(f"wire [{iw - 1}:0] it_nx = (it < {L - 1}) ? it + 1'b1 : {iw}'d0;")
-    a(f"wire [{x_bits - 1}:0] x_nx = xbuf[it_nx * {x_bits} +: {x_bits}];")
-    a(f"wire [{st_w + x_bits - 1}:0] step_in = {{st, x_cur}};")
-    lines, out_bus, w_out = _chain(d.step_pipe, "step", "step_in")
+    a(f"reg  [{x_bits - 1}:0] x_nx;")
+    a("always @(*) begin")
+    a("    case (it_nx)")
+    for t in range(L):
+        a(f"        {iw}'d{t}: x_nx = xbuf_{t};")
+    a(f"        default: x_nx = {x_bits}'d0;  // it_nx < {L} always")
+    a("    endcase")
+    a("end")
+    lines, outs, out_f2 = _chain(d.step_pipe, "step", concat(["x_cur", *st]))
+    assert out_f2 == out_f
     L_ += lines
-    # feedback: each state field from its output field, per layer with its pass enable
-    fb_lines, upd = [], []
+    # feedback: each state value from its output value, per layer with its pass enable
+    upd = []
     for li, io in enumerate(tr.layers):
         pairs = [(io.h_in, io.h_out)] + ([(io.c_in, io.c_out)] if io.c_in is not None else [])
-        lo = min(in_f[s.start].offset for s, _ in pairs) - st_lo
-        hi = max(in_f[s.stop - 1].offset + in_f[s.stop - 1].width for s, _ in pairs) - st_lo
-        parts = []
+        upd.append(f"            if (it >= {li} && it < {L + li}) begin")
         for s_in, s_out in pairs:
             for e_in, e_out in zip(range(s_in.start, s_in.stop), range(s_out.start, s_out.stop), strict=True):
-                fi = in_f[e_in]
-                parts.append((fi.offset - st_lo, convert(out_bus, out_f[e_out], Field(0, fi.k, fi.i, fi.f))))
-        parts.sort()
-        fb_lines.append(f"wire [{hi - lo - 1}:0] fb{li} = {{{', '.join(p for _, p in reversed(parts))}}};")
-        upd.append(f"            if (it >= {li} && it < {L + li}) st[{hi - 1}:{lo}] <= fb{li};")
-    L_ += fb_lines
+                fi, r = in_f[e_in], st[e_in - C]
+                if r is not None:
+                    upd.append(
+                        f"                {r} <= {convert(outs[e_out], out_f[e_out], Field(0, fi.k, fi.i, fi.f), own=True)};"  # type: ignore[arg-type]
+                    )
+        upd.append("            end")
     last = tr.layers[-1]
-    h_lo = in_f[last.h_in.start].offset - st_lo
-    h_hi = in_f[last.h_in.stop - 1].offset + in_f[last.h_in.stop - 1].width - st_lo
-    assert h_hi - h_lo == sum(f.width for f in head_in), "head input must be the last layer's h"
-    a(f"wire [{h_hi - h_lo - 1}:0] head_in = st[{h_hi - 1}:{h_lo}];")
-    lines, hout, _ = _chain(d.head_pipe, "head", "head_in")
+    h_regs = st[last.h_in.start - C : last.h_in.stop - C]
+    if [f.width for f in in_f[last.h_in]] != [f.width for f in head_in]:
+        raise AssertionError("head input must be the last layer's h")
+    lines, houts, _ = _chain(d.head_pipe, "head", concat(h_regs))
     L_ += lines
-    ys = [convert(hout, fo, type_field(tr.result_t)) for fo in head_out]
+    ys = [convert(o, fo, type_field(tr.result_t), own=True) for o, fo in zip(houts, head_out, strict=True)]  # type: ignore[arg-type]
     a(f"wire [{K * wy - 1}:0] y_next = {{{', '.join(reversed(ys))}}};")
     a("always @(posedge clk) begin")
     a("    done <= 1'b0;")
     a("    if (rst) begin")
     a("        running <= 1'b0; heading <= 1'b0; cyc <= 0; it <= 0;")
     a("    end else if (start && !running && !heading) begin")
-    a(f"        xbuf <= x; x_cur <= x[{x_bits - 1}:0]; st <= {st_w}'d0; it <= 0; cyc <= 0; running <= 1'b1;")
+    a(f"        x_cur <= x[{x_bits - 1}:0]; it <= 0; cyc <= 0; running <= 1'b1;")
+    a("        " + " ".join(f"xbuf_{t} <= x[{(t + 1) * x_bits - 1}:{t * x_bits}];" for t in range(L)))
+    for r, fl in zip(st, st_f, strict=True):
+        if r is not None:
+            a(f"        {r} <= {fl.width}'d0;")
     a("    end else if (running) begin")
     a(f"        if (cyc == {cw}'d{S - 1}) begin")
     a("            cyc <= 0;")

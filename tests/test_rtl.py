@@ -252,3 +252,51 @@ def test_head_of_several_layers_is_bit_exact(head, bits):
     run = Firmware(desc, weights).run(windows(desc, 500), trace=True)
     relu = next(f"dense{j}" for j, (_, a) in enumerate(head) if a == "relu")
     assert (run.mantissas[f"{relu}.result"] < 0).any() and (run.mantissas[relu] > 0).any()
+
+
+def _declarations(verilog_text: str) -> list[tuple[str, int]]:
+    """(name, width in bits) of every reg/wire declared in a module body (ports aside)."""
+    import re
+
+    out = []
+    for m in re.finditer(r"^\s*(?:reg|wire)\s+(?:\[(\d+):(\d+)\]\s*)?([^;=]+)", verilog_text, re.M):
+        width = int(m.group(1)) - int(m.group(2)) + 1 if m.group(1) is not None else 1
+        out += [(n.strip(), width) for n in m.group(3).split(",")]
+    return out
+
+
+@pytest.mark.parametrize("alarm", [False, True], ids=["plain", "alarm"])
+def test_no_register_or_wire_is_wider_than_one_value(alarm):
+    """Issue #16: the stage registers were one vector per stage (256,953 bits on the paper model,
+    one Yosys $dff on which synth_xilinx stalled). Now every register and wire of qlstm_top holds
+    one traced value, one time step of the window (C input mantissas) or the outputs y (k result
+    mantissas); each stage boundary's registers hold exactly da4ml's stage inputs, one per value."""
+    import re
+
+    from qlstm.detect.alarm import AlarmRule
+
+    desc, weights = policy_model(("lstm", "gru"), (4, 4), 8, history=6, horizon=2)
+    d = api.design(desc, weights, 4.0, AlarmRule(score="cusum") if alarm else None)
+    text, widths = verilog.top_module(d)
+    pipes = {"step": d.step_pipe, "head": d.head_pipe} | ({"alarm": d.alarm.pipe} if alarm else {})
+    value_bits = max(
+        f.width
+        for p in pipes.values()
+        for s in p.solutions
+        for q in (s.inp_qint, s.out_qint)
+        for f in verilog.fields(q)
+    )
+    bound = max(value_bits, widths["x_bits"] // desc.architecture.history, widths["y_bits"])
+    if alarm:  # the alarm keeps the last k outputs of each of the last k windows (k * k mantissas)
+        bound = max(bound, desc.architecture.horizon * widths["y_bits"])
+    decl = dict(_declarations(text))
+    assert len(decl) > 100 and max(decl.values()) <= bound <= 64, sorted(decl.items(), key=lambda kv: -kv[1])[
+        :3
+    ]
+    for name, pipe in pipes.items():
+        for i, sol in enumerate(pipe.solutions[1:], start=1):
+            regs = {n: w for n, w in decl.items() if re.fullmatch(rf"{name}_r{i}_\d+", n)}
+            flds = [f for f in verilog.fields(sol.inp_qint) if f.width]
+            assert sorted(regs.values()) == sorted(f.width for f in flds), (name, i)
+            assert all(f"always @(posedge clk) {n} <= {name}_o{i - 1}_" in text for n in regs)
+    assert not any(re.fullmatch(r"(step|head)_r\d+", n) for n in decl)  # no packed stage register left

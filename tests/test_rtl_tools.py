@@ -156,3 +156,47 @@ def test_bench_rtl_simulates_a_folder_written_before(tmp_path):
     assert bench.main(argv) == 0
     (row,) = json.loads(js.read_text())
     assert row["sim_bit_exact"] is False and row["sim_mismatches"] > 0
+
+
+def test_yosys_sees_one_flip_flop_cell_per_value(tmp_path):
+    """Issue #16, at the cell level: after Yosys elaborates and flattens the folder (``proc``,
+    ``flatten``: the cells ``synth_xilinx`` starts from), no flip-flop cell is wider than one traced
+    value, one window time step or the outputs, and the flip-flops hold every register bit."""
+    import re
+
+    from pyosys import libyosys as ys
+
+    from qlstm.rtl import api, verilog
+
+    desc, weights = policy_model(("lstm",), (4,), 8, history=6, horizon=2)
+    out = tmp_path / "rtl"
+    out.mkdir()
+    res = api.build(desc, weights, part="xc7z045ffg900-2", clock_ns=5.0, pipeline=4.0, out=out)
+    d = res.design
+    srcs = sorted((out / "src").glob("*.v"))
+    work = tmp_path / "y"
+    work.mkdir()
+    for p in srcs:  # as qlstm.rtl.synth reads them
+        (work / p.name).write_text(re.sub(r"\(\*\s*rom_style[^*]*\*\)", "", p.read_text()))
+    for p in (out / "src").glob("*.mem"):
+        (work / p.name).write_bytes(p.read_bytes())
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        design = ys.Design()
+        for cmd in ("read_verilog -defer " + " ".join(p.name for p in srcs), f"hierarchy -top {verilog.TOP}",
+                    "proc", "flatten", "tee -q -o stat.txt stat -width"):  # fmt: skip
+            ys.run_pass(f"tee -q -a log.txt {cmd}", design)
+    finally:
+        os.chdir(cwd)
+    dffs = [(int(w), int(n)) for n, w in re.findall(r"^\s+(\d+)\s+\$\w*dff\w*_(\d+)\s*$", (work / "stat.txt").read_text(), re.M)]  # fmt: skip
+    value_bits = max(
+        f.width for p in (d.step_pipe, d.head_pipe) for s in p.solutions for f in verilog.fields(s.inp_qint)
+    )
+    _, widths = verilog.top_module(d)
+    assert dffs and max(w for w, _ in dffs) <= max(value_bits, widths["x_bits"] // 6, widths["y_bits"]), dffs
+    stage_regs = sum(f.width for p in (d.step_pipe, d.head_pipe) for s in p.solutions[1:]
+                     for f in verilog.fields(s.inp_qint))  # fmt: skip
+    assert sum(w * n for w, n in dffs) >= stage_regs
