@@ -249,12 +249,24 @@ class CSim:
 
         ``workers > 1``: chunks of windows run in that many processes (the compiled kernels keep
         their state in C++ statics, so threads cannot share one library); each window is
-        independent, so the result is the same. Below :data:`PARALLEL_MIN` windows per worker
-        the process start-up (about a second) would cost more than it saves: one process.
+        independent, so the result is the same. ``workers`` is capped at the cores this process
+        may use (:func:`qlstm.threads.available_cores`; one log line when it caps): more
+        processes than cores only share them. Below :data:`PARALLEL_MIN` windows per worker the
+        process start-up would cost more than it saves: one process.
         """
+        from qlstm.threads import available_cores
+
         xf = self._check_x(x)
         n = xf.shape[0]
-        workers = max(1, min(int(workers), n // PARALLEL_MIN))
+        workers, cores = int(workers), available_cores()
+        if workers > cores:
+            log.info(
+                "C simulation: %d workers requested, capped at the %d cores this process may use",
+                workers,
+                cores,
+            )
+            workers = cores
+        workers = max(1, min(workers, n // PARALLEL_MIN))
         if workers > 1:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -313,8 +325,12 @@ class CSim:
         return out
 
 
-#: Fewest windows per worker process for :meth:`CSim.predict` to start processes.
-PARALLEL_MIN = 500
+#: Fewest windows per worker process for :meth:`CSim.predict` to start processes. Measured
+#: 2026-12-01 on the 2-core machine (load 1.7-3.8, LSTM(32), L = 16, 16 bits, spawn start-up
+#: included; benchmarks/bench_csim_workers.py): 2 workers against 1 took 0.89x the speed on 2,000
+#: windows, 1.01x on 5,000 and 0.96x on 10,000; a second run (load 3.4-6.7): 0.65x, 1.18x, 0.98x -
+#: no gain below 2,500 windows per worker, on a loaded machine none that holds up to 10,000.
+PARALLEL_MIN = 5000
 
 
 def _call_windows(fn, xf: np.ndarray, k: int) -> np.ndarray:

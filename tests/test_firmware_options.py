@@ -153,6 +153,26 @@ def test_csim_in_parallel_processes_equals_one_process():
 
 @pytest.mark.slow
 @needs_gxx
+def test_csim_workers_are_capped_at_the_cores_this_process_may_use(monkeypatch, caplog):
+    """`qlstm --threads 8` on fewer cores: the C simulation starts no more processes than cores,
+    says so in one log line, and the outputs are those of one process."""
+    import logging
+
+    import qlstm.hls.csim as csim
+    import qlstm.threads
+
+    desc, w, x = _saturating_model(False)
+    cs = csim.build_csim(desc, w)
+    monkeypatch.setattr(csim, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(qlstm.threads, "available_cores", lambda: 1)
+    with caplog.at_level(logging.INFO, logger=csim.__name__):
+        y = cs.predict(x[:20], workers=8)
+    assert "8 workers requested, capped at the 1 cores" in caplog.text
+    assert_array_equal(y, cs.predict(x[:20]))
+
+
+@pytest.mark.slow
+@needs_gxx
 def test_hls_csim_compares_with_the_projects_own_options(tmp_path, capsys):
     """`qlstm hls --strategy resource --reuse 2 --csim`: the C simulation is compared with
     firmware_sim of the same options (exact, 0 LSB), not of the default latency/reuse-1 options."""
