@@ -45,9 +45,25 @@ def _command(argv: list[str]) -> str | None:
     return None
 
 
+#: Said after every command's options: the options of ``qlstm`` itself go before the command.
+GLOBAL_OPTIONS = (
+    "options of qlstm itself, before the command: qlstm [-v] [--threads N] <command> ... "
+    "(--threads N: threads for PyTorch, OpenMP, BLAS, numba and the simulators; see qlstm --help)"
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose error for ``--threads`` after the command says where it goes."""
+
+    def error(self, message: str):
+        if "unrecognized arguments" in message and "--threads" in message:
+            message += " (--threads is an option of qlstm itself: qlstm --threads N <command> ...)"
+        super().error(message)
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The ``qlstm`` parser (every stage); with ``argv`` naming a known command, only that stage."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="qlstm",
         description=(
             "Take an LSTM/GRU predictor of superconducting-magnet voltage from data to FPGA firmware: "
@@ -69,6 +85,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     cmd = None if argv is None else _command(argv)
     for name in (COMMANDS[cmd],) if cmd in COMMANDS else STAGES:
         importlib.import_module(name).register(sub)
+    for stage in sub.choices.values():  # every command's --help names the global options
+        stage.epilog = f"{stage.epilog}\n\n{GLOBAL_OPTIONS}" if stage.epilog else GLOBAL_OPTIONS
     return parser
 
 

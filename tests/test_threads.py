@@ -135,3 +135,24 @@ def test_training_with_one_and_two_threads(tmp_path):
     for k in one:
         np.testing.assert_array_equal(two[k], two_again[k])
         assert float(np.max(np.abs(one[k] - two[k]))) <= 1e-6, k
+
+
+@pytest.mark.parametrize("command", ["predict", "firmware"])
+def test_threads_after_the_command_names_where_it_goes(command, capsys):
+    """`qlstm predict ... --threads 2`: one error line saying --threads is an option of qlstm itself;
+    every command's --help names the global options."""
+    from qlstm.cli import build_parser
+
+    argv = {
+        "predict": ["predict", "RUN", "--inputs", "x.npy"],
+        "firmware": ["firmware", "check", "RUN", "--inputs", "x.npy"],
+    }
+    parser = build_parser(argv[command])
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args([*argv[command], "--threads", "2"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "unrecognized arguments: --threads 2" in err
+    assert "(--threads is an option of qlstm itself: qlstm --threads N <command> ...)" in err
+    stage = parser._subparsers._group_actions[0].choices[command]
+    assert "qlstm [-v] [--threads N] <command>" in " ".join(stage.format_help().split())
