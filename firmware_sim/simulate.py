@@ -415,8 +415,13 @@ class Firmware:
         compiled step, about :data:`NUMPY_CHUNK_GATES` gate values for the NumPy step); without
         ``trace``/``record`` the chunks run in ``threads`` threads (default
         :func:`qlstm.threads.count`; the kernels release the GIL). Chunks are independent, so the
-        result does not depend on ``chunk`` or ``threads``.
+        result does not depend on ``chunk`` or ``threads``. Raises :class:`QlstmError` for a
+        ``chunk`` below 1.
         """
+        if chunk is not None and (
+            isinstance(chunk, bool) or not isinstance(chunk, int | np.integer) or chunk < 1
+        ):
+            raise QlstmError(f"chunk {chunk!r}: the windows simulated together must be an integer >= 1")
         x = self._check_x(x)
         _keep_heap()
         rec = Recorder() if record else None
@@ -428,7 +433,6 @@ class Firmware:
             gates = max((4 if lay.cell == "lstm" else 3) * lay.units for lay in self.layers)
             numpy_chunk = min(max(NUMPY_CHUNK_GATES // gates, DEFAULT_CHUNK), NUMPY_MAX_CHUNK)
             chunk = DEFAULT_CHUNK if comp and not (trace or record) else numpy_chunk
-        chunk = max(1, chunk)
         starts = range(0, x.shape[0], chunk)
         n_threads = min(threads or qlstm_threads.count(), len(starts))
         ys, parts = [], []

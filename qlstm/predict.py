@@ -132,6 +132,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _load_npy(path: Path) -> np.ndarray:
     if not path.is_file():
         raise QlstmError(f"--inputs {path}: file not found")
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":  # the .npy format's magic string (numpy.lib.format)
+            raise QlstmError(f"--inputs {path}: not a NumPy .npy file (np.save writes one)")
     try:
         return np.load(path, allow_pickle=False)
     except Exception as exc:  # ValueError (pickled / not .npy), OSError, EOFError

@@ -195,3 +195,13 @@ def test_hls_csim_compares_with_the_projects_own_options(tmp_path, capsys):
     assert c["quantized_simulated_with"] == "firmware_sim, resource strategy, reuse factor 2"
     assert "(firmware_sim, resource strategy, reuse factor 2) on the same windows: identical" in out
     assert_array_equal(np.load(tmp_path / "prj" / "csim_predictions.npy"), Firmware(desc, w, opts).predict(x))
+
+
+@pytest.mark.parametrize("chunk", [0, -4, 2.5])
+def test_chunk_below_one_is_refused_not_turned_into_one(chunk):
+    """Firmware.run(chunk=0) used to simulate one window at a time silently."""
+    desc, w = random_model(("lstm",), (2,), history=3, horizon=1)
+    x = np.zeros((4, 3, 1))
+    with pytest.raises(QlstmError, match=f"chunk {chunk!r}: .* integer >= 1"):
+        Firmware(desc, w).run(x, chunk=chunk)
+    assert Firmware(desc, w).predict(x, chunk=1).shape == (4, 1)

@@ -89,10 +89,9 @@ def test_inputs_that_are_not_a_numeric_npy(tmp_path, run, capsys):
     assert "not a readable .npy" in _err_line(
         capsys, ["predict", str(run), "--inputs", str(tmp_path / "obj.npy")]
     )
-    (tmp_path / "text.npy").write_text("hello")
-    assert "not a readable .npy" in _err_line(
-        capsys, ["predict", str(run), "--inputs", str(tmp_path / "text.npy")]
-    )
+    (tmp_path / "text.npy").write_text("0.1 0.2 0.3\n0.4 0.5 0.6\n")  # a text file named .npy
+    line = _err_line(capsys, ["predict", str(run), "--inputs", str(tmp_path / "text.npy")])
+    assert "not a NumPy .npy file" in line and "pickled" not in line
     x = np.zeros((2, 8, 1))
     x[1, 3, 0] = np.nan
     np.save(tmp_path / "nan.npy", x)
