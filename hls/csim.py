@@ -250,7 +250,7 @@ class CSim:
         ``workers > 1``: chunks of windows run in that many processes (the compiled kernels keep
         their state in C++ statics, so threads cannot share one library); each window is
         independent, so the result is the same. ``workers`` is capped at the cores this process
-        may use (:func:`qlstm.threads.available_cores`; one log line when it caps): more
+        may use (:func:`qlstm.threads.available_cores`; one warning line when it caps, shown without -v): more
         processes than cores only share them. Below :data:`PARALLEL_MIN` windows per worker the
         process start-up would cost more than it saves: one process.
         """
@@ -260,7 +260,7 @@ class CSim:
         n = xf.shape[0]
         workers, cores = int(workers), available_cores()
         if workers > cores:
-            log.info(
+            log.warning(
                 "C simulation: %d workers requested, capped at the %d cores this process may use",
                 workers,
                 cores,

@@ -165,7 +165,7 @@ def test_csim_workers_are_capped_at_the_cores_this_process_may_use(monkeypatch, 
     cs = csim.build_csim(desc, w)
     monkeypatch.setattr(csim, "PARALLEL_MIN", 1)
     monkeypatch.setattr(qlstm.threads, "available_cores", lambda: 1)
-    with caplog.at_level(logging.INFO, logger=csim.__name__):
+    with caplog.at_level(logging.WARNING, logger=csim.__name__):
         y = cs.predict(x[:20], workers=8)
     assert "8 workers requested, capped at the 1 cores" in caplog.text
     assert_array_equal(y, cs.predict(x[:20]))
