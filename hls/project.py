@@ -37,7 +37,7 @@ from qlstm import description, runs
 from qlstm.description import ModelDescription
 from qlstm.errors import QlstmError
 from qlstm.hls_config import HlsConfig, check_reuse, valid_reuse_factors
-from qlstm.io import atomic_path, atomic_write_text, staged_dir
+from qlstm.io import atomic_path, atomic_write_text, check_out_folder, staged_dir
 
 from .csim import CSim, build_csim, write_project
 from .estimate.summary import write_summary
@@ -121,10 +121,9 @@ def _dat(rows: np.ndarray) -> str:
 
 
 # ====================================================================== the project
-def _output_folder(out: Path, overwrite: bool) -> None:
+def _output_folder(out: Path, overwrite: bool, inputs: tuple[Path | None, ...] = ()) -> None:
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise QlstmError(f"--out {out}: exists and is not a folder")
+    check_out_folder(out, overwrite, inputs)
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise QlstmError(
@@ -162,7 +161,7 @@ def generate(
     if not (isinstance(csim_windows, int) and csim_windows >= 1):
         raise QlstmError(f"--csim-windows must be an integer >= 1, got {csim_windows!r}")
     check_reuse(desc, opts.reuse_factor)
-    _output_folder(out, overwrite)
+    _output_folder(out, overwrite, (run_dir, tb_inputs))
 
     y_eval: np.ndarray | None = None
     if tb_inputs is not None:
@@ -203,7 +202,7 @@ def generate(
     if csim:
         meta["csim"].update(_evaluate(sim, x_eval, y_eval, weights, csim_windows, opts))
 
-    with staged_dir(out, overwrite=overwrite) as stage:
+    with staged_dir(out, overwrite=overwrite, inputs=(run_dir, tb_inputs)) as stage:
         write_project(desc, weights, opts, stage, part=target.part, clock_ns=target.clock_ns, trace=False)
         fw = firmware_sha256(stage)
         if fw != firmware_sha256(sim.project_dir):

@@ -76,18 +76,35 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
+def check_out_folder(out: Path, overwrite: bool = False, inputs: tuple[Path | None, ...] = ()) -> None:
+    """Refuse an output folder before any work: an existing file, a non-empty folder without
+    ``overwrite``, or a folder that is, contains or lies inside one of ``inputs`` (paths resolved,
+    symlinks followed), which ``--overwrite`` would otherwise delete. Raises QlstmError (one line)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise QlstmError(f"--out {out}: exists and is not a folder")
+    real = out.resolve()
+    for inp in inputs:
+        if inp is None:
+            continue
+        src = Path(inp).resolve()
+        if real == src or real in src.parents or src in real.parents:
+            raise QlstmError(
+                f"--out {out}: is, contains or lies inside the input {inp}; choose a folder apart from it"
+            )
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise QlstmError(f"{out} already exists and is not empty; choose another folder or pass --overwrite")
+
+
 @contextlib.contextmanager
-def staged_dir(final: Path, overwrite: bool = False) -> Iterator[Path]:
+def staged_dir(final: Path, overwrite: bool = False, inputs: tuple[Path | None, ...] = ()) -> Iterator[Path]:
     """Build a multi-file output in a hidden sibling folder, then move it to ``final``.
 
-    If ``final`` exists and is not empty it is refused unless ``overwrite``; on failure the
-    staging folder is removed and ``final`` is left as it was.
+    ``final`` is checked by :func:`check_out_folder` (not a file, not overlapping ``inputs``, empty
+    unless ``overwrite``); on failure the staging folder is removed and ``final`` is left as it was.
     """
     final = Path(final)
-    if final.exists() and any(final.iterdir()) and not overwrite:
-        raise QlstmError(
-            f"{final} already exists and is not empty; choose another folder or pass --overwrite"
-        )
+    check_out_folder(final, overwrite, inputs)
     final.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.staging.", dir=final.parent))
     os.chmod(stage, 0o777 & ~_umask())

@@ -43,7 +43,7 @@ from qlstm.description import (
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
 from qlstm.float_reference import float_predict
-from qlstm.io import atomic_path, atomic_write_bytes, atomic_write_text, staged_dir
+from qlstm.io import atomic_path, atomic_write_bytes, atomic_write_text, check_out_folder, staged_dir
 from qlstm.quantize.model import Profile, profile, quantized_weights
 from qlstm.quantize.policy import QuantizeConfig, choose_types, input_weight_ranges
 
@@ -255,22 +255,18 @@ def quantize_run(
 ) -> dict[str, Any]:
     """``qlstm quantize RUN_DIR --out QRUN_DIR``: returns the metrics written."""
     desc, weights = load_float_run(run_dir)
-    _refuse_existing(out, overwrite)
+    _refuse_existing(out, overwrite, run_dir)
     win = win if win is not None else run_windows(run_dir, desc)
     q, qweights, extra = quantize_model(desc.architecture, weights, win, cfg, types, progress)
     metrics = {**evaluate(desc, weights, qweights, q, win), **extra}
     metrics["input_weight_ranges"] = input_weight_ranges(desc, q, weights)
-    with staged_dir(out, overwrite=overwrite) as stage:
+    with staged_dir(out, overwrite=overwrite, inputs=(run_dir,)) as stage:
         write_run(stage, run_dir, desc, q, qweights, metrics, cfg, types or {})
     return metrics
 
 
-def _refuse_existing(out: Path, overwrite: bool) -> None:
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise QlstmError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise QlstmError(f"{out} already exists and is not empty; choose another folder or pass --overwrite")
+def _refuse_existing(out: Path, overwrite: bool, run_dir: Path) -> None:
+    check_out_folder(out, overwrite, (run_dir,))
 
 
 def sweep(
@@ -288,14 +284,14 @@ def sweep(
     desc, weights = load_float_run(run_dir)
     for w in widths:
         replace(cfg, bits=w)  # validates every width before any work
-    _refuse_existing(out, overwrite)
+    _refuse_existing(out, overwrite, run_dir)
     win = win if win is not None else run_windows(run_dir, desc)
     arch = desc.architecture
     float_m = rmse_metrics(float_predict(arch, weights, win.test[0]), win.test[1])
     float_rmse = float_m["rmse"]
     prof = profile(arch, weights, win.train[0])  # the same for every width
     rows = []
-    with staged_dir(out, overwrite=overwrite) as stage:
+    with staged_dir(out, overwrite=overwrite, inputs=(run_dir,)) as stage:
         for w in widths:
             row: dict[str, Any] = {"bits": w, "float_rmse": float_rmse}
             for method in methods:

@@ -168,11 +168,12 @@ def _target(args: argparse.Namespace) -> tuple[str, str | None, float, dict[str,
 
 def run(args: argparse.Namespace) -> int:
     from qlstm import description
-    from qlstm.io import staged_dir
+    from qlstm.io import check_out_folder, staged_dir
 
     from . import api
     from .synth import yosys_family
 
+    check_out_folder(args.out, args.overwrite, (args.run_dir, args.inputs))
     part, target, clock_ns, cap = _target(args)
     if args.synth:
         yosys_family(part)  # refuse a part Yosys cannot target before any work
@@ -210,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
         d = api.with_alarm(d, rule)
     else:
         d = api.design(desc, weights, args.pipeline or api.DEFAULT_PIPELINE, rule, product_latency=pl)
-    with staged_dir(args.out, overwrite=args.overwrite) as stage:
+    with staged_dir(args.out, overwrite=args.overwrite, inputs=(args.run_dir, args.inputs)) as stage:
         res = api.build(
             desc,
             weights,

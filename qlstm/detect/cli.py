@@ -93,7 +93,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from qlstm.detect.alarm import AlarmRule
     from qlstm.detect.run import DetectConfig, detect, write
+    from qlstm.io import check_out_folder
 
+    inputs = (args.run_dir, args.data, args.labels, args.calibration)
+    check_out_folder(args.out, args.overwrite, inputs)  # before the slow part
     rule = AlarmRule(score=args.score, ewma_shift=args.ewma_shift, min_run=args.min_run)
     cfg = DetectConfig(
         rule=rule,
@@ -104,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
     )
     res = detect(args.run_dir, args.data, args.labels, args.calibration, cfg, progress=not args.no_progress)
-    write(res, args.out, overwrite=args.overwrite, plots=not args.no_plots)
+    write(res, args.out, overwrite=args.overwrite, plots=not args.no_plots, inputs=inputs)
     print(summary_text(res))
     print(f"wrote {args.out}/detection.json")
     return 0

@@ -564,11 +564,14 @@ def _agreement(float_tracks, fw_tracks, detectors, rule) -> dict[str, Any]:
     return {"samples": total, "alarm_state_agreement": same / total if total else None}
 
 
-def write(result: DetectionResult, out: Path, overwrite: bool = False, plots: bool = True) -> Path:
-    """``out/detection.json`` and the plots, written all or nothing (a staged folder)."""
+def write(
+    result: DetectionResult, out: Path, overwrite: bool = False, plots: bool = True, inputs: tuple = ()
+) -> Path:
+    """``out/detection.json`` and the plots, written all or nothing (a staged folder); ``inputs``
+    (run folder, recordings) may not overlap ``out`` (:func:`qlstm.io.check_out_folder`)."""
     from qlstm.io import staged_dir
 
-    with staged_dir(Path(out), overwrite=overwrite) as tmp:
+    with staged_dir(Path(out), overwrite=overwrite, inputs=inputs) as tmp:
         (tmp / "detection.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
         if plots:
             from qlstm.detect.plots import plot_all

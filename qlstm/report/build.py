@@ -21,7 +21,7 @@ from typing import Any
 
 from qlstm import runs
 from qlstm.errors import QlstmError
-from qlstm.io import atomic_write_bytes, atomic_write_text, staged_dir, weights_sha256
+from qlstm.io import atomic_write_bytes, atomic_write_text, check_out_folder, staged_dir, weights_sha256
 from qlstm.report.evidence import Inputs, firmware_check, load_inputs
 from qlstm.report.render import Block, Figure, Heading, Para, to_html, to_markdown
 from qlstm.report.sections import (
@@ -107,8 +107,17 @@ def write_report(
     whose ``estimate.json`` the estimate sections render (None, or a project without one: those
     sections say so). Raises QlstmError for an ``estimate.json`` of another model."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:  # refuse before the slow part
-        raise QlstmError(f"{out} already exists and is not empty; choose another folder or pass --overwrite")
+    inputs = (
+        Path(qrun),
+        *(others or []),
+        sweep_csv,
+        firmware_check_file,
+        trace_predictions_file,
+        rtl_dir,
+        detect_dir,
+        hls_dir,
+    )
+    check_out_folder(out, overwrite, inputs)  # refuse before the slow part
     inp = load_inputs(Path(qrun), others, sweep_csv)
     inp.firmware_check_file = firmware_check_file
     if trace_predictions_file is not None:
@@ -130,7 +139,7 @@ def write_report(
                     f"{inp.estimates.path}: estimates of another model than {inp.qrun} (description or weights differ)"
                 )
     blocks, summary = build(inp, DEFAULT_BUDGET_US if budget_us is None else budget_us)
-    with staged_dir(out, overwrite=overwrite) as stage:
+    with staged_dir(out, overwrite=overwrite, inputs=inputs) as stage:
         for b in blocks:
             if isinstance(b, Figure):
                 atomic_write_bytes(stage / "figures" / b.name, b.png)

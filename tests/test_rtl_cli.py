@@ -1,0 +1,39 @@
+"""``qlstm rtl`` command-line refusals (issue #16): each bad option is one error line, exit 2,
+nothing written and nothing deleted; none of these tests needs Verilator or Yosys."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from rtl_models import policy_model
+
+from qlstm.cli import main
+from qlstm.errors import QlstmError
+from qlstm.io import check_out_folder
+
+
+@pytest.fixture
+def qrun(tmp_path):
+    from qlstm import description
+
+    desc, weights = policy_model(("gru",), (2,), 6, history=3, horizon=1)
+    description.save(tmp_path / "q", desc, weights)
+    return tmp_path / "q"
+
+
+def _rtl(qrun, out, *extra):
+    return main(["rtl", str(qrun), "--target", "zynq7045", "--out", str(out), *extra])
+
+
+def test_out_overlapping_the_input_run_is_refused_and_nothing_deleted(qrun, tmp_path, capsys):
+    before = sorted(p.name for p in qrun.iterdir())
+    os.symlink(qrun, tmp_path / "link")
+    for out in (qrun, tmp_path, qrun / "sub", tmp_path / "link"):
+        assert _rtl(qrun, out, "--overwrite") == 2
+        assert "choose a folder apart from it" in capsys.readouterr().err
+    assert sorted(p.name for p in qrun.iterdir()) == before
+    # the one shared helper (used by hls, quantize, detect, report, rtl); a sibling is fine
+    check_out_folder(tmp_path / "sibling", True, (qrun, None))
+    with pytest.raises(QlstmError, match="apart from it"):
+        check_out_folder(tmp_path / "link", True, (qrun,))
