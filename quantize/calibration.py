@@ -73,7 +73,7 @@ def quantize_calibrated(
     desc, weights = core.load_float_run(run_dir)
     a = desc.architecture
     x = load_windows(calibration, a, run_dir)
-    core._refuse_existing(out, overwrite)
+    core._refuse_existing(out, overwrite, run_dir)
     empty = (x[:0], np.zeros((0, a.horizon)))
     win = core.Windows(train=(x, np.zeros((len(x), a.horizon))), val=empty, test=empty)
     q, qweights, extra = core.quantize_model(a, weights, win, cfg, types, progress)
@@ -92,6 +92,6 @@ def quantize_calibrated(
         },
         **extra,
     }
-    with staged_dir(out, overwrite=overwrite) as stage:
+    with staged_dir(out, overwrite=overwrite, inputs=(run_dir, calibration)) as stage:
         core.write_run(stage, run_dir, desc, q, qweights, metrics, cfg, types or {})
     return metrics

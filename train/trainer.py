@@ -312,7 +312,7 @@ def train_run(
     metrics = evaluate(prep, weights, cfg, result)
     metrics["standardisation"] = {"summary": std.summary(prep.norm.channel_names), **asdict(std)}
     desc = ModelDescription(architecture=arch, normalisation=prep.norm, data=prep.info, standardisation=std)
-    with staged_dir(out, overwrite=overwrite) as stage:
+    with staged_dir(out, overwrite=overwrite, inputs=(data_path,)) as stage:
         description.save(stage, desc, weights)
         buf = io.BytesIO()
         torch.save(final.state_dict(), buf)

@@ -245,7 +245,7 @@ def write_run(
         "notes": imp.notes,
         **(extra or {}),
     }
-    with staged_dir(out, overwrite=overwrite) as stage:
+    with staged_dir(out, overwrite=overwrite, inputs=(source,)) as stage:
         description.save(stage, desc, imp.weights)
         atomic_write_text(stage / IMPORT_FILE, json.dumps(info, indent=2) + "\n")
     return desc
