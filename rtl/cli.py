@@ -132,10 +132,15 @@ def _product_latency(text: str | None) -> float | None | str:
         return "default"
     if text == "da4ml":
         return None
+    import math
+
     try:
-        return float(text)
+        v = float(text)
     except ValueError:
-        raise QlstmError(f"--product-latency {text!r}: a number of da4ml delay units or 'da4ml'") from None
+        v = math.nan
+    if not (math.isfinite(v) and v >= 0):
+        raise QlstmError(f"--product-latency {text!r}: a finite number >= 0 of da4ml delay units, or 'da4ml'")
+    return v
 
 
 def _target(args: argparse.Namespace) -> tuple[str, str | None, float, dict[str, int] | None]:
@@ -149,7 +154,7 @@ def _target(args: argparse.Namespace) -> tuple[str, str | None, float, dict[str,
             "dsp": t.resources.dsp,
             "bram_18k": t.resources.bram_18k,
         }
-        return t.part, t.name, args.clock_ns or t.clock_ns, cap
+        return t.part, t.name, t.clock_ns if args.clock_ns is None else args.clock_ns, cap
     part = check_part(args.part)
     if args.clock_ns is None:
         raise QlstmError("--part needs --clock-ns (the assumed clock period)")
@@ -166,6 +171,23 @@ def _target(args: argparse.Namespace) -> tuple[str, str | None, float, dict[str,
     return part, None, args.clock_ns, cap
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Refuse zero, negative and non-finite numeric options in one line before any work (an
+    explicit 0 is never turned into a default)."""
+    import math
+
+    for flag, v in (
+        ("--clock-ns", args.clock_ns),
+        ("--pipeline", args.pipeline),
+        ("--budget-us", args.budget_us),
+    ):
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise QlstmError(f"{flag} {v:g}: must be a finite number > 0")
+    for flag, n in (("--windows", args.windows), ("--jobs", args.jobs)):
+        if n < 1:
+            raise QlstmError(f"{flag} {n}: must be >= 1")
+
+
 def run(args: argparse.Namespace) -> int:
     from qlstm import description
     from qlstm.io import check_out_folder, staged_dir
@@ -173,12 +195,11 @@ def run(args: argparse.Namespace) -> int:
     from . import api
     from .synth import yosys_family
 
+    _check_numbers(args)
     check_out_folder(args.out, args.overwrite, (args.run_dir, args.inputs))
     part, target, clock_ns, cap = _target(args)
     if args.synth:
         yosys_family(part)  # refuse a part Yosys cannot target before any work
-    if args.windows < 1:
-        raise QlstmError("--windows must be >= 1")
     desc, weights = description.load(args.run_dir)
     if not desc.quantized:
         raise QlstmError(f"{args.run_dir}: not a quantized run; qlstm rtl needs the output of qlstm quantize")
@@ -210,7 +231,13 @@ def run(args: argparse.Namespace) -> int:
         d, rows = api.choose_pipeline(desc, weights, args.budget_us, clock_ns, product_latency=pl)
         d = api.with_alarm(d, rule)
     else:
-        d = api.design(desc, weights, args.pipeline or api.DEFAULT_PIPELINE, rule, product_latency=pl)
+        d = api.design(
+            desc,
+            weights,
+            api.DEFAULT_PIPELINE if args.pipeline is None else args.pipeline,
+            rule,
+            product_latency=pl,
+        )
     with staged_dir(args.out, overwrite=args.overwrite, inputs=(args.run_dir, args.inputs)) as stage:
         res = api.build(
             desc,

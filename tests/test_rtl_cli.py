@@ -37,3 +37,23 @@ def test_out_overlapping_the_input_run_is_refused_and_nothing_deleted(qrun, tmp_
     check_out_folder(tmp_path / "sibling", True, (qrun, None))
     with pytest.raises(QlstmError, match="apart from it"):
         check_out_folder(tmp_path / "link", True, (qrun,))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--clock-ns", "0"), "--clock-ns 0: must be a finite number > 0"),
+        (("--clock-ns", "nan"), "--clock-ns nan: must be"),
+        (("--pipeline", "0"), "--pipeline 0: must be a finite number > 0"),
+        (("--budget-us", "inf"), "--budget-us inf: must be"),
+        (("--jobs", "0"), "--jobs 0: must be >= 1"),
+        (("--jobs", "-4", "--sim"), "--jobs -4: must be >= 1"),
+        (("--windows", "0", "--sim"), "--windows 0: must be >= 1"),
+        (("--product-latency", "nan"), "--product-latency 'nan': a finite number >= 0"),
+    ],
+)
+def test_zero_and_non_finite_numbers_are_refused_not_defaulted(qrun, tmp_path, capsys, extra, message):
+    assert _rtl(qrun, tmp_path / "o", *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
