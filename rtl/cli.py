@@ -198,8 +198,7 @@ def run(args: argparse.Namespace) -> int:
     _check_numbers(args)
     check_out_folder(args.out, args.overwrite, (args.run_dir, args.inputs))
     part, target, clock_ns, cap = _target(args)
-    if args.synth:
-        yosys_family(part)  # refuse a part Yosys cannot target before any work
+    yosys_family(part)  # refuse an unknown part before any work, with or without --synth
     desc, weights = description.load(args.run_dir)
     if not desc.quantized:
         raise QlstmError(f"{args.run_dir}: not a quantized run; qlstm rtl needs the output of qlstm quantize")

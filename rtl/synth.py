@@ -103,9 +103,22 @@ def resource_counts(cells: dict[str, int]) -> dict[str, int]:
     }
 
 
+#: prefix and device number of a 7-series, UltraScale or UltraScale+ part (AMD's device naming).
+_DEVICE_RE = re.compile(r"^x[caq](7(z|a|k|s|v[xh]?)\d+|(ku|vu|au)\d+p?|zu\d+|u\d+)")
+
+
 def yosys_family(part: str) -> str:
-    """``synth_xilinx -family`` for a part: xc7 (7 series, Zynq-7000), xcu (UltraScale), xcup (UltraScale+)."""
+    """``synth_xilinx -family`` for a part: xc7 (7 series, Zynq-7000), xcu (UltraScale), xcup (UltraScale+).
+
+    The one list of parts qlstm rtl writes for (with or without ``--synth``): a device name of one
+    of these families (``xc7z045...``, ``xc7k325t...``, ``xcku060-...``, ``xczu9eg-...``, ``xcu250-...``),
+    prefix and device number; anything else raises QlstmError."""
     p = part.lower()
+    if not _DEVICE_RE.match(p):
+        raise QlstmError(
+            f"part {part!r}: no family known for it (7 series, UltraScale, UltraScale+ devices such as "
+            "xc7z045ffg900-2 or xcku060-ffva1156-2-e)"
+        )
     if p.startswith(("xc7", "xa7", "xq7")):
         return "xc7"
     if p.startswith(("xczu", "xcau", "xcu")) or re.match(r"^x[ck](ku|vu)\d+p", p):

@@ -57,3 +57,12 @@ def test_zero_and_non_finite_numbers_are_refused_not_defaulted(qrun, tmp_path, c
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("part", ["xc9zzz", "xc7zzz"])
+def test_unknown_part_is_refused_without_synth(qrun, tmp_path, capsys, part):
+    out = tmp_path / "o"
+    assert main(["rtl", str(qrun), "--part", part, "--clock-ns", "5", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"part {part!r}: no family known" in err and len(err.splitlines()) == 1
+    assert not out.exists()
