@@ -83,6 +83,11 @@ def check_out_folder(out: Path, overwrite: bool = False, inputs: tuple[Path | No
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise QlstmError(f"--out {out}: exists and is not a folder")
+    for parent in out.absolute().parents:  # the nearest existing ancestor must be a folder
+        if parent.exists():
+            if not parent.is_dir():
+                raise QlstmError(f"--out {out}: {parent} is a file, not a folder")
+            break
     real = out.resolve()
     for inp in inputs:
         if inp is None:

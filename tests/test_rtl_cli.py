@@ -66,3 +66,13 @@ def test_unknown_part_is_refused_without_synth(qrun, tmp_path, capsys, part):
     err = capsys.readouterr().err.strip()
     assert f"part {part!r}: no family known" in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_out_that_is_a_file_is_one_line(qrun, tmp_path, capsys):
+    efile = tmp_path / "Efile"
+    efile.write_text("keep me")
+    for out, msg in ((efile, "exists and is not a folder"), (efile / "sub", "is a file, not a folder")):
+        assert _rtl(qrun, out) == 2
+        err = capsys.readouterr().err.strip()
+        assert msg in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert efile.read_text() == "keep me"
