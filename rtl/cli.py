@@ -83,7 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--inputs",
         type=Path,
         metavar="X.npy",
-        help="--sim: normalised windows (N, L, C) to simulate (default: random and saturating windows)",
+        help="--sim: normalised windows (N, L, C) to simulate (default: random and saturating windows); "
+        "refused without --sim",
     )
     p.add_argument(
         "--windows",
@@ -188,6 +189,23 @@ def _check_numbers(args: argparse.Namespace) -> None:
             raise QlstmError(f"{flag} {n}: must be >= 1")
 
 
+def _kept_log(exc: QlstmError, log: Path, out: Path) -> QlstmError:
+    """``exc`` pointing to a copy of Yosys' log beside ``out`` (``<out>.yosys.log``) instead of the
+    staging folder, which is deleted on failure; without a log, the pointer is dropped."""
+    import re
+
+    from qlstm.io import atomic_write_bytes
+
+    msg = str(exc)
+    if log.is_file():
+        kept = Path(f"{out}.yosys.log")
+        atomic_write_bytes(kept, log.read_bytes())
+        msg = msg.replace(str(log), str(kept))
+    else:
+        msg = re.sub(r" \(log: [^)]*\)", "", msg)
+    return QlstmError(msg, exc.exit_code)
+
+
 def run(args: argparse.Namespace) -> int:
     from qlstm import description
     from qlstm.io import check_out_folder, staged_dir
@@ -203,6 +221,8 @@ def run(args: argparse.Namespace) -> int:
     if not desc.quantized:
         raise QlstmError(f"{args.run_dir}: not a quantized run; qlstm rtl needs the output of qlstm quantize")
     x = None
+    if args.inputs is not None and not args.sim:
+        raise QlstmError("--inputs is only read by --sim; add --sim or drop --inputs")
     if args.sim:
         from qlstm.predict import _load_npy
 
@@ -276,7 +296,10 @@ def run(args: argparse.Namespace) -> int:
                 )
                 print(res.notes[-1])
         if args.synth:
-            y = api.synthesize(res)
+            try:
+                y = api.synthesize(res)
+            except QlstmError as exc:
+                raise _kept_log(exc, stage / "synth" / "yosys.log", args.out) from None
             fit = ""
             if cap:
                 fit = (

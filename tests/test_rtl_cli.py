@@ -76,3 +76,33 @@ def test_out_that_is_a_file_is_one_line(qrun, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert msg in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert efile.read_text() == "keep me"
+
+
+def test_inputs_without_sim_is_refused(qrun, tmp_path, capsys):
+    assert _rtl(qrun, tmp_path / "o", "--inputs", str(tmp_path / "x.npy")) == 2
+    assert "--inputs is only read by --sim" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("with_log", [True, False])
+def test_yosys_failure_points_to_a_log_that_still_exists(qrun, tmp_path, capsys, monkeypatch, with_log):
+    from qlstm.rtl import api, synth
+
+    def failing(res, **kw):
+        work = res.out / "synth"
+        work.mkdir(parents=True, exist_ok=True)
+        if with_log:
+            (work / "yosys.log").write_text("ERROR: boom\n")
+        raise QlstmError(f"Yosys synthesis failed: boom (log: {work / 'yosys.log'})", 3)
+
+    monkeypatch.setattr(synth, "_yosys", lambda *a: ("stub", []))
+    monkeypatch.setattr(api, "synthesize", failing)
+    out = tmp_path / "o"
+    assert _rtl(qrun, out, "--synth") == 3
+    err = capsys.readouterr().err.strip()
+    assert not out.exists() and "staging" not in err
+    kept = tmp_path / "o.yosys.log"
+    if with_log:
+        assert f"(log: {kept})" in err and kept.read_text() == "ERROR: boom\n"
+    else:
+        assert "log:" not in err and not kept.exists()
