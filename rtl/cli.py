@@ -77,7 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--sim", action="store_true", help="simulate in Verilator: cycles per window, bit-exact check"
     )
     p.add_argument(
-        "--synth", action="store_true", help="synthesise with Yosys: LUT/FF/CARRY/DSP/BRAM, logic depth"
+        "--synth",
+        action="store_true",
+        help="synthesise with Yosys: LUT/FF/CARRY/DSP/BRAM, logic depth (a proxy, not an Fmax)",
     )
     p.add_argument(
         "--inputs",
@@ -189,6 +191,11 @@ def _check_numbers(args: argparse.Namespace) -> None:
             raise QlstmError(f"{flag} {n}: must be >= 1")
 
 
+def _n(count: int, noun: str) -> str:
+    """``1 stage``, ``2 stages``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def _kept_log(exc: QlstmError, log: Path, out: Path) -> QlstmError:
     """``exc`` pointing to a copy of Yosys' log beside ``out`` (``<out>.yosys.log``) instead of the
     staging folder, which is deleted on failure; without a log, the pointer is dropped."""
@@ -271,8 +278,8 @@ def run(args: argparse.Namespace) -> int:
         if rows is not None:
             res.notes.append(f"--budget-us {args.budget_us:g}: candidates (da4ml estimates) {rows}")
         print(
-            f"RTL: {len(desc.architecture.layers)} layer(s), da4ml cutoff {d.pipeline:g}: {d.stages} stages per "
-            f"step, {d.head_stages} for the head, {d.cycles} cycles per window by construction"
+            f"RTL: {len(desc.architecture.layers)} layer(s), da4ml cutoff {d.pipeline:g}: {_n(d.stages, 'stage')} per "
+            f"step, {d.head_stages} for the head, {d.cycles:,} cycles per window by construction"
         )
         if args.sim:
             s = api.simulate(res, np.asarray(x), jobs=args.jobs)
@@ -307,8 +314,9 @@ def run(args: argparse.Namespace) -> int:
                     f" ({'fits' if res.summary().get('fits') else 'does NOT fit'})"
                 )
             print(
-                f"synthesised (Yosys {y.family}, not placed): {y.lut:,} LUT, {y.ff:,} FF, {y.dsp} DSP, "
-                f"{y.bram18} BRAM18{fit}; {y.carry:,} CARRY; logic depth {y.logic_depth} cells"
+                f"synthesised (Yosys {y.family}, not placed): {y.lut:,} LUT, {y.ff:,} FF, {y.dsp:,} DSP, "
+                f"{y.bram18:,} BRAM18{fit}; {y.carry:,} CARRY; logic depth {y.logic_depth} cells (a proxy for the "
+                "critical path, not an Fmax)"
             )
         res.write_json()
     print(f"wrote {args.out} (rtl.json, src/, tb/, constraints/, build_vivado.tcl)")

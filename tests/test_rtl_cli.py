@@ -106,3 +106,19 @@ def test_yosys_failure_points_to_a_log_that_still_exists(qrun, tmp_path, capsys,
         assert f"(log: {kept})" in err and kept.read_text() == "ERROR: boom\n"
     else:
         assert "log:" not in err and not kept.exists()
+
+
+def test_printed_counts_grammar_separators_and_proxy(qrun, tmp_path, capsys, monkeypatch):
+    from types import SimpleNamespace
+
+    from qlstm.rtl import api, synth
+
+    fake = SimpleNamespace(
+        family="xc7", lut=123456, ff=2000, dsp=1200, bram18=2512, carry=3000, logic_depth=17
+    )
+    monkeypatch.setattr(synth, "_yosys", lambda *a: ("stub", []))
+    monkeypatch.setattr(api, "synthesize", lambda res, **kw: fake)
+    assert _rtl(qrun, tmp_path / "o", "--pipeline", "1000", "--synth") == 0
+    out = capsys.readouterr().out
+    assert "1 stage per step" in out
+    assert "1,200 DSP, 2,512 BRAM18" in out and "logic depth 17 cells (a proxy" in out
