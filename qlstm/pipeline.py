@@ -192,13 +192,13 @@ def step_rtl(cfg: RunConfig, run: Run) -> dict[str, Any]:
     test = qrun.heldout().test
     idx = np.linspace(0, len(test) - 1, min(r.windows, len(test))).astype(int)
     notes = []
+    cap = {"lut": tgt.resources.lut, "ff": tgt.resources.ff, "dsp": tgt.resources.dsp,
+           "bram_18k": tgt.resources.bram_18k}  # fmt: skip
     if r.budget_us is not None:
-        d, rows = api.choose_pipeline(desc, weights, r.budget_us, tgt.clock_ns)
+        d, rows = api.choose_pipeline(desc, weights, r.budget_us, tgt.clock_ns, capacity=cap)
         notes.append(f"rtl.budget_us {r.budget_us:g}: candidates (da4ml estimates) {rows}")
     else:
         d = api.design(desc, weights, r.pipeline)
-    cap = {"lut": tgt.resources.lut, "ff": tgt.resources.ff, "dsp": tgt.resources.dsp,
-           "bram_18k": tgt.resources.bram_18k}  # fmt: skip
     out = run.dir("rtl")
     res = api.build(desc, weights, part=tgt.part, clock_ns=tgt.clock_ns, out=out, target=tgt.name,
                     capacity=cap, traced_design=d)  # fmt: skip

@@ -308,42 +308,66 @@ def synthesize(
     return res.synth
 
 
+#: Candidates whose binding resource is within this factor of the least are taken as equal
+#: (da4ml's estimate orders close designs wrongly: measured 2026-12-01 on an 8-bit LSTM(8), cutoff
+#: 16 estimated below cutoff 4 but 7,379 against 7,056 LUT after Yosys); among them the smallest
+#: cutoff wins, the shortest logic path per stage, the likeliest to meet the assumed clock.
+BUDGET_TIE = 1.05
+#: Flip-flops per LUT assumed when no part capacity is known (7-series and UltraScale slices: 8 FF
+#: beside 4 or 8 LUTs; the XC7Z045 has 437,200 FF and 218,600 LUT).
+FF_PER_LUT = 2.0
+
+
 def choose_pipeline(
     desc: ModelDescription,
     weights: dict[str, np.ndarray],
     budget_us: float,
     clock_ns: float,
     product_latency: float | None | str = "default",
+    capacity: dict[str, int] | None = None,
 ) -> tuple[_verilog.Design, list[dict[str, Any]]]:
     """The latency cutoff meeting ``budget_us`` at ``clock_ns`` with the fewest resources.
 
     Every candidate of :data:`CANDIDATES` is pipelined; its cycles follow from the stage counts
-    (the simulation then measures them), its resources are da4ml's estimate (LUTs + register
-    bits). Raises QlstmError when no candidate meets the budget. Returns the design and the table
-    of candidates. Fewer resources favour larger cutoffs, which lengthen the logic path: check it
-    with ``synthesize`` (docs/rtl.md has the measured depths).
+    (the simulation then measures them). Its resources are da4ml's estimates: LUTs (the adder
+    graphs' cost) and register bits, each as a fraction of the part's ``capacity`` (``lut``,
+    ``ff``; without one, :data:`FF_PER_LUT` flip-flops per LUT); the larger fraction (the binding
+    resource) is the candidate's cost. Candidates within :data:`BUDGET_TIE` of the least cost are
+    equal, and the smallest cutoff among them is chosen (the shortest logic path: larger cutoffs
+    save register bits but lengthen the path, docs/rtl.md). Raises QlstmError when no candidate
+    meets the budget. Returns the design and the table of candidates.
     """
     if not budget_us > 0:
         raise QlstmError(f"--budget-us {budget_us}: the budget must be positive")
     tr = _trace.trace(desc, weights)
     pl = DEFAULT_PRODUCT_LATENCY if product_latency == "default" else product_latency
-    rows, best = [], None
+    lut_cap = float(capacity["lut"]) if capacity else 1.0
+    ff_cap = float(capacity["ff"]) if capacity else FF_PER_LUT
+    rows, meeting = [], []
     for cut in CANDIDATES:
         d = _verilog.pipeline(tr, cut, None if pl is None else min(float(pl), cut))  # type: ignore[arg-type]
         us = d.cycles * clock_ns / 1000.0
-        cost = float(d.step_pipe.cost) + float(d.head_pipe.cost) + d.register_bits  # type: ignore[attr-defined]
-        rows.append(
-            {"pipeline": cut, "stages_per_step": d.stages, "cycles": d.cycles, "latency_us": us, "cost": cost}
-        )
-        if us <= budget_us and (best is None or cost < best[0]):
-            best = (cost, d)
-    if best is None:
+        lut = float(d.step_pipe.cost) + float(d.head_pipe.cost)  # type: ignore[attr-defined]
+        frac = {"lut": lut / lut_cap, "ff": d.register_bits / ff_cap}
+        binding = max(frac, key=frac.get)  # type: ignore[arg-type]
+        row = {"pipeline": cut, "stages_per_step": d.stages, "cycles": d.cycles, "latency_us": us,
+               "lut_estimate": lut, "register_bits": d.register_bits, "binding": binding,
+               "cost": frac[binding]}  # fmt: skip
+        rows.append(row)
+        if us <= budget_us:
+            meeting.append((row, d))
+    if not meeting:
         fastest = min(rows, key=lambda r: r["cycles"])
         raise QlstmError(
             f"no pipeline depth meets {budget_us:g} us at {clock_ns:g} ns: the fewest cycles are "
             f"{fastest['cycles']} ({fastest['latency_us']:.3f} us, cutoff {fastest['pipeline']:g})"
         )
-    return best[1], rows
+    least = min(r["cost"] for r, _ in meeting)
+    row, d = min(
+        ((r, d) for r, d in meeting if r["cost"] <= least * BUDGET_TIE), key=lambda rd: rd[0]["pipeline"]
+    )
+    row["chosen"] = True
+    return d, rows
 
 
 def default_windows(desc: ModelDescription, n: int, seed: int = 0) -> np.ndarray:

@@ -254,7 +254,9 @@ def run(args: argparse.Namespace) -> int:
     rows = None
     pl = _product_latency(args.product_latency)
     if args.budget_us is not None:
-        d, rows = api.choose_pipeline(desc, weights, args.budget_us, clock_ns, product_latency=pl)
+        d, rows = api.choose_pipeline(
+            desc, weights, args.budget_us, clock_ns, product_latency=pl, capacity=cap
+        )
         d = api.with_alarm(d, rule)
     else:
         d = api.design(

@@ -141,9 +141,19 @@ def test_budget_chooses_a_depth_that_meets_it_or_says_why_not():
     d, rows = api.choose_pipeline(desc, weights, budget_us=1.0, clock_ns=5.0)
     assert d.cycles * 5.0 / 1000 <= 1.0
     meeting = [r for r in rows if r["latency_us"] <= 1.0]
-    assert min(r["cost"] for r in meeting) == pytest.approx(
-        float(d.step_pipe.cost) + float(d.head_pipe.cost) + d.register_bits
-    )
+    chosen = [r for r in rows if r.get("chosen")]
+    assert len(chosen) == 1 and chosen[0]["pipeline"] == d.pipeline
+    # the binding resource's fraction (no capacity: 2 FF per LUT), ties within 5 % to the smallest cutoff
+    lut = float(d.step_pipe.cost) + float(d.head_pipe.cost)
+    assert chosen[0]["cost"] == pytest.approx(max(lut, d.register_bits / api.FF_PER_LUT))
+    least = min(r["cost"] for r in meeting)
+    assert chosen[0]["cost"] <= least * api.BUDGET_TIE
+    assert all(r["pipeline"] >= d.pipeline for r in meeting if r["cost"] <= least * api.BUDGET_TIE)
+    # with a part's capacity the costs are fractions of it
+    cap = {"lut": 218_600, "ff": 437_200}
+    d2, rows2 = api.choose_pipeline(desc, weights, budget_us=1.0, clock_ns=5.0, capacity=cap)
+    for r in rows2:
+        assert r["cost"] == pytest.approx(max(r["lut_estimate"] / cap["lut"], r["register_bits"] / cap["ff"]))
     with pytest.raises(QlstmError, match="no pipeline depth meets 0.01 us"):
         api.choose_pipeline(desc, weights, budget_us=0.01, clock_ns=5.0)
 
