@@ -17,7 +17,7 @@ written here (module ``qlstm_top``):
 * the Dense head (its own ``S_h`` stages) reads the last layer's ``h`` after the last pass;
 * handshake: ``start`` (one cycle, while ``busy`` is low) latches the whole window ``x``
   (``L * C`` input-type mantissas, time step 0 in the low bits) and clears the states; ``done``
-  pulses for one cycle when ``y`` (``k`` result-type mantissas, held until the next start) is
+  pulses for one cycle when ``y`` (``k`` result-type mantissas, held until the next ``done``) is
   valid. Cycles from the ``start`` edge to the ``done`` edge: ``(L + layers - 1) * S + S_h``.
 """
 
@@ -286,6 +286,21 @@ def top_module(d: Design) -> tuple[str, dict[str, int]]:
     a(
         f"// cutoff {d.pipeline:g}: {S} stage(s) per step, {SH} for the head; start->done = {n_it}*{S}+{SH} cycles."
     )
+    a("//")
+    a(
+        f"// x: the window, {L} step(s) x {C} channel(s), each {tr.input_t.ap()} (two's complement, {wx} bits),"
+    )
+    a("//    normalised as the run's model.json states, then cast to this type (as firmware_sim does).")
+    a(f"// y: {K} output(s), each {tr.result_t.ap()} ({wy} bits), in the normalised units of the target.")
+    a("// Handshake: raise start for one cycle while busy is low; x is latched on that cycle. busy stays")
+    a("// high until done, a one-cycle pulse; y is valid from done and held until the next done.")
+    a("// rst: synchronous, active high; clears the control (busy, done), not y.")
+    e = 0
+    for li, layer in enumerate(arch.layers):
+        for what in ("h", "c") if layer.cell == "lstm" else ("h",):
+            a(f"// st_{e}..st_{e + layer.units - 1}: layer {li} ({layer.cell}) {what}[0..{layer.units - 1}]")
+            e += layer.units
+    a("// step_r<i>_<j>: value j entering pipeline stage i of one recurrent step (da4ml's order).")
     a(f"module {TOP} (")
     a("    input  clk,")
     a("    input  rst,")

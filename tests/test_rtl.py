@@ -310,3 +310,15 @@ def test_no_register_or_wire_is_wider_than_one_value(alarm):
             assert sorted(regs.values()) == sorted(f.width for f in flds), (name, i)
             assert all(f"always @(posedge clk) {n} <= {name}_o{i - 1}_" in text for n in regs)
     assert not any(re.fullmatch(r"(step|head)_r\d+", n) for n in decl)  # no packed stage register left
+
+
+def test_top_module_states_its_port_types_handshake_and_state_names():
+    # an FPGA engineer reads the ports' fixed-point types, the handshake and which st_ is which
+    desc, weights = policy_model(("lstm",), (4,), 8, history=6)
+    d = api.design(desc, weights, 4.0)
+    text, _ = verilog.top_module(d)
+    head = text.split("module qlstm_top")[0]
+    tr = d.traced
+    assert f"each {tr.input_t.ap()}" in head and f"each {tr.result_t.ap()}" in head
+    assert "Handshake:" in head and "rst: synchronous, active high" in head
+    assert "st_0..st_3: layer 0 (lstm) h[0..3]" in head and "st_4..st_7: layer 0 (lstm) c[0..3]" in head
