@@ -42,7 +42,7 @@ import numpy as np
 from qlstm.description import ModelDescription, check_weights
 from qlstm.errors import QlstmError
 from qlstm.hls_config import HlsConfig, check_reuse
-from qlstm.io import atomic_write_text, weights_sha256
+from qlstm.io import atomic_write_text, run_tool, weights_sha256
 
 from .graph import HEAD_NAME, PROJECT_NAME, build_model_graph, head_layers, rnn_name
 from .targets import TARGETS, check_part
@@ -122,9 +122,7 @@ def compile_project(project_dir: Path) -> Path:
     """
     gxx()
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        ["bash", "build_lib.sh"], cwd=project_dir, capture_output=True, text=True, check=False
-    )
+    proc = run_tool(["bash", "build_lib.sh"], cwd=project_dir)
     if proc.returncode != 0:
         raise QlstmError(
             f"C simulation failed to compile in {project_dir}: {first_compiler_error(proc.stdout + proc.stderr)}"

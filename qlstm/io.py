@@ -16,6 +16,7 @@ import codecs
 import contextlib
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,3 +244,32 @@ def find_decode_error(path: Path, encoding: str, block: int = 1 << 20) -> QlstmE
             if not data:
                 return None
             offset += len(data)
+
+
+def run_tool(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd, capture_output=True, text=True)`` in its own process group, which is
+    killed as a whole when this process is interrupted (Ctrl-C, or SIGTERM, which qlstm's CLI turns
+    into KeyboardInterrupt).
+
+    Build tools start children of their own (Verilator's perl wrapper -> make -> g++, ``bash
+    build_lib.sh`` -> g++): killing only the direct child left them running in a deleted staging
+    folder (found in a user's trial of ``qlstm rtl``, 2026-12-01). ``kwargs`` go to
+    :class:`subprocess.Popen` (``cwd``, ``env``). Raises OSError as Popen does."""
+    import signal
+
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs
+    )
+    try:
+        out, err = proc.communicate()
+    except BaseException:
+        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

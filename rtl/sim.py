@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
+from qlstm.io import run_tool
 
 from .verilog import TB
 
@@ -71,7 +71,7 @@ def build(folder: Path, *, jobs: int = 1, opt: str = DEFAULT_OPT) -> Path:
         str((folder / "tb" / f"{TB}.v").resolve()), *srcs,
     ]  # fmt: skip
     try:
-        r = subprocess.run(cmd, cwd=sim, env=env, capture_output=True, text=True, check=False)
+        r = run_tool(cmd, cwd=sim, env=env)
     except OSError as exc:
         raise QlstmError(f"cannot run Verilator ({exc}); {INSTALL_HINT}", 3) from None
     binary = sim / "obj_dir" / f"V{TB}"
@@ -109,12 +109,9 @@ def run_testbench(
 
     It runs in ``folder/src`` ($readmemh paths of the ROMs are relative to the sources); raises
     QlstmError (one line) when it fails or writes nothing."""
-    r = subprocess.run(
+    r = run_tool(
         [str(Path(binary).resolve()), f"+in={fin.resolve()}", f"+out={fout.resolve()}", *plusargs],
         cwd=Path(folder) / "src",
-        capture_output=True,
-        text=True,
-        check=False,
     )
     if r.returncode != 0 or not fout.is_file():
         raise QlstmError(f"RTL simulation failed: {(r.stderr or r.stdout).strip()[-300:]}")

@@ -21,11 +21,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from qlstm.errors import QlstmError
+from qlstm.io import run_tool
 
 from .verilog import TOP
 
@@ -203,13 +203,7 @@ def synthesize(
     t0 = time.perf_counter()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        r = subprocess.run(
-            cmd,
-            cwd=work,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        r = run_tool(cmd, cwd=work)
     except OSError as exc:
         raise QlstmError(f"cannot run Yosys ({exc}); {INSTALL_HINT}", 3) from None
     seconds = time.perf_counter() - t0
