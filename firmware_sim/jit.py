@@ -28,6 +28,8 @@ cache directory when the package directory is not writable).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from qlstm.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedType
@@ -39,6 +41,13 @@ def _compiled():
     return _compiled
 
 
+def _numba():
+    import numba
+
+    return numba
+
+
+@functools.cache
 def dense_kernel(rounding: str, overflow: str, ideal: bool):
     """The compiled loop ``kernel(x, w, bias, k, left, lo, hi, mask, out, idl)``.
 
@@ -51,11 +60,23 @@ def dense_kernel(rounding: str, overflow: str, ideal: bool):
     function (``_compiled.dense_loop``) with the modes as arguments.
     """
     loop = _compiled().dense_loop
+    numba = _numba()
     rmode = ROUNDING_MODES.index(rounding)
     omode = OVERFLOW_MODES.index(overflow)
+    entries: dict = {}  # argument types -> the literal specialisation's compiled entry point
 
     def kernel(x, w, bias, k, left, lo, hi, mask, out, idl):
-        loop(x, w, bias, k, left, lo, hi, mask, out, idl, rmode, omode, bool(ideal))
+        args = (x, w, bias, k, left, lo, hi, mask, out, idl, rmode, omode, bool(ideal))
+        key = tuple(numba.typeof(a) for a in args[:10])
+        fn = entries.get(key)
+        if fn is not None:
+            return fn(*args)
+        loop(*args)  # compiles, or loads from the cache, the specialisation (numba.literally)
+        # numba.literally re-types every call through the dispatcher (measured ~0.4 s a call):
+        # call the specialisation's entry point directly from now on
+        sig = key + (numba.types.literal(rmode), numba.types.literal(omode), numba.types.boolean)
+        if sig in loop.overloads:
+            entries[key] = loop.overloads[sig].entry_point
 
     return kernel
 
