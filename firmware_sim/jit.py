@@ -71,12 +71,14 @@ def dense_kernel(rounding: str, overflow: str, ideal: bool):
         fn = entries.get(key)
         if fn is not None:
             return fn(*args)
-        loop(*args)  # compiles, or loads from the cache, the specialisation (numba.literally)
-        # numba.literally re-types every call through the dispatcher (measured ~0.4 s a call):
-        # call the specialisation's entry point directly from now on
+        # the literal specialisation, loaded from numba's cache or compiled; asked for by its
+        # signature: a dispatcher call would first type the non-literal signature (a failed
+        # compile, measured 1.0 s a process) before numba.literally retries, and would re-type
+        # every call (measured 0.4 s a call)
         sig = key + (numba.types.literal(rmode), numba.types.literal(omode), numba.types.boolean)
-        if sig in loop.overloads:
-            entries[key] = loop.overloads[sig].entry_point
+        loop.compile(sig)
+        fn = entries[key] = loop.overloads[sig].entry_point
+        return fn(*args)
 
     return kernel
 
