@@ -259,3 +259,77 @@ def gru_step(xa, xw, xsh, bsum, t, ha, h, hs, ca, cs, sh, sig, asig, tnh, atnh):
             h[r, j] = hn
             if seq_out:
                 hs[r, t, j] = hn
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def dense_loop(x, w, bias, k, left, lo, hi, mask, out, idl, rmode, omode, ideal):
+    """``nnet::dense_latency``'s per-product loop (:func:`qlstm.firmware_sim.jit.dense_products`).
+
+    Module level, so numba caches it on disk (a closure over the modes was compiled again in
+    every process: issue #15). ``rmode``/``omode`` (indices of ``ROUNDING_MODES``/
+    ``OVERFLOW_MODES``) are made compile-time literals by ``numba.literally``: one cached
+    specialisation per (rounding, overflow) pair met, each inner loop branch-free (with the modes
+    as plain run-time arguments the saturating loops measured 7-9x slower; one function
+    inlining all 28 pairs took 57 s to compile). ``ideal``: whether ``idl`` is written.
+    """
+    numba.literally(rmode)
+    numba.literally(omode)
+    _dense_rows(x, w, bias, k, left, lo, hi, mask, out, idl, rmode, omode, ideal)
+
+
+@numba.njit(inline="always", cache=True)
+def _dense_rows(x, w, bias, k, left, lo, hi, mask, out, idl, rmode, omode, ideal):
+    rows, n_in = x.shape
+    n_out = w.shape[1]
+    wrap = omode == 0
+    acc = np.empty(n_out, dtype=np.int64)
+    tot = np.empty(n_out, dtype=np.int64)
+    for r in range(rows):
+        for j in range(n_out):
+            acc[j] = bias[j]
+            tot[j] = bias[j]
+        for i in range(n_in):
+            xi = x[r, i]
+            if xi == 0:  # every product is 0: the casts leave acc unchanged
+                continue
+            if k > 0:
+                for j in range(n_out):
+                    t = rnd(xi * w[i, j], k, rmode)
+                    if ideal:
+                        tot[j] += t
+                    if wrap:
+                        acc[j] += t  # modulo 2**64, wrapped to the width at the end
+                    else:
+                        acc[j] = ovf(acc[j] + ovf(t, lo, hi, mask, omode), lo, hi, mask, omode)
+            else:
+                for j in range(n_out):
+                    t = (xi * w[i, j]) << left
+                    if ideal:
+                        tot[j] += t
+                    if wrap:
+                        acc[j] += t
+                    else:
+                        acc[j] = ovf(acc[j] + ovf(t, lo, hi, mask, omode), lo, hi, mask, omode)
+        for j in range(n_out):
+            out[r, j] = ovf(acc[j], lo, hi, mask, omode) if wrap else acc[j]
+            if ideal:
+                idl[r, j] = tot[j]
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def int_matmul(x, w, out):
+    """``out = x @ w`` on integer mantissas, summed in int64 (:func:`qlstm.firmware_sim.jit.int_matmul`)."""
+    rows, n_in = x.shape
+    n_out = w.shape[1]
+    acc = np.empty(n_out, dtype=np.int64)
+    for r in range(rows):
+        for j in range(n_out):
+            acc[j] = 0
+        for i in range(n_in):
+            xi = x[r, i]
+            if xi == 0:
+                continue
+            for j in range(n_out):
+                acc[j] += np.int64(xi * w[i, j])  # int32 x int32 when both are int32
+        for j in range(n_out):
+            out[r, j] = acc[j]

@@ -7,19 +7,23 @@ them to the (``accum_t``) bias in order, ``ii = 0 .. n_in-1``, casting each part
     acc[jj] = (accum_t)biases[jj];
     acc[jj] += mult[index];                               // overflow at every step
 
-:func:`dense_kernel` returns that loop compiled for one rounding mode, one overflow mode and
-whether the overflow log's "ideal" sum (an unbounded accumulator's) is wanted; the modes are
-compile-time constants, so the inner loop over ``jj`` is branch-free and vectorises (for a
-saturating accumulator the order over ``ii`` is kept exactly; the ``jj`` lanes are independent).
+:func:`dense_kernel` returns that loop (``_compiled.dense_loop``) for one rounding mode, one
+overflow mode and whether the overflow log's "ideal" sum (an unbounded accumulator's) is wanted;
+the modes are run-time arguments of one module-level function, so numba caches it on disk (a
+closure over the modes, the form before 2026-12-01, was compiled again in every process: 0.9 s
+per ``qlstm predict``, issue #15). The mode tests are loop-invariant and LLVM unswitches them out
+of the inner loop over ``jj`` (for a saturating accumulator the order over ``ii`` is kept
+exactly; the ``jj`` lanes are independent).
 A wrapping accumulator takes every sum modulo ``2**width``, so its casts are deferred to one
 at the end (int64 itself wraps modulo ``2**64``, a multiple). The rounding and overflow
 formulas are those of :func:`qlstm.fixedpoint.shift_round` and ``_overflow`` (tested equal,
 element by element, in ``tests/test_firmware_jit.py``). The kernels release the GIL, so windows
 can be simulated in several threads (:mod:`qlstm.firmware_sim.simulate`).
 
-numba is imported only here and in :mod:`qlstm.firmware_sim._compiled` (whose rounding and
-overflow primitives the dense loop inlines), on first use; the first call of each mode compiles
-it (about a second), later calls in the process reuse it.
+numba is imported only in :mod:`qlstm.firmware_sim._compiled`, on first use; a fresh cache
+compiles each kernel once (a few seconds), later processes load it from numba's cache
+(``__pycache__`` next to ``_compiled.py``, or ``$NUMBA_CACHE_DIR``; numba falls back to a user
+cache directory when the package directory is not writable).
 """
 
 from __future__ import annotations
@@ -31,10 +35,16 @@ import numpy as np
 from qlstm.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedType
 
 
-def _rnd_ovf():
+def _compiled():
     from . import _compiled
 
-    return _compiled.rnd, _compiled.ovf
+    return _compiled
+
+
+def _numba():
+    import numba
+
+    return numba
 
 
 @functools.cache
@@ -46,83 +56,29 @@ def dense_kernel(rounding: str, overflow: str, ideal: bool):
     ``rounding`` (or left by ``left >= 0`` bits when ``k == 0``) onto the accumulator's grid;
     ``lo``/``hi`` the accumulator's mantissa range (for ``AP_SAT_SYM`` the symmetric one),
     ``mask`` ``2**width - 1``. Writes ``out`` (rows, n_out) and, when
-    ``ideal``, ``idl``: the bias plus the rounded products without any overflow.
+    ``ideal``, ``idl``: the bias plus the rounded products without any overflow. One cached
+    function (``_compiled.dense_loop``) with the modes as arguments.
     """
-    import numba
-
-    _rnd, _ovf = _rnd_ovf()
+    loop = _compiled().dense_loop
+    numba = _numba()
     rmode = ROUNDING_MODES.index(rounding)
     omode = OVERFLOW_MODES.index(overflow)
-    wrap = omode == 0
+    entries: dict = {}  # argument types -> the literal specialisation's compiled entry point
 
-    @numba.njit(inline="always")
-    def rnd(p, k):
-        return _rnd(p, k, rmode)
-
-    @numba.njit(inline="always")
-    def ovf(v, lo, hi, mask):
-        return _ovf(v, lo, hi, mask, omode)
-
-    @numba.njit(nogil=True, cache=False, boundscheck=False)
     def kernel(x, w, bias, k, left, lo, hi, mask, out, idl):
-        rows, n_in = x.shape
-        n_out = w.shape[1]
-        acc = np.empty(n_out, dtype=np.int64)
-        tot = np.empty(n_out, dtype=np.int64)
-        for r in range(rows):
-            for j in range(n_out):
-                acc[j] = bias[j]
-                tot[j] = bias[j]
-            for i in range(n_in):
-                xi = x[r, i]
-                if xi == 0:  # every product is 0: the casts leave acc unchanged
-                    continue
-                if k > 0:
-                    for j in range(n_out):
-                        t = rnd(xi * w[i, j], k)
-                        if ideal:
-                            tot[j] += t
-                        if wrap:
-                            acc[j] += t  # modulo 2**64, wrapped to the width at the end
-                        else:
-                            acc[j] = ovf(acc[j] + ovf(t, lo, hi, mask), lo, hi, mask)
-                else:
-                    for j in range(n_out):
-                        t = (xi * w[i, j]) << left
-                        if ideal:
-                            tot[j] += t
-                        if wrap:
-                            acc[j] += t
-                        else:
-                            acc[j] = ovf(acc[j] + ovf(t, lo, hi, mask), lo, hi, mask)
-            for j in range(n_out):
-                out[r, j] = ovf(acc[j], lo, hi, mask) if wrap else acc[j]
-                if ideal:
-                    idl[r, j] = tot[j]
-
-    return kernel
-
-
-@functools.cache
-def _int_matmul_kernel():
-    import numba
-
-    @numba.njit(nogil=True, cache=True, boundscheck=False)
-    def kernel(x, w, out):
-        rows, n_in = x.shape
-        n_out = w.shape[1]
-        acc = np.empty(n_out, dtype=np.int64)
-        for r in range(rows):
-            for j in range(n_out):
-                acc[j] = 0
-            for i in range(n_in):
-                xi = x[r, i]
-                if xi == 0:
-                    continue
-                for j in range(n_out):
-                    acc[j] += np.int64(xi * w[i, j])  # int32 x int32 when both are int32
-            for j in range(n_out):
-                out[r, j] = acc[j]
+        args = (x, w, bias, k, left, lo, hi, mask, out, idl, rmode, omode, bool(ideal))
+        key = tuple(numba.typeof(a) for a in args[:10])
+        fn = entries.get(key)
+        if fn is not None:
+            return fn(*args)
+        # the literal specialisation, loaded from numba's cache or compiled; asked for by its
+        # signature: a dispatcher call would first type the non-literal signature (a failed
+        # compile, measured 1.0 s a process) before numba.literally retries, and would re-type
+        # every call (measured 0.4 s a call)
+        sig = key + (numba.types.literal(rmode), numba.types.literal(omode), numba.types.boolean)
+        loop.compile(sig)
+        fn = entries[key] = loop.overloads[sig].entry_point
+        return fn(*args)
 
     return kernel
 
@@ -139,9 +95,9 @@ def int_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     xm = max(-int(x.min()), int(x.max())) if x.size else 0
     wm = int(np.abs(w).max(initial=0))
     if xm * wm < (1 << 31) and xm < (1 << 31) and wm < (1 << 31):
-        _int_matmul_kernel()(x.astype(np.int32), np.ascontiguousarray(w, dtype=np.int32), out)
+        _compiled().int_matmul(x.astype(np.int32), np.ascontiguousarray(w, dtype=np.int32), out)
     else:
-        _int_matmul_kernel()(x, np.ascontiguousarray(w, dtype=np.int64), out)
+        _compiled().int_matmul(x, np.ascontiguousarray(w, dtype=np.int64), out)
     return out
 
 

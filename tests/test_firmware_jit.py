@@ -84,3 +84,41 @@ def test_the_32_bit_accumulator_cap(overflow, signed):
     assert_array_equal(ideal, exp_ideal)
     assert out.min() >= acc_t.min_int and out.max() <= acc_t.max_int
     assert np.any(np.abs(ideal) > 2**32)  # far outside the accumulator: the cap was exercised
+
+
+_CACHE_PROBE = """
+import numpy as np
+from qlstm.firmware_sim.jit import dense_products, int_matmul
+from qlstm.fixedpoint import FixedType
+x = np.arange(-6, 6, dtype=np.int64).reshape(3, 4)
+w = np.arange(8, dtype=np.int64).reshape(4, 2)
+out, idl = dense_products(x, w, np.zeros(2, np.int64), 4, FixedType(8, 4, True, "AP_RND", "AP_SAT"), ideal=True)
+print("RESULT", out.tolist(), idl.tolist(), int_matmul(x, w).tolist())
+"""
+
+
+@pytest.mark.slow
+def test_dense_kernels_are_cached_across_processes(tmp_path):
+    """Issue #15: the dense loop was a closure over the modes (``cache=False``) and compiled again
+    in every process (0.9 s per ``qlstm predict``). With an empty ``$NUMBA_CACHE_DIR`` the first
+    process saves ``dense_loop`` and ``int_matmul``; a second one loads both and compiles neither."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"), NUMBA_DEBUG_CACHE="1")
+
+    def run():
+        p = subprocess.run(
+            [sys.executable, "-c", _CACHE_PROBE], env=env, capture_output=True, text=True, check=True
+        )
+        return p.stdout
+
+    first, second = run(), run()
+    for name in ("dense_loop", "int_matmul"):
+        assert "data saved to" in first and f"_compiled.{name}-" in first, first
+        loaded = [ln for ln in second.splitlines() if "data loaded from" in ln and f"_compiled.{name}-" in ln]
+        assert loaded, second
+    assert "data saved to" not in second, second
+    result = [ln for ln in first.splitlines() if ln.startswith("RESULT")]
+    assert result == [ln for ln in second.splitlines() if ln.startswith("RESULT")] and result
