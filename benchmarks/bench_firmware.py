@@ -366,26 +366,24 @@ CPU_CAPTION = {
 TARGET = {"cell": "lstm", "units": 128, "history": 16, "bits": 16, "threads": 1}
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (one clear line otherwise)."""
+def _int_at_least(lo: int, text: str) -> int:
     try:
         n = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{n} must be >= 1")
+    if n < lo:
+        raise argparse.ArgumentTypeError(f"{n} must be >= {lo}")
     return n
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (one clear line otherwise)."""
+    return _int_at_least(1, text)
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0 (0: skip the part)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{n} must be >= 0")
-    return n
+    return _int_at_least(0, text)
 
 
 def is_target(args) -> bool:
