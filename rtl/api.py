@@ -180,6 +180,31 @@ def with_alarm(d: _verilog.Design, alarm_rule=None) -> _verilog.Design:
     return d
 
 
+#: RAMB18 aspect ratios (depth, width) of 7-series and UltraScale block RAM (Xilinx UG473, UG573).
+_RAMB18_ASPECTS = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+#: ROMs with fewer entries than this are taken as LUT RAM (Yosys put the 256-entry tables of an
+#: 8-bit LSTM(8) in LUTs and the 1,024-entry ones in block RAM, 2026-12-01).
+_BRAM_MIN_ENTRIES = 512
+
+
+def table_bram18_estimate(folder: Path) -> int:
+    """RAMB18 the folder's table ROMs need if each ``lookup_table`` instance gets its own block
+    RAM (estimated before synthesis, the best aspect ratio per instance; ROMs below
+    :data:`_BRAM_MIN_ENTRIES` entries counted as LUT RAM). Checked against Yosys ``synth_xilinx``
+    on LSTM(8): 8 bits 32 estimated, 32 synthesised; 16 bits (65,536-entry tables) 2,560
+    estimated, 2,512 synthesised."""
+    import math
+    import re
+
+    total = 0
+    for f in sorted((Path(folder) / "src").glob("*.v")):
+        for m in re.finditer(r"lookup_table\s*#\(\s*(\d+)\s*,\s*(\d+)\s*,", f.read_text()):
+            entries, width = 1 << int(m[1]), int(m[2])
+            if entries >= _BRAM_MIN_ENTRIES:
+                total += min(math.ceil(entries / d) * math.ceil(width / w) for d, w in _RAMB18_ASPECTS)
+    return total
+
+
 def build(
     desc: ModelDescription,
     weights: dict[str, np.ndarray],

@@ -10,11 +10,14 @@ in a staging folder and appears only when everything asked for succeeded.
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from qlstm.errors import QlstmError
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -279,6 +282,14 @@ def run(args: argparse.Namespace) -> int:
         )
         if rows is not None:
             res.notes.append(f"--budget-us {args.budget_us:g}: candidates (da4ml estimates) {rows}")
+        brams = api.table_bram18_estimate(stage)
+        if cap and brams > cap["bram_18k"]:
+            res.notes.append(
+                f"the sigmoid/tanh tables need ~{brams:,} RAMB18 (estimated before synthesis, one block RAM per "
+                f"table instance) of the part's {cap['bram_18k']:,}: by this estimate the design will not fit; a smaller table_size "
+                "(fewer table index bits) shrinks them"
+            )
+            log.warning("%s", res.notes[-1])
         print(
             f"RTL: {len(desc.architecture.layers)} layer(s), da4ml cutoff {d.pipeline:g}: {_n(d.stages, 'stage')} per "
             f"step, {d.head_stages} for the head, {d.cycles:,} cycles per window by construction"

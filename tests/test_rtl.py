@@ -322,3 +322,17 @@ def test_top_module_states_its_port_types_handshake_and_state_names():
     assert f"each {tr.input_t.ap()}" in head and f"each {tr.result_t.ap()}" in head
     assert "Handshake:" in head and "rst: synchronous, active high" in head
     assert "st_0..st_3: layer 0 (lstm) h[0..3]" in head and "st_4..st_7: layer 0 (lstm) c[0..3]" in head
+
+
+def test_table_bram18_estimate_counts_each_rom_instance(tmp_path):
+    # one RAMB18 per 1,024 x 9 table, 64 per 65,536 x 17 table (best aspect ratio), 256-entry
+    # tables in LUT RAM; the figures Yosys gave for LSTM(8) at 8 and 16 bits are in the docstring
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "step_stage2.v").write_text(
+        'lookup_table #(10, 9, "a.mem") op_1 (v0, v1);\n'
+        'lookup_table #(8, 10, "b.mem") op_2 (v2, v3);\n'
+        'lookup_table #(16, 17, "c.mem") op_3 (v4, v5);\n'
+    )
+    (src / "head_stage0.v").write_text('lookup_table #(10, 18, "d.mem") op_1 (v0, v1);\n')
+    assert api.table_bram18_estimate(tmp_path) == 1 + 0 + 64 + 1
