@@ -9,11 +9,12 @@ them to the (``accum_t``) bias in order, ``ii = 0 .. n_in-1``, casting each part
 
 :func:`dense_kernel` returns that loop (``_compiled.dense_loop``) for one rounding mode, one
 overflow mode and whether the overflow log's "ideal" sum (an unbounded accumulator's) is wanted;
-the modes are run-time arguments of one module-level function, so numba caches it on disk (a
-closure over the modes, the form before 2026-12-01, was compiled again in every process: 0.9 s
-per ``qlstm predict``, issue #15). The mode tests are loop-invariant and LLVM unswitches them out
-of the inner loop over ``jj`` (for a saturating accumulator the order over ``ii`` is kept
-exactly; the ``jj`` lanes are independent).
+the modes and ``ideal`` are literal arguments of one module-level function, so numba compiles
+one specialisation per combination, with the modes as compile-time constants (the inner loop over
+``jj`` branch-free), and caches each on disk (a closure over the modes, the form before
+2026-12-01, was compiled again in every process: 0.9 s per ``qlstm predict``, issue #15; the
+modes as plain run-time arguments were measured 5-9x slower). For a saturating accumulator the
+order over ``ii`` is kept exactly; the ``jj`` lanes are independent.
 A wrapping accumulator takes every sum modulo ``2**width``, so its casts are deferred to one
 at the end (int64 itself wraps modulo ``2**64``, a multiple). The rounding and overflow
 formulas are those of :func:`qlstm.fixedpoint.shift_round` and ``_overflow`` (tested equal,
