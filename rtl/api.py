@@ -102,6 +102,8 @@ class RtlResult:
                 ii_note="one window at a time: the next start is accepted the cycle after done",
                 sim_seconds={"build": self.sim["build_s"], "run": self.sim["run_s"]},
             )
+            if "testbench" in self.sim:  # tb/tb_qlstm.v's own check of tb/tb_expected.hex
+                s["testbench_check"] = self.sim["testbench"]
         if self.synth is not None:
             y = self.synth
             s.update(
@@ -276,8 +278,11 @@ def simulate(res: RtlResult, x: np.ndarray, *, jobs: int = 1, opt: str = _sim.DE
             "cycles_source": "measured in RTL simulation: start edge to alarm_valid (beside the window's steps)",
             "reference": "qlstm.detect.alarm.alarm_fixed on firmware_sim's outputs (exact integer equality)",
         }
-    else:
-        r, ref = run_folder(binary, res.out, res.desc, x)
+    else:  # the folder's own vectors: the testbench checks them too (tb: PASS/FAIL)
+        ref = Firmware(res.desc, _load_weights(res.out)).run(x).y_m
+        r = _sim.run(
+            binary, res.out, xm, tr.input_t, tr.result_t, ref.shape[1], io_dir=res.out / "tb", expected=ref
+        )
     t2 = time.perf_counter()
     bad = int(np.any(r.y_m != ref, axis=1).sum())
     res.sim = {
@@ -289,11 +294,34 @@ def simulate(res: RtlResult, x: np.ndarray, *, jobs: int = 1, opt: str = _sim.DE
         "build_s": round(t1 - t0, 1),
         "run_s": round(t2 - t1, 1),
     }
+    check = getattr(r, "check", None)
+    if check is not None:
+        res.sim["testbench"] = check
+        if check.startswith("tb: PASS") != (bad == 0):
+            raise QlstmError(
+                f"the testbench's own check disagrees with firmware_sim's: {check}; {bad} windows differ"
+            )
     if ad is not None:
         res.sim["alarm"] = alarm_fig
         res.sim["bit_exact"] = bad == 0 and bad_alarm == 0
     res.write_json()
     return res.sim
+
+
+def write_vectors(res: RtlResult, x: np.ndarray) -> np.ndarray | None:
+    """Write the self-checking testbench's vectors into ``res.out/tb``: windows ``x`` (N, L, C,
+    normalised) and firmware_sim's outputs as result-type raw bits (:func:`qlstm.rtl.sim.write_vectors`).
+    Returns those outputs (N, k) mantissas; None (nothing written) for a design with the alarm,
+    whose testbench takes a stream and alarm constants instead."""
+    from qlstm.firmware_sim.simulate import Firmware
+
+    if res.design.alarm is not None:
+        return None
+    tr = res.design.traced
+    ref = Firmware(res.desc, _load_weights(res.out)).run(x).y_m
+    xm = tr.input_t.to_int(np.asarray(x, dtype=np.float64))
+    _sim.write_vectors(res.out / "tb", xm, tr.input_t, ref, tr.result_t)
+    return ref
 
 
 def run_folder(

@@ -26,9 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Verilog of the firmware (da4ml), cycle-accurate simulation (Verilator), synthesis (Yosys)",
         description=(
             "Trace one recurrent step of a quantized run's firmware with da4ml, pipeline it, wrap it in a "
-            "recurrent controller and write a folder for Vivado (sources, ROM .mem files, testbench, XDC, "
-            "build script) and rtl.json. Cycles are measured in RTL simulation (--sim), resources after "
-            "Yosys synthesis, not placed (--synth); the clock is an assumption."
+            "recurrent controller and write a folder for Vivado (sources, ROM .mem files, XDC with the clock, "
+            "build_vivado.tcl: out-of-context synthesis by default, -tclargs ooc_impl|full for more) and rtl.json, "
+            "with a self-checking testbench (tb/tb_qlstm.v: the --inputs or --windows windows and firmware_sim's "
+            "outputs as raw hex, compared by exact equality, one tb: PASS/FAIL line; tb/run_xsim.sh runs it in "
+            "xsim). Cycles are measured in RTL simulation (--sim), resources after Yosys synthesis, not placed "
+            "(--synth); the clock is an assumption. See docs/rtl.md."
         ),
     )
     p.add_argument(
@@ -77,7 +80,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"has bits); default {api_default_product_latency()}",
     )
     p.add_argument(
-        "--sim", action="store_true", help="simulate in Verilator: cycles per window, bit-exact check"
+        "--sim",
+        action="store_true",
+        help="simulate in Verilator: cycles per window measured, every output compared exactly with firmware_sim "
+        "(in Python and by the self-checking testbench tb/tb_qlstm.v itself)",
     )
     p.add_argument(
         "--synth",
@@ -88,15 +94,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--inputs",
         type=Path,
         metavar="X.npy",
-        help="--sim: normalised windows (N, L, C) to simulate (default: random and saturating windows); "
-        "refused without --sim",
+        help="normalised windows (N, L, C) for the testbench's vectors (tb/tb_inputs.hex, with firmware_sim's "
+        "outputs in tb/tb_expected.hex) and for --sim (default: --windows random and saturating windows)",
     )
     p.add_argument(
         "--windows",
         type=int,
         default=2000,
         metavar="N",
-        help="--sim without --inputs: windows (default 2000)",
+        help="without --inputs: random and saturating windows for the testbench's vectors and --sim (default 2000)",
     )
     p.add_argument(
         "--jobs", type=int, default=1, metavar="J", help="parallel compile jobs for Verilator (default 1)"
@@ -230,17 +236,13 @@ def run(args: argparse.Namespace) -> int:
     desc, weights = description.load(args.run_dir)
     if not desc.quantized:
         raise QlstmError(f"{args.run_dir}: not a quantized run; qlstm rtl needs the output of qlstm quantize")
-    x = None
-    if args.inputs is not None and not args.sim:
-        raise QlstmError("--inputs is only read by --sim; add --sim or drop --inputs")
-    if args.sim:
-        from qlstm.predict import _load_npy
+    from qlstm.predict import _load_npy
 
-        a = desc.architecture
-        if args.inputs is not None:
-            x = a.check_windows(_load_npy(args.inputs), f"--inputs {args.inputs}")
-        else:
-            x = api.default_windows(desc, args.windows)
+    a = desc.architecture
+    if args.inputs is not None:  # the testbench's vectors, and what --sim simulates
+        x = a.check_windows(_load_npy(args.inputs), f"--inputs {args.inputs}")
+    else:
+        x = api.default_windows(desc, args.windows)
     if args.sim:  # the tools are checked before anything is written
         from .sim import verilator_env
 
@@ -294,6 +296,11 @@ def run(args: argparse.Namespace) -> int:
             f"RTL: {len(desc.architecture.layers)} layer(s), da4ml cutoff {d.pipeline:g}: {_n(d.stages, 'stage')} per "
             f"step, {d.head_stages} for the head, {d.cycles:,} cycles per window by construction"
         )
+        if not args.sim and api.write_vectors(res, np.asarray(x)) is not None:
+            print(
+                f"testbench vectors: {len(x):,} windows and firmware_sim's outputs in tb/ (tb/tb_qlstm.v checks them; "
+                "run it with --sim, or in Vivado: docs/rtl.md)"
+            )
         if args.sim:
             s = api.simulate(res, np.asarray(x), jobs=args.jobs)
             verdict = "bit-exact" if s["bit_exact"] else f"NOT bit-exact ({s['mismatches']} windows differ)"
@@ -309,6 +316,8 @@ def run(args: argparse.Namespace) -> int:
                 f"(measured), {s['cycles_max'] * clock_ns / 1000:.3f} us at an assumed {clock_ns:g} ns clock; "
                 f"{verdict} with firmware_sim"
             )
+            if "testbench" in s:
+                print(f"self-checking testbench (Verilator, {len(x):,} windows in tb/): {s['testbench'][4:]}")
             if args.budget_us is not None:
                 us = s["cycles_max"] * clock_ns / 1000
                 res.notes.append(
@@ -332,7 +341,10 @@ def run(args: argparse.Namespace) -> int:
                 "critical path, not an Fmax)"
             )
         res.write_json()
-    print(f"wrote {args.out} (rtl.json, src/, tb/, constraints/, build_vivado.tcl)")
+    print(
+        f"wrote {args.out} (rtl.json, src/, tb/ with the self-checking testbench, constraints/ (clock {clock_ns:g} ns, "
+        "assumed), build_vivado.tcl: out-of-context synthesis by default)"
+    )
     if args.sim and not res.sim["bit_exact"]:  # type: ignore[index]
         return 1
     return 0

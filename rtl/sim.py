@@ -22,7 +22,7 @@ from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
 from qlstm.io import run_tool
 
-from .verilog import TB
+from .verilog import TB, TB_EXPECTED, TB_INPUTS, TB_OUTPUTS
 
 #: make variables the wheel's ``verilated.mk`` leaves empty (it was configured on another machine):
 #: the precompiled-header include flag and the C++20 coroutine flags ``--timing`` needs.
@@ -83,10 +83,12 @@ def build(folder: Path, *, jobs: int = 1, opt: str = DEFAULT_OPT) -> Path:
 
 @dataclass(frozen=True)
 class SimResult:
-    """Per window: cycles start->done (measured in RTL simulation) and ``y`` mantissas (N, k)."""
+    """Per window: cycles start->done (measured in RTL simulation) and ``y`` mantissas (N, k);
+    ``check``: the testbench's own ``tb: PASS``/``tb: FAIL`` line when it was given expected outputs."""
 
     cycles: np.ndarray
     y_m: np.ndarray
+    check: str | None = None
 
 
 def _hex_words(xm: np.ndarray, t: FixedType) -> list[str]:
@@ -100,6 +102,32 @@ def _hex_words(xm: np.ndarray, t: FixedType) -> list[str]:
             v |= int(m) << (j * t.width)
         words.append(f"{v:x}")
     return words
+
+
+def _y_words(ym: np.ndarray, t: FixedType) -> list[str]:
+    """(N, k) result-type mantissas -> one hex word per window (the raw bits of ``y``, output 0
+    in the low bits), as the testbench reads and writes them."""
+    return _hex_words(np.asarray(ym, dtype=np.int64)[:, :, None], t)
+
+
+def write_vectors(
+    tb_dir: Path, xm: np.ndarray, input_t: FixedType, ym: np.ndarray | None, result_t: FixedType
+) -> tuple[Path, Path | None]:
+    """Write the testbench's vectors into ``tb_dir``: the windows ``xm`` (N, L, C) input-type
+    mantissas as :data:`TB_INPUTS` and, when ``ym`` (N, k) is given, the expected outputs as
+    result-type raw bits in :data:`TB_EXPECTED` (hex, one word per line: ``$readmemh``/``$fscanf``
+    format). Returns the two paths (the second None without ``ym``)."""
+    from qlstm.io import atomic_write_text
+
+    fin = Path(tb_dir) / TB_INPUTS
+    atomic_write_text(fin, "\n".join(_hex_words(xm, input_t)) + "\n")
+    if ym is None:
+        return fin, None
+    if len(ym) != len(xm):
+        raise AssertionError("one expected output per window")
+    fexp = Path(tb_dir) / TB_EXPECTED
+    atomic_write_text(fexp, "\n".join(_y_words(ym, result_t)) + "\n")
+    return fin, fexp
 
 
 def run_testbench(
@@ -126,15 +154,36 @@ def run(
     result_t: FixedType,
     k: int,
     io_dir: Path | None = None,
+    expected: np.ndarray | None = None,
 ) -> SimResult:
     """Simulate windows ``xm`` (N, L, C) input-type mantissas; parse the testbench's output.
 
     The testbench runs in ``folder/src`` (the ROM files); its input and output files go to
-    ``io_dir`` (default ``folder/sim``)."""
+    ``io_dir`` (default ``folder/sim``). With ``expected`` (N, k) result-type mantissas the
+    testbench also checks every output itself (:func:`write_vectors`); its ``tb: PASS``/``tb:
+    FAIL`` line is returned in ``check`` (a FAIL is not raised here: the caller's own exact
+    comparison counts the mismatches)."""
     sim = io_dir or folder / "sim"
-    fin, fout = sim / "tb_inputs.hex", sim / "tb_outputs.txt"
-    fin.write_text("\n".join(_hex_words(xm, input_t)) + "\n")
-    lines = run_testbench(binary, folder, fin, fout)
+    fin, fexp = write_vectors(sim, xm, input_t, expected, result_t)
+    fout = sim / TB_OUTPUTS
+    check = None
+    if fexp is None:
+        lines = run_testbench(binary, folder, fin, fout)
+    else:
+        r = run_tool(
+            [
+                str(Path(binary).resolve()),
+                f"+in={fin.resolve()}",
+                f"+out={fout.resolve()}",
+                f"+expect={fexp.resolve()}",
+            ],
+            cwd=Path(folder) / "src",
+        )
+        said = [ln.strip() for ln in (r.stdout or "").splitlines() if ln.startswith(("tb: PASS", "tb: FAIL"))]
+        if not said or not fout.is_file() or (r.returncode != 0) != said[-1].startswith("tb: FAIL"):
+            raise QlstmError(f"RTL simulation failed: {(r.stderr or r.stdout).strip()[-300:]}")
+        check = said[-1]
+        lines = fout.read_text().split()
     cyc = np.array(lines[0::2], dtype=np.int64)
     wy, mask = result_t.width, (1 << result_t.width) - 1
     ys = np.empty((len(cyc), k), dtype=np.int64)
@@ -145,4 +194,4 @@ def run(
             ys[n, j] = m - (1 << wy) if (result_t.signed and m >> (wy - 1)) else m
     if len(cyc) != xm.shape[0]:
         raise QlstmError(f"RTL simulation returned {len(cyc)} of {xm.shape[0]} windows")
-    return SimResult(cyc, ys)
+    return SimResult(cyc, ys, check)

@@ -393,29 +393,65 @@ def top_module(d: Design) -> tuple[str, dict[str, int]]:
     return "\n".join(L_) + "\n", {"x_bits": L * x_bits, "y_bits": K * wy, "wx": wx, "wy": wy}
 
 
-def testbench(widths: dict[str, int], clock_ns: float) -> str:
-    """A self-checking-free Verilog testbench: reads windows (hex, one per line) from ``+in=``,
-    writes ``cycles y_hex`` per window to ``+out=``; runs under Verilator (--timing) or any simulator."""
+#: Files of the self-checking testbench in ``tb/`` (read from ``src/``, where the ROMs are).
+TB_INPUTS = "tb_inputs.hex"
+TB_EXPECTED = "tb_expected.hex"
+TB_OUTPUTS = "tb_outputs.txt"
+
+
+def testbench(widths: dict[str, int], clock_ns: float, cycles: int) -> str:
+    """The self-checking testbench (standard Verilog-2001 plus IEEE 1800 ``$fatal``; Verilator
+    ``--timing``, xsim ``xvlog -sv``, Icarus ``-g2012``). Run in ``src/`` (the ROMs' ``$readmemh``
+    paths are relative to it). It reads one window per line (hex, ``x`` of :func:`top_module`) from
+    ``+in=`` (default ``../tb/tb_inputs.hex``), writes ``<cycles start->done> <y hex>`` per window
+    to ``+out=`` (default ``../tb/tb_outputs.txt``) and, when ``+expect=`` is given or the default
+    files are used, compares every ``y`` word with the line of ``../tb/tb_expected.hex`` (exact
+    equality, ``!==``), prints one ``tb: PASS``/``tb: FAIL`` line with the window count,
+    mismatches and the measured cycles, and ends with ``$finish`` (``$fatal(1)`` on a failure).
+    A window without ``done`` within ``2 * cycles + 16`` cycles (``cycles``: by construction)
+    fails."""
     half = clock_ns / 2
+    xb, yb = widths["x_bits"], widths["y_bits"]
+    limit = 2 * cycles + 16
     return f"""`timescale 1ns / 1ps
-// Drives qlstm_top with the windows of +in=FILE (one hex word of {widths["x_bits"]} bits per line) and
-// writes "<cycles start->done> <y hex>" per window to +out=FILE.
+// Self-checking testbench of {TOP} (written by qlstm rtl). Run it from src/, where the ROM .mem files are.
+// Without plusargs: windows from ../tb/{TB_INPUTS} (one hex word of {xb} bits per line, x of {TOP}),
+// expected outputs from ../tb/{TB_EXPECTED} (one hex word of {yb} bits per line: y of {TOP}, i.e.
+// the raw bits of the output ap_fixed, computed by qlstm's firmware_sim); every y is compared with its
+// expected word by exact equality. Writes "<cycles start->done> <y hex>" per window to ../tb/{TB_OUTPUTS}.
+// Plusargs: +in=FILE +out=FILE +expect=FILE (with +in and no +expect, nothing is checked).
+// Ends with one line "tb: PASS ..." and $finish, or "tb: FAIL ..." and $fatal(1).
 module {TB};
 reg clk = 1'b0, rst = 1'b1, start = 1'b0;
-reg [{widths["x_bits"] - 1}:0] x = 0;
+reg [{xb - 1}:0] x = 0;
+reg [{yb - 1}:0] y_exp = 0;
 wire busy, done;
-wire [{widths["y_bits"] - 1}:0] y;
+wire [{yb - 1}:0] y;
 {TOP} dut (.clk(clk), .rst(rst), .start(start), .x(x), .busy(busy), .done(done), .y(y));
 always #{half:g} clk = ~clk;
-integer fin, fout, code, cycles, n;
-reg [8*4096-1:0] fname_in, fname_out;
+integer fin, fout, fexp, code, ecode, cycles, n, bad, cmin, cmax, check;
+reg [8*4096-1:0] fname_in, fname_out, fname_exp;
 initial begin
-    if (!$value$plusargs("in=%s", fname_in)) fname_in = "tb_inputs.hex";
-    if (!$value$plusargs("out=%s", fname_out)) fname_out = "tb_outputs.txt";
+    check = 0;
+    fexp = 0;
+    if (!$value$plusargs("in=%s", fname_in)) begin
+        fname_in = "../tb/{TB_INPUTS}";
+        fname_exp = "../tb/{TB_EXPECTED}";
+        check = 1;
+    end
+    if ($value$plusargs("expect=%s", fname_exp)) check = 1;
+    if (!$value$plusargs("out=%s", fname_out)) fname_out = "../tb/{TB_OUTPUTS}";
     fin = $fopen(fname_in, "r");
     fout = $fopen(fname_out, "w");
-    if (fin == 0 || fout == 0) begin $display("tb: cannot open the input or output file"); $finish; end
+    if (check) fexp = $fopen(fname_exp, "r");
+    if (fin == 0 || fout == 0 || (check && fexp == 0)) begin
+        $display("tb: FAIL cannot open the input, expected or output file (run from src/)");
+        $fatal(1, "tb: FAIL");
+    end
     n = 0;
+    bad = 0;
+    cmin = 0;
+    cmax = 0;
     repeat (2) @(posedge clk);
     #1 rst = 1'b0;
     code = $fscanf(fin, "%h\\n", x);
@@ -424,16 +460,46 @@ initial begin
         @(posedge clk);
         #1 start = 1'b0;
         cycles = 0;
-        while (!done) begin
+        while (!done && cycles < {limit}) begin
             @(posedge clk);
             #1 cycles = cycles + 1;
         end
         $fdisplay(fout, "%0d %h", cycles, y);
+        if (n == 0 || cycles < cmin) cmin = cycles;
+        if (cycles > cmax) cmax = cycles;
+        if (!done) begin
+            bad = bad + 1;
+            if (bad <= 5) $display("tb: window %0d: no done within {limit} cycles", n);
+        end else if (check) begin
+            ecode = $fscanf(fexp, "%h\\n", y_exp);
+            if (ecode != 1) begin
+                bad = bad + 1;
+                if (bad <= 5) $display("tb: window %0d: no expected output left in the file", n);
+            end else if (y !== y_exp) begin
+                bad = bad + 1;
+                if (bad <= 5) $display("tb: window %0d: y = %h, expected %h", n, y, y_exp);
+            end
+        end
         n = n + 1;
         code = $fscanf(fin, "%h\\n", x);
     end
     $fclose(fout);
-    $display("tb: %0d windows", n);
+    if (check) begin
+        ecode = $fscanf(fexp, "%h\\n", y_exp);
+        if (ecode == 1) begin
+            bad = bad + 1;
+            $display("tb: more expected outputs than windows");
+        end
+        if (n == 0) bad = bad + 1;
+    end
+    if (bad == 0 && check)
+        $display("tb: PASS %0d windows, 0 mismatches; cycles start->done %0d-%0d (measured in RTL simulation)", n, cmin, cmax);
+    else if (bad == 0)
+        $display("tb: %0d windows, not checked (no +expect file); cycles start->done %0d-%0d (measured in RTL simulation)", n, cmin, cmax);
+    else begin
+        $display("tb: FAIL %0d windows, %0d mismatches; cycles start->done %0d-%0d (measured in RTL simulation)", n, bad, cmin, cmax);
+        $fatal(1, "tb: FAIL");
+    end
     $finish;
 end
 endmodule
@@ -447,19 +513,79 @@ def xdc(clock_ns: float) -> str:
     )
 
 
-def build_tcl(part: str) -> str:
-    return f"""# Vivado (non-project mode): synthesise and implement qlstm_top for {part}, write reports.
-# Usage: vivado -mode batch -source build_vivado.tcl   (run from this folder)
+#: Modes of ``build_vivado.tcl`` (``-tclargs MODE``), the first the default.
+VIVADO_MODES = ("ooc", "ooc_impl", "full")
+
+
+def build_tcl(part: str, clock_ns: float, sources: list[str], mems: list[str]) -> str:
+    """The Vivado non-project script: every source and ROM file named (``sources``, ``mems``:
+    names inside ``src/``), modes :data:`VIVADO_MODES`. ``ooc`` (default): out-of-context
+    synthesis of ``qlstm_top`` (its ports are not pins: the window input alone is wider than any
+    package's I/O), utilisation and timing summary after synthesis; ``ooc_impl``: the same, then
+    opt/place/route out of context and post-route reports; ``full``: the in-context flow (every
+    port on a pin; small models only)."""
+    src = "\n".join(f"    src/{n} \\" for n in sources)
+    mem = "\n".join(f"    src/{n} \\" for n in mems)
+    return f"""# Vivado (non-project mode) for {part}, written by qlstm rtl; the clock ({clock_ns:g} ns) is an assumption.
+# Usage (from this folder):  vivado -mode batch -source build_vivado.tcl [-tclargs MODE]
+#   ooc       (default) out-of-context synthesis of {TOP}: synth_design -mode out_of_context,
+#             then reports/ooc_utilization.rpt and reports/ooc_timing_summary.rpt (after synthesis)
+#   ooc_impl  the same, then opt_design/place_design/route_design out of context and
+#             reports/ooc_impl_utilization.rpt, reports/ooc_impl_timing_summary.rpt (after routing)
+#   full      in-context synthesis and implementation (every port of {TOP} on a package pin:
+#             only small models fit the pins); reports/utilization.rpt, reports/timing.rpt
+set mode ooc
+if {{[llength $argv] > 0}} {{ set mode [lindex $argv 0] }}
+if {{[lsearch -exact {{{" ".join(VIVADO_MODES)}}} $mode] < 0}} {{
+    puts "ERROR: unknown mode $mode (choose one of {", ".join(VIVADO_MODES)})"
+    exit 1
+}}
 set here [file dirname [file normalize [info script]]]
-read_verilog [glob $here/src/*.v]
+set part {part}
+set top {TOP}
+set sources [list \\
+{src}
+]
+set mems [list \\
+{mem}
+]
+foreach f $sources {{ read_verilog $here/$f }}
+foreach m $mems {{ read_mem $here/$m }}
 read_xdc $here/constraints/qlstm.xdc
-foreach m [glob -nocomplain $here/src/*.mem] {{ read_mem $m }}
-synth_design -top {TOP} -part {part}
-opt_design
-place_design
-route_design
-report_utilization -file $here/reports/utilization.rpt
-report_timing_summary -file $here/reports/timing.rpt
+file mkdir $here/reports
+if {{$mode eq "full"}} {{
+    synth_design -top $top -part $part
+    opt_design
+    place_design
+    route_design
+    report_utilization -file $here/reports/utilization.rpt
+    report_timing_summary -file $here/reports/timing.rpt
+}} else {{
+    synth_design -mode out_of_context -top $top -part $part
+    report_utilization -file $here/reports/ooc_utilization.rpt
+    report_timing_summary -file $here/reports/ooc_timing_summary.rpt
+    if {{$mode eq "ooc_impl"}} {{
+        opt_design
+        place_design
+        route_design
+        report_utilization -file $here/reports/ooc_impl_utilization.rpt
+        report_timing_summary -file $here/reports/ooc_impl_timing_summary.rpt
+    }}
+}}
+"""
+
+
+def xsim_script() -> str:
+    """``tb/run_xsim.sh``: the self-checking testbench in Vivado's simulator (xvlog/xelab/xsim)."""
+    return f"""#!/bin/sh
+# Runs the self-checking testbench in Vivado's simulator (written by qlstm rtl; needs Vivado on PATH).
+# The ROM .mem files are read relative to src/, so everything runs there.
+set -e
+cd "$(dirname "$0")/../src"
+xvlog -sv ../tb/{TB}.v *.v
+xelab -debug off {TB} -s {TB}_sim
+xsim {TB}_sim -R
+# the last line printed is "tb: PASS ..." or "tb: FAIL ..." (xsim stops at $fatal)
 """
 
 
@@ -494,8 +620,11 @@ def write(d: Design, out: Path, part: str, clock_ns: float) -> dict[str, int]:
 
         tb = _alarm.testbench(widths, d.alarm, clock_ns)  # type: ignore[arg-type]
     else:
-        tb = testbench(widths, clock_ns)
+        tb = testbench(widths, clock_ns, d.cycles)
+        (out / "tb" / "run_xsim.sh").write_text(xsim_script())
+        (out / "tb" / "run_xsim.sh").chmod(0o755)
     (out / "tb" / f"{TB}.v").write_text(tb)
     (out / "constraints" / "qlstm.xdc").write_text(xdc(clock_ns))
-    (out / "build_vivado.tcl").write_text(build_tcl(part))
+    sources = sorted(p.name for p in src.glob("*.v"))
+    (out / "build_vivado.tcl").write_text(build_tcl(part, clock_ns, sources, sorted(mems)))
     return widths

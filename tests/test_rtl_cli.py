@@ -78,12 +78,6 @@ def test_out_that_is_a_file_is_one_line(qrun, tmp_path, capsys):
     assert efile.read_text() == "keep me"
 
 
-def test_inputs_without_sim_is_refused(qrun, tmp_path, capsys):
-    assert _rtl(qrun, tmp_path / "o", "--inputs", str(tmp_path / "x.npy")) == 2
-    assert "--inputs is only read by --sim" in capsys.readouterr().err
-    assert not (tmp_path / "o").exists()
-
-
 @pytest.mark.parametrize("with_log", [True, False])
 def test_yosys_failure_points_to_a_log_that_still_exists(qrun, tmp_path, capsys, monkeypatch, with_log):
     from qlstm.rtl import api, synth

@@ -34,6 +34,7 @@ def test_verilator_cycles_and_bit_exactness_through_the_cli(qrun, tmp_path, caps
     assert code == 0, capsys.readouterr().err
     s = json.loads((out / "rtl.json").read_text())
     assert s["bit_exact"] is True and s["windows"] == 400 and s["mismatches"] == 0
+    assert s["testbench_check"].startswith("tb: PASS 400 windows, 0 mismatches")
     # (L + layers - 1) passes of the step pipeline, then the head: measured on every window
     expected = (5 + 1) * s["stages_per_step"] + s["head_stages"]
     assert s["cycles_min"] == s["cycles_max"] == expected == s["cycles_by_construction"]
@@ -43,7 +44,7 @@ def test_verilator_cycles_and_bit_exactness_through_the_cli(qrun, tmp_path, caps
     assert "create_clock -period 5" in (out / "constraints/qlstm.xdc").read_text()
     assert list((out / "src").glob("*.mem")), "ROM files"
     # the testbench's own outputs are the firmware's
-    lines = (out / "sim/tb_outputs.txt").read_text().split()
+    lines = (out / "tb/tb_outputs.txt").read_text().split()
     assert len(lines) == 800
     ref = Firmware(desc, weights).run(x).y_m
     assert ref.shape == (400, 2)

@@ -1,0 +1,108 @@
+"""The folder of ``qlstm rtl`` for a Vivado user (issue #16, trial defects 9 and OOC): the
+self-checking testbench's vectors (firmware_sim's outputs as raw hex), the testbench itself run in
+Verilator (PASS, and FAIL on one corrupted word), and ``build_vivado.tcl``'s out-of-context mode
+checked as text (no Vivado here)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import numpy as np
+import pytest
+from rtl_models import policy_model, windows
+
+from qlstm import description
+from qlstm.cli import main
+from qlstm.firmware_sim.simulate import Firmware
+
+
+@pytest.fixture
+def lstm4(tmp_path):
+    """A 4-cell LSTM at 8 bits, saved as a quantized run."""
+    desc, weights = policy_model(("lstm",), (4,), 8, history=4, horizon=2)
+    description.save(tmp_path / "q", desc, weights)
+    return tmp_path / "q", desc, weights
+
+
+def _words(path) -> list[int]:
+    return [int(w, 16) for w in path.read_text().split()]
+
+
+def _packed(ym: np.ndarray, width: int) -> list[int]:
+    """(N, k) signed mantissas -> one integer per window, output 0 in the low bits."""
+    mask = (1 << width) - 1
+    return [sum((int(v) & mask) << (j * width) for j, v in enumerate(row)) for row in ym]
+
+
+def test_folder_has_the_vectors_and_an_out_of_context_build_script(lstm4, tmp_path, capsys):
+    run, desc, weights = lstm4
+    x = windows(desc, 25, seed=3)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "rtl"
+    argv = ["rtl", str(run), "--part", "xc7k325tffg900-2", "--clock-ns", "3.3", "--out", str(out),
+            "--inputs", str(tmp_path / "x.npy")]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "testbench vectors: 25 windows" in printed and "assumed" in printed
+    q = desc.quantization
+    # inputs and expected outputs: exact integers (raw bits of the ap_fixed types), one hex word a line
+    assert _words(out / "tb/tb_inputs.hex") == _packed(q.input.to_int(x).reshape(25, -1), q.input.width)
+    ref = Firmware(desc, weights).run(x).y_m
+    assert _words(out / "tb/tb_expected.hex") == _packed(ref, q.output.width)
+    tb = (out / "tb/tb_qlstm.v").read_text()
+    assert "y !== y_exp" in tb and "$fatal(1" in tb and "tb: PASS" in tb and "tb: FAIL" in tb
+    assert "verilator" not in tb.lower()  # nothing Verilator-only: xsim and Icarus read it too
+    assert (out / "tb/run_xsim.sh").stat().st_mode & 0o100
+    # build_vivado.tcl: the part, out-of-context synthesis, reports; every file it names exists, and
+    # it names every source and ROM of src/
+    tcl = (out / "build_vivado.tcl").read_text()
+    assert (
+        "set part xc7k325tffg900-2" in tcl
+        and "synth_design -mode out_of_context -top $top -part $part" in tcl
+    )
+    assert "set mode ooc\n" in tcl and "set top qlstm_top" in tcl
+    for rpt in ("ooc_utilization.rpt", "ooc_timing_summary.rpt"):
+        assert f"$here/reports/{rpt}" in tcl
+    assert "read_xdc $here/constraints/qlstm.xdc" in tcl
+    named = re.findall(r"^\s+(src/\S+) \\$", tcl, re.M)
+    assert named and all((out / f).is_file() for f in named)
+    on_disk = {f"src/{p.name}" for p in (out / "src").iterdir() if p.suffix in (".v", ".mem")}
+    assert set(named) == on_disk and any(f.endswith(".mem") for f in named)
+    xdc = (out / "constraints/qlstm.xdc").read_text()
+    assert "create_clock -period 3.3 -name clk [get_ports clk]" in xdc
+
+
+@pytest.mark.slow
+def test_self_checking_testbench_passes_and_fails_on_one_corrupted_word(lstm4, tmp_path):
+    """The generated testbench, as a Vivado user runs it (no plusargs, from src/), in Verilator."""
+    from qlstm.rtl import sim
+
+    run, desc, _ = lstm4
+    out = tmp_path / "rtl"
+    assert main(["rtl", str(run), "--target", "zynq7045", "--out", str(out), "--windows", "30"]) == 0
+    binary = sim.build(out)
+    cycles = json.loads((out / "rtl.json").read_text())["cycles_by_construction"]
+
+    def tb():
+        return subprocess.run([str(binary)], cwd=out / "src", capture_output=True, text=True, timeout=120)
+
+    r = tb()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"tb: PASS 30 windows, 0 mismatches; cycles start->done {cycles}-{cycles}" in r.stdout
+    outs = (out / "tb/tb_outputs.txt").read_text().split()
+    assert [int(c) for c in outs[0::2]] == [cycles] * 30
+    assert [int(w, 16) for w in outs[1::2]] == _words(out / "tb/tb_expected.hex")
+    # one flipped bit in one expected word: the check must see it
+    exp = out / "tb/tb_expected.hex"
+    words = exp.read_text().split()
+    words[17] = f"{int(words[17], 16) ^ 1:x}"
+    exp.write_text("\n".join(words) + "\n")
+    r = tb()
+    assert r.returncode != 0
+    assert "tb: window 17:" in r.stdout and "tb: FAIL 30 windows, 1 mismatches" in r.stdout
+    # one expected word missing: a failure too, not a shorter pass
+    exp.write_text("\n".join(words[:-1]) + "\n")
+    r = tb()
+    assert r.returncode != 0 and "tb: FAIL 30 windows" in r.stdout
