@@ -100,7 +100,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="float",
         help="float: PyTorch float64; quant: alias of firmware; onnx: onnxruntime on the exported "
         "model; csim: compiled hls4ml C simulation; firmware: bit-exact NumPy firmware simulator; "
-        "rtl: the generated Verilog (qlstm rtl) in Verilator (default float)",
+        "rtl: the generated Verilog (qlstm rtl) in Verilator, built once and cached in $QLSTM_CACHE/rtl "
+        "(the $QLSTM_RTL_CACHE_MAX, default 8, most recently used builds are kept; docs/rtl.md) (default float)",
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--inputs", type=Path, metavar="X.npy", help="normalised windows, float array (N, L, C)")

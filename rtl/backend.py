@@ -3,7 +3,10 @@
 The first call for a model writes the RTL (da4ml cutoff :data:`qlstm.rtl.api.DEFAULT_PIPELINE`)
 and compiles its testbench (seconds for a few cells, minutes for 32); later calls, in any process,
 reuse it from ``$QLSTM_CACHE/rtl`` (default ``~/.cache/qlstm/rtl``), keyed by the model and the
-qlstm version. The outputs are the firmware's (and firmware_sim's) exactly.
+qlstm version. The outputs are the firmware's (and firmware_sim's) exactly. The cache keeps the
+:data:`CACHE_MAX` most recently used builds (``$QLSTM_RTL_CACHE_MAX`` to change it): a build is
+marked used whenever it is reused, and building a new one deletes the least recently used beyond
+that count (a build of LSTM(32) with its compiled testbench takes tens of MB).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +28,59 @@ from . import api, sim
 from .verilog import TB
 
 #: Bump when the generated RTL changes for the same model (invalidates the cache).
-RTL_FORMAT = 2  # 2: x_t registered, product latency
+RTL_FORMAT = 3  # 2: x_t registered, product latency; 3: built with DEFAULT_PRODUCT_LATENCY, as qlstm rtl
+
+
+#: Builds kept in the cache by default (the most recently used); ``$QLSTM_RTL_CACHE_MAX`` overrides.
+CACHE_MAX = 8
+CACHE_MAX_ENV = "QLSTM_RTL_CACHE_MAX"
+#: A staging folder left by a killed build is deleted when older than this (seconds).
+STALE_STAGING_S = 24 * 3600
+
+
+def cache_max() -> int:
+    """How many builds the cache keeps: ``$QLSTM_RTL_CACHE_MAX`` (an integer >= 1) or :data:`CACHE_MAX`."""
+    text = os.environ.get(CACHE_MAX_ENV)
+    if text is None or text.strip() == "":
+        return CACHE_MAX
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise QlstmError(f"{CACHE_MAX_ENV}={text!r}: must be an integer >= 1 (RTL builds kept in the cache)")
+    return n
+
+
+def _touch(entry: Path) -> None:
+    """Mark a cached build as just used (its folder's modification time orders the eviction)."""
+    now = time.time_ns()
+    os.utime(entry, ns=(now, now))
+
+
+def evict(root: Path, keep: int, protect: Path | None = None) -> list[Path]:
+    """Delete the least recently used builds under ``root`` beyond the ``keep`` most recent (never
+    ``protect``), and staging folders older than :data:`STALE_STAGING_S`. Returns what was deleted."""
+    if not root.is_dir():
+        return []
+    gone = []
+    entries = []
+    for p in root.iterdir():
+        if not p.is_dir():
+            continue
+        st = p.stat()
+        if p.name.startswith("."):
+            if time.time() - st.st_mtime > STALE_STAGING_S:
+                shutil.rmtree(p, ignore_errors=True)
+                gone.append(p)
+        else:
+            entries.append((st.st_mtime_ns, p))
+    others = [p for _, p in sorted(entries, reverse=True) if p != protect]  # most recent first
+    room = keep - (protect is not None and protect.is_dir())
+    for p in others[max(room, 0) :]:
+        shutil.rmtree(p, ignore_errors=True)
+        gone.append(p)
+    return gone
 
 
 def cache_root() -> Path:
@@ -64,15 +120,17 @@ def compiled(
         raise QlstmError(
             f"{run_dir}: not a quantized run; the rtl backend needs the output of qlstm quantize"
         )
+    keep = cache_max()
     entry = cache_root() / _key(desc, weights, pipeline, alarm_rule)
     binary = entry / "sim" / "obj_dir" / f"V{TB}"
     if binary.is_file():
+        _touch(entry)
         return entry, None, desc
     sim.verilator_env()
     entry.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:
-        d = api.with_alarm(api._verilog.pipeline(api._trace.trace(desc, weights), pipeline), alarm_rule)
+        d = api.design(desc, weights, pipeline, alarm_rule)  # qlstm rtl's defaults (product latency)
         res = api.build(
             desc, weights, part="xc7z045ffg900-2", clock_ns=5.0, pipeline=pipeline, out=stage, traced_design=d
         )
@@ -83,18 +141,39 @@ def compiled(
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    _touch(entry)
+    evict(entry.parent, keep, protect=entry)
     return entry, res, desc
 
 
 def predict(run_dir: Path, x: np.ndarray) -> np.ndarray:
     """(N, L, C) normalised windows -> (N, k) float64: the RTL's outputs in Verilator."""
-    folder, _, desc = compiled(run_dir)
+    t0 = time.perf_counter()
+    folder, res, desc = compiled(run_dir)
+    built_s = time.perf_counter() - t0
     q = desc.quantization  # type: ignore[attr-defined]
     xm = q.input.to_int(np.asarray(x, dtype=np.float64))
     with tempfile.TemporaryDirectory() as tmp:
         binary = folder / "sim" / "obj_dir" / f"V{TB}"
         r = sim.run(binary, folder, xm, q.input, q.output, desc.architecture.horizon, io_dir=Path(tmp))  # type: ignore[attr-defined]
+    print(describe(folder, res is not None, built_s, r.cycles))
     return q.output.to_float(r.y_m)
+
+
+def describe(folder: Path, built: bool, built_s: float, cycles: np.ndarray) -> str:
+    """One line: the design of the cached ``folder`` (its ``rtl.json``), whether it was built now
+    or reused, where it is cached, and the ``cycles`` (N,) measured in RTL simulation."""
+    s = json.loads((folder / api.RTL_JSON).read_text())
+    how = f"built now in {built_s:.1f} s" if built else "reused"
+    cmin, cmax = int(cycles.min()), int(cycles.max())
+    pl = s.get("product_latency")
+    return (
+        f"rtl backend: da4ml cutoff {s['pipeline']:g} ({s['stages_per_step']} stages per step, {s['head_stages']} "
+        f"for the head, product latency {'da4ml' if pl is None else format(pl, 'g')}), {s['part']}, clock "
+        f"{s['clock_ns']:g} ns assumed; {how}, cached in {folder} (the {cache_max()} most recently used builds "
+        f"are kept, ${CACHE_MAX_ENV}); cycles start->done {cmin}-{cmax} measured in RTL simulation (Verilator) "
+        f"on {len(cycles):,} windows = {cmax * s['clock_ns'] / 1000:.3f} us at the assumed clock"
+    )
 
 
 def alarm_stream(

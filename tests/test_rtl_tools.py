@@ -51,7 +51,7 @@ def test_verilator_cycles_and_bit_exactness_through_the_cli(qrun, tmp_path, caps
 
 
 @pytest.mark.slow
-def test_predict_backend_rtl_equals_firmware(qrun, tmp_path, monkeypatch):
+def test_predict_backend_rtl_equals_firmware(qrun, tmp_path, monkeypatch, capsys):
     run, desc, weights = qrun
     monkeypatch.setenv("QLSTM_CACHE", str(tmp_path / "cache"))
     x = windows(desc, 200, seed=7)
@@ -74,6 +74,15 @@ def test_predict_backend_rtl_equals_firmware(qrun, tmp_path, monkeypatch):
     y = np.load(tmp_path / "y.npy")
     assert y.dtype == np.float64 and y.shape == (200, 2)
     np.testing.assert_array_equal(y, Firmware(desc, weights).run(x).y)
+    # one line says what was built, where it is cached and the cycles measured (issue #16, trial)
+    s = json.loads(next((tmp_path / "cache" / "rtl").glob("*/rtl.json")).read_text())
+    c = s["cycles_by_construction"]
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("rtl backend:")]
+    assert len(line) == 1 and f"da4ml cutoff 4 ({s['stages_per_step']} stages per step" in line[0]
+    assert "clock 5 ns assumed; built now in" in line[0] and str(tmp_path / "cache" / "rtl") in line[0]
+    assert f"cycles start->done {c}-{c} measured in RTL simulation (Verilator) on 200 windows" in line[0]
+    assert main(["predict", str(run), "--backend", "rtl", "--inputs", str(tmp_path / "x.npy")]) == 0
+    assert "clock 5 ns assumed; reused, cached in" in capsys.readouterr().out
 
 
 @pytest.mark.slow

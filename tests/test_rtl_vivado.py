@@ -106,3 +106,41 @@ def test_self_checking_testbench_passes_and_fails_on_one_corrupted_word(lstm4, t
     exp.write_text("\n".join(words[:-1]) + "\n")
     r = tb()
     assert r.returncode != 0 and "tb: FAIL 30 windows" in r.stdout
+
+
+def test_predict_cache_keeps_the_most_recently_used_builds(tmp_path, monkeypatch):
+    """``qlstm predict --backend rtl``'s cache: ``$QLSTM_RTL_CACHE_MAX`` builds, least recently
+    used evicted, a cached build reused without building (Verilator's compile is stubbed: this
+    tests the cache, test_rtl_tools.py the simulation)."""
+    from qlstm.errors import QlstmError
+    from qlstm.rtl import backend, sim
+
+    builds = []
+
+    def fake_build(folder, **kw):
+        builds.append(folder)
+        b = folder / "sim" / "obj_dir" / "Vtb_qlstm"
+        b.parent.mkdir(parents=True)
+        b.write_text("stub")
+        return b
+
+    monkeypatch.setattr(sim, "build", fake_build)
+    monkeypatch.setattr(sim, "verilator_env", lambda: None)
+    monkeypatch.setenv("QLSTM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("QLSTM_RTL_CACHE_MAX", "2")
+    runs = []
+    for seed in range(3):
+        desc, weights = policy_model(("gru",), (2,), 6, history=3, horizon=1, seed=seed)
+        description.save(tmp_path / f"q{seed}", desc, weights)
+        runs.append(tmp_path / f"q{seed}")
+    a, res, _ = backend.compiled(runs[0])
+    b, _, _ = backend.compiled(runs[1])
+    assert res is not None and len(builds) == 2 and a.is_dir() and b.is_dir()
+    again, res, _ = backend.compiled(runs[0])  # reused: no build, and now the most recently used
+    assert again == a and res is None and len(builds) == 2
+    c, _, _ = backend.compiled(runs[2])  # a third build evicts the least recently used (b)
+    assert len(builds) == 3 and a.is_dir() and c.is_dir() and not b.exists()
+    assert sorted(p.name for p in (tmp_path / "cache" / "rtl").iterdir()) == sorted([a.name, c.name])
+    monkeypatch.setenv("QLSTM_RTL_CACHE_MAX", "0")
+    with pytest.raises(QlstmError, match="QLSTM_RTL_CACHE_MAX='0': must be an integer >= 1"):
+        backend.compiled(runs[1])
