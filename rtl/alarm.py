@@ -376,68 +376,107 @@ def body(ad: AlarmDesign, *, x_bits: int, head_stages: int, cw: int, cycles: int
     return lines
 
 
-def testbench(widths: dict[str, int], ad: AlarmDesign, clock_ns: float) -> str:
-    """Testbench of the alarm design: ``+in=FILE`` lines ``<clear> <x hex>``, constants from
-    ``+theta= +clip= +kappa= +min_run=`` (hex); writes per window
-    ``<cycles start->done> <y hex> <cycles start->alarm_valid> <score hex> <alarm_count> <alarm>``."""
-    from .verilog import TB, TOP
+#: The alarm constants of the self-checking testbench's default run (``tb/``, hex: theta clip kappa min_run).
+TB_CONSTANTS = "tb_constants.hex"
+
+
+def testbench(widths: dict[str, int], ad: AlarmDesign, clock_ns: float, cycles: int) -> str:
+    """The self-checking testbench of the alarm design (:func:`qlstm.rtl.verilog.self_checking_tb`):
+    ``+in=FILE`` lines ``<clear> <x hex>``, constants from ``+theta= +clip= +kappa= +min_run=``
+    (hex; without ``+in=`` from ``../tb/tb_constants.hex``); writes per window ``<cycles
+    start->done> <y hex> <cycles start->alarm_valid> <score hex> <alarm_count> <alarm>`` and
+    compares ``y``, ``score``, ``alarm_count`` and ``alarm`` with the expected file's line ``<y
+    hex> <score hex> <alarm_count hex> <alarm>`` by exact equality."""
+    from .verilog import TB_EXPECTED, TB_INPUTS, TB_OUTPUTS, TOP, self_checking_tb
 
     st, tt, ct = ad.types.score, ad.types.threshold, ad.types.counter
-    half = clock_ns / 2
-    return f"""`timescale 1ns / 1ps
-// Drives qlstm_top (with the alarm) with the windows of +in=FILE ("<clear> <x hex>" per line) and
-// writes "<cycles> <y hex> <alarm cycles> <score hex> <alarm_count> <alarm>" per window to +out=FILE.
-module {TB};
-reg clk = 1'b0, rst = 1'b1, start = 1'b0, clr = 1'b0;
+    yb = widths["y_bits"]
+    return self_checking_tb(
+        clock_ns,
+        cycles,
+        header=f"""// The design with the quench-precursor alarm: the windows are one stream. Without plusargs: windows
+// from ../tb/{TB_INPUTS} ("<clear> <x hex>" per line), the alarm constants from ../tb/{TB_CONSTANTS}
+// ("<theta> <clip> <kappa> <min_run>", hex mantissas), expected "<y hex> <score hex> <alarm_count hex>
+// <alarm>" per window from ../tb/{TB_EXPECTED} (raw bits, computed by qlstm's firmware_sim and its
+// alarm), compared by exact equality. Writes "<cycles> <y hex> <alarm cycles> <score hex> <alarm_count>
+// <alarm>" per window to ../tb/{TB_OUTPUTS}. Plusargs +theta= +clip= +kappa= +min_run= (hex) override.""",
+        decls=f"""reg clr = 1'b0;
 reg [{widths["x_bits"] - 1}:0] x = 0;
 reg [{tt.width - 1}:0] theta = 0;
 reg [{st.width - 1}:0] clip = 0, kappa = 0;
 reg [{ct.width - 1}:0] min_run = 0;
 wire busy, done, alarm, alarm_valid;
-wire [{widths["y_bits"] - 1}:0] y;
+wire [{yb - 1}:0] y;
 wire [{st.width - 1}:0] score;
 wire [{ct.width - 1}:0] alarm_count;
+reg [{yb - 1}:0] y_exp = 0;
+reg [{st.width - 1}:0] score_exp = 0;
+reg [{ct.width - 1}:0] count_exp = 0;
+reg alarm_exp = 1'b0;
+integer c, acycles, fcon;
 {TOP} dut (.clk(clk), .rst(rst), .start(start), .x(x), .busy(busy), .done(done), .y(y),
     .alarm_clear(clr), .alarm_theta(theta), .alarm_clip(clip), .alarm_kappa(kappa), .alarm_min_run(min_run),
-    .score(score), .alarm_count(alarm_count), .alarm(alarm), .alarm_valid(alarm_valid));
-always #{half:g} clk = ~clk;
-integer fin, fout, code, cycles, acycles, n, c;
-reg [8*4096-1:0] fname_in, fname_out;
-initial begin
-    if (!$value$plusargs("in=%s", fname_in)) fname_in = "tb_inputs.hex";
-    if (!$value$plusargs("out=%s", fname_out)) fname_out = "tb_outputs.txt";
-    if (!$value$plusargs("theta=%h", theta)) theta = 0;
-    if (!$value$plusargs("clip=%h", clip)) clip = 0;
-    if (!$value$plusargs("kappa=%h", kappa)) kappa = 0;
-    if (!$value$plusargs("min_run=%h", min_run)) min_run = 0;
-    fin = $fopen(fname_in, "r");
-    fout = $fopen(fname_out, "w");
-    if (fin == 0 || fout == 0) begin $display("tb: cannot open the input or output file"); $finish; end
-    n = 0;
-    repeat (2) @(posedge clk);
-    #1 rst = 1'b0;
-    code = $fscanf(fin, "%d %h\\n", c, x);
-    while (code == 2) begin
-        @(negedge clk) begin start = 1'b1; clr = (c != 0); end
-        @(posedge clk);
-        #1 start = 1'b0;
-        cycles = 0;
-        acycles = -1;
-        while (!done) begin
-            @(posedge clk);
-            #1 cycles = cycles + 1;
-            if (alarm_valid) acycles = cycles;
+    .score(score), .alarm_count(alarm_count), .alarm(alarm), .alarm_valid(alarm_valid));""",
+        setup=f"""    if (defaults) begin
+        fcon = $fopen("../tb/{TB_CONSTANTS}", "r");
+        code = 0;
+        if (fcon != 0) code = $fscanf(fcon, "%h %h %h %h\\n", theta, clip, kappa, min_run);
+        if (code != 4) begin
+            $display("tb: FAIL cannot read ../tb/{TB_CONSTANTS}");
+            $fatal(1, "tb: FAIL");
         end
-        $fdisplay(fout, "%0d %h %0d %h %0d %0d", cycles, y, acycles, score, alarm_count, alarm);
-        n = n + 1;
-        code = $fscanf(fin, "%d %h\\n", c, x);
     end
-    $fclose(fout);
-    $display("tb: %0d windows", n);
-    $finish;
-end
-endmodule
-"""
+    if ($value$plusargs("theta=%h", theta)) ;
+    if ($value$plusargs("clip=%h", clip)) ;
+    if ($value$plusargs("kappa=%h", kappa)) ;
+    if ($value$plusargs("min_run=%h", min_run)) ;
+""",
+        read_in=('"%d %h\\n", c, x', 2),
+        on_start=" clr = (c != 0);",
+        before_wait="\n        acycles = -1;",
+        per_cycle="\n            if (alarm_valid) acycles = cycles;",
+        out_line='"%0d %h %0d %h %0d %0d", cycles, y, acycles, score, alarm_count, alarm',
+        read_exp=('"%h %h %h %h\\n", y_exp, score_exp, count_exp, alarm_exp', 4),
+        differs="y !== y_exp || score !== score_exp || alarm_count !== count_exp || alarm !== alarm_exp",
+        show='"tb: window %0d: y score count alarm = %h %h %h %h, expected %h %h %h %h", n, '
+        "y, score, alarm_count, alarm, y_exp, score_exp, count_exp, alarm_exp",
+    )
+
+
+def write_vectors(
+    tb_dir, xm: np.ndarray, clear: np.ndarray, ad: AlarmDesign, c: Constants, expected=None
+) -> tuple:
+    """Write the alarm testbench's vectors into ``tb_dir``: the stream (``<clear> <x hex>`` per
+    window) as ``tb_inputs.hex``, the constants as :data:`TB_CONSTANTS` and, with ``expected`` =
+    (``y_m`` (N, k) firmware_sim's outputs, ``want`` :func:`reference`'s dict), the expected
+    ``<y hex> <score hex> <alarm_count hex> <alarm>`` per window as ``tb_expected.hex``. Returns
+    (inputs, expected or None) paths."""
+    from pathlib import Path
+
+    from qlstm.io import atomic_write_text
+
+    from .sim import _hex_words, _y_words
+    from .verilog import TB_EXPECTED, TB_INPUTS
+
+    tb_dir = Path(tb_dir)
+    words = _hex_words(np.asarray(xm), ad.input_t)
+    fin = tb_dir / TB_INPUTS
+    atomic_write_text(
+        fin, "".join(f"{int(cl)} {w}\n" for cl, w in zip(np.asarray(clear, bool), words, strict=True))
+    )
+    atomic_write_text(tb_dir / TB_CONSTANTS, f"{c.theta:x} {c.clip:x} {c.kappa:x} {c.min_run:x}\n")
+    if expected is None:
+        return fin, None
+    y_m, want = expected
+    st, ct = ad.types.score, ad.types.counter
+    ys = _y_words(y_m, ad.result_t)
+    lines = [
+        f"{y} {int(s) & ((1 << st.width) - 1):x} {int(n) & ((1 << ct.width) - 1):x} {int(a)}\n"
+        for y, s, n, a in zip(ys, want["score"], want["counter"], want["alarm"], strict=True)
+    ]
+    fexp = tb_dir / TB_EXPECTED
+    atomic_write_text(fexp, "".join(lines))
+    return fin, fexp
 
 
 def _signed(v: int, t: FixedType) -> int:
@@ -456,28 +495,38 @@ class AlarmSim:
     score: np.ndarray
     counter: np.ndarray
     alarm: np.ndarray
+    check: str | None = None
 
 
 def run(
-    binary, folder, xm: np.ndarray, clear: np.ndarray, ad: AlarmDesign, c: Constants, io_dir=None
+    binary,
+    folder,
+    xm: np.ndarray,
+    clear: np.ndarray,
+    ad: AlarmDesign,
+    c: Constants,
+    io_dir=None,
+    expected=None,
 ) -> AlarmSim:
-    """Simulate a stream of windows ``xm`` (N, L, C) input-type mantissas with ``clear`` (N,)."""
+    """Simulate a stream of windows ``xm`` (N, L, C) input-type mantissas with ``clear`` (N,);
+    with ``expected`` (see :func:`write_vectors`) the testbench checks every window itself and
+    its ``tb: PASS``/``tb: FAIL`` line is returned in ``check``."""
     from pathlib import Path
 
-    from .sim import _hex_words, run_testbench
+    from .sim import run_testbench
 
     _check_constants(ad, c)
     sim = Path(io_dir or Path(folder) / "sim")
-    fin, fout = sim / "tb_inputs.hex", sim / "tb_outputs.txt"
-    words = _hex_words(np.asarray(xm), ad.input_t)
-    fin.write_text("".join(f"{int(cl)} {w}\n" for cl, w in zip(np.asarray(clear, bool), words, strict=True)))
+    fin, fexp = write_vectors(sim, xm, clear, ad, c, expected)
+    fout = sim / "tb_outputs.txt"
     args = (f"+theta={c.theta:x}", f"+clip={c.clip:x}", f"+kappa={c.kappa:x}", f"+min_run={c.min_run:x}")
-    tok = run_testbench(binary, folder, fin, fout, args)
-    if len(tok) != 6 * len(words):
-        raise QlstmError(f"RTL simulation returned {len(tok) // 6} of {len(words)} windows")
+    tok, check = run_testbench(binary, folder, fin, fout, args, expect=fexp)
+    n_win = len(xm)
+    if len(tok) != 6 * n_win:
+        raise QlstmError(f"RTL simulation returned {len(tok) // 6} of {n_win} windows")
     k = ad.horizon
     wy, mask = ad.result_t.width, (1 << ad.result_t.width) - 1
-    ys = np.empty((len(words), k), dtype=np.int64)
+    ys = np.empty((n_win, k), dtype=np.int64)
     for n, word in enumerate(tok[1::6]):
         v = int(word, 16)
         for j in range(k):
@@ -490,4 +539,5 @@ def run(
         score=np.array([_signed(int(w, 16), ad.types.score) for w in tok[3::6]], dtype=np.int64),
         counter=np.array(tok[4::6], dtype=np.int64),
         alarm=np.array(tok[5::6], dtype=np.int64) == 1,
+        check=check,
     )

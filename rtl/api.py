@@ -246,24 +246,10 @@ def simulate(res: RtlResult, x: np.ndarray, *, jobs: int = 1, opt: str = _sim.DE
     xm = tr.input_t.to_int(np.asarray(x, dtype=np.float64))
     ad = res.design.alarm
     if ad is not None:  # the windows as one stream through the alarm, checked against alarm_fixed
-        weights = _load_weights(res.out)
-        ref = Firmware(res.desc, weights).run(x).y_m
         from . import alarm as _alarm
 
-        consts = _alarm.check_constants_for(ad, xm, ref)  # type: ignore[arg-type]
-        clear = np.zeros(len(xm), dtype=bool)
-        clear[0] = True
-        r = _alarm.run(binary, res.out, xm, clear, ad, consts)  # type: ignore[arg-type]
-        want = _alarm.reference(
-            ad.types,
-            ad.rule,
-            tr.input_t,
-            tr.result_t,
-            _alarm.newest_target(ad, xm),
-            ref,
-            clear,
-            consts,
-        )
+        clear, consts, ref, want = _alarm_vectors(res, x)
+        r = _alarm.run(binary, res.out, xm, clear, ad, consts, io_dir=res.out / "tb", expected=(ref, want))  # type: ignore[arg-type]
         bad_alarm = int(
             ((r.score != want["score"]) | (r.counter != want["counter"]) | (r.alarm != want["alarm"])).sum()
         )
@@ -294,34 +280,65 @@ def simulate(res: RtlResult, x: np.ndarray, *, jobs: int = 1, opt: str = _sim.DE
         "build_s": round(t1 - t0, 1),
         "run_s": round(t2 - t1, 1),
     }
-    check = getattr(r, "check", None)
-    if check is not None:
-        res.sim["testbench"] = check
-        if check.startswith("tb: PASS") != (bad == 0):
-            raise QlstmError(
-                f"the testbench's own check disagrees with firmware_sim's: {check}; {bad} windows differ"
-            )
     if ad is not None:
         res.sim["alarm"] = alarm_fig
         res.sim["bit_exact"] = bad == 0 and bad_alarm == 0
+    if r.check is not None:  # the testbench's own verdict must be Python's
+        res.sim["testbench"] = r.check
+        if r.check.startswith("tb: PASS") != res.sim["bit_exact"]:
+            raise QlstmError(
+                f"the testbench's own check disagrees with the exact comparison: {r.check}; "
+                f"bit_exact={res.sim['bit_exact']}"
+            )
     res.write_json()
     return res.sim
 
 
-def write_vectors(res: RtlResult, x: np.ndarray) -> np.ndarray | None:
+def write_vectors(res: RtlResult, x: np.ndarray) -> np.ndarray:
     """Write the self-checking testbench's vectors into ``res.out/tb``: windows ``x`` (N, L, C,
-    normalised) and firmware_sim's outputs as result-type raw bits (:func:`qlstm.rtl.sim.write_vectors`).
-    Returns those outputs (N, k) mantissas; None (nothing written) for a design with the alarm,
-    whose testbench takes a stream and alarm constants instead."""
+    normalised) and firmware_sim's outputs as result-type raw bits (:func:`qlstm.rtl.sim.write_vectors`;
+    with the alarm, the windows as one stream, its constants and expected registers:
+    :func:`qlstm.rtl.alarm.write_vectors`). Returns firmware_sim's outputs (N, k) mantissas."""
     from qlstm.firmware_sim.simulate import Firmware
 
-    if res.design.alarm is not None:
-        return None
     tr = res.design.traced
-    ref = Firmware(res.desc, _load_weights(res.out)).run(x).y_m
     xm = tr.input_t.to_int(np.asarray(x, dtype=np.float64))
+    if res.design.alarm is not None:
+        from . import alarm as _alarm
+
+        clear, consts, ref, want = _alarm_vectors(res, x)
+        _alarm.write_vectors(res.out / "tb", xm, clear, res.design.alarm, consts, (ref, want))  # type: ignore[arg-type]
+        return ref
+    ref = Firmware(res.desc, _load_weights(res.out)).run(x).y_m
     _sim.write_vectors(res.out / "tb", xm, tr.input_t, ref, tr.result_t)
     return ref
+
+
+def _alarm_vectors(res: RtlResult, x: np.ndarray):
+    """The windows ``x`` as one stream through a design with the alarm (clear on the first):
+    (clear (N,), constants :func:`qlstm.rtl.alarm.check_constants_for`, firmware_sim's outputs
+    (N, k), :func:`qlstm.rtl.alarm.reference`'s score, counter and alarm)."""
+    from qlstm.firmware_sim.simulate import Firmware
+
+    from . import alarm as _alarm
+
+    ad, tr = res.design.alarm, res.design.traced
+    xm = tr.input_t.to_int(np.asarray(x, dtype=np.float64))
+    ref = Firmware(res.desc, _load_weights(res.out)).run(x).y_m
+    consts = _alarm.check_constants_for(ad, xm, ref)  # type: ignore[arg-type]
+    clear = np.zeros(len(xm), dtype=bool)
+    clear[0] = True
+    want = _alarm.reference(
+        ad.types,
+        ad.rule,
+        tr.input_t,
+        tr.result_t,
+        _alarm.newest_target(ad, xm),
+        ref,
+        clear,
+        consts,  # type: ignore[union-attr]
+    )
+    return clear, consts, ref, want
 
 
 def run_folder(

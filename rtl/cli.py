@@ -296,7 +296,8 @@ def run(args: argparse.Namespace) -> int:
             f"RTL: {len(desc.architecture.layers)} layer(s), da4ml cutoff {d.pipeline:g}: {_n(d.stages, 'stage')} per "
             f"step, {d.head_stages} for the head, {d.cycles:,} cycles per window by construction"
         )
-        if not args.sim and api.write_vectors(res, np.asarray(x)) is not None:
+        if not args.sim:
+            api.write_vectors(res, np.asarray(x))
             print(
                 f"testbench vectors: {len(x):,} windows and firmware_sim's outputs in tb/ (tb/tb_qlstm.v checks them; "
                 "run it with --sim, or in Vivado: docs/rtl.md)"

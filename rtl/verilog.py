@@ -410,34 +410,73 @@ def testbench(widths: dict[str, int], clock_ns: float, cycles: int) -> str:
     mismatches and the measured cycles, and ends with ``$finish`` (``$fatal(1)`` on a failure).
     A window without ``done`` within ``2 * cycles + 16`` cycles (``cycles``: by construction)
     fails."""
-    half = clock_ns / 2
     xb, yb = widths["x_bits"], widths["y_bits"]
-    limit = 2 * cycles + 16
-    return f"""`timescale 1ns / 1ps
-// Self-checking testbench of {TOP} (written by qlstm rtl). Run it from src/, where the ROM .mem files are.
-// Without plusargs: windows from ../tb/{TB_INPUTS} (one hex word of {xb} bits per line, x of {TOP}),
+    return self_checking_tb(
+        clock_ns,
+        cycles,
+        header=f"""// Without plusargs: windows from ../tb/{TB_INPUTS} (one hex word of {xb} bits per line, x of {TOP}),
 // expected outputs from ../tb/{TB_EXPECTED} (one hex word of {yb} bits per line: y of {TOP}, i.e.
 // the raw bits of the output ap_fixed, computed by qlstm's firmware_sim); every y is compared with its
-// expected word by exact equality. Writes "<cycles start->done> <y hex>" per window to ../tb/{TB_OUTPUTS}.
+// expected word by exact equality. Writes "<cycles start->done> <y hex>" per window to ../tb/{TB_OUTPUTS}.""",
+        decls=f"""reg [{xb - 1}:0] x = 0;
+reg [{yb - 1}:0] y_exp = 0;
+wire busy, done;
+wire [{yb - 1}:0] y;
+{TOP} dut (.clk(clk), .rst(rst), .start(start), .x(x), .busy(busy), .done(done), .y(y));""",
+        read_in=('"%h\\n", x', 1),
+        out_line='"%0d %h", cycles, y',
+        read_exp=('"%h\\n", y_exp', 1),
+        differs="y !== y_exp",
+        show='"tb: window %0d: y = %h, expected %h", n, y, y_exp',
+    )
+
+
+def self_checking_tb(
+    clock_ns: float,
+    cycles: int,
+    *,
+    header: str,
+    decls: str,
+    read_in: tuple[str, int],
+    out_line: str,
+    read_exp: tuple[str, int],
+    differs: str,
+    show: str,
+    setup: str = "",
+    on_start: str = "",
+    before_wait: str = "",
+    per_cycle: str = "",
+) -> str:
+    """The one self-checking testbench skeleton (the plain and the alarm design's): file handling,
+    the start/done loop with the cycle count and a timeout, the exact comparison (``differs``, a
+    Verilog expression true on a mismatch) and the ``tb: PASS``/``tb: FAIL`` line. ``read_in``,
+    ``read_exp``: ``$fscanf`` format-and-arguments and the count of values a line holds; ``setup``
+    runs after the files are open (``defaults``: no ``+in=`` given), ``on_start`` in the start
+    cycle, ``before_wait`` after it, ``per_cycle`` after every clock edge while waiting for ``done``."""
+    half = clock_ns / 2
+    limit = 2 * cycles + 16
+    fin_fmt, fin_n = read_in
+    fexp_fmt, fexp_n = read_exp
+    return f"""`timescale 1ns / 1ps
+// Self-checking testbench of {TOP} (written by qlstm rtl). Run it from src/, where the ROM .mem files are.
+{header}
 // Plusargs: +in=FILE +out=FILE +expect=FILE (with +in and no +expect, nothing is checked).
 // Ends with one line "tb: PASS ..." and $finish, or "tb: FAIL ..." and $fatal(1).
 module {TB};
 reg clk = 1'b0, rst = 1'b1, start = 1'b0;
-reg [{xb - 1}:0] x = 0;
-reg [{yb - 1}:0] y_exp = 0;
-wire busy, done;
-wire [{yb - 1}:0] y;
-{TOP} dut (.clk(clk), .rst(rst), .start(start), .x(x), .busy(busy), .done(done), .y(y));
+{decls}
 always #{half:g} clk = ~clk;
-integer fin, fout, fexp, code, ecode, cycles, n, bad, cmin, cmax, check;
+integer fin, fout, fexp, code, ecode, cycles, n, bad, cmin, cmax, check, defaults;
 reg [8*4096-1:0] fname_in, fname_out, fname_exp;
 initial begin
     check = 0;
+    defaults = 0;
     fexp = 0;
     if (!$value$plusargs("in=%s", fname_in)) begin
         fname_in = "../tb/{TB_INPUTS}";
         fname_exp = "../tb/{TB_EXPECTED}";
         check = 1;
+        defaults = 1;
     end
     if ($value$plusargs("expect=%s", fname_exp)) check = 1;
     if (!$value$plusargs("out=%s", fname_out)) fname_out = "../tb/{TB_OUTPUTS}";
@@ -448,45 +487,45 @@ initial begin
         $display("tb: FAIL cannot open the input, expected or output file (run from src/)");
         $fatal(1, "tb: FAIL");
     end
-    n = 0;
+{setup}    n = 0;
     bad = 0;
     cmin = 0;
     cmax = 0;
     repeat (2) @(posedge clk);
     #1 rst = 1'b0;
-    code = $fscanf(fin, "%h\\n", x);
-    while (code == 1) begin
-        @(negedge clk) start = 1'b1;
+    code = $fscanf(fin, {fin_fmt});
+    while (code == {fin_n}) begin
+        @(negedge clk) begin start = 1'b1;{on_start} end
         @(posedge clk);
         #1 start = 1'b0;
-        cycles = 0;
+        cycles = 0;{before_wait}
         while (!done && cycles < {limit}) begin
             @(posedge clk);
-            #1 cycles = cycles + 1;
+            #1 cycles = cycles + 1;{per_cycle}
         end
-        $fdisplay(fout, "%0d %h", cycles, y);
+        $fdisplay(fout, {out_line});
         if (n == 0 || cycles < cmin) cmin = cycles;
         if (cycles > cmax) cmax = cycles;
         if (!done) begin
             bad = bad + 1;
             if (bad <= 5) $display("tb: window %0d: no done within {limit} cycles", n);
         end else if (check) begin
-            ecode = $fscanf(fexp, "%h\\n", y_exp);
-            if (ecode != 1) begin
+            ecode = $fscanf(fexp, {fexp_fmt});
+            if (ecode != {fexp_n}) begin
                 bad = bad + 1;
                 if (bad <= 5) $display("tb: window %0d: no expected output left in the file", n);
-            end else if (y !== y_exp) begin
+            end else if ({differs}) begin
                 bad = bad + 1;
-                if (bad <= 5) $display("tb: window %0d: y = %h, expected %h", n, y, y_exp);
+                if (bad <= 5) $display({show});
             end
         end
         n = n + 1;
-        code = $fscanf(fin, "%h\\n", x);
+        code = $fscanf(fin, {fin_fmt});
     end
     $fclose(fout);
     if (check) begin
-        ecode = $fscanf(fexp, "%h\\n", y_exp);
-        if (ecode == 1) begin
+        ecode = $fscanf(fexp, {fexp_fmt});
+        if (ecode == {fexp_n}) begin
             bad = bad + 1;
             $display("tb: more expected outputs than windows");
         end
@@ -618,12 +657,12 @@ def write(d: Design, out: Path, part: str, clock_ns: float) -> dict[str, int]:
     if d.alarm is not None:
         from . import alarm as _alarm
 
-        tb = _alarm.testbench(widths, d.alarm, clock_ns)  # type: ignore[arg-type]
+        tb = _alarm.testbench(widths, d.alarm, clock_ns, d.cycles)  # type: ignore[arg-type]
     else:
         tb = testbench(widths, clock_ns, d.cycles)
-        (out / "tb" / "run_xsim.sh").write_text(xsim_script())
-        (out / "tb" / "run_xsim.sh").chmod(0o755)
     (out / "tb" / f"{TB}.v").write_text(tb)
+    (out / "tb" / "run_xsim.sh").write_text(xsim_script())
+    (out / "tb" / "run_xsim.sh").chmod(0o755)
     (out / "constraints" / "qlstm.xdc").write_text(xdc(clock_ns))
     sources = sorted(p.name for p in src.glob("*.v"))
     (out / "build_vivado.tcl").write_text(build_tcl(part, clock_ns, sources, sorted(mems)))

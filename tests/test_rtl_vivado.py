@@ -75,13 +75,16 @@ def test_folder_has_the_vectors_and_an_out_of_context_build_script(lstm4, tmp_pa
 
 
 @pytest.mark.slow
-def test_self_checking_testbench_passes_and_fails_on_one_corrupted_word(lstm4, tmp_path):
-    """The generated testbench, as a Vivado user runs it (no plusargs, from src/), in Verilator."""
+@pytest.mark.parametrize("alarm", [None, "instant"])
+def test_self_checking_testbench_passes_and_fails_on_one_corrupted_word(lstm4, tmp_path, alarm):
+    """The generated testbench, as a Vivado user runs it (no plusargs, from src/), in Verilator;
+    with the alarm it also checks score, counter and alarm bit of every window of the stream."""
     from qlstm.rtl import sim
 
     run, desc, _ = lstm4
     out = tmp_path / "rtl"
-    assert main(["rtl", str(run), "--target", "zynq7045", "--out", str(out), "--windows", "30"]) == 0
+    extra = [] if alarm is None else ["--alarm", alarm]
+    assert main(["rtl", str(run), "--target", "zynq7045", "--out", str(out), "--windows", "30", *extra]) == 0
     binary = sim.build(out)
     cycles = json.loads((out / "rtl.json").read_text())["cycles_by_construction"]
 
@@ -91,19 +94,25 @@ def test_self_checking_testbench_passes_and_fails_on_one_corrupted_word(lstm4, t
     r = tb()
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"tb: PASS 30 windows, 0 mismatches; cycles start->done {cycles}-{cycles}" in r.stdout
-    outs = (out / "tb/tb_outputs.txt").read_text().split()
-    assert [int(c) for c in outs[0::2]] == [cycles] * 30
-    assert [int(w, 16) for w in outs[1::2]] == _words(out / "tb/tb_expected.hex")
-    # one flipped bit in one expected word: the check must see it
+    outs = [ln.split() for ln in (out / "tb/tb_outputs.txt").read_text().splitlines()]
     exp = out / "tb/tb_expected.hex"
-    words = exp.read_text().split()
-    words[17] = f"{int(words[17], 16) ^ 1:x}"
-    exp.write_text("\n".join(words) + "\n")
+    lines = [ln.split() for ln in exp.read_text().splitlines()]
+    assert [int(o[0]) for o in outs] == [cycles] * 30
+    assert [int(o[1], 16) for o in outs] == [int(e[0], 16) for e in lines]  # y, as written
+    if alarm is not None:  # score, counter, alarm as written; scores and counters not all zero
+        assert [(int(o[3], 16), int(o[4]), int(o[5])) for o in outs] == [
+            (int(e[1], 16), int(e[2], 16), int(e[3])) for e in lines
+        ]
+        assert any(int(e[1], 16) for e in lines) and any(int(e[2], 16) for e in lines)
+    # one flipped bit in one expected word: the check must see it
+    bad = [list(e) for e in lines]
+    bad[17][-1 if alarm else 0] = f"{int(bad[17][-1 if alarm else 0], 16) ^ 1:x}"
+    exp.write_text("".join(" ".join(e) + "\n" for e in bad))
     r = tb()
     assert r.returncode != 0
     assert "tb: window 17:" in r.stdout and "tb: FAIL 30 windows, 1 mismatches" in r.stdout
     # one expected word missing: a failure too, not a shorter pass
-    exp.write_text("\n".join(words[:-1]) + "\n")
+    exp.write_text("".join(" ".join(e) + "\n" for e in lines[:-1]))
     r = tb()
     assert r.returncode != 0 and "tb: FAIL 30 windows" in r.stdout
 
