@@ -6,11 +6,15 @@ reuse it from ``$QLSTM_CACHE/rtl`` (default ``~/.cache/qlstm/rtl``), keyed by th
 qlstm version. The outputs are the firmware's (and firmware_sim's) exactly. The cache keeps the
 :data:`CACHE_MAX` most recently used builds (``$QLSTM_RTL_CACHE_MAX`` to change it): a build is
 marked used whenever it is reused, and building a new one deletes the least recently used beyond
-that count (a build of LSTM(32) with its compiled testbench takes tens of MB).
+that count (a build of LSTM(32) with its compiled testbench takes tens of MB). A build in use by
+another process (simulating, under a shared ``flock`` on ``<key>.lock`` beside it) is never
+deleted: eviction takes the lock exclusively without waiting and skips the build if it cannot.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -58,14 +62,41 @@ def _touch(entry: Path) -> None:
     os.utime(entry, ns=(now, now))
 
 
+def _lock_path(entry: Path) -> Path:
+    return entry.parent / f"{entry.name}.lock"
+
+
+@contextlib.contextmanager
+def _locked(entry: Path, exclusive: bool = False, wait: bool = True):
+    """Hold ``flock`` on ``entry``'s lock file (shared: in use; exclusive: being deleted); yields
+    False without waiting when ``wait`` is False and another process holds it."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with open(_lock_path(entry), "a") as fh:
+        op = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
+        try:
+            fcntl.flock(fh, op)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def evict(root: Path, keep: int, protect: Path | None = None) -> list[Path]:
     """Delete the least recently used builds under ``root`` beyond the ``keep`` most recent (never
-    ``protect``), and staging folders older than :data:`STALE_STAGING_S`. Returns what was deleted."""
+    ``protect``, never one another process holds in use: it stays, counted among those kept), and
+    staging folders older than :data:`STALE_STAGING_S`. Returns what was deleted."""
     if not root.is_dir():
         return []
     gone = []
     entries = []
     for p in root.iterdir():
+        if p.suffix == ".lock" and not p.is_dir():  # the lock of a build deleted long ago
+            if not p.with_suffix("").exists() and time.time() - p.stat().st_mtime > STALE_STAGING_S:
+                p.unlink(missing_ok=True)
+            continue
         if not p.is_dir():
             continue
         st = p.stat()
@@ -78,8 +109,10 @@ def evict(root: Path, keep: int, protect: Path | None = None) -> list[Path]:
     others = [p for _, p in sorted(entries, reverse=True) if p != protect]  # most recent first
     room = keep - (protect is not None and protect.is_dir())
     for p in others[max(room, 0) :]:
-        shutil.rmtree(p, ignore_errors=True)
-        gone.append(p)
+        with _locked(p, exclusive=True, wait=False) as free:
+            if free:
+                shutil.rmtree(p, ignore_errors=True)
+                gone.append(p)
     return gone
 
 
@@ -110,11 +143,11 @@ def _key(desc, weights: dict[str, np.ndarray], pipeline: float, alarm_rule=None)
     return h.hexdigest()[:32]
 
 
-def compiled(
-    run_dir: Path, pipeline: float = api.DEFAULT_PIPELINE, alarm_rule=None
-) -> tuple[Path, api.RtlResult | None, object]:
-    """(folder, result if built now, description) of the run's compiled RTL in the cache; with
-    ``alarm_rule`` (an ``AlarmRule``) the design with the precursor alarm (:mod:`.alarm`)."""
+@contextlib.contextmanager
+def compiled(run_dir: Path, pipeline: float = api.DEFAULT_PIPELINE, alarm_rule=None):
+    """Context: (folder, result if built now, description) of the run's compiled RTL in the cache,
+    held in use (not evicted by another process) until the block ends; with ``alarm_rule`` (an
+    ``AlarmRule``) the design with the precursor alarm (:mod:`.alarm`)."""
     desc, weights = description.load(Path(run_dir))
     if not desc.quantized:
         raise QlstmError(
@@ -122,6 +155,11 @@ def compiled(
         )
     keep = cache_max()
     entry = cache_root() / _key(desc, weights, pipeline, alarm_rule)
+    with _locked(entry):
+        yield _build_or_reuse(entry, desc, weights, pipeline, alarm_rule, keep)
+
+
+def _build_or_reuse(entry: Path, desc, weights, pipeline: float, alarm_rule, keep: int):
     binary = entry / "sim" / "obj_dir" / f"V{TB}"
     if binary.is_file():
         _touch(entry)
@@ -149,14 +187,13 @@ def compiled(
 def predict(run_dir: Path, x: np.ndarray) -> np.ndarray:
     """(N, L, C) normalised windows -> (N, k) float64: the RTL's outputs in Verilator."""
     t0 = time.perf_counter()
-    folder, res, desc = compiled(run_dir)
-    built_s = time.perf_counter() - t0
-    q = desc.quantization  # type: ignore[attr-defined]
-    xm = q.input.to_int(np.asarray(x, dtype=np.float64))
-    with tempfile.TemporaryDirectory() as tmp:
+    with compiled(run_dir) as (folder, res, desc), tempfile.TemporaryDirectory() as tmp:
+        built_s = time.perf_counter() - t0
+        q = desc.quantization  # type: ignore[attr-defined]
+        xm = q.input.to_int(np.asarray(x, dtype=np.float64))
         binary = folder / "sim" / "obj_dir" / f"V{TB}"
         r = sim.run(binary, folder, xm, q.input, q.output, desc.architecture.horizon, io_dir=Path(tmp))  # type: ignore[attr-defined]
-    print(describe(folder, res is not None, built_s, r.cycles))
+        print(describe(folder, res is not None, built_s, r.cycles))
     return q.output.to_float(r.y_m)
 
 
@@ -189,8 +226,7 @@ def alarm_stream(
     (outputs, alarm registers and cycles per window, measured in RTL simulation)."""
     from . import alarm
 
-    folder, _, desc = compiled(run_dir, pipeline, alarm_rule)
-    ad = alarm.trace_alarm(desc, alarm_rule)  # type: ignore[arg-type]
-    with tempfile.TemporaryDirectory() as tmp:
+    with compiled(run_dir, pipeline, alarm_rule) as (folder, _, desc), tempfile.TemporaryDirectory() as tmp:
+        ad = alarm.trace_alarm(desc, alarm_rule)  # type: ignore[arg-type]
         binary = folder / "sim" / "obj_dir" / f"V{TB}"
         return alarm.run(binary, folder, xm, clear, ad, constants, io_dir=Path(tmp))

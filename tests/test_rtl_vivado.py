@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -117,6 +118,15 @@ def test_self_checking_testbench_passes_and_fails_on_one_corrupted_word(lstm4, t
     assert r.returncode != 0 and "tb: FAIL 30 windows" in r.stdout
 
 
+HOLD_LOCK = """
+import fcntl, sys, time
+fh = open(sys.argv[1], "a")
+fcntl.flock(fh, fcntl.LOCK_SH)
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
 def test_predict_cache_keeps_the_most_recently_used_builds(tmp_path, monkeypatch):
     """``qlstm predict --backend rtl``'s cache: ``$QLSTM_RTL_CACHE_MAX`` builds, least recently
     used evicted, a cached build reused without building (Verilator's compile is stubbed: this
@@ -142,14 +152,34 @@ def test_predict_cache_keeps_the_most_recently_used_builds(tmp_path, monkeypatch
         desc, weights = policy_model(("gru",), (2,), 6, history=3, horizon=1, seed=seed)
         description.save(tmp_path / f"q{seed}", desc, weights)
         runs.append(tmp_path / f"q{seed}")
-    a, res, _ = backend.compiled(runs[0])
-    b, _, _ = backend.compiled(runs[1])
+
+    def use(run):
+        with backend.compiled(run) as got:
+            return got
+
+    a, res, _ = use(runs[0])
+    b, _, _ = use(runs[1])
     assert res is not None and len(builds) == 2 and a.is_dir() and b.is_dir()
-    again, res, _ = backend.compiled(runs[0])  # reused: no build, and now the most recently used
+    again, res, _ = use(runs[0])  # reused: no build, and now the most recently used
     assert again == a and res is None and len(builds) == 2
-    c, _, _ = backend.compiled(runs[2])  # a third build evicts the least recently used (b)
+    c, _, _ = use(runs[2])  # a third build evicts the least recently used (b)
     assert len(builds) == 3 and a.is_dir() and c.is_dir() and not b.exists()
-    assert sorted(p.name for p in (tmp_path / "cache" / "rtl").iterdir()) == sorted([a.name, c.name])
+    builds_left = sorted(p.name for p in (tmp_path / "cache" / "rtl").iterdir() if p.is_dir())
+    assert builds_left == sorted([a.name, c.name])
+    # a build in use in another process (its shared lock held) is not evicted: b is rebuilt, and
+    # a, the least recently used (evicted without the lock, as b was above), stays
+    held = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(backend._lock_path(a))], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert held.stdout.readline().strip() == "locked"
+        b2, _, _ = use(runs[1])
+        assert b2 == b and len(builds) == 4 and a.is_dir() and b.is_dir() and c.is_dir()
+    finally:
+        held.kill()
+        held.wait()
+    a2, res, _ = use(runs[0])  # a is still cached and reused
+    assert a2 == a and res is None
     monkeypatch.setenv("QLSTM_RTL_CACHE_MAX", "0")
     with pytest.raises(QlstmError, match="QLSTM_RTL_CACHE_MAX='0': must be an integer >= 1"):
-        backend.compiled(runs[1])
+        use(runs[1])
