@@ -163,18 +163,31 @@ def test_overflow_and_saturation_are_exercised_and_exact(name):
 
 
 def test_readme_ptq8_types_wrapped_gate_sums_exact():
-    """The README flow's PTQ-8 types: the untraced NumPy step forms the gate sums in float32 and
-    wraps the steps whose sums leave accum_t (ap_fixed<21,5>) exactly; equal to the C simulation
-    with sums that wrap and with sums that stay in range (issue #15)."""
-    (fw, cs), scale = _model("ptq8-readme")
-    assert all(lay.float32_sums and lay.float32_may_wrap and lay.gate_lookup is not None for lay in fw.layers)
-    for x, wraps in (
-        (_inputs(2, 300, (6, 2), -scale, scale), True),
-        (_inputs(3, 300, (6, 2), 0.0, 0.05), False),
-    ):
-        assert_bit_exact(fw, cs, x)
-        hits = {k for k, e in fw.run(x, record=True).overflows.items() if e.count}
-        assert any(k.endswith(".preact") for k in hits) == wraps, hits
+    """The README flow's PTQ-8 types with the first layer's weights all >= 0 (every product of a
+    gate the same sign: |W x + U h + b| up to 29 > 16): the untraced NumPy step forms the gate
+    sums in float32 and wraps the steps whose sums leave accum_t (ap_fixed<21,5>) exactly; equal
+    to the C simulation (the random-sign model, sums in range: test_bit_exact_on_random_models)."""
+    desc, w = random_model(
+        ("lstm", "lstm"), (16, 5), history=6, channels=2, horizon=2,
+        quantization=readme_ptq8_quantization(2), init="uniform", scale=6.0, seed=11,
+    )  # fmt: skip
+    lq = desc.quantization.layers[0]  # type: ignore[union-attr]
+    types = {
+        "weight_ih": lq.weight,
+        "weight_hh": lq.recurrent_weight,
+        "bias_ih": lq.bias,
+        "bias_hh": lq.recurrent_bias,
+    }
+    for k, t in types.items():  # |v| saturated onto the type (-min_int has no positive twin)
+        w[f"rnn0.{k}"] = t.quantize(np.abs(w[f"rnn0.{k}"]))
+    fw, cs = compiled("ptq8-coherent", desc, w)
+    assert (
+        fw.layers[0].float32_sums and fw.layers[0].float32_may_wrap and fw.layers[0].gate_lookup is not None
+    )
+    x = _inputs(2, 300, (6, 2), -2.0, 2.0)
+    assert_bit_exact(fw, cs, x)
+    hits = {k for k, e in fw.run(x, record=True).overflows.items() if e.count}
+    assert "rnn0.preact" in hits, hits
 
 
 def test_head_activations_are_exercised_and_exact():
