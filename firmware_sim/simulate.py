@@ -760,8 +760,9 @@ class Firmware:
         acts = (lay.sigmoid, lay.tanh) + ((lay.tanh_state,) if lay.tanh_state is not None else ())
         if any(act.direct is None and act.shift is None for act in acts):
             return None
-        from . import _compiled as cj
+        from .jit import compiled_module
 
+        cj = compiled_module()
         a, s = lay.acc_t, lay.state_t
         ca, cs = _cast_params(a), _cast_params(s)
         (sig, asig), (tnh, atnh) = _lookup_params(lay.sigmoid), _lookup_params(lay.tanh)
