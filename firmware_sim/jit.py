@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import gc
-import sys
+import threading
 
 import numpy as np
 
@@ -49,21 +49,28 @@ def compiled_module():
     (perf, 2026-12-01): numba's import, first kernel load and the exit of a process that
     imported it took 0.47-0.56 s of CPU, 0.23-0.29 s with the collector paused and frozen.
     """
-    mod = sys.modules.get(f"{__package__}._compiled")
-    if mod is not None:
-        return mod
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        from . import _compiled as mod
+    global _MODULE
+    if _MODULE is not None:
+        return _MODULE
+    with _MODULE_LOCK:  # firmware_sim's threads: one import, and none returns a module half made
+        if _MODULE is None:
+            enabled = gc.isenabled()
+            gc.disable()
+            try:
+                from . import _compiled as mod
 
-        one = np.zeros((1, 1), dtype=np.int64)
-        mod.int_matmul(one, one, np.empty((1, 1), dtype=np.int64))  # the registries, loaded now
-    finally:
-        if enabled:
-            gc.enable()
-    gc.freeze()
-    return mod
+                one = np.zeros((1, 1), dtype=np.int64)
+                mod.int_matmul(one, one, np.empty((1, 1), dtype=np.int64))  # the registries, now
+            finally:
+                if enabled:
+                    gc.enable()
+            gc.freeze()
+            _MODULE = mod
+    return _MODULE
+
+
+_MODULE = None
+_MODULE_LOCK = threading.Lock()
 
 
 _compiled = compiled_module

@@ -144,3 +144,19 @@ def test_compiled_module_restores_the_collector(enabled):
         "assert c is m\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_compiled_module_from_several_threads():
+    """Threads asking for the compiled module at once all get the whole module (the first
+    `qlstm predict` with two threads on hls4ml's default types got a half-imported one)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from qlstm.firmware_sim.jit import compiled_module\n"
+        "with ThreadPoolExecutor(8) as pool:\n"  # each thread reads a kernel at once
+        "    loops = list(pool.map(lambda _: compiled_module().dense_loop, range(8)))\n"
+        "assert all(f is loops[0] for f in loops)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
