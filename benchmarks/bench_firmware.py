@@ -20,12 +20,14 @@ LSTM(128), L = 16, 16 bits, one thread), the peak memory of the simulation
 (tracemalloc, NumPy buffers) against the chunk's int64 working set, and whether the two are
 bit-exact (integer mantissas equal on every window).
 
-Part 2 (``--predict-windows``) times whole ``qlstm predict`` processes on the compact model
-(LSTM(16), L = 16, k = 4, 8 bits) with ``--backend firmware`` and ``--backend csim`` (compiled
+Part 2 (``--predict-windows``) times whole ``qlstm predict`` processes on three LSTM(16), L = 16,
+k = 4 models (``predict_models``): the compact model (8 bits, exact accumulator), the types
+``qlstm quantize`` chose for the README flow's PTQ-8 model, and hls4ml's default ``ap_fixed<16,6>``
+everywhere, with ``--backend firmware`` and ``--backend csim`` (compiled
 beforehand: the cache is warm), with ``qlstm --threads 1`` and ``2``, ``--repeats`` pairs each,
 interleaved (firmware, csim, firmware, csim, ...) so that a change of load hits both; prints
 every time, the ratio of each pair and their median, and checks the outputs are identical
-(target: firmware >= 20x csim, the median at one thread). ``--step`` times the compiled LSTM step
+(target, per model: firmware >= 20x csim, the median at one thread). ``--step`` times the compiled LSTM step
 alone (ns per cell, on the arguments of a real step of part 1's exact model). ``--scan`` adds firmware_sim's
 windows/s over cells, accumulator kind, chunk size and 1 or 2 threads (a markdown table).
 Each model's part prints how the recurrent product ``U h`` was formed: int16 products summed
@@ -282,24 +284,35 @@ def scan(args, np) -> None:
     print(f"load average at the end of the scan: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
-def bench_predict(args, np, tmp: Path) -> tuple[bool, float]:
-    """Whole `qlstm predict` processes, firmware vs csim, on the compact model."""
+def predict_models():
+    """The whole-process part's models: name -> (description of the types, quantization). The
+    compact model (8 bits, an accumulator holding every product: qlstm.testing's uniform
+    default), the types ``qlstm quantize`` chose for the README flow's PTQ-8 LSTM(16)
+    (:data:`qlstm.testing.README_PTQ8_TYPES`), and hls4ml's default ``ap_fixed<16,6>`` everywhere
+    (accumulator included: every product rounded; hls4ml's default table ``ap_fixed<18,8>``)."""
+    from qlstm.fixedpoint import FixedType
+    from qlstm.testing import readme_ptq8_quantization, uniform_quantization
+
+    return {
+        "compact": ("8-bit ap_fixed<8,3>, exact accumulator", uniform_quantization(1, width=8, integer=3)),
+        "readme-ptq8": ("README flow PTQ-8 types, accum ap_fixed<21,5>", readme_ptq8_quantization(1)),
+        "hls4ml-default": (
+            "hls4ml default ap_fixed<16,6> everywhere",
+            uniform_quantization(1, width=16, integer=6, accum=FixedType(16, 6)),
+        ),
+    }
+
+
+def bench_predict(args, np, tmp: Path) -> tuple[bool, dict[str, float]]:
+    """Whole `qlstm predict` processes, firmware vs csim, on each of :func:`predict_models`'
+    LSTM(16), L = 16, k = 4 models; returns (outputs identical everywhere, model -> median ratio
+    at --threads 1)."""
     from qlstm.description import save
     from qlstm.hls.csim import build_csim
-    from qlstm.testing import random_model, uniform_quantization
+    from qlstm.testing import random_model
 
-    q = uniform_quantization(1, width=8, integer=3)
-    desc, w = random_model(
-        ("lstm",), (16,), history=16, horizon=4, quantization=q, init="uniform", scale=0.5, seed=2
-    )
-    run, xf = tmp / "compact_qrun", tmp / "x.npy"
-    save(run, desc, w)
+    xf = tmp / "x.npy"
     np.save(xf, np.random.default_rng(3).uniform(0.0, 1.0, size=(args.predict_windows, 16, 1)))
-    build_csim(desc, w)  # compile now: the timed processes load it from the cache
-    print(
-        f"\n[whole process] qlstm predict on {args.predict_windows} windows of the compact model "
-        f"(LSTM(16), L=16, k=4, {q.input.ap()}); C simulation already compiled (cache warm)"
-    )
     env = dict(os.environ)
     # PYTHONDONTWRITEBYTECODE: byte code cached as after `pip install` (it compiles the .pyc files)
     for var in (
@@ -310,51 +323,63 @@ def bench_predict(args, np, tmp: Path) -> tuple[bool, float]:
         "PYTHONDONTWRITEBYTECODE",
     ):
         env.pop(var, None)
-    for backend in ("firmware", "csim"):  # once untimed: byte code and numba caches written
-        cmd = [sys.executable, "-m", "qlstm.cli", "predict", str(run), "--backend", backend]
-        subprocess.run(
-            cmd + ["--inputs", str(xf), "--out", str(tmp / "warm.npy")],
-            check=True,
-            env=env,
-            stdout=subprocess.DEVNULL,
+    same, ratios = True, {}
+    for name, (what, q) in predict_models().items():
+        desc, w = random_model(
+            ("lstm",), (16,), history=16, horizon=4, quantization=q, init="uniform", scale=0.5, seed=2
         )
-    same, ratio1 = True, 0.0
-    for th in (1, 2):
-        t: dict[str, list[float]] = {"firmware": [], "csim": []}
-        cpu: dict[str, list[float]] = {"firmware": [], "csim": []}
-        ys = {}
-        # interleaved (firmware, csim, firmware, csim, ...): a change of load hits both backends
-        for _ in range(args.repeats):
-            for backend in ("firmware", "csim"):
-                out = tmp / f"{backend}{th}.npy"
-                cmd = [sys.executable, "-m", "qlstm.cli", "--threads", str(th), "predict", str(run)]
-                cmd += ["--backend", backend, "--inputs", str(xf), "--out", str(out)]
-                r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-                t0 = time.perf_counter()
-                subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
-                t[backend].append(time.perf_counter() - t0)
-                r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-                cpu[backend].append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
-                ys[backend] = np.load(out)
-            ident = bool(np.array_equal(ys["firmware"], ys["csim"]))
+        run = tmp / f"{name}_qrun"
+        save(run, desc, w)
+        build_csim(desc, w)  # compile now: the timed processes load it from the cache
+        print(
+            f"\n[whole process] qlstm predict on {args.predict_windows} windows of the {name} model "
+            f"(LSTM(16), L=16, k=4, {what}); C simulation already compiled (cache warm)"
+        )
+        for backend in ("firmware", "csim"):  # once untimed: byte code and numba caches written
+            cmd = [sys.executable, "-m", "qlstm.cli", "predict", str(run), "--backend", backend]
+            subprocess.run(
+                cmd + ["--inputs", str(xf), "--out", str(tmp / "warm.npy")],
+                check=True,
+                env=env,
+                stdout=subprocess.DEVNULL,
+            )
+        for th in (1, 2):
+            t: dict[str, list[float]] = {"firmware": [], "csim": []}
+            cpu: dict[str, list[float]] = {"firmware": [], "csim": []}
+            ys = {}
+            ident = True
+            # interleaved (firmware, csim, firmware, csim, ...): a change of load hits both backends
+            for _ in range(args.repeats):
+                for backend in ("firmware", "csim"):
+                    out = tmp / f"{backend}{th}.npy"
+                    cmd = [sys.executable, "-m", "qlstm.cli", "--threads", str(th), "predict", str(run)]
+                    cmd += ["--backend", backend, "--inputs", str(xf), "--out", str(out)]
+                    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    t0 = time.perf_counter()
+                    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+                    t[backend].append(time.perf_counter() - t0)
+                    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    cpu[backend].append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+                    ys[backend] = np.load(out)
+                ident &= bool(np.array_equal(ys["firmware"], ys["csim"]))
             same &= ident
-        pairs = [c / f for f, c in zip(t["firmware"], t["csim"], strict=True)]
-        ratio = float(np.median(pairs))
-        cpu_pairs = [c / f for f, c in zip(cpu["firmware"], cpu["csim"], strict=True)]
-        ratio1 = ratio1 or ratio
-        fmt = ", ".join
-        print(
-            f"--threads {th}: firmware {fmt(f'{v:.2f}' for v in t['firmware'])} s; csim "
-            f"{fmt(f'{v:.2f}' for v in t['csim'])} s (whole processes, measured, interleaved); "
-            f"ratio per pair {fmt(f'{v:.1f}' for v in pairs)}x, median {ratio:.1f}x; "
-            f"outputs identical: {'yes' if same else 'NO'}"
-        )
-        print(
-            f"    CPU time (user + system, all processes): firmware {fmt(f'{v:.2f}' for v in cpu['firmware'])} s; "
-            f"csim {fmt(f'{v:.2f}' for v in cpu['csim'])} s; ratio per pair {fmt(f'{v:.1f}' for v in cpu_pairs)}x, "
-            f"median {float(np.median(cpu_pairs)):.1f}x ({CPU_CAPTION[th]})"
-        )
-    return same, ratio1
+            pairs = [c / f for f, c in zip(t["firmware"], t["csim"], strict=True)]
+            ratio = float(np.median(pairs))
+            cpu_pairs = [c / f for f, c in zip(cpu["firmware"], cpu["csim"], strict=True)]
+            ratios.setdefault(name, ratio)
+            fmt = ", ".join
+            print(
+                f"--threads {th}: firmware {fmt(f'{v:.2f}' for v in t['firmware'])} s; csim "
+                f"{fmt(f'{v:.2f}' for v in t['csim'])} s (whole processes, measured, interleaved); "
+                f"ratio per pair {fmt(f'{v:.1f}' for v in pairs)}x, median {ratio:.1f}x; "
+                f"outputs identical: {'yes' if ident else 'NO'}"
+            )
+            print(
+                f"    CPU time (user + system, all processes): firmware {fmt(f'{v:.2f}' for v in cpu['firmware'])} s; "
+                f"csim {fmt(f'{v:.2f}' for v in cpu['csim'])} s; ratio per pair {fmt(f'{v:.1f}' for v in cpu_pairs)}x, "
+                f"median {float(np.median(cpu_pairs)):.1f}x ({CPU_CAPTION[th]})"
+            )
+    return same, ratios
 
 
 #: What the CPU-time ratio of whole processes means, per --threads.
@@ -422,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--predict-windows",
         type=non_negative_int,
         default=20000,
-        help="windows of the compact model for the whole-process `qlstm predict` comparison (0: skip)",
+        help="windows of each model of the whole-process `qlstm predict` comparison (0: skip)",
     )
     p.add_argument(
         "--scan",
@@ -526,11 +551,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  exact accumulators, firmware_sim >= PyTorch float32: {r:.2f}x  {'met' if r >= 1 else 'MISSED'}"
         )
-    if whole is not None:
+    for name, ratio in (whole or {}).items():
         print(
-            f"  qlstm predict --backend firmware >= 20x csim (whole processes, --threads 1, median of "
-            f"{args.repeats} pairs): {whole:.1f}x  "
-            f"{'met' if whole >= 20 else 'MISSED'}"
+            f"  qlstm predict --backend firmware >= 20x csim, {name} model (whole processes, --threads 1, "
+            f"median of {args.repeats} pairs, measured): {ratio:.1f}x  {'met' if ratio >= 20 else 'MISSED'}"
         )
     for accum, r in res_targets.items():
         print(

@@ -30,22 +30,67 @@ cache directory when the package directory is not writable).
 from __future__ import annotations
 
 import functools
+import gc
+import threading
 
 import numpy as np
 
 from qlstm.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedType
 
 
-def _compiled():
-    from . import _compiled
+def compiled_module():
+    """:mod:`qlstm.firmware_sim._compiled`, imported (with numba) on first use.
 
-    return _compiled
+    The first import runs with Python's cyclic garbage collector paused, loads one small cached
+    kernel (numba's target context imports its implementation registries on the first compile
+    or cache load), and then freezes the objects made so far (``gc.freeze``): numba's ~250
+    modules live until the process ends, and the collector no longer traverses them. A whole
+    ``qlstm predict`` with hls4ml's default types spent 27 % of its CPU in ``gc_collect_main``
+    (perf, 2026-12-01): numba's import, first kernel load and the exit of a process that
+    imported it took 0.47-0.56 s of CPU, 0.23-0.29 s with the collector paused and frozen.
+    """
+    global _MODULE
+    if _MODULE is not None:
+        return _MODULE
+    with _MODULE_LOCK:  # firmware_sim's threads: one import, and none returns a module half made
+        if _MODULE is None:
+            enabled = gc.isenabled()
+            gc.disable()
+            try:
+                from . import _compiled as mod
+
+                one = np.zeros((1, 1), dtype=np.int64)
+                mod.int_matmul(one, one, np.empty((1, 1), dtype=np.int64))  # the registries, now
+            finally:
+                if enabled:
+                    gc.enable()
+            gc.freeze()
+            _MODULE = mod
+    return _MODULE
+
+
+_MODULE = None
+_MODULE_LOCK = threading.Lock()
+
+
+_compiled = compiled_module
 
 
 def _numba():
     import numba
 
     return numba
+
+
+def _kind(a) -> tuple:
+    """What numba's type of a kernel argument depends on (``numba.typeof`` of an array: dtype,
+    dimensions, layout, mutability, alignment), read from NumPy's flags: ``numba.typeof`` on
+    every call cost 0.12 s of a 0.32 s run (hls4ml's default types, 20,000 windows, 720 calls;
+    cProfile, 2026-12-01). Scalars: their Python type (the kernels get ints within int64)."""
+    if isinstance(a, np.ndarray):
+        f = a.flags
+        return (a.dtype.str, a.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned)
+    return (type(a),)
 
 
 @functools.cache
@@ -64,11 +109,11 @@ def dense_kernel(rounding: str, overflow: str, ideal: bool):
     numba = _numba()
     rmode = ROUNDING_MODES.index(rounding)
     omode = OVERFLOW_MODES.index(overflow)
-    entries: dict = {}  # argument types -> the literal specialisation's compiled entry point
+    entries: dict = {}  # argument kinds (_kind) -> the literal specialisation's compiled entry point
 
     def kernel(x, w, bias, k, left, lo, hi, mask, out, idl):
         args = (x, w, bias, k, left, lo, hi, mask, out, idl, rmode, omode, bool(ideal))
-        key = tuple(numba.typeof(a) for a in args[:10])
+        key = tuple(map(_kind, args[:10]))
         fn = entries.get(key)
         if fn is not None:
             return fn(*args)
@@ -76,7 +121,8 @@ def dense_kernel(rounding: str, overflow: str, ideal: bool):
         # signature: a dispatcher call would first type the non-literal signature (a failed
         # compile, measured 1.0 s a process) before numba.literally retries, and would re-type
         # every call (measured 0.4 s a call)
-        sig = key + (numba.types.literal(rmode), numba.types.literal(omode), numba.types.boolean)
+        types = tuple(numba.typeof(a) for a in args[:10])
+        sig = types + (numba.types.literal(rmode), numba.types.literal(omode), numba.types.boolean)
         loop.compile(sig)
         fn = entries[key] = loop.overloads[sig].entry_point
         return fn(*args)

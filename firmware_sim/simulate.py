@@ -145,8 +145,17 @@ class _Layer:
     @property
     def float32_sums(self) -> bool:
         """The gate sums ``W x + b_ih + U h + b_hh`` of any input and state of their types stay
-        below 2**24 and within accum_t (wrapping, exact products): exact in float32, never cast."""
+        below 2**24 (wrapping accumulator, exact products): exact in float32. When they may
+        also leave accum_t (:attr:`float32_may_wrap`) each step checks its sums' range and wraps
+        a step whose sums left it exactly; otherwise they are never cast."""
         return self._f32_reach() is not None
+
+    @property
+    def float32_may_wrap(self) -> bool:
+        """The float32 gate sums' bound exceeds accum_t's range (the README flow's 8-bit PTQ
+        model: 1.29e6 against 2**20), so a step's sums may need the wrapping cast."""
+        reach = self._f32_reach()
+        return reach is not None and not _within(reach, self.acc_t)
 
     def _f32_reach(self) -> int | None:
         """The bound on ``|W x + b_ih + U h + b_hh|`` behind :attr:`float32_sums`, or None."""
@@ -155,7 +164,16 @@ class _Layer:
             return None
         bias = int(np.abs(ih.b_acc + hh.b_acc).max(initial=0))
         reach = (ih.product_bound() << ih.shift) + (hh.product_bound() << hh.shift) + bias
-        return reach if reach < _F32_EXACT and _within(reach, self.acc_t) else None
+        return reach if reach < _F32_EXACT else None
+
+    def _lut_range(self) -> tuple[int, int] | None:
+        """``(neg, pos)``: the gate sums the one gate table must cover, ``-neg <= pre <= pos``:
+        the float32 bound, clipped to accum_t's range (steps whose sums leave accum_t do not use
+        the table)."""
+        reach = self._f32_reach()
+        if reach is None:
+            return None
+        return min(reach, -self.acc_t.min_int), min(reach, self.acc_t.max_int)
 
     @functools.cached_property
     def gate_lookup(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -165,24 +183,26 @@ class _Layer:
         layer has no float32 sums, a generic table index, or the table would exceed 2**22 entries.
 
         The index of both lookup forms depends on ``pre`` only through ``q = trunc(pre / 2**s)``
-        (``s``: the activation's shift, 0 for a direct table), and ``|pre| <= reach``, so the
-        table holds the lookup of ``q * 2**s`` for every ``|q| <= reach >> s``: no clamp, one
+        (``s``: the activation's shift, 0 for a direct table), and ``-neg <= pre <= pos``
+        (:meth:`_lut_range`), so the table holds the lookup of ``q * 2**s`` for every
+        ``-(neg >> s) <= q <= pos >> s``: no clamp, one
         gather for all gates. ``pre * 2**-s`` is exact in float32 (a power of two, ``pre`` an
         integer below 2**24), and so are the products and sums formed with ``U`` and ``W`` scaled
         by ``scale``; ``astype`` truncates toward zero as the C++ ``/`` and ``to_int()`` do.
         """
-        reach = self._f32_reach()
-        if self.cell != "lstm" or reach is None:
+        rng = self._lut_range()
+        if self.cell != "lstm" or rng is None:
             return None
+        neg, pos = rng
         parts, scales, offsets, n = [], [], [], 0
         for act, cols in ((self.sigmoid, 3 * self.units), (self.tanh, self.units)):
             s = 0 if act.direct is not None else act.shift
-            if s is None or s < 0 or (reach >> s) >= 1 << 20:
+            if s is None or s < 0 or max(neg, pos) >> s >= 1 << 20:
                 return None
-            q = np.arange(-(reach >> s), (reach >> s) + 1, dtype=np.int64)
+            q = np.arange(-(neg >> s), (pos >> s) + 1, dtype=np.int64)
             parts.append(act(np.left_shift(q, s)))
             scales.append(np.full(cols, 2.0**-s, dtype=np.float32))
-            offsets.append(np.full(cols, n + (reach >> s), dtype=np.int32))
+            offsets.append(np.full(cols, n + (neg >> s), dtype=np.int32))
             n += q.size
         table = np.concatenate(parts)
         return (
@@ -535,7 +555,8 @@ class Firmware:
             if compiled and tr is None and rec is None
             else None
         )
-        u32 = lut = None  # float32 U (scaled onto accum_t's grid) when the NumPy gate sums run in float32
+        # float32 U (scaled onto accum_t's grid) when the NumPy gate sums run in float32
+        u32 = lut = f32_lim = None
         # The input product of every step at once: it does not depend on the recurrence.
         xsh, bsum = 0, np.zeros(g, dtype=np.int64)  # compiled step: xa << xsh + bsum
         xw = np.zeros((0, g), dtype=np.int64)  # no rows: xa holds the products
@@ -549,14 +570,19 @@ class Firmware:
             xsh, bsum = lay.ih.shift, lay.ih.b_acc.copy()
             bsum[:ns] += lay.hh.b_acc[:ns]
         elif fused and lstm and lay.float32_sums:
-            # |W x + b_ih + U h + b_hh| stays below 2**24 and within accum_t for any input and
-            # state of their types (_Layer.float32_sums): float32 products and sums of exact
-            # integers, never cast (the cast would be the identity). One product per step,
-            # [h, x_t, 1] @ [U; W; b_ih + b_hh]: every partial sum is a sum of some of the terms
-            # whose magnitudes the bound adds up. With one gate table (_Layer.gate_lookup) the
-            # columns are scaled by 2**-shift (exact: a power of two).
+            # |W x + b_ih + U h + b_hh| stays below 2**24 for any input and state of their types
+            # (_Layer.float32_sums): float32 products and sums of exact integers. One product
+            # per step, [h, x_t, 1] @ [U; W; b_ih + b_hh]: every partial sum is a sum of some of
+            # the terms whose magnitudes the bound adds up. With one gate table
+            # (_Layer.gate_lookup) the columns are scaled by 2**-shift (exact: a power of two).
+            # Sums within accum_t need no cast (it would be the identity); when the bound allows
+            # sums outside it (_Layer.float32_may_wrap), a step whose sums all lie within
+            # [lo, hi] * min(scale) (in range in every column) is not cast either, any other
+            # step is wrapped exactly (int64) and looked up per gate.
             lut = lay.gate_lookup
             scale = np.float32(1.0) if lut is None else lut[0]
+            smin = float(np.min(scale))
+            f32_lim = (a.min_int * smin, a.max_int * smin) if lay.float32_may_wrap else None
             bias = (lay.ih.b_acc + lay.hh.b_acc).astype(np.float32)[None, :]
             u32 = np.concatenate([_scaled32(lay.hh), _scaled32(lay.ih), bias]) * scale
             x32 = seq.astype(np.float32)
@@ -631,11 +657,19 @@ class Firmware:
                 h32[:, hsz:-1] = x32[:, t]
                 np.matmul(h32, u32, out=pre)
                 ha = ha_n = None
-                if lut is not None:  # every gate in one gather (_Layer.gate_lookup)
+                if f32_lim is not None and (float(pre.min()) < f32_lim[0] or float(pre.max()) > f32_lim[1]):
+                    # some sum may lie outside accum_t: this step's sums exactly (x 2**shift is
+                    # exact in float32), wrapped, then the per-gate lookups
+                    wrapped = fast_cast((pre / scale).astype(np.int64), a.frac, a)
+                    sig = lay.sigmoid(wrapped[:, : 3 * hsz]).astype(dt, copy=False)
+                    g_ = lay.tanh(wrapped[:, 3 * hsz :]).astype(dt, copy=False)
+                elif lut is not None:  # every gate in one gather (_Layer.gate_lookup)
                     idx[...] = pre  # truncation toward zero
                     idx += lut[1]
                     gates = np.take(lut[2], idx)
                     sig, g_ = gates[:, : 3 * hsz], gates[:, 3 * hsz :]
+                else:  # float32 sums, exact, in range: the per-gate lookups (float input form)
+                    sig, g_ = lay.sigmoid(pre[:, : 3 * hsz]), lay.tanh(pre[:, 3 * hsz :])
             elif fused:
                 raw = lay.hh.exact_sum(h, bias=False)
                 ha = None
@@ -648,7 +682,7 @@ class Firmware:
                 pre = cast_noted(xa[:, t, :ns] + ha[:, :ns], a.frac, a, rec, f"{nm}.preact", t)  # inputacc
                 ha_n = ha[:, ns:]
             if lstm:
-                if u32 is None or lut is None:
+                if u32 is None:
                     sig = lay.sigmoid(pre[:, : 3 * hsz])  # tmpres_ifo: i, f, o
                     g_ = lay.tanh(pre[:, 3 * hsz :])  # tmpres_c
                 i_, f_, o_ = sig[:, :hsz], sig[:, hsz : 2 * hsz], sig[:, 2 * hsz :]
@@ -726,8 +760,9 @@ class Firmware:
         acts = (lay.sigmoid, lay.tanh) + ((lay.tanh_state,) if lay.tanh_state is not None else ())
         if any(act.direct is None and act.shift is None for act in acts):
             return None
-        from . import _compiled as cj
+        from .jit import compiled_module
 
+        cj = compiled_module()
         a, s = lay.acc_t, lay.state_t
         ca, cs = _cast_params(a), _cast_params(s)
         (sig, asig), (tnh, atnh) = _lookup_params(lay.sigmoid), _lookup_params(lay.tanh)

@@ -9,6 +9,7 @@ being installed or built.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 from collections.abc import Callable
@@ -190,6 +191,9 @@ def run(args: argparse.Namespace) -> int:
         x, y_true = _windows_from_data(args.run_dir, args.data, args.stride, args.max_windows)
         where = f"--data {args.data}"
     config = None if args.hls_project is None else hls_project_config(args.hls_project, args.run_dir)
+    # the objects of the imports live until this command's process exits: frozen, the cyclic
+    # collector stops traversing them (a 20,000-window firmware run: 0.20 -> 0.18-0.19 s, 2026-12-01)
+    gc.freeze()
     try:
         y = run_backend(args.backend, args.run_dir, x, config)
     except QlstmError as exc:

@@ -107,6 +107,43 @@ def _mixed_layer(bits: int, table_size: int | None) -> RecurrentQuant:
     )
 
 
+#: The types ``qlstm quantize`` (PTQ, 8 bits) chose for the README flow's LSTM(16), L = 16, k = 4
+#: (run of 2026-12-01, issue #15): input wider than the state, AP_RND_CONV/AP_SAT casts, a
+#: truncating wrapping accumulator holding every product exactly, gate sums that can leave it.
+README_PTQ8_TYPES: dict = {
+    "input": "ap_fixed<12,1,AP_RND_CONV,AP_SAT>",
+    "layer": {
+        "weight": "ap_fixed<8,3,AP_RND_CONV,AP_SAT>",
+        "recurrent_weight": "ap_fixed<8,1,AP_RND_CONV,AP_SAT>",
+        "bias": "ap_fixed<8,0,AP_RND_CONV,AP_SAT>",
+        "recurrent_bias": "ap_fixed<8,0,AP_RND_CONV,AP_SAT>",
+        "accum": "ap_fixed<21,5,AP_TRN,AP_WRAP>",
+        "state": "ap_fixed<8,3,AP_RND_CONV,AP_SAT>",
+        "table": {"size": 1024, "type": "ap_fixed<10,1,AP_RND_CONV,AP_SAT>"},
+    },
+    "dense": {
+        "weight": "ap_fixed<8,-2,AP_RND_CONV,AP_SAT>",
+        "bias": "ap_fixed<8,-2,AP_RND_CONV,AP_SAT>",
+        "accum": "ap_fixed<17,2,AP_TRN,AP_WRAP>",
+        "result": "ap_fixed<12,1,AP_RND_CONV,AP_SAT>",
+    },
+}
+
+
+def readme_ptq8_quantization(n_layers: int = 1) -> Quantization:
+    """:data:`README_PTQ8_TYPES` for ``n_layers`` recurrent layers (every layer the same types)."""
+    t = README_PTQ8_TYPES
+    return Quantization.from_dict(
+        {
+            "input": t["input"],
+            "layers": [t["layer"]] * n_layers,
+            "dense": t["dense"],
+            "method": "ptq",
+            "bits": 8,
+        }
+    )
+
+
 def mixed_quantization(n_layers: int, bits: int, table_size: int | None = None) -> Quantization:
     """Types at ``bits`` mixing AP_RND_CONV/AP_RND/AP_TRN and AP_SAT/AP_WRAP per tensor; the input
     is unsigned (normalised inputs lie in [0, 1]). ``bits >= 32``: one wide ``ap_fixed<32,12>``."""

@@ -32,7 +32,7 @@ from qlstm.description import (
 from qlstm.firmware_sim import backend
 from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedType
-from qlstm.testing import random_model, uniform_quantization
+from qlstm.testing import random_model, readme_ptq8_quantization, uniform_quantization
 
 pytestmark = [
     pytest.mark.slow,
@@ -123,6 +123,14 @@ MODELS = {
              head=("tanh", "relu", "linear"), act_result=FixedType(8, 2, True, "AP_RND_CONV", "AP_WRAP")),
         scale=3.0,
     ),
+    # the README flow's PTQ-8 types (qlstm.testing.README_PTQ8_TYPES), stacked: input wider than
+    # the state, AP_RND_CONV/AP_SAT casts, a wrapping accumulator whose float32 gate sums can
+    # leave it (the NumPy step's wrapped steps, issue #15)
+    "ptq8-readme": dict(cells=("lstm", "lstm"), units=(6, 5), q=readme_ptq8_quantization(2), scale=6.0),
+    # hls4ml's default types (ap_fixed<16,6> everywhere, table ap_fixed<18,8>): every product rounded
+    "gru16-hls4ml-default": dict(
+        cells=("gru",), units=(6,), q=_q(16, 6, "AP_TRN", "AP_WRAP", 1, accum=FixedType(16, 6)), scale=2.0
+    ),
 }  # fmt: skip
 
 
@@ -152,6 +160,34 @@ def test_overflow_and_saturation_are_exercised_and_exact(name):
     assert "input" in hits
     assert any(k.endswith(".accum") for k in hits), hits
     assert any(k.endswith((".h", ".c", ".preact")) for k in hits), hits
+
+
+def test_readme_ptq8_types_wrapped_gate_sums_exact():
+    """The README flow's PTQ-8 types with the first layer's weights all >= 0 (every product of a
+    gate the same sign: |W x + U h + b| up to 29 > 16): the untraced NumPy step forms the gate
+    sums in float32 and wraps the steps whose sums leave accum_t (ap_fixed<21,5>) exactly; equal
+    to the C simulation (the random-sign model, sums in range: test_bit_exact_on_random_models)."""
+    desc, w = random_model(
+        ("lstm", "lstm"), (16, 5), history=6, channels=2, horizon=2,
+        quantization=readme_ptq8_quantization(2), init="uniform", scale=6.0, seed=11,
+    )  # fmt: skip
+    lq = desc.quantization.layers[0]  # type: ignore[union-attr]
+    types = {
+        "weight_ih": lq.weight,
+        "weight_hh": lq.recurrent_weight,
+        "bias_ih": lq.bias,
+        "bias_hh": lq.recurrent_bias,
+    }
+    for k, t in types.items():  # |v| saturated onto the type (-min_int has no positive twin)
+        w[f"rnn0.{k}"] = t.quantize(np.abs(w[f"rnn0.{k}"]))
+    fw, cs = compiled("ptq8-coherent", desc, w)
+    assert (
+        fw.layers[0].float32_sums and fw.layers[0].float32_may_wrap and fw.layers[0].gate_lookup is not None
+    )
+    x = _inputs(2, 300, (6, 2), -2.0, 2.0)
+    assert_bit_exact(fw, cs, x)
+    hits = {k for k, e in fw.run(x, record=True).overflows.items() if e.count}
+    assert "rnn0.preact" in hits, hits
 
 
 def test_head_activations_are_exercised_and_exact():

@@ -208,19 +208,75 @@ def test_numpy_float32_gate_sums(width, rounding):
     assert not Firmware(desc16, w16).layers[0].float32_sums
 
 
-@pytest.mark.parametrize("width", [6, 8])
+@pytest.mark.parametrize("coherent", [False, True])  # random signs / all weights >= 0: sums that wrap
+def test_numpy_float32_gate_sums_that_wrap(coherent):
+    """The README flow's PTQ-8 types (qlstm.testing.README_PTQ8_TYPES: AP_RND_CONV/AP_SAT input,
+    weights and state, a truncating wrapping accumulator ap_fixed<21,5> holding every product):
+    the float32 gate sums can leave accum_t (bound > 2**20), so each step checks their range and
+    wraps a step that left it exactly. Untraced NumPy step equal to the traced int64 step on
+    every layer's h sequence and the outputs, stacked, with sums that wrap (all weights of the
+    first layer >= 0) and sums that stay in range; the compiled step equal too."""
+    from qlstm.testing import readme_ptq8_quantization
+
+    desc, w = random_model(
+        ("lstm", "lstm"), (16, 3), history=12, channels=1, horizon=4,
+        quantization=readme_ptq8_quantization(2), init="uniform", scale=8.0, seed=4,
+    )  # fmt: skip
+    if coherent:  # every product of a gate the same sign: |W x + U h + b| up to 21 > 16
+        lq = desc.quantization.layers[0]  # type: ignore[union-attr]
+        types = {
+            "weight_ih": lq.weight,
+            "weight_hh": lq.recurrent_weight,
+            "bias_ih": lq.bias,
+            "bias_hh": lq.recurrent_bias,
+        }
+        for k, t in types.items():  # |v| saturated onto the type (-min_int has no positive twin)
+            w[f"rnn0.{k}"] = t.quantize(np.abs(w[f"rnn0.{k}"]))
+    fw = Firmware(desc, w)
+    lay0 = fw.layers[0]
+    assert lay0.float32_sums and lay0.float32_may_wrap and lay0.gate_lookup is not None
+    rng = np.random.default_rng(6)
+    x = np.concatenate([rng.uniform(-3.0, 3.0, size=(200, 12, 1)), rng.uniform(0.0, 0.02, size=(200, 12, 1))])
+    traced = fw.run(x, trace=True)
+    fw.compiled = False
+    seq = fw.input_t.to_int(x)
+    for lay in fw.layers:
+        hs = fw._layer(lay, seq, None, None, False)
+        want = traced.mantissas[f"{lay.name}.h"]
+        assert_array_equal(hs, want if lay.return_sequences else want[:, -1])
+        seq = hs
+    assert_array_equal(fw.run(x, chunk=50).y_m, traced.y_m)
+    # gate sums x_acc + h_acc (each on accum_t) that left accum_t (wrapped steps): with the
+    # coherent weights only; the other case runs every step on the one gate table
+    a = lay0.acc_t
+    total = traced.mantissas["rnn0.x_acc"] + traced.mantissas["rnn0.h_acc"]
+    out = (total < a.min_int) | (total > a.max_int)
+    assert out.any() == coherent
+    lay0.__dict__["gate_lookup"] = None  # without the one gate table: per-gate lookups, unscaled sums
+    assert_array_equal(fw.run(x, chunk=50).y_m, traced.y_m)
+    fw.compiled = True
+    assert_array_equal(fw.run(x, chunk=50).y_m, traced.y_m)  # the compiled step too
+
+
+@pytest.mark.parametrize("width", [6, 8, "ptq8"])
 def test_gate_lookup_every_sum(width):
     """``_Layer.gate_lookup`` (one table for the four LSTM gates, read at ``trunc(pre * scale) +
-    offset``) equals the sigmoid / tanh lookup of every gate sum the layer can form (all of
-    ``|pre| <= reach``, the float32 bound, in float32 as the step computes it); the int32 direct
+    offset``) equals the sigmoid / tanh lookup of every gate sum the layer can form in range (all
+    of ``-neg <= pre <= pos``: the float32 bound, clipped to accum_t's range for the README flow's
+    PTQ-8 types, whose bound exceeds it; in float32 as the step computes it); the int32 direct
     ``tanh(c)`` table equals the int64 one on every state."""
-    q = uniform_quantization(1, width=width, integer=3)
-    desc, w = random_model(("lstm",), (5,), history=4, quantization=q, seed=1)
+    from qlstm.testing import readme_ptq8_quantization
+
+    q = readme_ptq8_quantization() if width == "ptq8" else uniform_quantization(1, width=width, integer=3)
+    desc, w = random_model(("lstm",), (16 if width == "ptq8" else 5,), history=4, quantization=q, seed=1)
     lay = Firmware(desc, w).layers[0]
-    reach = lay._f32_reach()
-    assert reach is not None and lay.gate_lookup is not None
+    reach, rng = lay._f32_reach(), lay._lut_range()
+    assert reach is not None and rng is not None and lay.gate_lookup is not None
+    assert lay.float32_may_wrap == (width == "ptq8")
+    if width == "ptq8":  # clipped at accum_t's limits: -2**20 and 2**20 - 1
+        assert reach > 1 << 20 and rng == (1 << 20, (1 << 20) - 1)
     scale, offset, table = lay.gate_lookup
-    m = np.arange(-reach, reach + 1, dtype=np.int64)
+    m = np.arange(-rng[0], rng[1] + 1, dtype=np.int64)
     pre = m.astype(np.float32)
     assert np.array_equal(pre.astype(np.int64), m)  # below 2**24: exact
     for col, act in ((0, lay.sigmoid), (3 * lay.units, lay.tanh)):

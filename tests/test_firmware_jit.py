@@ -122,3 +122,41 @@ def test_dense_kernels_are_cached_across_processes(tmp_path):
     assert "data saved to" not in second, second
     result = [ln for ln in first.splitlines() if ln.startswith("RESULT")]
     assert result == [ln for ln in second.splitlines() if ln.startswith("RESULT")] and result
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_compiled_module_restores_the_collector(enabled):
+    """``jit.compiled_module`` (numba's first import, with the cyclic collector paused and the
+    objects frozen afterwards) leaves the collector as it found it, freezes, and returns the one
+    module on later calls (a fresh interpreter: numba is not imported yet)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import gc, sys\n"
+        f"{'' if enabled else 'gc.disable()'}\n"
+        "from qlstm.firmware_sim.jit import compiled_module\n"
+        "assert 'numba' not in sys.modules\n"
+        "m = compiled_module()\n"
+        f"assert gc.isenabled() is {enabled}\n"
+        "assert gc.get_freeze_count() > 0 and compiled_module() is m\n"
+        "import qlstm.firmware_sim._compiled as c\n"
+        "assert c is m\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_compiled_module_from_several_threads():
+    """Threads asking for the compiled module at once all get the whole module (the first
+    `qlstm predict` with two threads on hls4ml's default types got a half-imported one)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from qlstm.firmware_sim.jit import compiled_module\n"
+        "with ThreadPoolExecutor(8) as pool:\n"  # each thread reads a kernel at once
+        "    loops = list(pool.map(lambda _: compiled_module().dense_loop, range(8)))\n"
+        "assert all(f is loops[0] for f in loops)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
