@@ -27,7 +27,9 @@ under exactly the schedule the RTL wrapper uses.
 
 from __future__ import annotations
 
+import decimal
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +54,21 @@ SOLVER_OPTIONS: dict = {"search_all_decompose_dc": False}
 #: Matrices with more rows than this are solved in column blocks (see ``columns``): da4ml's CPU
 #: time grew 31-fold from LSTM(32) to LSTM(64) on the whole matrix, 9-fold by blocks (docs/rtl.md).
 BLOCK_ROWS = 64
+#: Significant decimal digits of da4ml's constant arithmetic while tracing. da4ml 0.6.0 folds
+#: constant additions in Python ``Decimal`` under the current context (28 digits by default) and
+#: truncates the folded constant onto its grid (``int(data / step)`` in ``da4ml/trace/tracer.py``):
+#: a constant of more than 28 significant digits (a 24-bit model's bias plus the rounding constant
+#: of an ``AP_RND_CONV`` cast, 31 digits) lost one LSB. Every constant here is a dyadic rational
+#: of at most a few hundred bits, exact in this many digits.
+DECIMAL_DIGITS = 400
+
+
+@contextmanager
+def exact_constants():
+    """A ``decimal`` context (this thread only) in which da4ml's constant folding is exact."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = DECIMAL_DIGITS
+        yield
 
 
 def _da4ml():
@@ -240,6 +257,11 @@ def check_description(desc: ModelDescription) -> None:
 def trace(desc: ModelDescription, weights: dict[str, np.ndarray], solver: dict | None = None) -> Traced:
     """Trace the step and head graphs of a quantized description (see :class:`Traced`); ``solver``:
     da4ml's constant-matrix solver options (default :data:`SOLVER_OPTIONS`)."""
+    with exact_constants():
+        return _trace(desc, weights, solver)
+
+
+def _trace(desc: ModelDescription, weights: dict[str, np.ndarray], solver: dict | None) -> Traced:
     check_description(desc)
     check_weights(desc, weights)
     t = _da4ml()
