@@ -351,25 +351,12 @@ def test_folded_constants_are_exact_beyond_28_decimal_digits():
     rng = np.random.default_rng(5)
     m = rng.integers(-(2**29), 2**29, 400)
     for b_m in rng.integers(2**28, 2**29, 12):  # biases 0.125..0.25: 29-31 significant digits
-        xs = dt.FixedVariableArray.from_kif(np.array([1]), np.array([-2]), np.array([31]))._vars.ravel().tolist()
+        xs = (
+            dt.FixedVariableArray.from_kif(np.array([1]), np.array([-2]), np.array([31]))
+            ._vars.ravel()
+            .tolist()
+        )
         with trace.exact_constants():
             comb = dt.comb_trace(xs, [trace.cast(xs[0] + float(b_m) * 2.0**-31, dst)])
         got = trace.to_mantissa(np.array([comb([v])[0] for v in src.to_float(m)], dtype=np.float64), dst)
         np.testing.assert_array_equal(got, np_cast(m + int(b_m), src.frac, dst))
-
-
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_24_bit_head_equals_firmware_sim(cell):
-    """The traced head of a 24-bit model (32-bit accumulator, 28-bit result, ``AP_RND_CONV``) on
-    firmware_sim's last ``h`` of 600 windows: exact (before exact constant folding, up to one LSB
-    off in about 1 window in 8). da4ml's Python evaluator (float64) runs the graph: the test checks
-    that no value is wider than 53 bits, so that evaluation is exact."""
-    from da4ml.types import minimal_kif
-
-    desc, weights = policy_model((cell,), (4,), 24, method="ptq")
-    tr = trace.trace(desc, weights)
-    assert max(sum(minimal_kif(op.qint)) for op in tr.head.ops) <= 53
-    run = Firmware(desc, weights).run(windows(desc, 600), trace=True)
-    h = run.values()["rnn0"]
-    y = np.array([tr.head(list(row)) for row in h], dtype=np.float64)
-    np.testing.assert_array_equal(trace.to_mantissa(y, tr.result_t), run.y_m)
