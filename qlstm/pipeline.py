@@ -203,7 +203,7 @@ def step_rtl(cfg: RunConfig, run: Run) -> dict[str, Any]:
     res = api.build(desc, weights, part=tgt.part, clock_ns=tgt.clock_ns, out=out, target=tgt.name,
                     capacity=cap, traced_design=d)  # fmt: skip
     res.notes += notes
-    res.notes.append(f"simulated windows: {len(idx)} held-out test windows of {qrun.path}")
+    res.windows_source = f"{len(idx):,} held-out test windows of {qrun.path}"
     # Yosys (one thread) runs beside the Verilator build: on 2 cores the step takes the longer of
     # the two, not their sum (docs/architecture.md has the measured times).
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -388,7 +388,7 @@ def summary_lines(run: Run) -> list[str]:
         ex = "BIT-EXACT" if r["bit_exact"] else "NOT bit-exact"
         line = (f"  RTL {r['target'] or r['part']}: {r['cycles_max']} cycles measured in Verilator = "
                 f"{r['latency_us']:.3f} us at an assumed {r['clock_ns']:g} ns clock, {ex} vs firmware_sim "
-                f"on {r['windows']} windows")  # fmt: skip
+                f"on {r['windows']} windows ({r.get('windows_source') or 'source not recorded'})")  # fmt: skip
         if r.get("lut") is not None:
             line += (
                 f"; Yosys (not placed) {r['lut']:,} LUT, {r['ff']:,} FF, {r['dsp']} DSP, {r['bram18']} BRAM18"

@@ -282,6 +282,11 @@ def run(args: argparse.Namespace) -> int:
             capacity=cap,
             traced_design=d,
         )
+        res.windows_source = (
+            f"--inputs {args.inputs} ({len(x):,} windows)"
+            if args.inputs is not None
+            else api.default_windows_source(len(x))
+        )
         if rows is not None:
             res.notes.append(f"--budget-us {args.budget_us:g}: candidates (da4ml estimates) {rows}")
         brams = api.table_bram18_estimate(stage)
@@ -299,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.sim:
             api.write_vectors(res, np.asarray(x))
             print(
-                f"testbench vectors: {len(x):,} windows and firmware_sim's outputs in tb/ (tb/tb_qlstm.v checks them; "
+                f"testbench vectors: {res.windows_source} and firmware_sim's outputs in tb/ (tb/tb_qlstm.v checks them; "
                 "run it with --sim, or in Vivado: docs/rtl.md)"
             )
         if args.sim:
@@ -313,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
                     f"{al['cycles_max']} cycles after start (measured, beside the steps)"
                 )
             print(
-                f"simulated (Verilator): {s['windows']} windows, cycles start->done {s['cycles_min']}-{s['cycles_max']} "
+                f"simulated (Verilator): {res.windows_source}, cycles start->done {s['cycles_min']}-{s['cycles_max']} "
                 f"(measured), {s['cycles_max'] * clock_ns / 1000:.3f} us at an assumed {clock_ns:g} ns clock; "
                 f"{verdict} with firmware_sim"
             )

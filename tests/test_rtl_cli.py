@@ -116,3 +116,28 @@ def test_printed_counts_grammar_separators_and_proxy(qrun, tmp_path, capsys, mon
     out = capsys.readouterr().out
     assert "1 stage per step" in out
     assert "1,200 DSP, 2,512 BRAM18" in out and "logic depth 17 cells (a proxy" in out
+
+
+def test_rtl_json_names_its_model_and_where_its_windows_came_from(qrun, tmp_path, capsys):
+    """rtl.json carries the description's fingerprint, the weights' hash and ``windows_source``
+    (the generated windows, or --inputs FILE), which the CLI prints too (issue #16 trial)."""
+    import json
+
+    import numpy as np
+    from rtl_models import windows
+
+    from qlstm import description
+    from qlstm.io import weights_sha256
+    from qlstm.rtl import api
+
+    desc, weights = description.load(qrun)
+    assert _rtl(qrun, tmp_path / "o", "--windows", "8") == 0
+    m = json.loads((tmp_path / "o" / "rtl.json").read_text())
+    assert (m["model_fingerprint"], m["weights_sha256"]) == (desc.fingerprint(), weights_sha256(weights))
+    assert m["windows_source"] == api.default_windows_source(8) and "saturating" in m["windows_source"]
+    assert m["windows_source"] in capsys.readouterr().out
+    x = tmp_path / "X.npy"
+    np.save(x, windows(desc, 5))
+    assert _rtl(qrun, tmp_path / "o2", "--inputs", str(x)) == 0
+    m = json.loads((tmp_path / "o2" / "rtl.json").read_text())
+    assert m["windows_source"] == f"--inputs {x} (5 windows)"
