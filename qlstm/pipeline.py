@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -318,6 +319,40 @@ def _prepare_root(root: Path) -> None:
         atomic_write_text(root / ROOT_MARKER, json.dumps({"kind": "qlstm run", "steps": STEP_NAMES}) + "\n")
 
 
+def _aside(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}.previous"
+
+
+def _set_aside(folder: Path) -> Path | None:
+    """Move a step's last result out of the way (``RUN_ROOT/.<step>.previous``) before the step
+    runs again; :func:`execute` puts it back if the step fails or is interrupted, so a failed step
+    never leaves its folder empty or half-written under a report that presents it (a new user's
+    trial of issue #16: an unreachable ``rtl.budget_us`` deleted ``rtl/`` under the old report).
+    A copy left by a killed process is put back first when the step's folder has no done-marker."""
+    aside = _aside(folder)
+    if aside.exists():
+        if (folder / DONE).is_file():
+            shutil.rmtree(aside)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(aside, folder)
+    if not folder.exists():
+        return None
+    os.replace(folder, aside)
+    return aside
+
+
+def _remove_dependents(root: Path, name: str) -> None:
+    """Delete the folders of the steps that read step ``name``'s result, directly or not: once
+    ``name`` has a new result they are stale (they run again after it, or, stopped by ``--to``,
+    are absent rather than describing a result that is gone)."""
+    stale = {name}
+    for step, _fn, _sections, deps in STEPS:
+        if stale.intersection(deps):
+            stale.add(step)
+            shutil.rmtree(root / step, ignore_errors=True)
+
+
 def execute(cfg: RunConfig, root: Path, start: str | None = None, stop: str | None = None, echo=print) -> Run:
     """Run the steps in order, skipping those already done with the same inputs."""
     for name in (start, stop):
@@ -350,16 +385,24 @@ def execute(cfg: RunConfig, root: Path, start: str | None = None, stop: str | No
             echo(f"{tag} up to date, skipped ({done['seconds']:.1f} s when run)")
             continue
         folder = run.dir(name)
-        if folder.exists():
-            shutil.rmtree(folder)  # a stale or partial result of this step, inside our run folder
+        previous = _set_aside(folder)  # the last result stays until this run of the step succeeds
         folder.mkdir(parents=True)
         echo(f"{tag} running ...")
         t0 = time.perf_counter()
-        outputs = fn(cfg, run)
-        seconds = time.perf_counter() - t0
-        atomic_write_text(
-            folder / DONE, json.dumps({"key": key, "outputs": outputs, "seconds": seconds}) + "\n"
-        )
+        try:
+            outputs = fn(cfg, run)
+            seconds = time.perf_counter() - t0
+            atomic_write_text(
+                folder / DONE, json.dumps({"key": key, "outputs": outputs, "seconds": seconds}) + "\n"
+            )
+        except BaseException:  # failed or interrupted (Ctrl-C): the run folder as it was before the step
+            shutil.rmtree(folder, ignore_errors=True)
+            if previous is not None:
+                os.replace(previous, folder)
+            raise
+        if previous is not None:
+            shutil.rmtree(previous)
+        _remove_dependents(root, name)
         run.keys[name], run.outputs[name] = key, outputs
         echo(f"{tag} done in {seconds:.1f} s (total {time.perf_counter() - t_all:.0f} s)")
     return run
