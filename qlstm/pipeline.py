@@ -192,18 +192,17 @@ def step_rtl(cfg: RunConfig, run: Run) -> dict[str, Any]:
     desc, weights = qrun.load()
     test = qrun.heldout().test
     idx = np.linspace(0, len(test) - 1, min(r.windows, len(test))).astype(int)
-    notes = []
+    rows = None
     cap = {"lut": tgt.resources.lut, "ff": tgt.resources.ff, "dsp": tgt.resources.dsp,
            "bram_18k": tgt.resources.bram_18k}  # fmt: skip
     if r.budget_us is not None:
         d, rows = api.choose_pipeline(desc, weights, r.budget_us, tgt.clock_ns, capacity=cap)
-        notes.append(f"rtl.budget_us {r.budget_us:g}: candidates (da4ml estimates) {rows}")
     else:
         d = api.design(desc, weights, r.pipeline)
     out = run.dir("rtl")
     res = api.build(desc, weights, part=tgt.part, clock_ns=tgt.clock_ns, out=out, target=tgt.name,
                     capacity=cap, traced_design=d)  # fmt: skip
-    res.notes += notes
+    res.budget_us, res.candidates = r.budget_us, rows
     res.windows_source = f"{len(idx):,} held-out test windows of {qrun.path}"
     # Yosys (one thread) runs beside the Verilator build: on 2 cores the step takes the longer of
     # the two, not their sum (docs/architecture.md has the measured times).
@@ -212,11 +211,6 @@ def step_rtl(cfg: RunConfig, run: Run) -> dict[str, Any]:
         sim = api.simulate(res, test.x[idx], jobs=r.jobs)
         if synth is not None:
             synth.result()  # re-raises a Yosys failure
-    if r.budget_us is not None:
-        us = sim["cycles_max"] * tgt.clock_ns / 1000
-        res.notes.append(
-            f"budget {r.budget_us:g} us: {'met' if us <= r.budget_us else 'MISSED'} on measured cycles"
-        )
     res.write_json()  # after both: each wrote its own half while the other was running
     return {"rtl": str(out), "bit_exact": sim["bit_exact"]}
 

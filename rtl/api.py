@@ -141,6 +141,27 @@ class RtlResult:
                     "bram18": round(y.bram18 / self.capacity["bram_18k"], 4),
                 }
                 s["fits"] = all(v <= 1.0 for v in s["utilisation"].values())
+        if self.budget_us is not None:
+            s["budget_us"] = self.budget_us
+            s["budget_met"] = None if s["latency_us"] is None else s["latency_us"] <= self.budget_us
+            s["budget_source"] = (
+                "not simulated: the chosen cutoff meets it by construction (cycles_by_construction x assumed clock)"
+                if self.sim is None
+                else "measured cycles (cycles_max) x assumed clock"
+            )
+        if self.candidates is not None:
+            s["candidates"] = [
+                {"cutoff": r["pipeline"], "stages_per_step": r["stages_per_step"],
+                 "cycles": r["cycles"], "latency_us": round(r["latency_us"], 6),
+                 "lut": round(r["lut_estimate"]), "ff": r["register_bits"], "binding": r["binding"],
+                 "cost": round(r["cost"], 6), "chosen": bool(r.get("chosen", False))}
+                for r in self.candidates
+            ]  # fmt: skip
+            s["candidates_source"] = (
+                "the cutoffs tried for budget_us (CANDIDATES): cycles and latency_us by construction at the assumed "
+                "clock; lut and ff (register bits) estimated by da4ml before synthesis; cost: the binding one as a "
+                "fraction of the part (docs/rtl.md)"
+            )
         if d.alarm is not None:
             s["alarm"] = d.alarm.summary()  # type: ignore[attr-defined]
             if self.sim is not None and "alarm" in self.sim:

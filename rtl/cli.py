@@ -287,8 +287,7 @@ def run(args: argparse.Namespace) -> int:
             if args.inputs is not None
             else api.default_windows_source(len(x))
         )
-        if rows is not None:
-            res.notes.append(f"--budget-us {args.budget_us:g}: candidates (da4ml estimates) {rows}")
+        res.budget_us, res.candidates = args.budget_us, rows
         brams = api.table_bram18_estimate(stage)
         if cap and brams > cap["bram_18k"]:
             res.notes.append(
@@ -326,10 +325,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"self-checking testbench (Verilator, {len(x):,} windows in tb/): {s['testbench'][4:]}")
             if args.budget_us is not None:
                 us = s["cycles_max"] * clock_ns / 1000
-                res.notes.append(
+                print(
                     f"budget {args.budget_us:g} us: {'met' if us <= args.budget_us else 'MISSED'} on measured cycles ({us:.3f} us)"
                 )
-                print(res.notes[-1])
         if args.synth:
             try:
                 y = api.synthesize(res)

@@ -141,3 +141,26 @@ def test_rtl_json_names_its_model_and_where_its_windows_came_from(qrun, tmp_path
     assert _rtl(qrun, tmp_path / "o2", "--inputs", str(x)) == 0
     m = json.loads((tmp_path / "o2" / "rtl.json").read_text())
     assert m["windows_source"] == f"--inputs {x} (5 windows)"
+
+
+def test_budget_outcome_and_candidates_are_typed_fields(qrun, tmp_path):
+    """--budget-us: rtl.json's budget_us, budget_met (null without --sim) and one labelled object
+    per cutoff tried, exactly api.CANDIDATES, which docs/rtl.md names (issue #16 trial item 4)."""
+    import json
+    from pathlib import Path
+
+    from qlstm.rtl import api
+
+    assert _rtl(qrun, tmp_path / "o", "--budget-us", "2", "--windows", "4") == 0
+    m = json.loads((tmp_path / "o" / "rtl.json").read_text())
+    assert (m["budget_us"], m["budget_met"]) == (2.0, None) and "by construction" in m["budget_source"]
+    cands = m["candidates"]
+    assert [c["cutoff"] for c in cands] == list(api.CANDIDATES)
+    assert set(cands[0]) == {"cutoff", "stages_per_step", "cycles", "latency_us", "lut", "ff", "binding",
+                             "cost", "chosen"}  # fmt: skip
+    chosen = [c for c in cands if c["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["cutoff"] == m["pipeline"] and chosen[0]["latency_us"] <= 2.0
+    assert not any("candidates" in n for n in m.get("notes", []))
+    docs = (Path(__file__).parents[1] / "docs" / "rtl.md").read_text()
+    listed = ", ".join(f"{c:g}" for c in api.CANDIDATES[:-1]) + f" and {api.CANDIDATES[-1]:g}"
+    assert f"tries the cutoffs {listed} (" in docs
