@@ -150,8 +150,10 @@ def _product_latency(text: str | None) -> float | None | str:
         v = float(text)
     except ValueError:
         v = math.nan
-    if not (math.isfinite(v) and v >= 0):
-        raise QlstmError(f"--product-latency {text!r}: a finite number >= 0 of da4ml delay units, or 'da4ml'")
+    if not (math.isfinite(v) and v > 0):
+        raise QlstmError(
+            f"--product-latency {text!r}: a finite number > 0 (at most the cutoff) of da4ml delay units, or 'da4ml'"
+        )
     return v
 
 
@@ -183,10 +185,22 @@ def _target(args: argparse.Namespace) -> tuple[str, str | None, float, dict[str,
     return part, None, args.clock_ns, cap
 
 
+#: The shortest clock period accepted (ns): 2 GHz, above any Xilinx fabric clock. The fastest
+#: clock of UltraScale+ (-3 speed grade) is under 900 MHz (BUFGCE Fmax 891 MHz, DS923 "Clocking
+#: Switching Characteristics"); 7-series under 750 MHz (BUFG 741 MHz at -3, DS182/DS183).
+MIN_CLOCK_NS = 0.5
+
+
 def _check_numbers(args: argparse.Namespace) -> None:
     """Refuse zero, negative and non-finite numeric options in one line before any work (an
-    explicit 0 is never turned into a default)."""
+    explicit 0 is never turned into a default), and a clock period below :data:`MIN_CLOCK_NS`."""
     import math
+
+    if args.clock_ns is not None and math.isfinite(args.clock_ns) and 0 < args.clock_ns < MIN_CLOCK_NS:
+        raise QlstmError(
+            f"--clock-ns {args.clock_ns:g}: a clock above {1 / MIN_CLOCK_NS:g} GHz (period < {MIN_CLOCK_NS:g} ns) "
+            "is beyond any FPGA fabric; give the period in ns (5 = 200 MHz)"
+        )
 
     for flag, v in (
         ("--clock-ns", args.clock_ns),
@@ -230,6 +244,10 @@ def run(args: argparse.Namespace) -> int:
     from .synth import yosys_family
 
     _check_numbers(args)
+    pl = _product_latency(args.product_latency)
+    cut = api.DEFAULT_PIPELINE if args.pipeline is None else args.pipeline
+    if isinstance(pl, float) and args.budget_us is None and pl > cut:
+        raise QlstmError(f"--product-latency {pl:g}: must be > 0 and at most the cutoff {cut:g}")
     check_out_folder(args.out, args.overwrite, (args.run_dir, args.inputs))
     part, target, clock_ns, cap = _target(args)
     yosys_family(part)  # refuse an unknown part before any work, with or without --synth
@@ -257,7 +275,6 @@ def run(args: argparse.Namespace) -> int:
 
         rule = AlarmRule(score=args.alarm, ewma_shift=args.alarm_ewma_shift)
     rows = None
-    pl = _product_latency(args.product_latency)
     if args.budget_us is not None:
         d, rows = api.choose_pipeline(
             desc, weights, args.budget_us, clock_ns, product_latency=pl, capacity=cap

@@ -49,7 +49,17 @@ def test_out_overlapping_the_input_run_is_refused_and_nothing_deleted(qrun, tmp_
         (("--jobs", "0"), "--jobs 0: must be >= 1"),
         (("--jobs", "-4", "--sim"), "--jobs -4: must be >= 1"),
         (("--windows", "0", "--sim"), "--windows 0: must be >= 1"),
-        (("--product-latency", "nan"), "--product-latency 'nan': a finite number >= 0"),
+        (("--product-latency", "nan"), "--product-latency 'nan': a finite number > 0 (at most the cutoff)"),
+        (("--product-latency", "0"), "--product-latency '0': a finite number > 0 (at most the cutoff)"),
+        (("--product-latency", "-3"), "--product-latency '-3': a finite number > 0 (at most the cutoff)"),
+        (
+            ("--product-latency", "5", "--pipeline", "4"),
+            "--product-latency 5: must be > 0 and at most the cutoff 4",
+        ),
+        (
+            ("--clock-ns", "1e-12"),
+            "--clock-ns 1e-12: a clock above 2 GHz (period < 0.5 ns) is beyond any FPGA",
+        ),
     ],
 )
 def test_zero_and_non_finite_numbers_are_refused_not_defaulted(qrun, tmp_path, capsys, extra, message):
@@ -220,3 +230,35 @@ def test_out_where_no_folder_can_be_made_is_one_line_before_any_work(qrun, tmp_p
     assert not list(tmp_path.glob(".qlstm-probe.*"))
     check_out_folder(tmp_path / "new" / "deeper")  # the probe leaves nothing behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q"]
+
+
+def test_missing_build_tool_is_named(monkeypatch):
+    """Verilator's tools: the message names the one that is missing (issue #16 trial: "needs perl,
+    make and g++" with only g++ absent)."""
+    from qlstm.rtl import sim
+
+    real = sim.shutil.which
+    monkeypatch.setattr(sim.shutil, "which", lambda t: None if t == "g++" else real(t))
+    with pytest.raises(QlstmError, match=r"g\+\+ not found: install it \(apt-get install g\+\+\)"):
+        sim.verilator_env()
+
+
+def test_a_run_folder_points_to_its_quantized_runs(tmp_path, capsys):
+    """`qlstm rtl RUN` with a `qlstm run` folder names RUN/quantize/<names> found there, not
+    "train or quantize first" (issue #16 trial)."""
+    from qlstm import description, pipeline
+
+    desc, weights = policy_model(("gru",), (2,), 6, history=3, horizon=1)
+    run = tmp_path / "run"
+    (run / "quantize").mkdir(parents=True)
+    (run / pipeline.ROOT_MARKER).write_text("{}")
+    for name in ("qat8", "ptq8"):
+        description.save(run / "quantize" / name, desc, weights)
+    assert _rtl(run, tmp_path / "o") == 2
+    err = capsys.readouterr().err.strip()
+    q = run / "quantize"
+    assert (
+        f"a `qlstm run` folder, not one model; pass one of its quantized runs: {q / 'ptq8'}, {q / 'qat8'}"
+        in err
+    )
+    assert len(err.splitlines()) == 1 and not (tmp_path / "o").exists()
