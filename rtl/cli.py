@@ -185,9 +185,9 @@ def _target(args: argparse.Namespace) -> tuple[str, str | None, float, dict[str,
     return part, None, args.clock_ns, cap
 
 
-#: The shortest clock period accepted (ns): 2 GHz, above any Xilinx fabric clock. The fastest
-#: clock of UltraScale+ (-3 speed grade) is under 900 MHz (BUFGCE Fmax 891 MHz, DS923 "Clocking
-#: Switching Characteristics"); 7-series under 750 MHz (BUFG 741 MHz at -3, DS182/DS183).
+#: The shortest clock period accepted (ns): 2 GHz, twice any Xilinx fabric clock. The global
+#: clock tree limits it: FMAX_BUFG 628 MHz on Spartan-7 -2 (DS189 Table 32, read 2026-12-01);
+#: UltraScale+ BUFGCE stays under 1 GHz at -3 (DS923, 891 MHz as recalled, not re-read here).
 MIN_CLOCK_NS = 0.5
 
 
