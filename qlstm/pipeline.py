@@ -322,7 +322,8 @@ def _set_aside(folder: Path) -> Path | None:
     runs again; :func:`execute` puts it back if the step fails or is interrupted, so a failed step
     never leaves its folder empty or half-written under a report that presents it (a new user's
     trial of issue #16: an unreachable ``rtl.budget_us`` deleted ``rtl/`` under the old report).
-    A copy left by a killed process is put back first when the step's folder has no done-marker."""
+    A copy left by a killed process is put back first when the step's folder has no done-marker;
+    a folder without one (partial) is deleted, not kept."""
     aside = _aside(folder)
     if aside.exists():
         if (folder / DONE).is_file():
@@ -330,6 +331,8 @@ def _set_aside(folder: Path) -> Path | None:
         else:
             shutil.rmtree(folder, ignore_errors=True)
             os.replace(aside, folder)
+    if folder.exists() and not (folder / DONE).is_file():
+        shutil.rmtree(folder)  # a partial result (no done-marker): nothing to keep
     if not folder.exists():
         return None
     os.replace(folder, aside)

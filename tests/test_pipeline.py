@@ -288,3 +288,5 @@ def test_failed_or_interrupted_step_leaves_the_run_folder_consistent(tmp_path, m
     pipeline._set_aside(root / "rtl")
     (root / ".rtl.previous").rename(root / "rtl")
     assert state() == good
+    (root / "rtl" / pipeline.DONE).unlink()  # a partial folder (no done-marker) is not kept
+    assert pipeline._set_aside(root / "rtl") is None and not (root / "rtl").exists()
