@@ -693,6 +693,17 @@ def load(run_dir: Path) -> tuple[ModelDescription, dict[str, np.ndarray]]:
     run_dir = Path(run_dir)
     dpath, wpath = run_dir / DESCRIPTION_FILE, run_dir / WEIGHTS_FILE
     if not dpath.is_file():
+        from qlstm.pipeline import ROOT_MARKER
+
+        if (run_dir / ROOT_MARKER).is_file():  # a `qlstm run` folder: name the models inside it
+            models = sorted(p.parent for p in run_dir.glob(f"*/*/{DESCRIPTION_FILE}"))
+            quantized = [str(p) for p in models if p.parent.name == "quantize"]
+            found = quantized or [str(p) for p in models]
+            raise QlstmError(
+                f"{run_dir}: a `qlstm run` folder, not one model; pass one of its "
+                + (f"quantized runs: {', '.join(quantized)}" if quantized else
+                   f"models: {', '.join(found)}" if found else "models once its quantize step has run")
+            )  # fmt: skip
         raise QlstmError(
             f"{run_dir}: no {DESCRIPTION_FILE}; not a qlstm run folder (train or quantize first)"
         )

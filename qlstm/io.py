@@ -78,16 +78,23 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def check_out_folder(out: Path, overwrite: bool = False, inputs: tuple[Path | None, ...] = ()) -> None:
-    """Refuse an output folder before any work: an existing file, a non-empty folder without
+    """Refuse an output folder before any work: an existing file, a place where no folder can be
+    created (its nearest existing ancestor is tried: ``/proc``, a read-only mount), a non-empty folder without
     ``overwrite``, or a folder that is, contains or lies inside one of ``inputs`` (paths resolved,
     symlinks followed), which ``--overwrite`` would otherwise delete. Raises QlstmError (one line)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise QlstmError(f"--out {out}: exists and is not a folder")
-    for parent in out.absolute().parents:  # the nearest existing ancestor must be a folder
+    for parent in out.absolute().parents:  # the nearest existing ancestor must be a folder ...
         if parent.exists():
             if not parent.is_dir():
                 raise QlstmError(f"--out {out}: {parent} is a file, not a folder")
+            try:  # ... where a folder can be made (not /proc, not read-only): tried, not guessed
+                os.rmdir(tempfile.mkdtemp(prefix=".qlstm-probe.", dir=parent))
+            except OSError as exc:
+                raise QlstmError(
+                    f"--out {out}: cannot create a folder in {parent} ({exc.strerror or type(exc).__name__})"
+                ) from None
             break
     real = out.resolve()
     for inp in inputs:

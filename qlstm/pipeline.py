@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -191,19 +192,18 @@ def step_rtl(cfg: RunConfig, run: Run) -> dict[str, Any]:
     desc, weights = qrun.load()
     test = qrun.heldout().test
     idx = np.linspace(0, len(test) - 1, min(r.windows, len(test))).astype(int)
-    notes = []
+    rows = None
     cap = {"lut": tgt.resources.lut, "ff": tgt.resources.ff, "dsp": tgt.resources.dsp,
            "bram_18k": tgt.resources.bram_18k}  # fmt: skip
     if r.budget_us is not None:
         d, rows = api.choose_pipeline(desc, weights, r.budget_us, tgt.clock_ns, capacity=cap)
-        notes.append(f"rtl.budget_us {r.budget_us:g}: candidates (da4ml estimates) {rows}")
     else:
         d = api.design(desc, weights, r.pipeline)
     out = run.dir("rtl")
     res = api.build(desc, weights, part=tgt.part, clock_ns=tgt.clock_ns, out=out, target=tgt.name,
                     capacity=cap, traced_design=d)  # fmt: skip
-    res.notes += notes
-    res.notes.append(f"simulated windows: {len(idx)} held-out test windows of {qrun.path}")
+    res.budget_us, res.candidates = r.budget_us, rows
+    res.windows_source = f"{len(idx):,} held-out test windows of {qrun.path}"
     # Yosys (one thread) runs beside the Verilator build: on 2 cores the step takes the longer of
     # the two, not their sum (docs/architecture.md has the measured times).
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -211,11 +211,6 @@ def step_rtl(cfg: RunConfig, run: Run) -> dict[str, Any]:
         sim = api.simulate(res, test.x[idx], jobs=r.jobs)
         if synth is not None:
             synth.result()  # re-raises a Yosys failure
-    if r.budget_us is not None:
-        us = sim["cycles_max"] * tgt.clock_ns / 1000
-        res.notes.append(
-            f"budget {r.budget_us:g} us: {'met' if us <= r.budget_us else 'MISSED'} on measured cycles"
-        )
     res.write_json()  # after both: each wrote its own half while the other was running
     return {"rtl": str(out), "bit_exact": sim["bit_exact"]}
 
@@ -318,6 +313,43 @@ def _prepare_root(root: Path) -> None:
         atomic_write_text(root / ROOT_MARKER, json.dumps({"kind": "qlstm run", "steps": STEP_NAMES}) + "\n")
 
 
+def _aside(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}.previous"
+
+
+def _set_aside(folder: Path) -> Path | None:
+    """Move a step's last result out of the way (``RUN_ROOT/.<step>.previous``) before the step
+    runs again; :func:`execute` puts it back if the step fails or is interrupted, so a failed step
+    never leaves its folder empty or half-written under a report that presents it (a new user's
+    trial of issue #16: an unreachable ``rtl.budget_us`` deleted ``rtl/`` under the old report).
+    A copy left by a killed process is put back first when the step's folder has no done-marker;
+    a folder without one (partial) is deleted, not kept."""
+    aside = _aside(folder)
+    if aside.exists():
+        if (folder / DONE).is_file():
+            shutil.rmtree(aside)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(aside, folder)
+    if folder.exists() and not (folder / DONE).is_file():
+        shutil.rmtree(folder)  # a partial result (no done-marker): nothing to keep
+    if not folder.exists():
+        return None
+    os.replace(folder, aside)
+    return aside
+
+
+def _remove_dependents(root: Path, name: str) -> None:
+    """Delete the folders of the steps that read step ``name``'s result, directly or not: once
+    ``name`` has a new result they are stale (they run again after it, or, stopped by ``--to``,
+    are absent rather than describing a result that is gone)."""
+    stale = {name}
+    for step, _fn, _sections, deps in STEPS:
+        if stale.intersection(deps):
+            stale.add(step)
+            shutil.rmtree(root / step, ignore_errors=True)
+
+
 def execute(cfg: RunConfig, root: Path, start: str | None = None, stop: str | None = None, echo=print) -> Run:
     """Run the steps in order, skipping those already done with the same inputs."""
     for name in (start, stop):
@@ -350,16 +382,24 @@ def execute(cfg: RunConfig, root: Path, start: str | None = None, stop: str | No
             echo(f"{tag} up to date, skipped ({done['seconds']:.1f} s when run)")
             continue
         folder = run.dir(name)
-        if folder.exists():
-            shutil.rmtree(folder)  # a stale or partial result of this step, inside our run folder
+        previous = _set_aside(folder)  # the last result stays until this run of the step succeeds
         folder.mkdir(parents=True)
         echo(f"{tag} running ...")
         t0 = time.perf_counter()
-        outputs = fn(cfg, run)
-        seconds = time.perf_counter() - t0
-        atomic_write_text(
-            folder / DONE, json.dumps({"key": key, "outputs": outputs, "seconds": seconds}) + "\n"
-        )
+        try:
+            outputs = fn(cfg, run)
+            seconds = time.perf_counter() - t0
+            atomic_write_text(
+                folder / DONE, json.dumps({"key": key, "outputs": outputs, "seconds": seconds}) + "\n"
+            )
+        except BaseException:  # failed or interrupted (Ctrl-C): the run folder as it was before the step
+            shutil.rmtree(folder, ignore_errors=True)
+            if previous is not None:
+                os.replace(previous, folder)
+            raise
+        if previous is not None:
+            shutil.rmtree(previous)
+        _remove_dependents(root, name)
         run.keys[name], run.outputs[name] = key, outputs
         echo(f"{tag} done in {seconds:.1f} s (total {time.perf_counter() - t_all:.0f} s)")
     return run
@@ -388,7 +428,7 @@ def summary_lines(run: Run) -> list[str]:
         ex = "BIT-EXACT" if r["bit_exact"] else "NOT bit-exact"
         line = (f"  RTL {r['target'] or r['part']}: {r['cycles_max']} cycles measured in Verilator = "
                 f"{r['latency_us']:.3f} us at an assumed {r['clock_ns']:g} ns clock, {ex} vs firmware_sim "
-                f"on {r['windows']} windows")  # fmt: skip
+                f"on {r['windows']} windows ({r.get('windows_source') or 'source not recorded'})")  # fmt: skip
         if r.get("lut") is not None:
             line += (
                 f"; Yosys (not placed) {r['lut']:,} LUT, {r['ff']:,} FF, {r['dsp']} DSP, {r['bram18']} BRAM18"

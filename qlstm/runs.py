@@ -615,6 +615,34 @@ def read_rtl(path: Path) -> RtlSummary:
         raise QlstmError(f"{where}: missing or bad field {exc}") from None
 
 
+def check_rtl_model(
+    rtl: RtlSummary, desc: ModelDescription, weights: dict[str, np.ndarray], qrun: Path
+) -> None:
+    """Refuse (one QlstmError line) an RTL folder that implements another model than ``desc`` and
+    ``weights`` (the quantized run ``qrun``): rtl.json's ``model_fingerprint`` and
+    ``weights_sha256``, or, for an rtl.json written before they existed, the folder's ``model/``
+    (the description and weights it implements, :func:`qlstm.rtl.api.build`)."""
+    from qlstm.io import weights_sha256
+
+    m = rtl.raw
+    if m.get("model_fingerprint") and m.get("weights_sha256"):
+        theirs = (str(m["model_fingerprint"]), str(m["weights_sha256"]))
+    else:
+        folder = rtl.path.parent / "model"
+        if not (folder / "model.json").is_file():
+            raise QlstmError(
+                f"{rtl.path}: names no model (no model_fingerprint, no model/ folder); cannot tell it implements {qrun}"
+            )
+
+        d2, w2 = description.load(folder)
+        theirs = (d2.fingerprint(), weights_sha256(w2))
+    if theirs != (desc.fingerprint(), weights_sha256(weights)):
+        raise QlstmError(
+            f"{rtl.path}: RTL of another model than {qrun} (description or weights differ); "
+            f"pass the RTL folder built from {qrun}"
+        )
+
+
 @dataclass(frozen=True)
 class DetectorScores:
     """One detector's scores on the held-out events (``detection.json``; simulated on the recording)."""

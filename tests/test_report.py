@@ -99,7 +99,7 @@ def hls_estimates(qrun: Path, root: Path) -> Path:
 @pytest.mark.slow  # compiles the hls4ml C simulation for the bit-exactness section
 def test_report_sections_and_figures(runs, tmp_path):
     out = tmp_path / "rep"
-    rtl_dir, det_dir = fixture_artifacts(tmp_path / "steps")
+    rtl_dir, det_dir = fixture_artifacts(tmp_path / "steps", runs["qat"])
     argv = [
         "report",
         str(runs["qat"]),
@@ -293,7 +293,7 @@ RTL_JSON = {
     "carry": 89, "logic_depth": 17, "resources_source": "after Yosys 0.70 synth_xilinx -family xc7, not placed",
     "capacity": {"lut": 218600, "ff": 437200, "dsp": 900, "bram_18k": 1090},
     "utilisation": {"lut": 0.0056, "ff": 0.0013, "dsp": 0.0022, "bram18": 0.0037}, "fits": True,
-    "synth_seconds": 30.0,
+    "synth_seconds": 30.0, "windows_source": "--inputs X.npy (20 windows)",
 }  # fmt: skip
 
 
@@ -302,12 +302,17 @@ def _scores(rate, fa, lead, auc):
             "detected": round(4 * rate), "auc": auc, "threshold": 0.5}  # fmt: skip
 
 
-def fixture_artifacts(root: Path) -> tuple[Path, Path]:
-    """An rtl folder and a detect folder as the rtl and detect steps write them (hand-made)."""
+def fixture_artifacts(root: Path, qrun: Path) -> tuple[Path, Path]:
+    """An rtl folder (of quantized run ``qrun``: its fingerprint and weights hash) and a detect
+    folder as the rtl and detect steps write them (hand-made)."""
+    from qlstm.io import weights_sha256
+
     rtl, det = root / "rtl", root / "detect"
     rtl.mkdir(parents=True)
     det.mkdir(parents=True)
-    (rtl / "rtl.json").write_text(json.dumps(RTL_JSON))
+    desc, weights = description.load(qrun)
+    model = {"model_fingerprint": desc.fingerprint(), "weights_sha256": weights_sha256(weights)}
+    (rtl / "rtl.json").write_text(json.dumps({**RTL_JSON, **model}))
     d = {"format": "qlstm-detection/1", "backend": "firmware", "labelled": True, "target_false_alarms_per_day": 1.0,
          "evaluation_events": ["e3", "e4", "e5"], **_scores(0.75, 0.8, 123.4, 0.91),
          "float": _scores(1.0, 0.5, 150.0, 0.95),
@@ -329,7 +334,7 @@ def test_rtl_and_detection_sections_from_artifacts(runs, tmp_path):
     from qlstm.report.render import Figure, Table, to_markdown
     from qlstm.report.sections import section_detection, section_rtl
 
-    rtl_dir, det_dir = fixture_artifacts(tmp_path)
+    rtl_dir, det_dir = fixture_artifacts(tmp_path, runs["qat"])
     rtl = run_files.read_rtl(rtl_dir)
     assert (rtl.cycles_max, rtl.lut, rtl.logic_depth, rtl.synth_family, rtl.fits) == (
         47,
@@ -343,6 +348,7 @@ def test_rtl_and_detection_sections_from_artifacts(runs, tmp_path):
     blocks = section_rtl(inp, rtl, budget_us=0.2)
     md = to_markdown(blocks)
     assert "MEASURED in RTL simulation" in md and "NOT placed" in md and "ASSUMED clock" in md
+    assert "on 20 windows (--inputs X.npy (20 windows))" in md and "held-out" not in md  # what was simulated
     assert "47-47 cycles = 0.235 us" in md and "**bit-exact**" in md and "**MISSED**" in md  # 0.235 > 0.2
     assert "logic depth" in md.lower() and "17 cells" in md
     table = next(b for b in blocks if isinstance(b, Table))
@@ -398,6 +404,33 @@ def test_estimates_of_an_older_project_or_another_model(runs, tmp_path, capsys):
     assert main(["report", str(runs["qat"]), "--out", str(out), "--hls", str(old)]) == 2
     err = capsys.readouterr().err
     assert "estimate.json: missing or bad field" in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_refuses_the_rtl_of_another_model(runs, tmp_path, capsys):
+    """An RTL folder names its model (rtl.json's fingerprint and weights hash; an older rtl.json
+    its model/ folder): the report of another quantized run refuses it in one line, writes nothing
+    (a new user's trial of issue #16 got "RTL of this quantized model ... bit-exact" for a GRU's RTL)."""
+    rtl_dir, _ = fixture_artifacts(tmp_path / "steps", runs["qat"])
+    out = tmp_path / "rep"
+    for folder in (rtl_dir, _older_rtl_folder(tmp_path / "old", runs["qat"])):
+        assert main(["report", str(runs["ptq"]), "--out", str(out), "--rtl", str(folder)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "RTL of another model than" in err and len(err.splitlines()) == 1 and not out.exists()
+    bare = tmp_path / "bare"  # neither: cannot tell
+    bare.mkdir()
+    (bare / "rtl.json").write_text(json.dumps(RTL_JSON))
+    assert main(["report", str(runs["qat"]), "--out", str(out), "--rtl", str(bare)]) == 2
+    assert "names no model" in capsys.readouterr().err and not out.exists()
+    inp_rtl = run_files.read_rtl(_older_rtl_folder(tmp_path / "old2", runs["qat"]))
+    run_files.check_rtl_model(inp_rtl, *description.load(runs["qat"]), runs["qat"])  # its own model: accepted
+
+
+def _older_rtl_folder(root: Path, qrun: Path) -> Path:
+    """An rtl.json without the model fields (before 2026-12-01) beside the model/ it implements."""
+    root.mkdir(parents=True)
+    (root / "rtl.json").write_text(json.dumps(RTL_JSON))
+    description.save(root / "model", *description.load(qrun))
+    return root
 
 
 @pytest.mark.parametrize("name", ["rtl.json", "detection.json"])

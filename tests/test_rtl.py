@@ -236,7 +236,7 @@ def test_cli_budget_writes_the_folder_without_tools(tmp_path, capsys):
     )
     s = json.loads((out / "rtl.json").read_text())
     assert s["cycles_by_construction"] * 5 / 1000 <= 1 and s["cycles_max"] is None and s["bit_exact"] is None
-    assert "--budget-us 1" in s["notes"][0]
+    assert s["budget_us"] == 1.0 and [c["cutoff"] for c in s["candidates"] if c["chosen"]] == [s["pipeline"]]
     assert (out / "src" / "qlstm_top.v").is_file() and (out / "model" / "model.json").is_file()
     assert "by construction" in capsys.readouterr().out
 

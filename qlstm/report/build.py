@@ -123,6 +123,8 @@ def write_report(
     if trace_predictions_file is not None:
         inp.trace_predictions = runs.load_trace_predictions(trace_predictions_file)
     inp.rtl = runs.read_rtl(rtl_dir) if rtl_dir is not None else None
+    if inp.rtl is not None:
+        runs.check_rtl_model(inp.rtl, inp.desc, inp.weights, inp.qrun)
     inp.detection = runs.read_detection(detect_dir) if detect_dir is not None else None
     inp.hls_dir = None if hls_dir is None else Path(hls_dir)
     if inp.hls_dir is not None:

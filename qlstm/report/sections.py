@@ -323,8 +323,8 @@ def section_rtl(inp: Inputs, rtl: runs.RtlSummary | None, budget_us: float) -> l
         ex = "bit-exact" if rtl.bit_exact else f"NOT bit-exact ({rtl.mismatches} windows differ)"
         us = rtl.cycles_max * clock / 1000
         paras.append(
-            f"Cycles MEASURED in RTL simulation (Verilator), start to done, on {rtl.windows:,} held-out test "
-            f"windows: {rtl.cycles_min}-{rtl.cycles_max} cycles = {us:.3f} us at the assumed clock. Outputs "
+            f"Cycles MEASURED in RTL simulation (Verilator), start to done, on {rtl.windows:,} windows "
+            f"({rtl.raw.get('windows_source') or 'their source not recorded in this older rtl.json'}): {rtl.cycles_min}-{rtl.cycles_max} cycles = {us:.3f} us at the assumed clock. Outputs "
             f"compared with firmware_sim by exact integer equality: **{ex}**. Budget {budget_us:g} us: "
             f"**{'met' if us <= budget_us else 'MISSED'}** (measured cycles x assumed clock)."
         )
