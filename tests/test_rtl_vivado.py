@@ -46,7 +46,9 @@ def test_folder_has_the_vectors_and_an_out_of_context_build_script(lstm4, tmp_pa
             "--inputs", str(tmp_path / "x.npy")]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "testbench vectors: 25 windows" in printed and "assumed" in printed
+    assert (
+        f"testbench vectors: --inputs {tmp_path / 'x.npy'} (25 windows)" in printed and "assumed" in printed
+    )
     q = desc.quantization
     # inputs and expected outputs: exact integers (raw bits of the ap_fixed types), one hex word a line
     assert _words(out / "tb/tb_inputs.hex") == _packed(q.input.to_int(x).reshape(25, -1), q.input.width)
