@@ -25,10 +25,14 @@ unless ``--threads`` is given. Results do not depend on the count: see docs/trai
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
+import time
 
 from qlstm.errors import QlstmError
+
+log = logging.getLogger(__name__)
 
 #: Environment variable naming the thread count (as ``qlstm --threads``).
 ENV = "QLSTM_THREADS"
@@ -42,6 +46,10 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 SERIAL_VARS = ("OPENBLAS_NUM_THREADS",)
 #: The kernel's load figures (1-, 5-, 15-minute load averages, runnable/total threads, last pid).
 LOADAVG = "/proc/loadavg"
+#: This process's threads, one directory each with a ``stat`` file (state ``R`` = running).
+TASKS = "/proc/self/task"
+#: Seconds between two readings of the machine in the training and QAT loops (:class:`Adapt`).
+ADAPT_INTERVAL = 1.0
 
 
 def available_cores() -> int:
@@ -133,3 +141,93 @@ def apply_loaded(n: int) -> None:
         torch.set_num_threads(n)
         with contextlib.suppress(RuntimeError):  # already set, or inter-op work already started
             torch.set_num_interop_threads(1)
+
+
+def other_runnable() -> int | None:
+    """Threads of OTHER processes that are runnable right now, or None where Linux's /proc is absent.
+
+    ``/proc/loadavg``'s runnable count (fourth field) minus this process's threads in state ``R``
+    (``/proc/self/task/*/stat``: its spinning OpenMP workers count as running, and the thread
+    reading counts once at least). A spinning process beside qlstm is always runnable, so one
+    reading sees it; :class:`Adapt` confirms it over consecutive readings.
+    """
+    try:
+        with open(LOADAVG) as f:
+            runnable = int(f.read().split()[3].split("/")[0])
+        own = 0
+        for task in os.listdir(TASKS):
+            with contextlib.suppress(OSError), open(os.path.join(TASKS, task, "stat")) as f:
+                # the state follows the command name in parentheses, which may hold spaces
+                own += f.read().rsplit(")", 1)[1].split()[0] == "R"
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, runnable - max(own, 1))
+
+
+class Adapt:
+    """Drops torch's intra-op threads to 1 while other work contends for the cores, and restores them.
+
+    Why: libgomp reads its wait policy once, at start-up (:func:`configure`), so a long training
+    that started on an idle machine keeps threads that spin at every barrier when other jobs
+    arrive later - 10x slower beside them (docs/train.md) - while one thread has no barrier to
+    spin on. Called from the training and QAT loops on every batch (:meth:`tick`, which reads the
+    kernel at most once per ``interval`` seconds): ``confirm`` consecutive readings with
+    ``other_runnable() + n > cores`` switch to 1 thread, as many free ones switch back. Nothing
+    happens when the policy is ``PASSIVE`` (sleeping threads share the cores well: 2 passive
+    threads beat 1 beside 2 spinners, docs/train.md) or when torch has 1 thread at the start.
+    Another thread count changes only the float32 rounding of oneDNN's LSTM/GRU kernels
+    (measured <= 1.2e-7 on weights, tests/test_threads.py), so a switched run is reproducible up
+    to that rounding, not bit for bit; set ``QLSTM_ADAPT=0`` to keep the count fixed.
+    """
+
+    def __init__(self, interval: float | None = None, confirm: int = 2, sense=None) -> None:
+        import torch
+
+        self._torch = torch
+        self.n = torch.get_num_threads()
+        self.cores = available_cores()
+        self.interval = ADAPT_INTERVAL if interval is None else interval
+        self.confirm = confirm
+        self.sense = sense or (lambda: other_runnable())  # looked up per call: tests replace it
+        flag = os.environ.get("QLSTM_ADAPT", "1").strip()
+        passive = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+        self.active = self.n > 1 and not passive and flag != "0"
+        self.reduced = False
+        self.switches = 0
+        self._streak = 0
+        self._next = time.monotonic() + self.interval
+
+    def tick(self) -> None:
+        """Cheap unless ``interval`` has passed: then one reading and, when confirmed, a switch."""
+        if not self.active:
+            return
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.interval
+        self.check()
+
+    def check(self) -> None:
+        """One reading of the machine; switches after ``confirm`` consistent readings."""
+        if not self.active:
+            return
+        others = self.sense()
+        contended = others is None or others + self.n > self.cores
+        self._streak = self._streak + 1 if contended != self.reduced else 0
+        if self._streak < self.confirm:
+            return
+        self._streak = 0
+        self.reduced = contended
+        self._torch.set_num_threads(1 if contended else self.n)
+        self.switches += 1
+        say = log.info if self.switches == 1 else log.debug
+        if contended:
+            say("other work on the cores (%s runnable): 1 torch thread until they are free", others)
+        else:
+            say("cores free again: back to %d torch threads", self.n)
+
+    def close(self) -> None:
+        """Restore the chosen count (the loop ended while reduced)."""
+        if self.reduced:
+            self._torch.set_num_threads(self.n)
+            self.reduced = False

@@ -35,6 +35,7 @@ from qlstm.description import Architecture, Quantization
 from qlstm.errors import QlstmError
 from qlstm.quantize.model import QuantNet, quantized_weights
 from qlstm.quantize.policy import QatConfig
+from qlstm.threads import Adapt
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ def fine_tune(
         dynamic_ncols=True,
         leave=False,
     )
+    adapt = Adapt()  # 1 torch thread while other work contends for the cores
     try:
         for epoch in range(1, cfg.epochs + 1):
             model.train()
@@ -132,6 +134,7 @@ def fine_tune(
                 sched.step()
                 running += float(loss.detach()) * len(idx)
                 bar.update(1)
+                adapt.tick()
                 if b % 20 == 0:
                     bar.set_postfix(
                         epoch=epoch, loss=f"{float(loss.detach()):.3g}", best_val=f"{best:.3g}", refresh=False
@@ -148,6 +151,7 @@ def fine_tune(
                 if bad >= cfg.patience:
                     break
     finally:
+        adapt.close()
         bar.close()
     model.load_state_dict(best_state)
     q = model.current_quantization()

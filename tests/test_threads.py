@@ -156,3 +156,93 @@ def test_threads_after_the_command_names_where_it_goes(command, capsys):
     assert "(--threads is an option of qlstm itself: qlstm --threads N <command> ...)" in err
     stage = parser._subparsers._group_actions[0].choices[command]
     assert "qlstm [-v] [--threads N] <command>" in " ".join(stage.format_help().split())
+
+
+def _fake_proc(tmp_path, runnable: int, states: list[str]):
+    """A /proc/loadavg with ``runnable`` threads and a /proc/self/task with one thread per state."""
+    (tmp_path / "loadavg").write_text(f"3.10 2.50 2.40 {runnable}/350 999\n")
+    for i, st in enumerate(states):
+        (tmp_path / "task" / str(100 + i)).mkdir(parents=True)
+        # a command name with spaces and a parenthesis, as the kernel may write it
+        (tmp_path / "task" / str(100 + i) / "stat").write_text(f"{100 + i} (py (x) y) {st} 1 100 100 0 -1\n")
+    return str(tmp_path / "loadavg"), str(tmp_path / "task")
+
+
+@pytest.mark.parametrize(
+    ("runnable", "states", "others"),
+    [
+        (5, ["R", "S", "R"], 3),  # two of this process's threads running (e.g. spinning OpenMP workers)
+        (3, ["S", "S"], 2),  # the reading thread counts once even when its stat says sleeping
+        (1, ["R", "R", "R"], 0),  # never negative (the two readings are not one instant)
+    ],
+)
+def test_other_runnable_excludes_this_process(clean_env, tmp_path, runnable, states, others):
+    loadavg, tasks = _fake_proc(tmp_path, runnable, states)
+    clean_env.setattr(threads, "LOADAVG", loadavg)
+    clean_env.setattr(threads, "TASKS", tasks)
+    assert threads.other_runnable() == others
+    clean_env.setattr(threads, "LOADAVG", str(tmp_path / "missing"))
+    assert threads.other_runnable() is None
+
+
+def test_adapt_switches_on_confirmed_readings_only(clean_env, caplog):
+    """1 torch thread after 2 contended readings, back after 2 free ones, logged once at INFO; nothing
+    happens under the passive policy or with QLSTM_ADAPT=0."""
+    import logging
+
+    import torch
+
+    torch.set_num_threads(2)
+    clean_env.setattr(threads, "available_cores", lambda: 2)
+    readings = iter([1, 0, 1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0])
+    a = threads.Adapt(interval=0.0, sense=lambda: next(readings))
+    seen = []
+    with caplog.at_level(logging.DEBUG, logger="qlstm.threads"):
+        for _ in range(13):
+            a.tick()
+            seen.append(torch.get_num_threads())
+    assert seen == [2, 2, 2, 1, 1, 1, 2, 2, 2, 2, 1, 1, 2]
+    assert [r.levelno for r in caplog.records] == [logging.INFO, logging.DEBUG, logging.DEBUG, logging.DEBUG]
+    torch.set_num_threads(2)
+    a = threads.Adapt(interval=0.0, sense=lambda: None)  # unreadable: contended (the safe side)
+    a.check(), a.check()
+    assert torch.get_num_threads() == 1
+    a.close()
+    assert torch.get_num_threads() == 2
+    for var, value in (("OMP_WAIT_POLICY", "passive"), ("QLSTM_ADAPT", "0")):
+        clean_env.setenv(var, value)
+        a = threads.Adapt(interval=0.0, sense=lambda: 5)
+        a.check(), a.check()
+        assert not a.active and torch.get_num_threads() == 2
+        clean_env.delenv(var)
+
+
+@pytest.mark.slow
+def test_adaptive_switch_keeps_results(clean_env, tmp_path):
+    """Training and QAT with the switch: a machine that stays free gives bit-identical weights to no
+    switch; a busy signal (1 thread from the second reading on) gives bit-identical weights on
+    repeat and differs from the unswitched run only in float32 rounding (as another thread count,
+    test_training_with_one_and_two_threads)."""
+    import torch
+
+    torch.set_num_threads(2)
+    clean_env.setattr(threads, "ADAPT_INTERVAL", 0.0)
+    clean_env.setattr(threads, "available_cores", lambda: 2)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({"train": TINY}))
+
+    def train(name: str, others: int | None, adapt: str = "1") -> dict[str, np.ndarray]:
+        clean_env.setenv("QLSTM_ADAPT", adapt)
+        clean_env.setattr(threads, "other_runnable", lambda: others)
+        out = tmp_path / name
+        assert main(["train", "--config", str(cfg), "--out", str(out)]) == 0
+        assert torch.get_num_threads() == 2  # restored after the loop
+        with np.load(out / "weights.npz") as z:
+            return {k: z[k] for k in z.files}
+
+    fixed, free = train("fixed", 5, adapt="0"), train("free", 0)
+    busy, busy_again = train("busy", 5), train("busy2", 5)
+    for k in fixed:
+        np.testing.assert_array_equal(free[k], fixed[k])
+        np.testing.assert_array_equal(busy[k], busy_again[k])
+        assert float(np.max(np.abs(busy[k] - fixed[k]))) <= 1e-6, k

@@ -34,6 +34,7 @@ from qlstm.description import CONSTANT_IN_WINDOWS, ModelDescription, Standardisa
 from qlstm.errors import QlstmError
 from qlstm.io import atomic_path, atomic_write_bytes, atomic_write_text, staged_dir
 from qlstm.runs import CHECKPOINT_FILE, CONFIG_FILE, CURVE_FILE, DATA_FILE, METRICS_FILE, WINDOWS_FILE
+from qlstm.threads import Adapt
 from qlstm.train import metrics as M
 from qlstm.train.config import TrainConfig, TrainingConfig
 from qlstm.train.dataset import Prepared, WindowSet, heldout, prepare, standardisation
@@ -135,6 +136,7 @@ def fit(
         log.info("epoch 0 (least-squares head): validation MSE %.3g", best)
     stopped_early = False
     bar = tqdm(total=total, disable=not progress, unit="batch", desc="train", dynamic_ncols=True, leave=False)
+    adapt = Adapt()  # 1 torch thread while other work contends for the cores
     try:
         for epoch in range(1, t.epochs + 1):
             model.train()
@@ -153,6 +155,7 @@ def fit(
                 lv = loss.item()
                 running += lv * len(idx)
                 bar.update(1)
+                adapt.tick()
                 if b % 20 == 0:
                     bar.set_postfix(epoch=epoch, loss=f"{lv:.3g}", best_val=f"{best:.3g}", refresh=False)
             val_mse = _evaluate(model, val)
@@ -179,6 +182,7 @@ def fit(
                     stopped_early = epoch < t.epochs
                     break
     finally:
+        adapt.close()
         bar.close()
     model.load_state_dict(best_state)
     return FitResult(model.eval(), history, best_epoch, stopped_early, time.perf_counter() - start)
