@@ -35,6 +35,7 @@ from qlstm.description import (
     RecurrentQuant,
     TableSpec,
 )
+from qlstm.errors import QlstmError
 from qlstm.fixedpoint import FixedType
 
 Init = Literal["uniform", "normal", "fan_in"]
@@ -271,6 +272,25 @@ def random_model(
     if q is None:
         return desc, raw
     return desc, {k: q.weight_type(k).quantize(v) for k, v in raw.items()}
+
+
+def non_negative_layer(
+    desc: ModelDescription, weights: dict[str, np.ndarray], layer: int = 0
+) -> dict[str, np.ndarray]:
+    """``weights`` with recurrent layer ``layer``'s kernels and biases replaced by their magnitudes.
+
+    Saturated onto each weight's type (``-min_int`` has no positive twin). With non-negative
+    inputs, every product of a gate then has the same sign, so the gate sums reach their largest
+    magnitudes: the case where a narrow accumulator wraps (tests of the wrapping paths).
+    """
+    q = desc.quantization
+    if q is None:
+        raise QlstmError("non_negative_layer needs a quantized description (the weights' types)")
+    out = dict(weights)
+    for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        name = f"rnn{layer}.{k}"
+        out[name] = q.weight_type(name).quantize(np.abs(weights[name]))
+    return out
 
 
 def random_windows(desc: ModelDescription, n: int, seed: int = 1) -> np.ndarray:

@@ -32,7 +32,7 @@ from qlstm.description import (
 from qlstm.firmware_sim import backend
 from qlstm.firmware_sim.simulate import Firmware
 from qlstm.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedType
-from qlstm.testing import random_model, readme_ptq8_quantization, uniform_quantization
+from qlstm.testing import non_negative_layer, random_model, readme_ptq8_quantization, uniform_quantization
 
 pytestmark = [
     pytest.mark.slow,
@@ -171,15 +171,7 @@ def test_readme_ptq8_types_wrapped_gate_sums_exact():
         ("lstm", "lstm"), (16, 5), history=6, channels=2, horizon=2,
         quantization=readme_ptq8_quantization(2), init="uniform", scale=6.0, seed=11,
     )  # fmt: skip
-    lq = desc.quantization.layers[0]  # type: ignore[union-attr]
-    types = {
-        "weight_ih": lq.weight,
-        "weight_hh": lq.recurrent_weight,
-        "bias_ih": lq.bias,
-        "bias_hh": lq.recurrent_bias,
-    }
-    for k, t in types.items():  # |v| saturated onto the type (-min_int has no positive twin)
-        w[f"rnn0.{k}"] = t.quantize(np.abs(w[f"rnn0.{k}"]))
+    w = non_negative_layer(desc, w)
     fw, cs = compiled("ptq8-coherent", desc, w)
     assert (
         fw.layers[0].float32_sums and fw.layers[0].float32_may_wrap and fw.layers[0].gate_lookup is not None

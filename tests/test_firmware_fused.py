@@ -216,22 +216,14 @@ def test_numpy_float32_gate_sums_that_wrap(coherent):
     wraps a step that left it exactly. Untraced NumPy step equal to the traced int64 step on
     every layer's h sequence and the outputs, stacked, with sums that wrap (all weights of the
     first layer >= 0) and sums that stay in range; the compiled step equal too."""
-    from qlstm.testing import readme_ptq8_quantization
+    from qlstm.testing import non_negative_layer, readme_ptq8_quantization
 
     desc, w = random_model(
         ("lstm", "lstm"), (16, 3), history=12, channels=1, horizon=4,
         quantization=readme_ptq8_quantization(2), init="uniform", scale=8.0, seed=4,
     )  # fmt: skip
     if coherent:  # every product of a gate the same sign: |W x + U h + b| up to 21 > 16
-        lq = desc.quantization.layers[0]  # type: ignore[union-attr]
-        types = {
-            "weight_ih": lq.weight,
-            "weight_hh": lq.recurrent_weight,
-            "bias_ih": lq.bias,
-            "bias_hh": lq.recurrent_bias,
-        }
-        for k, t in types.items():  # |v| saturated onto the type (-min_int has no positive twin)
-            w[f"rnn0.{k}"] = t.quantize(np.abs(w[f"rnn0.{k}"]))
+        w = non_negative_layer(desc, w)
     fw = Firmware(desc, w)
     lay0 = fw.layers[0]
     assert lay0.float32_sums and lay0.float32_may_wrap and lay0.gate_lookup is not None
