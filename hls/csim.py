@@ -31,7 +31,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ import numpy as np
 from qlstm.description import ModelDescription, check_weights
 from qlstm.errors import QlstmError
 from qlstm.hls_config import HlsConfig, check_reuse
-from qlstm.io import atomic_write_text, run_tool, weights_sha256
+from qlstm.io import atomic_write_text, new_staging, run_tool, weights_sha256
 
 from .graph import HEAD_NAME, PROJECT_NAME, build_model_graph, head_layers, rnn_name
 from .targets import TARGETS, check_part
@@ -405,7 +404,7 @@ def build_csim(
     project = entry
     if out_dir is not None:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging.", dir=out_dir.parent))
+        stage = new_staging(out_dir)
         try:
             shutil.copytree(entry, stage, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.so", MANIFEST))
             os.chmod(stage, 0o755)

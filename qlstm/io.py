@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import glob
 import os
 import shutil
 import subprocess
@@ -109,6 +110,32 @@ def check_out_folder(out: Path, overwrite: bool = False, inputs: tuple[Path | No
         raise QlstmError(f"{out} already exists and is not empty; choose another folder or pass --overwrite")
 
 
+def _remove_dead_stagings(final: Path) -> None:
+    """Remove staging folders of ``final`` left by processes that no longer exist.
+
+    A process killed outright (SIGKILL, a lost machine) cannot clean up; its staging folder names
+    its pid (``.NAME.staging.PID.XXXX``), so the next writer of ``final`` removes it unless that
+    pid is alive (a concurrent writer; a reused pid only delays the clean-up).
+    """
+    for old in final.parent.glob(f".{glob.escape(final.name)}.staging.*"):
+        pid = old.name[len(final.name) + len(".staging.") + 1 :].split(".", 1)[0]
+        if not pid.isdigit() or not old.is_dir():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(old, ignore_errors=True)
+        except (PermissionError, OverflowError):  # alive under another user, or not a pid
+            continue
+
+
+def new_staging(final: Path) -> Path:
+    """A new hidden staging folder beside ``final`` (``.NAME.staging.PID.XXXX``, mode 0700), after
+    removing those that killed writers of ``final`` left (:func:`_remove_dead_stagings`)."""
+    _remove_dead_stagings(final)
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}.staging.{os.getpid()}.", dir=final.parent))
+
+
 @contextlib.contextmanager
 def staged_dir(final: Path, overwrite: bool = False, inputs: tuple[Path | None, ...] = ()) -> Iterator[Path]:
     """Build a multi-file output in a hidden sibling folder, then move it to ``final``.
@@ -119,7 +146,7 @@ def staged_dir(final: Path, overwrite: bool = False, inputs: tuple[Path | None, 
     final = Path(final)
     check_out_folder(final, overwrite, inputs)
     final.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.staging.", dir=final.parent))
+    stage = new_staging(final)
     os.chmod(stage, 0o777 & ~_umask())
     try:
         yield stage

@@ -236,6 +236,26 @@ def test_staged_dir(tmp_path):
     assert sorted(p.name for p in final.iterdir()) == ["b.txt"]
 
 
+def test_staged_dir_removes_a_killed_writers_staging(tmp_path):
+    """A writer killed outright (SIGKILL) leaves its hidden staging folder; the next writer of the
+    same folder removes it, but not the staging of a writer that is still alive, nor other names."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # its pid is now free (reuse within this test is vanishingly unlikely)
+    dead = tmp_path / f".run.staging.{proc.pid}.abc123"
+    alive = tmp_path / f".run.staging.{os.getpid()}.def456"
+    other = tmp_path / f".rundown.staging.{proc.pid}.ghi789"
+    for d in (dead, alive, other):
+        d.mkdir()
+        (d / "half.txt").write_text("x")
+    with staged_dir(tmp_path / "run") as stage:
+        assert stage.name.startswith(f".run.staging.{os.getpid()}.")
+        atomic_write_text(stage / "a.txt", "x")
+    assert not dead.exists() and alive.is_dir() and other.is_dir()
+
+
 # ---------------------------------------------------------------- CLI
 def test_cli_help_lists_every_stage(capsys):
     with pytest.raises(SystemExit) as exc:
