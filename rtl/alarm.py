@@ -248,20 +248,37 @@ def reference(
     return out
 
 
+#: Share of windows with a non-zero CUSUM score that :func:`check_constants_for` aims at.
+CUSUM_ACTIVE_SHARE = 0.1
+
+
 def check_constants_for(ad: AlarmDesign, xm: np.ndarray, y_ref: np.ndarray) -> Constants:
     """Constants for checking the RTL on arbitrary windows (``qlstm rtl --sim``): the clip at half
-    the score type's range, the CUSUM drift at an eighth of it, the threshold at the median of
-    the non-zero reference scores (so the alarm takes both states), ``M`` of the rule."""
+    the score type's range; the CUSUM drift the largest of ``max_int >> k`` (k = 3, 4, ...) that
+    leaves a non-zero score on at least :data:`CUSUM_ACTIVE_SHARE` of the windows (0 if none does),
+    so that the accumulate, drift and floor paths are all exercised (a fixed eighth of the range
+    left every score 0 on random windows: a check that could not fail); the threshold at the
+    median of the non-zero reference scores (so the alarm takes both states); ``M`` of the rule.
+    """
     st = ad.types.score
     clip = st.max_int // 2
-    kappa = st.max_int // 8 if ad.rule.score == "cusum" else 0  # type: ignore[attr-defined]
     m = ad.rule.min_run  # type: ignore[attr-defined]
     m = min(m, ad.types.counter.max_int)
     clear = np.zeros(len(xm), dtype=bool)
     clear[0] = True
-    top = Constants(ad.types.threshold.max_int, clip, kappa, m)
     y = newest_target(ad, xm)
-    s = reference(ad.types, ad.rule, ad.input_t, ad.result_t, y, y_ref, clear, top)["score"]
+
+    def scores(kappa: int) -> np.ndarray:
+        top = Constants(ad.types.threshold.max_int, clip, kappa, m)
+        return reference(ad.types, ad.rule, ad.input_t, ad.result_t, y, y_ref, clear, top)["score"]
+
+    kappa, s = 0, scores(0)
+    if ad.rule.score == "cusum":  # type: ignore[attr-defined]
+        for k in range(3, st.width):
+            sk = scores(st.max_int >> k)
+            if np.count_nonzero(sk) >= CUSUM_ACTIVE_SHARE * len(sk):
+                kappa, s = st.max_int >> k, sk
+                break
     pos = s[s > 0]
     theta = int(np.median(pos)) if len(pos) else 1
     return Constants(min(theta, ad.types.threshold.max_int), clip, kappa, m)

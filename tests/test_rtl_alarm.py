@@ -255,3 +255,30 @@ def test_detect_backend_rtl_scores_the_rtl_alarms(detect_setup, monkeypatch, cap
     for key in ("score", "counter", "alarm"):
         np.testing.assert_array_equal(getattr(sim, key), want[key])
     assert sim.alarm.any() and not sim.alarm.all()
+
+
+@pytest.mark.parametrize("score", ["ewma", "cusum"])
+def test_check_constants_exercise_the_score_on_random_windows(score):
+    """qlstm rtl --sim's constants on its own random/saturating windows: the score is non-zero on
+    at least a tenth of the windows and zero on some, and the alarm takes both states (a CUSUM
+    drift fixed at an eighth of the score's range left every score 0: the testbench's score and
+    alarm checks could not fail)."""
+    desc, weights = _model(history=4, horizon=2)
+    rule = AlarmRule(score=score)
+    ad = alarm.trace_alarm(desc, rule)
+    x = api.default_windows(desc, 400, seed=2)
+    xm = desc.quantization.input.to_int(x)
+    p_m = Firmware(desc, weights).run(x).y_m
+    c = alarm.check_constants_for(ad, xm, p_m)
+    clear = np.zeros(len(xm), dtype=bool)
+    clear[0] = True
+    want = alarm.reference(
+        ad.types, rule, ad.input_t, ad.result_t, alarm.newest_target(ad, xm), p_m, clear, c
+    )
+    nonzero = np.count_nonzero(want["score"])
+    assert 0.1 * len(xm) <= nonzero < len(xm)
+    assert want["alarm"].any() and not want["alarm"].all()
+    assert (
+        alarm.interpret(ad, alarm.newest_target(ad, xm), p_m, clear, c)["score"].tolist()
+        == want["score"].tolist()
+    )
