@@ -205,11 +205,12 @@ def describe(folder: Path, built: bool, built_s: float, cycles: np.ndarray) -> s
     how = f"built now in {built_s:.1f} s" if built else "reused"
     cmin, cmax = int(cycles.min()), int(cycles.max())
     pl = s.get("product_latency")
+    n = cache_max()
+    kept = "the most recently used build is kept" if n == 1 else f"the {n} most recently used builds are kept"
     return (
         f"rtl backend: da4ml cutoff {s['pipeline']:g} ({s['stages_per_step']} stages per step, {s['head_stages']} "
         f"for the head, product latency {'da4ml' if pl is None else format(pl, 'g')}), {s['part']}, clock "
-        f"{s['clock_ns']:g} ns assumed; {how}, cached in {folder} (the {cache_max()} most recently used builds "
-        f"are kept, ${CACHE_MAX_ENV}); cycles start->done {cmin}-{cmax} measured in RTL simulation (Verilator) "
+        f"{s['clock_ns']:g} ns assumed; {how}, cached in {folder} ({kept}, ${CACHE_MAX_ENV}); cycles start->done {cmin}-{cmax} measured in RTL simulation (Verilator) "
         f"on {len(cycles):,} windows = {cmax * s['clock_ns'] / 1000:.3f} us at the assumed clock"
     )
 
