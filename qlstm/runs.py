@@ -557,6 +557,26 @@ RTL_FILE = "rtl.json"
 DETECTION_FILE = "detection.json"
 
 
+def rtl_verdict(sim: dict[str, Any]) -> str:
+    """The verdict of an RTL simulation against firmware_sim, from ``rtl.json`` or the figures of
+    ``qlstm.rtl.api.simulate``: the network's outputs (``mismatches`` windows differing) and,
+    with the alarm, the alarm apart (``alarm.mismatches``): an alarm that differs does not make
+    the network's outputs "NOT bit-exact (0 windows differ)"."""
+    bad = int(sim.get("mismatches") or 0)
+    al = sim.get("alarm") if isinstance(sim.get("alarm"), dict) else None
+    bad_al = int(al.get("mismatches") or 0) if al else 0
+    if bad == 0 and not bad_al and sim.get("bit_exact") is False:
+        return "NOT bit-exact"
+    net = "bit-exact" if bad == 0 else f"NOT bit-exact ({bad} windows differ)"
+    if not bad_al:
+        return net
+    assert al is not None
+    of = f" of {al['windows']:,}" if al.get("windows") else ""
+    if bad == 0:
+        return f"the network's outputs bit-exact, the alarm NOT bit-exact (differs on {bad_al:,}{of} windows)"
+    return f"{net}; the alarm differs on {bad_al:,}{of} windows"
+
+
 @dataclass(frozen=True)
 class RtlSummary:
     """``rtl.json`` of an RTL folder (:mod:`rtl.api`): cycles *measured in RTL simulation*

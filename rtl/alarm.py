@@ -50,7 +50,7 @@ from qlstm.fixedpoint import FixedType
 from . import trace as _trace
 
 #: Bump when the generated alarm logic changes (the RTL cache of ``detect --backend rtl`` is keyed by it).
-ALARM_FORMAT = 3
+ALARM_FORMAT = 4
 #: the graph's inputs, in order: y, yhat_0 .. yhat_{k-1}, then these
 _CONSTS = ("score", "clip", "kappa", "theta")
 
@@ -69,6 +69,9 @@ class AlarmDesign:
     target_channel: int
     comb: object  # da4ml CombLogic
     pipe: object | None = None  # da4ml Pipeline
+    #: the graph's values are the real values times ``2**shift`` (:func:`qlstm.rtl.trace.graph_shift`):
+    #: the same mantissas, every constant exact in da4ml
+    shift: int = 0
 
     @property
     def stages(self) -> int:
@@ -121,25 +124,28 @@ def trace_alarm(desc: ModelDescription, rule) -> AlarmDesign:
     a_ = desc.architecture
     k = a_.horizon
     rt, st, tt = types.residual, types.score, types.threshold
-    y = _trace._inputs(t, q.input, 1)[0]
-    p = _trace._inputs(t, q.output, k)
-    s_prev, clip, kappa = _trace._inputs(t, st, 3)
-    theta = _trace._inputs(t, tt, 1)[0]
-    r = [_trace.cast(y - pj, rt) for pj in p]  # the difference is exact, then one cast
-    a = _trace.cast(_trace._tree_sum([abs(v) for v in r]), st)  # exact sum, one cast
+    # traced scaled by 2**sh: a 24-bit model's score has 36 fraction bits, more than da4ml keeps
+    # in a constant (the saturation bound); the scaled graph has the same mantissas
+    sh = _trace.graph_shift((q.input, q.output, rt, st, tt))
+    y = _trace._inputs(t, q.input, 1, sh)[0]
+    p = _trace._inputs(t, q.output, k, sh)
+    s_prev, clip, kappa = _trace._inputs(t, st, 3, sh)
+    theta = _trace._inputs(t, tt, 1, sh)[0]
+    r = [_trace.cast(y - pj, rt, sh) for pj in p]  # the difference is exact, then one cast
+    a = _trace.cast(_trace._tree_sum([abs(v) for v in r]), st, sh)  # exact sum, one cast
     a = a.min_of(clip)
     if rule.score == "instant":
         s = a
     elif rule.score == "ewma":
         n = rule.ewma_shift
-        s = _trace.cast((s_prev * ((1 << n) - 1) + a) * 2.0**-n, st) if n else a
+        s = _trace.cast((s_prev * ((1 << n) - 1) + a) * 2.0**-n, st, sh) if n else a
     else:
-        s = _trace.cast((s_prev + a - kappa).max_of(0.0), st)
+        s = _trace.cast((s_prev + a - kappa).max_of(0.0), st, sh)
     above = s >= theta
     comb = t.comb_trace([y, *p, s_prev, clip, kappa, theta], [s, above], keep_dead_inputs=True)
     return AlarmDesign(
         rule, types, q.input, q.output, k, a_.history, a_.input_channels,
-        desc.normalisation.target_channel, comb,
+        desc.normalisation.target_channel, comb, shift=sh,
     )  # fmt: skip
 
 
@@ -198,8 +204,9 @@ def interpret(
         if valid:
             row = [y_m[i] * ad.input_t.lsb] + [hist[j][j] * ad.result_t.lsb for j in range(k)]
             row += [s * st.lsb, c.clip * st.lsb, c.kappa * st.lsb, c.theta * tt.lsb]
+            row = [v * 2.0**ad.shift for v in row]  # the graph's scale (exact: a power of two)
             s_new, above = ad.comb.predict(np.array([row], dtype=np.float64))[0]  # type: ignore[attr-defined]
-            s = int(_trace.to_mantissa(np.array([s_new]), st)[0])
+            s = int(_trace.to_mantissa(np.array([s_new]), st, ad.shift)[0])
             cnt = min(cnt + 1, cmax) if above == 1 else 0
             if above not in (0, 1):
                 raise AssertionError(f"alarm compare gave {above}")
@@ -313,7 +320,7 @@ def ports(ad: AlarmDesign) -> list[str]:
 
 def body(ad: AlarmDesign, *, x_bits: int, head_stages: int, cw: int, cycles: int) -> list[str]:
     """The alarm's registers and graph inside ``qlstm_top`` (after the head)."""
-    from .verilog import Field, _chain, convert, fields, type_field
+    from .verilog import Field, _chain, convert, fields
 
     if ad.pipe is None:
         raise AssertionError("pipeline the alarm first")
@@ -350,13 +357,13 @@ def body(ad: AlarmDesign, *, x_bits: int, head_stages: int, cw: int, cycles: int
     for (expr, t), f in zip(srcs, in_f, strict=True):
         if f.width == 0:
             continue
-        if (f.k, f.i, f.f) != _trace.kif(t):
+        if (f.k, f.i, f.f) != _trace.kif(t, ad.shift):
             raise AssertionError(f"alarm input field {f} is not {t.describe()}")
         parts.append(expr)
     # the packed input goes straight into stage 0's port: no wire as wide as all of them (issue #16)
     chain, outs, out_f = _chain(ad.pipe, "alarm", "{" + ", ".join(reversed(parts)) + "}")
     lines += chain
-    s_next = convert(outs[0], out_f[0], type_field(st), own=True)  # type: ignore[arg-type]
+    s_next = convert(outs[0], out_f[0], Field(0, *_trace.kif(st, ad.shift)), own=True)  # type: ignore[arg-type]
     lines.append(f"wire [{st.width - 1}:0] a_s_next = {s_next};")
     lines.append(f"wire a_above = {convert(outs[1], out_f[1], Field(0, 0, 1, 0), own=True)};")  # type: ignore[arg-type]
     cmax = ct.max_int

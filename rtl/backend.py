@@ -32,8 +32,9 @@ from . import api, sim
 from .verilog import TB
 
 #: Bump when the generated RTL changes for the same model (invalidates the cache).
-RTL_FORMAT = 4  # 2: x_t registered, product latency; 3: built with DEFAULT_PRODUCT_LATENCY, as qlstm rtl;
-# 4: constants folded exactly (trace.exact_constants; 24-bit designs were off by one LSB)
+RTL_FORMAT = 5  # 2: x_t registered, product latency; 3: built with DEFAULT_PRODUCT_LATENCY, as qlstm rtl;
+# 4: constants folded exactly (trace.exact_constants; 24-bit designs were off by one LSB);
+# 5: constant factors of > 32 fraction bits or > 24 significant bits exact (trace.const_mul, _float32_parts)
 
 
 #: Builds kept in the cache by default (the most recently used); ``$QLSTM_RTL_CACHE_MAX`` overrides.

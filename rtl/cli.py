@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from qlstm.errors import QlstmError
+from qlstm.runs import rtl_verdict
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
             )
         if args.sim:
             s = api.simulate(res, np.asarray(x), jobs=args.jobs)
-            verdict = "bit-exact" if s["bit_exact"] else f"NOT bit-exact ({s['mismatches']} windows differ)"
+            verdict = rtl_verdict(s)
             if "alarm" in s:
                 al = s["alarm"]
                 print(

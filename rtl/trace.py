@@ -79,9 +79,29 @@ def _da4ml():
     return t
 
 
-def kif(t: FixedType) -> tuple[int, int, int]:
-    """da4ml's (signed, integer bits without sign, fraction bits) of an ``ap_fixed``."""
-    return int(t.signed), t.integer - int(t.signed), t.frac
+#: The most fraction bits da4ml 0.6.0 keeps in a constant: ``_const_f`` (``da4ml/trace/
+#: fixed_variable.py``) searches the grid of a constant in ``2**-32 .. 2**32`` only, and a
+#: constant that needs a finer grid is truncated onto ``2**-32`` (``int(data)`` in
+#: ``da4ml/trace/tracer.py``). A saturating cast to a type of more fraction bits has such a
+#: constant (its largest value ``2**i - 2**-f``): the 24-bit model's score ``ap_ufixed<24,-12>``
+#: saturated at mantissa 0xfffff0 instead of 0xffffff. See :func:`graph_shift`.
+CONST_FRAC_BITS = 32
+
+
+def kif(t: FixedType, shift: int = 0) -> tuple[int, int, int]:
+    """da4ml's (signed, integer bits without sign, fraction bits) of an ``ap_fixed``; ``shift``:
+    of the type scaled by ``2**shift`` (the same mantissas, ``shift`` fewer fraction bits)."""
+    return int(t.signed), t.integer - int(t.signed) + shift, t.frac - shift
+
+
+def graph_shift(types) -> int:
+    """The power of two a graph of ``types`` is traced in: ``max(0, max frac - CONST_FRAC_BITS)``.
+
+    Multiplying every value and type of a graph (additions, casts, comparisons, constant
+    multiplications: no product of two variables) by the same ``2**shift`` leaves every mantissa
+    and so every bit of the Verilog unchanged, and puts every constant of a cast on a grid of at
+    most :data:`CONST_FRAC_BITS` fraction bits, which da4ml represents exactly."""
+    return max(0, max(t.frac for t in types) - CONST_FRAC_BITS)
 
 
 def check_expressible(t: FixedType, where: str) -> None:
@@ -98,9 +118,10 @@ def check_expressible(t: FixedType, where: str) -> None:
         )
 
 
-def cast(v, t: FixedType):
-    """``(t) v``: an ``ap_fixed`` assignment of traced variable ``v`` (rounding, then overflow)."""
-    k, i, f = kif(t)
+def cast(v, t: FixedType, shift: int = 0):
+    """``(t) v``: an ``ap_fixed`` assignment of traced variable ``v`` (rounding, then overflow);
+    ``shift``: in a graph scaled by ``2**shift`` (:func:`graph_shift`)."""
+    k, i, f = kif(t, shift)
     ovf = OVERFLOW[t.overflow]
     step = float(v.step)
     q = 2.0**-f
@@ -144,11 +165,15 @@ def dense(
         # BLOCK_ROWS rows, in blocks of as many columns as rows: one gate of U at a time)
         block = int(opts.pop("columns", n_in if n_in > BLOCK_ROWS else 0)) or n_out
         xs = t.FixedVariableArray(np.array(x, dtype=object), opts)
-        s = [v for j0 in range(0, n_out, block) for v in (xs @ w[:, j0 : j0 + block])._vars.ravel()]
+        s = None
+        for part in _float32_parts(w_m, w_t):  # da4ml's solver reads the matrix as float32
+            sp = [v for j0 in range(0, n_out, block) for v in (xs @ part[:, j0 : j0 + block])._vars.ravel()]
+            s = sp if s is None else [a + b for a, b in zip(s, sp, strict=True)]
+        assert s is not None
         return [cast(s[j] + float(b_acc[j]), acc_t) for j in range(n_out)]
     out = []
     for j in range(n_out):
-        terms = [cast(x[ii] * float(w[ii, j]), acc_t) for ii in range(n_in) if w[ii, j] != 0]
+        terms = [cast(const_mul(x[ii], float(w[ii, j])), acc_t) for ii in range(n_in) if w[ii, j] != 0]
         if acc_t.overflow == "AP_WRAP":
             out.append(cast(_tree_sum(terms) + float(b_acc[j]), acc_t) if terms else _fv(b_acc[j], x[0]))
             continue
@@ -157,6 +182,45 @@ def dense(
             acc = cast(term + acc, acc_t)
         out.append(acc)
     return out
+
+
+#: Significant bits of a float32: da4ml 0.6.0's constant-matrix solver reads the matrix as
+#: ``float32`` (``cmvm`` in ``da4ml/trace/fixed_variable_array.py``): a weight of more significant
+#: bits was rounded (mantissa 2**26 + 1 became 2**26).
+FLOAT32_BITS = 24
+#: :func:`_float32_parts` splits wider mantissas into parts of this many low bits and the rest.
+_SPLIT_BITS = 16
+
+
+def _float32_parts(w_m: np.ndarray, w_t: FixedType) -> list[np.ndarray]:
+    """Real matrices, each exact in float32, whose sum is the weights of mantissas ``w_m``: the
+    matrix itself when every mantissa has at most :data:`FLOAT32_BITS` bits (the usual case: the
+    same adder graph as before), else its high and low :data:`_SPLIT_BITS` bits (two adder graphs
+    summed: the sum is exact and the accumulator wraps, so the order does not matter)."""
+    m = np.asarray(w_m, dtype=np.int64)
+    if np.all(np.abs(m) < 1 << FLOAT32_BITS):
+        return [_real(m, w_t)]
+    lo = m & ((1 << _SPLIT_BITS) - 1)
+    hi = m - lo  # a multiple of 2**_SPLIT_BITS: at most 32 - _SPLIT_BITS significant bits
+    return [_real(hi, w_t), _real(lo, w_t)]
+
+
+def _frac_bits(c: float) -> int:
+    """The fewest fraction bits of the (finite, dyadic) float ``c``."""
+    m, e = math.frexp(c)  # c = m * 2**e, 0.5 <= |m| < 1, m has at most 53 bits
+    n = int(abs(m) * 2.0**53)
+    return 53 - e - ((n & -n).bit_length() - 1) if n else 0
+
+
+def const_mul(v, c: float):
+    """``v * c`` exactly: da4ml 0.6.0 writes a constant factor in signed digits on a grid of at
+    most :data:`CONST_FRAC_BITS` fraction bits (``_const_f``; 3 * 2**-33 became 4 * 2**-33), so a
+    finer constant is scaled by a power of two first and the product scaled back (exact: a
+    power-of-two factor is free in da4ml)."""
+    sh = _frac_bits(c) - CONST_FRAC_BITS
+    if sh <= 0:
+        return v * c
+    return (v * (c * 2.0**sh)) * 2.0**-sh
 
 
 def _fv(value: float, like):
@@ -240,8 +304,8 @@ class Traced:
         return self.desc.quantization.output  # type: ignore[union-attr]
 
 
-def _inputs(t, ft: FixedType, n: int) -> list:
-    k, i, f = kif(ft)
+def _inputs(t, ft: FixedType, n: int, shift: int = 0) -> list:
+    k, i, f = kif(ft, shift)
     return list(t.FixedVariableArray.from_kif(np.full(n, k), np.full(n, i), np.full(n, f))._vars.ravel())
 
 
@@ -252,6 +316,15 @@ def check_description(desc: ModelDescription) -> None:
         raise QlstmError("the model is not quantized: the RTL backend needs a quantized run (qlstm quantize)")
     for name, ft in q.points().items():
         check_expressible(ft, name)
+    # the types the step and head graphs cast to: their saturation bounds, rounding constants and
+    # the constants on their grid (biases, table inputs) are da4ml constants. The alarm's types
+    # are traced scaled instead (graph_shift: that graph has no product of two variables)
+    for name, ft in q.points().items():
+        if name.endswith((".accum", ".state", ".result", ".act_result")) and ft.frac > CONST_FRAC_BITS:
+            raise QlstmError(
+                f"{name} {ft.describe()} has {ft.frac} fraction bits: the RTL backend (da4ml 0.6.0) keeps at "
+                f"most {CONST_FRAC_BITS} in a constant; give {name} more integer bits or fewer bits"
+            )
 
 
 def trace(desc: ModelDescription, weights: dict[str, np.ndarray], solver: dict | None = None) -> Traced:
@@ -401,9 +474,10 @@ def interpret(tr: Traced, x: np.ndarray) -> np.ndarray:
     return to_mantissa(y, tr.result_t)
 
 
-def to_mantissa(v: np.ndarray, ft: FixedType) -> np.ndarray:
-    """Exact real values on ``ft``'s grid -> int64 mantissas (refuses values off the grid)."""
-    m = np.asarray(v, dtype=np.float64) * 2.0**ft.frac
+def to_mantissa(v: np.ndarray, ft: FixedType, shift: int = 0) -> np.ndarray:
+    """Exact real values on ``ft``'s grid (scaled by ``2**shift``) -> int64 mantissas (refuses
+    values off the grid)."""
+    m = np.asarray(v, dtype=np.float64) * 2.0 ** (ft.frac - shift)
     r = np.round(m)
     if not np.array_equal(r, m):
         raise AssertionError(f"values off the grid of {ft.describe()}")

@@ -360,3 +360,67 @@ def test_folded_constants_are_exact_beyond_28_decimal_digits():
             comb = dt.comb_trace(xs, [trace.cast(xs[0] + float(b_m) * 2.0**-31, dst)])
         got = trace.to_mantissa(np.array([comb([v])[0] for v in src.to_float(m)], dtype=np.float64), dst)
         np.testing.assert_array_equal(got, np_cast(m + int(b_m), src.frac, dst))
+
+
+def test_constant_factors_beyond_32_fraction_bits_and_24_significant_bits_are_exact():
+    """``trace.dense`` on the two da4ml 0.6.0 limits of a constant factor (scan of 2026-12-01: a
+    30-32-bit policy with small weights has ``ap_fixed<30,-3>`` weights, 33 fraction bits): its
+    signed-digit constant multiplication keeps at most 32 fraction bits (3 * 2^-33 became 4 * 2^-33),
+    its constant-matrix solver reads the matrix as float32 (mantissa 2^26 + 1 became 2^26). Both
+    dense paths against numpy on integers, by da4ml's Python evaluator (float64, exact here)."""
+    import da4ml.trace as dt
+
+    x_t = FixedType(3, 1, True)
+    rng = np.random.default_rng(7)
+    xm = np.array([[a, b] for a in range(x_t.min_int, x_t.max_int + 1) for b in (-4, 3)])
+    cases = (  # (weight type, accumulator): exact products and wrap = the adder graph; else one cast each
+        (FixedType(30, 2, True), FixedType(32, 2, True)),
+        (FixedType(24, -9, True), FixedType(32, 0, True)),
+    )
+    for w_t, acc_t in cases:
+        w_m = rng.integers(w_t.min_int // 2, w_t.max_int // 2, (2, 3))
+        w_m[0, 0] = 3
+        xs = dt.FixedVariableArray.from_kif(
+            np.array([1, 1]), np.array([0, 0]), np.array([2, 2])
+        )._vars.ravel()
+        with trace.exact_constants():
+            out = trace.dense(list(xs), w_m, w_t, np.zeros(3, np.int64), w_t, x_t, acc_t)
+            comb = dt.comb_trace(list(xs), out)
+        got = trace.to_mantissa(np.array([comb(list(x_t.to_float(r))) for r in xm], dtype=np.float64), acc_t)
+        pf = x_t.frac + w_t.frac
+        prods = xm[:, :, None] * w_m[None]  # (N, in, out) exact products on a 2^-pf grid
+        if acc_t.frac < pf:  # each product cast to the accumulator on its own
+            prods = np_cast(prods, pf, acc_t)
+            want = np_cast(prods.sum(axis=1), acc_t.frac, acc_t)
+        else:
+            want = np_cast(prods.sum(axis=1), pf, acc_t)
+        np.testing.assert_array_equal(got, want, err_msg=f"{w_t.describe()} -> {acc_t.describe()}")
+
+
+def test_cast_targets_of_more_than_32_fraction_bits_are_refused_before_tracing():
+    desc, weights = policy_model(("lstm",), (2,), 8)
+    q = desc.quantization
+    lq = replace(q.layers[0], accum=FixedType(32, -1, True))
+    with pytest.raises(
+        QlstmError, match=r"rnn0\.accum ap_fixed<32,-1,AP_TRN,AP_WRAP> has 33 fraction bits: .* at most 32"
+    ):
+        trace.trace(desc.with_quantization(replace(q, layers=(lq,))), weights)
+
+
+def test_verdict_keeps_the_network_and_the_alarm_apart():
+    """An alarm that differs while every network output is exact was printed (CLI) and reported
+    as ``NOT bit-exact (0 windows differ)`` (a new user's trial)."""
+    from qlstm.runs import rtl_verdict
+
+    alarm_bad = {"bit_exact": False, "mismatches": 0, "alarm": {"windows": 3000, "mismatches": 2996}}
+    assert rtl_verdict(alarm_bad) == (
+        "the network's outputs bit-exact, the alarm NOT bit-exact (differs on 2,996 of 3,000 windows)"
+    )
+    assert rtl_verdict({**alarm_bad, "mismatches": 5}) == (
+        "NOT bit-exact (5 windows differ); the alarm differs on 2,996 of 3,000 windows"
+    )
+    assert (
+        rtl_verdict({"bit_exact": True, "mismatches": 0, "alarm": {"windows": 9, "mismatches": 0}})
+        == "bit-exact"
+    )
+    assert rtl_verdict({"bit_exact": False, "mismatches": 2}) == "NOT bit-exact (2 windows differ)"

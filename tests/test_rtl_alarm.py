@@ -282,3 +282,55 @@ def test_check_constants_exercise_the_score_on_random_windows(score):
         alarm.interpret(ad, alarm.newest_target(ad, xm), p_m, clear, c)["score"].tolist()
         == want["score"].tolist()
     )
+
+
+@pytest.mark.parametrize("bits", [24, 28])
+def test_score_of_more_than_32_fraction_bits_saturates_at_its_largest_value(bits):
+    """A 24/28-bit model's default score type has 34/38 fraction bits (``ap_ufixed<24,-10>``);
+    da4ml 0.6.0 keeps at most 32 in a constant, so the traced saturation bound lost its low bits
+    (the RTL score saturated at mantissa 0xfffff0 where firmware_sim's is 0xffffff: 2,996 of 3,000
+    windows differed, a new user's trial). The graph is traced scaled by 2**shift (the same
+    mantissas); da4ml's Python evaluator (exact here) on a saturating input, then the stream."""
+    desc, _ = policy_model(("gru",), (2,), bits, method="ptq", history=3, horizon=2)
+    rule = AlarmRule(score="cusum")
+    ad = alarm.trace_alarm(desc, rule)
+    st, q = ad.types.score, desc.quantization
+    assert st.frac > 32
+    sh = getattr(ad, "shift", 0)
+    row = [q.input.max_value] + [q.output.min_value] * 2 + [st.max_value, st.max_value, 0.0, st.lsb]
+    s_new, above = ad.comb([v * 2.0**sh for v in row])  # type: ignore[operator]
+    assert (int(round(s_new * 2.0 ** (st.frac - sh))), above) == (st.max_int, 1)
+    y_m, p_m, clear = _toy_stream(desc, 120)
+    y_m[40:70] = q.input.max_int  # the combined residual saturates: the score reaches its largest value
+    c = alarm.Constants(theta=st.max_int, clip=st.max_int, kappa=st.max_int >> 4, min_run=2)
+    got = alarm.interpret(ad, y_m, p_m, clear, c)
+    want = alarm.reference(ad.types, rule, ad.input_t, ad.result_t, y_m, p_m, clear, c)
+    for key in ("score", "counter", "alarm"):
+        np.testing.assert_array_equal(got[key], want[key])
+    assert got["score"].max() == st.max_int and got["alarm"].any()
+
+
+@pytest.mark.slow
+def test_verilator_cusum_alarm_of_a_24_bit_model_is_bit_exact(tmp_path, capsys):
+    """The trial's case: a 24-bit model (score ``ap_ufixed<24,-10>``, 34 fraction bits) with the
+    CUSUM alarm through ``qlstm rtl --sim``: every window's score, counter and alarm equal
+    firmware_sim's alarm (before the scaled trace 2,996 of 3,000 windows differed)."""
+    desc, weights = policy_model(("gru",), (2,), 24, method="ptq", history=3, horizon=2)
+    run = tmp_path / "qrun"
+    description.save(run, desc, weights)
+    rng = np.random.default_rng(6)
+    z = 0.5 + 0.05 * rng.standard_normal(500)
+    z[250:350] += np.linspace(0, 2, 100)  # a growing deviation: the score saturates
+    x = alarm.stream_windows(z[:, None], 3)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "rtl"
+    code = main(["rtl", str(run), "--target", "zynq7045", "--clock-ns", "5", "--out", str(out), "--alarm", "cusum",
+                 "--sim", "--inputs", str(tmp_path / "x.npy")])  # fmt: skip
+    printed = capsys.readouterr().out
+    s = json.loads((out / "rtl.json").read_text())
+    al = s["alarm"]
+    assert (code, s["mismatches"], al["mismatches"]) == (0, 0, 0), printed
+    assert s["bit_exact"] is True and al["windows"] == len(x) and 0 < al["alarms"] < len(x)
+    assert (
+        "; bit-exact with firmware_sim" in printed and "(Verilator, 498 windows in tb/): PASS" in printed
+    ), printed

@@ -320,7 +320,7 @@ def section_rtl(inp: Inputs, rtl: runs.RtlSummary | None, budget_us: float) -> l
         f"{rtl.pipeline:g}: {rtl.cycles_per_step} cycles per recurrent step."
     ]
     if rtl.cycles_max is not None:
-        ex = "bit-exact" if rtl.bit_exact else f"NOT bit-exact ({rtl.mismatches} windows differ)"
+        ex = runs.rtl_verdict(rtl.raw)
         us = rtl.cycles_max * clock / 1000
         paras.append(
             f"Cycles MEASURED in RTL simulation (Verilator), start to done, on {rtl.windows:,} windows "
