@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("qlstm.threads").info("%s", threads.decision)
     try:
         return int(args.func(args) or 0)
     except QlstmError as exc:

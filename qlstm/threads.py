@@ -48,6 +48,8 @@ SERIAL_VARS = ("OPENBLAS_NUM_THREADS",)
 LOADAVG = "/proc/loadavg"
 #: This process's threads, one directory each with a ``stat`` file (state ``R`` = running).
 TASKS = "/proc/self/task"
+#: What :func:`configure` chose and why (one line; ``qlstm -v`` logs it), or None before it ran.
+decision: str | None = None
 #: Seconds between two readings of the machine in the training and QAT loops (:class:`Adapt`).
 ADAPT_INTERVAL = 1.0
 
@@ -123,8 +125,28 @@ def configure(threads: int | None = None) -> int:
     if threads is not None:
         os.environ[ENV] = str(_check(threads, "--threads"))
     n = count()
-    if "OMP_WAIT_POLICY" not in os.environ and machine_busy(n):
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    source = (
+        "--threads/" + ENV
+        if requested() is not None
+        else "OMP_NUM_THREADS"
+        if omp.isdigit() and int(omp) >= 1
+        else "the cores this process may use"
+    )
+    global decision
+    if "OMP_WAIT_POLICY" in os.environ:
+        policy = f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} (set by the user)"
+    elif machine_busy(n):
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        policy = "waiting threads sleep (OMP_WAIT_POLICY=PASSIVE): the machine is busy at start-up"
+    else:
+        policy = "waiting threads spin, then sleep (libgomp's default): the machine is idle at start-up"
+    adapt = (
+        "; training and QAT drop to 1 torch thread while other work contends (QLSTM_ADAPT=0 to keep the count)"
+        if "PASSIVE" not in policy.upper() and n > 1 and os.environ.get("QLSTM_ADAPT", "1").strip() != "0"
+        else ""
+    )
+    decision = f"{n} thread(s) ({source}); {policy}{adapt}"
     for var in THREAD_VARS:
         if threads is not None or var not in os.environ:
             os.environ[var] = str(n)

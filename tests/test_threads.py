@@ -48,6 +48,28 @@ def test_wait_policy_follows_the_machine(clean_env, busy):
     clean_env.setattr(threads, "machine_busy", lambda n: busy)
     threads.configure(2)
     assert os.environ.get("OMP_WAIT_POLICY") == ("PASSIVE" if busy else None)
+    # the decision, as qlstm -v logs it: the count, its source, the policy and whether Adapt can act
+    d = threads.decision
+    assert d.startswith("2 thread(s) (--threads/QLSTM_THREADS); ")
+    assert (
+        ("busy at start-up" in d and "1 torch thread" not in d)
+        if busy
+        else ("idle" in d and "1 torch thread" in d)
+    )
+
+
+def test_decision_is_logged_with_verbose(clean_env, caplog):
+    import logging
+
+    from qlstm.cli import main
+
+    clean_env.setenv("OMP_NUM_THREADS", "1")
+    clean_env.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    with caplog.at_level(logging.INFO, logger="qlstm.threads"):
+        main(["-v", "predict", "no-such-run", "--backend", "firmware", "--inputs", "no.npy"])
+    assert [r.getMessage() for r in caplog.records if r.name == "qlstm.threads"] == [
+        "1 thread(s) (OMP_NUM_THREADS); OMP_WAIT_POLICY=PASSIVE (set by the user)"
+    ]
 
 
 @pytest.mark.parametrize(
