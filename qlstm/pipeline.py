@@ -204,10 +204,13 @@ def step_rtl(cfg: RunConfig, run: Run) -> dict[str, Any]:
     res.windows_source = f"{len(idx):,} held-out test windows of {qrun.path}"
     # Yosys (one thread) runs beside the Verilator build: on 2 cores the step takes the longer of
     # the two, not their sum (docs/architecture.md has the measured times).
-    sim = beside(
-        (lambda: api.synthesize(res)) if r.synth else None,
-        lambda: api.simulate(res, test.x[idx], jobs=r.jobs),
-    )
+    try:
+        sim = beside(
+            (lambda: api.synthesize(res)) if r.synth else None,
+            lambda: api.simulate(res, test.x[idx], jobs=r.jobs),
+        )
+    except QlstmError as exc:  # the folder goes: its tool's log is kept beside it (rtl.verilator.log ...)
+        raise api.keep_log(exc, out) from None
     res.write_json()  # after both: each wrote its own half while the other was running
     return {"rtl": str(out), "bit_exact": sim["bit_exact"]}
 

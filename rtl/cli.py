@@ -219,23 +219,6 @@ def _n(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
-def _kept_log(exc: QlstmError, log: Path, out: Path) -> QlstmError:
-    """``exc`` pointing to a copy of Yosys' log beside ``out`` (``<out>.yosys.log``) instead of the
-    staging folder, which is deleted on failure; without a log, the pointer is dropped."""
-    import re
-
-    from qlstm.io import atomic_write_bytes
-
-    msg = str(exc)
-    if log.is_file():
-        kept = Path(f"{out}.yosys.log")
-        atomic_write_bytes(kept, log.read_bytes())
-        msg = msg.replace(str(log), str(kept))
-    else:
-        msg = re.sub(r" \(log: [^)]*\)", "", msg)
-    return QlstmError(msg, exc.exit_code)
-
-
 def run(args: argparse.Namespace) -> int:
     from qlstm import description
     from qlstm.io import check_out_folder, staged_dir
@@ -324,7 +307,10 @@ def run(args: argparse.Namespace) -> int:
                 "run it with --sim, or in Vivado: docs/rtl.md)"
             )
         if args.sim:
-            s = api.simulate(res, np.asarray(x), jobs=args.jobs)
+            try:
+                s = api.simulate(res, np.asarray(x), jobs=args.jobs)
+            except QlstmError as exc:
+                raise api.keep_log(exc, args.out) from None
             verdict = "bit-exact" if s["bit_exact"] else f"NOT bit-exact ({s['mismatches']} windows differ)"
             if "alarm" in s:
                 al = s["alarm"]
@@ -349,7 +335,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 y = api.synthesize(res)
             except QlstmError as exc:
-                raise _kept_log(exc, stage / "synth" / "yosys.log", args.out) from None
+                raise api.keep_log(exc, args.out) from None
             fit = ""
             if cap:
                 fit = (
