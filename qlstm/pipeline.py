@@ -459,6 +459,9 @@ def summary_lines(run: Run) -> list[str]:
                 f"; Yosys (not placed) {r['lut']:,} LUT, {r['ff']:,} FF, {r['dsp']} DSP, {r['bram18']} BRAM18"
             )
             line += f" ({'fits' if r.get('fits') else 'does NOT fit'})" if r.get("fits") is not None else ""
+        if r.get("budget_us") is not None:  # the RTL's own budget and rtl.json's verdict on it
+            met = {True: "met", False: "MISSED"}.get(r.get("budget_met"), "not measured")
+            line += f"; rtl.budget_us {r['budget_us']:g} us: {met}"
         lines.append(line)
     d = s.get("detection")
     if d:
