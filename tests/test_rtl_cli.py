@@ -57,6 +57,10 @@ def test_out_overlapping_the_input_run_is_refused_and_nothing_deleted(qrun, tmp_
             "--product-latency 5: must be > 0 and at most the cutoff 4",
         ),
         (
+            ("--product-latency", "20", "--budget-us", "1"),
+            "--product-latency 20: must be > 0 and at most the cutoff; --budget-us tries cutoffs up to 16",
+        ),
+        (
             ("--clock-ns", "1e-12"),
             "--clock-ns 1e-12: a clock above 2 GHz (period < 0.5 ns) is beyond any FPGA",
         ),
@@ -174,6 +178,20 @@ def test_budget_outcome_and_candidates_are_typed_fields(qrun, tmp_path):
     docs = (Path(__file__).parents[1] / "docs" / "rtl.md").read_text()
     listed = ", ".join(f"{c:g}" for c in api.CANDIDATES[:-1]) + f" and {api.CANDIDATES[-1]:g}"
     assert f"tries the cutoffs {listed} (" in docs
+
+
+def test_budget_states_when_it_caps_the_product_latency(qrun, tmp_path, capsys):
+    """--budget-us with --product-latency above the chosen cutoff: the printed line says it was
+    capped and to what (it was silently capped: a new user's trial); rtl.json has the capped value."""
+    import json
+
+    assert _rtl(qrun, tmp_path / "o", "--budget-us", "2", "--product-latency", "16", "--windows", "4") == 0
+    m = json.loads((tmp_path / "o" / "rtl.json").read_text())
+    out = capsys.readouterr().out
+    cut = m["pipeline"]
+    assert cut < 16, "the tie rule chose the largest cutoff: this test needs another model"
+    assert f"da4ml cutoff {cut:g} (--product-latency 16 capped at this cutoff: {cut:g}):" in out
+    assert m["product_latency"] == cut
 
 
 def _fake_packages(root, *names):
