@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -280,6 +281,32 @@ def find_decode_error(path: Path, encoding: str, block: int = 1 << 20) -> QlstmE
             offset += len(data)
 
 
+#: the build tools running now, in any thread (pid -> process; each leads its own process group)
+_TOOLS: dict[int, subprocess.Popen] = {}
+_TOOLS_LOCK = threading.Lock()
+#: > 0 while :func:`tools_stopped` is active: no new tool starts
+_STOPPING = 0
+
+
+def _kill_groups(procs: list[subprocess.Popen], wait: float = 5.0) -> None:
+    """SIGTERM the process groups of ``procs`` at once, then SIGKILL those whose leader has not
+    exited after ``wait`` seconds; the whole group is signalled (a tool's own children too)."""
+    import signal
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(p.pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            # poll() sees the exit even while another thread waits on the process (it reaps it)
+            procs = [p for p in procs if p.returncode is None and p.poll() is None]
+            if not procs:
+                return
+            time.sleep(0.05)
+
+
 def run_tool(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     """``subprocess.run(cmd, capture_output=True, text=True)`` in its own process group, which is
     killed as a whole when this process is interrupted (Ctrl-C, or SIGTERM, which qlstm's CLI turns
@@ -287,23 +314,43 @@ def run_tool(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
 
     Build tools start children of their own (Verilator's perl wrapper -> make -> g++, ``bash
     build_lib.sh`` -> g++): killing only the direct child left them running in a deleted staging
-    folder (found in a user's trial of ``qlstm rtl``, 2026-12-01). ``kwargs`` go to
-    :class:`subprocess.Popen` (``cwd``, ``env``). Raises OSError as Popen does."""
-    import signal
-
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs
-    )
+    folder (found in a user's trial of ``qlstm rtl``, 2026-12-01). A tool running in another thread
+    (Yosys beside the Verilator build in ``qlstm run``) does not see the interrupt, which Python
+    delivers to the main thread: :func:`tools_stopped` kills it. ``kwargs`` go to
+    :class:`subprocess.Popen` (``cwd``, ``env``). Raises OSError as Popen does, and QlstmError
+    inside :func:`tools_stopped`."""
+    with _TOOLS_LOCK:  # a tool starts and is registered before tools_stopped can look
+        if _STOPPING:
+            raise QlstmError(f"not started (interrupted): {cmd[0]}")
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs
+        )
+        _TOOLS[proc.pid] = proc
     try:
         out, err = proc.communicate()
     except BaseException:
-        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        _kill_groups([proc])
         raise
+    finally:
+        with _TOOLS_LOCK:
+            _TOOLS.pop(proc.pid, None)
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+@contextlib.contextmanager
+def tools_stopped() -> Iterator[None]:
+    """Kill every tool :func:`run_tool` is running (in any thread, with their process groups) and
+    refuse new ones until the block ends: for the main thread, on an interrupt or a failure, before
+    it waits for a worker thread that runs a tool (``qlstm run``'s rtl step waited 146 s for Yosys
+    after Ctrl-C, and a second Ctrl-C left Yosys running with parent pid 1: a user's trial,
+    2026-12-01). The worker's tool then ends as killed, so its thread returns in a moment."""
+    global _STOPPING
+    with _TOOLS_LOCK:
+        _STOPPING += 1
+        procs = list(_TOOLS.values())
+    try:
+        _kill_groups(procs)
+        yield
+    finally:
+        with _TOOLS_LOCK:
+            _STOPPING -= 1

@@ -169,8 +169,6 @@ def step_rtl(cfg: RunConfig, run: Run) -> dict[str, Any]:
     firmware_sim), Yosys synthesis if ``rtl.synth``; writes ``rtl/rtl.json`` and the sources.
     Returns ``{"rtl": folder or None, "bit_exact": ...}``. Raises QlstmError when Verilator or
     Yosys is missing (before anything is written) or the part has no Yosys family."""
-    from concurrent.futures import ThreadPoolExecutor
-
     import numpy as np
 
     from qlstm import runs
@@ -206,13 +204,40 @@ def step_rtl(cfg: RunConfig, run: Run) -> dict[str, Any]:
     res.windows_source = f"{len(idx):,} held-out test windows of {qrun.path}"
     # Yosys (one thread) runs beside the Verilator build: on 2 cores the step takes the longer of
     # the two, not their sum (docs/architecture.md has the measured times).
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        synth = pool.submit(api.synthesize, res) if r.synth else None
-        sim = api.simulate(res, test.x[idx], jobs=r.jobs)
-        if synth is not None:
-            synth.result()  # re-raises a Yosys failure
+    try:
+        sim = beside(
+            (lambda: api.synthesize(res)) if r.synth else None,
+            lambda: api.simulate(res, test.x[idx], jobs=r.jobs),
+        )
+    except QlstmError as exc:  # the folder goes: its tool's log is kept beside it (rtl.verilator.log ...)
+        raise api.keep_log(exc, out) from None
     res.write_json()  # after both: each wrote its own half while the other was running
     return {"rtl": str(out), "bit_exact": sim["bit_exact"]}
+
+
+def beside(side: Callable[[], Any] | None, main: Callable[[], Any]) -> Any:
+    """``main()`` in this thread while ``side()`` (if given) runs in a worker thread; returns
+    ``main``'s result once both finished, re-raising a failure of either.
+
+    When ``main`` fails or is interrupted (Ctrl-C, SIGTERM: Python delivers them to this thread
+    only), the tools ``side`` runs through :func:`qlstm.io.run_tool` are killed
+    (:func:`qlstm.io.tools_stopped`) rather than awaited: the rtl step waited 146 s for Yosys after
+    a Ctrl-C, and a second Ctrl-C left it running with parent pid 1 (a user's trial, 2026-12-01)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from qlstm.io import tools_stopped
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        fut = pool.submit(side) if side is not None else None
+        try:
+            out = main()
+            if fut is not None:
+                fut.result()  # re-raises the side's failure
+        except BaseException:
+            with tools_stopped():  # the side's failure (it was killed) is not the one to report
+                pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return out
 
 
 def step_detect(cfg: RunConfig, run: Run) -> dict[str, Any]:
@@ -434,6 +459,9 @@ def summary_lines(run: Run) -> list[str]:
                 f"; Yosys (not placed) {r['lut']:,} LUT, {r['ff']:,} FF, {r['dsp']} DSP, {r['bram18']} BRAM18"
             )
             line += f" ({'fits' if r.get('fits') else 'does NOT fit'})" if r.get("fits") is not None else ""
+        if r.get("budget_us") is not None:  # the RTL's own budget and rtl.json's verdict on it
+            met = {True: "met", False: "MISSED"}.get(r.get("budget_met"), "not measured")
+            line += f"; rtl.budget_us {r['budget_us']:g} us: {met}"
         lines.append(line)
     d = s.get("detection")
     if d:

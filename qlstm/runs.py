@@ -609,6 +609,20 @@ class RtlSummary:
     seconds: dict[str, float]
     raw: dict[str, Any]
 
+    @property
+    def budget_us(self) -> float | None:
+        """The RTL's own latency budget (``qlstm rtl --budget-us``, ``rtl.budget_us`` of ``qlstm
+        run``), which chose its cutoff; None when it had none."""
+        v = self.raw.get("budget_us")
+        return None if v is None else float(v)
+
+    @property
+    def budget_met(self) -> bool | None:
+        """rtl.json's verdict on :attr:`budget_us` (measured cycles x assumed clock); None without
+        a budget or without a simulation."""
+        v = self.raw.get("budget_met")
+        return None if v is None else bool(v)
+
 
 def read_rtl(path: Path) -> RtlSummary:
     """The ``rtl.json`` in folder ``path`` (or the file itself); one QlstmError line when it is

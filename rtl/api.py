@@ -328,6 +328,29 @@ def simulate(res: RtlResult, x: np.ndarray, *, jobs: int = 1, opt: str = _sim.DE
     return res.sim
 
 
+def keep_log(exc: QlstmError, out: Path) -> QlstmError:
+    """``exc`` pointing to a copy of the log it names (``(log: PATH)``, :func:`qlstm.rtl.sim.build`'s
+    ``verilator.log``, :func:`qlstm.rtl.synth.synthesize`'s ``yosys.log``) beside the output folder
+    ``out`` (``<out>.verilator.log``, ``<out>.yosys.log``): the staging folder holding it is deleted
+    on failure. Without such a log, the pointer is dropped; ``exc`` unchanged without a pointer."""
+    import re
+
+    from qlstm.io import atomic_write_bytes
+
+    msg = str(exc)
+    m = re.search(r" \(log: ([^)]*)\)", msg)
+    if m is None:
+        return exc
+    log_file = Path(m[1])
+    if log_file.is_file():
+        kept = Path(f"{out}.{log_file.name}")
+        atomic_write_bytes(kept, log_file.read_bytes())
+        msg = msg.replace(m[0], f" (log: {kept})")
+    else:
+        msg = msg.replace(m[0], "")
+    return QlstmError(msg, exc.exit_code)
+
+
 def write_vectors(res: RtlResult, x: np.ndarray) -> np.ndarray:
     """Write the self-checking testbench's vectors into ``res.out/tb``: windows ``x`` (N, L, C,
     normalised) and firmware_sim's outputs as result-type raw bits (:func:`qlstm.rtl.sim.write_vectors`;

@@ -78,7 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="P",
         help="delay given to a variable product (a DSP48) when cutting the step into stages, in da4ml's "
         "units, or 'da4ml' for da4ml's own LUT-multiplier model (as many adder levels as the wider operand "
-        f"has bits); default {api_default_product_latency()}",
+        f"has bits); default {api_default_product_latency()}; at most the cutoff (with --budget-us: at most the "
+        "largest cutoff tried, capped at the one chosen, as the printed line says)",
     )
     p.add_argument(
         "--sim",
@@ -220,23 +221,6 @@ def _n(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
-def _kept_log(exc: QlstmError, log: Path, out: Path) -> QlstmError:
-    """``exc`` pointing to a copy of Yosys' log beside ``out`` (``<out>.yosys.log``) instead of the
-    staging folder, which is deleted on failure; without a log, the pointer is dropped."""
-    import re
-
-    from qlstm.io import atomic_write_bytes
-
-    msg = str(exc)
-    if log.is_file():
-        kept = Path(f"{out}.yosys.log")
-        atomic_write_bytes(kept, log.read_bytes())
-        msg = msg.replace(str(log), str(kept))
-    else:
-        msg = re.sub(r" \(log: [^)]*\)", "", msg)
-    return QlstmError(msg, exc.exit_code)
-
-
 def run(args: argparse.Namespace) -> int:
     from qlstm import description
     from qlstm.io import check_out_folder, staged_dir
@@ -249,6 +233,12 @@ def run(args: argparse.Namespace) -> int:
     cut = api.DEFAULT_PIPELINE if args.pipeline is None else args.pipeline
     if isinstance(pl, float) and args.budget_us is None and pl > cut:
         raise QlstmError(f"--product-latency {pl:g}: must be > 0 and at most the cutoff {cut:g}")
+    if isinstance(pl, float) and args.budget_us is not None and pl > max(api.CANDIDATES):
+        # every cutoff tried would cap it (a new user's trial: 20 was accepted and silently capped)
+        raise QlstmError(
+            f"--product-latency {pl:g}: must be > 0 and at most the cutoff; --budget-us tries cutoffs up to "
+            f"{max(api.CANDIDATES):g}"
+        )
     check_out_folder(args.out, args.overwrite, (args.run_dir, args.inputs))
     part, target, clock_ns, cap = _target(args)
     yosys_family(part)  # refuse an unknown part before any work, with or without --synth
@@ -314,8 +304,11 @@ def run(args: argparse.Namespace) -> int:
                 "(fewer table index bits) shrinks them"
             )
             log.warning("%s", res.notes[-1])
+        capped = ""
+        if isinstance(pl, float) and pl > d.pipeline:  # --budget-us chose a cutoff below it
+            capped = f" (--product-latency {pl:g} capped at this cutoff: {d.product_latency:g})"
         print(
-            f"RTL: {len(desc.architecture.layers)} layer(s), da4ml cutoff {d.pipeline:g}: {_n(d.stages, 'stage')} per "
+            f"RTL: {len(desc.architecture.layers)} layer(s), da4ml cutoff {d.pipeline:g}{capped}: {_n(d.stages, 'stage')} per "
             f"step, {d.head_stages} for the head, {d.cycles:,} cycles per window by construction"
         )
         if not args.sim:
@@ -325,7 +318,10 @@ def run(args: argparse.Namespace) -> int:
                 "run it with --sim, or in Vivado: docs/rtl.md)"
             )
         if args.sim:
-            s = api.simulate(res, np.asarray(x), jobs=args.jobs)
+            try:
+                s = api.simulate(res, np.asarray(x), jobs=args.jobs)
+            except QlstmError as exc:
+                raise api.keep_log(exc, args.out) from None
             verdict = rtl_verdict(s)
             if "alarm" in s:
                 al = s["alarm"]
@@ -350,7 +346,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 y = api.synthesize(res)
             except QlstmError as exc:
-                raise _kept_log(exc, stage / "synth" / "yosys.log", args.out) from None
+                raise api.keep_log(exc, args.out) from None
             fit = ""
             if cap:
                 fit = (

