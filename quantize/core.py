@@ -265,8 +265,8 @@ def quantize_run(
     return metrics
 
 
-def _refuse_existing(out: Path, overwrite: bool, run_dir: Path) -> None:
-    check_out_folder(out, overwrite, (run_dir,))
+def _refuse_existing(out: Path, overwrite: bool, run_dir: Path, calibration: Path | None = None) -> None:
+    check_out_folder(out, overwrite, (run_dir, calibration))
 
 
 def sweep(
