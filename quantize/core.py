@@ -71,6 +71,9 @@ def load_float_run(run_dir: Path) -> tuple[ModelDescription, dict[str, np.ndarra
     desc, weights = description.load(run_dir)
     if desc.quantized:
         raise QlstmError(f"{run_dir}: already a quantized run; quantize its float parent instead")
+    from qlstm.train.backend import check_checkpoint
+
+    check_checkpoint(run_dir, weights)  # as `qlstm predict --backend float` does: a truncated one is refused
     return desc, weights
 
 
