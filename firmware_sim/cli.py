@@ -192,10 +192,13 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_trace(args: argparse.Namespace) -> int:
-    from qlstm.io import atomic_path
+    from qlstm.io import atomic_path, check_out_file
 
     from .backend import load_firmware
 
+    if args.out.suffix != ".npz":
+        raise QlstmError(f"--out {args.out}: the trace is written as .npz; give a file name ending in .npz")
+    check_out_file(args.out)
     config = None
     if args.hls_project is not None:
         from qlstm.predict import hls_project_config
@@ -203,8 +206,6 @@ def run_trace(args: argparse.Namespace) -> int:
         config = hls_project_config(args.hls_project, args.run_dir)
     fw = load_firmware(args.run_dir, config)
     x = load_inputs(args.inputs)
-    if args.out.suffix != ".npz":
-        raise QlstmError(f"--out {args.out}: the trace is written as .npz; give a file name ending in .npz")
     try:
         run = fw.run(x, trace=True)
     except QlstmError as exc:

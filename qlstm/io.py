@@ -79,25 +79,44 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
+def _probe_create(out: Path, option: str, parent: Path, what: str) -> None:
+    """Create and remove an entry in the existing folder ``parent``: a place where nothing can be
+    made (``/proc``, ``/sys``, a read-only mount, a folder without write permission) is found by
+    trying, not by guessing from modes (root passes every mode check). Raises QlstmError."""
+    try:
+        if what == "file":
+            fd, tmp = tempfile.mkstemp(prefix=".qlstm-probe.", dir=parent)
+            os.close(fd)
+            os.unlink(tmp)
+        else:
+            os.rmdir(tempfile.mkdtemp(prefix=".qlstm-probe.", dir=parent))
+    except OSError as exc:
+        raise QlstmError(
+            f"{option} {out}: cannot create a {what} in {parent} ({exc.strerror or type(exc).__name__})"
+        ) from None
+
+
+def _check_ancestor(out: Path, option: str) -> None:
+    """The nearest existing ancestor of ``out`` must be a folder where a folder can be created."""
+    for parent in out.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise QlstmError(f"{option} {out}: {parent} is a file, not a folder")
+            _probe_create(out, option, parent, "folder")
+            return
+
+
 def check_out_folder(out: Path, overwrite: bool = False, inputs: tuple[Path | None, ...] = ()) -> None:
     """Refuse an output folder before any work: an existing file, a place where no folder can be
     created (its nearest existing ancestor is tried: ``/proc``, a read-only mount), a non-empty folder without
     ``overwrite``, or a folder that is, contains or lies inside one of ``inputs`` (paths resolved,
-    symlinks followed), which ``--overwrite`` would otherwise delete. Raises QlstmError (one line)."""
+    symlinks followed), which ``--overwrite`` would otherwise delete. Raises QlstmError (one line).
+    Commands that resume or update their folder (``qlstm run``, ``explore``, ``train``) pass
+    ``overwrite=True`` and judge a non-empty folder themselves. Output files: :func:`check_out_file`."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise QlstmError(f"--out {out}: exists and is not a folder")
-    for parent in out.absolute().parents:  # the nearest existing ancestor must be a folder ...
-        if parent.exists():
-            if not parent.is_dir():
-                raise QlstmError(f"--out {out}: {parent} is a file, not a folder")
-            try:  # ... where a folder can be made (not /proc, not read-only): tried, not guessed
-                os.rmdir(tempfile.mkdtemp(prefix=".qlstm-probe.", dir=parent))
-            except OSError as exc:
-                raise QlstmError(
-                    f"--out {out}: cannot create a folder in {parent} ({exc.strerror or type(exc).__name__})"
-                ) from None
-            break
+    _check_ancestor(out, "--out")
     real = out.resolve()
     for inp in inputs:
         if inp is None:
@@ -109,6 +128,32 @@ def check_out_folder(out: Path, overwrite: bool = False, inputs: tuple[Path | No
             )
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise QlstmError(f"{out} already exists and is not empty; choose another folder or pass --overwrite")
+
+
+def check_out_file(out: Path | None, option: str = "--out", parent_must_exist: bool = False) -> None:
+    """Refuse an output file before any work (the file counterpart of :func:`check_out_folder`):
+    an existing folder or other non-regular file (a device, a FIFO: the atomic rename of
+    :func:`atomic_path` would replace it), a folder in which no file can be created (``/proc``,
+    ``/sys``, a read-only mount; tried, not guessed), or a missing folder that cannot be created
+    (its nearest existing ancestor is a file or refuses a folder), or, with ``parent_must_exist``,
+    any missing folder (a typo rather than something to create). ``None`` (option not given)
+    passes. Raises QlstmError (one line naming ``option``)."""
+    if out is None:
+        return
+    out = Path(out)
+    if out.is_dir():
+        raise QlstmError(f"{option} {out}: is a folder; give a file name")
+    if out.exists() and not out.is_file():
+        raise QlstmError(f"{option} {out}: exists and is not a regular file")
+    parent = out.absolute().parent
+    if parent.is_dir():
+        _probe_create(out, option, parent, "file")
+    elif parent.exists():
+        raise QlstmError(f"{option} {out}: {parent} is a file, not a folder")
+    elif parent_must_exist:
+        raise QlstmError(f"{option} {out}: folder {out.parent} does not exist")
+    else:
+        _check_ancestor(out, option)
 
 
 def _remove_dead_stagings(final: Path) -> None:

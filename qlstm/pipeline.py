@@ -27,7 +27,7 @@ from typing import Any
 
 from qlstm.config import to_mapping
 from qlstm.errors import QlstmError
-from qlstm.io import atomic_write_text
+from qlstm.io import atomic_write_text, check_out_folder
 from qlstm.run_config import RunConfig, load_run_config
 
 DONE = ".done.json"
@@ -384,6 +384,7 @@ def execute(cfg: RunConfig, root: Path, start: str | None = None, stop: str | No
     i_stop = STEP_NAMES.index(stop) if stop else len(STEPS) - 1
     if i_stop < i_start:
         raise QlstmError(f"--to {stop} comes before --from {start}")
+    check_out_folder(root, overwrite=True)  # a file, /proc, a read-only place; a resumed run is non-empty
     root = Path(root).resolve()
     _prepare_root(root)
     run = Run(root)

@@ -178,12 +178,14 @@ def _output_activation(run_dir: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qlstm.io import atomic_path, atomic_write_text
+    from qlstm.io import atomic_path, atomic_write_text, check_out_file
 
     if args.out is not None and args.out.suffix != ".npy":
         raise QlstmError(f"--out {args.out}: must end in .npy")
     if args.data is None and args.metrics is not None:
         raise QlstmError("--metrics needs --data (targets to score against)")
+    check_out_file(args.out)  # before the backend runs (an rtl build and simulation can take minutes)
+    check_out_file(args.metrics, "--metrics")
     if args.inputs is not None:
         x, y_true = _load_npy(args.inputs), None
         where = f"--inputs {args.inputs}"

@@ -72,8 +72,8 @@ def quantize_calibrated(
         raise QlstmError("--calibration gives windows without targets: only --method ptq can use them")
     desc, weights = core.load_float_run(run_dir)
     a = desc.architecture
+    core._refuse_existing(out, overwrite, run_dir, calibration)
     x = load_windows(calibration, a, run_dir)
-    core._refuse_existing(out, overwrite, run_dir)
     empty = (x[:0], np.zeros((0, a.horizon)))
     win = core.Windows(train=(x, np.zeros((len(x), a.horizon))), val=empty, test=empty)
     q, qweights, extra = core.quantize_model(a, weights, win, cfg, types, progress)

@@ -71,6 +71,9 @@ def load_float_run(run_dir: Path) -> tuple[ModelDescription, dict[str, np.ndarra
     desc, weights = description.load(run_dir)
     if desc.quantized:
         raise QlstmError(f"{run_dir}: already a quantized run; quantize its float parent instead")
+    from qlstm.train.backend import check_checkpoint
+
+    check_checkpoint(run_dir, weights)  # as `qlstm predict --backend float` does: a truncated one is refused
     return desc, weights
 
 
@@ -265,8 +268,8 @@ def quantize_run(
     return metrics
 
 
-def _refuse_existing(out: Path, overwrite: bool, run_dir: Path) -> None:
-    check_out_folder(out, overwrite, (run_dir,))
+def _refuse_existing(out: Path, overwrite: bool, run_dir: Path, calibration: Path | None = None) -> None:
+    check_out_folder(out, overwrite, (run_dir, calibration))
 
 
 def sweep(

@@ -322,6 +322,31 @@ def test_bad_run_folders(float_run, tmp_path, capsys):
     assert (tmp_path / "q" / "model.json").read_text() == before
 
 
+@pytest.mark.parametrize("form", ["ptq", "calibration", "sweep"])
+def test_truncated_checkpoint_is_refused_as_predict_refuses_it(float_run, tmp_path, capsys, form):
+    """A new user's trial: PTQ quantized a run whose checkpoint.pt was cut in half, which
+    `qlstm predict --backend float` refuses; both now give the same line (one check,
+    qlstm.train.backend.check_checkpoint), before any work and with nothing written."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(float_run, run)
+    ck = run / "checkpoint.pt"
+    ck.write_bytes(ck.read_bytes()[: ck.stat().st_size // 2])
+    x = tmp_path / "x.npy"
+    np.save(x, np.random.default_rng(0).uniform(0, 1, (20, 6, 1)))
+    assert main(["predict", str(run), "--backend", "float", "--inputs", str(x)]) == 2
+    predict_err = capsys.readouterr().err.strip()
+    extra = {"ptq": [], "calibration": ["--calibration", str(x)], "sweep": ["--sweep", "6,8"]}[form]
+    out = tmp_path / "q"
+    assert main(["quantize", str(run), "--out", str(out), "--no-progress", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"{ck}: corrupt checkpoint (" in err
+    assert err.split(": error: ", 1)[1] == predict_err.split(": error: ", 1)[1]
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["run", "x.npy"]
+
+
 def test_backend_refuses_float_runs_and_bad_shapes(float_run, tmp_path):
     from qlstm.errors import QlstmError
 

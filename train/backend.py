@@ -39,17 +39,27 @@ def load_checkpoint(run_dir: Path) -> dict[str, np.ndarray]:
         raise QlstmError(f"{path}: corrupt checkpoint ({exc})") from None
 
 
+def check_checkpoint(run_dir: Path, weights: dict[str, np.ndarray]) -> None:
+    """A float run's ``checkpoint.pt``, when present (an imported run has none), must load and hold
+    ``weights`` (its ``weights.npz``) exactly: a corrupt, truncated or mismatched checkpoint is one
+    error line. The one check of the float backend and of ``qlstm quantize``. Raises QlstmError."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT_FILE).exists():
+        return
+    ckpt = load_checkpoint(run_dir)
+    for k, w in weights.items():
+        if ckpt[k].shape != w.shape or not np.array_equal(ckpt[k], w):
+            raise QlstmError(
+                f"{run_dir / CHECKPOINT_FILE}: corrupt checkpoint ({k} differs from {description.WEIGHTS_FILE})"
+            )
+
+
 def load_model(run_dir: Path) -> Predictor:
     """The run's model in eval mode; for float runs the checkpoint must match ``weights.npz``."""
     run_dir = Path(run_dir)
     desc, weights = description.load(run_dir)
-    if not desc.quantized and (run_dir / CHECKPOINT_FILE).exists():
-        ckpt = load_checkpoint(run_dir)
-        for k, w in weights.items():
-            if ckpt[k].shape != w.shape or not np.array_equal(ckpt[k], w):
-                raise QlstmError(
-                    f"{run_dir / CHECKPOINT_FILE}: corrupt checkpoint ({k} differs from {description.WEIGHTS_FILE})"
-                )
+    if not desc.quantized:
+        check_checkpoint(run_dir, weights)
     return from_weights(desc.architecture, weights)
 
 

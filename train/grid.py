@@ -21,7 +21,7 @@ import numpy as np
 
 from qlstm.config import to_mapping
 from qlstm.errors import QlstmError
-from qlstm.io import atomic_path, atomic_write_text
+from qlstm.io import atomic_path, atomic_write_text, check_out_folder
 from qlstm.train.config import TrainConfig, load_config
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ def run_grid(
 ) -> list[dict[str, Any]]:
     """Train every (L, k) cell, ``jobs`` at a time; write grid.csv and grid_rmse.png."""
     out = Path(out)
+    check_out_folder(out, overwrite=True, inputs=(data_path,))  # a resumed grid is non-empty: judged below
     for L in histories:
         load_config(None, {**to_mapping(base), "history": L})
     for k in horizons:

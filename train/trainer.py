@@ -32,7 +32,7 @@ from qlstm import description
 from qlstm.config import to_mapping
 from qlstm.description import CONSTANT_IN_WINDOWS, ModelDescription, Standardisation
 from qlstm.errors import QlstmError
-from qlstm.io import atomic_path, atomic_write_bytes, atomic_write_text, staged_dir
+from qlstm.io import atomic_path, atomic_write_bytes, atomic_write_text, check_out_folder, staged_dir
 from qlstm.runs import CHECKPOINT_FILE, CONFIG_FILE, CURVE_FILE, DATA_FILE, METRICS_FILE, WINDOWS_FILE
 from qlstm.threads import Adapt
 from qlstm.train import metrics as M
@@ -274,8 +274,7 @@ def train_run(
     (``qlstm explore`` makes them once per L and shares them between trials).
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise QlstmError(f"--out {out}: exists and is not a folder")
+    check_out_folder(out, overwrite=True, inputs=(data_path,))  # the same run is kept: judged below
     nonempty = out.is_dir() and any(out.iterdir())
     if nonempty and not overwrite and not (out / CONFIG_FILE).is_file():
         raise QlstmError(

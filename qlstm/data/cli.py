@@ -168,8 +168,10 @@ def _as_mapping(cfg) -> dict:
 def run_generate(args: argparse.Namespace) -> int:
     from qlstm.data.formats import file_format, save_events
     from qlstm.data.synthetic import generate
+    from qlstm.io import check_out_file
 
-    file_format(args.out)  # refuse an unknown extension before generating anything
+    file_format(args.out)  # refuse an unknown extension or an unwritable --out before generating anything
+    check_out_file(args.out)
     cfg = synthetic_config(args)
     t0 = time.perf_counter()
     es = generate(cfg)
@@ -187,9 +189,11 @@ def run_generate(args: argparse.Namespace) -> int:
 def run_inspect(args: argparse.Namespace) -> int:
     from qlstm.data.formats import load_events
     from qlstm.data.plot import plot_events, summary
+    from qlstm.io import check_out_file
 
     if args.png is not None and args.png.suffix.lower() != ".png":
         raise QlstmError(f"--png {args.png}: the file name must end in .png")
+    check_out_file(args.png, "--png")
     if args.plot_events < 1:
         raise QlstmError(f"--plot-events {args.plot_events}: must be >= 1")
     es = load_events(

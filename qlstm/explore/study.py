@@ -25,6 +25,7 @@ import optuna
 from qlstm.errors import QlstmError
 from qlstm.explore.space import Space
 from qlstm.explore.trial import Context, _error_line, prepare_windows, run_config, run_trial
+from qlstm.io import check_out_folder
 
 STUDY_NAME = "qlstm-explore"
 OBJECTIVES = ("rmse", "latency_us", "resource_frac")
@@ -312,10 +313,9 @@ def explore(
         raise QlstmError(f"--workers {workers} must be >= 1")
     if storage is not None:
         _check_storage(storage)
-    data = check_data(data)
     out = Path(out).resolve()
-    if out.exists() and not out.is_dir():
-        raise QlstmError(f"--out {out}: exists and is not a folder")
+    check_out_folder(out, overwrite=True)  # a file, /proc, a read-only place; a resumed study is non-empty
+    data = check_data(data)
     client = cluster = None
     if scheduler is not None:  # before anything is created: an unreachable scheduler leaves nothing
         client, cluster = _client(scheduler, workers)

@@ -19,8 +19,8 @@ import numpy as np
 from qlstm import description
 from qlstm.description import ModelDescription
 from qlstm.errors import QlstmError
-from qlstm.export.graph import check_out, read_metadata, save_model
-from qlstm.io import weights_sha256
+from qlstm.export.graph import read_metadata, save_model
+from qlstm.io import check_out_file, weights_sha256
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def export(run_dir: Path, fmt: str | None = None, out: Path | None = None, verif
     desc, weights = description.load(run_dir)
     fmt = fmt or default_format(desc)
     out = Path(out) if out is not None else run_dir / DEFAULT_FILES[fmt]
-    check_out(out)
+    check_out_file(out, parent_must_exist=True)  # a missing folder is a typo, not created silently
     model = build_model(desc, weights, fmt)
     result = verify(desc, weights, model, verification_windows(desc, verify_windows))
     if not result["ok"]:

@@ -18,8 +18,7 @@ import numpy as np
 
 from qlstm import __version__
 from qlstm.description import ModelDescription
-from qlstm.errors import QlstmError
-from qlstm.io import atomic_path
+from qlstm.io import atomic_path, check_out_file
 
 #: ONNX IR version written (onnxruntime 1.31 loads IR <= 13; 8 keeps older runtimes working).
 IR_VERSION = 8
@@ -132,20 +131,11 @@ def make_model(
     return model
 
 
-def check_out(out: Path) -> None:
-    """A missing output folder is an error (a typo), not something to create silently."""
-    out = Path(out)
-    if out.is_dir():
-        raise QlstmError(f"--out {out} is a folder; give a file name")
-    if not out.parent.is_dir():
-        raise QlstmError(f"--out {out}: folder {out.parent} does not exist")
-
-
 def save_model(model: Any, out: Path) -> None:
     """Write atomically (a temporary file renamed on success)."""
     import onnx
 
-    check_out(out)
+    check_out_file(out, parent_must_exist=True)
     with atomic_path(Path(out)) as tmp:
         onnx.save_model(model, str(tmp))
 

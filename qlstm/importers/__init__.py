@@ -53,9 +53,11 @@ def import_model(
     """``qlstm import MODEL --out RUN_DIR``: read ``path`` and write the float run folder.
     Returns the :class:`~qlstm.description.ModelDescription` written. Raises QlstmError."""
     from qlstm.importers.common import write_run
+    from qlstm.io import check_out_folder
 
     if history is not None and not 1 <= history <= 128:
         raise QlstmError(f"--history {history} outside 1-128")
+    check_out_folder(Path(out), overwrite, (path,))  # before the model is read
     imp = read_model(path, history)
     return write_run(Path(out), imp, Path(path), history, normalisation, overwrite)
 

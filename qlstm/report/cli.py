@@ -144,7 +144,9 @@ def run_estimate(args: argparse.Namespace, run_dir: Path) -> int:
     from qlstm import description
     from qlstm.hls.cli import section
     from qlstm.hls.estimate import estimate, search_budget
+    from qlstm.io import check_out_file
 
+    check_out_file(args.json, "--json")  # before the estimate is printed: no partial output
     desc, weights = description.load(run_dir)
     if args.target is None and args.part is None and args.config is None:
         raise QlstmError("give --target NAME, --part PART --resources LUT,FF,DSP,BRAM, or --config")
