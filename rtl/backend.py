@@ -99,6 +99,10 @@ def evict(root: Path, keep: int, protect: Path | None = None) -> list[Path]:
             if not p.with_suffix("").exists() and time.time() - p.stat().st_mtime > STALE_STAGING_S:
                 p.unlink(missing_ok=True)
             continue
+        if p.suffix == ".log" and not p.is_dir():  # a failed build's log (_build_or_reuse), kept a while
+            if time.time() - p.stat().st_mtime > STALE_STAGING_S:
+                p.unlink(missing_ok=True)
+            continue
         if not p.is_dir():
             continue
         st = p.stat()
@@ -174,7 +178,10 @@ def _build_or_reuse(entry: Path, desc, weights, pipeline: float, alarm_rule, kee
         res = api.build(
             desc, weights, part="xc7z045ffg900-2", clock_ns=5.0, pipeline=pipeline, out=stage, traced_design=d
         )
-        sim.build(stage)
+        try:
+            sim.build(stage)
+        except QlstmError as exc:  # the log it names is in the staging folder deleted below
+            raise api.keep_log(exc, entry) from None
         if entry.exists():
             shutil.rmtree(entry)
         os.replace(stage, entry)

