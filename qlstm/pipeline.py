@@ -451,7 +451,9 @@ def summary_lines(run: Run) -> list[str]:
         lines.append(f"  {rec['target']} @ {rec['clock_mhz']:g} MHz: {rec['verdict']}")
     r = s.get("rtl")
     if r and r.get("cycles_max") is not None:
-        ex = "BIT-EXACT" if r["bit_exact"] else "NOT bit-exact"
+        from qlstm.runs import rtl_verdict  # the network's outputs and the alarm apart
+
+        ex = "BIT-EXACT" if r["bit_exact"] else rtl_verdict(r)
         line = (f"  RTL {r['target'] or r['part']}: {r['cycles_max']} cycles measured in Verilator = "
                 f"{r['latency_us']:.3f} us at an assumed {r['clock_ns']:g} ns clock, {ex} vs firmware_sim "
                 f"on {r['windows']} windows ({r.get('windows_source') or 'source not recorded'})")  # fmt: skip

@@ -141,11 +141,14 @@ def configure(threads: int | None = None) -> int:
         policy = "waiting threads sleep (OMP_WAIT_POLICY=PASSIVE): the machine is busy at start-up"
     else:
         policy = "waiting threads spin, then sleep (libgomp's default): the machine is idle at start-up"
-    adapt = (
-        "; training and QAT drop to 1 torch thread while other work contends (QLSTM_ADAPT=0 to keep the count)"
-        if "PASSIVE" not in policy.upper() and n > 1 and os.environ.get("QLSTM_ADAPT", "1").strip() != "0"
-        else ""
-    )
+    if n == 1:
+        adapt = ""
+    elif "PASSIVE" in os.environ.get("OMP_WAIT_POLICY", "").upper():
+        adapt = "; training/QAT keep the count (sleeping threads share the cores: no switch needed)"
+    elif os.environ.get("QLSTM_ADAPT", "1").strip() == "0":
+        adapt = "; training/QAT keep the count (QLSTM_ADAPT=0)"
+    else:
+        adapt = "; training/QAT drop to 1 torch thread while other work contends (QLSTM_ADAPT=0 to keep the count)"
     decision = f"{n} thread(s) ({source}); {policy}{adapt}"
     for var in THREAD_VARS:
         if threads is not None or var not in os.environ:

@@ -52,7 +52,7 @@ def test_wait_policy_follows_the_machine(clean_env, busy):
     d = threads.decision
     assert d.startswith("2 thread(s) (--threads/QLSTM_THREADS); ")
     assert (
-        ("busy at start-up" in d and "1 torch thread" not in d)
+        ("busy at start-up" in d and "training/QAT keep the count (sleeping threads" in d)
         if busy
         else ("idle" in d and "1 torch thread" in d)
     )
@@ -69,6 +69,16 @@ def test_decision_is_logged_with_verbose(clean_env, caplog):
         main(["-v", "predict", "no-such-run", "--backend", "firmware", "--inputs", "no.npy"])
     assert [r.getMessage() for r in caplog.records if r.name == "qlstm.threads"] == [
         "1 thread(s) (OMP_NUM_THREADS); OMP_WAIT_POLICY=PASSIVE (set by the user)"
+    ]
+    caplog.clear()
+    clean_env.setenv("OMP_NUM_THREADS", "2")
+    clean_env.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    clean_env.setenv("QLSTM_ADAPT", "0")
+    with caplog.at_level(logging.INFO, logger="qlstm.threads"):
+        main(["-v", "predict", "no-such-run", "--backend", "firmware", "--inputs", "no.npy"])
+    assert [r.getMessage() for r in caplog.records if r.name == "qlstm.threads"] == [
+        "2 thread(s) (OMP_NUM_THREADS); OMP_WAIT_POLICY=ACTIVE (set by the user); "
+        "training/QAT keep the count (QLSTM_ADAPT=0)"
     ]
 
 
