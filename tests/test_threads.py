@@ -63,23 +63,20 @@ def test_decision_is_logged_with_verbose(clean_env, caplog):
 
     from qlstm.cli import main
 
-    clean_env.setenv("OMP_NUM_THREADS", "1")
-    clean_env.setenv("OMP_WAIT_POLICY", "PASSIVE")
-    with caplog.at_level(logging.INFO, logger="qlstm.threads"):
-        main(["-v", "predict", "no-such-run", "--backend", "firmware", "--inputs", "no.npy"])
-    assert [r.getMessage() for r in caplog.records if r.name == "qlstm.threads"] == [
-        "1 thread(s) (OMP_NUM_THREADS); OMP_WAIT_POLICY=PASSIVE (set by the user)"
-    ]
-    caplog.clear()
-    clean_env.setenv("OMP_NUM_THREADS", "2")
-    clean_env.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    clean_env.setenv("QLSTM_ADAPT", "0")
-    with caplog.at_level(logging.INFO, logger="qlstm.threads"):
-        main(["-v", "predict", "no-such-run", "--backend", "firmware", "--inputs", "no.npy"])
-    assert [r.getMessage() for r in caplog.records if r.name == "qlstm.threads"] == [
-        "2 thread(s) (OMP_NUM_THREADS); OMP_WAIT_POLICY=ACTIVE (set by the user); "
-        "training/QAT keep the count (QLSTM_ADAPT=0)"
-    ]
+    cases = [
+        ({"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"},
+         "1 thread(s) (OMP_NUM_THREADS); OMP_WAIT_POLICY=PASSIVE (set by the user)"),
+        ({"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "ACTIVE", "QLSTM_ADAPT": "0"},
+         "2 thread(s) (OMP_NUM_THREADS); OMP_WAIT_POLICY=ACTIVE (set by the user); "
+         "training/QAT keep the count (QLSTM_ADAPT=0)"),
+    ]  # fmt: skip
+    for env, said in cases:
+        for k, v in env.items():
+            clean_env.setenv(k, v)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="qlstm.threads"):
+            main(["-v", "predict", "no-such-run", "--backend", "firmware", "--inputs", "no.npy"])
+        assert [r.getMessage() for r in caplog.records if r.name == "qlstm.threads"] == [said]
 
 
 @pytest.mark.parametrize(
